@@ -1,0 +1,29 @@
+/* attn.h: single-head spatial self-attention core.
+ *
+ * Shape letters: N batch, C channels, T = H*W positions.
+ * Given qkv (N, 3C, T) (channels [0,C) are q, [C,2C) k, [2C,3C) v, as the one
+ * 1x1 conv of DESIGN.md section 4 produces them):
+ *   w[n,i,j] = softmax_j( sum_c q[n,c,i] k[n,c,j] / sqrt(C) )
+ *   h[n,c,i] = sum_j w[n,i,j] v[n,c,j]
+ * The GroupNorm, the qkv conv and the output projection are separate layers.
+ */
+#ifndef DDPM_ATTN_H
+#define DDPM_ATTN_H
+
+#include <stddef.h>
+
+/* Floats of scratch `work` needed by backward. */
+size_t ddpm_attention_workspace(int N, int C, int T);
+
+/* out (N, C, T); att (N, T, T) softmax weights saved for backward;
+ * qkv (N, 3C, T). */
+void ddpm_attention_forward(float *out, float *att, const float *qkv, int N, int C, int T);
+
+/* Accumulates into dqkv (N, 3C, T). dout (N, C, T). */
+void ddpm_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
+                             int N, int C, int T, float *work);
+
+/* Direct loops with double accumulation: the test reference. */
+void ddpm_attention_forward_naive(float *out, const float *qkv, int N, int C, int T);
+
+#endif

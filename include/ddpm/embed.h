@@ -1,0 +1,16 @@
+/* embed.h: embedding lookup (class labels) and sinusoidal timestep embedding.
+ * Shape letters: N batch, D embedding width, V table rows. */
+#ifndef DDPM_EMBED_H
+#define DDPM_EMBED_H
+
+/* out (N, D) = table[idx[n]]; table (V, D); every idx in [0, V). */
+void ddpm_embedding_forward(float *out, const int *idx, const float *table, int N, int D);
+/* Accumulates dtable[idx[n]] += dout[n]. */
+void ddpm_embedding_backward(float *dtable, const float *dout, const int *idx, int N, int D);
+
+/* Sinusoidal embedding of integer timesteps (forward only, no parameters):
+ * out[n] = [sin(t f_0) ... sin(t f_{D/2-1}), cos(t f_0) ... cos(t f_{D/2-1})],
+ * f_i = exp(-ln(10000) i / (D/2)), computed in double. out (N, D), D even. */
+void ddpm_timestep_embedding(float *out, const int *t, int N, int D);
+
+#endif

@@ -1,0 +1,40 @@
+/* main.c: `ddpm <command> [options]`, a git-style command table. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+const ddpm_cli_command ddpm_cli_commands[] = {
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: ddpm <command> [options]\n"
+            "       ddpm --version | --help\n\n"
+            "Denoising diffusion probabilistic models on the CPU.\n\n"
+            "commands:\n");
+    for (const ddpm_cli_command *c = ddpm_cli_commands; c->name; c++)
+        fprintf(f, "  %-8s %s\n", c->name, c->summary);
+    fprintf(f, "\nRun 'ddpm <command> --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("ddpm %s\n", DDPM_VERSION);
+        return 0;
+    }
+    for (const ddpm_cli_command *c = ddpm_cli_commands; c->name; c++)
+        if (!strcmp(cmd, c->name)) return c->run(argc - 1, argv + 1);
+    fprintf(stderr, "ddpm: '%s' is not a ddpm command. See 'ddpm --help'.\n", cmd);
+    return 2;
+}

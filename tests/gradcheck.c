@@ -21,9 +21,28 @@ static double objective(gc_forward_fn forward, void *ctx, const float *out, size
     return L;
 }
 
+/* L at x[i] = orig + k*eps, restoring x[i]; *step receives the offset
+ * actually representable in float. */
+static double objective_at(gc_tensor *T, size_t i, float orig, double k, double eps,
+                           gc_forward_fn forward, void *ctx, const float *out, size_t nout,
+                           const float *proj, double *step) {
+    T->x[i] = orig + (float)(k * eps);
+    *step = (double)T->x[i] - (double)orig;
+    double L = objective(forward, ctx, out, nout, proj);
+    T->x[i] = orig;
+    return L;
+}
+
 double gc_check(const char *layer, gc_forward_fn forward, void *ctx, const float *out,
                 size_t nout, const float *proj, gc_tensor *tensors, int ntensors,
                 double eps, double tol, size_t max_elems) {
+    return gc_check_order(layer, forward, ctx, out, nout, proj, tensors, ntensors, eps, tol,
+                          max_elems, 2);
+}
+
+double gc_check_order(const char *layer, gc_forward_fn forward, void *ctx, const float *out,
+                      size_t nout, const float *proj, gc_tensor *tensors, int ntensors,
+                      double eps, double tol, size_t max_elems, int order) {
     double worst = 0.0;
     for (int t = 0; t < ntensors; t++) {
         gc_tensor *T = &tensors[t];
@@ -36,15 +55,18 @@ double gc_check(const char *layer, gc_forward_fn forward, void *ctx, const float
         }
         for (size_t i = 0; i < T->n; i += stride) {
             float orig = T->x[i];
-            T->x[i] = orig + (float)eps;
-            double hi_x = (double)T->x[i];
-            double Lp = objective(forward, ctx, out, nout, proj);
-            T->x[i] = orig - (float)eps;
-            double lo_x = (double)T->x[i];
-            double Lm = objective(forward, ctx, out, nout, proj);
-            T->x[i] = orig;
-            /* divide by the step actually taken in float */
-            double num = (Lp - Lm) / (hi_x - lo_x);
+            double hp, hm, num;
+            double Lp = objective_at(T, i, orig, 1, eps, forward, ctx, out, nout, proj, &hp);
+            double Lm = objective_at(T, i, orig, -1, eps, forward, ctx, out, nout, proj, &hm);
+            if (order == 4) {
+                double hp2, hm2;
+                double Lp2 = objective_at(T, i, orig, 2, eps, forward, ctx, out, nout, proj, &hp2);
+                double Lm2 = objective_at(T, i, orig, -2, eps, forward, ctx, out, nout, proj, &hm2);
+                num = (-Lp2 + 8 * Lp - 8 * Lm + Lm2) / (12 * eps);
+            } else {
+                /* divide by the step actually taken in float */
+                num = (Lp - Lm) / (hp - hm);
+            }
             double diff = fabs(num - (double)T->grad[i]);
             if (fabs(num) > max_num) max_num = fabs(num);
             if (diff > max_diff) {

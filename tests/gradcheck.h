@@ -38,6 +38,16 @@ double gc_check(const char *layer, gc_forward_fn forward, void *ctx, const float
                 size_t nout, const float *proj, gc_tensor *tensors, int ntensors,
                 double eps, double tol, size_t max_elems);
 
+/* The same with a choice of stencil: order 2 is the central difference above;
+ * order 4 is the five-point stencil
+ *     g = (-L(x+2h) + 8 L(x+h) - 8 L(x-h) + L(x-2h)) / (12 h),
+ * whose truncation error is O(h^4), so a larger h can be used. That matters
+ * through a whole float32 network, where rounding noise (~ 1e-7 |L| / h)
+ * dominates the error of a small step. */
+double gc_check_order(const char *layer, gc_forward_fn forward, void *ctx, const float *out,
+                      size_t nout, const float *proj, gc_tensor *tensors, int ntensors,
+                      double eps, double tol, size_t max_elems, int order);
+
 /* Convenience for tests. */
 void gc_fill_uniform(ddpm_rng *rng, float *x, size_t n, float lo, float hi);
 void gc_fill_normal(ddpm_rng *rng, float *x, size_t n);

@@ -12,18 +12,21 @@
 
 #include <stddef.h>
 
-/* Floats of scratch `work` needed by backward. */
+/* Floats of scratch `work` needed by backward: N*T*T (datt / dS). */
 size_t ddpm_attention_workspace(int N, int C, int T);
 
-/* out (N, C, T); att (N, T, T) softmax weights saved for backward;
- * qkv (N, 3C, T). */
+/* out (N, C, T); att (N, T, T) softmax weights saved for backward (row
+ * att[n,i,:] sums to 1); qkv (N, 3C, T). Overwrites out and att. */
 void ddpm_attention_forward(float *out, float *att, const float *qkv, int N, int C, int T);
 
-/* Accumulates into dqkv (N, 3C, T). dout (N, C, T). */
+/* Accumulates into dqkv (N, 3C, T). dout (N, C, T); qkv and att as given to
+ * and produced by the forward; work holds ddpm_attention_workspace(N, C, T)
+ * floats of scratch (contents on entry are ignored, clobbered on exit). */
 void ddpm_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
                              int N, int C, int T, float *work);
 
-/* Direct loops with double accumulation: the test reference. */
+/* Direct loops with double accumulation: the test reference. Needs no
+ * scratch (recomputes the scores), so it is O(N T^2 C^2): small shapes only. */
 void ddpm_attention_forward_naive(float *out, const float *qkv, int N, int C, int T);
 
 #endif

@@ -17,7 +17,10 @@ typedef struct {
 
 static inline int ddpm_conv2d_out(int in, int K, int S, int P) { return (in + 2 * P - K) / S + 1; }
 
-/* Floats of scratch memory `work` must hold for forward and backward. */
+/* Floats of scratch memory `work` must hold for forward and backward:
+ * C*K*K*N*HO*WO (im2col matrix) + F*N*HO*WO (GEMM result). 0 for a 1x1
+ * stride-1 pad-0 conv, which runs one GEMM per image straight on the NCHW
+ * tensors (work may then be NULL). */
 size_t ddpm_conv2d_workspace(const ddpm_conv2d_desc *d);
 
 /* out    (N, F, HO, WO)

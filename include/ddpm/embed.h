@@ -10,7 +10,9 @@ void ddpm_embedding_backward(float *dtable, const float *dout, const int *idx, i
 
 /* Sinusoidal embedding of integer timesteps (forward only, no parameters):
  * out[n] = [sin(t f_0) ... sin(t f_{D/2-1}), cos(t f_0) ... cos(t f_{D/2-1})],
- * f_i = exp(-ln(10000) i / (D/2)), computed in double. out (N, D), D even. */
+ * f_i = exp(-ln(10000) i / (D/2)), computed in double and rounded to float
+ * (as scripts/torch_reference.py). out (N, D), D even (an odd D gets a zero
+ * last column). */
 void ddpm_timestep_embedding(float *out, const int *t, int N, int D);
 
 #endif

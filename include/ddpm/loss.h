@@ -11,8 +11,9 @@
 
 typedef enum { DDPM_LOSS_L2 = 0, DDPM_LOSS_L1, DDPM_LOSS_HUBER } ddpm_loss_kind;
 
-/* Returns the loss (accumulated in double). If dpred is not NULL, writes
- * (overwrites) dpred[i] = d(loss)/d(pred[i]). pred, target, dpred: n floats. */
+/* Returns the loss (accumulated in double; 0 when n == 0). If dpred is not
+ * NULL, writes (overwrites, does not accumulate) dpred[i] = d(loss)/d(pred[i]).
+ * pred, target, dpred: n floats. */
 double ddpm_loss(float *dpred, const float *pred, const float *target, size_t n,
                  ddpm_loss_kind kind);
 

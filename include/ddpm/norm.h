@@ -3,6 +3,10 @@
  * Shape letters: N batch, C channels, HW = H*W positions, G groups (C % G == 0).
  * Statistics per (n, g) over C/G channels x HW positions, biased variance,
  * y = (x - mean) * rstd * gamma[c] + beta[c], rstd = 1/sqrt(var + eps).
+ * Mean and variance are accumulated in double (two passes); the saved mean
+ * and rstd are their float roundings, and both forward and backward use
+ * those, so backward matches the forward that produced them. Parallel over
+ * (n, g) and, for dgamma/dbeta, over c: bit-identical for any thread count.
  */
 #ifndef DDPM_NORM_H
 #define DDPM_NORM_H

@@ -1,0 +1,107 @@
+/* resample.c: nearest x2 upsample, channel concat and the per-(n, c) broadcast
+ * bias add (the time embedding added to a feature map). NCHW throughout.
+ * Shape letters: N batch, C channels, H W size, HW = H*W. Backward functions
+ * accumulate (+=). Loops run over independent (n, c) planes, so every output
+ * is computed by one thread in a fixed order. See resample.h. */
+#include "ddpm/resample.h"
+
+#include <stddef.h>
+#include <string.h>
+
+/* Below this many elements a loop is not worth waking the OpenMP threads. */
+#define PAR_MIN 32768
+
+/* out (N, C, 2H, 2W); in (N, C, H, W). */
+void ddpm_upsample2x_forward(float *out, const float *in, int N, int C, int H, int W) {
+    long planes = (long)N * C;
+    size_t hw = (size_t)H * W, W2 = 2 * (size_t)W;
+#pragma omp parallel for schedule(static) if (planes * (long)hw * 4 >= PAR_MIN)
+    for (long p = 0; p < planes; p++) {
+        const float *in_p = in + (size_t)p * hw;
+        float *out_p = out + (size_t)p * 4 * hw;
+        for (int h = 0; h < H; h++) {
+            const float *src = in_p + (size_t)h * W;
+            float *row0 = out_p + (size_t)(2 * h) * W2;
+            float *row1 = row0 + W2;
+            for (int w = 0; w < W; w++) {
+                row0[2 * w] = src[w];
+                row0[2 * w + 1] = src[w];
+            }
+            memcpy(row1, row0, W2 * sizeof(float));
+        }
+    }
+}
+
+/* din (N, C, H, W) += sum of its 2x2 block of dout (N, C, 2H, 2W). */
+void ddpm_upsample2x_backward(float *din, const float *dout, int N, int C, int H, int W) {
+    long planes = (long)N * C;
+    size_t hw = (size_t)H * W, W2 = 2 * (size_t)W;
+#pragma omp parallel for schedule(static) if (planes * (long)hw * 4 >= PAR_MIN)
+    for (long p = 0; p < planes; p++) {
+        float *din_p = din + (size_t)p * hw;
+        const float *dout_p = dout + (size_t)p * 4 * hw;
+        for (int h = 0; h < H; h++) {
+            const float *row0 = dout_p + (size_t)(2 * h) * W2;
+            const float *row1 = row0 + W2;
+            float *dst = din_p + (size_t)h * W;
+            for (int w = 0; w < W; w++)
+                dst[w] += (row0[2 * w] + row0[2 * w + 1]) + (row1[2 * w] + row1[2 * w + 1]);
+        }
+    }
+}
+
+/* out (N, CA+CB, HW); a (N, CA, HW); b (N, CB, HW). */
+void ddpm_concat_forward(float *out, const float *a, const float *b, int N, int CA, int CB, int HW) {
+    size_t na = (size_t)CA * HW, nb = (size_t)CB * HW;
+    for (int n = 0; n < N; n++) {
+        float *out_n = out + (size_t)n * (na + nb);
+        memcpy(out_n, a + (size_t)n * na, na * sizeof(float));
+        memcpy(out_n + na, b + (size_t)n * nb, nb * sizeof(float));
+    }
+}
+
+/* dout (N, CA+CB, HW); da (N, CA, HW) += its first CA channels, db (N, CB, HW)
+ * += the rest. Either may be NULL. */
+void ddpm_concat_backward(float *da, float *db, const float *dout, int N, int CA, int CB, int HW) {
+    long C = (long)CA + CB;
+    long planes = (long)N * C;
+#pragma omp parallel for schedule(static) if (planes * (long)HW >= PAR_MIN)
+    for (long p = 0; p < planes; p++) {
+        long n = p / C, c = p % C;
+        float *dst;
+        if (c < CA) dst = da ? da + ((size_t)n * CA + (size_t)c) * HW : NULL;
+        else dst = db ? db + ((size_t)n * CB + (size_t)(c - CA)) * HW : NULL;
+        if (!dst) continue;
+        const float *src = dout + (size_t)p * HW;
+        for (int i = 0; i < HW; i++) dst[i] += src[i];
+    }
+}
+
+/* out (N, C, HW) = in (N, C, HW) + bias (N, C) broadcast over HW. out may equal in. */
+void ddpm_add_bias_nc_forward(float *out, const float *in, const float *bias, int N, int C, int HW) {
+    long planes = (long)N * C;
+#pragma omp parallel for schedule(static) if (planes * (long)HW >= PAR_MIN)
+    for (long p = 0; p < planes; p++) {
+        const float *in_p = in + (size_t)p * HW;
+        float *out_p = out + (size_t)p * HW;
+        float b = bias[p];
+        for (int i = 0; i < HW; i++) out_p[i] = in_p[i] + b;
+    }
+}
+
+/* dout (N, C, HW); din (N, C, HW) += dout (din may be NULL);
+ * dbias (N, C) += sum over HW of dout, summed in order within one thread. */
+void ddpm_add_bias_nc_backward(float *din, float *dbias, const float *dout, int N, int C, int HW) {
+    long planes = (long)N * C;
+#pragma omp parallel for schedule(static) if (planes * (long)HW >= PAR_MIN)
+    for (long p = 0; p < planes; p++) {
+        const float *dout_p = dout + (size_t)p * HW;
+        float sum = 0.0f;
+        if (din) {
+            float *din_p = din + (size_t)p * HW;
+            for (int i = 0; i < HW; i++) din_p[i] += dout_p[i];
+        }
+        for (int i = 0; i < HW; i++) sum += dout_p[i];
+        dbias[p] += sum;
+    }
+}

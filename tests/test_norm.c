@@ -1,0 +1,289 @@
+/* test_norm.c: GroupNorm forward against a double-precision reference, output
+ * statistics, gradient checks of input/gamma/beta, accumulation and
+ * thread-count determinism. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <omp.h>
+
+#include "ddpm/common.h"
+#include "ddpm/norm.h"
+#include "ddpm/rng.h"
+#include "gradcheck.h"
+
+typedef struct {
+    int N, C, HW, G;
+} gn_shape;
+
+/* y (N, C, HW) from the textbook definition, everything in double. */
+static void gn_reference(double *y, const float *x, const float *gamma, const float *beta,
+                         int N, int C, int HW, int G) {
+    int cpg = C / G;
+    size_t gsize = (size_t)cpg * HW;
+    for (int n = 0; n < N; n++)
+        for (int g = 0; g < G; g++) {
+            const float *xg = x + ((size_t)n * G + g) * gsize;
+            double m = 0.0, v = 0.0;
+            for (size_t i = 0; i < gsize; i++) m += xg[i];
+            m /= (double)gsize;
+            for (size_t i = 0; i < gsize; i++) v += (xg[i] - m) * (xg[i] - m);
+            v /= (double)gsize;
+            for (int j = 0; j < cpg; j++) {
+                int c = g * cpg + j;
+                for (int i = 0; i < HW; i++) {
+                    size_t k = ((size_t)n * C + c) * HW + i;
+                    y[k] = (x[k] - m) / sqrt(v + 1e-5) * gamma[c] + beta[c];
+                }
+            }
+        }
+}
+
+static void check_forward(gn_shape s, float offset, float scale, uint64_t seed) {
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, seed);
+    size_t n = (size_t)s.N * s.C * s.HW;
+    float *x = gc_alloc(n), *y = gc_alloc(n), *gamma = gc_alloc(s.C), *beta = gc_alloc(s.C);
+    float *mean = gc_alloc((size_t)s.N * s.G), *rstd = gc_alloc((size_t)s.N * s.G);
+    double *ref = test_malloc(n * sizeof(double));
+    gc_fill_normal(&rng, x, n);
+    for (size_t i = 0; i < n; i++) x[i] = offset + scale * x[i];
+    gc_fill_uniform(&rng, gamma, s.C, -2.0f, 2.0f);
+    gc_fill_uniform(&rng, beta, s.C, -1.0f, 1.0f);
+    ddpm_groupnorm_forward(y, mean, rstd, x, gamma, beta, s.N, s.C, s.HW, s.G);
+    gn_reference(ref, x, gamma, beta, s.N, s.C, s.HW, s.G);
+    double err = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs(y[i] - ref[i]);
+        if (!(d <= err)) err = d; /* NaN-safe */
+    }
+    printf("groupnorm forward N=%d C=%d HW=%d G=%d offset=%g: max_abs_err=%.3g\n", s.N, s.C,
+           s.HW, s.G, offset, err);
+    /* A few float ulps of |y| ~ 10, plus the float rounding of the saved mean
+     * (ulp(offset)), which y sees amplified by |gamma| * rstd ~ 2 / scale. */
+    double tol = 1e-5 * (1.0 + fabs(offset) / scale);
+    if (!(err <= tol))
+        fail_msg("groupnorm forward N=%d C=%d HW=%d G=%d: max abs err %g", s.N, s.C, s.HW, s.G,
+                 err);
+    /* saved statistics match too */
+    int cpg = s.C / s.G;
+    for (int ng = 0; ng < s.N * s.G; ng++) {
+        const float *xg = x + (size_t)ng * cpg * s.HW;
+        double m = 0.0, v = 0.0;
+        for (size_t i = 0; i < (size_t)cpg * s.HW; i++) m += xg[i];
+        m /= (double)cpg * s.HW;
+        for (size_t i = 0; i < (size_t)cpg * s.HW; i++) v += (xg[i] - m) * (xg[i] - m);
+        v /= (double)cpg * s.HW;
+        assert_true(fabs(mean[ng] - m) <= 1e-6 * (1.0 + fabs(m)));
+        double r = 1.0 / sqrt(v + 1e-5);
+        assert_true(fabs(rstd[ng] - r) <= 1e-6 * r);
+    }
+    test_free(ref);
+    ddpm_free(x);
+    ddpm_free(y);
+    ddpm_free(gamma);
+    ddpm_free(beta);
+    ddpm_free(mean);
+    ddpm_free(rstd);
+}
+
+static void test_forward_matches_reference(void **state) {
+    (void)state;
+    gn_shape shapes[] = {
+        {2, 6, 5 * 7, 3}, /* odd spatial size, 2 channels per group */
+        {3, 4, 1 * 9, 4}, /* G = C: instance norm */
+        {2, 5, 11, 1},    /* G = 1: layer norm over (C, HW) */
+        {1, 8, 1, 2},     /* HW = 1 */
+        {3, 3, 1, 3},     /* one element per group: var 0, out = beta */
+        {2, 32, 7 * 7, 8},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        check_forward(shapes[i], 0.0f, 1.0f, 100 + i);
+        check_forward(shapes[i], 3.0f, 0.25f, 200 + i);
+    }
+    /* a large offset with a small spread: a one-pass E[x^2] - E[x]^2 in
+     * float would lose every digit of the variance here */
+    check_forward((gn_shape){2, 6, 35, 3}, 1000.0f, 0.5f, 7);
+}
+
+static void test_output_statistics(void **state) {
+    (void)state;
+    const int N = 3, C = 12, HW = 9 * 11, G = 4, cpg = C / G;
+    size_t n = (size_t)N * C * HW;
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, 42);
+    float *x = gc_alloc(n), *y = gc_alloc(n), *gamma = gc_alloc(C), *beta = gc_alloc(C);
+    float *mean = gc_alloc(N * G), *rstd = gc_alloc(N * G);
+    gc_fill_normal(&rng, x, n);
+    for (size_t i = 0; i < n; i++) x[i] = 5.0f + 3.0f * x[i] + (float)(i % 7);
+    for (int c = 0; c < C; c++) gamma[c] = 1.0f, beta[c] = 0.0f;
+    ddpm_groupnorm_forward(y, mean, rstd, x, gamma, beta, N, C, HW, G);
+    for (int ng = 0; ng < N * G; ng++) {
+        const float *yg = y + (size_t)ng * cpg * HW;
+        size_t gs = (size_t)cpg * HW;
+        double m = 0.0, v = 0.0;
+        for (size_t i = 0; i < gs; i++) m += yg[i];
+        m /= (double)gs;
+        for (size_t i = 0; i < gs; i++) v += (yg[i] - m) * (yg[i] - m);
+        v /= (double)gs;
+        if (!(fabs(m) < 1e-5 && fabs(v - 1.0) < 1e-4))
+            fail_msg("group %d: output mean %g var %g, want 0 and 1", ng, m, v);
+    }
+    ddpm_free(x);
+    ddpm_free(y);
+    ddpm_free(gamma);
+    ddpm_free(beta);
+    ddpm_free(mean);
+    ddpm_free(rstd);
+}
+
+/* ---- gradient check ------------------------------------------------------- */
+
+typedef struct {
+    gn_shape s;
+    float *out, *mean, *rstd, *in, *gamma, *beta;
+} gn_ctx;
+
+static void gn_forward(void *p) {
+    gn_ctx *c = p;
+    ddpm_groupnorm_forward(c->out, c->mean, c->rstd, c->in, c->gamma, c->beta, c->s.N, c->s.C,
+                           c->s.HW, c->s.G);
+}
+
+static void check_grad(gn_shape s, uint64_t seed) {
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, seed);
+    size_t n = (size_t)s.N * s.C * s.HW;
+    gn_ctx c = {s,
+                gc_alloc(n),
+                gc_alloc((size_t)s.N * s.G),
+                gc_alloc((size_t)s.N * s.G),
+                gc_alloc(n),
+                gc_alloc(s.C),
+                gc_alloc(s.C)};
+    float *proj = gc_alloc(n), *din = gc_alloc(n), *dgamma = gc_alloc(s.C),
+          *dbeta = gc_alloc(s.C);
+    gc_fill_normal(&rng, c.in, n);
+    for (size_t i = 0; i < n; i++) c.in[i] = 0.5f + 1.5f * c.in[i];
+    gc_fill_uniform(&rng, c.gamma, s.C, -1.5f, 1.5f);
+    gc_fill_uniform(&rng, c.beta, s.C, -1.0f, 1.0f);
+    gc_fill_uniform(&rng, proj, n, -1.0f, 1.0f);
+
+    gn_forward(&c);
+    ddpm_groupnorm_backward(din, dgamma, dbeta, proj, c.in, c.mean, c.rstd, c.gamma, s.N, s.C,
+                            s.HW, s.G);
+    char name[96];
+    snprintf(name, sizeof name, "groupnorm N=%d C=%d HW=%d G=%d", s.N, s.C, s.HW, s.G);
+    gc_tensor t[] = {{"input", c.in, din, n},
+                     {"gamma", c.gamma, dgamma, (size_t)s.C},
+                     {"beta", c.beta, dbeta, (size_t)s.C}};
+    gc_check(name, gn_forward, &c, c.out, n, proj, t, 3, GC_EPS, GC_TOL, GC_MAX_ELEMS);
+
+    ddpm_free(c.out);
+    ddpm_free(c.mean);
+    ddpm_free(c.rstd);
+    ddpm_free(c.in);
+    ddpm_free(c.gamma);
+    ddpm_free(c.beta);
+    ddpm_free(proj);
+    ddpm_free(din);
+    ddpm_free(dgamma);
+    ddpm_free(dbeta);
+}
+
+static void test_gradients(void **state) {
+    (void)state;
+    check_grad((gn_shape){2, 6, 5 * 7, 3}, 1);
+    check_grad((gn_shape){3, 4, 3 * 3, 4}, 2);
+    check_grad((gn_shape){2, 5, 7, 1}, 3);
+    check_grad((gn_shape){1, 8, 3 * 5, 2}, 4);
+}
+
+/* ---- accumulation and determinism ------------------------------------------ */
+
+typedef struct {
+    float *y, *mean, *rstd, *din, *dgamma, *dbeta;
+} gn_result;
+
+static gn_result run_fwd_bwd(gn_shape s, const float *x, const float *gamma, const float *beta,
+                             const float *dy, float init) {
+    size_t n = (size_t)s.N * s.C * s.HW;
+    gn_result r = {gc_alloc(n),  gc_alloc((size_t)s.N * s.G), gc_alloc((size_t)s.N * s.G),
+                   gc_alloc(n),  gc_alloc(s.C),               gc_alloc(s.C)};
+    for (size_t i = 0; i < n; i++) r.din[i] = init;
+    for (int c = 0; c < s.C; c++) r.dgamma[c] = r.dbeta[c] = init;
+    ddpm_groupnorm_forward(r.y, r.mean, r.rstd, x, gamma, beta, s.N, s.C, s.HW, s.G);
+    ddpm_groupnorm_backward(r.din, r.dgamma, r.dbeta, dy, x, r.mean, r.rstd, gamma, s.N, s.C,
+                            s.HW, s.G);
+    return r;
+}
+
+static void free_result(gn_result r) {
+    ddpm_free(r.y);
+    ddpm_free(r.mean);
+    ddpm_free(r.rstd);
+    ddpm_free(r.din);
+    ddpm_free(r.dgamma);
+    ddpm_free(r.dbeta);
+}
+
+static void test_accumulates_and_thread_invariant(void **state) {
+    (void)state;
+    /* large enough to take the OpenMP path (> 1 << 14 elements) */
+    gn_shape s = {3, 32, 13 * 13, 8};
+    size_t n = (size_t)s.N * s.C * s.HW;
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, 9);
+    float *x = gc_alloc(n), *dy = gc_alloc(n), *gamma = gc_alloc(s.C), *beta = gc_alloc(s.C);
+    gc_fill_normal(&rng, x, n);
+    gc_fill_normal(&rng, dy, n);
+    gc_fill_uniform(&rng, gamma, s.C, -1.5f, 1.5f);
+    gc_fill_uniform(&rng, beta, s.C, -1.0f, 1.0f);
+
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    gn_result a = run_fwd_bwd(s, x, gamma, beta, dy, 0.0f);
+    omp_set_num_threads(3);
+    gn_result b = run_fwd_bwd(s, x, gamma, beta, dy, 0.0f);
+    gn_result acc = run_fwd_bwd(s, x, gamma, beta, dy, 0.5f);
+    omp_set_num_threads(saved);
+
+    /* bit-for-bit the same for 1 and 3 threads */
+    assert_memory_equal(a.y, b.y, n * sizeof(float));
+    assert_memory_equal(a.mean, b.mean, (size_t)s.N * s.G * sizeof(float));
+    assert_memory_equal(a.rstd, b.rstd, (size_t)s.N * s.G * sizeof(float));
+    assert_memory_equal(a.din, b.din, n * sizeof(float));
+    assert_memory_equal(a.dgamma, b.dgamma, s.C * sizeof(float));
+    assert_memory_equal(a.dbeta, b.dbeta, s.C * sizeof(float));
+
+    /* backward adds into the gradient buffers */
+    for (size_t i = 0; i < n; i++) assert_true(acc.din[i] == 0.5f + a.din[i]);
+    for (int c = 0; c < s.C; c++) {
+        assert_true(acc.dgamma[c] == 0.5f + a.dgamma[c]);
+        assert_true(acc.dbeta[c] == 0.5f + a.dbeta[c]);
+    }
+    assert_true(gc_max_abs(a.din, n) > 0.0);
+
+    free_result(a);
+    free_result(b);
+    free_result(acc);
+    ddpm_free(x);
+    ddpm_free(dy);
+    ddpm_free(gamma);
+    ddpm_free(beta);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forward_matches_reference),
+        cmocka_unit_test(test_output_statistics),
+        cmocka_unit_test(test_gradients),
+        cmocka_unit_test(test_accumulates_and_thread_invariant),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

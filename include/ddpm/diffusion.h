@@ -1,0 +1,103 @@
+/* diffusion.h: the forward process q(x_t | x_0) and the DDPM / DDIM samplers
+ * (DESIGN.md §5). The model is not called here: the sampler loop takes a
+ * callback that predicts the noise.
+ *
+ * Shape letters: N images, D = elements per image (C*H*W). Image buffers are
+ * [N, D] floats; per-element arithmetic is done in double and rounded once.
+ * Timesteps are 0-based.
+ */
+#ifndef DDPM_DIFFUSION_H
+#define DDPM_DIFFUSION_H
+
+#include <stddef.h>
+
+#include "ddpm/common.h"
+#include "ddpm/rng.h"
+#include "ddpm/schedule.h"
+
+typedef enum { DDPM_VAR_SMALL = 0, DDPM_VAR_LARGE } ddpm_var_kind;
+typedef enum { DDPM_SAMPLER_DDPM = 0, DDPM_SAMPLER_DDIM } ddpm_sampler_kind;
+
+/* "small" / "large" and "ddpm" / "ddim" <-> kind; parse returns -1 if unknown. */
+int ddpm_var_parse(const char *name);
+const char *ddpm_var_name(ddpm_var_kind kind);
+int ddpm_sampler_parse(const char *name);
+const char *ddpm_sampler_name(ddpm_sampler_kind kind);
+
+/* ---- forward process ------------------------------------------------------ */
+
+/* x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, with image n at
+ * timestep t[n] (an index into s's arrays).
+ * xt, x0, eps: [N, D]; t: [N]. xt may alias x0 or eps. */
+void ddpm_q_sample(float *xt, const float *x0, const float *eps, const int *t,
+                   const ddpm_schedule *s, int N, size_t D);
+
+/* t[0..N) uniform in [0, T), drawn in order with ddpm_rng_below. */
+void ddpm_sample_timesteps(int *t, int N, int T, ddpm_rng *rng);
+
+/* ---- reverse steps -------------------------------------------------------- */
+
+/* One ancestral DDPM step at entry i of s (s may be respaced), the same i for
+ * the whole batch:
+ *   x0_hat = clip((x_t - sqrt(1 - ab_i) eps_hat) / sqrt(ab_i), -1, 1)
+ *   x_prev = coef_x0_i x0_hat + coef_xt_i x_t + sigma_i z
+ * sigma_i = sqrt(posterior_var_i) (small) or sqrt(beta_i) (large), and
+ * sigma_0 = 0 for both (no noise at the last step, as in Ho et al.).
+ * x_prev, xt, eps_hat, z: [N, D]. z may be NULL (no noise); it is not read
+ * when i == 0. x_prev may alias xt. */
+void ddpm_p_step(float *x_prev, const float *xt, const float *eps_hat, const float *z, int i,
+                 const ddpm_schedule *s, ddpm_var_kind var, int N, size_t D);
+
+/* One DDIM step (Song et al.) from entry t to entry t_prev < t of s
+ * (t_prev = -1: alpha_bar_prev = 1, the final step to x_0):
+ *   x0_hat = clip((x_t - sqrt(1 - ab_t) eps_hat) / sqrt(ab_t), -1, 1)
+ *   eps'   = (x_t - sqrt(ab_t) x0_hat) / sqrt(1 - ab_t)
+ *   sigma  = eta sqrt((1 - ab_prev)/(1 - ab_t)) sqrt(1 - ab_t/ab_prev)
+ *   x_prev = sqrt(ab_prev) x0_hat + sqrt(max(0, 1 - ab_prev - sigma^2)) eps' + sigma z
+ * x_prev, x0_out, xt, eps_hat, z: [N, D]. x0_out (gets x0_hat) may be NULL;
+ * z may be NULL (z = 0: sigma still shrinks the eps' term) and is not read
+ * when sigma == 0. x_prev may alias xt. */
+void ddpm_ddim_step(float *x_prev, float *x0_out, const float *xt, const float *eps_hat,
+                    const float *z, int t, int t_prev, float eta, const ddpm_schedule *s, int N,
+                    size_t D);
+
+/* ---- sampler loop --------------------------------------------------------- */
+
+/* The noise predictor: eps_hat = eps_theta(x, t). eps_hat, x: [N, D];
+ * t: [N] original timesteps. Return DDPM_OK, or an error (with ddpm_error)
+ * to stop sampling; the loop returns that status. */
+typedef ddpm_status (*ddpm_eps_fn)(void *ctx, float *eps_hat, const float *x, const int *t,
+                                   int N);
+
+typedef struct {
+    ddpm_sampler_kind kind;
+    int steps;         /* K sampling steps, 1..T; 0 = T */
+    float eta;         /* DDIM only: 0 = deterministic, 1 = DDPM-like noise */
+    ddpm_var_kind var; /* DDPM only */
+} ddpm_sampler_opts;
+
+/* Floats of scratch ddpm_sample_loop needs: 2 N D. */
+size_t ddpm_sample_loop_workspace(int N, size_t D);
+
+/* Runs the reverse process on x (in: x_T, usually N(0, I) noise; out: x_0).
+ * s is a base schedule (timesteps identity) or a respaced one; the loop
+ * visits K = o->steps (0: s->T) entries tau = ddpm_schedule_respace(K, s->T)
+ * from last to first and calls eps_fn once per step with
+ * t = s->timesteps[tau_i] for every image.
+ *   DDPM: ancestral steps on the schedule respaced to tau (s itself when K = T).
+ *   DDIM: ddpm_ddim_step from tau_i to tau_{i-1} (-1 after tau_0), eta = o->eta.
+ * Whenever a step adds noise (DDPM: every step but the last; DDIM: eta > 0
+ * and not the last step) z is one ddpm_rng_fill_normal(rng, z, N*D) call,
+ * drawn right after the model call, so a seed fixes the result. DDIM with
+ * eta = 0 draws nothing. After step k (1..K) on_step (may be NULL) is called
+ * with (ud, k, K, x), x being the current [N, D] state; k = K is x_0.
+ * Returns DDPM_ERR_NUMERIC if the model predicts a non-finite value.
+ * x: [N, D]; work: ddpm_sample_loop_workspace(N, D) floats. Allocates only the
+ * timestep lists and the respaced schedule, once, before the loop. */
+ddpm_status ddpm_sample_loop(float *x, int N, size_t D, const ddpm_schedule *s,
+                             const ddpm_sampler_opts *o, ddpm_eps_fn eps_fn, void *ctx,
+                             ddpm_rng *rng, float *work,
+                             void (*on_step)(void *ud, int step, int nsteps, const float *x),
+                             void *ud);
+
+#endif

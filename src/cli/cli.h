@@ -13,6 +13,16 @@ typedef struct {
     const char *summary;
 } ddpm_cli_command;
 
-extern const ddpm_cli_command ddpm_cli_commands[];
+/* `ddpm train` and `ddpm sample` share this default run directory, so
+ * `ddpm sample` works right after `ddpm train` without naming a checkpoint. */
+#define DDPM_DEFAULT_RUN_DIR "runs/mnist"
+#define DDPM_CKPT_FILE "ckpt.safetensors"
+
+/* Training-state metadata keys in the checkpoint (besides the model config). */
+#define DDPM_META_SCHEDULE "schedule"   /* linear | cosine | quadratic | sigmoid */
+#define DDPM_META_TIMESTEPS "timesteps" /* T */
+
+/* one per src/cli/cmd_<name>.c */
+extern const ddpm_cli_command ddpm_cmd_info;
 
 #endif

@@ -4,8 +4,9 @@
 
 #include "cli.h"
 
-const ddpm_cli_command ddpm_cli_commands[] = {
-    {NULL, NULL, NULL},
+static const ddpm_cli_command *const commands[] = {
+    &ddpm_cmd_info,
+    NULL,
 };
 
 static void usage(FILE *f) {
@@ -14,8 +15,8 @@ static void usage(FILE *f) {
             "       ddpm --version | --help\n\n"
             "Denoising diffusion probabilistic models on the CPU.\n\n"
             "commands:\n");
-    for (const ddpm_cli_command *c = ddpm_cli_commands; c->name; c++)
-        fprintf(f, "  %-8s %s\n", c->name, c->summary);
+    for (const ddpm_cli_command *const *c = commands; *c; c++)
+        fprintf(f, "  %-8s %s\n", (*c)->name, (*c)->summary);
     fprintf(f, "\nRun 'ddpm <command> --help' for a command's options.\n");
 }
 
@@ -33,8 +34,8 @@ int main(int argc, char **argv) {
         printf("ddpm %s\n", DDPM_VERSION);
         return 0;
     }
-    for (const ddpm_cli_command *c = ddpm_cli_commands; c->name; c++)
-        if (!strcmp(cmd, c->name)) return c->run(argc - 1, argv + 1);
+    for (const ddpm_cli_command *const *c = commands; *c; c++)
+        if (!strcmp(cmd, (*c)->name)) return (*c)->run(argc - 1, argv + 1);
     fprintf(stderr, "ddpm: '%s' is not a ddpm command. See 'ddpm --help'.\n", cmd);
     return 2;
 }

@@ -1,0 +1,199 @@
+/* args.c: see args.h. */
+#include "args.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ddpm/common.h"
+#include "ddpm/tensor.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+static int usage_error(const char *cmd, const char *msg, const char *opt) {
+    fprintf(stderr, "ddpm %s: %s '%s' (see 'ddpm %s --help')\n", cmd, msg, opt, cmd);
+    return 2;
+}
+
+static void print_help(const ddpm_opt *opts, int nopts, const char *synopsis, const char *epilog) {
+    printf("%s\n\noptions:\n", synopsis);
+    for (int i = 0; i < nopts; i++) {
+        const ddpm_opt *o = &opts[i];
+        char left[64];
+        snprintf(left, sizeof left, "%s%s%s%s%s", o->alias ? o->alias : "", o->alias ? ", " : "",
+                 o->name, o->metavar ? " " : "", o->metavar ? o->metavar : "");
+        printf("  %-26s %s\n", left, o->help);
+    }
+    printf("  %-26s %s\n", "-h, --help", "show this help");
+    if (epilog) printf("\n%s\n", epilog);
+}
+
+static int set_value(const char *cmd, ddpm_opt *o, const char *val) {
+    char msg[160];
+    char *end;
+    switch (o->type) {
+    case OPT_INT: {
+        errno = 0;
+        long long v = strtoll(val, &end, 10);
+        if (errno || end == val || *end) {
+            snprintf(msg, sizeof msg, "%s expects an integer, got", o->name);
+            return usage_error(cmd, msg, val);
+        }
+        if (v < (long long)o->min || v > (long long)o->max) {
+            snprintf(msg, sizeof msg, "%s must be in [%.0f, %.0f], got", o->name, o->min, o->max);
+            return usage_error(cmd, msg, val);
+        }
+        *(int *)o->dst = (int)v;
+        return 0;
+    }
+    case OPT_U64: {
+        errno = 0;
+        if (val[0] == '-') {
+            snprintf(msg, sizeof msg, "%s expects a non-negative integer, got", o->name);
+            return usage_error(cmd, msg, val);
+        }
+        unsigned long long v = strtoull(val, &end, 10);
+        if (errno || end == val || *end) {
+            snprintf(msg, sizeof msg, "%s expects a non-negative 64-bit integer, got", o->name);
+            return usage_error(cmd, msg, val);
+        }
+        *(uint64_t *)o->dst = (uint64_t)v;
+        return 0;
+    }
+    case OPT_FLOAT: {
+        errno = 0;
+        double v = strtod(val, &end);
+        if (errno || end == val || *end || !isfinite(v)) {
+            snprintf(msg, sizeof msg, "%s expects a number, got", o->name);
+            return usage_error(cmd, msg, val);
+        }
+        if (v < o->min || v > o->max) {
+            snprintf(msg, sizeof msg, "%s must be in [%g, %g], got", o->name, o->min, o->max);
+            return usage_error(cmd, msg, val);
+        }
+        *(float *)o->dst = (float)v;
+        return 0;
+    }
+    case OPT_STRING:
+        if (!*val) {
+            snprintf(msg, sizeof msg, "%s expects a non-empty value, got", o->name);
+            return usage_error(cmd, msg, val);
+        }
+        *(const char **)o->dst = val;
+        return 0;
+    case OPT_INTLIST: {
+        ddpm_opt_list *l = o->dst;
+        int n = !strcmp(val, "none") ? 0 : ddpm_parse_int_list(val, l->v, DDPM_MAX_LEVELS);
+        if (n < 0) {
+            snprintf(msg, sizeof msg, "%s expects a comma-separated list of up to %d integers, got",
+                     o->name, DDPM_MAX_LEVELS);
+            return usage_error(cmd, msg, val);
+        }
+        l->n = n;
+        return 0;
+    }
+    case OPT_FLAG: *(bool *)o->dst = true; return 0;
+    }
+    return 2;
+}
+
+int ddpm_opts_parse(const char *cmd, int argc, char **argv, ddpm_opt *opts, int nopts,
+                    const char *synopsis, const char *epilog) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            print_help(opts, nopts, synopsis, epilog);
+            return 1;
+        }
+        const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+        size_t len = eq ? (size_t)(eq - a) : strlen(a);
+        ddpm_opt *o = NULL;
+        for (int k = 0; k < nopts && !o; k++) {
+            if ((strlen(opts[k].name) == len && !strncmp(opts[k].name, a, len)) ||
+                (!eq && opts[k].alias && !strcmp(opts[k].alias, a)))
+                o = &opts[k];
+        }
+        if (!o) return usage_error(cmd, a[0] == '-' ? "unknown option" : "unexpected argument", a);
+        if (o->seen) return usage_error(cmd, "option given twice:", o->name);
+        o->seen = true;
+        if (o->type == OPT_FLAG) {
+            if (eq) return usage_error(cmd, "option takes no value:", a);
+            *(bool *)o->dst = true;
+            continue;
+        }
+        const char *val = eq ? eq + 1 : NULL;
+        if (!val) {
+            if (i + 1 >= argc) return usage_error(cmd, "missing value for", a);
+            val = argv[++i];
+        }
+        int rc = set_value(cmd, o, val);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+const ddpm_opt *ddpm_opts_find(const ddpm_opt *opts, int nopts, const char *name) {
+    for (int i = 0; i < nopts; i++)
+        if (!strcmp(opts[i].name, name)) return &opts[i];
+    return NULL;
+}
+
+bool ddpm_opts_seen(const ddpm_opt *opts, int nopts, const char *name) {
+    const ddpm_opt *o = ddpm_opts_find(opts, nopts, name);
+    return o && o->seen;
+}
+
+void ddpm_model_flags_init(ddpm_model_flags *f, const ddpm_unet_config *d) {
+    memset(f, 0, sizeof *f);
+    f->in_ch = d->in_ch;
+    f->res = d->res;
+    f->ch = d->ch;
+    f->num_res_blocks = d->num_res_blocks;
+    f->groups = d->groups;
+    f->num_classes = d->num_classes;
+    f->dropout = d->dropout;
+    f->ch_mult.n = d->num_levels;
+    memcpy(f->ch_mult.v, d->ch_mult, sizeof d->ch_mult);
+    f->attn.n = d->num_attn;
+    memcpy(f->attn.v, d->attn_res, sizeof d->attn_res);
+}
+
+void ddpm_model_opts(ddpm_opt *o, ddpm_model_flags *f) {
+    o[0] = (ddpm_opt){"--channels", NULL, OPT_INT, &f->in_ch, 1, 64, "C", "image channels (default: the dataset's, 1 for MNIST)"};
+    o[1] = (ddpm_opt){"--size", NULL, OPT_INT, &f->res, 4, 1024, "PX", "image height = width (default: the dataset's, 28)"};
+    o[2] = (ddpm_opt){"--ch", NULL, OPT_INT, &f->ch, 2, 4096, "N", "base channel width (default 32)"};
+    o[3] = (ddpm_opt){"--ch-mult", NULL, OPT_INTLIST, &f->ch_mult, 0, 0, "LIST", "width multiplier per level (default 1,2,2)"};
+    o[4] = (ddpm_opt){"--res-blocks", NULL, OPT_INT, &f->num_res_blocks, 1, 16, "N", "ResBlocks per level (default 2)"};
+    o[5] = (ddpm_opt){"--attn", NULL, OPT_INTLIST, &f->attn, 0, 0, "LIST", "resolutions with self-attention, or none (default 7)"};
+    o[6] = (ddpm_opt){"--groups", NULL, OPT_INT, &f->groups, 1, 1024, "N", "GroupNorm groups (default 8)"};
+    o[7] = (ddpm_opt){"--classes", NULL, OPT_INT, &f->num_classes, 0, 100000, "K", "class-conditional with K classes (default 0: unconditional)"};
+    o[8] = (ddpm_opt){"--dropout", NULL, OPT_FLOAT, &f->dropout, 0.0, 0.99, "P", "dropout in ResBlocks (default 0)"};
+}
+
+void ddpm_model_flags_apply(const ddpm_model_flags *f, ddpm_unet_config *c) {
+    c->in_ch = f->in_ch;
+    c->res = f->res;
+    c->ch = f->ch;
+    c->num_res_blocks = f->num_res_blocks;
+    c->groups = f->groups;
+    c->num_classes = f->num_classes;
+    c->dropout = f->dropout;
+    c->num_levels = f->ch_mult.n;
+    memcpy(c->ch_mult, f->ch_mult.v, sizeof c->ch_mult);
+    c->num_attn = f->attn.n;
+    memcpy(c->attn_res, f->attn.v, sizeof c->attn_res);
+}
+
+void ddpm_cli_error(const char *cmd) { fprintf(stderr, "ddpm %s: %s\n", cmd, ddpm_last_error()); }
+
+int ddpm_cli_threads(int n) {
+    if (n <= 0) n = omp_get_num_procs();
+    omp_set_num_threads(n);
+    ddpm_blas_set_threads(n);
+    return n;
+}
+
+bool ddpm_cli_tty(void) { return isatty(STDERR_FILENO); }

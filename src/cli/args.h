@@ -1,0 +1,77 @@
+/* args.h: a small table-driven option parser for the subcommands.
+ *
+ * Each subcommand describes its options once, in a table; the same table
+ * drives parsing (range and overflow checked) and `ddpm CMD --help`. Forms:
+ * `--name value`, `--name=value`, `-n value` (alias), `--flag`. Unknown
+ * options, missing values, malformed or out-of-range numbers are usage errors.
+ */
+#ifndef DDPM_CLI_ARGS_H
+#define DDPM_CLI_ARGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ddpm/unet.h"
+
+typedef enum {
+    OPT_INT,    /* int,      within [min, max] */
+    OPT_U64,    /* uint64_t, within [0, 2^64-1] */
+    OPT_FLOAT,  /* float,    within [min, max], finite */
+    OPT_STRING, /* const char * (points into argv) */
+    OPT_FLAG,   /* bool, no value */
+    OPT_INTLIST /* int list "1,2,2" into an ddpm_opt_list */
+} ddpm_opt_type;
+
+typedef struct {
+    int v[DDPM_MAX_LEVELS];
+    int n;
+} ddpm_opt_list;
+
+typedef struct {
+    const char *name;  /* "--steps" */
+    const char *alias; /* "-n" or NULL */
+    ddpm_opt_type type;
+    void *dst;
+    double min, max;   /* for OPT_INT / OPT_FLOAT */
+    const char *metavar;
+    const char *help;
+    bool seen;         /* set by the parser */
+} ddpm_opt;
+
+/* Parses argv[1..argc) (argv[0] is the command name). Returns 0 on success,
+ * 1 after printing help to stdout (the caller exits 0), 2 after printing a
+ * one-line usage error to stderr (the caller exits 2). `synopsis` is the
+ * first help line; `epilog` (may be NULL) is printed after the options. */
+int ddpm_opts_parse(const char *cmd, int argc, char **argv, ddpm_opt *opts, int nopts,
+                    const char *synopsis, const char *epilog);
+
+const ddpm_opt *ddpm_opts_find(const ddpm_opt *opts, int nopts, const char *name);
+bool ddpm_opts_seen(const ddpm_opt *opts, int nopts, const char *name);
+
+/* The model-shape flags shared by `train` and `info`: --channels, --size,
+ * --ch, --ch-mult, --res-blocks, --attn, --groups, --classes, --dropout. */
+typedef struct {
+    int in_ch, res, ch, num_res_blocks, groups, num_classes;
+    float dropout;
+    ddpm_opt_list ch_mult, attn;
+} ddpm_model_flags;
+
+#define DDPM_MODEL_OPTS 9
+void ddpm_model_flags_init(ddpm_model_flags *f, const ddpm_unet_config *defaults);
+/* Writes DDPM_MODEL_OPTS entries into opts. */
+void ddpm_model_opts(ddpm_opt *opts, ddpm_model_flags *f);
+void ddpm_model_flags_apply(const ddpm_model_flags *f, ddpm_unet_config *cfg);
+
+/* Uses n threads for OpenMP loops and OpenBLAS (0 = all cores). They never
+ * run at the same time (no GEMM inside a parallel region), so one count
+ * serves both. Returns the count in use. */
+int ddpm_cli_threads(int n);
+
+/* True when stderr is a terminal (progress lines redraw in place). */
+bool ddpm_cli_tty(void);
+
+/* Prints "ddpm CMD: <last library error>" to stderr. */
+void ddpm_cli_error(const char *cmd);
+
+#endif

@@ -1,0 +1,42 @@
+/* image.h: PNG output (stb_image_write): image grids, raw RGB, loss plots.
+ *
+ * Every writer is atomic: the PNG is written to a temporary file in the same
+ * directory, fsync'ed and renamed over the target, so a failed or
+ * interrupted write never leaves a partial file. Errors name the path and the
+ * reason, e.g. "cannot write 'out/grid.png': No such file or directory".
+ */
+#ifndef DDPM_IMAGE_H
+#define DDPM_IMAGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ddpm/common.h"
+
+#define DDPM_GRID_PAD 2         /* pixels between and around the tiles */
+#define DDPM_GRID_PAD_VALUE 128 /* mid-grey: visible against black MNIST backgrounds */
+
+/* Size of the grid ddpm_image_write_grid makes: cols = min(nrow, n) tiles per
+ * row (nrow <= 0: ceil(sqrt(n))), rows = ceil(n / cols),
+ *   width  = cols * (w + PAD) + PAD,   height = rows * (h + PAD) + PAD. */
+void ddpm_image_grid_size(int n, int h, int w, int nrow, int *out_w, int *out_h);
+
+/* Write images x (n, c, h, w), values in [lo, hi], as one PNG grid with nrow
+ * tiles per row, DDPM_GRID_PAD pixels of mid-grey padding around and between
+ * the tiles (unused cells of the last row are grey too). Values map linearly
+ * to 0..255 (lo -> 0, hi -> 255), clamped and rounded to nearest; NaN -> 0.
+ * c = 1 writes grayscale, c = 3 RGB. */
+ddpm_status ddpm_image_write_grid(const char *path, const float *x, int n, int c, int h, int w,
+                                  int nrow, float lo, float hi);
+
+/* Write an 8-bit RGB image rgb (h, w, 3), row-major, interleaved. */
+ddpm_status ddpm_image_write_rgb(const char *path, const uint8_t *rgb, int w, int h);
+
+/* Plot y[0..n) against its index as a width x height PNG: axes with numbered
+ * ticks, the raw curve (light), its exponential moving average (dark, debiased,
+ * span ~ n/40 points) and a title. log_y plots log10(y) (non-positive values
+ * are skipped). Non-finite values are skipped. width >= 160, height >= 100. */
+ddpm_status ddpm_plot_line_png(const char *path, const float *y, int n, int width, int height,
+                               bool log_y, const char *title);
+
+#endif

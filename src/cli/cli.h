@@ -24,5 +24,6 @@ typedef struct {
 
 /* one per src/cli/cmd_<name>.c */
 extern const ddpm_cli_command ddpm_cmd_info;
+extern const ddpm_cli_command ddpm_cmd_train;
 
 #endif

@@ -181,19 +181,21 @@ static ddpm_status write_loss_plot(const train_log *L, const char *dir) {
 
 typedef struct {
     const char *data, *data_dir, *out, *schedule, *loss, *lr_decay;
-    int T, batch, threads, ckpt_every, sample_every, log_every, iters, warmup;
+    int T, batch, threads, ckpt_every, sample_every, log_every, iters, warmup, stop_after;
     float lr, clip, ema, weight_decay, cond_drop;
     uint64_t seed;
     bool resume, force;
 } train_flags;
 
-static ddpm_status save_checkpoint(ddpm_trainer *tr, const ddpm_sampler_order *order, const char *path) {
+/* Besides the trainer's state: where the data is and where in it we are. */
+static ddpm_status save_checkpoint(ddpm_trainer *tr, const ddpm_sampler_order *order, const char *data_dir,
+                                   const char *path) {
     char v[3][32];
     snprintf(v[0], sizeof v[0], "%" PRIu64, order->seed);
     snprintf(v[1], sizeof v[1], "%" PRIu32, order->epoch);
     snprintf(v[2], sizeof v[2], "%d", order->pos);
-    ddpm_st_meta extra[3] = {{"data_seed", v[0]}, {"data_epoch", v[1]}, {"data_pos", v[2]}};
-    return ddpm_trainer_save(tr, path, extra, 3);
+    ddpm_st_meta extra[4] = {{"data_seed", v[0]}, {"data_epoch", v[1]}, {"data_pos", v[2]}, {"data", data_dir}};
+    return ddpm_trainer_save(tr, path, extra, 4);
 }
 
 static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) {
@@ -219,16 +221,15 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
         return 1;
     }
 
-    /* data */
-    if (ddpm_data_resolve(dir, sizeof dir, f->data, f->data_dir) || ddpm_dataset_load(&ds, dir, true)) {
-        ddpm_cli_error(CMD);
-        return 1;
-    }
-
-    /* model and trainer */
+    /* model and trainer; on --resume the data defaults to the run's own */
+    bool data_given = ddpm_opts_seen(opts, nopts, "--data") || ddpm_opts_seen(opts, nopts, "--data-dir");
     if (f->resume) {
         if (ddpm_trainer_resume(&tr, ckpt, ddpm_opts_seen(opts, nopts, "--iters") ? f->iters : 0)) goto fail;
-    } else {
+        const char *d = ddpm_trainer_resume_meta(tr, "data");
+        if (!data_given && d) f->data = d;
+    }
+    if (ddpm_data_resolve(dir, sizeof dir, f->data, f->data_dir) || ddpm_dataset_load(&ds, dir, true)) goto fail;
+    if (!f->resume) {
         ddpm_train_config c;
         ddpm_train_config_default(&c);
         ddpm_model_flags_apply(mf, &c.model);
@@ -310,11 +311,17 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
     double t0 = now_s(), t_last = t0, smooth = NAN, ips = 0;
     int64_t it_last = step0;
     bool want_labels = c->model.num_classes > 0;
+    int64_t stop_at = f->stop_after > 0 && step0 + f->stop_after < c->iters ? step0 + f->stop_after : c->iters;
+    /* test hook: poison the batch of this iteration to exercise the
+     * non-finite-loss path (like git's GIT_TEST_* variables) */
+    const char *nan_env = getenv("DDPM_TEST_NAN_AT");
+    int64_t nan_at = nan_env ? strtoll(nan_env, NULL, 10) : -1;
 
-    while (ddpm_trainer_step_count(tr) < c->iters && !g_stop) {
+    while (ddpm_trainer_step_count(tr) < stop_at && !g_stop) {
         ddpm_sampler_next_batch(&order, idx, c->batch);
         ddpm_dataset_to_float(x0, &ds, idx, c->batch);
         if (want_labels) ddpm_dataset_get_labels(labels, &ds, idx, c->batch);
+        if (ddpm_trainer_step_count(tr) + 1 == nan_at) x0[0] = NAN;
         ddpm_train_stats st;
         if (ddpm_trainer_step(tr, x0, want_labels ? labels : NULL, &st)) {
             if (tty) fputc('\n', stderr);
@@ -328,7 +335,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
             L.n = it;
         }
         smooth = isnan(smooth) ? st.loss : 0.98 * smooth + 0.02 * st.loss;
-        bool last = it == c->iters;
+        bool last = it == stop_at;
         if (it % log_every == 0 || last) {
             double t = now_s();
             ips = (double)(it - it_last) * c->batch / (t - t_last);
@@ -346,7 +353,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
             fflush(stderr);
         }
         if (f->ckpt_every > 0 && it % f->ckpt_every == 0 && !last) {
-            if (save_checkpoint(tr, &order, ckpt)) goto fail_nl;
+            if (save_checkpoint(tr, &order, dir, ckpt)) goto fail_nl;
             write_loss_plot(&L, f->out);
         }
         if (f->sample_every > 0 && it % f->sample_every == 0) {
@@ -357,12 +364,18 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
     if (tty) fputc('\n', stderr);
 
     int64_t it = ddpm_trainer_step_count(tr);
-    if (save_checkpoint(tr, &order, ckpt)) goto fail;
+    if (save_checkpoint(tr, &order, dir, ckpt)) goto fail;
     if (write_loss_plot(&L, f->out)) goto fail;
     if (g_stop) {
         fprintf(stderr, "ddpm train: %s at iteration %" PRId64 "; checkpoint saved to '%s' (continue with --resume)\n",
                 g_stop == SIGINT ? "interrupted" : "terminated", it, ckpt);
-        rc = 130;
+        rc = 128 + g_stop;
+        goto done;
+    }
+    if (it < c->iters) {
+        printf("stopped after %" PRId64 " iterations (--stop-after) at iteration %" PRId64 " of %" PRId64
+               "; checkpoint saved to '%s' (continue with --resume)\n", it - step0, it, c->iters, ckpt);
+        rc = 0;
         goto done;
     }
     snprintf(path, sizeof path, "%s/samples.png", f->out);
@@ -398,7 +411,7 @@ static int cmd_train(int argc, char **argv) {
                      .lr_decay = "cosine", .T = d.T, .batch = d.batch, .iters = (int)d.iters, .warmup = (int)d.warmup,
                      .lr = d.lr, .clip = d.clip, .ema = d.ema_decay, .weight_decay = d.weight_decay,
                      .cond_drop = d.cond_drop, .seed = d.seed, .ckpt_every = 500, .sample_every = 0};
-    ddpm_opt opts[32] = {
+    ddpm_opt opts[40] = {
         {"--data", NULL, OPT_STRING, &f.data, 0, 0, "NAME", "mnist, fashion, or a directory of IDX files (default mnist)"},
         {"--data-dir", NULL, OPT_STRING, &f.data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
         {"--steps", NULL, OPT_INT, &f.T, 2, 100000, "T", "diffusion timesteps (default 1000)"},
@@ -420,9 +433,10 @@ static int cmd_train(int argc, char **argv) {
         {"--sample-every", NULL, OPT_INT, &f.sample_every, 0, 100000000, "N", "write a sample grid every N iterations (default 0: at the end only)"},
         {"--log-every", NULL, OPT_INT, &f.log_every, 0, 100000000, "N", "log every N iterations (default: about 50 lines per run)"},
         {"--resume", NULL, OPT_FLAG, &f.resume, 0, 0, NULL, "continue the run in --out exactly where its checkpoint left off"},
+        {"--stop-after", NULL, OPT_INT, &f.stop_after, 1, 100000000, "N", "stop (and save) after N iterations of this run; --resume continues"},
         {"--force", NULL, OPT_FLAG, &f.force, 0, 0, NULL, "start over even if --out holds a checkpoint"},
     };
-    int n = 22;
+    int n = 23;
     ddpm_model_opts(opts + n, &mf);
     n += DDPM_MODEL_OPTS;
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, n,

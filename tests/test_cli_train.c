@@ -1,0 +1,206 @@
+/* test_cli_train.c: `ddpm train` from the outside: bad arguments, exact
+ * resume, the overwrite guard, a non-finite loss, Ctrl-C. Runs a tiny model
+ * on a small IDX dataset the test writes. */
+#define _POSIX_C_SOURCE 200809L
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "cliutil.h"
+#include "ddpm/checkpoint.h"
+#include "ddpm/data.h"
+
+static char g_dir[256], g_data[300];
+
+/* flags of a tiny class-conditional model with dropout on the 8x8 data:
+ * both random streams (noise/timesteps/label-drop and dropout masks) matter */
+#define TINY "--data %s --ch 8 --ch-mult 1,2 --res-blocks 1 --attn 4 --groups 4 --batch 4 --steps 20 " \
+             "--classes 4 --dropout 0.1 --threads 2 --log-every 1"
+
+static int setup(void **state) {
+    (void)state;
+    cli_tmpdir(g_dir, sizeof g_dir);
+    snprintf(g_data, sizeof g_data, "%s/data", g_dir);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", g_data);
+    if (system(cmd)) return -1;
+    enum { N = 40, S = 8 };
+    static uint8_t px[N * S * S], lab[N];
+    for (int i = 0; i < N; i++) {
+        lab[i] = (uint8_t)(i % 4);
+        for (int p = 0; p < S * S; p++) px[i * S * S + p] = (uint8_t)((i * 37 + p * 11 + (p / S == i % S) * 200) % 256);
+    }
+    char path[400];
+    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", g_data);
+    if (ddpm_idx_write_images(path, px, N, 1, S, S)) return -1;
+    snprintf(path, sizeof path, "%s/train-labels-idx1-ubyte", g_data);
+    int dims[1] = {N};
+    if (ddpm_idx_write(path, lab, 1, dims)) return -1;
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    cli_rmtree(g_dir);
+    return 0;
+}
+
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc(*n ? *n : 1);
+    assert_int_equal(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+static const char *meta_of(const char *ckpt, const char *key, char *buf, size_t cap) {
+    ddpm_checkpoint ck;
+    if (ddpm_checkpoint_open(&ck, ckpt)) fail_msg("%s", ddpm_last_error());
+    const char *v = ddpm_checkpoint_meta(&ck, key);
+    snprintf(buf, cap, "%s", v ? v : "(none)");
+    ddpm_checkpoint_close(&ck);
+    return buf;
+}
+
+static void expect(int code, const char *needle, const char *args) {
+    cli_result r;
+    cli_run(&r, "train %s", args);
+    if (r.status != code || !strstr(r.err, needle))
+        fail_msg("'ddpm train %s': exit %d (want %d), stderr: %s (want '%s')", args, r.status, code, r.err, needle);
+    if (code == 2 && cli_lines(r.err) != 1) fail_msg("usage error is not one line: %s", r.err);
+}
+
+static void test_help(void **state) {
+    (void)state;
+    cli_result r;
+    assert_int_equal(cli_run(&r, "train --help"), 0);
+    assert_non_null(strstr(r.out, "--resume"));
+    assert_non_null(strstr(r.out, "--iters"));
+    assert_non_null(strstr(r.out, "--ch-mult"));
+}
+
+static void test_bad_arguments(void **state) {
+    (void)state;
+    char out[400], a[800];
+    snprintf(out, sizeof out, "%s/bad", g_dir);
+    expect(2, "unknown option '--bogus'", "--bogus");
+    expect(2, "--steps must be in [2, 100000]", "--steps 1");
+    expect(2, "--iters must be in", "--iters 0");
+    expect(2, "--iters expects an integer", "--iters 12x");
+    expect(2, "--lr expects a number", "--lr fast");
+    expect(2, "--batch must be in", "--batch -3");
+    expect(2, "unknown --schedule 'cubic'", "--schedule cubic");
+    expect(2, "unknown --loss 'l3'", "--loss l3");
+    expect(2, "missing value for '--out'", "--out");
+    expect(2, "--resume and --force", "--resume --force");
+    expect(2, "not divisible", "--ch 30");
+    expect(2, "--ch-mult expects a comma-separated list", "--ch-mult 1,,2");
+    snprintf(a, sizeof a, "--out %s --resume", out);
+    expect(1, "cannot resume", a);
+    snprintf(a, sizeof a, "--data %s/nowhere --out %s", g_dir, out);
+    expect(1, "nowhere", a);
+    assert_false(cli_exists(out)); /* nothing created on failure */
+}
+
+/* N iterations straight == N/2, then --resume for the rest: same bytes. */
+static void test_resume_is_exact(void **state) {
+    (void)state;
+    char a[1200], A[400], B[400];
+    snprintf(A, sizeof A, "%s/straight", g_dir);
+    snprintf(B, sizeof B, "%s/halves", g_dir);
+    cli_result r;
+    snprintf(a, sizeof a, "train " TINY " --iters 8 --warmup 2 --seed 7 --out %s", g_data, A);
+    if (cli_run(&r, "%s", a)) fail_msg("%s\n%s", a, r.err);
+    snprintf(a, sizeof a, "train " TINY " --iters 8 --warmup 2 --seed 7 --out %s --stop-after 4", g_data, B);
+    if (cli_run(&r, "%s", a)) fail_msg("%s\n%s", a, r.err);
+    assert_non_null(strstr(r.out, "--resume"));
+    char buf[64], pa[500], pb[500];
+    snprintf(pb, sizeof pb, "%s/ckpt.safetensors", B);
+    assert_string_equal(meta_of(pb, "step", buf, sizeof buf), "4");
+    if (cli_run(&r, "train --resume --out %s --threads 2 --log-every 1", B)) fail_msg("resume: %s", r.err);
+    assert_non_null(strstr(r.err, "(resumed)"));
+    snprintf(pa, sizeof pa, "%s/ckpt.safetensors", A);
+    size_t na, nb;
+    char *ba = slurp(pa, &na), *bb = slurp(pb, &nb);
+    assert_int_equal(na, nb);
+    assert_memory_equal(ba, bb, na); /* weights, EMA, moments, rng and data state */
+    free(ba);
+    free(bb);
+    /* the log of the resumed run has every iteration once */
+    snprintf(pb, sizeof pb, "%s/log.csv", B);
+    char *log = slurp(pb, &nb);
+    log = realloc(log, nb + 1);
+    log[nb] = '\0';
+    assert_int_equal(cli_lines(log), 1 + 8);
+    free(log);
+    snprintf(pb, sizeof pb, "%s/samples.png", B);
+    assert_true(cli_exists(pb));
+    snprintf(pb, sizeof pb, "%s/loss.png", B);
+    assert_true(cli_exists(pb));
+
+    /* the guard against clobbering a run, and what --resume may not change */
+    snprintf(a, sizeof a, TINY " --iters 8 --out %s", g_data, A);
+    expect(1, "already exists; pass --resume", a);
+    snprintf(a, sizeof a, "--resume --out %s --lr 0.1", A);
+    expect(2, "--lr cannot be changed on --resume", a);
+    snprintf(a, sizeof a, "--resume --out %s --ch 16", A);
+    expect(2, "--ch cannot be changed on --resume", a);
+}
+
+static void test_nonfinite_loss_keeps_checkpoint(void **state) {
+    (void)state;
+    char a[1200], out[400], ck[500], buf[64];
+    snprintf(out, sizeof out, "%s/nan", g_dir);
+    snprintf(ck, sizeof ck, "%s/ckpt.safetensors", out);
+    setenv("DDPM_TEST_NAN_AT", "5", 1);
+    cli_result r;
+    snprintf(a, sizeof a, "train " TINY " --iters 8 --ckpt-every 2 --out %s", g_data, out);
+    cli_run(&r, "%s", a);
+    unsetenv("DDPM_TEST_NAN_AT");
+    if (r.status != 1 || !strstr(r.err, "loss is nan at iteration 5") || !strstr(r.err, "untouched"))
+        fail_msg("exit %d, stderr: %s", r.status, r.err);
+    assert_string_equal(meta_of(ck, "step", buf, sizeof buf), "4"); /* the last good one */
+}
+
+static void test_interrupt_saves_checkpoint(void **state) {
+    (void)state;
+    char out[400], cmd[2000], buf[64], ck[500];
+    snprintf(out, sizeof out, "%s/int", g_dir);
+    snprintf(ck, sizeof ck, "%s/ckpt.safetensors", out);
+    /* start a long run, wait for its first log row, then Ctrl-C it */
+    snprintf(cmd, sizeof cmd,
+             "'%s' train " TINY " --iters 100000 --out '%s' >/dev/null 2>'%s.err' & pid=$!; "
+             "i=0; while [ $i -lt 600 ] && ! [ $(wc -l < '%s/log.csv' 2>/dev/null || echo 0) -ge 3 ]; do "
+             "sleep 0.1; i=$((i+1)); done; kill -INT $pid; wait $pid; exit $?",
+             getenv("DDPM_BIN"), g_data, out, out, out);
+    int st = system(cmd);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 130);
+    int64_t step = strtoll(meta_of(ck, "step", buf, sizeof buf), NULL, 10);
+    assert_true(step >= 2 && step < 100000);
+    cli_result r;
+    assert_int_equal(cli_run(&r, "train --resume --out %s --stop-after 1 --threads 2", out), 0);
+    assert_int_equal(strtoll(meta_of(ck, "step", buf, sizeof buf), NULL, 10), step + 1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help),
+        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_resume_is_exact),
+        cmocka_unit_test(test_nonfinite_loss_keeps_checkpoint),
+        cmocka_unit_test(test_interrupt_saves_checkpoint),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -25,5 +25,7 @@ typedef struct {
 /* one per src/cli/cmd_<name>.c */
 extern const ddpm_cli_command ddpm_cmd_info;
 extern const ddpm_cli_command ddpm_cmd_train;
+extern const ddpm_cli_command ddpm_cmd_sample;
+extern const ddpm_cli_command ddpm_cmd_noise;
 
 #endif

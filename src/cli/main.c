@@ -9,6 +9,8 @@
 
 static const ddpm_cli_command *const commands[] = {
     &ddpm_cmd_train,
+    &ddpm_cmd_sample,
+    &ddpm_cmd_noise,
     &ddpm_cmd_info,
     NULL,
 };

@@ -1,0 +1,227 @@
+/* cmd_noise.c: `ddpm noise`: the forward process q(x_t | x_0) on dataset
+ * images (DESIGN.md §5), no checkpoint needed.
+ *
+ * Writes a PNG grid with one row per test-split image: the clean x_0, then
+ * x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps for each requested
+ * t, with ONE eps per image shared by all its columns, so a row is one
+ * trajectory of the forward process. Prints the coefficients of each column
+ * on stdout.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "args.h"
+#include "cli.h"
+#include "ddpm/data.h"
+#include "ddpm/diffusion.h"
+#include "ddpm/image.h"
+#include "ddpm/rng.h"
+#include "ddpm/schedule.h"
+
+#define CMD "noise"
+#define MAX_T_LIST 64   /* timesteps (columns) at most */
+#define DEFAULT_COLS 10 /* default: 10 evenly spaced t from 0 to T-1 */
+
+/* Parses "0,100,999" into t[0..) with each value in [0, T-1]. Returns the
+ * count, or -1 after printing a usage error. */
+static int parse_t_list(const char *s, int T, int *t) {
+    int n = 0;
+    const char *p = s;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || (*end && *end != ',') || isspace((unsigned char)*p) || *p == '+') {
+            fprintf(stderr, "ddpm %s: --t expects a comma-separated list of integers, got '%s' (see 'ddpm %s --help')\n",
+                    CMD, s, CMD);
+            return -1;
+        }
+        if (v < 0 || v > T - 1) {
+            fprintf(stderr, "ddpm %s: --t: timestep %ld out of range [0, %d] (T = %d, set with --steps)\n",
+                    CMD, v, T - 1, T);
+            return -1;
+        }
+        if (n == MAX_T_LIST) {
+            fprintf(stderr, "ddpm %s: --t: at most %d timesteps\n", CMD, MAX_T_LIST);
+            return -1;
+        }
+        t[n++] = (int)v;
+        if (!*end) return n;
+        p = end + 1;
+    }
+}
+
+/* Same probe as `ddpm sample`: fail before loading anything when `path`
+ * cannot be created. */
+static int probe_writable(const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "ddpm %s: cannot write '%s': it is a directory\n", CMD, path);
+        return 1;
+    }
+    const char *slash = strrchr(path, '/');
+    int dlen = slash ? (int)(slash - path) + 1 : 0;
+    char probe[4096 + 32];
+    if (dlen > 4096) {
+        fprintf(stderr, "ddpm %s: cannot write '%s': path too long\n", CMD, path);
+        return 1;
+    }
+    snprintf(probe, sizeof probe, "%.*s.ddpm-probe-XXXXXX", dlen, path);
+    int fd = mkstemp(probe);
+    if (fd < 0) {
+        int e = errno;
+        if (dlen > 1) {
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%.*s", dlen - 1, path);
+            if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+                fprintf(stderr, "ddpm %s: cannot write '%s': directory '%s' does not exist\n", CMD,
+                        path, dir);
+                return 1;
+            }
+        }
+        fprintf(stderr, "ddpm %s: cannot write '%s': %s\n", CMD, path, strerror(e));
+        return 1;
+    }
+    close(fd);
+    unlink(probe);
+    return 0;
+}
+
+static const char *SYNOPSIS =
+    "usage: ddpm noise [--data mnist|fashion|DIR] [--t LIST] [-n N] [-o FILE] [options]\n\n"
+    "Show the forward diffusion q(x_t | x_0): test-split images next to their noised\n"
+    "versions x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.";
+
+static const char *EPILOG =
+    "One row per image: the clean x_0, then one column per t. Each row uses one noise\n"
+    "eps for all its columns, so it shows a single trajectory. The t values and their\n"
+    "coefficients are printed on stdout. No checkpoint is needed.\n\n"
+    "examples:\n"
+    "  ddpm noise                                  # 8 MNIST digits at 10 t in [0, 999]\n"
+    "  ddpm noise --t 0,50,100,250,500,999 -o q.png\n"
+    "  ddpm noise --schedule cosine --steps 300    # compare schedules";
+
+static int cmd_noise(int argc, char **argv) {
+    const char *data = "mnist", *data_dir = NULL, *tlist = NULL, *sched_name = "linear",
+               *out = "noise.png";
+    int T = 1000, n = 8;
+    uint64_t seed = 0;
+    ddpm_opt opts[] = {
+        {"--data", NULL, OPT_STRING, &data, 0, 0, "NAME", "mnist, fashion or a directory of IDX files (default mnist)"},
+        {"--data-dir", NULL, OPT_STRING, &data_dir, 0, 0, "DIR", "where the named dataset lives"},
+        {"--t", NULL, OPT_STRING, &tlist, 0, 0, "LIST", "timesteps, e.g. 0,100,500,999 (default 10 evenly spaced)"},
+        {"--steps", NULL, OPT_INT, &T, 2, DDPM_SCHEDULE_MAX_T, "T", "diffusion timesteps T (default 1000)"},
+        {"--schedule", NULL, OPT_STRING, &sched_name, 0, 0, "NAME", "linear, cosine, quadratic or sigmoid (default linear)"},
+        {"--seed", NULL, OPT_U64, &seed, 0, 0, "S", "seed of the noise (default 0)"},
+        {"--num", "-n", OPT_INT, &n, 1, 1000, "N", "images, from the test split (default 8)"},
+        {"--out", "-o", OPT_STRING, &out, 0, 0, "FILE", "PNG to write (default noise.png)"},
+    };
+    int nopts = (int)(sizeof opts / sizeof *opts);
+    int rc = ddpm_opts_parse(CMD, argc, argv, opts, nopts, SYNOPSIS, EPILOG);
+    if (rc) return rc == 1 ? 0 : rc;
+
+    int kind = ddpm_schedule_parse(sched_name);
+    if (kind < 0) {
+        fprintf(stderr, "ddpm %s: unknown schedule '%s' (expected linear, cosine, quadratic or sigmoid)\n",
+                CMD, sched_name);
+        return 2;
+    }
+    bool named = !strcmp(data, "mnist") || !strcmp(data, "fashion") || !strcmp(data, "fashion-mnist");
+    if (data_dir && !named) {
+        fprintf(stderr, "ddpm %s: --data-dir goes with --data mnist or fashion; --data '%s' is already a directory\n",
+                CMD, data);
+        return 2;
+    }
+    int t[MAX_T_LIST], L;
+    if (tlist) {
+        L = parse_t_list(tlist, T, t);
+        if (L < 0) return 2;
+    } else {
+        L = T < DEFAULT_COLS ? T : DEFAULT_COLS;
+        if (ddpm_schedule_respace(t, L, T)) {
+            ddpm_cli_error(CMD);
+            return 1;
+        }
+    }
+
+    /* cheap checks first: the output, then the data */
+    if (probe_writable(out)) return 1;
+    if (data_dir) {
+        struct stat st;
+        if (stat(data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "ddpm %s: --data-dir '%s': %s\n", CMD, data_dir,
+                    stat(data_dir, &st) != 0 ? strerror(errno) : "not a directory");
+            return 1;
+        }
+    }
+    char dir[4096];
+    if (ddpm_data_resolve(dir, sizeof dir, data, data_dir)) {
+        ddpm_cli_error(CMD);
+        return 1;
+    }
+    ddpm_dataset ds;
+    if (ddpm_dataset_load(&ds, dir, false)) {
+        ddpm_cli_error(CMD);
+        return 1;
+    }
+    if (n > ds.n) {
+        fprintf(stderr, "ddpm %s: -n %d: the test split in '%s' has only %d images\n", CMD, n, dir, ds.n);
+        ddpm_dataset_free(&ds);
+        return 1;
+    }
+    if (ds.c != 1 && ds.c != 3) {
+        fprintf(stderr, "ddpm %s: '%s' holds %d-channel images; PNG grids need 1 or 3\n", CMD, dir, ds.c);
+        ddpm_dataset_free(&ds);
+        return 1;
+    }
+
+    ddpm_schedule s = {0};
+    size_t D = (size_t)ds.c * ds.h * ds.w;
+    int cols = 1 + L, status = 1;
+    float *grid = ddpm_malloc((size_t)n * cols * D * sizeof(float)); /* [n, cols, D] */
+    float *eps = ddpm_malloc(D * sizeof(float));                     /* [D] */
+    int *idx = ddpm_malloc((size_t)n * sizeof(int));                 /* [n] */
+    if (!grid || !eps || !idx || ddpm_schedule_init(&s, (ddpm_schedule_kind)kind, T)) goto error;
+
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, seed);
+    for (int i = 0; i < n; i++) idx[i] = i;
+    for (int i = 0; i < n; i++) {
+        float *row = grid + (size_t)i * cols * D; /* [cols, D] */
+        ddpm_dataset_to_float(row, &ds, &idx[i], 1);
+        ddpm_rng_fill_normal(&rng, eps, D);
+        for (int j = 0; j < L; j++) ddpm_q_sample(row + (size_t)(1 + j) * D, row, eps, &t[j], &s, 1, D);
+    }
+    if (ddpm_image_write_grid(out, grid, n * cols, ds.c, ds.h, ds.w, cols, -1.0f, 1.0f)) goto error;
+
+    printf("%s schedule, T = %d; x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps\n\n",
+           ddpm_schedule_name((ddpm_schedule_kind)kind), T);
+    printf("%-7s %-6s %16s %20s %12s\n", "column", "t", "sqrt(alpha_bar)", "sqrt(1-alpha_bar)", "beta_t");
+    printf("%-7d %-6s %16.6f %20.6f %12s\n", 0, "x_0", 1.0, 0.0, "-");
+    for (int j = 0; j < L; j++)
+        printf("%-7d %-6d %16.6f %20.6f %12.6f\n", j + 1, t[j], s.sqrt_alpha_bar[t[j]],
+               s.sqrt_one_minus_alpha_bar[t[j]], s.beta[t[j]]);
+    int gw, gh;
+    ddpm_image_grid_size(n * cols, ds.h, ds.w, cols, &gw, &gh);
+    fprintf(stderr, "ddpm %s: wrote '%s' (%d x %d px): %d image%s from '%s', x_0 and %d noised column%s each\n",
+            CMD, out, gw, gh, n, n == 1 ? "" : "s", dir, L, L == 1 ? "" : "s");
+    status = 0;
+    goto done;
+error:
+    ddpm_cli_error(CMD);
+done:
+    ddpm_schedule_free(&s);
+    ddpm_dataset_free(&ds);
+    ddpm_free(grid);
+    ddpm_free(eps);
+    ddpm_free(idx);
+    return status;
+}
+
+const ddpm_cli_command ddpm_cmd_noise = {"noise", cmd_noise, "show the forward diffusion q(x_t | x_0) on dataset images"};

@@ -17,6 +17,8 @@
 #include "ddpm/checkpoint.h"
 #include "ddpm/data.h"
 
+#include <stb_image.h>
+
 static char g_dir[256], g_data[300];
 
 /* flags of a tiny class-conditional model with dropout on the 8x8 data:
@@ -194,6 +196,45 @@ static void test_interrupt_saves_checkpoint(void **state) {
     assert_int_equal(strtoll(meta_of(ck, "step", buf, sizeof buf), NULL, 10), step + 1);
 }
 
+/* Train a tiny model for a few iterations on real MNIST (the shared copy
+ * when present, else the test's own IDX files), sample from it, and check
+ * the PNG a person would look at. */
+static void test_end_to_end(void **state) {
+    (void)state;
+    const char *mn = getenv("DDPM_SHARED_MNIST");
+    char probe[600];
+    snprintf(probe, sizeof probe, "%s/train-images-idx3-ubyte.gz", mn ? mn : "");
+    bool real = mn && cli_exists(probe);
+    const char *data = real ? mn : g_data;
+    int res = real ? 28 : 8;
+    char out[400], a[1500];
+    snprintf(out, sizeof out, "%s/e2e", g_dir);
+    cli_result r;
+    snprintf(a, sizeof a,
+             "train --data %s --ch 8 --ch-mult 1,2 --res-blocks 1 --attn %d --groups 4 --batch 8 --iters 4 "
+             "--steps 50 --threads 2 --out %s",
+             data, res / 2, out);
+    if (cli_run(&r, "%s", a)) fail_msg("%s: %s", a, r.err);
+    printf("trained on %s: %s", real ? "real MNIST" : "the test's IDX files", r.out);
+    char png[500];
+    snprintf(png, sizeof png, "%s/grid.png", out);
+    if (cli_run(&r, "sample -c %s/ckpt.safetensors -n 4 --sampler ddim --sample-steps 5 -o %s", out, png))
+        fail_msg("sample: %s", r.err);
+    int w, h, ch;
+    unsigned char *px = stbi_load(png, &w, &h, &ch, 1);
+    assert_non_null(px);
+    int side = 2 * res + 3 * 2; /* 2x2 grid, 2 px padding */
+    assert_int_equal(w, side);
+    assert_int_equal(h, side);
+    int lo = 255, hi = 0;
+    for (int i = 0; i < w * h; i++) {
+        lo = px[i] < lo ? px[i] : lo;
+        hi = px[i] > hi ? px[i] : hi;
+    }
+    assert_true(hi - lo > 32); /* an image, not a flat field */
+    stbi_image_free(px);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help),
@@ -201,6 +242,7 @@ int main(void) {
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_nonfinite_loss_keeps_checkpoint),
         cmocka_unit_test(test_interrupt_saves_checkpoint),
+        cmocka_unit_test(test_end_to_end),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -216,10 +216,12 @@ typedef struct {
     ddpm_unet *m;
     float *x, *out;
     int *t, *labels, N;
+    ddpm_rng rng0; /* dropout generator state before every forward: same masks */
 } fd_ctx;
 
 static void fd_forward(void *p) {
     fd_ctx *c = p;
+    *ddpm_unet_rng(c->m) = c->rng0;
     assert_int_equal(ddpm_unet_forward(c->m, c->out, c->x, c->t, c->labels, c->N), DDPM_OK);
 }
 
@@ -279,6 +281,57 @@ static void test_finite_differences(void **state) {
     fx_free(&f);
 }
 
+/* With dropout the backward recomputes dropout(SiLU(n2)) from the saved mask:
+ * check it through the whole network with the masks held fixed. */
+static void test_dropout_gradients(void **state) {
+    (void)state;
+    ddpm_unet_config c;
+    ddpm_unet_config_default(&c);
+    c.res = 8;
+    c.ch = 8;
+    c.num_levels = 2;
+    c.ch_mult[0] = 1;
+    c.ch_mult[1] = 2;
+    c.num_res_blocks = 1;
+    c.attn_res[0] = 4;
+    c.groups = 4;
+    c.dropout = 0.3f;
+    int N = 2;
+    size_t n = (size_t)N * 64;
+    ddpm_unet *m;
+    assert_int_equal(ddpm_unet_create(&m, &c, N, true), DDPM_OK);
+    ddpm_unet_init_params(m, 3);
+    int t[2] = {5, 600};
+    fd_ctx ctx = {.m = m, .x = gc_alloc(n), .out = gc_alloc(n), .N = N, .t = t};
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, 11);
+    gc_fill_normal(&rng, ctx.x, n);
+    ctx.rng0 = *ddpm_unet_rng(m);
+    float *proj = gc_alloc(n), *out2 = gc_alloc(n);
+    gc_fill_normal(&rng, proj, n);
+    fd_forward(&ctx);
+    /* the masks really change the output: a second draw differs */
+    assert_int_equal(ddpm_unet_forward(m, out2, ctx.x, t, NULL, N), DDPM_OK);
+    assert_true(gc_max_abs_diff(out2, ctx.out, n) > 1e-3);
+    fd_forward(&ctx);
+    ddpm_unet_zero_grad(m);
+    assert_int_equal(ddpm_unet_backward(m, proj), DDPM_OK);
+    const char *names[] = {"down.0.block.0.conv1.weight", "down.0.block.0.conv2.weight",
+                           "mid.block_2.norm2.weight", "up.0.block.1.temb_proj.weight"};
+    gc_tensor ts[4];
+    for (int i = 0; i < 4; i++) {
+        const ddpm_param_info *p = ddpm_unet_find_param(m, names[i]);
+        assert_non_null(p);
+        ts[i] = (gc_tensor){names[i], ddpm_unet_params(m) + p->offset, ddpm_unet_grads(m) + p->offset, p->numel};
+    }
+    gc_check_order("unet dropout=0.3", fd_forward, &ctx, ctx.out, n, proj, ts, 4, 4e-2, GC_TOL, 24, 4);
+    ddpm_free(ctx.x);
+    ddpm_free(ctx.out);
+    ddpm_free(proj);
+    ddpm_free(out2);
+    ddpm_unet_free(m);
+}
+
 static void test_bad_calls(void **state) {
     (void)state;
     ddpm_unet_config c;
@@ -309,6 +362,7 @@ int main(void) {
         cmocka_unit_test(test_matches_torch),
         cmocka_unit_test(test_matches_torch_conditional),
         cmocka_unit_test(test_finite_differences),
+        cmocka_unit_test(test_dropout_gradients),
         cmocka_unit_test(test_bad_calls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

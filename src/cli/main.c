@@ -12,6 +12,7 @@ static const ddpm_cli_command *const commands[] = {
     &ddpm_cmd_sample,
     &ddpm_cmd_noise,
     &ddpm_cmd_info,
+    &ddpm_cmd_bench,
     NULL,
 };
 

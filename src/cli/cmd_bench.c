@@ -1,0 +1,382 @@
+/* cmd_bench.c: `ddpm bench`: time the fixed training and sampling workload.
+ *
+ * The workload (no dataset needed, everything is random):
+ *   train   one ddpm_trainer_step per iteration on a fixed random batch in
+ *           [-1, 1]: t ~ U{0..T-1}, eps ~ N(0, I), q_sample, forward, L2 loss,
+ *           backward, global-norm clip (1.0), AdamW, EMA update: exactly what
+ *           `ddpm train` runs per iteration (minus reading the dataset).
+ *   sample  one ddpm_unet_forward of an INFERENCE model (no saved
+ *           activations, as the sampler uses it) on `batch` random images at
+ *           random timesteps; one call = one denoising step of `batch` images.
+ *   sgemm   C = A B with square float32 matrices of --sgemm-size through
+ *           ddpm_gemm (OpenBLAS) with the same threads: the machine's
+ *           practical peak, the yardstick for train_gflops.
+ *
+ * Each part runs --warmup untimed iterations, then timed iterations until
+ * --seconds have passed (at least MIN_ITERS); every iteration is timed on its
+ * own and the report gives the median (p10/p90 for the spread), which is
+ * robust to the noise of a shared machine.
+ *
+ * Output: `key=value` lines on stdout and nothing else (progress on stderr),
+ * the same keys as scripts/bench_torch.py, so scripts/bench.sh can put them
+ * side by side:
+ *   train_gflops = 3 x ddpm_unet_flops x batch / median seconds per iteration
+ *     (forward FLOPs per image as `ddpm info` counts them: 2 per multiply-add
+ *     of convolutions, linears and attention; backward ~ 2x forward, so one
+ *     training step ~ 3x forward, the same convention as `ddpm info`. Norms,
+ *     activations and the optimizer are not counted.)
+ *   sgemm_gflops = 2 n^3 / median seconds per product
+ *   peak_rss_mb  = getrusage ru_maxrss right after the training part (or
+ *     after the one part run with --only): the process's high-water resident
+ *     memory, including the parameters, gradients, Adam moments, EMA and the
+ *     activation arena, the binary and OpenBLAS's buffers.
+ *   base_rss_mb  = the same before any model exists (the program's own
+ *     footprint; bench_torch.py's includes Python and the torch libraries).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "args.h"
+#include "cli.h"
+#include "ddpm/diffusion.h"
+#include "ddpm/rng.h"
+#include "ddpm/tensor.h"
+#include "ddpm/train.h"
+#include "ddpm/unet.h"
+
+static const char *CMD = "bench";
+
+#define MIN_ITERS 3 /* timed iterations per part, whatever the budget */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- timing ------------------------------------------------------------------------ */
+
+typedef struct {
+    int n;                     /* timed iterations */
+    double total;              /* seconds, sum over timed iterations */
+    double median, p10, p90;   /* seconds per iteration */
+} bench_stats;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The q-quantile of sorted v[n], interpolating between order statistics
+ * (numpy's default "linear" method, also used by bench_torch.py). */
+static double quantile(const double *v, int n, double q) {
+    double pos = q * (n - 1);
+    int i = (int)pos;
+    if (i >= n - 1) return v[n - 1];
+    return v[i] + (pos - i) * (v[i + 1] - v[i]);
+}
+
+/* One part: prep (untimed, may be NULL) then fn, --warmup times untimed,
+ * then timed until `seconds` have passed and at least MIN_ITERS ran. */
+typedef ddpm_status (*bench_fn)(void *ctx);
+
+static ddpm_status measure(const char *what, bench_fn prep, bench_fn fn, void *ctx, int warmup,
+                           double seconds, bench_stats *st) {
+    ddpm_status s;
+    bool tty = ddpm_cli_tty();
+    if (tty) fprintf(stderr, "ddpm bench: %s: warming up", what);
+    int cap = 256, n = 0;
+    double *t = NULL;
+    for (int i = 0; i < warmup; i++) {
+        if (prep && (s = prep(ctx))) goto fail;
+        if ((s = fn(ctx))) goto fail;
+    }
+    if (!(t = malloc((size_t)cap * sizeof *t))) {
+        s = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    double start = now_s(), total = 0, shown = start;
+    while (n < MIN_ITERS || now_s() - start < seconds) {
+        if (prep && (s = prep(ctx))) goto fail;
+        double t0 = now_s();
+        if ((s = fn(ctx))) goto fail;
+        double dt = now_s() - t0;
+        if (tty && now_s() - shown > 0.5) { /* slow parts: show they are alive */
+            shown = now_s();
+            fprintf(stderr, "\r\033[Kddpm bench: %s: %d iterations, %.1f s", what, n + 1, shown - start);
+        }
+        if (n == cap) {
+            double *g = realloc(t, (size_t)(cap *= 2) * sizeof *t);
+            if (!g) {
+                s = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
+                goto fail;
+            }
+            t = g;
+        }
+        t[n++] = dt;
+        total += dt;
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    *st = (bench_stats){.n = n, .total = total, .median = quantile(t, n, 0.5), .p10 = quantile(t, n, 0.1),
+                        .p90 = quantile(t, n, 0.9)};
+    free(t);
+    fprintf(stderr, "%sddpm bench: %s: %d iterations in %.1f s, median %.3f ms (p10 %.3f, p90 %.3f)\n",
+            tty ? "\r\033[K" : "", what, n, total, 1e3 * st->median, 1e3 * st->p10, 1e3 * st->p90);
+    return DDPM_OK;
+fail:
+    if (tty) fputc('\n', stderr);
+    free(t);
+    return s;
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru)) return 0;
+    return (double)ru.ru_maxrss / 1024.0; /* Linux: kilobytes */
+}
+
+/* ---- the three workloads ----------------------------------------------------------- */
+
+typedef struct {
+    ddpm_trainer *tr;
+    const float *x0;   /* (B, C, H, W) in [-1, 1] */
+    const int *labels; /* (B) or NULL */
+} train_ctx;
+
+static ddpm_status train_step(void *p) {
+    train_ctx *c = p;
+    return ddpm_trainer_step(c->tr, c->x0, c->labels, NULL);
+}
+
+typedef struct {
+    ddpm_unet *model;  /* inference model */
+    float *out;        /* (B, C, H, W) */
+    const float *x;    /* (B, C, H, W) */
+    int *t;            /* (B) */
+    const int *labels; /* (B) or NULL */
+    int B, T;
+    ddpm_rng *rng;
+} sample_ctx;
+
+static ddpm_status sample_prep(void *p) {
+    sample_ctx *c = p;
+    ddpm_sample_timesteps(c->t, c->B, c->T, c->rng);
+    return DDPM_OK;
+}
+
+static ddpm_status sample_step(void *p) {
+    sample_ctx *c = p;
+    return ddpm_unet_forward(c->model, c->out, c->x, c->t, c->labels, c->B);
+}
+
+typedef struct {
+    const float *A, *B; /* (n, n) */
+    float *C;           /* (n, n) */
+    int n;
+} sgemm_ctx;
+
+static ddpm_status sgemm_step(void *p) {
+    sgemm_ctx *c = p;
+    ddpm_gemm(false, false, c->n, c->n, c->n, 1.0f, c->A, c->n, c->B, c->n, 0.0f, c->C, c->n);
+    return DDPM_OK;
+}
+
+/* ---- the command ---------------------------------------------------------------------- */
+
+typedef struct {
+    int threads, batch, warmup, sgemm_n;
+    float seconds;
+    const char *only;
+    uint64_t seed;
+} bench_flags;
+
+/* "ch32-mult1,2,2-rb2-attn7-g8" (+ "-cls10", "-drop0.1" when set) */
+static void model_name(char *buf, size_t cap, const ddpm_unet_config *c) {
+    char mult[64], attn[64];
+    ddpm_format_int_list(mult, sizeof mult, c->ch_mult, c->num_levels);
+    if (c->num_attn) ddpm_format_int_list(attn, sizeof attn, c->attn_res, c->num_attn);
+    else snprintf(attn, sizeof attn, "none");
+    int n = snprintf(buf, cap, "ch%d-mult%s-rb%d-attn%s-g%d", c->ch, mult, c->num_res_blocks, attn, c->groups);
+    if (c->num_classes > 0 && n > 0 && (size_t)n < cap)
+        n += snprintf(buf + n, cap - (size_t)n, "-cls%d", c->num_classes);
+    if (c->dropout > 0 && n > 0 && (size_t)n < cap)
+        snprintf(buf + n, cap - (size_t)n, "-drop%g", (double)c->dropout);
+}
+
+static int run(const bench_flags *f, const ddpm_unet_config *mc) {
+    bool do_train = !strcmp(f->only, "all") || !strcmp(f->only, "train");
+    bool do_sample = !strcmp(f->only, "all") || !strcmp(f->only, "sample");
+    bool do_sgemm = !strcmp(f->only, "all") || !strcmp(f->only, "sgemm");
+    int rc = 1, B = f->batch;
+    int threads = ddpm_cli_threads(f->threads);
+    double base_rss = peak_rss_mb();
+    ddpm_train_config tc;
+    ddpm_train_config_default(&tc);
+    tc.model = *mc;
+    tc.batch = B;
+    tc.iters = 1000000000; /* the LR schedule's length: irrelevant to speed */
+    tc.seed = f->seed;
+    size_t D = (size_t)mc->in_ch * mc->res * mc->res;
+
+    ddpm_trainer *tr = NULL;
+    ddpm_unet *inf = NULL;
+    float *x0 = ddpm_malloc((size_t)B * D * sizeof(float)), *out = ddpm_malloc((size_t)B * D * sizeof(float));
+    float *A = NULL, *Bm = NULL, *C = NULL;
+    int *t = malloc((size_t)B * sizeof *t), *labels = malloc((size_t)B * sizeof *labels);
+    if (!x0 || !out || !t || !labels) {
+        fprintf(stderr, "ddpm bench: out of memory\n");
+        goto done;
+    }
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, f->seed ^ 0xbe9c4ULL);
+    ddpm_rng_fill_uniform(&rng, x0, (size_t)B * D, -1.0f, 1.0f);
+    for (int i = 0; i < B; i++)
+        labels[i] = mc->num_classes > 0 ? (int)ddpm_rng_below(&rng, (uint32_t)mc->num_classes) : 0;
+    const int *lab = mc->num_classes > 0 ? labels : NULL;
+
+    size_t nparams;
+    double flops;
+    if (ddpm_unet_describe(mc, &nparams, &flops)) goto fail;
+    char name[256];
+    model_name(name, sizeof name, mc);
+    fprintf(stderr, "ddpm bench: model %s, %zu parameters, %.1f MFLOPs/image forward; batch %d; %d threads; %s\n",
+            name, nparams, flops / 1e6, B, threads, ddpm_blas_core());
+
+    bench_stats trs = {0}, sas = {0}, sgs = {0};
+    double rss = 0;
+    if (do_train) {
+        if (ddpm_trainer_create(&tr, &tc)) goto fail;
+        train_ctx c = {tr, x0, lab};
+        if (measure("train", NULL, train_step, &c, f->warmup, f->seconds, &trs)) goto fail;
+        rss = peak_rss_mb();
+        ddpm_trainer_free(tr);
+        tr = NULL;
+    }
+    if (do_sample) {
+        if (ddpm_unet_create(&inf, mc, B, false)) goto fail;
+        ddpm_unet_init_params(inf, f->seed);
+        ddpm_rng_fill_normal(&rng, x0, (size_t)B * D); /* x_t ~ N(0, I), as at the start of sampling */
+        sample_ctx c = {inf, out, x0, t, lab, B, tc.T, &rng};
+        if (measure("sample", sample_prep, sample_step, &c, f->warmup, f->seconds, &sas)) goto fail;
+        if (!do_train) rss = peak_rss_mb();
+        ddpm_unet_free(inf);
+        inf = NULL;
+    }
+    if (do_sgemm) {
+        size_t nn = (size_t)f->sgemm_n * f->sgemm_n;
+        A = ddpm_malloc(nn * sizeof(float));
+        Bm = ddpm_malloc(nn * sizeof(float));
+        C = ddpm_malloc(nn * sizeof(float));
+        if (!A || !Bm || !C) goto fail;
+        ddpm_rng_fill_uniform(&rng, A, nn, -1.0f, 1.0f);
+        ddpm_rng_fill_uniform(&rng, Bm, nn, -1.0f, 1.0f);
+        memset(C, 0, nn * sizeof(float));
+        sgemm_ctx c = {A, Bm, C, f->sgemm_n};
+        if (measure("sgemm", NULL, sgemm_step, &c, f->warmup, f->seconds, &sgs)) goto fail;
+        if (!do_train && !do_sample) rss = peak_rss_mb();
+    }
+
+    /* the report: workload first, then one block per part */
+    printf("model=%s\n", name);
+    printf("image=%dx%dx%d\n", mc->in_ch, mc->res, mc->res);
+    printf("timesteps=%d\n", tc.T);
+    printf("batch=%d\n", B);
+    printf("threads=%d\n", threads);
+    printf("params=%zu\n", nparams);
+    printf("mflops_per_image=%.6g\n", flops / 1e6);
+    printf("blas_core=%s\n", ddpm_blas_core());
+    double train_gflops = 0, sgemm_gflops = 0;
+    if (do_train) {
+        train_gflops = 3.0 * flops * B / trs.median / 1e9;
+        printf("train_iters=%d\n", trs.n);
+        printf("train_ms_per_iter=%.6g\n", 1e3 * trs.median);
+        printf("train_ms_p10=%.6g\n", 1e3 * trs.p10);
+        printf("train_ms_p90=%.6g\n", 1e3 * trs.p90);
+        printf("train_img_per_s=%.6g\n", B / trs.median);
+        printf("train_gflops=%.6g\n", train_gflops);
+    }
+    if (do_sample) {
+        printf("sample_iters=%d\n", sas.n);
+        printf("sample_ms_per_step=%.6g\n", 1e3 * sas.median);
+        printf("sample_ms_p10=%.6g\n", 1e3 * sas.p10);
+        printf("sample_ms_p90=%.6g\n", 1e3 * sas.p90);
+        printf("sample_img_steps_per_s=%.6g\n", B / sas.median);
+    }
+    if (do_sgemm) {
+        sgemm_gflops = 2.0 * (double)f->sgemm_n * f->sgemm_n * f->sgemm_n / sgs.median / 1e9;
+        printf("sgemm_n=%d\n", f->sgemm_n);
+        printf("sgemm_iters=%d\n", sgs.n);
+        printf("sgemm_ms=%.6g\n", 1e3 * sgs.median);
+        printf("sgemm_gflops=%.6g\n", sgemm_gflops);
+    }
+    if (do_train && do_sgemm) printf("gflops_ratio=%.6g\n", train_gflops / sgemm_gflops);
+    printf("base_rss_mb=%.6g\n", base_rss);
+    printf("peak_rss_mb=%.6g\n", rss);
+    rc = 0;
+    goto done;
+fail:
+    ddpm_cli_error(CMD);
+done:
+    ddpm_trainer_free(tr);
+    ddpm_unet_free(inf);
+    ddpm_free(x0);
+    ddpm_free(out);
+    ddpm_free(A);
+    ddpm_free(Bm);
+    ddpm_free(C);
+    free(t);
+    free(labels);
+    return rc;
+}
+
+static int cmd_bench(int argc, char **argv) {
+    ddpm_unet_config def;
+    ddpm_unet_config_default(&def);
+    ddpm_model_flags mf;
+    ddpm_model_flags_init(&mf, &def);
+    bench_flags f = {.threads = 0, .batch = 64, .warmup = 3, .sgemm_n = 2048, .seconds = 10.0f, .only = "all",
+                     .seed = 0};
+    ddpm_opt opts[7 + DDPM_MODEL_OPTS] = {
+        {"--threads", NULL, OPT_INT, &f.threads, 0, 1024, "N", "threads, 0 = all cores (default 0)"},
+        {"--seconds", NULL, OPT_FLOAT, &f.seconds, 0.0, 3600.0, "S", "seconds per part, after warm-up (default 10)"},
+        {"--batch", NULL, OPT_INT, &f.batch, 1, 4096, "N", "images per training step / denoising call (default 64)"},
+        {"--warmup", NULL, OPT_INT, &f.warmup, 0, 1000, "N", "untimed iterations before each part (default 3)"},
+        {"--only", NULL, OPT_STRING, &f.only, 0, 0, "PART", "run one part: train, sample or sgemm (default all)"},
+        {"--sgemm-size", NULL, OPT_INT, &f.sgemm_n, 16, 16384, "N", "sgemm of N x N matrices (default 2048)"},
+        {"--seed", NULL, OPT_U64, &f.seed, 0, 0, "N", "random seed of the data and weights (default 0)"},
+    };
+    int n = 7;
+    ddpm_model_opts(opts + n, &mf);
+    n += DDPM_MODEL_OPTS;
+    int rc = ddpm_opts_parse(CMD, argc, argv, opts, n,
+                             "usage: ddpm bench [options] [model options]\n\n"
+                             "Time the training step and the denoiser on random data (no dataset needed)\n"
+                             "and a large sgemm; print key=value lines (medians over timed iterations).",
+                             "Parts: train = ddpm_trainer_step (q_sample, forward, L2 loss, backward, clip,\n"
+                             "AdamW, EMA), as `ddpm train` runs it; sample = one forward of the inference\n"
+                             "model on --batch images at random t (one denoising step); sgemm = a square\n"
+                             "float32 matrix product through OpenBLAS with the same threads.\n"
+                             "train_gflops = 3 x forward FLOPs x batch / median step time (forward +\n"
+                             "backward ~ 3x forward, as in `ddpm info`); gflops_ratio = train / sgemm.\n"
+                             "peak_rss_mb is the process's peak resident memory after the training part.\n"
+                             "scripts/bench.sh runs this next to scripts/bench_torch.py (PyTorch).");
+    if (rc) return rc == 1 ? 0 : rc;
+    if (strcmp(f.only, "all") && strcmp(f.only, "train") && strcmp(f.only, "sample") && strcmp(f.only, "sgemm")) {
+        fprintf(stderr, "ddpm bench: unknown --only '%s' (train, sample, sgemm)\n", f.only);
+        return 2;
+    }
+    ddpm_unet_config c = def;
+    ddpm_model_flags_apply(&mf, &c);
+    if (ddpm_unet_config_validate(&c)) {
+        ddpm_cli_error(CMD);
+        return 2;
+    }
+    return run(&f, &c);
+}
+
+const ddpm_cli_command ddpm_cmd_bench = {"bench", cmd_bench, "time training, sampling and sgemm on a fixed workload"};

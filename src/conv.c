@@ -1,47 +1,140 @@
-/* conv.c: 2-D convolution via im2col + one sgemm per pass. See conv.h.
+/* conv.c: 2-D convolution, one im2col + sgemm per image. See conv.h.
  *
  * Shape letters: N batch, C input channels, H W input size, F output channels,
  * K kernel, S stride, P padding, HO WO output size. Derived sizes:
- *   CKK = C*K*K         rows of the im2col matrix (c, ki, kj)
- *   HWO = HO*WO         output pixels per image
- *   L   = N*HWO         columns of the im2col matrix (n, oh, ow): the batch is
- *                       folded into the GEMM's N dimension, one big product
+ *   KK  = K*K     kernel taps, tap = ki*K + kj
+ *   CKK = C*K*K   rows of an image's im2col matrix
+ *   HW  = H*W, HWO = HO*WO   pixels per image in and out
  *
- * General path, forward:
- *   col (CKK, L)  = im2col(in)
- *   tmp (F, L)    = weight (F, CKK) @ col
- *   out (N, F, HO, WO) = scatter(tmp) + bias
- * backward:
- *   dtmp (F, L)   = gather(dout),           dbias += row sums of dtmp
- *   col (CKK, L)  = im2col(in)                (recomputed, not saved)
- *   dweight      += dtmp @ col^T
- *   dcol (CKK, L) = weight^T @ dtmp           (overwrites col)
- *   din          += col2im(dcol)
+ * Every pass works image by image, straight on the NCHW tensors: the GEMM of
+ * image n reads in[n] / dout[n] and writes out[n] / din[n] in place, so there
+ * is no batch-folded matrix, no scatter or gather and no transposes. The
+ * images are shared out over T threads (T = min(threads, processors, N));
+ * each thread has its own im2col buffer in `work` (one image's worth, which
+ * stays in L2) and calls a single-threaded GEMM (OpenBLAS's OpenMP build runs
+ * sgemm on one thread inside an active parallel region). With T = 1 there is
+ * no parallel region and OpenBLAS threads each GEMM itself.
+ *
+ * The im2col matrix is tap-major: row tap*C + c, column oh*WO + ow holds
+ * x[c, oh*S - P + ki, ow*S - P + kj] (0 in the padding). For a "same" conv
+ * (S 1, HO = H, WO = W: the UNet's 3x3 pad 1) the C rows of one tap are then
+ * the whole image shifted by (ki-P)*W + (kj-P): one long memcpy, then zeros
+ * written over the few entries that fall in the padding. Stride 2 with
+ * HO = ceil(H/2) (the UNet's 3x3 pad 1 downsampling) first splits the image
+ * into its four (row, column) parity phases, each (C, HO, WO); every tap is
+ * then a shifted copy of one phase. The weight is permuted to match the
+ * tap-major rows, wt (F, KK, C), once per call.
+ *
+ * Forward, per image:
+ *   col (CKK, HWO)  = im2col(in[n])
+ *   out[n] (F, HWO) = wt (F, CKK) @ col + bias
+ * Backward, per image (thread t owns the contiguous images [N*t/T, N*(t+1)/T)):
+ *   col (CKK, HWO)  = im2col(in[n])
+ *   dw_t (F, CKK)  += dout[n] (F, HWO) @ col^T        (dw_t tap-major, in work)
+ *   din[n]         += the transposed conv of dout[n], either
+ *     stride 1, F <= C:  col (F*KK, HW) = im2col(dout[n]) with padding K-1-P
+ *                        din[n] (C, HW) += wflip (C, F*KK) @ col
+ *                        wflip[c, tap, f] = weight[f, c, KK-1-tap]
+ *                        (a plain convolution: no col2im, the GEMM adds in place)
+ *     otherwise:         col (CKK, HWO) = wt^T (CKK, F) @ dout[n]
+ *                        din[n] += col2im(col)
+ *   dweight (F, C, KK) += dw_0 + dw_1 + ... + dw_{T-1}, in thread order
+ *   dbias (F) += sums of dout over N, HO, WO, one thread per f, in double.
  *
  * Direct 1x1 path (K=1, S=1, P=0): each image (C, H*W) already is its own
- * im2col matrix, so one GEMM per image reads and writes the NCHW tensors
- * directly, with no scratch and no copies. Measured single-threaded on
- * UNet-like shapes (N 16..128, 4x4..28x28) it beats folding the batch into one
- * GEMM (whose im2col is then a transpose) by 1.3-3x, even at 4x4.
+ * im2col matrix, so the GEMMs read the NCHW tensors directly. Thread 0
+ * accumulates dweight in place, the others into partials added after.
  *
- * Every OpenMP loop gives each thread distinct outputs and sums in a fixed
- * order, so results do not depend on the schedule.
+ * Reproducibility: bit for bit for a given thread count. With T > 1 out and
+ * din do not depend on which thread runs which image (each image is the same
+ * sequence of operations); dweight is summed from the per-thread partials in
+ * thread order, so across thread counts it differs by float reassociation.
+ * With T = 1 OpenBLAS may thread a GEMM itself, which can change rounding.
+ * Convs under CONV_PAR_MIN_FLOPS always run with T = 1.
  */
 #include "ddpm/conv.h"
 
+#include <omp.h>
 #include <string.h>
 
 #include "ddpm/tensor.h"
 
 static int is_direct_1x1(const ddpm_conv2d_desc *d) { return d->K == 1 && d->S == 1 && d->P == 0; }
 
+/* din via the transposed conv (im2col of dout, F*KK rows) instead of col2im
+ * (a CKK-row GEMM result): chosen when it moves no more data, F <= C. */
+static int use_transposed(const ddpm_conv2d_desc *d) {
+    return !is_direct_1x1(d) && d->S == 1 && d->P <= d->K - 1 && d->F <= d->C;
+}
+
+/* Round a float count up to whole 64-byte lines, so every slice is aligned. */
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* Below this many flops per pass a conv runs on one thread: a parallel
+ * region costs microseconds on an idle machine and milliseconds when the other
+ * core is busy (the woken thread waits for a time slice), which would dominate
+ * small convs (and the thousands of tiny forwards of a gradient check). */
+#define CONV_PAR_MIN_FLOPS 4e6
+
+/* Threads a pass uses (threads = omp_get_max_threads()), or sizes for
+ * (threads = 0): never more than the processors nor than the images, and 1
+ * for small convs. The size thus never decreases with N, and a pass never
+ * uses more threads than its workspace was sized for. */
+static int conv_team(const ddpm_conv2d_desc *d, int HO, int WO, int threads) {
+    double flops = 2.0 * d->N * d->F * d->C * d->K * d->K * HO * WO;
+    if (flops < CONV_PAR_MIN_FLOPS) return 1;
+    int t = omp_get_num_procs();
+    if (threads > 0 && threads < t) t = threads;
+    if (t > d->N) t = d->N;
+    return t < 1 ? 1 : t;
+}
+
+/* Stride 2 with HO = ceil(H/2), WO = ceil(W/2) (the UNet's 3x3 pad 1
+ * downsampling): split the input into its four phases, then every tap is a
+ * shifted copy of one phase, as in a same conv. */
+static int is_phased(int S, int H, int W, int HO, int WO) {
+    return S == 2 && HO == (H + 1) / 2 && WO == (W + 1) / 2;
+}
+
+/* Floats of scratch im2col / col2im need besides col: the phases. */
+static size_t phase_floats(int C, int S, int H, int W, int HO, int WO) {
+    return is_phased(S, H, W, HO, WO) ? 4 * (size_t)C * HO * WO : 0;
+}
+
+/* The pieces of `work` for a pass with T threads, in this order:
+ *   wt       wsz floats     permuted weight (F, KK, C) or wflip (C, KK, F)
+ *   col[t]   colsz floats   im2col buffer of thread t, t < T
+ *   dw[t]    dwsz floats    (F, KK, C) partial dweight of thread t, t < T
+ * A direct 1x1 conv has no wt and no col, and only dw[1..T-1]. */
+typedef struct {
+    size_t wsz, colsz, dwsz;
+    size_t phoff; /* offset in col[t] of the stride-2 phases (after the matrix) */
+    int direct;
+} work_plan;
+
+static work_plan plan_work(const ddpm_conv2d_desc *d, int HO, int WO) {
+    work_plan w;
+    size_t KK = (size_t)d->K * d->K;
+    w.direct = is_direct_1x1(d);
+    w.dwsz = round16((size_t)d->F * d->C * KK);
+    w.wsz = w.direct ? 0 : w.dwsz;
+    size_t col = (size_t)d->C * KK * HO * WO;
+    if (use_transposed(d) && (size_t)d->F * KK * d->H * d->W > col)
+        col = (size_t)d->F * KK * d->H * d->W;
+    w.phoff = round16(col);
+    w.colsz = w.direct ? 0 : w.phoff + round16(phase_floats(d->C, d->S, d->H, d->W, HO, WO));
+    return w;
+}
+
+static size_t plan_total(const work_plan *w, int T) {
+    return w->wsz + (size_t)T * w->colsz + (size_t)(w->direct ? T - 1 : T) * w->dwsz;
+}
+
 size_t ddpm_conv2d_workspace(const ddpm_conv2d_desc *d) {
-    if (is_direct_1x1(d)) return 0;
     int HO = ddpm_conv2d_out(d->H, d->K, d->S, d->P), WO = ddpm_conv2d_out(d->W, d->K, d->S, d->P);
-    if (d->N <= 0 || HO <= 0 || WO <= 0) return 0;
-    size_t L = (size_t)d->N * HO * WO;
-    size_t CKK = (size_t)d->C * d->K * d->K;
-    return CKK * L + (size_t)d->F * L; /* col + tmp */
+    if (d->N <= 0 || d->F <= 0 || HO <= 0 || WO <= 0) return 0;
+    work_plan w = plan_work(d, HO, WO);
+    return plan_total(&w, conv_team(d, HO, WO, 0));
 }
 
 /* The outputs o in [*lo, *hi) of a row of `nout` outputs whose input index
@@ -55,182 +148,373 @@ static void valid_range(int off, int S, int n, int nout, int *lo, int *hi) {
     *hi = b;
 }
 
-/* col (CKK, L) <- in (N, C, H, W). Row r = (c*K + ki)*K + kj, column
- * n*HWO + oh*WO + ow holds in[n, c, oh*S - P + ki, ow*S - P + kj] (0 outside). */
-static void im2col(float *col, const float *in, const ddpm_conv2d_desc *d, int HO, int WO) {
-    const int N = d->N, C = d->C, H = d->H, W = d->W, K = d->K, S = d->S, P = d->P;
-    const int CKK = C * K * K;
-    const size_t HWO = (size_t)HO * WO, L = (size_t)N * HWO;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int r = 0; r < CKK; r++) {
-        for (int n = 0; n < N; n++) {
-            int c = r / (K * K), ki = (r / K) % K, kj = r % K;
-            int oh_lo, oh_hi, ow_lo, ow_hi;
-            valid_range(ki - P, S, H, HO, &oh_lo, &oh_hi);
-            valid_range(kj - P, S, W, WO, &ow_lo, &ow_hi);
-            const float *src = in + ((size_t)n * C + c) * H * W;  /* (H, W) */
-            float *dst = col + (size_t)r * L + (size_t)n * HWO;    /* (HO, WO) */
-            for (int oh = 0; oh < HO; oh++) {
-                float *drow = dst + (size_t)oh * WO;
-                if (oh < oh_lo || oh >= oh_hi) {
-                    memset(drow, 0, (size_t)WO * sizeof(float));
+/* dst[i] = src[i], i < n, in pieces of `piece` floats (a few KiB): a long
+ * shifted copy otherwise takes glibc's `rep movsb` path, which is slow when
+ * source and destination are misaligned relative to each other (here they
+ * are, by the shift). `piece` is a run-time value so that the compiler calls
+ * memcpy rather than expanding it inline as `rep movsq`. */
+static void copy_floats(float *restrict dst, const float *restrict src, size_t n, size_t piece) {
+    for (size_t i = 0; i < n; i += piece)
+        memcpy(dst + i, src + i, (n - i < piece ? n - i : piece) * sizeof(float));
+}
+
+/* blk (C, H, W) holds planes shifted by (dy, dx) (blk[c, h, w] comes from
+ * [c, h+dy, w+dx]): writes 0 over the entries whose source is outside. */
+static void zero_padding(float *blk, int C, int H, int W, int dy, int dx) {
+    int r0, r1, c0, c1; /* valid rows [r0, r1), columns [c0, c1) */
+    valid_range(dy, 1, H, H, &r0, &r1);
+    valid_range(dx, 1, W, W, &c0, &c1);
+    const size_t HW = (size_t)H * W;
+    for (int c = 0; c < C; c++) {
+        float *pl = blk + (size_t)c * HW; /* (H, W) */
+        for (size_t i = 0; i < (size_t)r0 * W; i++) pl[i] = 0.0f;
+        for (size_t i = (size_t)r1 * W; i < HW; i++) pl[i] = 0.0f;
+        /* column by column: short strided loops, not a memset call per row */
+        for (int ow = 0; ow < c0; ow++)
+            for (int oh = r0; oh < r1; oh++) pl[(size_t)oh * W + ow] = 0.0f;
+        for (int ow = c1; ow < W; ow++)
+            for (int oh = r0; oh < r1; oh++) pl[(size_t)oh * W + ow] = 0.0f;
+    }
+}
+
+/* blk (C, H, W) [c, h, w] = src (C, H, W) [c, h+dy, w+dx], 0 outside: one
+ * contiguous copy of the whole tensor shifted by dy*W + dx, then zeros. */
+static void shift_copy(float *restrict blk, const float *restrict src, int C, int H, int W,
+                       int dy, int dx) {
+    const long CHW = (long)C * H * W;
+    const size_t piece = (size_t)W * (W < 1024 ? 1024 / W : 1); /* whole rows, <= 4 KiB */
+    long delta = (long)dy * W + dx;
+    long lo = delta < 0 ? -delta : 0, hi = delta > 0 ? CHW - delta : CHW;
+    if (hi < lo) hi = lo = 0;
+    memset(blk, 0, (size_t)lo * sizeof(float));
+    copy_floats(blk + lo, src + lo + delta, (size_t)(hi - lo), piece);
+    memset(blk + hi, 0, (size_t)(CHW - hi) * sizeof(float));
+    zero_padding(blk, C, H, W, dy, dx);
+}
+
+/* The adjoint of shift_copy: dst (C, H, W) [c, h+dy, w+dx] += blk [c, h, w]
+ * where the source is inside. blk is scratch: its padding entries are zeroed
+ * first, so the rest is one contiguous shifted add. */
+static void shift_add(float *restrict dst, float *restrict blk, int C, int H, int W, int dy,
+                      int dx) {
+    const long CHW = (long)C * H * W;
+    zero_padding(blk, C, H, W, dy, dx);
+    long delta = (long)dy * W + dx;
+    long lo = delta < 0 ? -delta : 0, hi = delta > 0 ? CHW - delta : CHW;
+    for (long q = lo; q < hi; q++) dst[q + delta] += blk[q];
+}
+
+/* Tap offset ki - P = 2*d + p with phase p in {0, 1}. */
+static void phase_of(int off, int *p, int *d) {
+    *p = off & 1;
+    *d = (off - *p) / 2;
+}
+
+/* ph (4, C, HO, WO) [p*2 + q, c, i, j] = x (C, H, W) [c, 2i+p, 2j+q], 0 past the edge. */
+static void deinterleave(float *restrict ph, const float *restrict x, int C, int H, int W,
+                         int HO, int WO) {
+    const size_t HWO = (size_t)HO * WO, CHWO = (size_t)C * HWO;
+    const int w2 = W / 2; /* columns j with 2j+1 < W */
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < HO; i++)
+            for (int p = 0; p < 2; p++) {
+                float *d0 = ph + (size_t)p * 2 * CHWO + c * HWO + (size_t)i * WO; /* (WO) */
+                float *d1 = d0 + CHWO;
+                int ih = 2 * i + p;
+                if (ih >= H) {
+                    for (int j = 0; j < WO; j++) d0[j] = d1[j] = 0.0f;
                     continue;
                 }
-                const float *srow = src + (size_t)(oh * S - P + ki) * W; /* (W) */
-                const int off = kj - P; /* iw = ow*S + off */
-                for (int ow = 0; ow < ow_lo; ow++) drow[ow] = 0.0f;
-                if (S == 1) {
-                    memcpy(drow + ow_lo, srow + ow_lo + off,
-                           (size_t)(ow_hi - ow_lo) * sizeof(float));
-                } else {
-                    for (int ow = ow_lo; ow < ow_hi; ow++) drow[ow] = srow[ow * S + off];
+                const float *r = x + ((size_t)c * H + ih) * W; /* (W) */
+                for (int j = 0; j < w2; j++) {
+                    d0[j] = r[2 * j];
+                    d1[j] = r[2 * j + 1];
                 }
-                for (int ow = ow_hi; ow < WO; ow++) drow[ow] = 0.0f;
+                for (int j = w2; j < WO; j++) {
+                    d0[j] = r[2 * j];
+                    d1[j] = 0.0f;
+                }
             }
-        }
-    }
 }
 
-/* din (N, C, H, W) += col2im(dcol (CKK, L)), the adjoint of im2col. One thread
- * per input plane (n, c), contributions added in a fixed (ki, kj, oh, ow)
- * order, so the result is deterministic. */
-static void col2im_add(float *din, const float *dcol, const ddpm_conv2d_desc *d, int HO, int WO) {
-    const int N = d->N, C = d->C, H = d->H, W = d->W, K = d->K, S = d->S, P = d->P;
-    const size_t HWO = (size_t)HO * WO, L = (size_t)N * HWO;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int n = 0; n < N; n++) {
-        for (int c = 0; c < C; c++) {
-            float *plane = din + ((size_t)n * C + c) * H * W; /* (H, W) */
-            for (int ki = 0; ki < K; ki++) {
-                int oh_lo, oh_hi;
-                valid_range(ki - P, S, H, HO, &oh_lo, &oh_hi);
-                for (int kj = 0; kj < K; kj++) {
-                    int ow_lo, ow_hi;
-                    valid_range(kj - P, S, W, WO, &ow_lo, &ow_hi);
-                    size_t r = ((size_t)c * K + ki) * K + kj;
-                    const float *src = dcol + r * L + (size_t)n * HWO; /* (HO, WO) */
-                    const int off = kj - P; /* iw = ow*S + off */
-                    for (int oh = oh_lo; oh < oh_hi; oh++) {
-                        float *drow = plane + (size_t)(oh * S - P + ki) * W; /* (W) */
-                        const float *srow = src + (size_t)oh * WO;           /* (WO) */
-                        if (S == 1) {
-                            for (int ow = ow_lo; ow < ow_hi; ow++) drow[ow + off] += srow[ow];
-                        } else {
-                            for (int ow = ow_lo; ow < ow_hi; ow++) drow[ow * S + off] += srow[ow];
-                        }
+/* dx (C, H, W) [c, 2i+p, 2j+q] += ph (4, C, HO, WO) [p*2 + q, c, i, j], inside. */
+static void interleave_add(float *restrict dx, const float *restrict ph, int C, int H, int W,
+                           int HO, int WO) {
+    const size_t HWO = (size_t)HO * WO, CHWO = (size_t)C * HWO;
+    const int w2 = W / 2;
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < HO; i++)
+            for (int p = 0; p < 2; p++) {
+                int ih = 2 * i + p;
+                if (ih >= H) continue;
+                const float *s0 = ph + (size_t)p * 2 * CHWO + c * HWO + (size_t)i * WO;
+                const float *s1 = s0 + CHWO;
+                float *r = dx + ((size_t)c * H + ih) * W; /* (W) */
+                for (int j = 0; j < w2; j++) {
+                    r[2 * j] += s0[j];
+                    r[2 * j + 1] += s1[j];
+                }
+                for (int j = w2; j < WO; j++) r[2 * j] += s0[j];
+            }
+}
+
+/* col (KK*C, HO*WO) <- x (C, H, W), one image, tap-major (see the top).
+ * ph: phase_floats() floats of scratch. */
+static void im2col(float *restrict col, float *restrict ph, const float *restrict x, int C, int H,
+                   int W, int K, int S, int P, int HO, int WO) {
+    const size_t HWO = (size_t)HO * WO, CHWO = (size_t)C * HWO;
+    if (S == 1 && HO == H && WO == W) {
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++)
+                shift_copy(col + (size_t)(ki * K + kj) * CHWO, x, C, H, W, ki - P, kj - P);
+        return;
+    }
+    if (is_phased(S, H, W, HO, WO)) {
+        deinterleave(ph, x, C, H, W, HO, WO);
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++) {
+                int p, q, di, dj;
+                phase_of(ki - P, &p, &di);
+                phase_of(kj - P, &q, &dj);
+                shift_copy(col + (size_t)(ki * K + kj) * CHWO, ph + (size_t)(p * 2 + q) * CHWO, C,
+                           HO, WO, di, dj);
+            }
+        return;
+    }
+    for (int ki = 0; ki < K; ki++) {
+        int oh_lo, oh_hi;
+        valid_range(ki - P, S, H, HO, &oh_lo, &oh_hi);
+        for (int kj = 0; kj < K; kj++) {
+            int ow_lo, ow_hi;
+            valid_range(kj - P, S, W, WO, &ow_lo, &ow_hi);
+            const int off = kj - P; /* iw = ow*S + off */
+            for (int c = 0; c < C; c++) {
+                const float *xc = x + (size_t)c * H * W;                  /* (H, W) */
+                float *dst = col + ((size_t)(ki * K + kj) * C + c) * HWO; /* (HO, WO) */
+                for (int oh = 0; oh < HO; oh++) {
+                    float *drow = dst + (size_t)oh * WO;
+                    if (oh < oh_lo || oh >= oh_hi) {
+                        for (int ow = 0; ow < WO; ow++) drow[ow] = 0.0f;
+                        continue;
                     }
+                    const float *srow = xc + (size_t)(oh * S - P + ki) * W; /* (W) */
+                    for (int ow = 0; ow < ow_lo; ow++) drow[ow] = 0.0f;
+                    for (int ow = ow_lo; ow < ow_hi; ow++) drow[ow] = srow[ow * S + off];
+                    for (int ow = ow_hi; ow < WO; ow++) drow[ow] = 0.0f;
                 }
             }
         }
     }
 }
 
-/* out (N, F, HWO) = tmp (F, N*HWO) transposed by blocks, + bias (F) or NULL. */
-static void scatter_bias(float *out, const float *tmp, const float *bias, int N, int F,
-                         size_t HWO) {
-    const size_t L = (size_t)N * HWO;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int n = 0; n < N; n++) {
-        for (int f = 0; f < F; f++) {
-            const float *src = tmp + (size_t)f * L + (size_t)n * HWO;
-            float *dst = out + ((size_t)n * F + f) * HWO;
-            if (bias) {
-                float b = bias[f];
-                for (size_t i = 0; i < HWO; i++) dst[i] = src[i] + b;
-            } else {
-                memcpy(dst, src, HWO * sizeof(float));
+/* dx (C, H, W) += col2im(col (KK*C, HO*WO)), one image: the adjoint of
+ * im2col, adding in a fixed (tap, c, oh, ow) order. col is scratch and is
+ * overwritten; ph: phase_floats() floats of scratch. */
+static void col2im_add(float *restrict dx, float *restrict col, float *restrict ph, int C, int H,
+                       int W, int K, int S, int P, int HO, int WO) {
+    const size_t HWO = (size_t)HO * WO, CHWO = (size_t)C * HWO;
+    if (S == 1 && HO == H && WO == W) {
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++)
+                shift_add(dx, col + (size_t)(ki * K + kj) * CHWO, C, H, W, ki - P, kj - P);
+        return;
+    }
+    if (is_phased(S, H, W, HO, WO)) {
+        memset(ph, 0, 4 * CHWO * sizeof(float));
+        for (int ki = 0; ki < K; ki++)
+            for (int kj = 0; kj < K; kj++) {
+                int p, q, di, dj;
+                phase_of(ki - P, &p, &di);
+                phase_of(kj - P, &q, &dj);
+                shift_add(ph + (size_t)(p * 2 + q) * CHWO, col + (size_t)(ki * K + kj) * CHWO, C,
+                          HO, WO, di, dj);
+            }
+        interleave_add(dx, ph, C, H, W, HO, WO);
+        return;
+    }
+    for (int ki = 0; ki < K; ki++) {
+        int oh_lo, oh_hi;
+        valid_range(ki - P, S, H, HO, &oh_lo, &oh_hi);
+        for (int kj = 0; kj < K; kj++) {
+            int ow_lo, ow_hi;
+            valid_range(kj - P, S, W, WO, &ow_lo, &ow_hi);
+            const int off = kj - P;
+            for (int c = 0; c < C; c++) {
+                float *plane = dx + (size_t)c * H * W;                          /* (H, W) */
+                const float *src = col + ((size_t)(ki * K + kj) * C + c) * HWO; /* (HO, WO) */
+                for (int oh = oh_lo; oh < oh_hi; oh++) {
+                    float *drow = plane + (size_t)(oh * S - P + ki) * W; /* (W) */
+                    const float *srow = src + (size_t)oh * WO;           /* (WO) */
+                    for (int ow = ow_lo; ow < ow_hi; ow++) drow[ow * S + off] += srow[ow];
+                }
             }
         }
     }
 }
 
-/* dtmp (F, N*HWO) = dout (N, F, HWO) rearranged; dbias (F) += sums over N, HWO
- * (skipped when dbias is NULL). dtmp may be NULL to only reduce the bias. */
-static void gather_dbias(float *dtmp, float *dbias, const float *dout, int N, int F, size_t HWO) {
-    const size_t L = (size_t)N * HWO;
-#pragma omp parallel for schedule(static)
+/* Sum of x[n*stride + i] over n < N, i < len, in double: 8 lanes (so the
+ * loop vectorizes without reassociation), then the lanes in order. */
+static double sum_planes(const float *x, int N, size_t stride, size_t len) {
+    double lane[8] = {0};
+    for (int n = 0; n < N; n++) {
+        const float *r = x + (size_t)n * stride;
+        size_t i = 0;
+        for (; i + 8 <= len; i += 8)
+            for (int j = 0; j < 8; j++) lane[j] += (double)r[i + j];
+        for (; i < len; i++) lane[i & 7] += (double)r[i];
+    }
+    double s = 0.0;
+    for (int j = 0; j < 8; j++) s += lane[j];
+    return s;
+}
+
+/* y (F, HW) += bias (F), one image. */
+static void add_bias(float *y, const float *bias, int F, size_t HW) {
     for (int f = 0; f < F; f++) {
-        double sum = 0.0;
-        for (int n = 0; n < N; n++) {
-            const float *src = dout + ((size_t)n * F + f) * HWO;
-            if (dtmp) memcpy(dtmp + (size_t)f * L + (size_t)n * HWO, src, HWO * sizeof(float));
-            if (dbias)
-                for (size_t i = 0; i < HWO; i++) sum += src[i];
-        }
-        if (dbias) dbias[f] += (float)sum;
+        float b = bias[f], *yf = y + (size_t)f * HW;
+        for (size_t i = 0; i < HW; i++) yf[i] += b;
     }
 }
 
 void ddpm_conv2d_forward(float *out, const float *in, const float *weight, const float *bias,
                          const ddpm_conv2d_desc *d, float *work) {
-    const int N = d->N, C = d->C, F = d->F, K = d->K;
-    const int HO = ddpm_conv2d_out(d->H, K, d->S, d->P);
-    const int WO = ddpm_conv2d_out(d->W, K, d->S, d->P);
-    const size_t HWO = (size_t)HO * WO;
-    const int CKK = C * K * K;
+    const int N = d->N, C = d->C, H = d->H, W = d->W, F = d->F, K = d->K, S = d->S, P = d->P;
+    const int HO = ddpm_conv2d_out(H, K, S, P), WO = ddpm_conv2d_out(W, K, S, P);
     if (N <= 0 || F <= 0 || HO <= 0 || WO <= 0) return;
+    const size_t HW = (size_t)H * W, HWO = (size_t)HO * WO;
+    const int KK = K * K, CKK = C * KK;
+    const work_plan wp = plan_work(d, HO, WO);
+    const int T = conv_team(d, HO, WO, omp_get_max_threads());
+    float *wt = wp.direct ? NULL : work; /* (F, KK, C) */
 
-    if (is_direct_1x1(d)) {
-        /* out[n] (F, HWO) = weight (F, C) @ in[n] (C, HWO) */
-        for (int n = 0; n < N; n++)
-            ddpm_gemm(false, false, F, (int)HWO, C, 1.0f, weight, C, in + (size_t)n * C * HWO,
-                      (int)HWO, 0.0f, out + (size_t)n * F * HWO, (int)HWO);
-        if (bias) {
-#pragma omp parallel for collapse(2) schedule(static)
-            for (int n = 0; n < N; n++)
-                for (int f = 0; f < F; f++) {
-                    float *o = out + ((size_t)n * F + f) * HWO, b = bias[f];
-                    for (size_t i = 0; i < HWO; i++) o[i] += b;
-                }
+    /* Every image is independent: dynamic scheduling balances a busy core. */
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        if (!wp.direct) {
+#pragma omp for schedule(static)
+            for (int f = 0; f < F; f++)
+                for (int c = 0; c < C; c++)
+                    for (int k = 0; k < KK; k++)
+                        wt[((size_t)f * KK + k) * C + c] = weight[((size_t)f * C + c) * KK + k];
         }
-        return;
+        float *col = wp.direct ? NULL : work + wp.wsz + (size_t)omp_get_thread_num() * wp.colsz;
+        const float *wm = wp.direct ? weight : wt; /* (F, CKK) */
+#pragma omp for schedule(dynamic)
+        for (int n = 0; n < N; n++) {
+            const float *x = in + (size_t)n * C * HW; /* (C, H, W) */
+            float *y = out + (size_t)n * F * HWO;     /* (F, HO, WO) */
+            if (!wp.direct) {
+                im2col(col, col + wp.phoff, x, C, H, W, K, S, P, HO, WO);
+                x = col; /* (CKK, HWO) */
+            }
+            /* y (F, HWO) = wm (F, CKK) @ x (CKK, HWO) */
+            ddpm_gemm(false, false, F, (int)HWO, CKK, 1.0f, wm, CKK, x, (int)HWO, 0.0f, y,
+                      (int)HWO);
+            if (bias) add_bias(y, bias, F, HWO);
+        }
     }
-
-    const int L = (int)((size_t)N * HWO);
-    float *col = work;                       /* (CKK, L) */
-    float *tmp = work + (size_t)CKK * L;     /* (F, L) */
-    im2col(col, in, d, HO, WO);
-    ddpm_gemm(false, false, F, L, CKK, 1.0f, weight, CKK, col, L, 0.0f, tmp, L);
-    scatter_bias(out, tmp, bias, N, F, HWO);
 }
 
 void ddpm_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout,
                           const float *in, const float *weight, const ddpm_conv2d_desc *d,
                           float *work) {
-    const int N = d->N, C = d->C, F = d->F, K = d->K;
-    const int HO = ddpm_conv2d_out(d->H, K, d->S, d->P);
-    const int WO = ddpm_conv2d_out(d->W, K, d->S, d->P);
-    const size_t HWO = (size_t)HO * WO;
-    const int CKK = C * K * K;
+    const int N = d->N, C = d->C, H = d->H, W = d->W, F = d->F, K = d->K, S = d->S, P = d->P;
+    const int HO = ddpm_conv2d_out(H, K, S, P), WO = ddpm_conv2d_out(W, K, S, P);
     if (N <= 0 || F <= 0 || HO <= 0 || WO <= 0) return;
+    const size_t HW = (size_t)H * W, HWO = (size_t)HO * WO;
+    const int KK = K * K, CKK = C * KK, FKK = F * KK;
+    const int direct = is_direct_1x1(d), transposed = use_transposed(d) && din;
+    const work_plan wp = plan_work(d, HO, WO);
+    /* A direct 1x1 conv may get work == NULL (its workspace is 0 when only
+     * one thread fits): it then runs the images in order, BLAS threading each. */
+    const int T = direct && !work ? 1 : conv_team(d, HO, WO, omp_get_max_threads());
+    float *wt = direct ? NULL : work;                         /* (F, KK, C) or (C, KK, F) */
+    float *cols = direct ? NULL : work + wp.wsz;              /* (T, colsz) */
+    float *parts = direct ? work : cols + (size_t)T * wp.colsz; /* (T or T-1, F, KK, C) */
 
-    if (is_direct_1x1(d)) {
-        if (dbias) gather_dbias(NULL, dbias, dout, N, F, HWO);
-        for (int n = 0; n < N; n++) {
-            const float *dout_n = dout + (size_t)n * F * HWO; /* (F, HWO) */
-            const float *in_n = in + (size_t)n * C * HWO;     /* (C, HWO) */
-            /* dweight (F, C) += dout[n] @ in[n]^T */
-            ddpm_gemm(false, true, F, C, (int)HWO, 1.0f, dout_n, (int)HWO, in_n, (int)HWO, 1.0f,
-                      dweight, C);
-            /* din[n] (C, HWO) += weight^T (C, F) @ dout[n] */
-            if (din)
-                ddpm_gemm(true, false, C, (int)HWO, F, 1.0f, weight, C, dout_n, (int)HWO, 1.0f,
-                          din + (size_t)n * C * HWO, (int)HWO);
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        if (dbias) {
+#pragma omp for schedule(static) nowait
+            for (int f = 0; f < F; f++)
+                dbias[f] += (float)sum_planes(dout + (size_t)f * HWO, N, (size_t)F * HWO, HWO);
         }
-        return;
-    }
-
-    const int L = (int)((size_t)N * HWO);
-    float *col = work;                   /* (CKK, L), later dcol */
-    float *dtmp = work + (size_t)CKK * L; /* (F, L) */
-    gather_dbias(dtmp, dbias, dout, N, F, HWO);
-    im2col(col, in, d, HO, WO);
-    /* dweight (F, CKK) += dtmp (F, L) @ col^T (L, CKK) */
-    ddpm_gemm(false, true, F, CKK, L, 1.0f, dtmp, L, col, L, 1.0f, dweight, CKK);
-    if (din) {
-        /* dcol (CKK, L) = weight^T (CKK, F) @ dtmp (F, L) */
-        ddpm_gemm(true, false, CKK, L, F, 1.0f, weight, CKK, dtmp, L, 0.0f, col, L);
-        col2im_add(din, col, d, HO, WO);
+        if (transposed) {
+            /* wflip (C, KK, F) [c, tap, f] = weight (F, C, KK) [f, c, KK-1-tap] */
+#pragma omp for schedule(static)
+            for (int c = 0; c < C; c++)
+                for (int k = 0; k < KK; k++)
+                    for (int f = 0; f < F; f++)
+                        wt[((size_t)c * KK + k) * F + f] =
+                            weight[((size_t)f * C + c) * KK + (KK - 1 - k)];
+        } else if (!direct && din) {
+            /* wt (F, KK, C) [f, tap, c] = weight (F, C, KK) [f, c, tap] */
+#pragma omp for schedule(static)
+            for (int f = 0; f < F; f++)
+                for (int c = 0; c < C; c++)
+                    for (int k = 0; k < KK; k++)
+                        wt[((size_t)f * KK + k) * C + c] = weight[((size_t)f * C + c) * KK + k];
+        }
+        float *col = direct ? NULL : cols + (size_t)t * wp.colsz;
+        float *dw; /* (F, CKK): tap-major partial, or dweight itself (direct, t = 0) */
+        if (direct)
+            dw = t == 0 ? dweight : parts + (size_t)(t - 1) * wp.dwsz;
+        else
+            dw = parts + (size_t)t * wp.dwsz;
+        float beta = direct && t == 0 ? 1.0f : 0.0f;
+        const int n0 = (int)((long long)N * t / nt), n1 = (int)((long long)N * (t + 1) / nt);
+        if (n0 == n1 && beta == 0.0f) memset(dw, 0, (size_t)F * CKK * sizeof(float));
+        for (int n = n0; n < n1; n++) {
+            const float *x = in + (size_t)n * C * HW;          /* (C, H, W) */
+            const float *g = dout + (size_t)n * F * HWO;       /* (F, HO, WO) */
+            float *dx = din ? din + (size_t)n * C * HW : NULL; /* (C, H, W) */
+            if (!direct) {
+                im2col(col, col + wp.phoff, x, C, H, W, K, S, P, HO, WO);
+                x = col; /* (CKK, HWO) */
+            }
+            /* dw (F, CKK) += g (F, HWO) @ x^T (HWO, CKK) */
+            ddpm_gemm(false, true, F, CKK, (int)HWO, 1.0f, g, (int)HWO, x, (int)HWO, beta, dw,
+                      CKK);
+            beta = 1.0f;
+            if (!dx) continue;
+            if (direct) {
+                /* dx (C, HW) += weight^T (C, F) @ g (F, HW) */
+                ddpm_gemm(true, false, C, (int)HW, F, 1.0f, weight, C, g, (int)HW, 1.0f, dx,
+                          (int)HW);
+            } else if (transposed) {
+                /* col (KK*F, HW) = im2col(g) with padding K-1-P; dx += wflip @ col */
+                im2col(col, NULL, g, F, HO, WO, K, 1, K - 1 - P, H, W);
+                ddpm_gemm(false, false, C, (int)HW, FKK, 1.0f, wt, FKK, col, (int)HW, 1.0f, dx,
+                          (int)HW);
+            } else {
+                /* col (CKK, HWO) = wt^T (CKK, F) @ g (F, HWO); dx += col2im(col) */
+                ddpm_gemm(true, false, CKK, (int)HWO, F, 1.0f, wt, CKK, g, (int)HWO, 0.0f, col,
+                          (int)HWO);
+                col2im_add(dx, col, col + wp.phoff, C, H, W, K, S, P, HO, WO);
+            }
+        }
+#pragma omp barrier
+        if (direct && nt > 1) {
+            /* dweight += dw_1 + ... + dw_{nt-1}, in that order */
+#pragma omp for schedule(static)
+            for (int i = 0; i < F * CKK; i++) {
+                float acc = dweight[i];
+                for (int u = 1; u < nt; u++) acc += parts[(size_t)(u - 1) * wp.dwsz + i];
+                dweight[i] = acc;
+            }
+        } else if (!direct) {
+            /* dweight (F, C, KK) [f, c, tap] += sum over u of dw_u (F, KK, C) [f, tap, c] */
+#pragma omp for schedule(static)
+            for (int f = 0; f < F; f++)
+                for (int c = 0; c < C; c++)
+                    for (int k = 0; k < KK; k++) {
+                        size_t i = ((size_t)f * KK + k) * C + c;
+                        float acc = dweight[((size_t)f * C + c) * KK + k];
+                        for (int u = 0; u < nt; u++) acc += parts[(size_t)u * wp.dwsz + i];
+                        dweight[((size_t)f * C + c) * KK + k] = acc;
+                    }
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 /* test_conv.c: conv2d forward against the direct loop, gradient checks of
- * input, weight and bias, accumulation, NULL gradients, determinism and the
+ * input, weight and bias on every code path, accumulation, NULL gradients,
+ * determinism, independence of the thread count, workspace reuse and the
  * output-size arithmetic. */
 #include <math.h>
 #include <setjmp.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <omp.h>
 
 #include "ddpm/common.h"
 #include "ddpm/conv.h"
@@ -21,8 +23,14 @@ typedef struct {
     ddpm_conv2d_desc d;
 } conv_cfg;
 
-/* Small odd and non-square shapes. 1x1 stride-1 convs take the direct
- * per-image GEMM path, everything else (k1s2p0 included) im2col. */
+/* Small odd and non-square shapes, one or more per code path of conv.c:
+ *   direct 1x1 (K1 S1 P0): GEMMs straight on NCHW;
+ *   "same" convs (S1, HO = H, WO = W): shifted-copy im2col; din by the
+ *     transposed conv when F <= C, else by GEMM + shifted-add col2im;
+ *   stride 2 with HO = ceil(H/2) (k3s2p1, k1s2p0, k2s2p0): phase-split im2col
+ *     and col2im;
+ *   anything else (k3s1p0, k3s2p0, k3s3p1, k1s1p1): the general row loops
+ *     (k3s1p0 with F <= C: transposed conv with a general im2col of dout). */
 static const conv_cfg CFGS[] = {
     {"k1s1p0 5x7 n3", {.N = 3, .C = 4, .H = 5, .W = 7, .F = 6, .K = 1, .S = 1, .P = 0}},
     {"k1s1p0 16x17 n1", {.N = 1, .C = 3, .H = 16, .W = 17, .F = 5, .K = 1, .S = 1, .P = 0}},
@@ -33,6 +41,17 @@ static const conv_cfg CFGS[] = {
     {"k3s2p1 8x6 n3", {.N = 3, .C = 3, .H = 8, .W = 6, .F = 5, .K = 3, .S = 2, .P = 1}},
     {"k3s1p0 5x8 n1", {.N = 1, .C = 2, .H = 5, .W = 8, .F = 3, .K = 3, .S = 1, .P = 0}},
     {"k3s1p0 6x7 n3", {.N = 3, .C = 3, .H = 6, .W = 7, .F = 2, .K = 3, .S = 1, .P = 0}},
+    {"k3s1p1 7x6 n2 F<C", {.N = 2, .C = 5, .H = 7, .W = 6, .F = 3, .K = 3, .S = 1, .P = 1}},
+    {"k3s1p1 4x4 n5 F=C", {.N = 5, .C = 3, .H = 4, .W = 4, .F = 3, .K = 3, .S = 1, .P = 1}},
+    {"k5s1p2 6x7 n2 F<C", {.N = 2, .C = 3, .H = 6, .W = 7, .F = 2, .K = 5, .S = 1, .P = 2}},
+    {"k5s1p2 5x4 n2 F>C", {.N = 2, .C = 2, .H = 5, .W = 4, .F = 3, .K = 5, .S = 1, .P = 2}},
+    {"k3s2p1 5x8 n2", {.N = 2, .C = 3, .H = 5, .W = 8, .F = 4, .K = 3, .S = 2, .P = 1}},
+    {"k2s2p0 6x8 n2", {.N = 2, .C = 3, .H = 6, .W = 8, .F = 2, .K = 2, .S = 2, .P = 0}},
+    {"k3s2p0 9x8 n2", {.N = 2, .C = 3, .H = 9, .W = 8, .F = 4, .K = 3, .S = 2, .P = 0}},
+    {"k3s3p1 10x8 n2", {.N = 2, .C = 2, .H = 10, .W = 8, .F = 3, .K = 3, .S = 3, .P = 1}},
+    {"k1s1p1 4x5 n2", {.N = 2, .C = 3, .H = 4, .W = 5, .F = 2, .K = 1, .S = 1, .P = 1}},
+    {"k3s1p1 2x1 n2 F<C", {.N = 2, .C = 3, .H = 2, .W = 1, .F = 2, .K = 3, .S = 1, .P = 1}},
+    {"k3s2p1 1x2 n2", {.N = 2, .C = 2, .H = 1, .W = 2, .F = 3, .K = 3, .S = 2, .P = 1}},
 };
 #define NCFG ((int)(sizeof CFGS / sizeof *CFGS))
 
@@ -242,6 +261,141 @@ static void test_null_grads_and_determinism(void **state) {
     }
 }
 
+/* Wider shapes on every path, with enough images and work (over conv.c's
+ * 4 MFLOP threshold) to be split over threads. */
+static const ddpm_conv2d_desc WIDE[] = {
+    {.N = 6, .C = 16, .H = 15, .W = 14, .F = 12, .K = 3, .S = 1, .P = 1}, /* same, transposed */
+    {.N = 6, .C = 12, .H = 15, .W = 14, .F = 16, .K = 3, .S = 1, .P = 1}, /* same, col2im */
+    {.N = 6, .C = 16, .H = 27, .W = 26, .F = 16, .K = 3, .S = 2, .P = 1}, /* phased stride 2 */
+    {.N = 6, .C = 16, .H = 27, .W = 26, .F = 16, .K = 3, .S = 2, .P = 0}, /* general */
+    {.N = 6, .C = 48, .H = 20, .W = 21, .F = 40, .K = 1, .S = 1, .P = 0}, /* direct 1x1 */
+};
+#define NWIDE ((int)(sizeof WIDE / sizeof *WIDE))
+
+/* Fresh gradients of one backward (din, dweight, dbias start at zero). */
+static void fresh_backward(conv_case *t, float *work) {
+    memset(t->din, 0, t->nin * sizeof(float));
+    memset(t->dweight, 0, t->nw * sizeof(float));
+    memset(t->dbias, 0, (size_t)t->d.F * sizeof(float));
+    ddpm_conv2d_backward(t->din, t->dweight, t->dbias, t->proj, t->in, t->weight, &t->d, work);
+}
+
+static double max_rel_diff(const float *a, const float *ref, size_t n) {
+    double scale = gc_max_abs(ref, n);
+    return scale > 0.0 ? gc_max_abs_diff(a, ref, n) / scale : gc_max_abs_diff(a, ref, n);
+}
+
+/* The images are split over threads. For each thread count, two runs must
+ * agree bit for bit; across thread counts out, din and dweight may differ only
+ * by rounding (OpenBLAS's own threading of a GEMM, per-thread partial sums of
+ * dweight), and dbias not at all. Also checks the wide shapes against the
+ * naive forward. */
+static void test_thread_counts(void **state) {
+    (void)state;
+    const int saved = omp_get_max_threads();
+    for (int i = 0; i < NWIDE; i++) {
+        conv_case t;
+        case_init(&t, &WIDE[i], 600 + (uint64_t)i);
+        double err = forward_rel_err(&t);
+        if (!(err <= 1e-5)) fail_msg("wide case %d: forward rel err %g", i, err);
+        float *out1 = gc_alloc(t.nout), *din1 = gc_alloc(t.nin), *dw1 = gc_alloc(t.nw),
+              *db1 = gc_alloc((size_t)t.d.F);
+        omp_set_num_threads(1);
+        case_forward(&t);
+        fresh_backward(&t, t.work);
+        memcpy(out1, t.out, t.nout * sizeof(float));
+        memcpy(din1, t.din, t.nin * sizeof(float));
+        memcpy(dw1, t.dweight, t.nw * sizeof(float));
+        memcpy(db1, t.dbias, (size_t)t.d.F * sizeof(float));
+        for (int nt = 2; nt <= 3; nt++) {
+            omp_set_num_threads(nt);
+            float *out2 = gc_alloc(t.nout), *din2 = gc_alloc(t.nin), *dw2 = gc_alloc(t.nw);
+            for (int rep = 0; rep < 2; rep++) {
+                for (size_t j = 0; j < t.nout; j++) t.out[j] = NAN;
+                case_forward(&t);
+                fresh_backward(&t, t.work);
+                assert_memory_equal(t.dbias, db1, (size_t)t.d.F * sizeof(float));
+                if (rep == 0) {
+                    memcpy(out2, t.out, t.nout * sizeof(float));
+                    memcpy(din2, t.din, t.nin * sizeof(float));
+                    memcpy(dw2, t.dweight, t.nw * sizeof(float));
+                } else {
+                    assert_memory_equal(t.out, out2, t.nout * sizeof(float));
+                    assert_memory_equal(t.din, din2, t.nin * sizeof(float));
+                    assert_memory_equal(t.dweight, dw2, t.nw * sizeof(float));
+                }
+            }
+            double e[3] = {max_rel_diff(t.out, out1, t.nout), max_rel_diff(t.din, din1, t.nin),
+                           max_rel_diff(t.dweight, dw1, t.nw)};
+            for (int k = 0; k < 3; k++)
+                if (!(e[k] <= 1e-5))
+                    fail_msg("wide case %d: %s with %d threads differs by %g", i,
+                             k == 0 ? "out" : k == 1 ? "din" : "dweight", nt, e[k]);
+            ddpm_free(out2);
+            ddpm_free(din2);
+            ddpm_free(dw2);
+        }
+        omp_set_num_threads(saved);
+        ddpm_free(out1);
+        ddpm_free(din1);
+        ddpm_free(dw1);
+        ddpm_free(db1);
+        case_free(&t);
+    }
+    omp_set_num_threads(saved);
+}
+
+/* How src/unet.c uses the workspace: one buffer sized for the largest batch
+ * serves smaller batches (the workspace never shrinks as N grows). And a
+ * direct 1x1 conv also runs with work == NULL (backward then goes image by
+ * image with BLAS-threaded GEMMs), giving the same results up to rounding. */
+static void test_workspace_reuse(void **state) {
+    (void)state;
+    for (int i = 0; i < NWIDE; i++) {
+        ddpm_conv2d_desc big = WIDE[i], small = WIDE[i];
+        big.N = 9;
+        small.N = 3;
+        size_t prev = 0;
+        for (int n = 1; n <= 9; n++) {
+            ddpm_conv2d_desc dn = WIDE[i];
+            dn.N = n;
+            size_t ws = ddpm_conv2d_workspace(&dn);
+            assert_true(ws >= prev);
+            prev = ws;
+        }
+        size_t nbig = ddpm_conv2d_workspace(&big);
+        conv_case t;
+        case_init(&t, &small, 700 + (uint64_t)i);
+        float *work = gc_alloc(nbig ? nbig : 1);
+        for (size_t j = 0; j < nbig; j++) work[j] = NAN;
+        ddpm_conv2d_forward(t.out, t.in, t.weight, t.bias, &t.d, work);
+        float *ref = gc_alloc(t.nout);
+        ddpm_conv2d_forward_naive(ref, t.in, t.weight, t.bias, &t.d);
+        double err = max_rel_diff(t.out, ref, t.nout);
+        if (!(err <= 1e-5)) fail_msg("wide case %d in a bigger work: rel err %g", i, err);
+        fresh_backward(&t, work);
+        if (WIDE[i].K == 1 && WIDE[i].S == 1 && WIDE[i].P == 0) {
+            float *din1 = gc_alloc(t.nin), *dw1 = gc_alloc(t.nw), *db1 = gc_alloc((size_t)t.d.F);
+            memcpy(din1, t.din, t.nin * sizeof(float));
+            memcpy(dw1, t.dweight, t.nw * sizeof(float));
+            memcpy(db1, t.dbias, (size_t)t.d.F * sizeof(float));
+            for (size_t j = 0; j < t.nout; j++) t.out[j] = NAN;
+            ddpm_conv2d_forward(t.out, t.in, t.weight, t.bias, &t.d, NULL);
+            assert_true(max_rel_diff(t.out, ref, t.nout) <= 1e-5);
+            fresh_backward(&t, NULL);
+            assert_true(max_rel_diff(t.din, din1, t.nin) <= 1e-5);
+            assert_memory_equal(t.dbias, db1, (size_t)t.d.F * sizeof(float));
+            assert_true(max_rel_diff(t.dweight, dw1, t.nw) <= 1e-5);
+            ddpm_free(din1);
+            ddpm_free(dw1);
+            ddpm_free(db1);
+        }
+        ddpm_free(ref);
+        ddpm_free(work);
+        case_free(&t);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_out_arithmetic),
@@ -250,6 +404,8 @@ int main(void) {
         cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_backward_accumulates),
         cmocka_unit_test(test_null_grads_and_determinism),
+        cmocka_unit_test(test_thread_counts),
+        cmocka_unit_test(test_workspace_reuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-/* conv.h: 2-D convolution, NCHW, square kernel, im2col + sgemm.
+/* conv.h: 2-D convolution, NCHW, square kernel, im2col + sgemm per image.
  *
  * Shape letters: N batch, C input channels, H W input size, F output
  * channels ("filters"), K kernel size, S stride, P zero padding,
@@ -17,10 +17,19 @@ typedef struct {
 
 static inline int ddpm_conv2d_out(int in, int K, int S, int P) { return (in + 2 * P - K) / S + 1; }
 
-/* Floats of scratch memory `work` must hold for forward and backward:
- * C*K*K*N*HO*WO (im2col matrix) + F*N*HO*WO (GEMM result). 0 for a 1x1
- * stride-1 pad-0 conv, which runs one GEMM per image straight on the NCHW
- * tensors (work may then be NULL). */
+/* Floats of scratch memory `work` must hold for forward and backward. The
+ * convs run image by image, spread over up to T = min(N, omp_get_num_procs())
+ * threads (T = 1 for convs under 4 MFLOP), each with its own slice of `work`:
+ * about T * (C*K*K*HO*WO + F*C*K*K) floats (one image's im2col matrix and a
+ * partial weight gradient per thread), not a multiple of N. Contract:
+ *   - a buffer sized for a descriptor also serves the same descriptor with a
+ *     smaller N (the size never decreases with N), and one buffer sized with
+ *     the maximum over several descriptors serves all of them, one at a time;
+ *   - the number of processors (omp_get_num_procs()) must not grow after
+ *     sizing; the OpenMP thread count may change freely (it is capped at it).
+ * A direct 1x1 stride-1 pad-0 conv needs no im2col: its workspace is only the
+ * partial weight gradients (0 when T = 1), and work may be NULL, in which case
+ * its backward runs the images one after another. */
 size_t ddpm_conv2d_workspace(const ddpm_conv2d_desc *d);
 
 /* out    (N, F, HO, WO)
@@ -32,7 +41,11 @@ void ddpm_conv2d_forward(float *out, const float *in, const float *weight, const
                          const ddpm_conv2d_desc *d, float *work);
 
 /* Accumulates (+=) into din (N, C, H, W), dweight (F, C, K, K), dbias (F).
- * din and dbias may be NULL (not needed). dout is (N, F, HO, WO). */
+ * din and dbias may be NULL (not needed). dout is (N, F, HO, WO).
+ * Reproducibility: bit for bit for a given thread count. Across thread counts
+ * results differ only by float rounding: dweight is summed from per-thread
+ * partials in thread order, and a conv too small or with too few images to
+ * split runs OpenBLAS-threaded GEMMs instead. dbias never depends on it. */
 void ddpm_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout,
                           const float *in, const float *weight, const ddpm_conv2d_desc *d,
                           float *work);

@@ -25,12 +25,12 @@ enum { OP_CONV, OP_RES, OP_ATTN, OP_UPCONV, OP_OUT };
 
 /* Per-op activations. In an inference model every op's slot k points at the
  * same shared buffer. A training model keeps its own copy of each slot that
- * backward reads, except the cheap ones (SiLU outputs, recomputed from the
- * saved GroupNorm outputs, and the shortcut output, which backward never
- * reads): those are shared as in inference, which saves a third of the
- * activation memory for two extra SiLU evaluations per block. */
+ * backward reads, except the cheap ones: SiLU outputs (recomputed from the
+ * saved GroupNorm outputs), the up path's concatenated input (recomputed
+ * from its two input streams, which are kept anyway) and the shortcut
+ * output (backward never reads it). Those are shared as in inference. */
 enum {
-    B_XCAT,  /* ResBlock on the up path: concat(in, skip)      (N, Ct, HW) */
+    B_XCAT,  /* up-path ResBlock: concat(in, skip) (recomputed) (N, Ct, HW) */
     B_N1,    /* first GroupNorm output                          (N, Ct, HW) */
     B_MEAN1, /* its statistics                                  (N, G) */
     B_RSTD1,
@@ -98,7 +98,7 @@ struct ddpm_unet {
     float *g_temb_act, *g_temb, *g_t1a, *g_t1, *g_tp; /* training */
     float *g_begin, *g_end; /* contiguous range of every gradient zeroed per backward */
 
-    float *scratch[4]; /* backward scratch, each (N, max C*HW) */
+    float *scratch[3]; /* backward scratch, each (N, max C*HW) */
     float *work;       /* conv / attention workspace */
 
     ddpm_arena arena;
@@ -528,7 +528,7 @@ static void slot_sizes(const ddpm_unet *m, const op *o, size_t sz[B_COUNT]) {
 }
 
 /* Does backward read slot k? (Otherwise it is shared between ops.) */
-static bool slot_saved(int k) { return k != B_A1 && k != B_A2 && k != B_SKIP; }
+static bool slot_saved(int k) { return k != B_XCAT && k != B_A1 && k != B_A2 && k != B_SKIP; }
 
 /* Per-image floats of one backward scratch buffer, and workspace floats for N. */
 static void scratch_sizes(const ddpm_unet *m, int N, size_t *scratch, size_t *work) {
@@ -625,7 +625,7 @@ static ddpm_status plan(ddpm_unet *m, ddpm_arena *a) {
     }
     size_t scratch, work;
     scratch_sizes(m, m->max_batch, &scratch, &work);
-    int nscratch = m->training ? 4 : 0;
+    int nscratch = m->training ? 3 : 0;
     for (int k = 0; k < nscratch; k++) ALLOC(m->scratch[k], N * scratch);
     ALLOC(m->work, work);
 #undef ALLOC
@@ -867,14 +867,20 @@ ddpm_status ddpm_unet_forward(ddpm_unet *m, float *out, const float *x, const in
 static void res_backward(ddpm_unet *m, op *o, int N) {
     int G = m->cfg.groups, ct = o->cin + o->cskip, C = o->cout, HW = o->H * o->W, E = 4 * m->cfg.ch;
     size_t n_in = (size_t)N * ct * HW, n_out = (size_t)N * C * HW;
-    const float *x = o->skip >= 0 ? o->buf[B_XCAT] : m->st[o->in].x;
+    const float *x = m->st[o->in].x;
+    if (o->skip >= 0) { /* recompute the concatenated input */
+        ddpm_concat_forward(o->buf[B_XCAT], x, m->st[o->skip].x, N, o->cin, o->cskip, HW);
+        x = o->buf[B_XCAT];
+    }
     const float *gout = m->st[o->out].g;
-    float **b = o->buf, *A = m->scratch[0], *B = m->scratch[1], *Cs = m->scratch[2];
+    /* Two scratch buffers suffice: at most two intermediate gradients are
+     * live at any point (A -> B -> C reuses A -> conv1's reuses B -> ...). */
+    float **b = o->buf, *A = m->scratch[0], *B = m->scratch[1], *Cs = m->scratch[0];
     /* gradient of the block input: straight into the stream's, or into a
      * scratch buffer that is split between the two concatenated inputs */
     float *gx = m->st[o->in].g;
     if (o->skip >= 0) {
-        gx = m->scratch[3];
+        gx = m->scratch[2];
         zero(gx, n_in);
     }
     ddpm_conv2d_desc d1 = desc3(N, ct, o->H, o->W, C, 3), d2 = desc3(N, C, o->H, o->W, C, 3);
@@ -900,11 +906,12 @@ static void res_backward(ddpm_unet *m, op *o, int N) {
     ddpm_add_bias_nc_backward(NULL, m->g_tp, Cs, N, C, HW);
     ddpm_linear_backward(m->g_temb_act, GW(o->temb_proj), GB(o->temb_proj), m->g_tp, m->temb_act, PW(o->temb_proj), N, E, C);
     ddpm_silu_forward(b[B_A1], b[B_N1], n_in); /* recompute the conv1 input */
-    zero(A, n_in);
-    ddpm_conv2d_backward(A, GW(o->conv1), GB(o->conv1), Cs, b[B_A1], PW(o->conv1), &d1, m->work);
-    zero(B, n_in);
-    ddpm_silu_backward(B, A, b[B_N1], n_in);
-    ddpm_groupnorm_backward(gx, GW(o->norm1), GB(o->norm1), B, x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), N, ct, HW, G);
+    float *g_a1 = m->scratch[1], *g_n1 = m->scratch[0];
+    zero(g_a1, n_in);
+    ddpm_conv2d_backward(g_a1, GW(o->conv1), GB(o->conv1), Cs, b[B_A1], PW(o->conv1), &d1, m->work);
+    zero(g_n1, n_in);
+    ddpm_silu_backward(g_n1, g_a1, b[B_N1], n_in);
+    ddpm_groupnorm_backward(gx, GW(o->norm1), GB(o->norm1), g_n1, x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), N, ct, HW, G);
     if (o->skip >= 0) ddpm_concat_backward(m->st[o->in].g, m->st[o->skip].g, gx, N, o->cin, o->cskip, HW);
 }
 
@@ -912,7 +919,7 @@ static void attn_backward(ddpm_unet *m, op *o, int N) {
     int C = o->cin, T = o->H * o->W;
     size_t n = (size_t)N * C * T;
     const float *x = m->st[o->in].x, *gout = m->st[o->out].g;
-    float *gx = m->st[o->in].g, **b = o->buf, *A = m->scratch[0], *B = m->scratch[1], *Cs = m->scratch[2];
+    float *gx = m->st[o->in].g, **b = o->buf, *A = m->scratch[0], *B = m->scratch[1], *Cs = m->scratch[0];
     ddpm_conv2d_desc dq = desc3(N, C, o->H, o->W, 3 * C, 1), dp = desc3(N, C, o->H, o->W, C, 1);
     add_inplace(gx, gout, n); /* residual */
     zero(A, n);

@@ -1,10 +1,16 @@
-/* common.c: the per-thread error message and aligned allocation. */
+/* common.c: the per-thread error message, aligned allocation and atomic
+ * file replacement. */
+#define _POSIX_C_SOURCE 200809L
 #include "ddpm/common.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static _Thread_local char g_error[512];
 
@@ -43,3 +49,85 @@ void *ddpm_calloc(size_t count, size_t size) {
 }
 
 void ddpm_free(void *p) { free(p); }
+
+/* ---- atomic file replacement ---------------------------------------------------- */
+
+ddpm_status ddpm_atomic_open(ddpm_atomic_file *a, const char *path) {
+    *a = (ddpm_atomic_file){path, NULL, -1, NULL};
+    size_t cap = strlen(path) + 16;
+    a->tmp = malloc(cap);
+    if (!a->tmp) return ddpm_error(DDPM_ERR_NOMEM, "cannot write '%s': out of memory", path);
+    snprintf(a->tmp, cap, "%s.tmp.XXXXXX", path);
+    a->fd = mkstemp(a->tmp);
+    if (a->fd < 0) {
+        ddpm_status s = ddpm_error(DDPM_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+        free(a->tmp);
+        a->tmp = NULL;
+        return s;
+    }
+    fchmod(a->fd, 0644);
+    a->f = fdopen(a->fd, "wb");
+    if (!a->f) return ddpm_atomic_fail(a, strerror(errno));
+    return DDPM_OK;
+}
+
+void ddpm_atomic_abort(ddpm_atomic_file *a) {
+    if (a->f) fclose(a->f);
+    else if (a->fd >= 0) close(a->fd);
+    if (a->tmp) unlink(a->tmp);
+    free(a->tmp);
+    *a = (ddpm_atomic_file){NULL, NULL, -1, NULL};
+}
+
+ddpm_status ddpm_atomic_fail(ddpm_atomic_file *a, const char *why) {
+    ddpm_status s = ddpm_error(DDPM_ERR_IO, "cannot write '%s': %s", a->path, why);
+    ddpm_atomic_abort(a);
+    return s;
+}
+
+/* fsync the directory holding `path`, so the rename itself is durable.
+ * Returns 0 or an errno value. */
+static int sync_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    if (!slash) dir = strdup(".");
+    else if (slash == path) dir = strdup("/");
+    else {
+        dir = malloc((size_t)(slash - path) + 1);
+        if (dir) {
+            memcpy(dir, path, (size_t)(slash - path));
+            dir[slash - path] = '\0';
+        }
+    }
+    if (!dir) return ENOMEM;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(dir);
+    if (fd < 0) return errno;
+    int err = 0;
+    if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) err = errno; /* some filesystems can't */
+    close(fd);
+    return err;
+}
+
+ddpm_status ddpm_atomic_commit(ddpm_atomic_file *a) {
+    int err = 0;
+    if (fflush(a->f) != 0 || fsync(a->fd) != 0) err = errno;
+    if (fclose(a->f) != 0 && !err) err = errno;
+    a->f = NULL, a->fd = -1;
+    if (err) return ddpm_atomic_fail(a, strerror(err));
+    if (rename(a->tmp, a->path) != 0) {
+        err = errno;
+        ddpm_status s = ddpm_error(DDPM_ERR_IO, "cannot rename '%s' to '%s': %s", a->tmp, a->path,
+                                   strerror(err));
+        ddpm_atomic_abort(a);
+        return s;
+    }
+    ddpm_status s = DDPM_OK;
+    err = sync_dir(a->path);
+    if (err)
+        s = ddpm_error(DDPM_ERR_IO, "wrote '%s' but cannot sync its directory: %s", a->path,
+                       strerror(err));
+    free(a->tmp);
+    *a = (ddpm_atomic_file){NULL, NULL, -1, NULL};
+    return s;
+}

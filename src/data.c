@@ -262,19 +262,6 @@ static bool ends_with(const char *s, const char *suffix) {
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-static bool write_all(int fd, const uint8_t *p, size_t n) {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 ddpm_status ddpm_idx_write(const char *path, const uint8_t *data, int ndim, const int *dims) {
     if (ndim < 1 || ndim > 4)
         return ddpm_error(DDPM_ERR_ARG, "'%s': IDX files hold 1 to 4 dimensions, not %d", path,
@@ -297,53 +284,37 @@ ddpm_status ddpm_idx_write(const char *path, const uint8_t *data, int ndim, cons
     }
     size_t hlen = 4 + 4 * (size_t)ndim;
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) return ddpm_error(DDPM_ERR_NOMEM, "out of memory");
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        ddpm_status st = ddpm_error(DDPM_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
-        free(tmp);
-        return st;
+    ddpm_atomic_file af;
+    ddpm_status st = ddpm_atomic_open(&af, path);
+    if (st != DDPM_OK) return st;
+    if (!ends_with(path, ".gz")) {
+        if (fwrite(hdr, 1, hlen, af.f) != hlen || fwrite(data, 1, (size_t)total, af.f) != total)
+            return ddpm_atomic_fail(&af, strerror(errno));
+        return ddpm_atomic_commit(&af);
     }
-    fchmod(fd, 0644);
+    /* gzclose closes its descriptor: give zlib a duplicate so af.fd can be fsync'ed. */
     const char *why = NULL; /* error reason */
     char why_buf[160];
-    if (ends_with(path, ".gz")) {
-        /* gzclose closes its descriptor: give zlib a duplicate so fd can be fsync'ed. */
-        int fd2 = dup(fd);
-        gzFile gz = fd2 >= 0 ? gzdopen(fd2, "wb6") : NULL;
-        bool ok = gz && gzwrite(gz, hdr, (unsigned)hlen) == (int)hlen;
-        for (uint64_t off = 0; ok && off < total;) {
-            unsigned n = total - off > (1u << 30) ? (1u << 30) : (unsigned)(total - off);
-            ok = gzwrite(gz, data + off, n) == (int)n;
-            off += n;
-        }
-        if (!ok) {
-            int zerr = Z_ERRNO;
-            const char *zmsg = gz ? gzerror(gz, &zerr) : "cannot start gzip stream";
-            snprintf(why_buf, sizeof why_buf, "%s", zerr == Z_ERRNO ? strerror(errno) : zmsg);
-            why = why_buf;
-        }
-        if (gz) {
-            if (gzclose(gz) != Z_OK && !why) why = "error closing gzip stream";
-        } else if (fd2 >= 0) {
-            close(fd2);
-        }
-    } else if (!write_all(fd, hdr, hlen) || !write_all(fd, data, (size_t)total)) {
-        why = strerror(errno);
+    int fd2 = dup(af.fd);
+    gzFile gz = fd2 >= 0 ? gzdopen(fd2, "wb6") : NULL;
+    bool ok = gz && gzwrite(gz, hdr, (unsigned)hlen) == (int)hlen;
+    for (uint64_t off = 0; ok && off < total;) {
+        unsigned n = total - off > (1u << 30) ? (1u << 30) : (unsigned)(total - off);
+        ok = gzwrite(gz, data + off, n) == (int)n;
+        off += n;
     }
-    if (!why && fsync(fd) != 0) why = strerror(errno);
-    if (close(fd) != 0 && !why) why = strerror(errno);
-    if (!why && rename(tmp, path) != 0) why = strerror(errno);
-    ddpm_status st = DDPM_OK;
-    if (why) {
-        st = ddpm_error(DDPM_ERR_IO, "cannot write '%s': %s", path, why);
-        unlink(tmp);
+    if (!ok) {
+        int zerr = Z_ERRNO;
+        const char *zmsg = gz ? gzerror(gz, &zerr) : "cannot start gzip stream";
+        snprintf(why_buf, sizeof why_buf, "%s", zerr == Z_ERRNO ? strerror(errno) : zmsg);
+        why = why_buf;
     }
-    free(tmp);
-    return st;
+    if (gz) {
+        if (gzclose(gz) != Z_OK && !why) why = "error closing gzip stream";
+    } else if (fd2 >= 0) {
+        close(fd2);
+    }
+    return why ? ddpm_atomic_fail(&af, why) : ddpm_atomic_commit(&af);
 }
 
 ddpm_status ddpm_idx_write_images(const char *path, const uint8_t *pixels, int n, int c, int h,

@@ -11,8 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <stb_image_write.h>
 
@@ -20,7 +18,7 @@
 
 typedef struct {
     FILE *f;
-    int err; /* errno of the first failed fwrite, or -1 */
+    int err; /* errno of the first failed fwrite, or 0 */
 } png_sink;
 
 static void png_sink_write(void *ctx, void *data, int size) {
@@ -31,40 +29,15 @@ static void png_sink_write(void *ctx, void *data, int size) {
 
 /* pixels (h, w, comp) u8, rows `w * comp` bytes apart. */
 static ddpm_status write_png(const char *path, const uint8_t *pixels, int w, int h, int comp) {
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp) return ddpm_error(DDPM_ERR_NOMEM, "out of memory");
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        ddpm_status st = ddpm_error(DDPM_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-        free(tmp);
-        return st;
-    }
-    fchmod(fd, 0644);
-    png_sink sink = {fdopen(fd, "wb"), 0};
-    const char *why = NULL;
-    if (!sink.f) {
-        why = strerror(errno);
-        close(fd);
-    } else {
-        errno = 0;
-        if (!stbi_write_png_to_func(png_sink_write, &sink, w, h, comp, pixels, w * comp))
-            why = "PNG encoder failed (out of memory?)";
-        else if (sink.err)
-            why = strerror(sink.err);
-        else if (fflush(sink.f) != 0 || fsync(fileno(sink.f)) != 0)
-            why = strerror(errno);
-        if (fclose(sink.f) != 0 && !why) why = strerror(errno);
-    }
-    if (!why && rename(tmp, path) != 0) why = strerror(errno);
-    ddpm_status st = DDPM_OK;
-    if (why) {
-        st = ddpm_error(DDPM_ERR_IO, "cannot write '%s': %s", path, why);
-        unlink(tmp);
-    }
-    free(tmp);
-    return st;
+    ddpm_atomic_file af;
+    ddpm_status st = ddpm_atomic_open(&af, path);
+    if (st != DDPM_OK) return st;
+    png_sink sink = {af.f, 0};
+    errno = 0;
+    if (!stbi_write_png_to_func(png_sink_write, &sink, w, h, comp, pixels, w * comp))
+        return ddpm_atomic_fail(&af, "PNG encoder failed (out of memory?)");
+    if (sink.err) return ddpm_atomic_fail(&af, strerror(sink.err));
+    return ddpm_atomic_commit(&af);
 }
 
 /* Images larger than this (in bytes) are refused: keeps w * comp and the

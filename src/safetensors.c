@@ -911,32 +911,7 @@ static bool write_body(FILE *fp, const sbuf *h, const ddpm_st_entry *t, int nt, 
             if (fwrite(chunk, 1, m, fp) != m) return false;
         }
     }
-    if (fflush(fp) != 0) return false;
-    if (fsync(fileno(fp)) != 0) return false;
     return true;
-}
-
-/* fsync the directory holding `path`, so the rename itself is durable. */
-static int sync_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (!slash) dir = strdup(".");
-    else if (slash == path) dir = strdup("/");
-    else {
-        dir = malloc((size_t)(slash - path) + 1);
-        if (dir) {
-            memcpy(dir, path, (size_t)(slash - path));
-            dir[slash - path] = '\0';
-        }
-    }
-    if (!dir) return ENOMEM;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(dir);
-    if (fd < 0) return errno;
-    int err = 0;
-    if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) err = errno; /* some filesystems can't */
-    close(fd);
-    return err;
 }
 
 ddpm_status ddpm_st_save(const char *path, const ddpm_st_entry *tensors, int ntensors, const ddpm_st_meta *meta,
@@ -947,10 +922,8 @@ ddpm_status ddpm_st_save(const char *path, const ddpm_st_entry *tensors, int nte
 
     uint64_t *bytes = malloc((size_t)(ntensors > 0 ? ntensors : 1) * sizeof *bytes);
     sbuf h = {0};
-    char *tmp = malloc(strlen(path) + 32);
-    FILE *fp = NULL;
     ddpm_status s = DDPM_OK;
-    if (!bytes || !tmp) {
+    if (!bytes) {
         s = ddpm_error(DDPM_ERR_NOMEM, "cannot save '%s': out of memory", path);
         goto done;
     }
@@ -958,35 +931,14 @@ ddpm_status ddpm_st_save(const char *path, const ddpm_st_entry *tensors, int nte
     if (s == DDPM_OK) s = build_header(&h, path, tensors, ntensors, meta, nmeta, bytes);
     if (s != DDPM_OK) goto done;
 
-    sprintf(tmp, "%s.tmp.%ld", path, (long)getpid());
-    fp = fopen(tmp, "wb");
-    if (!fp) {
-        s = ddpm_error(DDPM_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
-        goto done;
-    }
-    bool ok = write_body(fp, &h, tensors, ntensors, bytes);
-    int err = errno;
-    if (fclose(fp) != 0 && ok) {
-        ok = false;
-        err = errno;
-    }
-    fp = NULL;
-    if (!ok) {
-        remove(tmp);
-        s = ddpm_error(DDPM_ERR_IO, "cannot write '%s': %s", tmp, strerror(err));
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        err = errno;
-        remove(tmp);
-        s = ddpm_error(DDPM_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(err));
-        goto done;
-    }
-    err = sync_dir(path);
-    if (err) s = ddpm_error(DDPM_ERR_IO, "wrote '%s' but cannot sync its directory: %s", path, strerror(err));
+    /* temporary file, write, flush, fsync, close, rename over path, fsync the directory */
+    ddpm_atomic_file af;
+    s = ddpm_atomic_open(&af, path);
+    if (s != DDPM_OK) goto done;
+    if (!write_body(af.f, &h, tensors, ntensors, bytes)) s = ddpm_atomic_fail(&af, strerror(errno));
+    else s = ddpm_atomic_commit(&af);
 done:
     free(bytes);
-    free(tmp);
     free(h.s);
     return s;
 }

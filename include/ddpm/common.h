@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef enum {
     DDPM_OK = 0,
@@ -43,5 +44,37 @@ void *ddpm_calloc(size_t count, size_t size);
 void ddpm_free(void *p);
 
 #define DDPM_ALIGN 64
+
+/* Atomic file replacement, shared by every writer (IDX, PNG, safetensors):
+ *
+ *     ddpm_atomic_file a;
+ *     ddpm_status s = ddpm_atomic_open(&a, path);
+ *     if (s != DDPM_OK) return s;
+ *     if (fwrite(buf, 1, n, a.f) != n) return ddpm_atomic_fail(&a, strerror(errno));
+ *     return ddpm_atomic_commit(&a);
+ *
+ * The data goes to a temporary file "<path>.tmp.XXXXXX" (mkstemp, mode 0644)
+ * in the same directory; commit flushes it, fsyncs it, closes it, renames it
+ * over `path` and fsyncs the directory. Until the rename an existing `path` is
+ * untouched, and every failure removes the temporary file. Write through `f`,
+ * or through `fd` when nothing is buffered in `f` (e.g. zlib on dup(fd)).
+ * Messages name `path` and the reason:
+ *     cannot write 'out/grid.png': No such file or directory */
+typedef struct {
+    const char *path; /* destination (the caller's string, kept until commit/abort) */
+    char *tmp;        /* the temporary file's name (malloc'ed) */
+    int fd;           /* its descriptor */
+    FILE *f;          /* a stream over fd */
+} ddpm_atomic_file;
+
+/* Creates the temporary file. On failure nothing is left to clean up. */
+ddpm_status ddpm_atomic_open(ddpm_atomic_file *a, const char *path);
+/* Flush, fsync, close, rename over path, fsync the directory. On failure
+ * before the rename the temporary file is removed. Releases `a` either way. */
+ddpm_status ddpm_atomic_commit(ddpm_atomic_file *a);
+/* Closes and removes the temporary file, releases `a`. */
+void ddpm_atomic_abort(ddpm_atomic_file *a);
+/* ddpm_atomic_abort, then returns DDPM_ERR_IO with "cannot write '<path>': <why>". */
+ddpm_status ddpm_atomic_fail(ddpm_atomic_file *a, const char *why);
 
 #endif

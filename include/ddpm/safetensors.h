@@ -23,7 +23,7 @@
  *
  *     'model.safetensors': header length 18446744073709551615 exceeds file size 1234
  *
- * Saving is atomic: the file is written to "<path>.tmp.<pid>" in the same
+ * Saving is atomic: the file is written to "<path>.tmp.XXXXXX" (mkstemp) in the same
  * directory, flushed and fsync'ed, renamed over `path`, and the directory is
  * fsync'ed. On failure the temporary file is removed and an existing `path`
  * is left untouched.

@@ -1,4 +1,5 @@
 /* args.c: see args.h. */
+#define _POSIX_C_SOURCE 200809L
 #include "args.h"
 
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include "ddpm/tensor.h"
 
 #include <omp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int usage_error(const char *cmd, const char *msg, const char *opt) {
@@ -185,6 +187,39 @@ void ddpm_model_flags_apply(const ddpm_model_flags *f, ddpm_unet_config *c) {
     memcpy(c->ch_mult, f->ch_mult.v, sizeof c->ch_mult);
     c->num_attn = f->attn.n;
     memcpy(c->attn_res, f->attn.v, sizeof c->attn_res);
+}
+
+int ddpm_cli_check_writable(const char *cmd, const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "ddpm %s: cannot write '%s': it is a directory\n", cmd, path);
+        return 1;
+    }
+    size_t cap = strlen(path) + 32;
+    char *buf = malloc(cap); /* the probe's name, then the directory's */
+    if (!buf) {
+        fprintf(stderr, "ddpm %s: out of memory\n", cmd);
+        return 1;
+    }
+    const char *slash = strrchr(path, '/');
+    int dlen = slash ? (int)(slash - path) + 1 : 0;
+    snprintf(buf, cap, "%.*s.ddpm-probe-XXXXXX", dlen, path);
+    int fd = mkstemp(buf);
+    if (fd >= 0) {
+        close(fd);
+        unlink(buf);
+        free(buf);
+        return 0;
+    }
+    int e = errno;
+    snprintf(buf, cap, "%.*s", dlen > 1 ? dlen - 1 : 0, path);
+    if (dlen > 1 && (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)))
+        fprintf(stderr, "ddpm %s: cannot write '%s': directory '%s' does not exist\n", cmd, path,
+                buf);
+    else
+        fprintf(stderr, "ddpm %s: cannot write '%s': %s\n", cmd, path, strerror(e));
+    free(buf);
+    return 1;
 }
 
 void ddpm_cli_error(const char *cmd) { fprintf(stderr, "ddpm %s: %s\n", cmd, ddpm_last_error()); }

@@ -71,6 +71,13 @@ int ddpm_cli_threads(int n);
 /* True when stderr is a terminal (progress lines redraw in place). */
 bool ddpm_cli_tty(void);
 
+/* Fails fast when the output `path` cannot be written: it must not be a
+ * directory, and its directory must exist and accept a new file (a probe file
+ * is created there and removed). Returns 0, or 1 (the exit code) after
+ * printing e.g. "ddpm CMD: cannot write 'a/b.png': directory 'a' does not
+ * exist" to stderr. */
+int ddpm_cli_check_writable(const char *cmd, const char *path);
+
 /* Prints "ddpm CMD: <last library error>" to stderr. */
 void ddpm_cli_error(const char *cmd);
 

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "args.h"
 #include "cli.h"
@@ -55,42 +54,6 @@ static int parse_t_list(const char *s, int T, int *t) {
         if (!*end) return n;
         p = end + 1;
     }
-}
-
-/* Same probe as `ddpm sample`: fail before loading anything when `path`
- * cannot be created. */
-static int probe_writable(const char *path) {
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "ddpm %s: cannot write '%s': it is a directory\n", CMD, path);
-        return 1;
-    }
-    const char *slash = strrchr(path, '/');
-    int dlen = slash ? (int)(slash - path) + 1 : 0;
-    char probe[4096 + 32];
-    if (dlen > 4096) {
-        fprintf(stderr, "ddpm %s: cannot write '%s': path too long\n", CMD, path);
-        return 1;
-    }
-    snprintf(probe, sizeof probe, "%.*s.ddpm-probe-XXXXXX", dlen, path);
-    int fd = mkstemp(probe);
-    if (fd < 0) {
-        int e = errno;
-        if (dlen > 1) {
-            char dir[4096];
-            snprintf(dir, sizeof dir, "%.*s", dlen - 1, path);
-            if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-                fprintf(stderr, "ddpm %s: cannot write '%s': directory '%s' does not exist\n", CMD,
-                        path, dir);
-                return 1;
-            }
-        }
-        fprintf(stderr, "ddpm %s: cannot write '%s': %s\n", CMD, path, strerror(e));
-        return 1;
-    }
-    close(fd);
-    unlink(probe);
-    return 0;
 }
 
 static const char *SYNOPSIS =
@@ -151,7 +114,7 @@ static int cmd_noise(int argc, char **argv) {
     }
 
     /* cheap checks first: the output, then the data */
-    if (probe_writable(out)) return 1;
+    if (ddpm_cli_check_writable(CMD, out)) return 1;
     if (data_dir) {
         struct stat st;
         if (stat(data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {

@@ -22,7 +22,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "args.h"
 #include "cli.h"
@@ -62,47 +61,6 @@ static double now_sec(void) {
 static int fail(void) {
     ddpm_cli_error(CMD);
     return 1;
-}
-
-/* Fails fast when `path` cannot be written: its directory must exist and
- * accept a new file (a probe file is created and removed), and path must not
- * be a directory. */
-static int probe_writable(const char *path) {
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "ddpm %s: cannot write '%s': it is a directory\n", CMD, path);
-        return 1;
-    }
-    size_t len = strlen(path);
-    char *probe = malloc(len + 32);
-    if (!probe) {
-        fprintf(stderr, "ddpm %s: out of memory\n", CMD);
-        return 1;
-    }
-    const char *slash = strrchr(path, '/');
-    int dlen = slash ? (int)(slash - path) + 1 : 0;
-    snprintf(probe, len + 32, "%.*s.ddpm-probe-XXXXXX", dlen, path);
-    int fd = mkstemp(probe);
-    if (fd < 0) {
-        int e = errno;
-        if (dlen > 1) {
-            char dir[4096];
-            snprintf(dir, sizeof dir, "%.*s", dlen - 1, path);
-            if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-                fprintf(stderr, "ddpm %s: cannot write '%s': directory '%s' does not exist\n", CMD,
-                        path, dir);
-                free(probe);
-                return 1;
-            }
-        }
-        fprintf(stderr, "ddpm %s: cannot write '%s': %s\n", CMD, path, strerror(e));
-        free(probe);
-        return 1;
-    }
-    close(fd);
-    unlink(probe);
-    free(probe);
-    return 0;
 }
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -408,7 +366,7 @@ static int cmd_sample(int argc, char **argv) {
     size_t D = (size_t)Cin * H * W;
     int tcols = K + 1 < TRAJ_MAX_COLS ? K + 1 : TRAJ_MAX_COLS, trows = n < TRAJ_MAX_ROWS ? n : TRAJ_MAX_ROWS;
     for (int a = 0; a < 3; a++)
-        if (outs[a] && probe_writable(outs[a])) {
+        if (outs[a] && ddpm_cli_check_writable(CMD, outs[a])) {
             ddpm_checkpoint_close(&ck);
             return 1;
         }

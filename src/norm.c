@@ -64,6 +64,19 @@ static void sums_dy_d(const float *dy, const float *x, size_t n, double m, doubl
     *sdyx = b0 + b1;
 }
 
+/* y = (x - mean) * (rstd * gamma) + beta for one (n, g) group: the single
+ * place the normalized output is formed, so forward and a recompute from the
+ * saved statistics (ddpm_groupnorm_apply) agree bit for bit. */
+static void apply_group(float *y, const float *x, float mf, float rf, const float *gamma,
+                        const float *beta, int cpg, int HW) {
+    for (int j = 0; j < cpg; j++) {
+        float s = rf * gamma[j], b = beta[j];
+        const float *xr = x + (size_t)j * HW;
+        float *yr = y + (size_t)j * HW;
+        for (int i = 0; i < HW; i++) yr[i] = (xr[i] - mf) * s + b;
+    }
+}
+
 void ddpm_groupnorm_forward(float *out, float *mean, float *rstd, const float *in,
                             const float *gamma, const float *beta, int N, int C, int HW, int G) {
     // out (N, C, HW), mean (N, G), rstd (N, G), in (N, C, HW), gamma (C), beta (C)
@@ -73,7 +86,6 @@ void ddpm_groupnorm_forward(float *out, float *mean, float *rstd, const float *i
 #pragma omp parallel for schedule(static) if ((size_t)NG * gsize > GN_PAR_MIN)
     for (int ng = 0; ng < NG; ng++) {
         const float *x = in + (size_t)ng * gsize;
-        float *y = out + (size_t)ng * gsize;
         double m = sum_d(x, gsize) / (double)gsize;
         double var = sumsq_dev_d(x, gsize, m) / (double)gsize; /* biased */
         float mf = (float)m;
@@ -81,12 +93,21 @@ void ddpm_groupnorm_forward(float *out, float *mean, float *rstd, const float *i
         mean[ng] = mf;
         rstd[ng] = rf;
         int c0 = (ng % G) * cpg;
-        for (int j = 0; j < cpg; j++) {
-            float s = rf * gamma[c0 + j], b = beta[c0 + j];
-            const float *xr = x + (size_t)j * HW;
-            float *yr = y + (size_t)j * HW;
-            for (int i = 0; i < HW; i++) yr[i] = (xr[i] - mf) * s + b;
-        }
+        apply_group(out + (size_t)ng * gsize, x, mf, rf, gamma + c0, beta + c0, cpg, HW);
+    }
+}
+
+void ddpm_groupnorm_apply(float *out, const float *in, const float *mean, const float *rstd,
+                          const float *gamma, const float *beta, int N, int C, int HW, int G) {
+    // out (N, C, HW), in (N, C, HW), mean (N, G), rstd (N, G), gamma (C), beta (C)
+    int cpg = C / G;
+    size_t gsize = (size_t)cpg * HW;
+    int NG = N * G;
+#pragma omp parallel for schedule(static) if ((size_t)NG * gsize > GN_PAR_MIN)
+    for (int ng = 0; ng < NG; ng++) {
+        int c0 = (ng % G) * cpg;
+        apply_group(out + (size_t)ng * gsize, in + (size_t)ng * gsize, mean[ng], rstd[ng], gamma + c0,
+                    beta + c0, cpg, HW);
     }
 }
 

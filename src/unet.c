@@ -25,19 +25,21 @@ enum { OP_CONV, OP_RES, OP_ATTN, OP_UPCONV, OP_OUT };
 
 /* Per-op activations. In an inference model every op's slot k points at the
  * same shared buffer. A training model keeps its own copy of each slot that
- * backward reads, except the cheap ones: SiLU outputs (recomputed from the
- * saved GroupNorm outputs), the up path's concatenated input (recomputed
- * from its two input streams, which are kept anyway) and the shortcut
- * output (backward never reads it). Those are shared as in inference. */
+ * backward reads, except those that are cheap to rebuild: GroupNorm outputs
+ * (from the kept input and statistics, bit-identical), SiLU outputs (from
+ * those), the up path's concatenated input (from its two input streams,
+ * which are kept anyway) and the shortcut output (backward never reads it).
+ * Those are shared as in inference: backward recomputes them, a few
+ * elementwise passes per block, for less than half the activation memory. */
 enum {
     B_XCAT,  /* up-path ResBlock: concat(in, skip) (recomputed) (N, Ct, HW) */
-    B_N1,    /* first GroupNorm output                          (N, Ct, HW) */
+    B_N1,    /* first GroupNorm output (recomputed)             (N, Ct, HW) */
     B_MEAN1, /* its statistics                                  (N, G) */
     B_RSTD1,
     B_A1,    /* SiLU(n1): the conv1 input (recomputed)          (N, Ct, HW) */
     B_H,     /* ResBlock: conv1 out + temb; attention: h        (N, C, HW) */
     B_TP,    /* temb_proj output                                (N, C) */
-    B_N2,    /* second GroupNorm output                         (N, C, HW) */
+    B_N2,    /* second GroupNorm output (recomputed)            (N, C, HW) */
     B_MEAN2,
     B_RSTD2,
     B_A2,    /* dropout(SiLU(n2)): the conv2 input (recomputed) (N, C, HW) */
@@ -528,7 +530,9 @@ static void slot_sizes(const ddpm_unet *m, const op *o, size_t sz[B_COUNT]) {
 }
 
 /* Does backward read slot k? (Otherwise it is shared between ops.) */
-static bool slot_saved(int k) { return k != B_XCAT && k != B_A1 && k != B_A2 && k != B_SKIP; }
+static bool slot_saved(int k) {
+    return k != B_XCAT && k != B_N1 && k != B_A1 && k != B_N2 && k != B_A2 && k != B_SKIP;
+}
 
 /* Per-image floats of one backward scratch buffer, and workspace floats for N. */
 static void scratch_sizes(const ddpm_unet *m, int N, size_t *scratch, size_t *work) {
@@ -892,7 +896,9 @@ static void res_backward(ddpm_unet *m, op *o, int N) {
     } else {
         add_inplace(gx, gout, n_out);
     }
-    ddpm_silu_forward(b[B_A2], b[B_N2], n_out); /* recompute the conv2 input */
+    /* recompute the conv2 input: n2 = GN(h), a2 = dropout(silu(n2)) */
+    ddpm_groupnorm_apply(b[B_N2], b[B_H], b[B_MEAN2], b[B_RSTD2], PW(o->norm2), PB(o->norm2), N, C, HW, G);
+    ddpm_silu_forward(b[B_A2], b[B_N2], n_out);
     if (m->cfg.dropout > 0.0f) mul_inplace(b[B_A2], b[B_MASK], n_out);
     zero(A, n_out);
     ddpm_conv2d_backward(A, GW(o->conv2), GB(o->conv2), gout, b[B_A2], PW(o->conv2), &d2, m->work);
@@ -905,7 +911,9 @@ static void res_backward(ddpm_unet *m, op *o, int N) {
     zero(m->g_tp, (size_t)N * C);
     ddpm_add_bias_nc_backward(NULL, m->g_tp, Cs, N, C, HW);
     ddpm_linear_backward(m->g_temb_act, GW(o->temb_proj), GB(o->temb_proj), m->g_tp, m->temb_act, PW(o->temb_proj), N, E, C);
-    ddpm_silu_forward(b[B_A1], b[B_N1], n_in); /* recompute the conv1 input */
+    /* recompute the conv1 input: n1 = GN(x), a1 = silu(n1) */
+    ddpm_groupnorm_apply(b[B_N1], x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), N, ct, HW, G);
+    ddpm_silu_forward(b[B_A1], b[B_N1], n_in);
     float *g_a1 = m->scratch[1], *g_n1 = m->scratch[0];
     zero(g_a1, n_in);
     ddpm_conv2d_backward(g_a1, GW(o->conv1), GB(o->conv1), Cs, b[B_A1], PW(o->conv1), &d1, m->work);
@@ -927,6 +935,7 @@ static void attn_backward(ddpm_unet *m, op *o, int N) {
     zero(B, 3 * n);
     ddpm_attention_backward(B, A, b[B_QKV], b[B_ATT], N, C, T, m->work);
     zero(Cs, n);
+    ddpm_groupnorm_apply(b[B_N1], x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), N, C, T, m->cfg.groups);
     ddpm_conv2d_backward(Cs, GW(o->conv1), GB(o->conv1), B, b[B_N1], PW(o->conv1), &dq, m->work);
     ddpm_groupnorm_backward(gx, GW(o->norm1), GB(o->norm1), Cs, x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), N, C, T, m->cfg.groups);
 }
@@ -956,7 +965,9 @@ static void op_backward(ddpm_unet *m, op *o, int N) {
         size_t n = (size_t)N * C * HW;
         float **b = o->buf, *A = m->scratch[0], *B = m->scratch[1];
         ddpm_conv2d_desc d = desc3(N, C, o->H, o->W, o->cout, 3);
-        ddpm_silu_forward(b[B_A1], b[B_N1], n); /* recompute the conv input */
+        /* recompute the conv input: silu(GN(x)) */
+        ddpm_groupnorm_apply(b[B_N1], x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), N, C, HW, m->cfg.groups);
+        ddpm_silu_forward(b[B_A1], b[B_N1], n);
         zero(A, n);
         ddpm_conv2d_backward(A, GW(o->conv1), GB(o->conv1), gout, b[B_A1], PW(o->conv1), &d, m->work);
         zero(B, n);

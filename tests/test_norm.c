@@ -278,8 +278,33 @@ static void test_accumulates_and_thread_invariant(void **state) {
     ddpm_free(beta);
 }
 
+/* ddpm_groupnorm_apply rebuilds the forward output from the saved statistics
+ * bit for bit (the UNet drops GroupNorm outputs and recomputes them). */
+static void test_apply_matches_forward(void **state) {
+    (void)state;
+    int N = 3, C = 12, HW = 5 * 7, G = 4;
+    size_t n = (size_t)N * C * HW;
+    float *x = gc_alloc(n), *y = gc_alloc(n), *y2 = gc_alloc(n), *gamma = gc_alloc(C), *beta = gc_alloc(C);
+    float mean[12], rstd[12];
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, 21);
+    gc_fill_normal(&rng, x, n);
+    for (size_t i = 0; i < n; i++) x[i] = 3.0f * x[i] + 1.5f;
+    gc_fill_uniform(&rng, gamma, C, 0.5f, 1.5f);
+    gc_fill_uniform(&rng, beta, C, -0.5f, 0.5f);
+    ddpm_groupnorm_forward(y, mean, rstd, x, gamma, beta, N, C, HW, G);
+    ddpm_groupnorm_apply(y2, x, mean, rstd, gamma, beta, N, C, HW, G);
+    assert_memory_equal(y, y2, n * sizeof(float));
+    ddpm_free(x);
+    ddpm_free(y);
+    ddpm_free(y2);
+    ddpm_free(gamma);
+    ddpm_free(beta);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_apply_matches_forward),
         cmocka_unit_test(test_forward_matches_reference),
         cmocka_unit_test(test_output_statistics),
         cmocka_unit_test(test_gradients),

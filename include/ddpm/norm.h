@@ -18,6 +18,12 @@
 void ddpm_groupnorm_forward(float *out, float *mean, float *rstd, const float *in,
                             const float *gamma, const float *beta, int N, int C, int HW, int G);
 
+/* The forward output again from the saved statistics, bit-identical to what
+ * ddpm_groupnorm_forward wrote: lets a model drop `out` after forward and
+ * recompute it for backward. */
+void ddpm_groupnorm_apply(float *out, const float *in, const float *mean, const float *rstd,
+                          const float *gamma, const float *beta, int N, int C, int HW, int G);
+
 /* Accumulates into din (N, C, HW), dgamma (C), dbeta (C). */
 void ddpm_groupnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                              const float *in, const float *mean, const float *rstd,

@@ -35,7 +35,7 @@ void ddpm_train_config_default(ddpm_train_config *c) {
     c->T = 1000;
     c->loss = DDPM_LOSS_L2;
     c->batch = 64;
-    c->iters = 3000;
+    c->iters = 1400;
     c->lr = 1e-3f;
     c->warmup = 200;
     c->decay = DDPM_LR_COSINE;

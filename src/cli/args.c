@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ddpm/common.h"
 #include "ddpm/tensor.h"
@@ -232,3 +233,17 @@ int ddpm_cli_threads(int n) {
 }
 
 bool ddpm_cli_tty(void) { return isatty(STDERR_FILENO); }
+
+double ddpm_cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void ddpm_cli_fmt_duration(char *buf, size_t cap, double seconds) {
+    if (!isfinite(seconds) || seconds < 0) seconds = 0;
+    long t = (long)(seconds + 0.5);
+    if (t >= 3600) snprintf(buf, cap, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60) snprintf(buf, cap, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, cap, "%lds", t);
+}

@@ -68,6 +68,11 @@ void ddpm_model_flags_apply(const ddpm_model_flags *f, ddpm_unet_config *cfg);
  * serves both. Returns the count in use. */
 int ddpm_cli_threads(int n);
 
+/* Monotonic clock in seconds. */
+double ddpm_cli_now(void);
+/* 75 s -> "1m15s", 4000 s -> "1h06m". */
+void ddpm_cli_fmt_duration(char *buf, size_t cap, double seconds);
+
 /* True when stderr is a terminal (progress lines redraw in place). */
 bool ddpm_cli_tty(void);
 

@@ -53,11 +53,6 @@ static const char *CMD = "bench";
 
 #define MIN_ITERS 3 /* timed iterations per part, whatever the budget */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- timing ------------------------------------------------------------------------ */
 
@@ -100,14 +95,14 @@ static ddpm_status measure(const char *what, bench_fn prep, bench_fn fn, void *c
         s = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    double start = now_s(), total = 0, shown = start;
-    while (n < MIN_ITERS || now_s() - start < seconds) {
+    double start = ddpm_cli_now(), total = 0, shown = start;
+    while (n < MIN_ITERS || ddpm_cli_now() - start < seconds) {
         if (prep && (s = prep(ctx))) goto fail;
-        double t0 = now_s();
+        double t0 = ddpm_cli_now();
         if ((s = fn(ctx))) goto fail;
-        double dt = now_s() - t0;
-        if (tty && now_s() - shown > 0.5) { /* slow parts: show they are alive */
-            shown = now_s();
+        double dt = ddpm_cli_now() - t0;
+        if (tty && ddpm_cli_now() - shown > 0.5) { /* slow parts: show they are alive */
+            shown = ddpm_cli_now();
             fprintf(stderr, "\r\033[Kddpm bench: %s: %d iterations, %.1f s", what, n + 1, shown - start);
         }
         if (n == cap) {

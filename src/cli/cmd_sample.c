@@ -52,11 +52,6 @@ static uint64_t sample_seed(uint64_t seed, int i) {
     return mix64(seed) ^ (0x9e3779b97f4a7c15ULL * ((uint64_t)i + 1));
 }
 
-static double now_sec(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int fail(void) {
     ddpm_cli_error(CMD);
@@ -90,23 +85,16 @@ typedef struct {
     double t0, last_draw;
 } progress;
 
-static void fmt_eta(char *buf, size_t cap, double sec) {
-    if (!isfinite(sec) || sec < 0) sec = 0;
-    long s = (long)(sec + 0.5);
-    if (s >= 3600) snprintf(buf, cap, "%ldh%02ldm", s / 3600, (s / 60) % 60);
-    else if (s >= 60) snprintf(buf, cap, "%ldm%02lds", s / 60, s % 60);
-    else snprintf(buf, cap, "%lds", s);
-}
 
 /* After step k (1..K) of chunk `chunk` (0-based). "it/s" counts model calls
  * (steps of one batch) per second. */
 static void progress_step(progress *p, int chunk, int k) {
     p->done++;
-    double t = now_sec(), el = t - p->t0, rate = el > 0 ? p->done / el : 0.0;
+    double t = ddpm_cli_now(), el = t - p->t0, rate = el > 0 ? p->done / el : 0.0;
     char eta[32], batch[48] = "";
     const char *cr = p->tty ? "\r" : "", *clr = p->tty ? "\033[K" : "";
     if (p->done == p->total) {
-        fmt_eta(eta, sizeof eta, el);
+        ddpm_cli_fmt_duration(eta, sizeof eta, el);
         if (p->nchunks > 1) snprintf(batch, sizeof batch, " x %d batches", p->nchunks);
         fprintf(stderr, "%ssampling %d images: %d steps%s in %s (%.1f it/s)%s\n", cr, p->n, p->K,
                 batch, eta, rate, clr);
@@ -120,7 +108,7 @@ static void progress_step(progress *p, int chunk, int k) {
         if (pct < p->next_pct) return;
         p->next_pct = pct / 10 * 10 + 10;
     }
-    fmt_eta(eta, sizeof eta, rate > 0 ? (p->total - p->done) / rate : 0.0);
+    ddpm_cli_fmt_duration(eta, sizeof eta, rate > 0 ? (p->total - p->done) / rate : 0.0);
     if (p->nchunks > 1) snprintf(batch, sizeof batch, " (batch %d/%d)", chunk + 1, p->nchunks);
     fprintf(stderr, "%ssampling %d images: step %d/%d%s  %.1f it/s  eta %s%s%s", cr, p->n, k, p->K,
             batch, rate, eta, clr, p->tty ? "" : "\n");
@@ -406,7 +394,7 @@ static int cmd_sample(int argc, char **argv) {
     for (int i = 0; i < n && labels; i++) labels[i] = label >= 0 ? label : i % C;
 
     progress prog = {.tty = ddpm_cli_tty(), .n = n, .K = K, .nchunks = (n + B - 1) / B,
-                     .next_pct = 10, .t0 = now_sec()};
+                     .next_pct = 10, .t0 = ddpm_cli_now()};
     prog.total = (long)prog.nchunks * K;
     sampler sm = {.m = m, .s = &s, .ps = rs.T ? &rs : &s,
                   .o = {(ddpm_sampler_kind)kind, K, eta, (ddpm_var_kind)var},

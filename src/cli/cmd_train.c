@@ -40,19 +40,7 @@ static void install_handlers(void) {
     sigaction(SIGTERM, &sa, NULL);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
-static void fmt_duration(char *buf, size_t cap, double s) {
-    if (!isfinite(s) || s < 0) s = 0;
-    long t = (long)(s + 0.5);
-    if (t >= 3600) snprintf(buf, cap, "%ldh%02ldm", t / 3600, (t / 60) % 60);
-    else if (t >= 60) snprintf(buf, cap, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(buf, cap, "%lds", t);
-}
 
 /* mkdir -p */
 static int make_dirs(const char *path) {
@@ -308,7 +296,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
     install_handlers();
     bool tty = ddpm_cli_tty();
     int log_every = f->log_every > 0 ? f->log_every : (int)(c->iters / 50 > 0 ? (c->iters / 50 < 100 ? c->iters / 50 : 100) : 1);
-    double t0 = now_s(), t_last = t0, smooth = NAN, ips = 0;
+    double t0 = ddpm_cli_now(), t_last = t0, smooth = NAN, ips = 0;
     int64_t it_last = step0;
     bool want_labels = c->model.num_classes > 0;
     int64_t stop_at = f->stop_after > 0 && step0 + f->stop_after < c->iters ? step0 + f->stop_after : c->iters;
@@ -337,7 +325,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
         smooth = isnan(smooth) ? st.loss : 0.98 * smooth + 0.02 * st.loss;
         bool last = it == stop_at;
         if (it % log_every == 0 || last) {
-            double t = now_s();
+            double t = ddpm_cli_now();
             ips = (double)(it - it_last) * c->batch / (t - t_last);
             t_last = t;
             it_last = it;
@@ -345,8 +333,8 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
             fprintf(L.f, "%" PRId64 ",%.6f,%.6g,%.4f,%.1f,%.1f\n", it, st.loss, (double)st.lr, st.grad_norm, ips, elapsed);
             fflush(L.f);
             char eta[32], el[32];
-            fmt_duration(eta, sizeof eta, (double)(c->iters - it) * c->batch / ips);
-            fmt_duration(el, sizeof el, elapsed);
+            ddpm_cli_fmt_duration(eta, sizeof eta, (double)(c->iters - it) * c->batch / ips);
+            ddpm_cli_fmt_duration(el, sizeof el, elapsed);
             fprintf(stderr, "%siter %" PRId64 "/%" PRId64 "  loss %.4f  lr %.2e  grad %.3f  %.0f img/s  %s elapsed  ETA %s%s",
                     tty ? "\r\033[K" : "", it, c->iters, smooth, (double)st.lr, st.grad_norm, ips, el, eta,
                     tty ? "" : "\n");
@@ -381,7 +369,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
     snprintf(path, sizeof path, "%s/samples.png", f->out);
     if (write_sample_grid(tr, inf, path)) goto fail;
     char el[32];
-    fmt_duration(el, sizeof el, now_s() - t0);
+    ddpm_cli_fmt_duration(el, sizeof el, ddpm_cli_now() - t0);
     printf("trained %" PRId64 " iterations in %s; final loss %.4f (smoothed)\n", it - step0, el, smooth);
     printf("wrote %s, %s/log.csv, %s/loss.png, %s\n", ckpt, f->out, f->out, path);
     rc = 0;

@@ -17,38 +17,23 @@
 
 #include <cmocka.h>
 
+#include "cliutil.h"
 #include "ddpm/data.h"
 
 /* ---- scratch directory and file helpers ------------------------------------------- */
 
-static char g_dir[64];
+static char g_dir[256];
 
 static int make_dir(void **state) {
     (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/ddpm_test_data_XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    cli_tmpdir(g_dir, sizeof g_dir);
+    return 0;
 }
 
-static void remove_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    char p[512];
-    for (struct dirent *e; (e = readdir(d));) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
-            remove_tree(p);
-        else
-            remove(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 static int remove_dir(void **state) {
     (void)state;
-    remove_tree(g_dir);
+    cli_rmtree(g_dir);
     return 0;
 }
 

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 #include <stb_image.h>
 
+#include "cliutil.h"
 #include "ddpm/image.h"
 #include "ddpm/rng.h"
 
@@ -23,12 +24,12 @@
 
 /* ---- a scratch directory per test ---------------------------------------------- */
 
-static char g_dir[64];
+static char g_dir[256];
 
 static int make_dir(void **state) {
     (void)state;
-    snprintf(g_dir, sizeof g_dir, "/tmp/ddpm_test_image_XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    cli_tmpdir(g_dir, sizeof g_dir);
+    return 0;
 }
 
 static int count_entries(const char *dir) {
@@ -43,16 +44,7 @@ static int count_entries(const char *dir) {
 
 static int remove_dir(void **state) {
     (void)state;
-    DIR *d = opendir(g_dir);
-    if (!d) return 0;
-    char p[512];
-    for (struct dirent *e; (e = readdir(d));) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-        if (remove(p) != 0) rmdir(p);
-    }
-    closedir(d);
-    rmdir(g_dir);
+    cli_rmtree(g_dir);
     return 0;
 }
 

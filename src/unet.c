@@ -1028,4 +1028,3 @@ const ddpm_block_info *ddpm_unet_blocks(const ddpm_unet *m, int *count) {
 double ddpm_unet_flops(const ddpm_unet *m) { return m->flops; }
 size_t ddpm_unet_arena_bytes(const ddpm_unet *m) { return m->arena.capacity; }
 ddpm_rng *ddpm_unet_rng(ddpm_unet *m) { return &m->rng; }
-int ddpm_unet_max_batch(const ddpm_unet *m) { return m->max_batch; }

@@ -85,6 +85,13 @@ static void check_gemm(bool ta, bool tb, int M, int N, int K, float alpha, float
     ddpm_free(C2);
 }
 
+static void test_shape_numel(void **state) {
+    (void)state;
+    assert_int_equal(ddpm_shape_numel((ddpm_shape){64, 32, 28, 28}), (size_t)64 * 32 * 28 * 28);
+    /* no int overflow: 2^33 elements */
+    assert_true(ddpm_shape_numel((ddpm_shape){1 << 11, 1 << 11, 1 << 11, 1}) == (size_t)1 << 33);
+}
+
 static void test_gemm_matches_naive(void **state) {
     (void)state;
     for (int ta = 0; ta < 2; ta++)
@@ -102,6 +109,7 @@ int main(void) {
         cmocka_unit_test(test_arena_alignment),
         cmocka_unit_test(test_arena_overflow_reports),
         cmocka_unit_test(test_arena_mark_reset_and_measure),
+        cmocka_unit_test(test_shape_numel),
         cmocka_unit_test(test_gemm_matches_naive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

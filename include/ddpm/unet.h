@@ -114,7 +114,6 @@ const ddpm_block_info *ddpm_unet_blocks(const ddpm_unet *m, int *count);
 double ddpm_unet_flops(const ddpm_unet *m); /* forward FLOPs per image */
 size_t ddpm_unet_arena_bytes(const ddpm_unet *m);
 ddpm_rng *ddpm_unet_rng(ddpm_unet *m); /* dropout masks */
-int ddpm_unet_max_batch(const ddpm_unet *m);
 
 /* Parameter count and FLOPs of a config without allocating the model. */
 ddpm_status ddpm_unet_describe(const ddpm_unet_config *cfg, size_t *num_params, double *flops);

@@ -586,7 +586,7 @@ static ddpm_status plan(ddpm_unet *m, ddpm_arena *a) {
     ALLOC(m->t1a, N * E);
     ALLOC(m->temb, N * E);
     ALLOC(m->temb_act, N * E);
-    for (int i = 1; i < m->nst; i++) { /* stream 0 is the caller's input */
+    for (int i = 1; i < m->nst - 1; i++) { /* the first and last streams are the caller's */
         stream *s = &m->st[i];
         ALLOC(s->x, N * s->c * s->h * s->w);
     }
@@ -839,6 +839,9 @@ ddpm_status ddpm_unet_forward(ddpm_unet *m, float *out, const float *x, const in
     if (N < 1 || N > m->max_batch)
         return ddpm_error(DDPM_ERR_ARG, "batch of %d images, the model was built for 1 to %d", N, m->max_batch);
     int K = c->num_classes, E = 4 * c->ch;
+    size_t n_img = (size_t)N * c->in_ch * c->res * c->res;
+    uintptr_t o0 = (uintptr_t)out, x0 = (uintptr_t)x, nb = n_img * sizeof(float);
+    if (o0 < x0 + nb && x0 < o0 + nb) return ddpm_error(DDPM_ERR_ARG, "forward: out overlaps x");
     for (int n = 0; n < N; n++) {
         m->t[n] = t[n];
         m->labels[n] = (K > 0 && labels) ? labels[n] : K;
@@ -858,10 +861,11 @@ ddpm_status ddpm_unet_forward(ddpm_unet *m, float *out, const float *x, const in
     }
     ddpm_silu_forward(m->temb_act, m->temb, (size_t)N * E);
 
-    m->st[0].x = (float *)x; /* read only: no op writes stream 0 */
+    /* the first stream is the caller's input (no op writes it); the output
+     * head writes straight into `out` (backward never reads it) */
+    m->st[0].x = (float *)x;
+    m->st[m->nst - 1].x = out;
     for (int i = 0; i < m->nops; i++) op_forward(m, &m->ops[i], N);
-    const stream *y = &m->st[m->nst - 1];
-    memcpy(out, y->x, (size_t)N * y->c * y->h * y->w * sizeof(float));
     m->have_forward = true;
     return DDPM_OK;
 }

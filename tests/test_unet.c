@@ -350,6 +350,7 @@ static void test_bad_calls(void **state) {
     assert_int_equal(ddpm_unet_forward(m, out, x, t, labels, 3), DDPM_ERR_ARG);
     assert_int_equal(ddpm_unet_forward(m, out, x, t, bad_labels, 2), DDPM_ERR_ARG);
     assert_non_null(strstr(ddpm_last_error(), "label 11"));
+    assert_int_equal(ddpm_unet_forward(m, x, x, t, labels, 2), DDPM_ERR_ARG); /* out overlaps x */
     assert_int_equal(ddpm_unet_forward(m, out, x, t, labels, 2), DDPM_OK);
     for (int i = 0; i < 2 * 28 * 28; i++) assert_true(isfinite(out[i]));
     ddpm_unet_free(m);

@@ -90,7 +90,8 @@ void ddpm_unet_init_params(ddpm_unet *m, uint64_t seed);
 
 /* eps_hat = model(x, t, labels). x, out (N, in_ch, res, res); t (N) integer
  * timesteps; labels (N) in [0, num_classes] or NULL (= num_classes, "no
- * label"); ignored when num_classes == 0. N <= max_batch. In training mode
+ * label"); ignored when num_classes == 0. N <= max_batch. out must not
+ * overlap x (the output head writes into it directly). In training mode
  * with dropout > 0, masks are drawn from ddpm_unet_rng(m). */
 ddpm_status ddpm_unet_forward(ddpm_unet *m, float *out, const float *x, const int *t,
                               const int *labels, int N);

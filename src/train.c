@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ddpm/diffusion.h"
+#include "ddpm/prof.h"
 
 struct ddpm_trainer {
     ddpm_train_config cfg;
@@ -131,6 +132,7 @@ ddpm_status ddpm_trainer_step(ddpm_trainer *tr, const float *x0, const int *labe
     size_t D = (size_t)c->model.in_ch * c->model.res * c->model.res, n = (size_t)B * D;
 
     /* x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps */
+    double t0 = ddpm_prof_tic();
     ddpm_sample_timesteps(tr->t, B, c->T, &tr->rng);
     ddpm_rng_fill_normal(&tr->rng, tr->eps, n);
     ddpm_q_sample(tr->xt, x0, tr->eps, tr->t, &tr->sched, B, D);
@@ -142,22 +144,27 @@ ddpm_status ddpm_trainer_step(ddpm_trainer *tr, const float *x0, const int *labe
             tr->labels[i] = ddpm_rng_uniform(&tr->rng) < c->cond_drop ? c->model.num_classes : labels[i];
         lab = tr->labels;
     }
+    ddpm_prof_toc(DDPM_PROF_LOSS, DDPM_PROF_FWD, t0);
 
     ddpm_status s = ddpm_unet_forward(tr->model, tr->pred, tr->xt, tr->t, lab, B);
     if (s) return s;
+    t0 = ddpm_prof_tic();
     double loss = ddpm_loss(tr->dpred, tr->pred, tr->eps, n, c->loss);
+    ddpm_prof_toc(DDPM_PROF_LOSS, DDPM_PROF_FWD, t0);
     if (!isfinite(loss))
         return ddpm_error(DDPM_ERR_NUMERIC, "loss is %g at iteration %" PRId64, loss, tr->step + 1);
     ddpm_unet_zero_grad(tr->model);
     if ((s = ddpm_unet_backward(tr->model, tr->dpred))) return s;
 
     float *params = ddpm_unet_params(tr->model), *grads = ddpm_unet_grads(tr->model);
+    t0 = ddpm_prof_tic();
     double gnorm = ddpm_clip_grad_norm(grads, tr->n, c->clip);
     if (!isfinite(gnorm))
         return ddpm_error(DDPM_ERR_NUMERIC, "gradient norm is %g at iteration %" PRId64, gnorm, tr->step + 1);
     float lr = ddpm_lr_at(tr->step, c->iters, c->warmup, c->lr, c->decay, c->min_lr_ratio);
     ddpm_adamw_step(params, grads, tr->m, tr->v, tr->n, &tr->adam, lr, tr->step + 1);
     if (c->ema_decay > 0.0f) ddpm_ema_update(tr->ema, params, tr->n, ddpm_ema_decay_at(tr->step, c->ema_decay));
+    ddpm_prof_toc(DDPM_PROF_OPTIM, DDPM_PROF_BWD, t0);
     tr->step++;
     if (st) {
         st->loss = loss;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "ddpm/nn.h"
+#include "ddpm/prof.h"
 
 enum { OP_CONV, OP_RES, OP_ATTN, OP_UPCONV, OP_OUT };
 
@@ -77,6 +78,7 @@ struct ddpm_unet {
     ddpm_unet_config cfg;
     int max_batch, N;
     bool training, have_forward;
+    int pass; /* DDPM_PROF_FWD or DDPM_PROF_BWD, for the profile */
 
     ddpm_param_info *pinfo;
     int nparams, cap_params;
@@ -760,35 +762,43 @@ static void mul_inplace(float *y, const float *x, size_t n) {
 
 static void zero(float *x, size_t n) { memset(x, 0, n * sizeof *x); }
 
+/* Times one layer call as DDPM_PROF_<kind> of the current pass (prof.h). */
+#define TIMED(kind, call)                                \
+    do {                                                 \
+        double t0_ = ddpm_prof_tic();                    \
+        call;                                            \
+        ddpm_prof_toc(DDPM_PROF_##kind, m->pass, t0_);   \
+    } while (0)
+
 static void res_forward(ddpm_unet *m, op *o, int N) {
     int G = m->cfg.groups, ct = o->cin + o->cskip, C = o->cout, HW = o->H * o->W;
     size_t n_in = (size_t)N * ct * HW, n_out = (size_t)N * C * HW;
     const float *x = m->st[o->in].x;
     float **b = o->buf;
     if (o->skip >= 0) {
-        ddpm_concat_forward(b[B_XCAT], x, m->st[o->skip].x, N, o->cin, o->cskip, HW);
+        TIMED(ELEM, ddpm_concat_forward(b[B_XCAT], x, m->st[o->skip].x, N, o->cin, o->cskip, HW));
         x = b[B_XCAT];
     }
     float *out = m->st[o->out].x;
-    ddpm_groupnorm_forward(b[B_N1], b[B_MEAN1], b[B_RSTD1], x, PW(o->norm1), PB(o->norm1), N, ct, HW, G);
-    ddpm_silu_forward(b[B_A1], b[B_N1], n_in);
+    TIMED(NORM, ddpm_groupnorm_forward(b[B_N1], b[B_MEAN1], b[B_RSTD1], x, PW(o->norm1), PB(o->norm1), N, ct, HW, G));
+    TIMED(ACT, ddpm_silu_forward(b[B_A1], b[B_N1], n_in));
     ddpm_conv2d_desc d1 = desc3(N, ct, o->H, o->W, C, 3), d2 = desc3(N, C, o->H, o->W, C, 3);
-    ddpm_conv2d_forward(b[B_H], b[B_A1], PW(o->conv1), PB(o->conv1), &d1, m->work);
-    ddpm_linear_forward(b[B_TP], m->temb_act, PW(o->temb_proj), PB(o->temb_proj), N, 4 * m->cfg.ch, C);
-    ddpm_add_bias_nc_forward(b[B_H], b[B_H], b[B_TP], N, C, HW);
-    ddpm_groupnorm_forward(b[B_N2], b[B_MEAN2], b[B_RSTD2], b[B_H], PW(o->norm2), PB(o->norm2), N, C, HW, G);
-    ddpm_silu_forward(b[B_A2], b[B_N2], n_out);
+    TIMED(CONV3, ddpm_conv2d_forward(b[B_H], b[B_A1], PW(o->conv1), PB(o->conv1), &d1, m->work));
+    TIMED(TEMB, ddpm_linear_forward(b[B_TP], m->temb_act, PW(o->temb_proj), PB(o->temb_proj), N, 4 * m->cfg.ch, C));
+    TIMED(ELEM, ddpm_add_bias_nc_forward(b[B_H], b[B_H], b[B_TP], N, C, HW));
+    TIMED(NORM, ddpm_groupnorm_forward(b[B_N2], b[B_MEAN2], b[B_RSTD2], b[B_H], PW(o->norm2), PB(o->norm2), N, C, HW, G));
+    TIMED(ACT, ddpm_silu_forward(b[B_A2], b[B_N2], n_out));
     if (m->training && m->cfg.dropout > 0.0f) {
-        ddpm_dropout_mask(b[B_MASK], n_out, m->cfg.dropout, &m->rng);
-        mul_inplace(b[B_A2], b[B_MASK], n_out);
+        TIMED(ACT, ddpm_dropout_mask(b[B_MASK], n_out, m->cfg.dropout, &m->rng));
+        TIMED(ACT, mul_inplace(b[B_A2], b[B_MASK], n_out));
     }
-    ddpm_conv2d_forward(out, b[B_A2], PW(o->conv2), PB(o->conv2), &d2, m->work);
+    TIMED(CONV3, ddpm_conv2d_forward(out, b[B_A2], PW(o->conv2), PB(o->conv2), &d2, m->work));
     if (o->nin >= 0) {
         ddpm_conv2d_desc ds = desc3(N, ct, o->H, o->W, C, 1);
-        ddpm_conv2d_forward(b[B_SKIP], x, PW(o->nin), PB(o->nin), &ds, m->work);
-        add_inplace(out, b[B_SKIP], n_out);
+        TIMED(CONV1, ddpm_conv2d_forward(b[B_SKIP], x, PW(o->nin), PB(o->nin), &ds, m->work));
+        TIMED(ELEM, add_inplace(out, b[B_SKIP], n_out));
     } else {
-        add_inplace(out, x, n_out);
+        TIMED(ELEM, add_inplace(out, x, n_out));
     }
 }
 
@@ -796,12 +806,12 @@ static void attn_forward(ddpm_unet *m, op *o, int N) {
     int C = o->cin, T = o->H * o->W;
     const float *x = m->st[o->in].x;
     float *out = m->st[o->out].x, **b = o->buf;
-    ddpm_groupnorm_forward(b[B_N1], b[B_MEAN1], b[B_RSTD1], x, PW(o->norm1), PB(o->norm1), N, C, T, m->cfg.groups);
+    TIMED(NORM, ddpm_groupnorm_forward(b[B_N1], b[B_MEAN1], b[B_RSTD1], x, PW(o->norm1), PB(o->norm1), N, C, T, m->cfg.groups));
     ddpm_conv2d_desc dq = desc3(N, C, o->H, o->W, 3 * C, 1), dp = desc3(N, C, o->H, o->W, C, 1);
-    ddpm_conv2d_forward(b[B_QKV], b[B_N1], PW(o->conv1), PB(o->conv1), &dq, m->work);
-    ddpm_attention_forward(b[B_H], b[B_ATT], b[B_QKV], N, C, T);
-    ddpm_conv2d_forward(out, b[B_H], PW(o->conv2), PB(o->conv2), &dp, m->work);
-    add_inplace(out, x, (size_t)N * C * T);
+    TIMED(CONV1, ddpm_conv2d_forward(b[B_QKV], b[B_N1], PW(o->conv1), PB(o->conv1), &dq, m->work));
+    TIMED(ATTN, ddpm_attention_forward(b[B_H], b[B_ATT], b[B_QKV], N, C, T));
+    TIMED(CONV1, ddpm_conv2d_forward(out, b[B_H], PW(o->conv2), PB(o->conv2), &dp, m->work));
+    TIMED(ELEM, add_inplace(out, x, (size_t)N * C * T));
 }
 
 static void op_forward(ddpm_unet *m, op *o, int N) {
@@ -812,22 +822,22 @@ static void op_forward(ddpm_unet *m, op *o, int N) {
     case OP_ATTN: attn_forward(m, o, N); break;
     case OP_CONV: {
         ddpm_conv2d_desc d = conv_desc(o, N);
-        ddpm_conv2d_forward(out, x, PW(o->conv1), PB(o->conv1), &d, m->work);
+        TIMED(CONV3, ddpm_conv2d_forward(out, x, PW(o->conv1), PB(o->conv1), &d, m->work));
         break;
     }
     case OP_UPCONV: {
         ddpm_conv2d_desc d = conv_desc(o, N);
-        ddpm_upsample2x_forward(o->buf[B_UP], x, N, o->cin, o->H, o->W);
-        ddpm_conv2d_forward(out, o->buf[B_UP], PW(o->conv1), PB(o->conv1), &d, m->work);
+        TIMED(ELEM, ddpm_upsample2x_forward(o->buf[B_UP], x, N, o->cin, o->H, o->W));
+        TIMED(CONV3, ddpm_conv2d_forward(out, o->buf[B_UP], PW(o->conv1), PB(o->conv1), &d, m->work));
         break;
     }
     case OP_OUT: {
         int C = o->cin, HW = o->H * o->W;
         float **b = o->buf;
-        ddpm_groupnorm_forward(b[B_N1], b[B_MEAN1], b[B_RSTD1], x, PW(o->norm1), PB(o->norm1), N, C, HW, m->cfg.groups);
-        ddpm_silu_forward(b[B_A1], b[B_N1], (size_t)N * C * HW);
+        TIMED(NORM, ddpm_groupnorm_forward(b[B_N1], b[B_MEAN1], b[B_RSTD1], x, PW(o->norm1), PB(o->norm1), N, C, HW, m->cfg.groups));
+        TIMED(ACT, ddpm_silu_forward(b[B_A1], b[B_N1], (size_t)N * C * HW));
         ddpm_conv2d_desc d = desc3(N, C, o->H, o->W, o->cout, 3);
-        ddpm_conv2d_forward(out, b[B_A1], PW(o->conv1), PB(o->conv1), &d, m->work);
+        TIMED(CONV3, ddpm_conv2d_forward(out, b[B_A1], PW(o->conv1), PB(o->conv1), &d, m->work));
         break;
     }
     }
@@ -849,17 +859,18 @@ ddpm_status ddpm_unet_forward(ddpm_unet *m, float *out, const float *x, const in
             return ddpm_error(DDPM_ERR_ARG, "label %d out of range [0, %d]", m->labels[n], K);
     }
     m->N = N;
+    m->pass = DDPM_PROF_FWD;
     /* time (and label) embedding: temb_act = SiLU(dense1(SiLU(dense0(sin(t))))) */
-    ddpm_timestep_embedding(m->temb_sin, m->t, N, c->ch);
-    ddpm_linear_forward(m->t1, m->temb_sin, PW(m->temb0), PB(m->temb0), N, c->ch, E);
-    ddpm_silu_forward(m->t1a, m->t1, (size_t)N * E);
-    ddpm_linear_forward(m->temb, m->t1a, PW(m->temb1), PB(m->temb1), N, E, E);
+    TIMED(TEMB, ddpm_timestep_embedding(m->temb_sin, m->t, N, c->ch));
+    TIMED(TEMB, ddpm_linear_forward(m->t1, m->temb_sin, PW(m->temb0), PB(m->temb0), N, c->ch, E));
+    TIMED(ACT, ddpm_silu_forward(m->t1a, m->t1, (size_t)N * E));
+    TIMED(TEMB, ddpm_linear_forward(m->temb, m->t1a, PW(m->temb1), PB(m->temb1), N, E, E));
     if (K > 0) {
         const float *table = m->params + m->pinfo[m->label_emb].offset;
         for (int n = 0; n < N; n++)
             for (int e = 0; e < E; e++) m->temb[(size_t)n * E + e] += table[(size_t)m->labels[n] * E + e];
     }
-    ddpm_silu_forward(m->temb_act, m->temb, (size_t)N * E);
+    TIMED(ACT, ddpm_silu_forward(m->temb_act, m->temb, (size_t)N * E));
 
     /* the first stream is the caller's input (no op writes it); the output
      * head writes straight into `out` (backward never reads it) */
@@ -877,7 +888,7 @@ static void res_backward(ddpm_unet *m, op *o, int N) {
     size_t n_in = (size_t)N * ct * HW, n_out = (size_t)N * C * HW;
     const float *x = m->st[o->in].x;
     if (o->skip >= 0) { /* recompute the concatenated input */
-        ddpm_concat_forward(o->buf[B_XCAT], x, m->st[o->skip].x, N, o->cin, o->cskip, HW);
+        TIMED(ELEM, ddpm_concat_forward(o->buf[B_XCAT], x, m->st[o->skip].x, N, o->cin, o->cskip, HW));
         x = o->buf[B_XCAT];
     }
     const float *gout = m->st[o->out].g;
@@ -889,42 +900,42 @@ static void res_backward(ddpm_unet *m, op *o, int N) {
     float *gx = m->st[o->in].g;
     if (o->skip >= 0) {
         gx = m->scratch[2];
-        zero(gx, n_in);
+        TIMED(ELEM, zero(gx, n_in));
     }
     ddpm_conv2d_desc d1 = desc3(N, ct, o->H, o->W, C, 3), d2 = desc3(N, C, o->H, o->W, C, 3);
 
     /* out = skip(x) + conv2(dropout(silu(n2))) */
     if (o->nin >= 0) {
         ddpm_conv2d_desc ds = desc3(N, ct, o->H, o->W, C, 1);
-        ddpm_conv2d_backward(gx, GW(o->nin), GB(o->nin), gout, x, PW(o->nin), &ds, m->work);
+        TIMED(CONV1, ddpm_conv2d_backward(gx, GW(o->nin), GB(o->nin), gout, x, PW(o->nin), &ds, m->work));
     } else {
-        add_inplace(gx, gout, n_out);
+        TIMED(ELEM, add_inplace(gx, gout, n_out));
     }
     /* recompute the conv2 input: n2 = GN(h), a2 = dropout(silu(n2)) */
-    ddpm_groupnorm_apply(b[B_N2], b[B_H], b[B_MEAN2], b[B_RSTD2], PW(o->norm2), PB(o->norm2), N, C, HW, G);
-    ddpm_silu_forward(b[B_A2], b[B_N2], n_out);
-    if (m->cfg.dropout > 0.0f) mul_inplace(b[B_A2], b[B_MASK], n_out);
-    zero(A, n_out);
-    ddpm_conv2d_backward(A, GW(o->conv2), GB(o->conv2), gout, b[B_A2], PW(o->conv2), &d2, m->work);
-    if (m->cfg.dropout > 0.0f) mul_inplace(A, b[B_MASK], n_out); /* d(in) = d(out) * mask */
-    zero(B, n_out);
-    ddpm_silu_backward(B, A, b[B_N2], n_out);
-    zero(Cs, n_out);
-    ddpm_groupnorm_backward(Cs, GW(o->norm2), GB(o->norm2), B, b[B_H], b[B_MEAN2], b[B_RSTD2], PW(o->norm2), N, C, HW, G);
+    TIMED(NORM, ddpm_groupnorm_apply(b[B_N2], b[B_H], b[B_MEAN2], b[B_RSTD2], PW(o->norm2), PB(o->norm2), N, C, HW, G));
+    TIMED(ACT, ddpm_silu_forward(b[B_A2], b[B_N2], n_out));
+    if (m->cfg.dropout > 0.0f) TIMED(ACT, mul_inplace(b[B_A2], b[B_MASK], n_out));
+    TIMED(ELEM, zero(A, n_out));
+    TIMED(CONV3, ddpm_conv2d_backward(A, GW(o->conv2), GB(o->conv2), gout, b[B_A2], PW(o->conv2), &d2, m->work));
+    if (m->cfg.dropout > 0.0f) TIMED(ACT, mul_inplace(A, b[B_MASK], n_out)); /* d(in) = d(out) * mask */
+    TIMED(ELEM, zero(B, n_out));
+    TIMED(ACT, ddpm_silu_backward(B, A, b[B_N2], n_out));
+    TIMED(ELEM, zero(Cs, n_out));
+    TIMED(NORM, ddpm_groupnorm_backward(Cs, GW(o->norm2), GB(o->norm2), B, b[B_H], b[B_MEAN2], b[B_RSTD2], PW(o->norm2), N, C, HW, G));
     /* h = conv1(...) + temb_proj(silu(temb)) */
-    zero(m->g_tp, (size_t)N * C);
-    ddpm_add_bias_nc_backward(NULL, m->g_tp, Cs, N, C, HW);
-    ddpm_linear_backward(m->g_temb_act, GW(o->temb_proj), GB(o->temb_proj), m->g_tp, m->temb_act, PW(o->temb_proj), N, E, C);
+    TIMED(ELEM, zero(m->g_tp, (size_t)N * C));
+    TIMED(ELEM, ddpm_add_bias_nc_backward(NULL, m->g_tp, Cs, N, C, HW));
+    TIMED(TEMB, ddpm_linear_backward(m->g_temb_act, GW(o->temb_proj), GB(o->temb_proj), m->g_tp, m->temb_act, PW(o->temb_proj), N, E, C));
     /* recompute the conv1 input: n1 = GN(x), a1 = silu(n1) */
-    ddpm_groupnorm_apply(b[B_N1], x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), N, ct, HW, G);
-    ddpm_silu_forward(b[B_A1], b[B_N1], n_in);
+    TIMED(NORM, ddpm_groupnorm_apply(b[B_N1], x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), N, ct, HW, G));
+    TIMED(ACT, ddpm_silu_forward(b[B_A1], b[B_N1], n_in));
     float *g_a1 = m->scratch[1], *g_n1 = m->scratch[0];
-    zero(g_a1, n_in);
-    ddpm_conv2d_backward(g_a1, GW(o->conv1), GB(o->conv1), Cs, b[B_A1], PW(o->conv1), &d1, m->work);
-    zero(g_n1, n_in);
-    ddpm_silu_backward(g_n1, g_a1, b[B_N1], n_in);
-    ddpm_groupnorm_backward(gx, GW(o->norm1), GB(o->norm1), g_n1, x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), N, ct, HW, G);
-    if (o->skip >= 0) ddpm_concat_backward(m->st[o->in].g, m->st[o->skip].g, gx, N, o->cin, o->cskip, HW);
+    TIMED(ELEM, zero(g_a1, n_in));
+    TIMED(CONV3, ddpm_conv2d_backward(g_a1, GW(o->conv1), GB(o->conv1), Cs, b[B_A1], PW(o->conv1), &d1, m->work));
+    TIMED(ELEM, zero(g_n1, n_in));
+    TIMED(ACT, ddpm_silu_backward(g_n1, g_a1, b[B_N1], n_in));
+    TIMED(NORM, ddpm_groupnorm_backward(gx, GW(o->norm1), GB(o->norm1), g_n1, x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), N, ct, HW, G));
+    if (o->skip >= 0) TIMED(ELEM, ddpm_concat_backward(m->st[o->in].g, m->st[o->skip].g, gx, N, o->cin, o->cskip, HW));
 }
 
 static void attn_backward(ddpm_unet *m, op *o, int N) {
@@ -933,15 +944,15 @@ static void attn_backward(ddpm_unet *m, op *o, int N) {
     const float *x = m->st[o->in].x, *gout = m->st[o->out].g;
     float *gx = m->st[o->in].g, **b = o->buf, *A = m->scratch[0], *B = m->scratch[1], *Cs = m->scratch[0];
     ddpm_conv2d_desc dq = desc3(N, C, o->H, o->W, 3 * C, 1), dp = desc3(N, C, o->H, o->W, C, 1);
-    add_inplace(gx, gout, n); /* residual */
-    zero(A, n);
-    ddpm_conv2d_backward(A, GW(o->conv2), GB(o->conv2), gout, b[B_H], PW(o->conv2), &dp, m->work);
-    zero(B, 3 * n);
-    ddpm_attention_backward(B, A, b[B_QKV], b[B_ATT], N, C, T, m->work);
-    zero(Cs, n);
-    ddpm_groupnorm_apply(b[B_N1], x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), N, C, T, m->cfg.groups);
-    ddpm_conv2d_backward(Cs, GW(o->conv1), GB(o->conv1), B, b[B_N1], PW(o->conv1), &dq, m->work);
-    ddpm_groupnorm_backward(gx, GW(o->norm1), GB(o->norm1), Cs, x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), N, C, T, m->cfg.groups);
+    TIMED(ELEM, add_inplace(gx, gout, n)); /* residual */
+    TIMED(ELEM, zero(A, n));
+    TIMED(CONV1, ddpm_conv2d_backward(A, GW(o->conv2), GB(o->conv2), gout, b[B_H], PW(o->conv2), &dp, m->work));
+    TIMED(ELEM, zero(B, 3 * n));
+    TIMED(ATTN, ddpm_attention_backward(B, A, b[B_QKV], b[B_ATT], N, C, T, m->work));
+    TIMED(ELEM, zero(Cs, n));
+    TIMED(NORM, ddpm_groupnorm_apply(b[B_N1], x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), N, C, T, m->cfg.groups));
+    TIMED(CONV1, ddpm_conv2d_backward(Cs, GW(o->conv1), GB(o->conv1), B, b[B_N1], PW(o->conv1), &dq, m->work));
+    TIMED(NORM, ddpm_groupnorm_backward(gx, GW(o->norm1), GB(o->norm1), Cs, x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), N, C, T, m->cfg.groups));
 }
 
 static void op_backward(ddpm_unet *m, op *o, int N) {
@@ -952,16 +963,16 @@ static void op_backward(ddpm_unet *m, op *o, int N) {
     case OP_ATTN: attn_backward(m, o, N); break;
     case OP_CONV: {
         ddpm_conv2d_desc d = conv_desc(o, N);
-        ddpm_conv2d_backward(gx, GW(o->conv1), GB(o->conv1), gout, x, PW(o->conv1), &d, m->work);
+        TIMED(CONV3, ddpm_conv2d_backward(gx, GW(o->conv1), GB(o->conv1), gout, x, PW(o->conv1), &d, m->work));
         break;
     }
     case OP_UPCONV: {
         ddpm_conv2d_desc d = conv_desc(o, N);
         size_t n_up = (size_t)N * o->cin * o->H * o->W * 4;
         float *A = m->scratch[0];
-        zero(A, n_up);
-        ddpm_conv2d_backward(A, GW(o->conv1), GB(o->conv1), gout, o->buf[B_UP], PW(o->conv1), &d, m->work);
-        ddpm_upsample2x_backward(gx, A, N, o->cin, o->H, o->W);
+        TIMED(ELEM, zero(A, n_up));
+        TIMED(CONV3, ddpm_conv2d_backward(A, GW(o->conv1), GB(o->conv1), gout, o->buf[B_UP], PW(o->conv1), &d, m->work));
+        TIMED(ELEM, ddpm_upsample2x_backward(gx, A, N, o->cin, o->H, o->W));
         break;
     }
     case OP_OUT: {
@@ -970,13 +981,13 @@ static void op_backward(ddpm_unet *m, op *o, int N) {
         float **b = o->buf, *A = m->scratch[0], *B = m->scratch[1];
         ddpm_conv2d_desc d = desc3(N, C, o->H, o->W, o->cout, 3);
         /* recompute the conv input: silu(GN(x)) */
-        ddpm_groupnorm_apply(b[B_N1], x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), N, C, HW, m->cfg.groups);
-        ddpm_silu_forward(b[B_A1], b[B_N1], n);
-        zero(A, n);
-        ddpm_conv2d_backward(A, GW(o->conv1), GB(o->conv1), gout, b[B_A1], PW(o->conv1), &d, m->work);
-        zero(B, n);
-        ddpm_silu_backward(B, A, b[B_N1], n);
-        ddpm_groupnorm_backward(gx, GW(o->norm1), GB(o->norm1), B, x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), N, C, HW, m->cfg.groups);
+        TIMED(NORM, ddpm_groupnorm_apply(b[B_N1], x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), N, C, HW, m->cfg.groups));
+        TIMED(ACT, ddpm_silu_forward(b[B_A1], b[B_N1], n));
+        TIMED(ELEM, zero(A, n));
+        TIMED(CONV3, ddpm_conv2d_backward(A, GW(o->conv1), GB(o->conv1), gout, b[B_A1], PW(o->conv1), &d, m->work));
+        TIMED(ELEM, zero(B, n));
+        TIMED(ACT, ddpm_silu_backward(B, A, b[B_N1], n));
+        TIMED(NORM, ddpm_groupnorm_backward(gx, GW(o->norm1), GB(o->norm1), B, x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), N, C, HW, m->cfg.groups));
         break;
     }
     }
@@ -986,27 +997,28 @@ ddpm_status ddpm_unet_backward(ddpm_unet *m, const float *dout) {
     if (!m->training) return ddpm_error(DDPM_ERR_ARG, "backward on a model created for inference");
     if (!m->have_forward) return ddpm_error(DDPM_ERR_ARG, "backward without a forward pass");
     int N = m->N, E = 4 * m->cfg.ch, ch = m->cfg.ch;
-    zero(m->g_begin, (size_t)(m->g_end - m->g_begin));
+    m->pass = DDPM_PROF_BWD;
+    TIMED(ELEM, zero(m->g_begin, (size_t)(m->g_end - m->g_begin)));
     stream *y = &m->st[m->nst - 1];
     memcpy(y->g, dout, (size_t)N * y->c * y->h * y->w * sizeof(float));
     for (int i = m->nops - 1; i >= 0; i--) op_backward(m, &m->ops[i], N);
 
     /* time embedding */
     size_t ne = (size_t)N * E;
-    zero(m->g_temb, ne);
-    ddpm_silu_backward(m->g_temb, m->g_temb_act, m->temb, ne);
+    TIMED(ELEM, zero(m->g_temb, ne));
+    TIMED(ACT, ddpm_silu_backward(m->g_temb, m->g_temb_act, m->temb, ne));
     if (m->label_emb >= 0)
-        ddpm_embedding_backward(m->grads + m->pinfo[m->label_emb].offset, m->g_temb, m->labels, N, E);
-    zero(m->g_t1a, ne);
-    ddpm_linear_backward(m->g_t1a, GW(m->temb1), GB(m->temb1), m->g_temb, m->t1a, PW(m->temb1), N, E, E);
-    zero(m->g_t1, ne);
-    ddpm_silu_backward(m->g_t1, m->g_t1a, m->t1, ne);
-    ddpm_linear_backward(NULL, GW(m->temb0), GB(m->temb0), m->g_t1, m->temb_sin, PW(m->temb0), N, ch, E);
+        TIMED(TEMB, ddpm_embedding_backward(m->grads + m->pinfo[m->label_emb].offset, m->g_temb, m->labels, N, E));
+    TIMED(ELEM, zero(m->g_t1a, ne));
+    TIMED(TEMB, ddpm_linear_backward(m->g_t1a, GW(m->temb1), GB(m->temb1), m->g_temb, m->t1a, PW(m->temb1), N, E, E));
+    TIMED(ELEM, zero(m->g_t1, ne));
+    TIMED(ACT, ddpm_silu_backward(m->g_t1, m->g_t1a, m->t1, ne));
+    TIMED(TEMB, ddpm_linear_backward(NULL, GW(m->temb0), GB(m->temb0), m->g_t1, m->temb_sin, PW(m->temb0), N, ch, E));
     return DDPM_OK;
 }
 
 void ddpm_unet_zero_grad(ddpm_unet *m) {
-    if (m->grads) zero(m->grads, m->total);
+    if (m->grads) TIMED(ELEM, zero(m->grads, m->total));
 }
 
 /* ---- accessors ------------------------------------------------------------------------ */

@@ -36,7 +36,7 @@ static void expect(int status, const char *in_err) {
 
 /* ---- key=value output ---------------------------------------------------------------- */
 
-#define MAXKV 64
+#define MAXKV 96
 typedef struct {
     char key[64], val[192];
 } kv;
@@ -216,6 +216,59 @@ static void test_only(void **state) {
 
 /* The class-conditional model with dropout runs too (labels and dropout masks
  * on the training side, labels on the sampling side). */
+/* --profile: per layer kind and pass a non-negative time; the kinds the tiny
+ * model runs are timed (> 0), and together with "other" they make up the
+ * mean step (other >= 0: every timer sits inside the timed step). */
+static const char *const PROF_KINDS[] = {"conv3x3", "conv1x1", "groupnorm", "silu", "attention",
+                                         "elementwise", "temb", "loss", "optim"};
+
+static double nonneg(const char *key) {
+    const char *v = get(key);
+    if (!v) fail_msg("key '%s' missing; stdout:\n%s", key, g_r.out);
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !isfinite(x) || x < 0) fail_msg("%s=%s is not a finite number >= 0", key, v);
+    return x;
+}
+
+static void test_profile(void **state) {
+    (void)state;
+    cli_run(&g_r, "bench " TINY " --profile");
+    expect(0, NULL);
+    parse_out();
+    check_train();
+    check_sample();
+    char key[96];
+    double train_sum = 0;
+    for (int k = 0; k < COUNT(PROF_KINDS); k++) {
+        for (int p = 0; p < 2; p++) {
+            snprintf(key, sizeof key, "train_prof_%s_%s_ms", PROF_KINDS[k], p ? "bwd" : "fwd");
+            train_sum += nonneg(key);
+        }
+        snprintf(key, sizeof key, "sample_prof_%s_bwd_ms", PROF_KINDS[k]);
+        if (get(key)) fail_msg("the sampler has no backward, yet %s is printed", key);
+    }
+    /* what the tiny model runs in each pass */
+    const char *timed[] = {"train_prof_conv3x3_fwd_ms", "train_prof_conv3x3_bwd_ms", "train_prof_conv1x1_bwd_ms",
+                           "train_prof_groupnorm_fwd_ms", "train_prof_groupnorm_bwd_ms", "train_prof_attention_fwd_ms",
+                           "train_prof_attention_bwd_ms", "train_prof_optim_bwd_ms", "sample_prof_conv3x3_fwd_ms",
+                           "sample_prof_silu_fwd_ms"};
+    for (int i = 0; i < COUNT(timed); i++) num(timed[i]);
+    double other = nonneg("train_prof_other_ms");
+    nonneg("sample_prof_other_ms");
+    /* the mean of the timed steps lies within [p10, max]: a loose sanity bound */
+    assert_true(train_sum + other >= 0.5 * num("train_ms_p10"));
+    if (!strstr(g_r.err, "train profile") || !strstr(g_r.err, "conv3x3"))
+        fail_msg("no profile table on stderr:\n%s", g_r.err);
+
+    /* without --profile, no profile keys */
+    cli_run(&g_r, "bench " TINY " --only train");
+    expect(0, NULL);
+    parse_out();
+    assert_null(get("train_prof_conv3x3_fwd_ms"));
+    assert_null(get("train_prof_other_ms"));
+}
+
 static void test_conditional(void **state) {
     (void)state;
     cli_run(&g_r, "bench --seconds 0 --warmup 0 --batch 3 --ch 8 --groups 2 --size 8 --ch-mult 1,2 --res-blocks 1 "
@@ -262,6 +315,7 @@ int main(void) {
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_all_parts),
         cmocka_unit_test(test_only),
+        cmocka_unit_test(test_profile),
         cmocka_unit_test(test_conditional),
         cmocka_unit_test(test_usage_errors),
     };

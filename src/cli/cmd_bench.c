@@ -44,6 +44,7 @@
 #include "args.h"
 #include "cli.h"
 #include "ddpm/diffusion.h"
+#include "ddpm/prof.h"
 #include "ddpm/rng.h"
 #include "ddpm/tensor.h"
 #include "ddpm/train.h"
@@ -60,6 +61,7 @@ typedef struct {
     int n;                     /* timed iterations */
     double total;              /* seconds, sum over timed iterations */
     double median, p10, p90;   /* seconds per iteration */
+    double prof[DDPM_PROF_KINDS][DDPM_PROF_PASSES]; /* --profile: seconds over the timed iterations */
 } bench_stats;
 
 static int cmp_double(const void *a, const void *b) {
@@ -81,7 +83,7 @@ static double quantile(const double *v, int n, double q) {
 typedef ddpm_status (*bench_fn)(void *ctx);
 
 static ddpm_status measure(const char *what, bench_fn prep, bench_fn fn, void *ctx, int warmup,
-                           double seconds, bench_stats *st) {
+                           double seconds, bool profile, bench_stats *st) {
     ddpm_status s;
     bool tty = ddpm_cli_tty();
     if (tty) fprintf(stderr, "ddpm bench: %s: warming up", what);
@@ -95,6 +97,8 @@ static ddpm_status measure(const char *what, bench_fn prep, bench_fn fn, void *c
         s = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
         goto fail;
     }
+    ddpm_prof_reset();
+    ddpm_prof_enable(profile);
     double start = ddpm_cli_now(), total = 0, shown = start;
     while (n < MIN_ITERS || ddpm_cli_now() - start < seconds) {
         if (prep && (s = prep(ctx))) goto fail;
@@ -116,17 +120,44 @@ static ddpm_status measure(const char *what, bench_fn prep, bench_fn fn, void *c
         t[n++] = dt;
         total += dt;
     }
+    ddpm_prof_enable(false);
     qsort(t, (size_t)n, sizeof *t, cmp_double);
     *st = (bench_stats){.n = n, .total = total, .median = quantile(t, n, 0.5), .p10 = quantile(t, n, 0.1),
                         .p90 = quantile(t, n, 0.9)};
+    for (int k = 0; k < DDPM_PROF_KINDS; k++)
+        for (int p = 0; p < DDPM_PROF_PASSES; p++) st->prof[k][p] = ddpm_prof_seconds(k, p);
     free(t);
     fprintf(stderr, "%sddpm bench: %s: %d iterations in %.1f s, median %.3f ms (p10 %.3f, p90 %.3f)\n",
             tty ? "\r\033[K" : "", what, n, total, 1e3 * st->median, 1e3 * st->p10, 1e3 * st->p90);
     return DDPM_OK;
 fail:
+    ddpm_prof_enable(false);
     if (tty) fputc('\n', stderr);
     free(t);
     return s;
+}
+
+/* --profile: `<part>_prof_<kind>_<pass>_ms` lines (mean milliseconds per timed
+ * iteration) on stdout and a table on stderr. "other" is what no layer timer
+ * covers (the rest of the step: zeroing gradients, copies, the loop itself). */
+static void print_profile(const char *part, const bench_stats *st, bool backward) {
+    static const char *const pass_name[DDPM_PROF_PASSES] = {"fwd", "bwd"};
+    double per = 1e3 / st->n, mean = 1e3 * st->total / st->n, covered = 0;
+    fprintf(stderr, "ddpm bench: %s profile, ms per iteration (mean of %d):\n", part, st->n);
+    fprintf(stderr, "  %-12s %9s %9s %9s %7s\n", "kind", "forward", "backward", "total", "share");
+    for (int k = 0; k < DDPM_PROF_KINDS; k++) {
+        double f = per * st->prof[k][DDPM_PROF_FWD], b = per * st->prof[k][DDPM_PROF_BWD];
+        if (f + b == 0) continue;
+        covered += f + b;
+        for (int p = 0; p < (backward ? DDPM_PROF_PASSES : 1); p++)
+            printf("%s_prof_%s_%s_ms=%.6g\n", part, ddpm_prof_name(k), pass_name[p], p ? b : f);
+        fprintf(stderr, "  %-12s %9.2f %9.2f %9.2f %6.1f%%\n", ddpm_prof_name(k), f, b, f + b,
+                100 * (f + b) / mean);
+    }
+    printf("%s_prof_other_ms=%.6g\n", part, mean - covered);
+    fprintf(stderr, "  %-12s %9s %9s %9.2f %6.1f%%\n", "other", "", "", mean - covered,
+            100 * (mean - covered) / mean);
+    fprintf(stderr, "  %-12s %9s %9s %9.2f\n", "total", "", "", mean);
 }
 
 static double peak_rss_mb(void) {
@@ -186,6 +217,7 @@ static ddpm_status sgemm_step(void *p) {
 typedef struct {
     int threads, batch, warmup, sgemm_n;
     float seconds;
+    bool profile;
     const char *only;
     uint64_t seed;
 } bench_flags;
@@ -247,7 +279,7 @@ static int run(const bench_flags *f, const ddpm_unet_config *mc) {
     if (do_train) {
         if (ddpm_trainer_create(&tr, &tc)) goto fail;
         train_ctx c = {tr, x0, lab};
-        if (measure("train", NULL, train_step, &c, f->warmup, f->seconds, &trs)) goto fail;
+        if (measure("train", NULL, train_step, &c, f->warmup, f->seconds, f->profile, &trs)) goto fail;
         rss = peak_rss_mb();
         ddpm_trainer_free(tr);
         tr = NULL;
@@ -257,7 +289,7 @@ static int run(const bench_flags *f, const ddpm_unet_config *mc) {
         ddpm_unet_init_params(inf, f->seed);
         ddpm_rng_fill_normal(&rng, x0, (size_t)B * D); /* x_t ~ N(0, I), as at the start of sampling */
         sample_ctx c = {inf, out, x0, t, lab, B, tc.T, &rng};
-        if (measure("sample", sample_prep, sample_step, &c, f->warmup, f->seconds, &sas)) goto fail;
+        if (measure("sample", sample_prep, sample_step, &c, f->warmup, f->seconds, f->profile, &sas)) goto fail;
         if (!do_train) rss = peak_rss_mb();
         ddpm_unet_free(inf);
         inf = NULL;
@@ -272,7 +304,7 @@ static int run(const bench_flags *f, const ddpm_unet_config *mc) {
         ddpm_rng_fill_uniform(&rng, Bm, nn, -1.0f, 1.0f);
         memset(C, 0, nn * sizeof(float));
         sgemm_ctx c = {A, Bm, C, f->sgemm_n};
-        if (measure("sgemm", NULL, sgemm_step, &c, f->warmup, f->seconds, &sgs)) goto fail;
+        if (measure("sgemm", NULL, sgemm_step, &c, f->warmup, f->seconds, false, &sgs)) goto fail;
         if (!do_train && !do_sample) rss = peak_rss_mb();
     }
 
@@ -294,6 +326,7 @@ static int run(const bench_flags *f, const ddpm_unet_config *mc) {
         printf("train_ms_p90=%.6g\n", 1e3 * trs.p90);
         printf("train_img_per_s=%.6g\n", B / trs.median);
         printf("train_gflops=%.6g\n", train_gflops);
+        if (f->profile) print_profile("train", &trs, true);
     }
     if (do_sample) {
         printf("sample_iters=%d\n", sas.n);
@@ -301,6 +334,7 @@ static int run(const bench_flags *f, const ddpm_unet_config *mc) {
         printf("sample_ms_p10=%.6g\n", 1e3 * sas.p10);
         printf("sample_ms_p90=%.6g\n", 1e3 * sas.p90);
         printf("sample_img_steps_per_s=%.6g\n", B / sas.median);
+        if (f->profile) print_profile("sample", &sas, false);
     }
     if (do_sgemm) {
         sgemm_gflops = 2.0 * (double)f->sgemm_n * f->sgemm_n * f->sgemm_n / sgs.median / 1e9;
@@ -336,7 +370,7 @@ static int cmd_bench(int argc, char **argv) {
     ddpm_model_flags_init(&mf, &def);
     bench_flags f = {.threads = 0, .batch = 64, .warmup = 3, .sgemm_n = 2048, .seconds = 10.0f, .only = "all",
                      .seed = 0};
-    ddpm_opt opts[7 + DDPM_MODEL_OPTS] = {
+    ddpm_opt opts[8 + DDPM_MODEL_OPTS] = {
         {"--threads", NULL, OPT_INT, &f.threads, 0, 1024, "N", "threads, 0 = all cores (default 0)"},
         {"--seconds", NULL, OPT_FLOAT, &f.seconds, 0.0, 3600.0, "S", "seconds per part, after warm-up (default 10)"},
         {"--batch", NULL, OPT_INT, &f.batch, 1, 4096, "N", "images per training step / denoising call (default 64)"},
@@ -344,8 +378,9 @@ static int cmd_bench(int argc, char **argv) {
         {"--only", NULL, OPT_STRING, &f.only, 0, 0, "PART", "run one part: train, sample or sgemm (default all)"},
         {"--sgemm-size", NULL, OPT_INT, &f.sgemm_n, 16, 16384, "N", "sgemm of N x N matrices (default 2048)"},
         {"--seed", NULL, OPT_U64, &f.seed, 0, 0, "N", "random seed of the data and weights (default 0)"},
+        {"--profile", NULL, OPT_FLAG, &f.profile, 0, 0, NULL, "also time each layer kind (table on stderr)"},
     };
-    int n = 7;
+    int n = 8;
     ddpm_model_opts(opts + n, &mf);
     n += DDPM_MODEL_OPTS;
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, n,

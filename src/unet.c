@@ -6,7 +6,10 @@
  * concatenates it) and writes one. Backward walks the ops in reverse; each
  * op reads the gradient of its output stream and accumulates into the
  * gradients of its input streams, so the skip connections need no special
- * case: a skip stream simply receives gradient from two ops.
+ * case: a skip stream simply receives gradient from two ops. A stream's
+ * gradient is not zeroed up front: the first op to reach it in a backward
+ * pass either copies into it (residual adds, the concat split) or zeroes it
+ * first (layers that accumulate), which saves a pass over most of them.
  *
  * Shape letters: N batch, C channels, H W spatial size, HW = H*W, E = 4*ch
  * (time embedding width).
@@ -26,24 +29,25 @@ enum { OP_CONV, OP_RES, OP_ATTN, OP_UPCONV, OP_OUT };
 
 /* Per-op activations. In an inference model every op's slot k points at the
  * same shared buffer. A training model keeps its own copy of each slot that
- * backward reads, except those that are cheap to rebuild: GroupNorm outputs
- * (from the kept input and statistics, bit-identical), SiLU outputs (from
- * those), the up path's concatenated input (from its two input streams,
- * which are kept anyway) and the shortcut output (backward never reads it).
- * Those are shared as in inference: backward recomputes them, a few
- * elementwise passes per block, for less than half the activation memory. */
+ * backward reads, except those that are cheap to rebuild: the fused
+ * GroupNorm + SiLU outputs and the attention's GroupNorm output (from the
+ * kept input and statistics, bit-identical), the up path's concatenated
+ * input (from its two input streams, which are kept anyway) and the
+ * shortcut output (backward never reads it). Those are shared as in
+ * inference: backward recomputes them, one elementwise pass each, for less
+ * than half the activation memory. The normalized tensor before the SiLU is
+ * never stored: the fused layer (norm.h) recomputes it on the fly. */
 enum {
     B_XCAT,  /* up-path ResBlock: concat(in, skip) (recomputed) (N, Ct, HW) */
-    B_N1,    /* first GroupNorm output (recomputed)             (N, Ct, HW) */
-    B_MEAN1, /* its statistics                                  (N, G) */
+    B_N1,    /* attention: GroupNorm output (recomputed)        (N, C, HW) */
+    B_MEAN1, /* first GroupNorm's statistics                    (N, G) */
     B_RSTD1,
-    B_A1,    /* SiLU(n1): the conv1 input (recomputed)          (N, Ct, HW) */
+    B_A1,    /* SiLU(GN1(x)): the conv1 input (recomputed)      (N, Ct, HW) */
     B_H,     /* ResBlock: conv1 out + temb; attention: h        (N, C, HW) */
     B_TP,    /* temb_proj output                                (N, C) */
-    B_N2,    /* second GroupNorm output (recomputed)            (N, C, HW) */
-    B_MEAN2,
+    B_MEAN2, /* second GroupNorm's statistics                   (N, G) */
     B_RSTD2,
-    B_A2,    /* dropout(SiLU(n2)): the conv2 input (recomputed) (N, C, HW) */
+    B_A2,    /* dropout(SiLU(GN2(h))): conv2 input (recomputed) (N, C, HW) */
     B_MASK,  /* dropout mask                                    (N, C, HW) */
     B_SKIP,  /* nin_shortcut output (forward only)              (N, C, HW) */
     B_QKV,   /* attention qkv                                   (N, 3C, HW) */
@@ -72,6 +76,7 @@ typedef struct {
     int c, h, w;
     float *x; /* (N, c, h, w) */
     float *g; /* its gradient (training) */
+    bool fresh; /* backward: g not written yet in this pass (holds garbage) */
 } stream;
 
 struct ddpm_unet {
@@ -100,7 +105,6 @@ struct ddpm_unet {
     float *temb_sin;                               /* (N, ch) */
     float *t1, *t1a, *temb, *temb_act;             /* (N, E) */
     float *g_temb_act, *g_temb, *g_t1a, *g_t1, *g_tp; /* training */
-    float *g_begin, *g_end; /* contiguous range of every gradient zeroed per backward */
 
     float *scratch[3]; /* backward scratch, each (N, max C*HW) */
     float *work;       /* conv / attention workspace */
@@ -510,9 +514,9 @@ static void slot_sizes(const ddpm_unet *m, const op *o, size_t sz[B_COUNT]) {
     switch (o->kind) {
     case OP_RES:
         if (o->cskip) sz[B_XCAT] = ct * hw;
-        sz[B_N1] = sz[B_A1] = ct * hw;
+        sz[B_A1] = ct * hw;
         sz[B_MEAN1] = sz[B_RSTD1] = sz[B_MEAN2] = sz[B_RSTD2] = G;
-        sz[B_H] = sz[B_N2] = sz[B_A2] = (size_t)o->cout * hw;
+        sz[B_H] = sz[B_A2] = (size_t)o->cout * hw;
         sz[B_TP] = (size_t)o->cout;
         if (m->cfg.dropout > 0.0f) sz[B_MASK] = (size_t)o->cout * hw;
         if (o->nin >= 0) sz[B_SKIP] = (size_t)o->cout * hw;
@@ -525,7 +529,7 @@ static void slot_sizes(const ddpm_unet *m, const op *o, size_t sz[B_COUNT]) {
         break;
     case OP_UPCONV: sz[B_UP] = (size_t)o->cin * hw * 4; break;
     case OP_OUT:
-        sz[B_N1] = sz[B_A1] = (size_t)o->cin * hw;
+        sz[B_A1] = (size_t)o->cin * hw;
         sz[B_MEAN1] = sz[B_RSTD1] = G;
         break;
     }
@@ -533,7 +537,7 @@ static void slot_sizes(const ddpm_unet *m, const op *o, size_t sz[B_COUNT]) {
 
 /* Does backward read slot k? (Otherwise it is shared between ops.) */
 static bool slot_saved(int k) {
-    return k != B_XCAT && k != B_N1 && k != B_A1 && k != B_N2 && k != B_A2 && k != B_SKIP;
+    return k != B_XCAT && k != B_N1 && k != B_A1 && k != B_A2 && k != B_SKIP;
 }
 
 /* Per-image floats of one backward scratch buffer, and workspace floats for N. */
@@ -555,9 +559,11 @@ static void scratch_sizes(const ddpm_unet *m, int N, size_t *scratch, size_t *wo
             wk = max_sz(wk, ddpm_conv2d_workspace(&d));
             d = desc3(N, (int)ct, o->H, o->W, o->cout, 1);
             wk = max_sz(wk, ddpm_conv2d_workspace(&d));
+            wk = max_sz(wk, ddpm_groupnorm_silu_workspace(N, (int)max_sz(ct, (size_t)o->cout)));
         } else if (o->kind == OP_OUT) {
             ddpm_conv2d_desc d = desc3(N, o->cin, o->H, o->W, o->cout, 3);
             wk = max_sz(wk, ddpm_conv2d_workspace(&d));
+            wk = max_sz(wk, ddpm_groupnorm_silu_workspace(N, o->cin));
         } else {
             ddpm_conv2d_desc d = conv_desc(o, N);
             wk = max_sz(wk, ddpm_conv2d_workspace(&d));
@@ -612,16 +618,11 @@ static ddpm_status plan(ddpm_unet *m, ddpm_arena *a) {
         }
     }
     if (m->training) {
-        /* every gradient that is zeroed per backward, contiguous */
-        float *first = NULL;
-        ALLOC(first, N * E);
-        m->g_temb_act = first;
+        ALLOC(m->g_temb_act, N * E);
         for (int i = 0; i < m->nst; i++) {
             stream *s = &m->st[i];
             ALLOC(s->g, N * s->c * s->h * s->w);
         }
-        m->g_begin = first;
-        m->g_end = meas ? NULL : (float *)(a->base + a->used);
         ALLOC(m->g_temb, N * E);
         ALLOC(m->g_t1a, N * E);
         ALLOC(m->g_t1, N * E);
@@ -755,12 +756,16 @@ static void add_inplace(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-static void mul_inplace(float *y, const float *x, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 32768)
-    for (size_t i = 0; i < n; i++) y[i] *= x[i];
+/* x = 0, on all threads when large (one core cannot saturate the memory). */
+static void zero(float *x, size_t n) {
+    const size_t chunk = (size_t)1 << 14;
+    size_t nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (n > 8 * chunk)
+    for (size_t k = 0; k < nchunks; k++) {
+        size_t b = k * chunk;
+        memset(x + b, 0, (n - b < chunk ? n - b : chunk) * sizeof *x);
+    }
 }
-
-static void zero(float *x, size_t n) { memset(x, 0, n * sizeof *x); }
 
 /* Times one layer call as DDPM_PROF_<kind> of the current pass (prof.h). */
 #define TIMED(kind, call)                                \
@@ -770,9 +775,45 @@ static void zero(float *x, size_t n) { memset(x, 0, n * sizeof *x); }
         ddpm_prof_toc(DDPM_PROF_##kind, m->pass, t0_);   \
     } while (0)
 
+/* ---- gradient streams ------------------------------------------------------------- */
+
+/* The gradient of stream i, ready to accumulate into: zeroed if this is the
+ * first write to it in this backward pass. */
+static float *grad_acc(ddpm_unet *m, int i) {
+    stream *s = &m->st[i];
+    if (s->fresh) {
+        TIMED(ELEM, zero(s->g, (size_t)m->N * s->c * s->h * s->w));
+        s->fresh = false;
+    }
+    return s->g;
+}
+
+/* dst (N, C, HW) = (or += when add) channels [c0, c0 + C) of src (N, Ct, HW). */
+static void take_channels(float *dst, const float *src, int N, int C, int Ct, int c0, int HW, bool add) {
+    long planes = (long)N * C;
+#pragma omp parallel for schedule(static) if (planes * HW > 32768)
+    for (long p = 0; p < planes; p++) {
+        float *d = dst + (size_t)p * HW;
+        const float *s = src + ((size_t)(p / C) * Ct + c0 + (size_t)(p % C)) * HW;
+        if (add)
+            for (int k = 0; k < HW; k++) d[k] += s[k];
+        else
+            memcpy(d, s, (size_t)HW * sizeof *d);
+    }
+}
+
+/* Adds channels [c0, c0 + C) of d (N, Ct, HW) into the gradient of stream i
+ * (N, C, HW), or copies them on the stream's first write in this pass: the
+ * residual adds (Ct = C) and the split of a concatenated input's gradient. */
+static void grad_add_channels(ddpm_unet *m, int i, const float *d, int Ct, int c0) {
+    stream *s = &m->st[i];
+    TIMED(ELEM, take_channels(s->g, d, m->N, s->c, Ct, c0, s->h * s->w, !s->fresh));
+    s->fresh = false;
+}
+
 static void res_forward(ddpm_unet *m, op *o, int N) {
     int G = m->cfg.groups, ct = o->cin + o->cskip, C = o->cout, HW = o->H * o->W;
-    size_t n_in = (size_t)N * ct * HW, n_out = (size_t)N * C * HW;
+    size_t n_out = (size_t)N * C * HW;
     const float *x = m->st[o->in].x;
     float **b = o->buf;
     if (o->skip >= 0) {
@@ -780,18 +821,19 @@ static void res_forward(ddpm_unet *m, op *o, int N) {
         x = b[B_XCAT];
     }
     float *out = m->st[o->out].x;
-    TIMED(NORM, ddpm_groupnorm_forward(b[B_N1], b[B_MEAN1], b[B_RSTD1], x, PW(o->norm1), PB(o->norm1), N, ct, HW, G));
-    TIMED(ACT, ddpm_silu_forward(b[B_A1], b[B_N1], n_in));
+    /* a1 = silu(GN1(x)) */
+    TIMED(NORM, ddpm_groupnorm_silu_forward(b[B_A1], b[B_MEAN1], b[B_RSTD1], x, PW(o->norm1), PB(o->norm1), NULL, N, ct, HW, G));
     ddpm_conv2d_desc d1 = desc3(N, ct, o->H, o->W, C, 3), d2 = desc3(N, C, o->H, o->W, C, 3);
     TIMED(CONV3, ddpm_conv2d_forward(b[B_H], b[B_A1], PW(o->conv1), PB(o->conv1), &d1, m->work));
     TIMED(TEMB, ddpm_linear_forward(b[B_TP], m->temb_act, PW(o->temb_proj), PB(o->temb_proj), N, 4 * m->cfg.ch, C));
     TIMED(ELEM, ddpm_add_bias_nc_forward(b[B_H], b[B_H], b[B_TP], N, C, HW));
-    TIMED(NORM, ddpm_groupnorm_forward(b[B_N2], b[B_MEAN2], b[B_RSTD2], b[B_H], PW(o->norm2), PB(o->norm2), N, C, HW, G));
-    TIMED(ACT, ddpm_silu_forward(b[B_A2], b[B_N2], n_out));
+    /* a2 = dropout(silu(GN2(h))); dropout only when training */
+    const float *mask = NULL;
     if (m->training && m->cfg.dropout > 0.0f) {
         TIMED(ACT, ddpm_dropout_mask(b[B_MASK], n_out, m->cfg.dropout, &m->rng));
-        TIMED(ACT, mul_inplace(b[B_A2], b[B_MASK], n_out));
+        mask = b[B_MASK];
     }
+    TIMED(NORM, ddpm_groupnorm_silu_forward(b[B_A2], b[B_MEAN2], b[B_RSTD2], b[B_H], PW(o->norm2), PB(o->norm2), mask, N, C, HW, G));
     TIMED(CONV3, ddpm_conv2d_forward(out, b[B_A2], PW(o->conv2), PB(o->conv2), &d2, m->work));
     if (o->nin >= 0) {
         ddpm_conv2d_desc ds = desc3(N, ct, o->H, o->W, C, 1);
@@ -834,8 +876,7 @@ static void op_forward(ddpm_unet *m, op *o, int N) {
     case OP_OUT: {
         int C = o->cin, HW = o->H * o->W;
         float **b = o->buf;
-        TIMED(NORM, ddpm_groupnorm_forward(b[B_N1], b[B_MEAN1], b[B_RSTD1], x, PW(o->norm1), PB(o->norm1), N, C, HW, m->cfg.groups));
-        TIMED(ACT, ddpm_silu_forward(b[B_A1], b[B_N1], (size_t)N * C * HW));
+        TIMED(NORM, ddpm_groupnorm_silu_forward(b[B_A1], b[B_MEAN1], b[B_RSTD1], x, PW(o->norm1), PB(o->norm1), NULL, N, C, HW, m->cfg.groups));
         ddpm_conv2d_desc d = desc3(N, C, o->H, o->W, o->cout, 3);
         TIMED(CONV3, ddpm_conv2d_forward(out, b[B_A1], PW(o->conv1), PB(o->conv1), &d, m->work));
         break;
@@ -892,59 +933,52 @@ static void res_backward(ddpm_unet *m, op *o, int N) {
         x = o->buf[B_XCAT];
     }
     const float *gout = m->st[o->out].g;
-    /* Two scratch buffers suffice: at most two intermediate gradients are
-     * live at any point (A -> B -> C reuses A -> conv1's reuses B -> ...). */
-    float **b = o->buf, *A = m->scratch[0], *B = m->scratch[1], *Cs = m->scratch[0];
+    const float *mask = m->cfg.dropout > 0.0f ? o->buf[B_MASK] : NULL;
+    /* Two scratch buffers hold the intermediate gradients: d(a2) in A, d(h)
+     * in Hs, then d(a1) in A again (d(a2) is dead by then). */
+    float **b = o->buf, *A = m->scratch[0], *Hs = m->scratch[1];
     /* gradient of the block input: straight into the stream's, or into a
      * scratch buffer that is split between the two concatenated inputs */
-    float *gx = m->st[o->in].g;
-    if (o->skip >= 0) {
-        gx = m->scratch[2];
-        TIMED(ELEM, zero(gx, n_in));
-    }
+    float *gx = o->skip >= 0 ? m->scratch[2] : NULL;
+    if (gx) TIMED(ELEM, zero(gx, n_in));
     ddpm_conv2d_desc d1 = desc3(N, ct, o->H, o->W, C, 3), d2 = desc3(N, C, o->H, o->W, C, 3);
 
-    /* out = skip(x) + conv2(dropout(silu(n2))) */
+    /* out = skip(x) + conv2(a2), a2 = dropout(silu(GN2(h))) */
     if (o->nin >= 0) {
         ddpm_conv2d_desc ds = desc3(N, ct, o->H, o->W, C, 1);
+        if (!gx) gx = grad_acc(m, o->in);
         TIMED(CONV1, ddpm_conv2d_backward(gx, GW(o->nin), GB(o->nin), gout, x, PW(o->nin), &ds, m->work));
-    } else {
-        TIMED(ELEM, add_inplace(gx, gout, n_out));
+    } else { /* identity shortcut (never with a skip input: then ct != C) */
+        grad_add_channels(m, o->in, gout, C, 0);
+        gx = m->st[o->in].g;
     }
-    /* recompute the conv2 input: n2 = GN(h), a2 = dropout(silu(n2)) */
-    TIMED(NORM, ddpm_groupnorm_apply(b[B_N2], b[B_H], b[B_MEAN2], b[B_RSTD2], PW(o->norm2), PB(o->norm2), N, C, HW, G));
-    TIMED(ACT, ddpm_silu_forward(b[B_A2], b[B_N2], n_out));
-    if (m->cfg.dropout > 0.0f) TIMED(ACT, mul_inplace(b[B_A2], b[B_MASK], n_out));
+    TIMED(NORM, ddpm_groupnorm_silu_apply(b[B_A2], b[B_H], b[B_MEAN2], b[B_RSTD2], PW(o->norm2), PB(o->norm2), mask, N, C, HW, G));
     TIMED(ELEM, zero(A, n_out));
     TIMED(CONV3, ddpm_conv2d_backward(A, GW(o->conv2), GB(o->conv2), gout, b[B_A2], PW(o->conv2), &d2, m->work));
-    if (m->cfg.dropout > 0.0f) TIMED(ACT, mul_inplace(A, b[B_MASK], n_out)); /* d(in) = d(out) * mask */
-    TIMED(ELEM, zero(B, n_out));
-    TIMED(ACT, ddpm_silu_backward(B, A, b[B_N2], n_out));
-    TIMED(ELEM, zero(Cs, n_out));
-    TIMED(NORM, ddpm_groupnorm_backward(Cs, GW(o->norm2), GB(o->norm2), B, b[B_H], b[B_MEAN2], b[B_RSTD2], PW(o->norm2), N, C, HW, G));
-    /* h = conv1(...) + temb_proj(silu(temb)) */
+    TIMED(ELEM, zero(Hs, n_out));
+    TIMED(NORM, ddpm_groupnorm_silu_backward(Hs, GW(o->norm2), GB(o->norm2), A, b[B_H], b[B_MEAN2], b[B_RSTD2], PW(o->norm2), PB(o->norm2), mask, N, C, HW, G, m->work));
+    /* h = conv1(a1) + temb_proj(silu(temb)), a1 = silu(GN1(x)) */
     TIMED(ELEM, zero(m->g_tp, (size_t)N * C));
-    TIMED(ELEM, ddpm_add_bias_nc_backward(NULL, m->g_tp, Cs, N, C, HW));
+    TIMED(ELEM, ddpm_add_bias_nc_backward(NULL, m->g_tp, Hs, N, C, HW));
     TIMED(TEMB, ddpm_linear_backward(m->g_temb_act, GW(o->temb_proj), GB(o->temb_proj), m->g_tp, m->temb_act, PW(o->temb_proj), N, E, C));
-    /* recompute the conv1 input: n1 = GN(x), a1 = silu(n1) */
-    TIMED(NORM, ddpm_groupnorm_apply(b[B_N1], x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), N, ct, HW, G));
-    TIMED(ACT, ddpm_silu_forward(b[B_A1], b[B_N1], n_in));
-    float *g_a1 = m->scratch[1], *g_n1 = m->scratch[0];
-    TIMED(ELEM, zero(g_a1, n_in));
-    TIMED(CONV3, ddpm_conv2d_backward(g_a1, GW(o->conv1), GB(o->conv1), Cs, b[B_A1], PW(o->conv1), &d1, m->work));
-    TIMED(ELEM, zero(g_n1, n_in));
-    TIMED(ACT, ddpm_silu_backward(g_n1, g_a1, b[B_N1], n_in));
-    TIMED(NORM, ddpm_groupnorm_backward(gx, GW(o->norm1), GB(o->norm1), g_n1, x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), N, ct, HW, G));
-    if (o->skip >= 0) TIMED(ELEM, ddpm_concat_backward(m->st[o->in].g, m->st[o->skip].g, gx, N, o->cin, o->cskip, HW));
+    TIMED(NORM, ddpm_groupnorm_silu_apply(b[B_A1], x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), NULL, N, ct, HW, G));
+    TIMED(ELEM, zero(A, n_in));
+    TIMED(CONV3, ddpm_conv2d_backward(A, GW(o->conv1), GB(o->conv1), Hs, b[B_A1], PW(o->conv1), &d1, m->work));
+    TIMED(NORM, ddpm_groupnorm_silu_backward(gx, GW(o->norm1), GB(o->norm1), A, x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), NULL, N, ct, HW, G, m->work));
+    if (o->skip >= 0) { /* split into the two concatenated inputs */
+        grad_add_channels(m, o->in, gx, ct, 0);
+        grad_add_channels(m, o->skip, gx, ct, o->cin);
+    }
 }
 
 static void attn_backward(ddpm_unet *m, op *o, int N) {
     int C = o->cin, T = o->H * o->W;
     size_t n = (size_t)N * C * T;
     const float *x = m->st[o->in].x, *gout = m->st[o->out].g;
-    float *gx = m->st[o->in].g, **b = o->buf, *A = m->scratch[0], *B = m->scratch[1], *Cs = m->scratch[0];
+    float **b = o->buf, *A = m->scratch[0], *B = m->scratch[1], *Cs = m->scratch[0];
     ddpm_conv2d_desc dq = desc3(N, C, o->H, o->W, 3 * C, 1), dp = desc3(N, C, o->H, o->W, C, 1);
-    TIMED(ELEM, add_inplace(gx, gout, n)); /* residual */
+    grad_add_channels(m, o->in, gout, C, 0); /* residual */
+    float *gx = m->st[o->in].g;
     TIMED(ELEM, zero(A, n));
     TIMED(CONV1, ddpm_conv2d_backward(A, GW(o->conv2), GB(o->conv2), gout, b[B_H], PW(o->conv2), &dp, m->work));
     TIMED(ELEM, zero(B, 3 * n));
@@ -957,10 +991,16 @@ static void attn_backward(ddpm_unet *m, op *o, int N) {
 
 static void op_backward(ddpm_unet *m, op *o, int N) {
     const float *x = m->st[o->in].x, *gout = m->st[o->out].g;
-    float *gx = m->st[o->in].g;
+    if (o->kind == OP_RES) {
+        res_backward(m, o, N);
+        return;
+    }
+    if (o->kind == OP_ATTN) {
+        attn_backward(m, o, N);
+        return;
+    }
+    float *gx = grad_acc(m, o->in); /* the rest accumulate into it */
     switch (o->kind) {
-    case OP_RES: res_backward(m, o, N); break;
-    case OP_ATTN: attn_backward(m, o, N); break;
     case OP_CONV: {
         ddpm_conv2d_desc d = conv_desc(o, N);
         TIMED(CONV3, ddpm_conv2d_backward(gx, GW(o->conv1), GB(o->conv1), gout, x, PW(o->conv1), &d, m->work));
@@ -978,16 +1018,13 @@ static void op_backward(ddpm_unet *m, op *o, int N) {
     case OP_OUT: {
         int C = o->cin, HW = o->H * o->W;
         size_t n = (size_t)N * C * HW;
-        float **b = o->buf, *A = m->scratch[0], *B = m->scratch[1];
+        float **b = o->buf, *A = m->scratch[0];
         ddpm_conv2d_desc d = desc3(N, C, o->H, o->W, o->cout, 3);
-        /* recompute the conv input: silu(GN(x)) */
-        TIMED(NORM, ddpm_groupnorm_apply(b[B_N1], x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), N, C, HW, m->cfg.groups));
-        TIMED(ACT, ddpm_silu_forward(b[B_A1], b[B_N1], n));
+        /* recompute the conv input silu(GN(x)), then back through both */
+        TIMED(NORM, ddpm_groupnorm_silu_apply(b[B_A1], x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), NULL, N, C, HW, m->cfg.groups));
         TIMED(ELEM, zero(A, n));
         TIMED(CONV3, ddpm_conv2d_backward(A, GW(o->conv1), GB(o->conv1), gout, b[B_A1], PW(o->conv1), &d, m->work));
-        TIMED(ELEM, zero(B, n));
-        TIMED(ACT, ddpm_silu_backward(B, A, b[B_N1], n));
-        TIMED(NORM, ddpm_groupnorm_backward(gx, GW(o->norm1), GB(o->norm1), B, x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), N, C, HW, m->cfg.groups));
+        TIMED(NORM, ddpm_groupnorm_silu_backward(gx, GW(o->norm1), GB(o->norm1), A, x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), NULL, N, C, HW, m->cfg.groups, m->work));
         break;
     }
     }
@@ -998,9 +1035,11 @@ ddpm_status ddpm_unet_backward(ddpm_unet *m, const float *dout) {
     if (!m->have_forward) return ddpm_error(DDPM_ERR_ARG, "backward without a forward pass");
     int N = m->N, E = 4 * m->cfg.ch, ch = m->cfg.ch;
     m->pass = DDPM_PROF_BWD;
-    TIMED(ELEM, zero(m->g_begin, (size_t)(m->g_end - m->g_begin)));
+    for (int i = 0; i < m->nst; i++) m->st[i].fresh = true;
+    TIMED(ELEM, zero(m->g_temb_act, (size_t)N * E));
     stream *y = &m->st[m->nst - 1];
     memcpy(y->g, dout, (size_t)N * y->c * y->h * y->w * sizeof(float));
+    y->fresh = false;
     for (int i = m->nops - 1; i >= 0; i--) op_backward(m, &m->ops[i], N);
 
     /* time embedding */

@@ -1,6 +1,7 @@
 /* test_norm.c: GroupNorm forward against a double-precision reference, output
  * statistics, gradient checks of input/gamma/beta, accumulation and
- * thread-count determinism. */
+ * thread-count determinism; the fused GroupNorm + SiLU (+ dropout) against the
+ * separate layers (bit for bit), its gradient checks and determinism. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 #include <omp.h>
 
+#include "ddpm/act.h"
 #include "ddpm/common.h"
 #include "ddpm/norm.h"
 #include "ddpm/rng.h"
@@ -235,7 +237,7 @@ static void free_result(gn_result r) {
 static void test_accumulates_and_thread_invariant(void **state) {
     (void)state;
     /* large enough to take the OpenMP path (> 1 << 14 elements) */
-    gn_shape s = {3, 32, 13 * 13, 8};
+    gn_shape s = {3, 32, 15 * 15, 8};
     size_t n = (size_t)s.N * s.C * s.HW;
     ddpm_rng rng;
     ddpm_rng_seed(&rng, 9);
@@ -302,6 +304,240 @@ static void test_apply_matches_forward(void **state) {
     ddpm_free(beta);
 }
 
+/* ---- fused GroupNorm + SiLU (+ dropout) -------------------------------------- */
+
+/* Random x (N, C, HW) around 0.5 with spread 1.5, gamma in [-1.5, 1.5], beta
+ * in [-1, 1], and a dropout mask with drop probability p (NULL when p = 0). */
+typedef struct {
+    gn_shape s;
+    size_t n;
+    float *x, *gamma, *beta, *mask;
+} gs_data;
+
+static gs_data gs_make(gn_shape s, float p, ddpm_rng *rng) {
+    gs_data d = {s, (size_t)s.N * s.C * s.HW, NULL, NULL, NULL, NULL};
+    d.x = gc_alloc(d.n);
+    d.gamma = gc_alloc(s.C);
+    d.beta = gc_alloc(s.C);
+    gc_fill_normal(rng, d.x, d.n);
+    for (size_t i = 0; i < d.n; i++) d.x[i] = 0.5f + 1.5f * d.x[i];
+    gc_fill_uniform(rng, d.gamma, s.C, -1.5f, 1.5f);
+    gc_fill_uniform(rng, d.beta, s.C, -1.0f, 1.0f);
+    if (p > 0.0f) {
+        d.mask = gc_alloc(d.n);
+        ddpm_dropout_mask(d.mask, d.n, p, rng);
+    }
+    return d;
+}
+
+static void gs_free(gs_data d) {
+    ddpm_free(d.x);
+    ddpm_free(d.gamma);
+    ddpm_free(d.beta);
+    ddpm_free(d.mask);
+}
+
+typedef struct {
+    gn_shape s;
+    float *out, *mean, *rstd, *in, *gamma, *beta;
+    const float *mask;
+} gs_ctx;
+
+static void gs_forward(void *p) {
+    gs_ctx *c = p;
+    ddpm_groupnorm_silu_forward(c->out, c->mean, c->rstd, c->in, c->gamma, c->beta, c->mask,
+                                c->s.N, c->s.C, c->s.HW, c->s.G);
+}
+
+/* order 2 with GC_EPS as everywhere; order 4 (five-point stencil) with a
+ * larger step for groups of hundreds of elements, where float rounding of
+ * the forward (and of the saved mean) is too loud for the central difference. */
+static void check_gs_grad(gn_shape s, float p, uint64_t seed, int order, double eps) {
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, seed);
+    gs_data d = gs_make(s, p, &rng);
+    size_t n = d.n, ng = (size_t)s.N * s.G;
+    gs_ctx c = {s, gc_alloc(n), gc_alloc(ng), gc_alloc(ng), d.x, d.gamma, d.beta, d.mask};
+    float *proj = gc_alloc(n), *din = gc_alloc(n), *dgamma = gc_alloc(s.C), *dbeta = gc_alloc(s.C);
+    float *work = gc_alloc(ddpm_groupnorm_silu_workspace(s.N, s.C));
+    gc_fill_uniform(&rng, proj, n, -1.0f, 1.0f);
+
+    gs_forward(&c);
+    ddpm_groupnorm_silu_backward(din, dgamma, dbeta, proj, d.x, c.mean, c.rstd, d.gamma, d.beta,
+                                 d.mask, s.N, s.C, s.HW, s.G, work);
+    char name[96];
+    snprintf(name, sizeof name, "groupnorm_silu N=%d C=%d HW=%d G=%d dropout=%g", s.N, s.C, s.HW,
+             s.G, (double)p);
+    gc_tensor t[] = {{"input", d.x, din, n},
+                     {"gamma", d.gamma, dgamma, (size_t)s.C},
+                     {"beta", d.beta, dbeta, (size_t)s.C}};
+    gc_check_order(name, gs_forward, &c, c.out, n, proj, t, 3, eps, GC_TOL, GC_MAX_ELEMS, order);
+
+    gs_free(d);
+    ddpm_free(c.out);
+    ddpm_free(c.mean);
+    ddpm_free(c.rstd);
+    ddpm_free(proj);
+    ddpm_free(din);
+    ddpm_free(dgamma);
+    ddpm_free(dbeta);
+    ddpm_free(work);
+}
+
+static void test_fused_gradients(void **state) {
+    (void)state;
+    check_gs_grad((gn_shape){2, 6, 5 * 7, 3}, 0.0f, 11, 2, GC_EPS);
+    check_gs_grad((gn_shape){2, 6, 5 * 7, 3}, 0.3f, 12, 2, GC_EPS);
+    check_gs_grad((gn_shape){3, 4, 3 * 3, 4}, 0.0f, 13, 2, GC_EPS); /* instance norm */
+    check_gs_grad((gn_shape){2, 5, 7, 1}, 0.5f, 14, 2, GC_EPS);     /* G = 1, odd C */
+    check_gs_grad((gn_shape){1, 8, 3 * 5, 2}, 0.2f, 15, 2, GC_EPS);
+    /* rows of 261 > 256 floats: the backward forms dy in two tiles */
+    check_gs_grad((gn_shape){2, 2, 261, 2}, 0.1f, 16, 4, 1e-2);
+}
+
+/* Results of the fused layer: forward, the apply recompute, backward. */
+typedef struct {
+    float *out, *again, *mean, *rstd, *din, *dgamma, *dbeta;
+} gs_result;
+
+static gs_result gs_run(const gs_data *d, const float *dy, float init) {
+    gn_shape s = d->s;
+    size_t n = d->n, ng = (size_t)s.N * s.G;
+    gs_result r = {gc_alloc(n), gc_alloc(n), gc_alloc(ng), gc_alloc(ng),
+                   gc_alloc(n), gc_alloc(s.C), gc_alloc(s.C)};
+    float *work = gc_alloc(ddpm_groupnorm_silu_workspace(s.N, s.C));
+    for (size_t i = 0; i < n; i++) r.din[i] = init;
+    for (int c = 0; c < s.C; c++) r.dgamma[c] = r.dbeta[c] = init;
+    ddpm_groupnorm_silu_forward(r.out, r.mean, r.rstd, d->x, d->gamma, d->beta, d->mask, s.N, s.C,
+                                s.HW, s.G);
+    ddpm_groupnorm_silu_apply(r.again, d->x, r.mean, r.rstd, d->gamma, d->beta, d->mask, s.N, s.C,
+                              s.HW, s.G);
+    ddpm_groupnorm_silu_backward(r.din, r.dgamma, r.dbeta, dy, d->x, r.mean, r.rstd, d->gamma,
+                                 d->beta, d->mask, s.N, s.C, s.HW, s.G, work);
+    ddpm_free(work);
+    return r;
+}
+
+static void gs_result_free(gs_result r) {
+    ddpm_free(r.out);
+    ddpm_free(r.again);
+    ddpm_free(r.mean);
+    ddpm_free(r.rstd);
+    ddpm_free(r.din);
+    ddpm_free(r.dgamma);
+    ddpm_free(r.dbeta);
+}
+
+/* The fused layer is bit for bit the chain GroupNorm -> SiLU -> dropout, forward
+ * and backward (the backward chain through zeroed intermediate buffers), its
+ * apply is bit for bit its forward, and its backward accumulates. */
+static void check_fused_matches_chain(gn_shape s, float p, uint64_t seed) {
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, seed);
+    gs_data d = gs_make(s, p, &rng);
+    size_t n = d.n, ng = (size_t)s.N * s.G;
+    float *dy = gc_alloc(n);
+    gc_fill_normal(&rng, dy, n);
+    gs_result f = gs_run(&d, dy, 0.25f);
+
+    /* the chain of separate layers */
+    float *y = gc_alloc(n), *a = gc_alloc(n), *mean = gc_alloc(ng), *rstd = gc_alloc(ng);
+    float *ga = gc_alloc(n), *gy = gc_alloc(n), *din = gc_alloc(n), *dgamma = gc_alloc(s.C),
+          *dbeta = gc_alloc(s.C);
+    ddpm_groupnorm_forward(y, mean, rstd, d.x, d.gamma, d.beta, s.N, s.C, s.HW, s.G);
+    ddpm_silu_forward(a, y, n);
+    if (d.mask) ddpm_dropout_forward(a, a, d.mask, n);
+    if (d.mask) ddpm_dropout_backward(ga, dy, d.mask, n);
+    else memcpy(ga, dy, n * sizeof *ga);
+    ddpm_silu_backward(gy, ga, y, n);
+    for (size_t i = 0; i < n; i++) din[i] = 0.25f;
+    for (int c = 0; c < s.C; c++) dgamma[c] = dbeta[c] = 0.25f;
+    ddpm_groupnorm_backward(din, dgamma, dbeta, gy, d.x, mean, rstd, d.gamma, s.N, s.C, s.HW, s.G);
+
+    printf("groupnorm_silu N=%d C=%d HW=%d G=%d dropout=%g: max |fused - chain| out %g din %g "
+           "dgamma %g dbeta %g\n",
+           s.N, s.C, s.HW, s.G, (double)p, gc_max_abs_diff(f.out, a, n),
+           gc_max_abs_diff(f.din, din, n), gc_max_abs_diff(f.dgamma, dgamma, s.C),
+           gc_max_abs_diff(f.dbeta, dbeta, s.C));
+    assert_memory_equal(f.mean, mean, ng * sizeof(float));
+    assert_memory_equal(f.rstd, rstd, ng * sizeof(float));
+    assert_memory_equal(f.out, a, n * sizeof(float));
+    assert_memory_equal(f.again, f.out, n * sizeof(float));
+    assert_memory_equal(f.din, din, n * sizeof(float));
+    assert_memory_equal(f.dgamma, dgamma, s.C * sizeof(float));
+    assert_memory_equal(f.dbeta, dbeta, s.C * sizeof(float));
+
+    /* accumulation: the same backward from zero differs by exactly the 0.25 */
+    gs_result z = gs_run(&d, dy, 0.0f);
+    for (size_t i = 0; i < n; i++) assert_true(f.din[i] == 0.25f + z.din[i]);
+    for (int c = 0; c < s.C; c++) {
+        assert_true(f.dgamma[c] == 0.25f + z.dgamma[c]);
+        assert_true(f.dbeta[c] == 0.25f + z.dbeta[c]);
+    }
+    if (s.C / s.G * s.HW > 1) assert_true(gc_max_abs(z.din, n) > 0.0); /* else exactly 0 */
+    assert_true(gc_max_abs(z.dgamma, s.C) > 0.0 || s.C / s.G * s.HW == 1);
+    assert_true(gc_max_abs(z.dbeta, s.C) > 0.0);
+
+    gs_result_free(f);
+    gs_result_free(z);
+    gs_free(d);
+    ddpm_free(dy);
+    ddpm_free(y);
+    ddpm_free(a);
+    ddpm_free(mean);
+    ddpm_free(rstd);
+    ddpm_free(ga);
+    ddpm_free(gy);
+    ddpm_free(din);
+    ddpm_free(dgamma);
+    ddpm_free(dbeta);
+}
+
+static void test_fused_matches_chain(void **state) {
+    (void)state;
+    check_fused_matches_chain((gn_shape){2, 6, 5 * 7, 3}, 0.0f, 31);
+    check_fused_matches_chain((gn_shape){2, 6, 5 * 7, 3}, 0.4f, 32);
+    check_fused_matches_chain((gn_shape){3, 3, 1, 3}, 0.0f, 33); /* var 0 */
+    check_fused_matches_chain((gn_shape){1, 8, 1, 2}, 0.3f, 34); /* HW = 1 */
+    check_fused_matches_chain((gn_shape){2, 2, 261, 2}, 0.1f, 38); /* two tiles per row */
+    check_fused_matches_chain((gn_shape){3, 32, 15 * 15, 8}, 0.2f, 35); /* OpenMP path */
+    /* a group of 16400 floats: larger than the backward's stack cache, so dy
+     * is formed twice, tile by tile (4100 = 16 tiles of 256 and 4 more) */
+    check_fused_matches_chain((gn_shape){2, 4, 4100, 1}, 0.0f, 36);
+    check_fused_matches_chain((gn_shape){2, 4, 4100, 1}, 0.5f, 37);
+}
+
+/* Bit-identical for 1 and 3 threads, on the OpenMP path, with and without
+ * the stack cache of the backward. */
+static void test_fused_thread_invariant(void **state) {
+    (void)state;
+    gn_shape shapes[] = {{3, 32, 15 * 15, 8}, {2, 4, 4100, 1}};
+    for (int k = 0; k < 2; k++) {
+        ddpm_rng rng;
+        ddpm_rng_seed(&rng, 50 + k);
+        gs_data d = gs_make(shapes[k], 0.25f, &rng);
+        gn_shape s = d.s;
+        float *dy = gc_alloc(d.n);
+        gc_fill_normal(&rng, dy, d.n);
+        int saved = omp_get_max_threads();
+        omp_set_num_threads(1);
+        gs_result a = gs_run(&d, dy, 0.0f);
+        omp_set_num_threads(3);
+        gs_result b = gs_run(&d, dy, 0.0f);
+        omp_set_num_threads(saved);
+        assert_memory_equal(a.out, b.out, d.n * sizeof(float));
+        assert_memory_equal(a.mean, b.mean, (size_t)s.N * s.G * sizeof(float));
+        assert_memory_equal(a.rstd, b.rstd, (size_t)s.N * s.G * sizeof(float));
+        assert_memory_equal(a.din, b.din, d.n * sizeof(float));
+        assert_memory_equal(a.dgamma, b.dgamma, s.C * sizeof(float));
+        assert_memory_equal(a.dbeta, b.dbeta, s.C * sizeof(float));
+        gs_result_free(a);
+        gs_result_free(b);
+        gs_free(d);
+        ddpm_free(dy);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_apply_matches_forward),
@@ -309,6 +545,9 @@ int main(void) {
         cmocka_unit_test(test_output_statistics),
         cmocka_unit_test(test_gradients),
         cmocka_unit_test(test_accumulates_and_thread_invariant),
+        cmocka_unit_test(test_fused_gradients),
+        cmocka_unit_test(test_fused_matches_chain),
+        cmocka_unit_test(test_fused_thread_invariant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /* test_conv.c: conv2d forward against the direct loop, gradient checks of
  * input, weight and bias on every code path, accumulation, NULL gradients,
  * determinism, independence of the thread count, workspace reuse and the
- * output-size arithmetic. */
+ * output-size arithmetic. The Winograd path (3x3 stride-1 pad-1, winograd.c)
+ * gets the same checks with the algorithm forced, plus agreement with the
+ * im2col path on UNet-sized shapes and a check of the automatic choice. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +18,7 @@
 #include "ddpm/common.h"
 #include "ddpm/conv.h"
 #include "ddpm/rng.h"
+#include "ddpm/winograd.h"
 #include "gradcheck.h"
 
 typedef struct {
@@ -396,6 +399,259 @@ static void test_workspace_reuse(void **state) {
     }
 }
 
+/* ---- Winograd F(2x2, 3x3) ---------------------------------------------------- */
+
+static ddpm_conv2d_desc with_algo(ddpm_conv2d_desc d, ddpm_conv2d_algo algo) {
+    d.algo = algo;
+    return d;
+}
+
+/* Small shapes, forced onto the Winograd path: odd and even sizes, 1x1, 2x1,
+ * 1x2, 7x7, C != F both ways, one channel in or out. */
+static const conv_cfg WINO[] = {
+    {"wino 1x1 n2", {.N = 2, .C = 3, .H = 1, .W = 1, .F = 4, .K = 3, .S = 1, .P = 1}},
+    {"wino 2x1 n2", {.N = 2, .C = 4, .H = 2, .W = 1, .F = 3, .K = 3, .S = 1, .P = 1}},
+    {"wino 1x2 n3", {.N = 3, .C = 2, .H = 1, .W = 2, .F = 3, .K = 3, .S = 1, .P = 1}},
+    {"wino 7x7 n2 F>C", {.N = 2, .C = 5, .H = 7, .W = 7, .F = 6, .K = 3, .S = 1, .P = 1}},
+    {"wino 5x6 n3 F<C", {.N = 3, .C = 6, .H = 5, .W = 6, .F = 4, .K = 3, .S = 1, .P = 1}},
+    {"wino 6x5 n1", {.N = 1, .C = 3, .H = 6, .W = 5, .F = 5, .K = 3, .S = 1, .P = 1}},
+    {"wino 4x4 n2 F=C", {.N = 2, .C = 2, .H = 4, .W = 4, .F = 2, .K = 3, .S = 1, .P = 1}},
+    {"wino 3x8 n2", {.N = 2, .C = 3, .H = 3, .W = 8, .F = 2, .K = 3, .S = 1, .P = 1}},
+    {"wino 9x7 n1 C=1", {.N = 1, .C = 1, .H = 9, .W = 7, .F = 3, .K = 3, .S = 1, .P = 1}},
+    {"wino 8x9 n2 F=1", {.N = 2, .C = 4, .H = 8, .W = 9, .F = 1, .K = 3, .S = 1, .P = 1}},
+};
+#define NWINO ((int)(sizeof WINO / sizeof *WINO))
+
+static void test_winograd_forward_matches_naive(void **state) {
+    (void)state;
+    for (int i = 0; i < NWINO; i++)
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            conv_case t;
+            ddpm_conv2d_desc d = with_algo(WINO[i].d, DDPM_CONV_WINOGRAD);
+            case_init(&t, &d, 1100 + (uint64_t)i);
+            t.fwd_bias = with_bias ? t.bias : NULL;
+            double err = forward_rel_err(&t);
+            if (!(err <= 1e-5)) fail_msg("%s bias=%d: rel err %g", WINO[i].name, with_bias, err);
+            case_free(&t);
+        }
+}
+
+/* Input, weight and bias gradients by finite differences, with and without a
+ * bias in the forward (without one, L does not depend on the bias: only the
+ * input and weight gradients are checked). */
+static void test_winograd_gradcheck(void **state) {
+    (void)state;
+    for (int i = 0; i < NWINO; i++)
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            conv_case t;
+            ddpm_conv2d_desc d = with_algo(WINO[i].d, DDPM_CONV_WINOGRAD);
+            case_init(&t, &d, 1200 + (uint64_t)i);
+            t.fwd_bias = with_bias ? t.bias : NULL;
+            case_forward(&t);
+            case_backward(&t, t.din, t.dweight, t.dbias);
+            gc_tensor ts[] = {
+                {"input", t.in, t.din, t.nin},
+                {"weight", t.weight, t.dweight, t.nw},
+                {"bias", t.bias, t.dbias, (size_t)t.d.F},
+            };
+            char layer[64];
+            snprintf(layer, sizeof layer, "conv2d %s bias=%d", WINO[i].name, with_bias);
+            /* without a bias in the forward, L does not depend on it: skip it */
+            gc_check(layer, case_forward, &t, t.out, t.nout, t.proj, ts, with_bias ? 3 : 2, GC_EPS,
+                     GC_TOL, GC_MAX_ELEMS);
+            case_free(&t);
+        }
+}
+
+/* Accumulation (+=), NULL din / dbias, and bit-identical repeats. */
+static void test_winograd_accumulate_null_determinism(void **state) {
+    (void)state;
+    for (int i = 0; i < NWINO; i++) {
+        conv_case t;
+        ddpm_conv2d_desc d = with_algo(WINO[i].d, DDPM_CONV_WINOGRAD);
+        case_init(&t, &d, 1300 + (uint64_t)i);
+        float *din1 = gc_alloc(t.nin), *dw1 = gc_alloc(t.nw), *db1 = gc_alloc((size_t)t.d.F);
+        case_backward(&t, din1, dw1, db1);
+        case_backward(&t, t.din, t.dweight, t.dbias);
+        assert_memory_equal(t.din, din1, t.nin * sizeof(float));
+        assert_memory_equal(t.dweight, dw1, t.nw * sizeof(float));
+        assert_memory_equal(t.dbias, db1, (size_t)t.d.F * sizeof(float));
+        float *dw3 = gc_alloc(t.nw);
+        case_backward(&t, NULL, dw3, NULL);
+        assert_memory_equal(dw3, dw1, t.nw * sizeof(float));
+        case_backward(&t, t.din, t.dweight, t.dbias);
+        assert_doubled(WINO[i].name, "din", din1, t.din, t.nin);
+        assert_doubled(WINO[i].name, "dweight", dw1, t.dweight, t.nw);
+        assert_doubled(WINO[i].name, "dbias", db1, t.dbias, (size_t)t.d.F);
+        ddpm_free(din1);
+        ddpm_free(dw1);
+        ddpm_free(db1);
+        ddpm_free(dw3);
+        case_free(&t);
+    }
+}
+
+/* UNet-sized shapes, big enough for several threads and, with winograd.c's
+ * chunk size (128K floats of tiles), for chunks that split an image and
+ * chunks that span two or three (28x28 at 64 + 64 channels: 4 tile rows of
+ * 14 per chunk; 7x7 at 128 + 64: 10 tile rows of 4), with odd sizes. */
+static const ddpm_conv2d_desc WINO_WIDE[] = {
+    {.N = 3, .C = 64, .H = 28, .W = 28, .F = 64, .K = 3, .S = 1, .P = 1},
+    {.N = 3, .C = 96, .H = 27, .W = 25, .F = 32, .K = 3, .S = 1, .P = 1},
+    {.N = 5, .C = 32, .H = 14, .W = 13, .F = 64, .K = 3, .S = 1, .P = 1},
+    {.N = 9, .C = 128, .H = 7, .W = 7, .F = 64, .K = 3, .S = 1, .P = 1},
+    {.N = 4, .C = 24, .H = 9, .W = 30, .F = 40, .K = 3, .S = 1, .P = 1},
+};
+#define NWINO_WIDE ((int)(sizeof WINO_WIDE / sizeof *WINO_WIDE))
+
+/* Forward and the three gradients of a case with fresh (zero) gradients. */
+typedef struct {
+    float *out, *din, *dweight, *dbias;
+} conv_result;
+
+static conv_result run_case(conv_case *t) {
+    conv_result r = {gc_alloc(t->nout), gc_alloc(t->nin), gc_alloc(t->nw),
+                     gc_alloc((size_t)t->d.F)};
+    for (size_t j = 0; j < t->nout; j++) t->out[j] = NAN;
+    case_forward(t);
+    memcpy(r.out, t->out, t->nout * sizeof(float));
+    ddpm_conv2d_backward(r.din, r.dweight, r.dbias, t->proj, t->in, t->weight, &t->d, t->work);
+    return r;
+}
+
+static void result_free(conv_result *r) {
+    ddpm_free(r->out);
+    ddpm_free(r->din);
+    ddpm_free(r->dweight);
+    ddpm_free(r->dbias);
+}
+
+static void assert_results_close(const char *what, int i, const conv_case *t,
+                                 const conv_result *a, const conv_result *b, double tol) {
+    double e[4] = {max_rel_diff(a->out, b->out, t->nout), max_rel_diff(a->din, b->din, t->nin),
+                   max_rel_diff(a->dweight, b->dweight, t->nw),
+                   max_rel_diff(a->dbias, b->dbias, (size_t)t->d.F)};
+    const char *names[4] = {"out", "din", "dweight", "dbias"};
+    for (int k = 0; k < 4; k++)
+        if (!(e[k] <= tol)) fail_msg("%s, wide case %d: %s differs by %g", what, i, names[k], e[k]);
+}
+
+static void assert_results_equal(const conv_case *t, const conv_result *a, const conv_result *b) {
+    assert_memory_equal(a->out, b->out, t->nout * sizeof(float));
+    assert_memory_equal(a->din, b->din, t->nin * sizeof(float));
+    assert_memory_equal(a->dweight, b->dweight, t->nw * sizeof(float));
+    assert_memory_equal(a->dbias, b->dbias, (size_t)t->d.F * sizeof(float));
+}
+
+/* Winograd against im2col (out, din, dweight, dbias within 1e-5 relative) and
+ * the naive forward; for 1, 2 and 3 threads, two runs bit-identical and the
+ * thread counts within rounding of each other. */
+static void test_winograd_matches_im2col(void **state) {
+    (void)state;
+    const int saved = omp_get_max_threads();
+    for (int i = 0; i < NWINO_WIDE; i++) {
+        conv_case w, c;
+        ddpm_conv2d_desc dw = with_algo(WINO_WIDE[i], DDPM_CONV_WINOGRAD);
+        ddpm_conv2d_desc dc = with_algo(WINO_WIDE[i], DDPM_CONV_IM2COL);
+        case_init(&w, &dw, 1400 + (uint64_t)i);
+        case_init(&c, &dc, 1400 + (uint64_t)i); /* the same data */
+        double err = forward_rel_err(&w);
+        if (!(err <= 1e-5)) fail_msg("wide case %d: forward rel err %g", i, err);
+        conv_result ref = run_case(&c), first = {0};
+        for (int nt = 1; nt <= 3; nt++) {
+            omp_set_num_threads(nt);
+            conv_result a = run_case(&w), b = run_case(&w);
+            assert_results_equal(&w, &a, &b);
+            assert_results_close("winograd vs im2col", i, &w, &a, &ref, 1e-5);
+            if (nt == 1)
+                first = a;
+            else {
+                assert_results_close("winograd across thread counts", i, &w, &a, &first, 1e-5);
+                result_free(&a);
+            }
+            result_free(&b);
+        }
+        omp_set_num_threads(saved);
+        result_free(&first);
+        result_free(&ref);
+        case_free(&w);
+        case_free(&c);
+    }
+    omp_set_num_threads(saved);
+}
+
+/* AUTO takes Winograd for 3x3 stride-1 pad-1 convs with C >= 32, or C, F >= 8
+ * and C*F > 128, and im2col otherwise (bit-identical results tell which ran);
+ * WINOGRAD forced on a conv it does not apply to means im2col. The workspace
+ * never decreases with N, and one sized for a larger N serves a smaller one. */
+static void test_winograd_dispatch_and_workspace(void **state) {
+    (void)state;
+    struct {
+        ddpm_conv2d_desc d;
+        ddpm_conv2d_algo expect; /* what AUTO must run */
+    } cs[] = {
+        {{.N = 2, .C = 16, .H = 9, .W = 8, .F = 12, .K = 3, .S = 1, .P = 1}, DDPM_CONV_WINOGRAD},
+        {{.N = 2, .C = 32, .H = 9, .W = 8, .F = 1, .K = 3, .S = 1, .P = 1}, DDPM_CONV_WINOGRAD},
+        {{.N = 2, .C = 1, .H = 9, .W = 8, .F = 32, .K = 3, .S = 1, .P = 1}, DDPM_CONV_IM2COL},
+        {{.N = 2, .C = 8, .H = 9, .W = 8, .F = 16, .K = 3, .S = 1, .P = 1}, DDPM_CONV_IM2COL},
+        {{.N = 2, .C = 24, .H = 9, .W = 8, .F = 3, .K = 3, .S = 1, .P = 1}, DDPM_CONV_IM2COL},
+        {{.N = 2, .C = 16, .H = 9, .W = 8, .F = 16, .K = 3, .S = 2, .P = 1}, DDPM_CONV_IM2COL},
+        {{.N = 2, .C = 16, .H = 9, .W = 8, .F = 16, .K = 3, .S = 1, .P = 0}, DDPM_CONV_IM2COL},
+    };
+    for (int i = 0; i < (int)(sizeof cs / sizeof *cs); i++) {
+        ddpm_conv2d_desc da = cs[i].d, de = with_algo(cs[i].d, cs[i].expect);
+        conv_case a, e;
+        case_init(&a, &da, 1500 + (uint64_t)i);
+        case_init(&e, &de, 1500 + (uint64_t)i);
+        conv_result ra = run_case(&a), re = run_case(&e);
+        assert_results_equal(&a, &ra, &re);
+        result_free(&ra);
+        result_free(&re);
+        case_free(&a);
+        case_free(&e);
+        if (cs[i].expect == DDPM_CONV_IM2COL && !ddpm_winograd_applies(&cs[i].d)) {
+            /* forced Winograd where it does not apply: im2col, same bits */
+            ddpm_conv2d_desc df = with_algo(cs[i].d, DDPM_CONV_WINOGRAD);
+            assert_int_equal(ddpm_conv2d_workspace(&df), ddpm_conv2d_workspace(&de));
+            conv_case f, g;
+            case_init(&f, &df, 1550 + (uint64_t)i);
+            case_init(&g, &de, 1550 + (uint64_t)i);
+            conv_result rf = run_case(&f), rg = run_case(&g);
+            assert_results_equal(&f, &rf, &rg);
+            result_free(&rf);
+            result_free(&rg);
+            case_free(&f);
+            case_free(&g);
+        }
+    }
+    for (int i = 0; i < NWINO_WIDE; i++) {
+        size_t prev = 0;
+        for (int n = 1; n <= 12; n++) {
+            ddpm_conv2d_desc dn = WINO_WIDE[i];
+            dn.N = n;
+            size_t ws = ddpm_conv2d_workspace(&dn);
+            assert_true(ws >= prev);
+            prev = ws;
+        }
+        ddpm_conv2d_desc big = WINO_WIDE[i], small = WINO_WIDE[i];
+        big.N = 12;
+        small.N = 2;
+        size_t nbig = ddpm_conv2d_workspace(&big);
+        conv_case t;
+        case_init(&t, &small, 1600 + (uint64_t)i);
+        conv_result own = run_case(&t);
+        float *work = gc_alloc(nbig);
+        for (size_t j = 0; j < nbig; j++) work[j] = NAN;
+        ddpm_free(t.work);
+        t.work = work; /* freed by case_free */
+        conv_result shared = run_case(&t);
+        assert_results_equal(&t, &own, &shared);
+        result_free(&own);
+        result_free(&shared);
+        case_free(&t);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_out_arithmetic),
@@ -406,6 +662,11 @@ int main(void) {
         cmocka_unit_test(test_null_grads_and_determinism),
         cmocka_unit_test(test_thread_counts),
         cmocka_unit_test(test_workspace_reuse),
+        cmocka_unit_test(test_winograd_forward_matches_naive),
+        cmocka_unit_test(test_winograd_gradcheck),
+        cmocka_unit_test(test_winograd_accumulate_null_determinism),
+        cmocka_unit_test(test_winograd_matches_im2col),
+        cmocka_unit_test(test_winograd_dispatch_and_workspace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,565 @@
+/* winograd.c: 3x3 stride-1 pad-1 convolution by Winograd F(2x2, 3x3)
+ * (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015).
+ * See winograd.h; conv.c dispatches here.
+ *
+ * Shape letters as in conv.h (N, C, H, W, F); the output is (N, F, H, W).
+ *
+ * Tiles. The output is cut into 2x2 tiles, TH = ceil(H/2) rows by
+ * TW = ceil(W/2) columns of them per image. Tile (n, th, tw) writes output
+ * rows 2th, 2th+1 and columns 2tw, 2tw+1 (those inside the image) and reads
+ * the 4x4 input window d of rows 2th-1 .. 2th+2, columns 2tw-1 .. 2tw+2 (zero
+ * outside the image: that is the padding of 1). Per input channel c and
+ * output channel f, with g = weight[f, c] (3x3):
+ *
+ *   U = G g G^T      G   = [ 1    0    0  ]     (4x3)
+ *                          [ 1/2  1/2  1/2]
+ *                          [ 1/2 -1/2  1/2]
+ *                          [ 0    0    1  ]
+ *   V = B^T d B      B^T = [ 1  0 -1  0 ]       (4x4)
+ *                          [ 0  1  1  0 ]
+ *                          [ 0 -1  1  0 ]
+ *                          [ 0  1  0 -1 ]
+ *   y = A^T m A      A^T = [ 1  1  1  0 ]       (2x4)
+ *                          [ 0  1 -1 -1 ]
+ *   with m = sum over c of U (.) V  (elementwise over the 16 elements)
+ *
+ * so that y (2x2) is exactly the correlation of d with g (16 multiplies per
+ * (f, c, tile) instead of 36). Element e = 4i + j of the 4x4 matrices is
+ * independent of the others, so the sum over c is 16 matrix products, with
+ * the Q tiles of a batch (or of a chunk of it) as rows:
+ *
+ *   M[e] (Q, F) = V[e] (Q, C) @ U[e] (C, F)        e = 0 .. 15
+ *
+ * Backward is the exact adjoint, with dYhat = A dy A^T (4x4) per (f, tile)
+ * of the 2x2 tile dy of dout (zero past the image edge):
+ *
+ *   dU[e] (C, F)  += V[e]^T (C, Q) @ dYhat[e] (Q, F)
+ *   dweight[f, c] += G^T dU G                      (3x3)
+ *   dV[e] (Q, C)   = dYhat[e] (Q, F) @ U[e]^T (F, C)
+ *   din           += B dV B^T (4x4) added onto each tile's input window
+ *                    (windows overlap by 2 rows / columns; padding dropped)
+ *
+ * din this way reuses dYhat and costs less than the alternative, a forward
+ * Winograd conv of dout with the flipped weights (its own transforms of dout
+ * and of the output): measured, dV and its transforms take 55-95% of the
+ * time of such a conv on the UNet's shapes.
+ *
+ * Layout. The transformed tiles are channels-last, tile-major: V (16, Q, C),
+ * M and dYhat (16, Q, F), U and dU (16, C, F) (backward keeps U as U^T,
+ * (16, F, C), so that dV too is a plain NN product: OpenBLAS ran the NT one
+ * about 1.5x slower on these shapes). Every transform then is a
+ * loop over a contiguous run of channels, vectorized whatever the image
+ * width, and every product is a plain row-major GEMM. To get there, the image
+ * rows a run of tiles reads are first transposed to channels-last ("staged":
+ * X (rows, W, C) for the input, Y (rows, W, F) for dout), and outputs are
+ * transposed back from a channels-last stage. A tile finds its 4x4 window (or
+ * 2x2 output) through a table of 16 (or 4) pointers to channel vectors; past
+ * the image edge they point at a row of zeros (reads) or at a scratch "sink"
+ * row (writes), so edge tiles take the same code as the others.
+ *
+ * Chunks. The tile rows of the batch, r = n*TH + th, are cut into chunks of
+ * RC tile rows (a chunk may span images: its "segments" are its runs of tile
+ * rows within one image, staged one at a time). RC is sized so that V and
+ * M/dYhat of a chunk, 16*(C+F)*RC*TW floats, stay within CHUNK_FLOATS (L2):
+ * the transforms write them and the GEMMs read them back from cache.
+ *
+ * Threading (T threads, T = 1 runs without a parallel region). Each thread
+ * has its own chunk buffers (V, M/dYhat, the stages) and, in backward, its
+ * own dU partial:
+ *   forward:  chunks dealt out dynamically; a chunk's result does not depend
+ *             on which thread computes it;
+ *   backward: thread t owns the whole images [N*t/T, N*(t+1)/T) and runs their
+ *             chunks in order (din windows overlap across tile rows, so two
+ *             threads never add into the same image); then dweight +=
+ *             G^T (dU_0 + dU_1 + ... + dU_{T-1}) G, summed in thread order.
+ * Results are bit-for-bit reproducible for a given T.
+ */
+#include "ddpm/winograd.h"
+
+#include <omp.h>
+#include <string.h>
+
+#include "ddpm/tensor.h"
+
+#define NE 16 /* elements of a transformed 4x4 tile, e = 4i + j */
+
+/* Per-thread floats of V plus M (or dYhat) of one chunk: 512 KB, a quarter of
+ * an L2 (2 MB a core here), leaving room for the stages and OpenBLAS's own
+ * buffers. Measured on the UNet's convs (N = 64, 2 threads): 96K to 192K
+ * floats within 2% of each other, 256K 3% and 48K 7% slower. */
+#define CHUNK_FLOATS (128 * 1024)
+
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* Distance between the 16 element matrices of a chunk holding n floats each:
+ * an odd number of 64-byte lines, so that the 16 rows the transforms write at
+ * once fall in different cache sets (a power-of-two distance, e.g. 128 tiles
+ * x 64 channels, made the 64->64 7x7 conv 2x slower). */
+static size_t estride(size_t n) { return round16(n) | 16; }
+
+int ddpm_winograd_applies(const ddpm_conv2d_desc *d) {
+    return d->K == 3 && d->S == 1 && d->P == 1;
+}
+
+/* Geometry and scratch layout; tc = RC*TW tiles in a chunk at most. Per
+ * thread, in this order:
+ *   V   vsz floats   (16, tc, C)  input tiles, in backward then dV
+ *   M   msz floats   (16, tc, F)  output tiles M, or dYhat
+ *   X   xsz floats   (XR, W, C)   staged input rows, in backward also din rows
+ *   Y   ysz floats   (YR, W, F)   staged output rows, or dout rows
+ *   Z   zsz floats   (max(C, F))  zeros, read for the padding
+ *   S   zsz floats   (max(C, F))  sink, written for outputs past the edge
+ *   dU  usz floats   (16, C, F)   partial weight gradient (backward)
+ * after the shared U (usz floats, (16, C, F)). A segment of at most SR tile
+ * rows reads XR = min(2*SR + 2, H) input rows and writes YR = min(2*SR, H). */
+typedef struct {
+    int TH, TW; /* tile rows and columns per image */
+    int RC;     /* tile rows per chunk */
+    size_t eu;  /* distance between U[e] (or dU[e]) matrices */
+    size_t usz, vsz, msz, xsz, ysz, zsz, thr;
+} plan;
+
+static int imin(int a, int b) { return a < b ? a : b; }
+
+static plan make_plan(const ddpm_conv2d_desc *d) {
+    plan p;
+    const size_t C = (size_t)d->C, F = (size_t)d->F;
+    p.TH = (d->H + 1) / 2;
+    p.TW = (d->W + 1) / 2;
+    size_t target = CHUNK_FLOATS / (NE * (C + F)); /* tiles */
+    size_t rc = target / (size_t)p.TW;
+    if (rc < 1) rc = 1;
+    size_t rows = (size_t)d->N * p.TH; /* capped by the batch: never decreases with N */
+    if (rc > rows) rc = rows;
+    p.RC = (int)rc;
+    const int SR = imin(p.RC, p.TH);
+    size_t tc = rc * p.TW;
+    p.eu = estride(C * F);
+    p.usz = NE * p.eu;
+    p.vsz = NE * estride(tc * C);
+    p.msz = NE * estride(tc * F);
+    p.xsz = round16((size_t)imin(2 * SR + 2, d->H) * d->W * C);
+    p.ysz = round16((size_t)imin(2 * SR, d->H) * d->W * F);
+    p.zsz = round16(C > F ? C : F);
+    p.thr = p.vsz + p.msz + p.xsz + p.ysz + 2 * p.zsz + p.usz;
+    return p;
+}
+
+size_t ddpm_winograd_workspace(const ddpm_conv2d_desc *d, int T) {
+    if (d->N <= 0 || d->C <= 0 || d->F <= 0 || d->H <= 0 || d->W <= 0) return 0;
+    plan p = make_plan(d);
+    return p.usz + (size_t)(T < 1 ? 1 : T) * p.thr;
+}
+
+/* ---- layout changes -------------------------------------------------------------
+ * Between NCHW channel planes and channels-last rows, by 8x8 blocks transposed
+ * in registers (GCC vector extensions; plain SSE without -march=native). */
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+
+/* r[i][j] <- r[j][i]: pairs interleaved, then pairs of pairs, then halves. */
+static inline void transpose8x8(v8f r[8]) {
+    v8f t[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = __builtin_shuffle(r[i], r[i + 1], (v8i){0, 8, 1, 9, 4, 12, 5, 13});
+        t[i + 1] = __builtin_shuffle(r[i], r[i + 1], (v8i){2, 10, 3, 11, 6, 14, 7, 15});
+    }
+    for (int i = 0; i < 8; i += 4)
+        for (int k = 0; k < 2; k++) {
+            v8f a = t[i + k], b = t[i + k + 2];
+            r[i + 2 * k] = __builtin_shuffle(a, b, (v8i){0, 1, 8, 9, 4, 5, 12, 13});
+            r[i + 2 * k + 1] = __builtin_shuffle(a, b, (v8i){2, 3, 10, 11, 6, 7, 14, 15});
+        }
+    for (int k = 0; k < 4; k++) {
+        t[k] = __builtin_shuffle(r[k], r[k + 4], (v8i){0, 1, 2, 3, 8, 9, 10, 11});
+        t[k + 4] = __builtin_shuffle(r[k], r[k + 4], (v8i){4, 5, 6, 7, 12, 13, 14, 15});
+    }
+    for (int k = 0; k < 8; k++) r[k] = t[k];
+}
+
+/* dst (P, C) [p][c] = src[c*ss + p]: P pixels of C planes (stride ss) to channels-last. */
+static void planes_to_cl(float *restrict dst, const float *restrict src, size_t ss, int C,
+                         size_t P) {
+    int c = 0;
+    for (; c + 8 <= C; c += 8) {
+        const float *s = src + (size_t)c * ss;
+        size_t p = 0;
+        for (; p + 8 <= P; p += 8) {
+            v8f r[8];
+            for (int i = 0; i < 8; i++) memcpy(&r[i], s + i * ss + p, sizeof r[i]);
+            transpose8x8(r);
+            for (int j = 0; j < 8; j++) memcpy(dst + (p + j) * C + c, &r[j], sizeof r[j]);
+        }
+        for (; p < P; p++)
+            for (int i = 0; i < 8; i++) dst[p * C + c + i] = s[i * ss + p];
+    }
+    for (; c < C; c++)
+        for (size_t p = 0; p < P; p++) dst[p * C + c] = src[c * ss + p];
+}
+
+/* dst[c*ds + p] = src (P, C) [p][c], or += when add: channels-last back to planes. */
+static void cl_to_planes(float *restrict dst, size_t ds, const float *restrict src, int C,
+                         size_t P, int add) {
+    int c = 0;
+    for (; c + 8 <= C; c += 8) {
+        float *d = dst + (size_t)c * ds;
+        size_t p = 0;
+        for (; p + 8 <= P; p += 8) {
+            v8f r[8];
+            for (int j = 0; j < 8; j++) memcpy(&r[j], src + (p + j) * C + c, sizeof r[j]);
+            transpose8x8(r);
+            for (int i = 0; i < 8; i++) {
+                if (add) {
+                    v8f o;
+                    memcpy(&o, d + i * ds + p, sizeof o);
+                    r[i] += o;
+                }
+                memcpy(d + i * ds + p, &r[i], sizeof r[i]);
+            }
+        }
+        for (; p < P; p++)
+            for (int i = 0; i < 8; i++)
+                d[i * ds + p] = (add ? d[i * ds + p] : 0.0f) + src[p * C + c + i];
+    }
+    for (; c < C; c++)
+        for (size_t p = 0; p < P; p++)
+            dst[c * ds + p] = (add ? dst[c * ds + p] : 0.0f) + src[p * C + c];
+}
+
+/* ---- tile transforms ----------------------------------------------------------
+ * One tile at a time, vectorized over the channels. A tile's window comes as
+ * a table of pointers to channel vectors (zero or sink rows past the edge);
+ * its 16 transformed elements go to rows es apart ([e] of V, M, dYhat). The
+ * loops over channels need `ivdep`: gcc cannot prove that the 16 rows do not
+ * overlap, and gives up rather than check all pairs at run time. (Where
+ * several window pointers share the sink, its contents are garbage.) */
+
+/* v[e*es + c] = (B^T d B)[e] of the window d[4k + l] (k row, l column). */
+static void input_tile(float *restrict v, size_t es, const float *const *d, int C) {
+#pragma GCC ivdep
+    for (int c = 0; c < C; c++) {
+        float t[4][4]; /* B^T d: rows combined */
+        for (int l = 0; l < 4; l++) {
+            float d0 = d[l][c], d1 = d[4 + l][c], d2 = d[8 + l][c], d3 = d[12 + l][c];
+            t[0][l] = d0 - d2;
+            t[1][l] = d1 + d2;
+            t[2][l] = d2 - d1;
+            t[3][l] = d1 - d3;
+        }
+        for (int i = 0; i < 4; i++) { /* (B^T d) B: columns combined */
+            v[(4 * i + 0) * es + c] = t[i][0] - t[i][2];
+            v[(4 * i + 1) * es + c] = t[i][1] + t[i][2];
+            v[(4 * i + 2) * es + c] = t[i][2] - t[i][1];
+            v[(4 * i + 3) * es + c] = t[i][1] - t[i][3];
+        }
+    }
+}
+
+/* y[2i + j] (2x2) = (A^T m A)[i][j] + bias of m[e] = m[e*es + f]. */
+static void output_tile(float *const *y, const float *restrict m, size_t es,
+                        const float *restrict bias, int F) {
+#pragma GCC ivdep
+    for (int f = 0; f < F; f++) {
+        float s[2][4]; /* A^T m */
+        for (int j = 0; j < 4; j++) {
+            float m0 = m[(0 + j) * es + f], m1 = m[(4 + j) * es + f], m2 = m[(8 + j) * es + f],
+                  m3 = m[(12 + j) * es + f];
+            s[0][j] = m0 + m1 + m2;
+            s[1][j] = m1 - m2 - m3;
+        }
+        float b = bias ? bias[f] : 0.0f;
+        for (int i = 0; i < 2; i++) { /* (A^T m) A */
+            y[2 * i + 0][f] = s[i][0] + s[i][1] + s[i][2] + b;
+            y[2 * i + 1][f] = s[i][1] - s[i][2] - s[i][3] + b;
+        }
+    }
+}
+
+/* o[e*es + f] = (A g A^T)[e] of the 2x2 dout tile g[2a + b]. */
+static void dout_tile(float *restrict o, size_t es, const float *const *g, int F) {
+#pragma GCC ivdep
+    for (int f = 0; f < F; f++) {
+        float h[4][2]; /* A g: rows */
+        for (int b = 0; b < 2; b++) {
+            float g0 = g[b][f], g1 = g[2 + b][f];
+            h[0][b] = g0;
+            h[1][b] = g0 + g1;
+            h[2][b] = g0 - g1;
+            h[3][b] = -g1;
+        }
+        for (int i = 0; i < 4; i++) { /* (A g) A^T: columns */
+            o[(4 * i + 0) * es + f] = h[i][0];
+            o[(4 * i + 1) * es + f] = h[i][0] + h[i][1];
+            o[(4 * i + 2) * es + f] = h[i][0] - h[i][1];
+            o[(4 * i + 3) * es + f] = -h[i][1];
+        }
+    }
+}
+
+/* x[4k + l] += (B dV B^T)[k][l] of dV[e] = v[e*es + c], onto the window x. */
+static void din_tile(float *const *x, const float *restrict v, size_t es, int C) {
+#pragma GCC ivdep
+    for (int c = 0; c < C; c++) {
+        float t[4][4]; /* B dV: rows; (B u)_k = u0, u1-u2+u3, -u0+u1+u2, -u3 */
+        for (int j = 0; j < 4; j++) {
+            float v0 = v[(0 + j) * es + c], v1 = v[(4 + j) * es + c], v2 = v[(8 + j) * es + c],
+                  v3 = v[(12 + j) * es + c];
+            t[0][j] = v0;
+            t[1][j] = v1 - v2 + v3;
+            t[2][j] = v1 + v2 - v0;
+            t[3][j] = -v3;
+        }
+        for (int k = 0; k < 4; k++) { /* (B dV) B^T: columns */
+            x[4 * k + 0][c] += t[k][0];
+            x[4 * k + 1][c] += t[k][1] - t[k][2] + t[k][3];
+            x[4 * k + 2][c] += t[k][1] + t[k][2] - t[k][0];
+            x[4 * k + 3][c] -= t[k][3];
+        }
+    }
+}
+
+/* One segment: image n, tile rows th0 .. th0+nth-1, staged input rows
+ * [ya, yb) and output rows [2*th0, yo), its tiles at q0 .. of the chunk. */
+typedef struct {
+    int n, th0, nth, ya, yb, yo;
+    size_t q0;
+} segment;
+
+/* Channel vector of staged pixel (y, x) (rows from y0), or `outside` past the edge. */
+static inline float *pixel(float *stage, int y0, int y, int x, int H, int W, int C,
+                           float *outside) {
+    return y >= 0 && y < H && x >= 0 && x < W ? stage + ((size_t)(y - y0) * W + x) * C : outside;
+}
+
+/* V[e] rows s->q0 .. = B^T d B of the segment's tiles; X holds its input rows. */
+static void input_tiles(float *V, size_t es, float *X, float *zero, const segment *s, int C,
+                        int H, int W, int TW) {
+    for (int lt = 0; lt < s->nth; lt++)
+        for (int tw = 0; tw < TW; tw++) {
+            const int y = 2 * (s->th0 + lt) - 1, x = 2 * tw - 1; /* window corner */
+            const float *d[16];
+            for (int e = 0; e < 16; e++)
+                d[e] = pixel(X, s->ya, y + e / 4, x + e % 4, H, W, C, zero);
+            input_tile(V + (s->q0 + (size_t)lt * TW + tw) * C, es, d, C);
+        }
+}
+
+/* Y (output rows, W, F) = A^T m A + bias of the segment's tiles M[e]. */
+static void output_tiles(float *Y, float *sink, const float *M, size_t es, const float *bias,
+                         const segment *s, int F, int H, int W, int TW) {
+    for (int lt = 0; lt < s->nth; lt++)
+        for (int tw = 0; tw < TW; tw++) {
+            const int y = 2 * (s->th0 + lt), x = 2 * tw;
+            float *o[4];
+            for (int e = 0; e < 4; e++)
+                o[e] = pixel(Y, 2 * s->th0, y + e / 2, x + e % 2, H, W, F, sink);
+            output_tile(o, M + (s->q0 + (size_t)lt * TW + tw) * F, es, bias, F);
+        }
+}
+
+/* D[e] rows s->q0 .. = A dy A^T of the segment's tiles; Y holds its dout rows. */
+static void dout_tiles(float *D, size_t es, float *Y, float *zero, const segment *s, int F,
+                       int H, int W, int TW) {
+    for (int lt = 0; lt < s->nth; lt++)
+        for (int tw = 0; tw < TW; tw++) {
+            const int y = 2 * (s->th0 + lt), x = 2 * tw;
+            const float *g[4];
+            for (int e = 0; e < 4; e++)
+                g[e] = pixel(Y, 2 * s->th0, y + e / 2, x + e % 2, H, W, F, zero);
+            dout_tile(D + (s->q0 + (size_t)lt * TW + tw) * F, es, g, F);
+        }
+}
+
+/* X (input rows, W, C) += B dV B^T of the segment's tiles dV[e], tile after tile
+ * (the windows overlap, so the adds run in a fixed order). */
+static void din_tiles(float *X, float *sink, const float *V, size_t es, const segment *s, int C,
+                      int H, int W, int TW) {
+    for (int lt = 0; lt < s->nth; lt++)
+        for (int tw = 0; tw < TW; tw++) {
+            const int y = 2 * (s->th0 + lt) - 1, x = 2 * tw - 1;
+            float *p[16];
+            for (int e = 0; e < 16; e++)
+                p[e] = pixel(X, s->ya, y + e / 4, x + e % 4, H, W, C, sink);
+            din_tile(p, V + (s->q0 + (size_t)lt * TW + tw) * C, es, C);
+        }
+}
+
+/* U[e] = (G g G^T)[e] of g = weight[f, c], its 16 matrices eu apart: U[e] (C, F)
+ * [c][f], or with fc set (F, C) [f][c]. Writes the rows [r0, r1) of that layout. */
+static void weight_tiles(float *restrict U, size_t eu, int fc, const float *restrict weight,
+                         int C, int F, int r0, int r1) {
+    const int ncol = fc ? C : F;
+    for (int r = r0; r < r1; r++)
+        for (int k = 0; k < ncol; k++) {
+            const int f = fc ? r : k, c = fc ? k : r;
+            const float *g = weight + ((size_t)f * C + c) * 9; /* (3, 3) */
+            float t[4][3];                                      /* G g */
+            for (int b = 0; b < 3; b++) {
+                t[0][b] = g[b];
+                t[1][b] = 0.5f * (g[b] + g[3 + b] + g[6 + b]);
+                t[2][b] = 0.5f * (g[b] - g[3 + b] + g[6 + b]);
+                t[3][b] = g[6 + b];
+            }
+            float *u = U + (size_t)r * ncol + k;
+            for (int i = 0; i < 4; i++) { /* (G g) G^T */
+                u[(4 * i + 0) * eu] = t[i][0];
+                u[(4 * i + 1) * eu] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+                u[(4 * i + 2) * eu] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+                u[(4 * i + 3) * eu] = t[i][2];
+            }
+        }
+}
+
+/* dweight[f, c] += G^T D G with D[e] = sum over threads u < nt of dU_u[e][c][f]
+ * (in thread order), for c in [c0, c1). dU_u[e] is at parts + u*stride + e*eu. */
+static void weight_grad(float *restrict dweight, const float *restrict parts, size_t stride,
+                        size_t eu, int nt, int C, int F, int c0, int c1) {
+    for (int c = c0; c < c1; c++)
+        for (int f = 0; f < F; f++) {
+            float D[4][4];
+            for (int e = 0; e < NE; e++) {
+                const float *s = parts + (size_t)e * eu + (size_t)c * F + f;
+                float acc = s[0];
+                for (int u = 1; u < nt; u++) acc += s[(size_t)u * stride];
+                D[e / 4][e % 4] = acc;
+            }
+            float t[3][4]; /* G^T D; G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1] */
+            for (int j = 0; j < 4; j++) {
+                t[0][j] = D[0][j] + 0.5f * (D[1][j] + D[2][j]);
+                t[1][j] = 0.5f * (D[1][j] - D[2][j]);
+                t[2][j] = 0.5f * (D[1][j] + D[2][j]) + D[3][j];
+            }
+            float *dg = dweight + ((size_t)f * C + c) * 9; /* (3, 3) */
+            for (int a = 0; a < 3; a++) {                  /* (G^T D) G */
+                dg[3 * a + 0] += t[a][0] + 0.5f * (t[a][1] + t[a][2]);
+                dg[3 * a + 1] += 0.5f * (t[a][1] - t[a][2]);
+                dg[3 * a + 2] += 0.5f * (t[a][1] + t[a][2]) + t[a][3];
+            }
+        }
+}
+
+/* ---- passes ------------------------------------------------------------------ */
+
+/* The next segment of the chunk of tile rows [r0, r1), from tile row *r on;
+ * 0 when the chunk is done. Loop: for (int r = r0; next_segment(&s, &r, ...);). */
+static int next_segment(segment *s, int *r, int r0, int r1, int H, int TH, int TW) {
+    if (*r >= r1) return 0;
+    s->n = *r / TH;
+    s->th0 = *r % TH;
+    s->nth = imin(TH - s->th0, r1 - *r);
+    s->ya = 2 * s->th0 - 1 < 0 ? 0 : 2 * s->th0 - 1;
+    s->yb = imin(2 * (s->th0 + s->nth) + 1, H);
+    s->yo = imin(2 * (s->th0 + s->nth), H);
+    s->q0 = (size_t)(*r - r0) * TW;
+    *r += s->nth;
+    return 1;
+}
+
+void ddpm_winograd_forward(float *out, const float *in, const float *weight, const float *bias,
+                           const ddpm_conv2d_desc *d, int T, float *work) {
+    const int N = d->N, C = d->C, H = d->H, W = d->W, F = d->F;
+    if (N <= 0 || C <= 0 || F <= 0 || H <= 0 || W <= 0) return;
+    const plan p = make_plan(d);
+    const int TH = p.TH, TW = p.TW, rows = N * TH, nchunks = (rows + p.RC - 1) / p.RC;
+    const size_t HW = (size_t)H * W;
+    float *U = work; /* (16, C, F) */
+
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        weight_tiles(U, p.eu, 0, weight, C, F, C * t / nt, C * (t + 1) / nt);
+        float *V = work + p.usz + (size_t)t * p.thr; /* (16, tiles, C) */
+        float *M = V + p.vsz;                        /* (16, tiles, F) */
+        float *X = M + p.msz;                        /* (rows, W, C) staged input */
+        float *Y = X + p.xsz;                        /* (rows, W, F) staged output */
+        float *zero = Y + p.ysz, *sink = zero + p.zsz;
+        memset(zero, 0, p.zsz * sizeof(float));
+#pragma omp barrier
+#pragma omp for schedule(dynamic)
+        for (int k = 0; k < nchunks; k++) {
+            const int r0 = k * p.RC, r1 = imin(r0 + p.RC, rows), tiles = (r1 - r0) * TW;
+            const size_t ev = estride((size_t)tiles * C), em = estride((size_t)tiles * F);
+            segment s;
+            for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW);) {
+                const float *x = in + (size_t)s.n * C * HW + (size_t)s.ya * W;
+                planes_to_cl(X, x, HW, C, (size_t)(s.yb - s.ya) * W);
+                input_tiles(V, ev, X, zero, &s, C, H, W, TW);
+            }
+            /* M[e] (tiles, F) = V[e] (tiles, C) @ U[e] (C, F) */
+            for (int e = 0; e < NE; e++)
+                ddpm_gemm(false, false, tiles, F, C, 1.0f, V + e * ev, C, U + e * p.eu,
+                          F, 0.0f, M + e * em, F);
+            for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW);) {
+                output_tiles(Y, sink, M, em, bias, &s, F, H, W, TW);
+                float *y = out + (size_t)s.n * F * HW + (size_t)2 * s.th0 * W;
+                cl_to_planes(y, HW, Y, F, (size_t)(s.yo - 2 * s.th0) * W, 0);
+            }
+        }
+    }
+}
+
+void ddpm_winograd_backward(float *din, float *dweight, const float *dout, const float *in,
+                            const float *weight, const ddpm_conv2d_desc *d, int T, float *work) {
+    const int N = d->N, C = d->C, H = d->H, W = d->W, F = d->F;
+    if (N <= 0 || C <= 0 || F <= 0 || H <= 0 || W <= 0) return;
+    const plan p = make_plan(d);
+    const int TH = p.TH, TW = p.TW;
+    const size_t HW = (size_t)H * W;
+    float *U = work; /* (16, F, C): U[e]^T, so dV[e] = dYhat[e] @ U[e]^T is NN */
+
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        if (din) weight_tiles(U, p.eu, 1, weight, C, F, F * t / nt, F * (t + 1) / nt);
+        float *V = work + p.usz + (size_t)t * p.thr; /* (16, tiles, C): V, then dV */
+        float *D = V + p.vsz;                        /* (16, tiles, F): dYhat */
+        float *X = D + p.msz;                        /* (rows, W, C) staged input, then din */
+        float *Y = X + p.xsz;                        /* (rows, W, F) staged dout */
+        float *zero = Y + p.ysz, *sink = zero + p.zsz;
+        float *dU = sink + p.zsz; /* (16, C, F) this thread's partial */
+        memset(zero, 0, p.zsz * sizeof(float));
+#pragma omp barrier
+        /* this thread's images, as tile rows [ra, rb) */
+        const int ra = (int)((long long)N * t / nt) * TH;
+        const int rb = (int)((long long)N * (t + 1) / nt) * TH;
+        float beta = 0.0f;
+        for (int r0 = ra; r0 < rb; r0 += p.RC) {
+            const int r1 = imin(r0 + p.RC, rb), tiles = (r1 - r0) * TW;
+            const size_t ev = estride((size_t)tiles * C), ed = estride((size_t)tiles * F);
+            segment s;
+            for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW);) {
+                const float *x = in + (size_t)s.n * C * HW + (size_t)s.ya * W;
+                planes_to_cl(X, x, HW, C, (size_t)(s.yb - s.ya) * W);
+                input_tiles(V, ev, X, zero, &s, C, H, W, TW);
+                const float *g = dout + (size_t)s.n * F * HW + (size_t)2 * s.th0 * W;
+                planes_to_cl(Y, g, HW, F, (size_t)(s.yo - 2 * s.th0) * W);
+                dout_tiles(D, ed, Y, zero, &s, F, H, W, TW);
+            }
+            for (int e = 0; e < NE; e++) {
+                float *Ve = V + e * ev;
+                const float *De = D + e * ed;
+                /* dU[e] (C, F) += V[e]^T (C, tiles) @ dYhat[e] (tiles, F) */
+                ddpm_gemm(true, false, C, F, tiles, 1.0f, Ve, C, De, F, beta,
+                          dU + e * p.eu, F);
+                /* dV[e] (tiles, C) = dYhat[e] (tiles, F) @ U[e]^T (F, C), over V[e] */
+                if (din)
+                    ddpm_gemm(false, false, tiles, C, F, 1.0f, De, F, U + e * p.eu, C, 0.0f, Ve,
+                              C);
+            }
+            beta = 1.0f;
+            if (!din) continue;
+            for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW);) {
+                const size_t P = (size_t)(s.yb - s.ya) * W;
+                memset(X, 0, P * C * sizeof(float));
+                din_tiles(X, sink, V, ev, &s, C, H, W, TW);
+                cl_to_planes(din + (size_t)s.n * C * HW + (size_t)s.ya * W, HW, X, C, P, 1);
+            }
+        }
+        if (beta == 0.0f) memset(dU, 0, p.usz * sizeof(float)); /* no images */
+#pragma omp barrier
+        /* dU_0, and dU_u at + u*thr */
+        const float *parts = work + p.usz + p.vsz + p.msz + p.xsz + p.ysz + 2 * p.zsz;
+        weight_grad(dweight, parts, p.thr, p.eu, nt, C, F, C * t / nt, C * (t + 1) / nt);
+    }
+}

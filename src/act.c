@@ -5,6 +5,12 @@
 /* Below this many elements a loop runs on one thread. */
 #define ACT_PAR_MIN ((size_t)1 << 14)
 
+void ddpm_sigmoid_forward(float *out, const float *in, size_t n) {
+    // out (n), in (n)
+#pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = ddpm_sigmoid(in[i]);
+}
+
 void ddpm_silu_forward(float *out, const float *in, size_t n) {
     // out (n), in (n)
 #pragma omp parallel for schedule(static) if (n > ACT_PAR_MIN)

@@ -50,13 +50,17 @@ void ddpm_upsample2x_backward(float *din, const float *dout, int N, int C, int H
     }
 }
 
-/* out (N, CA+CB, HW); a (N, CA, HW); b (N, CB, HW). */
+/* out (N, CA+CB, HW); a (N, CA, HW); b (N, CB, HW). One copy per output
+ * plane (n, c), so large calls split evenly over the threads. */
 void ddpm_concat_forward(float *out, const float *a, const float *b, int N, int CA, int CB, int HW) {
-    size_t na = (size_t)CA * HW, nb = (size_t)CB * HW;
-    for (int n = 0; n < N; n++) {
-        float *out_n = out + (size_t)n * (na + nb);
-        memcpy(out_n, a + (size_t)n * na, na * sizeof(float));
-        memcpy(out_n + na, b + (size_t)n * nb, nb * sizeof(float));
+    long C = (long)CA + CB;
+    long planes = (long)N * C;
+#pragma omp parallel for schedule(static) if (planes * (long)HW >= PAR_MIN)
+    for (long p = 0; p < planes; p++) {
+        long n = p / C, c = p % C;
+        const float *src = c < CA ? a + ((size_t)n * CA + (size_t)c) * HW
+                                  : b + ((size_t)n * CB + (size_t)(c - CA)) * HW;
+        memcpy(out + (size_t)p * HW, src, (size_t)HW * sizeof(float));
     }
 }
 
@@ -89,19 +93,33 @@ void ddpm_add_bias_nc_forward(float *out, const float *in, const float *bias, in
     }
 }
 
+/* Partial sums of sum_plane: element i goes to lane i % SUM_LANES, so the
+ * loop vectorises; the lanes are then added pairwise in a fixed order. */
+#define SUM_LANES 16
+
+/* sum of x[0..n) in the fixed order above. */
+static float sum_plane(const float *restrict x, int n) {
+    float a[SUM_LANES] = {0};
+    int i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int k = 0; k < SUM_LANES; k++) a[k] += x[i + k];
+    for (int k = 0; i < n; i++, k++) a[k] += x[i];
+    for (int w = SUM_LANES / 2; w >= 1; w /= 2)
+        for (int k = 0; k < w; k++) a[k] += a[k + w];
+    return a[0];
+}
+
 /* dout (N, C, HW); din (N, C, HW) += dout (din may be NULL);
- * dbias (N, C) += sum over HW of dout, summed in order within one thread. */
+ * dbias (N, C) += sum over HW of dout (sum_plane, within one thread). */
 void ddpm_add_bias_nc_backward(float *din, float *dbias, const float *dout, int N, int C, int HW) {
     long planes = (long)N * C;
 #pragma omp parallel for schedule(static) if (planes * (long)HW >= PAR_MIN)
     for (long p = 0; p < planes; p++) {
         const float *dout_p = dout + (size_t)p * HW;
-        float sum = 0.0f;
         if (din) {
             float *din_p = din + (size_t)p * HW;
             for (int i = 0; i < HW; i++) din_p[i] += dout_p[i];
         }
-        for (int i = 0; i < HW; i++) sum += dout_p[i];
-        dbias[p] += sum;
+        dbias[p] += sum_plane(dout_p, HW);
     }
 }

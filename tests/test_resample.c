@@ -242,6 +242,45 @@ static void test_large_against_loops(void **state) {
     for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++) ddpm_free(bufs[k]);
 }
 
+/* Concat on the OpenMP path (>= 32768 elements) for shapes whose planes do
+ * not split evenly between threads, one sample included: exact copies and
+ * exact accumulation (+=) against plain loops. */
+static void test_concat_large_shapes(void **state) {
+    (void)state;
+    const int shapes[][4] = {{1, 37, 90, 289}, {3, 7, 45, 227}, {5, 64, 1, 131}, {2, 1, 63, 400}};
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, 21);
+    for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+        int N = shapes[k][0], CA = shapes[k][1], CB = shapes[k][2], HW = shapes[k][3];
+        size_t na = (size_t)N * CA * HW, nb = (size_t)N * CB * HW, no = na + nb;
+        assert_true(no >= 32768);
+        float *a = gc_alloc(na), *b = gc_alloc(nb), *out = gc_alloc(no), *dout = gc_alloc(no);
+        float *da = gc_alloc(na), *db = gc_alloc(nb);
+        gc_fill_normal(&rng, a, na);
+        gc_fill_normal(&rng, b, nb);
+        gc_fill_normal(&rng, dout, no);
+        for (size_t i = 0; i < na; i++) da[i] = 0.5f;
+        for (size_t i = 0; i < nb; i++) db[i] = -0.25f;
+        for (size_t i = 0; i < no; i++) out[i] = NAN; /* every element must be written */
+        ddpm_concat_forward(out, a, b, N, CA, CB, HW);
+        ddpm_concat_backward(da, db, dout, N, CA, CB, HW);
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < CA + CB; c++)
+                for (int i = 0; i < HW; i++) {
+                    size_t o = ((size_t)n * (CA + CB) + c) * HW + i;
+                    if (c < CA) {
+                        size_t j = ((size_t)n * CA + c) * HW + i;
+                        assert_true(out[o] == a[j] && da[j] == 0.5f + dout[o]);
+                    } else {
+                        size_t j = ((size_t)n * CB + (c - CA)) * HW + i;
+                        assert_true(out[o] == b[j] && db[j] == -0.25f + dout[o]);
+                    }
+                }
+        float *bufs[] = {a, b, out, dout, da, db};
+        for (size_t j = 0; j < sizeof bufs / sizeof *bufs; j++) ddpm_free(bufs[j]);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_upsample_values),
@@ -249,6 +288,7 @@ int main(void) {
         cmocka_unit_test(test_concat),
         cmocka_unit_test(test_bias_add),
         cmocka_unit_test(test_large_against_loops),
+        cmocka_unit_test(test_concat_large_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* winograd.c: 3x3 stride-1 pad-1 convolution by Winograd F(2x2, 3x3)
- * (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015).
- * See winograd.h; conv.c dispatches here.
+ * (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2015),
+ * forward and backward, and F(4x4, 3x3), forward only (below the F(2x2)
+ * description). See winograd.h; conv.c dispatches here.
  *
  * Shape letters as in conv.h (N, C, H, W, F); the output is (N, F, H, W).
  *
@@ -57,6 +58,31 @@
  * the image edge they point at a row of zeros (reads) or at a scratch "sink"
  * row (writes), so edge tiles take the same code as the others.
  *
+ * F(4x4, 3x3), forward: 4x4 output tiles (TH = ceil(H/4) by TW = ceil(W/4)),
+ * each reading the 6x6 window of rows 4th-1 .. 4th+4, columns 4tw-1 .. 4tw+4,
+ * 36 GEMMs per chunk instead of 16 (2.25 multiplies per output instead of 4),
+ * all else as above. Points 0, 1, -1, 1/2, -2 and infinity:
+ *
+ *   A^T = [ 1  1  1  1     1  0 ]      G = [  1      0      0    ]
+ *         [ 0  1 -1  1/2  -2  0 ]          [  1/3    1/3    1/3  ]
+ *         [ 0  1  1  1/4   4  0 ]          [ -1/3    1/3   -1/3  ]
+ *         [ 0  1 -1  1/8  -8  1 ]          [ -16/15 -8/15  -4/15 ]
+ *                                          [  1/15  -2/15   4/15 ]
+ *   B^T = [ 1 -3/2 -2    3/2  1    0 ]     [  0      0      1    ]
+ *         [ 0 -1    1/2  5/2  1    0 ]
+ *         [ 0  1   -5/2  1/2  1    0 ]
+ *         [ 0 -2   -1    2    1    0 ]
+ *         [ 0  1/2 -1   -1/2  1    0 ]
+ *         [ 0  1   -3/2 -2    3/2  1 ]
+ *
+ * (A^T and B^T exact in float; U = G g G^T is formed in double and rounded
+ * once.) Lavin's points 0, +-1, +-2 (B^T rows [4 0 -5 0 1 0], ...) and the
+ * reciprocal set 0, +-1, +-1/2 both round 2.5-3x worse: simulated in float32
+ * (numpy), max-norm relative error against float64, 28x28 C = 32 .. 192,
+ * F(2x2) 2.5e-7 .. 6e-7, these points 1.2e-6 .. 3.6e-6, Lavin's 3e-6 ..
+ * 1.1e-5 (the same with inputs SiLU(N(0, 1)) or N(0, 1)). Measured here
+ * (tests/test_conv.c, the UNet's shapes): 1.4e-6 .. 3.0e-6.
+ *
  * Chunks. The tile rows of the batch, r = n*TH + th, are cut into chunks of
  * RC tile rows (a chunk may span images: its "segments" are its runs of tile
  * rows within one image, staged one at a time). RC is sized so that V and
@@ -78,16 +104,24 @@
 
 #include <omp.h>
 #include <string.h>
+#ifdef __FMA__
+#include <immintrin.h>
+#endif
 
 #include "ddpm/tensor.h"
 
-#define NE 16 /* elements of a transformed 4x4 tile, e = 4i + j */
+#define NE 16  /* elements of a transformed F(2x2) tile (4x4), e = 4i + j */
+#define NE4 36 /* elements of a transformed F(4x4) tile (6x6), e = 6i + j */
 
 /* Per-thread floats of V plus M (or dYhat) of one chunk: 512 KB, a quarter of
  * an L2 (2 MB a core here), leaving room for the stages and OpenBLAS's own
  * buffers. Measured on the UNet's convs (N = 64, 2 threads): 96K to 192K
  * floats within 2% of each other, 256K 3% and 48K 7% slower. */
 #define CHUNK_FLOATS (128 * 1024)
+/* The same for F(4x4) forward (36 matrices of V and M). Measured 64K to 256K
+ * alike on the UNet's convs (N = 64, 2 threads, noisy), 256K 10-40% faster
+ * than 128K with 192 channels in and out. */
+#define CHUNK_FLOATS4 (256 * 1024)
 
 static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
 
@@ -101,18 +135,20 @@ int ddpm_winograd_applies(const ddpm_conv2d_desc *d) {
     return d->K == 3 && d->S == 1 && d->P == 1;
 }
 
-/* Geometry and scratch layout; tc = RC*TW tiles in a chunk at most. Per
- * thread, in this order:
- *   V   vsz floats   (16, tc, C)  input tiles, in backward then dV
- *   M   msz floats   (16, tc, F)  output tiles M, or dYhat
+/* Geometry and scratch layout for output tiles of m x m (m = 2 or 4, ne =
+ * (m+2)^2 elements a transformed tile); tc = RC*TW tiles in a chunk at most.
+ * Per thread, in this order:
+ *   V   vsz floats   (ne, tc, C)  input tiles, in backward then dV
+ *   M   msz floats   (ne, tc, F)  output tiles M, or dYhat
  *   X   xsz floats   (XR, W, C)   staged input rows, in backward also din rows
  *   Y   ysz floats   (YR, W, F)   staged output rows, or dout rows
  *   Z   zsz floats   (max(C, F))  zeros, read for the padding
  *   S   zsz floats   (max(C, F))  sink, written for outputs past the edge
- *   dU  usz floats   (16, C, F)   partial weight gradient (backward)
- * after the shared U (usz floats, (16, C, F)). A segment of at most SR tile
- * rows reads XR = min(2*SR + 2, H) input rows and writes YR = min(2*SR, H). */
+ *   dU  usz floats   (ne, C, F)   partial weight gradient (backward, m = 2 only)
+ * after the shared U (usz floats, (ne, C, F)). A segment of at most SR tile
+ * rows reads XR = min(m*SR + 2, H) input rows and writes YR = min(m*SR, H). */
 typedef struct {
+    int m, ne;  /* output tile size, elements of a transformed tile */
     int TH, TW; /* tile rows and columns per image */
     int RC;     /* tile rows per chunk */
     size_t eu;  /* distance between U[e] (or dU[e]) matrices */
@@ -121,12 +157,14 @@ typedef struct {
 
 static int imin(int a, int b) { return a < b ? a : b; }
 
-static plan make_plan(const ddpm_conv2d_desc *d) {
+static plan make_plan(const ddpm_conv2d_desc *d, int m) {
     plan p;
     const size_t C = (size_t)d->C, F = (size_t)d->F;
-    p.TH = (d->H + 1) / 2;
-    p.TW = (d->W + 1) / 2;
-    size_t target = CHUNK_FLOATS / (NE * (C + F)); /* tiles */
+    p.m = m;
+    p.ne = (m + 2) * (m + 2);
+    p.TH = (d->H + m - 1) / m;
+    p.TW = (d->W + m - 1) / m;
+    size_t target = (m == 4 ? CHUNK_FLOATS4 : CHUNK_FLOATS) / ((size_t)p.ne * (C + F)); /* tiles */
     size_t rc = target / (size_t)p.TW;
     if (rc < 1) rc = 1;
     size_t rows = (size_t)d->N * p.TH; /* capped by the batch: never decreases with N */
@@ -135,20 +173,27 @@ static plan make_plan(const ddpm_conv2d_desc *d) {
     const int SR = imin(p.RC, p.TH);
     size_t tc = rc * p.TW;
     p.eu = estride(C * F);
-    p.usz = NE * p.eu;
-    p.vsz = NE * estride(tc * C);
-    p.msz = NE * estride(tc * F);
-    p.xsz = round16((size_t)imin(2 * SR + 2, d->H) * d->W * C);
-    p.ysz = round16((size_t)imin(2 * SR, d->H) * d->W * F);
+    p.usz = p.ne * p.eu;
+    p.vsz = p.ne * estride(tc * C);
+    p.msz = p.ne * estride(tc * F);
+    p.xsz = round16((size_t)imin(m * SR + 2, d->H) * d->W * C);
+    p.ysz = round16((size_t)imin(m * SR, d->H) * d->W * F);
     p.zsz = round16(C > F ? C : F);
-    p.thr = p.vsz + p.msz + p.xsz + p.ysz + 2 * p.zsz + p.usz;
+    p.thr = p.vsz + p.msz + p.xsz + p.ysz + 2 * p.zsz + (m == 2 ? p.usz : 0); /* dU: F(2x2) */
     return p;
 }
 
-size_t ddpm_winograd_workspace(const ddpm_conv2d_desc *d, int T) {
+size_t ddpm_winograd_workspace(const ddpm_conv2d_desc *d, int m, int T) {
     if (d->N <= 0 || d->C <= 0 || d->F <= 0 || d->H <= 0 || d->W <= 0) return 0;
-    plan p = make_plan(d);
-    return p.usz + (size_t)(T < 1 ? 1 : T) * p.thr;
+    const size_t nt = (size_t)(T < 1 ? 1 : T);
+    plan p = make_plan(d, 2); /* backward, and forward with m = 2 */
+    size_t n = p.usz + nt * p.thr;
+    if (m == 4) {
+        plan p4 = make_plan(d, 4);
+        size_t n4 = p4.usz + nt * p4.thr;
+        if (n4 > n) n = n4;
+    }
+    return n;
 }
 
 /* ---- layout changes -------------------------------------------------------------
@@ -276,6 +321,113 @@ static void output_tile(float *const *y, const float *restrict m, size_t es,
     }
 }
 
+/* F(4x4) transforms, on 8 channels at a time (v8f; a partial block of n < 8
+ * channels goes through the same instructions, zero-padded, so every channel
+ * gets the same rounding). bt6: y (6) = B^T x (6); at6: s (4) = A^T m (6)
+ * (matrices at the top). The build does not contract a*b + c, so the
+ * multiply-adds are explicit: fused where the target has FMA. */
+/* Without AVX (e.g. the sanitizer build), gcc notes that returning a v8f
+ * would change the ABI: these are all static, so there is no ABI to keep. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#ifdef __FMA__
+static inline v8f vfma(v8f a, v8f b, v8f c) {
+    return (v8f)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+}
+#else
+static inline v8f vfma(v8f a, v8f b, v8f c) { return a * b + c; }
+#endif
+
+static inline v8f vset(float x) { return (v8f){x, x, x, x, x, x, x, x}; }
+
+static inline v8f vload(const float *p, int n) {
+    v8f r = vset(0.0f);
+    if (n == 8)
+        memcpy(&r, p, sizeof r);
+    else
+        for (int i = 0; i < n; i++) r[i] = p[i];
+    return r;
+}
+
+static inline void vstore(float *p, v8f v, int n) {
+    if (n == 8)
+        memcpy(p, &v, sizeof v);
+    else
+        for (int i = 0; i < n; i++) p[i] = v[i];
+}
+
+static inline void bt6(v8f y[6], v8f x0, v8f x1, v8f x2, v8f x3, v8f x4, v8f x5) {
+    const v8f p = x3 - x1, q = x4 - x2;
+    y[0] = vfma(vset(-2.0f), x2, vfma(vset(1.5f), p, x0 + x4));
+    y[1] = vfma(vset(2.5f), x3, vfma(vset(0.5f), x2, x4 - x1));
+    y[2] = vfma(vset(0.5f), x3, vfma(vset(-2.5f), x2, x4 + x1));
+    y[3] = vfma(vset(2.0f), p, q);
+    y[4] = vfma(vset(-0.5f), p, q);
+    y[5] = vfma(vset(1.5f), q, vfma(vset(-2.0f), x3, x1 + x5));
+}
+
+static inline void at6(v8f s[4], v8f m0, v8f m1, v8f m2, v8f m3, v8f m4, v8f m5) {
+    const v8f a = m1 + m2, b = m1 - m2;
+    s[0] = m0 + a + m3 + m4;
+    s[1] = vfma(vset(-2.0f), m4, vfma(vset(0.5f), m3, b));
+    s[2] = vfma(vset(4.0f), m4, vfma(vset(0.25f), m3, a));
+    s[3] = vfma(vset(-8.0f), m4, vfma(vset(0.125f), m3, b + m5));
+}
+
+/* Channels c .. c+n-1 of input_tile4. */
+static inline __attribute__((always_inline)) void input_block4(float *restrict v, size_t es,
+                                                               const float *const *d, int c,
+                                                               int n) {
+    v8f t[6][6]; /* B^T d: t[i][l] */
+    for (int l = 0; l < 6; l++) {
+        v8f y[6];
+        bt6(y, vload(d[l] + c, n), vload(d[6 + l] + c, n), vload(d[12 + l] + c, n),
+            vload(d[18 + l] + c, n), vload(d[24 + l] + c, n), vload(d[30 + l] + c, n));
+        for (int i = 0; i < 6; i++) t[i][l] = y[i];
+    }
+    for (int i = 0; i < 6; i++) { /* (B^T d) B */
+        v8f y[6];
+        bt6(y, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
+        for (int j = 0; j < 6; j++) vstore(v + (6 * i + j) * es + c, y[j], n);
+    }
+}
+
+/* v[e*es + c] = (B^T d B)[e] (6x6) of the window d[6k + l], F(4x4). */
+static void input_tile4(float *restrict v, size_t es, const float *const *d, int C) {
+    int c = 0;
+    for (; c + 8 <= C; c += 8) input_block4(v, es, d, c, 8);
+    if (c < C) input_block4(v, es, d, c, C - c);
+}
+
+/* Channels f .. f+n-1 of output_tile4. */
+static inline __attribute__((always_inline)) void output_block4(float *const *y,
+                                                                const float *restrict m,
+                                                                size_t es,
+                                                                const float *restrict bias,
+                                                                int f, int n) {
+    v8f s[4][6]; /* A^T m */
+    for (int j = 0; j < 6; j++) {
+        v8f r[4];
+        at6(r, vload(m + j * es + f, n), vload(m + (6 + j) * es + f, n),
+            vload(m + (12 + j) * es + f, n), vload(m + (18 + j) * es + f, n),
+            vload(m + (24 + j) * es + f, n), vload(m + (30 + j) * es + f, n));
+        for (int i = 0; i < 4; i++) s[i][j] = r[i];
+    }
+    const v8f b = bias ? vload(bias + f, n) : vset(0.0f);
+    for (int i = 0; i < 4; i++) { /* (A^T m) A */
+        v8f r[4];
+        at6(r, s[i][0], s[i][1], s[i][2], s[i][3], s[i][4], s[i][5]);
+        for (int j = 0; j < 4; j++) vstore(y[4 * i + j] + f, r[j] + b, n);
+    }
+}
+
+/* y[4i + j] (4x4) = (A^T m A)[i][j] + bias of m[e] = m[e*es + f], F(4x4). */
+static void output_tile4(float *const *y, const float *restrict m, size_t es,
+                         const float *restrict bias, int F) {
+    int f = 0;
+    for (; f + 8 <= F; f += 8) output_block4(y, m, es, bias, f, 8);
+    if (f < F) output_block4(y, m, es, bias, f, F - f);
+}
+
 /* o[e*es + f] = (A g A^T)[e] of the 2x2 dout tile g[2a + b]. */
 static void dout_tile(float *restrict o, size_t es, const float *const *g, int F) {
 #pragma GCC ivdep
@@ -332,29 +484,39 @@ static inline float *pixel(float *stage, int y0, int y, int x, int H, int W, int
     return y >= 0 && y < H && x >= 0 && x < W ? stage + ((size_t)(y - y0) * W + x) * C : outside;
 }
 
-/* V[e] rows s->q0 .. = B^T d B of the segment's tiles; X holds its input rows. */
+/* V[e] rows s->q0 .. = B^T d B of the segment's tiles (m x m outputs, so
+ * (m+2) x (m+2) windows); X holds its input rows. */
 static void input_tiles(float *V, size_t es, float *X, float *zero, const segment *s, int C,
-                        int H, int W, int TW) {
+                        int H, int W, int TW, int m) {
+    const int n = m + 2;
     for (int lt = 0; lt < s->nth; lt++)
         for (int tw = 0; tw < TW; tw++) {
-            const int y = 2 * (s->th0 + lt) - 1, x = 2 * tw - 1; /* window corner */
-            const float *d[16];
-            for (int e = 0; e < 16; e++)
-                d[e] = pixel(X, s->ya, y + e / 4, x + e % 4, H, W, C, zero);
-            input_tile(V + (s->q0 + (size_t)lt * TW + tw) * C, es, d, C);
+            const int y = m * (s->th0 + lt) - 1, x = m * tw - 1; /* window corner */
+            const float *d[NE4];
+            for (int e = 0; e < n * n; e++)
+                d[e] = pixel(X, s->ya, y + e / n, x + e % n, H, W, C, zero);
+            float *v = V + (s->q0 + (size_t)lt * TW + tw) * C;
+            if (m == 4)
+                input_tile4(v, es, d, C);
+            else
+                input_tile(v, es, d, C);
         }
 }
 
 /* Y (output rows, W, F) = A^T m A + bias of the segment's tiles M[e]. */
 static void output_tiles(float *Y, float *sink, const float *M, size_t es, const float *bias,
-                         const segment *s, int F, int H, int W, int TW) {
+                         const segment *s, int F, int H, int W, int TW, int m) {
     for (int lt = 0; lt < s->nth; lt++)
         for (int tw = 0; tw < TW; tw++) {
-            const int y = 2 * (s->th0 + lt), x = 2 * tw;
-            float *o[4];
-            for (int e = 0; e < 4; e++)
-                o[e] = pixel(Y, 2 * s->th0, y + e / 2, x + e % 2, H, W, F, sink);
-            output_tile(o, M + (s->q0 + (size_t)lt * TW + tw) * F, es, bias, F);
+            const int y = m * (s->th0 + lt), x = m * tw;
+            float *o[16];
+            for (int e = 0; e < m * m; e++)
+                o[e] = pixel(Y, m * s->th0, y + e / m, x + e % m, H, W, F, sink);
+            const float *mm = M + (s->q0 + (size_t)lt * TW + tw) * F;
+            if (m == 4)
+                output_tile4(o, mm, es, bias, F);
+            else
+                output_tile(o, mm, es, bias, F);
         }
 }
 
@@ -411,6 +573,36 @@ static void weight_tiles(float *restrict U, size_t eu, int fc, const float *rest
         }
 }
 
+/* F(4x4): U[e] = (G g G^T)[e] (6x6) of g = weight[f, c], in double, rounded
+ * once; layout (36, C, F) as weight_tiles with fc = 0, rows c in [r0, r1). */
+static void weight_tiles4(float *restrict U, size_t eu, const float *restrict weight, int C,
+                          int F, int r0, int r1) {
+    for (int c = r0; c < r1; c++)
+        for (int f = 0; f < F; f++) {
+            const float *g = weight + ((size_t)f * C + c) * 9; /* (3, 3) */
+            double t[6][3];                                     /* G g */
+            for (int b = 0; b < 3; b++) {
+                double g0 = g[b], g1 = g[3 + b], g2 = g[6 + b];
+                t[0][b] = g0;
+                t[1][b] = (g0 + g1 + g2) / 3.0;
+                t[2][b] = (g1 - g0 - g2) / 3.0;
+                t[3][b] = -(16.0 * g0 + 8.0 * g1 + 4.0 * g2) / 15.0;
+                t[4][b] = (g0 - 2.0 * g1 + 4.0 * g2) / 15.0;
+                t[5][b] = g2;
+            }
+            float *u = U + (size_t)c * F + f;
+            for (int i = 0; i < 6; i++) { /* (G g) G^T */
+                double g0 = t[i][0], g1 = t[i][1], g2 = t[i][2];
+                u[(6 * i + 0) * eu] = (float)g0;
+                u[(6 * i + 1) * eu] = (float)((g0 + g1 + g2) / 3.0);
+                u[(6 * i + 2) * eu] = (float)((g1 - g0 - g2) / 3.0);
+                u[(6 * i + 3) * eu] = (float)(-(16.0 * g0 + 8.0 * g1 + 4.0 * g2) / 15.0);
+                u[(6 * i + 4) * eu] = (float)((g0 - 2.0 * g1 + 4.0 * g2) / 15.0);
+                u[(6 * i + 5) * eu] = (float)g2;
+            }
+        }
+}
+
 /* dweight[f, c] += G^T D G with D[e] = sum over threads u < nt of dU_u[e][c][f]
  * (in thread order), for c in [c0, c1). dU_u[e] is at parts + u*stride + e*eu. */
 static void weight_grad(float *restrict dweight, const float *restrict parts, size_t stride,
@@ -442,35 +634,40 @@ static void weight_grad(float *restrict dweight, const float *restrict parts, si
 /* ---- passes ------------------------------------------------------------------ */
 
 /* The next segment of the chunk of tile rows [r0, r1), from tile row *r on;
- * 0 when the chunk is done. Loop: for (int r = r0; next_segment(&s, &r, ...);). */
-static int next_segment(segment *s, int *r, int r0, int r1, int H, int TH, int TW) {
+ * 0 when the chunk is done. Loop: for (int r = r0; next_segment(&s, &r, ...);).
+ * m: output tile size. */
+static int next_segment(segment *s, int *r, int r0, int r1, int H, int TH, int TW, int m) {
     if (*r >= r1) return 0;
     s->n = *r / TH;
     s->th0 = *r % TH;
     s->nth = imin(TH - s->th0, r1 - *r);
-    s->ya = 2 * s->th0 - 1 < 0 ? 0 : 2 * s->th0 - 1;
-    s->yb = imin(2 * (s->th0 + s->nth) + 1, H);
-    s->yo = imin(2 * (s->th0 + s->nth), H);
+    s->ya = m * s->th0 - 1 < 0 ? 0 : m * s->th0 - 1;
+    s->yb = imin(m * (s->th0 + s->nth) + 1, H);
+    s->yo = imin(m * (s->th0 + s->nth), H);
     s->q0 = (size_t)(*r - r0) * TW;
     *r += s->nth;
     return 1;
 }
 
 void ddpm_winograd_forward(float *out, const float *in, const float *weight, const float *bias,
-                           const ddpm_conv2d_desc *d, int T, float *work) {
+                           const ddpm_conv2d_desc *d, int m, int T, float *work) {
     const int N = d->N, C = d->C, H = d->H, W = d->W, F = d->F;
     if (N <= 0 || C <= 0 || F <= 0 || H <= 0 || W <= 0) return;
-    const plan p = make_plan(d);
+    if (m != 4) m = 2;
+    const plan p = make_plan(d, m);
     const int TH = p.TH, TW = p.TW, rows = N * TH, nchunks = (rows + p.RC - 1) / p.RC;
     const size_t HW = (size_t)H * W;
-    float *U = work; /* (16, C, F) */
+    float *U = work; /* (ne, C, F) */
 
 #pragma omp parallel num_threads(T) if (T > 1)
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        weight_tiles(U, p.eu, 0, weight, C, F, C * t / nt, C * (t + 1) / nt);
-        float *V = work + p.usz + (size_t)t * p.thr; /* (16, tiles, C) */
-        float *M = V + p.vsz;                        /* (16, tiles, F) */
+        if (m == 4)
+            weight_tiles4(U, p.eu, weight, C, F, C * t / nt, C * (t + 1) / nt);
+        else
+            weight_tiles(U, p.eu, 0, weight, C, F, C * t / nt, C * (t + 1) / nt);
+        float *V = work + p.usz + (size_t)t * p.thr; /* (ne, tiles, C) */
+        float *M = V + p.vsz;                        /* (ne, tiles, F) */
         float *X = M + p.msz;                        /* (rows, W, C) staged input */
         float *Y = X + p.xsz;                        /* (rows, W, F) staged output */
         float *zero = Y + p.ysz, *sink = zero + p.zsz;
@@ -481,19 +678,19 @@ void ddpm_winograd_forward(float *out, const float *in, const float *weight, con
             const int r0 = k * p.RC, r1 = imin(r0 + p.RC, rows), tiles = (r1 - r0) * TW;
             const size_t ev = estride((size_t)tiles * C), em = estride((size_t)tiles * F);
             segment s;
-            for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW);) {
+            for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW, m);) {
                 const float *x = in + (size_t)s.n * C * HW + (size_t)s.ya * W;
                 planes_to_cl(X, x, HW, C, (size_t)(s.yb - s.ya) * W);
-                input_tiles(V, ev, X, zero, &s, C, H, W, TW);
+                input_tiles(V, ev, X, zero, &s, C, H, W, TW, m);
             }
             /* M[e] (tiles, F) = V[e] (tiles, C) @ U[e] (C, F) */
-            for (int e = 0; e < NE; e++)
+            for (int e = 0; e < p.ne; e++)
                 ddpm_gemm(false, false, tiles, F, C, 1.0f, V + e * ev, C, U + e * p.eu,
                           F, 0.0f, M + e * em, F);
-            for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW);) {
-                output_tiles(Y, sink, M, em, bias, &s, F, H, W, TW);
-                float *y = out + (size_t)s.n * F * HW + (size_t)2 * s.th0 * W;
-                cl_to_planes(y, HW, Y, F, (size_t)(s.yo - 2 * s.th0) * W, 0);
+            for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW, m);) {
+                output_tiles(Y, sink, M, em, bias, &s, F, H, W, TW, m);
+                float *y = out + (size_t)s.n * F * HW + (size_t)m * s.th0 * W;
+                cl_to_planes(y, HW, Y, F, (size_t)(s.yo - m * s.th0) * W, 0);
             }
         }
     }
@@ -503,7 +700,7 @@ void ddpm_winograd_backward(float *din, float *dweight, const float *dout, const
                             const float *weight, const ddpm_conv2d_desc *d, int T, float *work) {
     const int N = d->N, C = d->C, H = d->H, W = d->W, F = d->F;
     if (N <= 0 || C <= 0 || F <= 0 || H <= 0 || W <= 0) return;
-    const plan p = make_plan(d);
+    const plan p = make_plan(d, 2);
     const int TH = p.TH, TW = p.TW;
     const size_t HW = (size_t)H * W;
     float *U = work; /* (16, F, C): U[e]^T, so dV[e] = dYhat[e] @ U[e]^T is NN */
@@ -528,10 +725,10 @@ void ddpm_winograd_backward(float *din, float *dweight, const float *dout, const
             const int r1 = imin(r0 + p.RC, rb), tiles = (r1 - r0) * TW;
             const size_t ev = estride((size_t)tiles * C), ed = estride((size_t)tiles * F);
             segment s;
-            for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW);) {
+            for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW, 2);) {
                 const float *x = in + (size_t)s.n * C * HW + (size_t)s.ya * W;
                 planes_to_cl(X, x, HW, C, (size_t)(s.yb - s.ya) * W);
-                input_tiles(V, ev, X, zero, &s, C, H, W, TW);
+                input_tiles(V, ev, X, zero, &s, C, H, W, TW, 2);
                 const float *g = dout + (size_t)s.n * F * HW + (size_t)2 * s.th0 * W;
                 planes_to_cl(Y, g, HW, F, (size_t)(s.yo - 2 * s.th0) * W);
                 dout_tiles(D, ed, Y, zero, &s, F, H, W, TW);
@@ -549,7 +746,7 @@ void ddpm_winograd_backward(float *din, float *dweight, const float *dout, const
             }
             beta = 1.0f;
             if (!din) continue;
-            for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW);) {
+            for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW, 2);) {
                 const size_t P = (size_t)(s.yb - s.ya) * W;
                 memset(X, 0, P * C * sizeof(float));
                 din_tiles(X, sink, V, ev, &s, C, H, W, TW);

@@ -1,9 +1,11 @@
 /* test_conv.c: conv2d forward against the direct loop, gradient checks of
  * input, weight and bias on every code path, accumulation, NULL gradients,
  * determinism, independence of the thread count, workspace reuse and the
- * output-size arithmetic. The Winograd path (3x3 stride-1 pad-1, winograd.c)
- * gets the same checks with the algorithm forced, plus agreement with the
- * im2col path on UNet-sized shapes and a check of the automatic choice. */
+ * output-size arithmetic. The Winograd paths (3x3 stride-1 pad-1, winograd.c:
+ * F(2x2) forward and backward, F(4x4) forward) get the same checks with the
+ * algorithm forced, plus agreement with the naive and im2col paths on
+ * UNet-sized shapes (for F(4x4) also with UNet-like data) and a check of the
+ * automatic choice. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -652,6 +654,244 @@ static void test_winograd_dispatch_and_workspace(void **state) {
     }
 }
 
+/* ---- Winograd F(4x4, 3x3) forward ---------------------------------------------- */
+
+/* Small shapes forced onto F(4x4): square 1x1 .. 9x9 (one tile, a partial
+ * tile, several), non-square, C != F both ways, channel counts that are not
+ * multiples of 8 (the transforms' partial blocks), one channel in or out. */
+static const conv_cfg WINO4[] = {
+    {"wino4 1x1 n2", {.N = 2, .C = 3, .H = 1, .W = 1, .F = 4, .K = 3, .S = 1, .P = 1}},
+    {"wino4 2x1 n2", {.N = 2, .C = 4, .H = 2, .W = 1, .F = 3, .K = 3, .S = 1, .P = 1}},
+    {"wino4 1x2 n3", {.N = 3, .C = 2, .H = 1, .W = 2, .F = 3, .K = 3, .S = 1, .P = 1}},
+    {"wino4 3x3 n2 F<C", {.N = 2, .C = 9, .H = 3, .W = 3, .F = 5, .K = 3, .S = 1, .P = 1}},
+    {"wino4 5x5 n2 F>C", {.N = 2, .C = 5, .H = 5, .W = 5, .F = 11, .K = 3, .S = 1, .P = 1}},
+    {"wino4 7x7 n2 F>C", {.N = 2, .C = 5, .H = 7, .W = 7, .F = 6, .K = 3, .S = 1, .P = 1}},
+    {"wino4 9x9 n1 C=F=16", {.N = 1, .C = 16, .H = 9, .W = 9, .F = 16, .K = 3, .S = 1, .P = 1}},
+    {"wino4 5x6 n3 F<C", {.N = 3, .C = 6, .H = 5, .W = 6, .F = 4, .K = 3, .S = 1, .P = 1}},
+    {"wino4 8x8 n2 F=C", {.N = 2, .C = 2, .H = 8, .W = 8, .F = 2, .K = 3, .S = 1, .P = 1}},
+    {"wino4 3x10 n2", {.N = 2, .C = 3, .H = 3, .W = 10, .F = 2, .K = 3, .S = 1, .P = 1}},
+    {"wino4 9x7 n1 C=1", {.N = 1, .C = 1, .H = 9, .W = 7, .F = 3, .K = 3, .S = 1, .P = 1}},
+    {"wino4 8x9 n2 F=1", {.N = 2, .C = 4, .H = 8, .W = 9, .F = 1, .K = 3, .S = 1, .P = 1}},
+    {"wino4 6x13 n2 C=17 F=9", {.N = 2, .C = 17, .H = 6, .W = 13, .F = 9, .K = 3, .S = 1, .P = 1}},
+};
+#define NWINO4 ((int)(sizeof WINO4 / sizeof *WINO4))
+
+static void test_winograd4_forward_matches_naive(void **state) {
+    (void)state;
+    for (int i = 0; i < NWINO4; i++)
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            conv_case t;
+            ddpm_conv2d_desc d = with_algo(WINO4[i].d, DDPM_CONV_WINOGRAD4);
+            case_init(&t, &d, 2100 + (uint64_t)i);
+            t.fwd_bias = with_bias ? t.bias : NULL;
+            double err = forward_rel_err(&t);
+            if (!(err <= 1e-5)) fail_msg("%s bias=%d: rel err %g", WINO4[i].name, with_bias, err);
+            case_free(&t);
+        }
+}
+
+/* The forward is F(4x4), the backward F(2x2) (the exact adjoint of the F(2x2)
+ * forward, so of this forward up to rounding): finite differences of the
+ * F(4x4) forward must still match the gradients. The step is 10 * GC_EPS:
+ * the conv is linear in the input and the weight (affine in the bias), so a
+ * central difference has no truncation error at any step, only the forward's
+ * rounding noise over 2 eps, and F(4x4) rounds ~5x more than F(2x2) (its
+ * transforms scale by up to 8; measured: 1.4e-3 at GC_EPS on "3x3 F<C", at
+ * most 3.7e-4 at 10 * GC_EPS). */
+static void test_winograd4_gradcheck(void **state) {
+    (void)state;
+    for (int i = 0; i < NWINO4; i++) {
+        conv_case t;
+        ddpm_conv2d_desc d = with_algo(WINO4[i].d, DDPM_CONV_WINOGRAD4);
+        case_init(&t, &d, 2200 + (uint64_t)i);
+        case_forward(&t);
+        case_backward(&t, t.din, t.dweight, t.dbias);
+        gc_tensor ts[] = {
+            {"input", t.in, t.din, t.nin},
+            {"weight", t.weight, t.dweight, t.nw},
+            {"bias", t.bias, t.dbias, (size_t)t.d.F},
+        };
+        char layer[64];
+        snprintf(layer, sizeof layer, "conv2d %s", WINO4[i].name);
+        gc_check(layer, case_forward, &t, t.out, t.nout, t.proj, ts, 3, 10 * GC_EPS, GC_TOL,
+                 GC_MAX_ELEMS);
+        case_free(&t);
+    }
+}
+
+/* The UNet's 3x3 shapes (channels and sizes; up-path convs take concatenated
+ * inputs, C up to 128 at 14x14 and 96 at 28x28) and a wider one (C = 192 at
+ * 28x28, the worst case for F(4x4)'s rounding, which grows with C), at small N. */
+static const ddpm_conv2d_desc WINO4_UNET[] = {
+    {.N = 2, .C = 32, .H = 28, .W = 28, .F = 32, .K = 3, .S = 1, .P = 1},
+    {.N = 2, .C = 96, .H = 28, .W = 28, .F = 32, .K = 3, .S = 1, .P = 1},
+    {.N = 2, .C = 64, .H = 28, .W = 28, .F = 64, .K = 3, .S = 1, .P = 1},
+    {.N = 3, .C = 32, .H = 14, .W = 14, .F = 64, .K = 3, .S = 1, .P = 1},
+    {.N = 3, .C = 128, .H = 14, .W = 14, .F = 64, .K = 3, .S = 1, .P = 1},
+    {.N = 5, .C = 128, .H = 7, .W = 7, .F = 64, .K = 3, .S = 1, .P = 1},
+    {.N = 2, .C = 192, .H = 28, .W = 28, .F = 64, .K = 3, .S = 1, .P = 1},
+};
+#define NWINO4_UNET ((int)(sizeof WINO4_UNET / sizeof *WINO4_UNET))
+
+/* Data like the UNet's: inputs SiLU(N(0, 1)) (mostly >= -0.28, mean ~0.2, not
+ * zero-mean), weights and bias U(-1/sqrt(9C), 1/sqrt(9C)) (PyTorch's init). */
+static void realistic_data(conv_case *t, uint64_t seed) {
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, seed);
+    gc_fill_normal(&rng, t->in, t->nin);
+    for (size_t j = 0; j < t->nin; j++) t->in[j] = t->in[j] / (1.0f + expf(-t->in[j]));
+    float b = 1.0f / sqrtf(9.0f * (float)t->d.C);
+    gc_fill_uniform(&rng, t->weight, t->nw, -b, b);
+    gc_fill_uniform(&rng, t->bias, (size_t)t->d.F, -b, b);
+}
+
+/* F(4x4) forward on the UNet's shapes, with the tests' data and with realistic
+ * data: within 1e-5 relative of the naive forward and of im2col; two runs
+ * bit-identical for 1, 2 and 3 threads, the thread counts within rounding;
+ * the backward is F(2x2)'s, bit for bit. */
+static void test_winograd4_unet_shapes(void **state) {
+    (void)state;
+    const int saved = omp_get_max_threads();
+    for (int i = 0; i < NWINO4_UNET; i++)
+        for (int real = 0; real < 2; real++) {
+            conv_case w, c, w2;
+            ddpm_conv2d_desc d4 = with_algo(WINO4_UNET[i], DDPM_CONV_WINOGRAD4);
+            ddpm_conv2d_desc dc = with_algo(WINO4_UNET[i], DDPM_CONV_IM2COL);
+            ddpm_conv2d_desc d2 = with_algo(WINO4_UNET[i], DDPM_CONV_WINOGRAD);
+            case_init(&w, &d4, 2300 + (uint64_t)i);
+            case_init(&c, &dc, 2300 + (uint64_t)i);
+            case_init(&w2, &d2, 2300 + (uint64_t)i);
+            if (real) {
+                realistic_data(&w, 2350 + (uint64_t)i);
+                realistic_data(&c, 2350 + (uint64_t)i);
+                realistic_data(&w2, 2350 + (uint64_t)i);
+            }
+            double err = forward_rel_err(&w);
+            printf("winograd4 %dx%d C=%d F=%d %s data: forward max_rel_err=%.3g\n", w.d.H, w.d.W,
+                   w.d.C, w.d.F, real ? "realistic" : "test", err);
+            if (!(err <= 1e-5)) fail_msg("unet case %d real=%d: forward rel err %g", i, real, err);
+            conv_result ref = run_case(&c), first = {0};
+            for (int nt = 1; nt <= 3; nt++) {
+                omp_set_num_threads(nt);
+                conv_result a = run_case(&w), b = run_case(&w), f2 = run_case(&w2);
+                assert_results_equal(&w, &a, &b);
+                /* same backward as F(2x2): only the forward differs */
+                assert_memory_equal(a.din, f2.din, w.nin * sizeof(float));
+                assert_memory_equal(a.dweight, f2.dweight, w.nw * sizeof(float));
+                assert_memory_equal(a.dbias, f2.dbias, (size_t)w.d.F * sizeof(float));
+                result_free(&f2);
+                if (!(max_rel_diff(a.out, ref.out, w.nout) <= 1e-5))
+                    fail_msg("unet case %d: F(4x4) vs im2col differs by %g", i,
+                             max_rel_diff(a.out, ref.out, w.nout));
+                if (nt == 1) {
+                    first = a;
+                } else {
+                    assert_results_close("winograd4 across thread counts", i, &w, &a, &first,
+                                         1e-5);
+                    result_free(&a);
+                }
+                result_free(&b);
+            }
+            omp_set_num_threads(saved);
+            result_free(&first);
+            result_free(&ref);
+            case_free(&w);
+            case_free(&c);
+            case_free(&w2);
+        }
+    omp_set_num_threads(saved);
+}
+
+/* AUTO takes F(4x4) for the forward of Winograd convs with C, F >= 32 and
+ * F(2x2) otherwise (bit-identical results tell which ran); WINOGRAD4 forced
+ * where Winograd does not apply means im2col. The workspace for WINOGRAD4
+ * never decreases with N, and one sized for a larger N serves a smaller one. */
+static void test_winograd4_dispatch_and_workspace(void **state) {
+    (void)state;
+    struct {
+        ddpm_conv2d_desc d;
+        ddpm_conv2d_algo expect; /* what AUTO must run */
+    } cs[] = {
+        {{.N = 2, .C = 32, .H = 9, .W = 8, .F = 32, .K = 3, .S = 1, .P = 1}, DDPM_CONV_WINOGRAD4},
+        {{.N = 2, .C = 64, .H = 7, .W = 7, .F = 40, .K = 3, .S = 1, .P = 1}, DDPM_CONV_WINOGRAD4},
+        {{.N = 2, .C = 32, .H = 9, .W = 8, .F = 1, .K = 3, .S = 1, .P = 1}, DDPM_CONV_WINOGRAD},
+        {{.N = 2, .C = 16, .H = 9, .W = 8, .F = 48, .K = 3, .S = 1, .P = 1}, DDPM_CONV_WINOGRAD},
+        {{.N = 2, .C = 48, .H = 9, .W = 8, .F = 16, .K = 3, .S = 1, .P = 1}, DDPM_CONV_WINOGRAD},
+    };
+    for (int i = 0; i < (int)(sizeof cs / sizeof *cs); i++) {
+        ddpm_conv2d_desc da = cs[i].d, de = with_algo(cs[i].d, cs[i].expect);
+        ddpm_conv2d_desc dother = with_algo(
+            cs[i].d, cs[i].expect == DDPM_CONV_WINOGRAD4 ? DDPM_CONV_WINOGRAD : DDPM_CONV_WINOGRAD4);
+        conv_case a, e, o;
+        case_init(&a, &da, 2500 + (uint64_t)i);
+        case_init(&e, &de, 2500 + (uint64_t)i);
+        case_init(&o, &dother, 2500 + (uint64_t)i);
+        conv_result ra = run_case(&a), re = run_case(&e), ro = run_case(&o);
+        assert_results_equal(&a, &ra, &re);
+        /* and the other tile size gives other bits (the test can tell) */
+        assert_true(memcmp(ra.out, ro.out, a.nout * sizeof(float)) != 0);
+        result_free(&ra);
+        result_free(&re);
+        result_free(&ro);
+        case_free(&a);
+        case_free(&e);
+        case_free(&o);
+    }
+    /* forced F(4x4) where Winograd does not apply: im2col, same bits */
+    const ddpm_conv2d_desc na[] = {
+        {.N = 2, .C = 32, .H = 9, .W = 8, .F = 32, .K = 3, .S = 2, .P = 1},
+        {.N = 2, .C = 32, .H = 9, .W = 8, .F = 32, .K = 3, .S = 1, .P = 0},
+        {.N = 2, .C = 32, .H = 9, .W = 8, .F = 32, .K = 1, .S = 1, .P = 0},
+    };
+    for (int i = 0; i < (int)(sizeof na / sizeof *na); i++) {
+        ddpm_conv2d_desc df = with_algo(na[i], DDPM_CONV_WINOGRAD4);
+        ddpm_conv2d_desc dg = with_algo(na[i], DDPM_CONV_IM2COL);
+        assert_int_equal(ddpm_conv2d_workspace(&df), ddpm_conv2d_workspace(&dg));
+        conv_case f, g;
+        case_init(&f, &df, 2550 + (uint64_t)i);
+        case_init(&g, &dg, 2550 + (uint64_t)i);
+        conv_result rf = run_case(&f), rg = run_case(&g);
+        assert_results_equal(&f, &rf, &rg);
+        result_free(&rf);
+        result_free(&rg);
+        case_free(&f);
+        case_free(&g);
+    }
+    for (int i = 0; i < NWINO_WIDE; i++) {
+        for (int forced = 0; forced < 2; forced++) {
+            ddpm_conv2d_desc base =
+                forced ? with_algo(WINO_WIDE[i], DDPM_CONV_WINOGRAD4) : WINO_WIDE[i];
+            size_t prev = 0;
+            for (int n = 1; n <= 12; n++) {
+                ddpm_conv2d_desc dn = base;
+                dn.N = n;
+                size_t ws = ddpm_conv2d_workspace(&dn);
+                assert_true(ws >= prev);
+                prev = ws;
+                /* F(4x4)'s workspace also serves F(2x2) forward and backward */
+                ddpm_conv2d_desc d2 = with_algo(dn, DDPM_CONV_WINOGRAD);
+                assert_true(ws >= ddpm_conv2d_workspace(&d2));
+            }
+            ddpm_conv2d_desc big = base, small = base;
+            big.N = 12;
+            small.N = 2;
+            size_t nbig = ddpm_conv2d_workspace(&big);
+            conv_case t;
+            case_init(&t, &small, 2600 + (uint64_t)i);
+            conv_result own = run_case(&t);
+            float *work = gc_alloc(nbig);
+            for (size_t j = 0; j < nbig; j++) work[j] = NAN;
+            ddpm_free(t.work);
+            t.work = work; /* freed by case_free */
+            conv_result shared = run_case(&t);
+            assert_results_equal(&t, &own, &shared);
+            result_free(&own);
+            result_free(&shared);
+            case_free(&t);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_out_arithmetic),
@@ -667,6 +907,10 @@ int main(void) {
         cmocka_unit_test(test_winograd_accumulate_null_determinism),
         cmocka_unit_test(test_winograd_matches_im2col),
         cmocka_unit_test(test_winograd_dispatch_and_workspace),
+        cmocka_unit_test(test_winograd4_forward_matches_naive),
+        cmocka_unit_test(test_winograd4_gradcheck),
+        cmocka_unit_test(test_winograd4_unet_shapes),
+        cmocka_unit_test(test_winograd4_dispatch_and_workspace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* conv.h: 2-D convolution, NCHW, square kernel: im2col + sgemm per image,
- * or Winograd F(2x2, 3x3) for 3x3 stride-1 pad-1 convs (see winograd.h).
+ * or Winograd for 3x3 stride-1 pad-1 convs (see winograd.h): F(2x2, 3x3)
+ * backward, and F(4x4, 3x3) or F(2x2, 3x3) forward depending on the shape.
  *
  * Shape letters: N batch, C input channels, H W input size, F output
  * channels ("filters"), K kernel size, S stride, P zero padding,
@@ -12,8 +13,15 @@
 
 /* Algorithm. AUTO (0, what a designated initializer leaves) picks the faster
  * one for the shape; the others force it (for tests and benchmarks). WINOGRAD
- * applies to K 3, S 1, P 1 only: elsewhere it means IM2COL. */
-typedef enum { DDPM_CONV_AUTO = 0, DDPM_CONV_IM2COL, DDPM_CONV_WINOGRAD } ddpm_conv2d_algo;
+ * and WINOGRAD4 apply to K 3, S 1, P 1 only: elsewhere they mean IM2COL. The
+ * choice depends on the shape and algo only (never on N), so a training
+ * forward and an inference forward of one conv give the same bits. */
+typedef enum {
+    DDPM_CONV_AUTO = 0,
+    DDPM_CONV_IM2COL,
+    DDPM_CONV_WINOGRAD,  /* F(2x2, 3x3) forward and backward */
+    DDPM_CONV_WINOGRAD4, /* F(4x4, 3x3) forward, F(2x2, 3x3) backward */
+} ddpm_conv2d_algo;
 
 typedef struct {
     int N, C, H, W;        /* input  (N, C, H, W) */
@@ -28,11 +36,13 @@ static inline int ddpm_conv2d_out(int in, int K, int S, int P) { return (in + 2 
  * convs are spread over up to T = min(N, omp_get_num_procs()) threads (T = 1
  * for convs under 4 MFLOP), each with its own slice of `work`, not a multiple
  * of N: im2col takes about T * (C*K*K*HO*WO + F*C*K*K) floats (one image's
- * im2col matrix and a partial weight gradient per thread); Winograd about
- * 16*C*F + T * (16*C*F + 128K + a few rows of C*W and F*W) floats (a chunk of
- * transformed tiles, its staged image rows and a partial weight gradient per
- * thread; at most 1.2 MB a thread for the default UNet). Which one a
- * descriptor takes depends on its shape and algo, never on N. Contract:
+ * im2col matrix and a partial weight gradient per thread); Winograd the
+ * larger of F(2x2)'s 16*C*F + T * (16*C*F + 128K + a few rows of C*W and F*W)
+ * floats (a chunk of transformed tiles, its staged image rows and a partial
+ * weight gradient per thread) and, where the forward takes F(4x4), of
+ * 36*C*F + T * (256K + a few rows) (for the default UNet at most 1.2 MB
+ * shared and 1.5 MB a thread). Which one a descriptor takes depends on its
+ * shape and algo, never on N. Contract:
  *   - a buffer sized for a descriptor also serves the same descriptor with a
  *     smaller N (the size never decreases with N), and one buffer sized with
  *     the maximum over several descriptors serves all of them, one at a time;

@@ -31,12 +31,15 @@ enum { OP_CONV, OP_RES, OP_ATTN, OP_UPCONV, OP_OUT };
  * same shared buffer. A training model keeps its own copy of each slot that
  * backward reads, except those that are cheap to rebuild: the fused
  * GroupNorm + SiLU outputs and the attention's GroupNorm output (from the
- * kept input and statistics, bit-identical), the up path's concatenated
- * input (from its two input streams, which are kept anyway) and the
- * shortcut output (backward never reads it). Those are shared as in
- * inference: backward recomputes them, one elementwise pass each, for less
- * than half the activation memory. The normalized tensor before the SiLU is
- * never stored: the fused layer (norm.h) recomputes it on the fly. */
+ * kept input and statistics, bit-identical) and the up path's concatenated
+ * input (from its two input streams, which are kept anyway). Those are
+ * shared as in inference: backward recomputes them, one elementwise pass
+ * each, for less than half the activation memory. The forward never forms
+ * the concatenation (the first GroupNorm and the 1x1 shortcut read its two
+ * parts), so only a training model has that slot. The normalized tensor
+ * before the SiLU and the shortcut's output are never stored: the fused
+ * layer (norm.h) recomputes the first on the fly, and the shortcut is
+ * accumulated straight onto conv2's output (shortcut_add). */
 enum {
     B_XCAT,  /* up-path ResBlock: concat(in, skip) (recomputed) (N, Ct, HW) */
     B_N1,    /* attention: GroupNorm output (recomputed)        (N, C, HW) */
@@ -49,7 +52,6 @@ enum {
     B_RSTD2,
     B_A2,    /* dropout(SiLU(GN2(h))): conv2 input (recomputed) (N, C, HW) */
     B_MASK,  /* dropout mask                                    (N, C, HW) */
-    B_SKIP,  /* nin_shortcut output (forward only)              (N, C, HW) */
     B_QKV,   /* attention qkv                                   (N, 3C, HW) */
     B_ATT,   /* attention weights                               (N, HW, HW) */
     B_UP,    /* upsampled input                                 (N, C, 2H, 2W) */
@@ -513,13 +515,12 @@ static void slot_sizes(const ddpm_unet *m, const op *o, size_t sz[B_COUNT]) {
     size_t hw = (size_t)o->H * o->W, ct = (size_t)(o->cin + o->cskip), G = (size_t)m->cfg.groups;
     switch (o->kind) {
     case OP_RES:
-        if (o->cskip) sz[B_XCAT] = ct * hw;
+        if (o->cskip && m->training) sz[B_XCAT] = ct * hw; /* backward only */
         sz[B_A1] = ct * hw;
         sz[B_MEAN1] = sz[B_RSTD1] = sz[B_MEAN2] = sz[B_RSTD2] = G;
         sz[B_H] = sz[B_A2] = (size_t)o->cout * hw;
         sz[B_TP] = (size_t)o->cout;
         if (m->cfg.dropout > 0.0f) sz[B_MASK] = (size_t)o->cout * hw;
-        if (o->nin >= 0) sz[B_SKIP] = (size_t)o->cout * hw;
         break;
     case OP_ATTN:
         sz[B_N1] = sz[B_H] = (size_t)o->cin * hw;
@@ -537,7 +538,7 @@ static void slot_sizes(const ddpm_unet *m, const op *o, size_t sz[B_COUNT]) {
 
 /* Does backward read slot k? (Otherwise it is shared between ops.) */
 static bool slot_saved(int k) {
-    return k != B_XCAT && k != B_N1 && k != B_A1 && k != B_A2 && k != B_SKIP;
+    return k != B_XCAT && k != B_N1 && k != B_A1 && k != B_A2;
 }
 
 /* Per-image floats of one backward scratch buffer, and workspace floats for N. */
@@ -811,18 +812,38 @@ static void grad_add_channels(ddpm_unet *m, int i, const float *d, int Ct, int c
     s->fresh = false;
 }
 
+/* out (N, C, HW) += nin(concat(a, b)), the 1x1 shortcut conv (weight (C, CA+CB),
+ * bias (C)) of a ResBlock added onto its conv2 output: per image
+ * out_n += W[:, :CA] a_n + W[:, CA:] b_n + bias, two GEMMs accumulating into
+ * out. Neither the concatenation a (N, CA, HW), b (N, CB, HW) (b NULL when
+ * CB = 0) nor the shortcut's output is ever formed, and the residual add
+ * costs no pass of its own. Images run on the threads, each GEMM
+ * single-threaded inside the region, as in conv.c. */
+static void shortcut_add(float *out, const float *a, const float *b, const float *w,
+                         const float *bias, int N, int CA, int CB, int C, int HW) {
+    const int Ct = CA + CB;
+#pragma omp parallel for schedule(dynamic) if (N > 1 && 2.0 * N * C * Ct * HW >= 4e6)
+    for (int n = 0; n < N; n++) {
+        float *y = out + (size_t)n * C * HW; /* (C, HW) */
+        ddpm_gemm(false, false, C, HW, CA, 1.0f, w, Ct, a + (size_t)n * CA * HW, HW, 1.0f, y, HW);
+        if (CB) ddpm_gemm(false, false, C, HW, CB, 1.0f, w + CA, Ct, b + (size_t)n * CB * HW, HW, 1.0f, y, HW);
+        for (int f = 0; f < C; f++) {
+            float bf = bias[f], *yf = y + (size_t)f * HW;
+            for (int i = 0; i < HW; i++) yf[i] += bf;
+        }
+    }
+}
+
 static void res_forward(ddpm_unet *m, op *o, int N) {
     int G = m->cfg.groups, ct = o->cin + o->cskip, C = o->cout, HW = o->H * o->W;
     size_t n_out = (size_t)N * C * HW;
     const float *x = m->st[o->in].x;
+    /* an up-path block reads concat(x, skip) from its two parts, never formed */
+    const float *xs = o->skip >= 0 ? m->st[o->skip].x : NULL;
     float **b = o->buf;
-    if (o->skip >= 0) {
-        TIMED(ELEM, ddpm_concat_forward(b[B_XCAT], x, m->st[o->skip].x, N, o->cin, o->cskip, HW));
-        x = b[B_XCAT];
-    }
     float *out = m->st[o->out].x;
-    /* a1 = silu(GN1(x)) */
-    TIMED(NORM, ddpm_groupnorm_silu_forward(b[B_A1], b[B_MEAN1], b[B_RSTD1], x, PW(o->norm1), PB(o->norm1), NULL, N, ct, HW, G));
+    /* a1 = silu(GN1(concat(x, skip))) */
+    TIMED(NORM, ddpm_groupnorm_silu_forward_cat(b[B_A1], b[B_MEAN1], b[B_RSTD1], x, xs, o->cin, PW(o->norm1), PB(o->norm1), NULL, N, ct, HW, G));
     ddpm_conv2d_desc d1 = desc3(N, ct, o->H, o->W, C, 3), d2 = desc3(N, C, o->H, o->W, C, 3);
     TIMED(CONV3, ddpm_conv2d_forward(b[B_H], b[B_A1], PW(o->conv1), PB(o->conv1), &d1, m->work));
     TIMED(TEMB, ddpm_linear_forward(b[B_TP], m->temb_act, PW(o->temb_proj), PB(o->temb_proj), N, 4 * m->cfg.ch, C));
@@ -835,13 +856,8 @@ static void res_forward(ddpm_unet *m, op *o, int N) {
     }
     TIMED(NORM, ddpm_groupnorm_silu_forward(b[B_A2], b[B_MEAN2], b[B_RSTD2], b[B_H], PW(o->norm2), PB(o->norm2), mask, N, C, HW, G));
     TIMED(CONV3, ddpm_conv2d_forward(out, b[B_A2], PW(o->conv2), PB(o->conv2), &d2, m->work));
-    if (o->nin >= 0) {
-        ddpm_conv2d_desc ds = desc3(N, ct, o->H, o->W, C, 1);
-        TIMED(CONV1, ddpm_conv2d_forward(b[B_SKIP], x, PW(o->nin), PB(o->nin), &ds, m->work));
-        TIMED(ELEM, add_inplace(out, b[B_SKIP], n_out));
-    } else {
-        TIMED(ELEM, add_inplace(out, x, n_out));
-    }
+    if (o->nin >= 0) TIMED(CONV1, shortcut_add(out, x, xs, PW(o->nin), PB(o->nin), N, o->cin, o->cskip, C, HW));
+    else TIMED(ELEM, add_inplace(out, x, n_out));
 }
 
 static void attn_forward(ddpm_unet *m, op *o, int N) {

@@ -222,12 +222,15 @@ static void run_once(int threads, const float *qkv, const float *dout, float *ou
     omp_set_num_threads(saved);
 }
 
-static void test_thread_count_bit_identical(void **state) {
-    (void)state;
-    const int N = 3, C = 8, T = 49;
+/* 1 and 2 threads give the same bits, and so does the batch run image by image
+ * (N = 1 calls always run on one thread): on a small shape that stays on one
+ * thread and on the default UNet's (C 64, T 49) with enough images to be
+ * split over the threads. */
+static void check_threads(int N, int C, int T, uint64_t seed) {
     const size_t nqkv = (size_t)N * 3 * C * T, nout = (size_t)N * C * T, natt = (size_t)N * T * T;
+    const size_t CT = (size_t)C * T, TT = (size_t)T * T;
     ddpm_rng rng;
-    ddpm_rng_seed(&rng, 31);
+    ddpm_rng_seed(&rng, seed);
     float *qkv = gc_alloc(nqkv), *dout = gc_alloc(nout), *work = gc_alloc(natt);
     float *o1 = gc_alloc(nout), *a1 = gc_alloc(natt), *d1 = gc_alloc(nqkv);
     float *o2 = gc_alloc(nout), *a2 = gc_alloc(natt), *d2 = gc_alloc(nqkv);
@@ -238,8 +241,20 @@ static void test_thread_count_bit_identical(void **state) {
     assert_memory_equal(o1, o2, nout * sizeof(float));
     assert_memory_equal(a1, a2, natt * sizeof(float));
     assert_memory_equal(d1, d2, nqkv * sizeof(float));
+    for (int n = 0; n < N; n++)
+        run_once(2, qkv + n * 3 * CT, dout + n * CT, o2 + n * CT, a2 + n * TT, d2 + n * 3 * CT, work,
+                 1, C, T);
+    assert_memory_equal(o1, o2, nout * sizeof(float));
+    assert_memory_equal(a1, a2, natt * sizeof(float));
+    assert_memory_equal(d1, d2, nqkv * sizeof(float));
     float *bufs[] = {qkv, dout, work, o1, a1, d1, o2, a2, d2};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) ddpm_free(bufs[i]);
+}
+
+static void test_thread_count_bit_identical(void **state) {
+    (void)state;
+    check_threads(3, 8, 49, 31);
+    check_threads(9, 64, 49, 32); /* 5.5 MFLOP: split over the threads */
 }
 
 int main(void) {

@@ -1,7 +1,8 @@
 /* test_norm.c: GroupNorm forward against a double-precision reference, output
  * statistics, gradient checks of input/gamma/beta, accumulation and
  * thread-count determinism; the fused GroupNorm + SiLU (+ dropout) against the
- * separate layers (bit for bit), its gradient checks and determinism. */
+ * separate layers (bit for bit), its gradient checks and determinism, and its
+ * variant reading a concatenation from the two parts (bit for bit). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -111,6 +112,11 @@ static void test_forward_matches_reference(void **state) {
     /* a large offset with a small spread: a one-pass E[x^2] - E[x]^2 in
      * float would lose every digit of the variance here */
     check_forward((gn_shape){2, 6, 35, 3}, 1000.0f, 0.5f, 7);
+    /* |mean| / std = 3e6: E[x^2] - E[x]^2 even in double keeps only ~1e-2 of
+     * the variance here; the one pass shifted by the group's first element
+     * keeps it all (the saved rstd is checked to 1e-6) */
+    check_forward((gn_shape){2, 6, 35, 3}, 30000.0f, 0.01f, 8);
+    check_forward((gn_shape){1, 4, 4100, 1}, -30000.0f, 0.01f, 9); /* 16400 per group */
 }
 
 static void test_output_statistics(void **state) {
@@ -507,6 +513,48 @@ static void test_fused_matches_chain(void **state) {
     check_fused_matches_chain((gn_shape){2, 4, 4100, 1}, 0.5f, 37);
 }
 
+/* The fused forward of a concatenation read from its two parts is bit for bit
+ * the forward of the concatenated tensor, groups straddling the boundary
+ * included (and it leaves the channels of the parts untouched). */
+static void check_cat(gn_shape s, int CA, float p, uint64_t seed) {
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, seed);
+    gs_data d = gs_make(s, p, &rng);
+    int CB = s.C - CA;
+    size_t n = d.n, ng = (size_t)s.N * s.G, hw = (size_t)s.HW;
+    float *a = gc_alloc((size_t)s.N * CA * hw), *b = gc_alloc((size_t)s.N * CB * hw + 1);
+    float *out = gc_alloc(n), *mean = gc_alloc(ng), *rstd = gc_alloc(ng);
+    float *out2 = gc_alloc(n), *mean2 = gc_alloc(ng), *rstd2 = gc_alloc(ng);
+    for (int i = 0; i < s.N; i++) {
+        memcpy(a + (size_t)i * CA * hw, d.x + (size_t)i * s.C * hw, (size_t)CA * hw * sizeof(float));
+        memcpy(b + (size_t)i * CB * hw, d.x + ((size_t)i * s.C + CA) * hw,
+               (size_t)CB * hw * sizeof(float));
+    }
+    ddpm_groupnorm_silu_forward(out, mean, rstd, d.x, d.gamma, d.beta, d.mask, s.N, s.C, s.HW, s.G);
+    for (size_t i = 0; i < n; i++) out2[i] = NAN;
+    ddpm_groupnorm_silu_forward_cat(out2, mean2, rstd2, a, CB ? b : NULL, CA, d.gamma, d.beta,
+                                    d.mask, s.N, s.C, s.HW, s.G);
+    printf("groupnorm_silu_cat N=%d C=%d (%d + %d) HW=%d G=%d: max |cat - whole| %g\n", s.N, s.C,
+           CA, CB, s.HW, s.G, gc_max_abs_diff(out2, out, n));
+    assert_memory_equal(out2, out, n * sizeof(float));
+    assert_memory_equal(mean2, mean, ng * sizeof(float));
+    assert_memory_equal(rstd2, rstd, ng * sizeof(float));
+    float *bufs[] = {a, b, out, mean, rstd, out2, mean2, rstd2};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) ddpm_free(bufs[i]);
+    gs_free(d);
+}
+
+static void test_fused_cat_matches_whole(void **state) {
+    (void)state;
+    check_cat((gn_shape){2, 12, 37, 4}, 5, 0.0f, 60);  /* groups 1 straddles: 2 + 1 channels */
+    check_cat((gn_shape){2, 12, 37, 4}, 4, 0.3f, 61);  /* 1 + 2, with dropout */
+    check_cat((gn_shape){2, 12, 37, 4}, 6, 0.0f, 62);  /* on a group boundary */
+    check_cat((gn_shape){2, 12, 37, 4}, 12, 0.0f, 63); /* all from a, b NULL */
+    check_cat((gn_shape){2, 6, 35, 3}, 1, 0.0f, 64);
+    check_cat((gn_shape){3, 3, 1, 3}, 2, 0.0f, 65);    /* HW = 1, var 0 */
+    check_cat((gn_shape){3, 96, 49, 8}, 64, 0.2f, 66); /* the UNet's up path, OpenMP */
+}
+
 /* Bit-identical for 1 and 3 threads, on the OpenMP path, with and without
  * the stack cache of the backward. */
 static void test_fused_thread_invariant(void **state) {
@@ -548,6 +596,7 @@ int main(void) {
         cmocka_unit_test(test_fused_gradients),
         cmocka_unit_test(test_fused_matches_chain),
         cmocka_unit_test(test_fused_thread_invariant),
+        cmocka_unit_test(test_fused_cat_matches_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,8 +4,9 @@
  * Shape letters: N batch, C channels, HW = H*W positions, G groups (C % G == 0).
  * Statistics per (n, g) over C/G channels x HW positions, biased variance,
  * y = (x - mean) * rstd * gamma[c] + beta[c], rstd = 1/sqrt(var + eps).
- * Mean and variance are accumulated in double (two passes); the saved mean
- * and rstd are their float roundings, and both forward and backward use
+ * Mean and variance are accumulated in double in one pass, shifted by the
+ * group's first element (see group_stats in norm.c for the error bound); the
+ * saved mean and rstd are their float roundings, and both forward and backward use
  * those, so backward matches the forward that produced them. Parallel over
  * (n, g) and, for dgamma/dbeta, over c: bit-identical for any thread count.
  */
@@ -40,6 +41,15 @@ void ddpm_groupnorm_backward(float *din, float *dgamma, float *dbeta, const floa
 void ddpm_groupnorm_silu_forward(float *out, float *mean, float *rstd, const float *in,
                                  const float *gamma, const float *beta, const float *mask, int N,
                                  int C, int HW, int G);
+
+/* ddpm_groupnorm_silu_forward of the channel concatenation of a (N, CA, HW)
+ * and b (N, C - CA, HW), 0 < CA <= C (b unused when CA = C), without forming
+ * it: bit for bit ddpm_concat_forward (resample.h), then
+ * ddpm_groupnorm_silu_forward. A group may straddle the two. Recompute with
+ * ddpm_groupnorm_silu_apply on the concatenation. */
+void ddpm_groupnorm_silu_forward_cat(float *out, float *mean, float *rstd, const float *a,
+                                     const float *b, int CA, const float *gamma, const float *beta,
+                                     const float *mask, int N, int C, int HW, int G);
 
 /* The fused output again from the saved statistics, bit-identical to what
  * ddpm_groupnorm_silu_forward wrote. */

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -155,17 +156,55 @@ static double forward_rel_err(conv_case *t) {
     return err;
 }
 
-static void test_forward_matches_naive(void **state) {
-    (void)state;
-    for (int i = 0; i < NCFG; i++)
+/* Every shape of tab[n] with `algo` forced (AUTO: as dispatched), with and
+ * without a bias: the forward against the naive reference, max-norm relative
+ * error <= 1e-5. */
+static void check_forward_vs_naive(const conv_cfg *tab, int n, ddpm_conv2d_algo algo, uint64_t seed) {
+    for (int i = 0; i < n; i++)
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             conv_case t;
-            case_init(&t, &CFGS[i].d, 100 + (uint64_t)i);
+            ddpm_conv2d_desc d = tab[i].d;
+            d.algo = algo;
+            case_init(&t, &d, seed + (uint64_t)i);
             t.fwd_bias = with_bias ? t.bias : NULL;
             double err = forward_rel_err(&t);
-            if (!(err <= 1e-5)) fail_msg("%s bias=%d: rel err %g", CFGS[i].name, with_bias, err);
+            if (!(err <= 1e-5)) fail_msg("%s bias=%d: rel err %g", tab[i].name, with_bias, err);
             case_free(&t);
         }
+}
+
+/* Finite-difference check (step eps) of the input, weight and bias gradients
+ * of every shape of tab[n] with `algo` forced. With both_bias also without a
+ * bias in the forward: L then does not depend on the bias, so only the input
+ * and weight gradients are checked. */
+static void check_gradients(const conv_cfg *tab, int n, ddpm_conv2d_algo algo, uint64_t seed,
+                            double eps, bool both_bias) {
+    for (int i = 0; i < n; i++)
+        for (int with_bias = both_bias ? 0 : 1; with_bias < 2; with_bias++) {
+            conv_case t;
+            ddpm_conv2d_desc d = tab[i].d;
+            d.algo = algo;
+            case_init(&t, &d, seed + (uint64_t)i);
+            t.fwd_bias = with_bias ? t.bias : NULL;
+            case_forward(&t);
+            case_backward(&t, t.din, t.dweight, t.dbias);
+            gc_tensor ts[] = {
+                {"input", t.in, t.din, t.nin},
+                {"weight", t.weight, t.dweight, t.nw},
+                {"bias", t.bias, t.dbias, (size_t)t.d.F},
+            };
+            char layer[64];
+            if (both_bias) snprintf(layer, sizeof layer, "conv2d %s bias=%d", tab[i].name, with_bias);
+            else snprintf(layer, sizeof layer, "conv2d %s", tab[i].name);
+            gc_check(layer, case_forward, &t, t.out, t.nout, t.proj, ts, with_bias ? 3 : 2, eps, GC_TOL,
+                     GC_MAX_ELEMS);
+            case_free(&t);
+        }
+}
+
+static void test_forward_matches_naive(void **state) {
+    (void)state;
+    check_forward_vs_naive(CFGS, NCFG, DDPM_CONV_AUTO, 100);
 }
 
 /* Wider shapes closer to the UNet's. */
@@ -188,22 +227,7 @@ static void test_forward_matches_naive_larger(void **state) {
 
 static void test_gradcheck(void **state) {
     (void)state;
-    for (int i = 0; i < NCFG; i++) {
-        conv_case t;
-        case_init(&t, &CFGS[i].d, 300 + (uint64_t)i);
-        case_forward(&t);
-        case_backward(&t, t.din, t.dweight, t.dbias);
-        gc_tensor ts[] = {
-            {"input", t.in, t.din, t.nin},
-            {"weight", t.weight, t.dweight, t.nw},
-            {"bias", t.bias, t.dbias, (size_t)t.d.F},
-        };
-        char layer[64];
-        snprintf(layer, sizeof layer, "conv2d %s", CFGS[i].name);
-        gc_check(layer, case_forward, &t, t.out, t.nout, t.proj, ts, 3, GC_EPS, GC_TOL,
-                 GC_MAX_ELEMS);
-        case_free(&t);
-    }
+    check_gradients(CFGS, NCFG, DDPM_CONV_AUTO, 300, GC_EPS, false);
 }
 
 /* |b - 2a| <= 1e-5 * max|2a| elementwise-max (BLAS may add K-blocks into C in
@@ -426,43 +450,14 @@ static const conv_cfg WINO[] = {
 
 static void test_winograd_forward_matches_naive(void **state) {
     (void)state;
-    for (int i = 0; i < NWINO; i++)
-        for (int with_bias = 0; with_bias < 2; with_bias++) {
-            conv_case t;
-            ddpm_conv2d_desc d = with_algo(WINO[i].d, DDPM_CONV_WINOGRAD);
-            case_init(&t, &d, 1100 + (uint64_t)i);
-            t.fwd_bias = with_bias ? t.bias : NULL;
-            double err = forward_rel_err(&t);
-            if (!(err <= 1e-5)) fail_msg("%s bias=%d: rel err %g", WINO[i].name, with_bias, err);
-            case_free(&t);
-        }
+    check_forward_vs_naive(WINO, NWINO, DDPM_CONV_WINOGRAD, 1100);
 }
 
 /* Input, weight and bias gradients by finite differences, with and without a
- * bias in the forward (without one, L does not depend on the bias: only the
- * input and weight gradients are checked). */
+ * bias in the forward. */
 static void test_winograd_gradcheck(void **state) {
     (void)state;
-    for (int i = 0; i < NWINO; i++)
-        for (int with_bias = 0; with_bias < 2; with_bias++) {
-            conv_case t;
-            ddpm_conv2d_desc d = with_algo(WINO[i].d, DDPM_CONV_WINOGRAD);
-            case_init(&t, &d, 1200 + (uint64_t)i);
-            t.fwd_bias = with_bias ? t.bias : NULL;
-            case_forward(&t);
-            case_backward(&t, t.din, t.dweight, t.dbias);
-            gc_tensor ts[] = {
-                {"input", t.in, t.din, t.nin},
-                {"weight", t.weight, t.dweight, t.nw},
-                {"bias", t.bias, t.dbias, (size_t)t.d.F},
-            };
-            char layer[64];
-            snprintf(layer, sizeof layer, "conv2d %s bias=%d", WINO[i].name, with_bias);
-            /* without a bias in the forward, L does not depend on it: skip it */
-            gc_check(layer, case_forward, &t, t.out, t.nout, t.proj, ts, with_bias ? 3 : 2, GC_EPS,
-                     GC_TOL, GC_MAX_ELEMS);
-            case_free(&t);
-        }
+    check_gradients(WINO, NWINO, DDPM_CONV_WINOGRAD, 1200, GC_EPS, true);
 }
 
 /* Accumulation (+=), NULL din / dbias, and bit-identical repeats. */
@@ -678,16 +673,7 @@ static const conv_cfg WINO4[] = {
 
 static void test_winograd4_forward_matches_naive(void **state) {
     (void)state;
-    for (int i = 0; i < NWINO4; i++)
-        for (int with_bias = 0; with_bias < 2; with_bias++) {
-            conv_case t;
-            ddpm_conv2d_desc d = with_algo(WINO4[i].d, DDPM_CONV_WINOGRAD4);
-            case_init(&t, &d, 2100 + (uint64_t)i);
-            t.fwd_bias = with_bias ? t.bias : NULL;
-            double err = forward_rel_err(&t);
-            if (!(err <= 1e-5)) fail_msg("%s bias=%d: rel err %g", WINO4[i].name, with_bias, err);
-            case_free(&t);
-        }
+    check_forward_vs_naive(WINO4, NWINO4, DDPM_CONV_WINOGRAD4, 2100);
 }
 
 /* The forward is F(4x4), the backward F(2x2) (the exact adjoint of the F(2x2)
@@ -700,23 +686,7 @@ static void test_winograd4_forward_matches_naive(void **state) {
  * most 3.7e-4 at 10 * GC_EPS). */
 static void test_winograd4_gradcheck(void **state) {
     (void)state;
-    for (int i = 0; i < NWINO4; i++) {
-        conv_case t;
-        ddpm_conv2d_desc d = with_algo(WINO4[i].d, DDPM_CONV_WINOGRAD4);
-        case_init(&t, &d, 2200 + (uint64_t)i);
-        case_forward(&t);
-        case_backward(&t, t.din, t.dweight, t.dbias);
-        gc_tensor ts[] = {
-            {"input", t.in, t.din, t.nin},
-            {"weight", t.weight, t.dweight, t.nw},
-            {"bias", t.bias, t.dbias, (size_t)t.d.F},
-        };
-        char layer[64];
-        snprintf(layer, sizeof layer, "conv2d %s", WINO4[i].name);
-        gc_check(layer, case_forward, &t, t.out, t.nout, t.proj, ts, 3, 10 * GC_EPS, GC_TOL,
-                 GC_MAX_ELEMS);
-        case_free(&t);
-    }
+    check_gradients(WINO4, NWINO4, DDPM_CONV_WINOGRAD4, 2200, 10 * GC_EPS, false);
 }
 
 /* The UNet's 3x3 shapes (channels and sizes; up-path convs take concatenated

@@ -577,6 +577,50 @@ static void test_winograd_matches_im2col(void **state) {
     omp_set_num_threads(saved);
 }
 
+/* Descriptors da and db on the same data (seed): forward and backward give
+ * the same bits (so they ran the same algorithm). */
+static void assert_same_bits(const ddpm_conv2d_desc *da, const ddpm_conv2d_desc *db, uint64_t seed) {
+    conv_case a, b;
+    case_init(&a, da, seed);
+    case_init(&b, db, seed);
+    conv_result ra = run_case(&a), rb = run_case(&b);
+    assert_results_equal(&a, &ra, &rb);
+    result_free(&ra);
+    result_free(&rb);
+    case_free(&a);
+    case_free(&b);
+}
+
+/* The workspace contract of conv.h for `base` (its N ignored): the size never
+ * decreases with N (1..12), and a NaN-filled buffer sized for N = 12 serves
+ * N = 2 with the same results as an exactly sized one. */
+static void check_workspace_contract(ddpm_conv2d_desc base, uint64_t seed) {
+    size_t prev = 0;
+    for (int n = 1; n <= 12; n++) {
+        ddpm_conv2d_desc dn = base;
+        dn.N = n;
+        size_t ws = ddpm_conv2d_workspace(&dn);
+        assert_true(ws >= prev);
+        prev = ws;
+    }
+    ddpm_conv2d_desc big = base, small = base;
+    big.N = 12;
+    small.N = 2;
+    size_t nbig = ddpm_conv2d_workspace(&big);
+    conv_case t;
+    case_init(&t, &small, seed);
+    conv_result own = run_case(&t);
+    float *work = gc_alloc(nbig);
+    for (size_t j = 0; j < nbig; j++) work[j] = NAN;
+    ddpm_free(t.work);
+    t.work = work; /* freed by case_free */
+    conv_result shared = run_case(&t);
+    assert_results_equal(&t, &own, &shared);
+    result_free(&own);
+    result_free(&shared);
+    case_free(&t);
+}
+
 /* AUTO takes Winograd for 3x3 stride-1 pad-1 convs with C >= 32, or C, F >= 8
  * and C*F > 128, and im2col otherwise (bit-identical results tell which ran);
  * WINOGRAD forced on a conv it does not apply to means im2col. The workspace
@@ -596,57 +640,16 @@ static void test_winograd_dispatch_and_workspace(void **state) {
         {{.N = 2, .C = 16, .H = 9, .W = 8, .F = 16, .K = 3, .S = 1, .P = 0}, DDPM_CONV_IM2COL},
     };
     for (int i = 0; i < (int)(sizeof cs / sizeof *cs); i++) {
-        ddpm_conv2d_desc da = cs[i].d, de = with_algo(cs[i].d, cs[i].expect);
-        conv_case a, e;
-        case_init(&a, &da, 1500 + (uint64_t)i);
-        case_init(&e, &de, 1500 + (uint64_t)i);
-        conv_result ra = run_case(&a), re = run_case(&e);
-        assert_results_equal(&a, &ra, &re);
-        result_free(&ra);
-        result_free(&re);
-        case_free(&a);
-        case_free(&e);
+        ddpm_conv2d_desc de = with_algo(cs[i].d, cs[i].expect);
+        assert_same_bits(&cs[i].d, &de, 1500 + (uint64_t)i);
         if (cs[i].expect == DDPM_CONV_IM2COL && !ddpm_winograd_applies(&cs[i].d)) {
             /* forced Winograd where it does not apply: im2col, same bits */
             ddpm_conv2d_desc df = with_algo(cs[i].d, DDPM_CONV_WINOGRAD);
             assert_int_equal(ddpm_conv2d_workspace(&df), ddpm_conv2d_workspace(&de));
-            conv_case f, g;
-            case_init(&f, &df, 1550 + (uint64_t)i);
-            case_init(&g, &de, 1550 + (uint64_t)i);
-            conv_result rf = run_case(&f), rg = run_case(&g);
-            assert_results_equal(&f, &rf, &rg);
-            result_free(&rf);
-            result_free(&rg);
-            case_free(&f);
-            case_free(&g);
+            assert_same_bits(&df, &de, 1550 + (uint64_t)i);
         }
     }
-    for (int i = 0; i < NWINO_WIDE; i++) {
-        size_t prev = 0;
-        for (int n = 1; n <= 12; n++) {
-            ddpm_conv2d_desc dn = WINO_WIDE[i];
-            dn.N = n;
-            size_t ws = ddpm_conv2d_workspace(&dn);
-            assert_true(ws >= prev);
-            prev = ws;
-        }
-        ddpm_conv2d_desc big = WINO_WIDE[i], small = WINO_WIDE[i];
-        big.N = 12;
-        small.N = 2;
-        size_t nbig = ddpm_conv2d_workspace(&big);
-        conv_case t;
-        case_init(&t, &small, 1600 + (uint64_t)i);
-        conv_result own = run_case(&t);
-        float *work = gc_alloc(nbig);
-        for (size_t j = 0; j < nbig; j++) work[j] = NAN;
-        ddpm_free(t.work);
-        t.work = work; /* freed by case_free */
-        conv_result shared = run_case(&t);
-        assert_results_equal(&t, &own, &shared);
-        result_free(&own);
-        result_free(&shared);
-        case_free(&t);
-    }
+    for (int i = 0; i < NWINO_WIDE; i++) check_workspace_contract(WINO_WIDE[i], 1600 + (uint64_t)i);
 }
 
 /* ---- Winograd F(4x4, 3x3) forward ---------------------------------------------- */
@@ -817,47 +820,19 @@ static void test_winograd4_dispatch_and_workspace(void **state) {
         ddpm_conv2d_desc df = with_algo(na[i], DDPM_CONV_WINOGRAD4);
         ddpm_conv2d_desc dg = with_algo(na[i], DDPM_CONV_IM2COL);
         assert_int_equal(ddpm_conv2d_workspace(&df), ddpm_conv2d_workspace(&dg));
-        conv_case f, g;
-        case_init(&f, &df, 2550 + (uint64_t)i);
-        case_init(&g, &dg, 2550 + (uint64_t)i);
-        conv_result rf = run_case(&f), rg = run_case(&g);
-        assert_results_equal(&f, &rf, &rg);
-        result_free(&rf);
-        result_free(&rg);
-        case_free(&f);
-        case_free(&g);
+        assert_same_bits(&df, &dg, 2550 + (uint64_t)i);
     }
     for (int i = 0; i < NWINO_WIDE; i++) {
         for (int forced = 0; forced < 2; forced++) {
             ddpm_conv2d_desc base =
                 forced ? with_algo(WINO_WIDE[i], DDPM_CONV_WINOGRAD4) : WINO_WIDE[i];
-            size_t prev = 0;
+            check_workspace_contract(base, 2600 + (uint64_t)i);
+            /* F(4x4)'s workspace also serves F(2x2) forward and backward */
             for (int n = 1; n <= 12; n++) {
-                ddpm_conv2d_desc dn = base;
-                dn.N = n;
-                size_t ws = ddpm_conv2d_workspace(&dn);
-                assert_true(ws >= prev);
-                prev = ws;
-                /* F(4x4)'s workspace also serves F(2x2) forward and backward */
-                ddpm_conv2d_desc d2 = with_algo(dn, DDPM_CONV_WINOGRAD);
-                assert_true(ws >= ddpm_conv2d_workspace(&d2));
+                ddpm_conv2d_desc dn = base, d2 = with_algo(base, DDPM_CONV_WINOGRAD);
+                dn.N = d2.N = n;
+                assert_true(ddpm_conv2d_workspace(&dn) >= ddpm_conv2d_workspace(&d2));
             }
-            ddpm_conv2d_desc big = base, small = base;
-            big.N = 12;
-            small.N = 2;
-            size_t nbig = ddpm_conv2d_workspace(&big);
-            conv_case t;
-            case_init(&t, &small, 2600 + (uint64_t)i);
-            conv_result own = run_case(&t);
-            float *work = gc_alloc(nbig);
-            for (size_t j = 0; j < nbig; j++) work[j] = NAN;
-            ddpm_free(t.work);
-            t.work = work; /* freed by case_free */
-            conv_result shared = run_case(&t);
-            assert_results_equal(&t, &own, &shared);
-            result_free(&own);
-            result_free(&shared);
-            case_free(&t);
         }
     }
 }

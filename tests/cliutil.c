@@ -68,3 +68,12 @@ int cli_lines(const char *s) {
     for (; *s; s++) n += *s == '\n';
     return n;
 }
+
+void cli_check_help(const char *cmd, const char *const *words, int n) {
+    static cli_result r; /* 128 KB: not on the stack */
+    if (cli_run(&r, "%s --help", cmd) != 0)
+        fail_msg("'%s --help' exited %d; stderr:\n%s", cmd, r.status, r.err);
+    for (int i = 0; i < n; i++)
+        if (!strstr(r.out, words[i])) fail_msg("'%s --help' does not mention %s", cmd, words[i]);
+    if (r.err[0]) fail_msg("'%s --help' wrote to stderr:\n%s", cmd, r.err);
+}

@@ -22,4 +22,8 @@ bool cli_exists(const char *path);
 /* Number of lines in s. */
 int cli_lines(const char *s);
 
+/* `ddpm <cmd> --help` exits 0, prints nothing on stderr and mentions every
+ * one of words[n] on stdout (a cmocka failure names the first missing one). */
+void cli_check_help(const char *cmd, const char *const *words, int n);
+
 #endif

@@ -157,12 +157,9 @@ static void check_sgemm(void) {
 
 static void test_help(void **state) {
     (void)state;
-    assert_int_equal(cli_run(&g_r, "bench --help"), 0);
-    const char *flags[] = {"--threads", "--seconds", "--batch", "--warmup", "--only", "--sgemm-size",
-                           "--ch", "--ch-mult", "--attn", "train_gflops", "3 x"};
-    for (size_t i = 0; i < sizeof flags / sizeof *flags; i++)
-        if (!strstr(g_r.out, flags[i])) fail_msg("--help does not mention %s", flags[i]);
-    assert_string_equal(g_r.err, "");
+    const char *const flags[] = {"--threads", "--seconds", "--batch", "--warmup", "--only", "--sgemm-size",
+                                 "--ch", "--ch-mult", "--attn", "train_gflops", "3 x"};
+    cli_check_help("bench", flags, (int)(sizeof flags / sizeof *flags));
 }
 
 static void test_all_parts(void **state) {
@@ -256,8 +253,10 @@ static void test_profile(void **state) {
     for (int i = 0; i < COUNT(timed); i++) num(timed[i]);
     double other = nonneg("train_prof_other_ms");
     nonneg("sample_prof_other_ms");
-    /* the mean of the timed steps lies within [p10, max]: a loose sanity bound */
-    assert_true(train_sum + other >= 0.5 * num("train_ms_p10"));
+    /* the layer timers cover the step: what they miss is a small part of it
+     * (0.1 of ~400 ms on the default model) */
+    if (!(other <= 0.5 * (train_sum + other)))
+        fail_msg("untimed %.3f ms of a %.3f ms step: layer calls escape the timers", other, train_sum + other);
     if (!strstr(g_r.err, "train profile") || !strstr(g_r.err, "conv3x3"))
         fail_msg("no profile table on stderr:\n%s", g_r.err);
 

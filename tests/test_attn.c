@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "reference.h"
 #include "ddpm/attn.h"
 #include "ddpm/common.h"
 #include "ddpm/rng.h"

@@ -18,10 +18,11 @@
 #include <cmocka.h>
 #include <omp.h>
 
+#include "reference.h"
 #include "ddpm/common.h"
 #include "ddpm/conv.h"
 #include "ddpm/rng.h"
-#include "ddpm/winograd.h"
+#include "nn/winograd.h"
 #include "gradcheck.h"
 
 typedef struct {

@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "reference.h"
 #include "ddpm/linear.h"
 #include "ddpm/common.h"
 #include "ddpm/rng.h"

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "reference.h"
 #include "ddpm/common.h"
 #include "ddpm/optim.h"
 #include "ddpm/rng.h"

@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "reference.h"
 #include "ddpm/rng.h"
 #include "ddpm/tensor.h"
 #include "gradcheck.h"

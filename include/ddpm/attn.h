@@ -25,8 +25,5 @@ void ddpm_attention_forward(float *out, float *att, const float *qkv, int N, int
 void ddpm_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
                              int N, int C, int T, float *work);
 
-/* Direct loops with double accumulation: the test reference. Needs no
- * scratch (recomputes the scores), so it is O(N T^2 C^2): small shapes only. */
-void ddpm_attention_forward_naive(float *out, const float *qkv, int N, int C, int T);
 
 #endif

@@ -71,8 +71,5 @@ void ddpm_conv2d_backward(float *din, float *dweight, float *dbias, const float 
                           const float *in, const float *weight, const ddpm_conv2d_desc *d,
                           float *work);
 
-/* Direct seven-loop convolution with double accumulation: the test reference. */
-void ddpm_conv2d_forward_naive(float *out, const float *in, const float *weight,
-                               const float *bias, const ddpm_conv2d_desc *d);
 
 #endif

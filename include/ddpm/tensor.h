@@ -51,15 +51,11 @@ void ddpm_arena_reset(ddpm_arena *a, size_t mark);
 /* ---- GEMM --------------------------------------------------------------------
  * Row-major C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C, where op(X)
  * is X or X^T. lda/ldb/ldc are the row strides of A, B, C as stored. Backed by
- * cblas_sgemm. ddpm_gemm_naive is the triple loop with double accumulation,
- * the reference the tests compare against.
+ * cblas_sgemm.
  */
 void ddpm_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
                const float *A, int lda, const float *B, int ldb, float beta,
                float *C, int ldc);
-void ddpm_gemm_naive(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
-                     const float *A, int lda, const float *B, int ldb, float beta,
-                     float *C, int ldc);
 
 /* Number of threads OpenBLAS uses (set with ddpm_blas_set_threads) and the
  * name of the kernel set it picked ("Haswell", "SkylakeX", ...). */

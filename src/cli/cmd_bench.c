@@ -44,7 +44,7 @@
 #include "args.h"
 #include "cli.h"
 #include "ddpm/diffusion.h"
-#include "ddpm/prof.h"
+#include "core/prof.h"
 #include "ddpm/rng.h"
 #include "ddpm/tensor.h"
 #include "ddpm/train.h"

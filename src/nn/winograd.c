@@ -100,7 +100,7 @@
  *             G^T (dU_0 + dU_1 + ... + dU_{T-1}) G, summed in thread order.
  * Results are bit-for-bit reproducible for a given T.
  */
-#include "ddpm/winograd.h"
+#include "nn/winograd.h"
 
 #include <omp.h>
 #include <string.h>

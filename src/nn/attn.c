@@ -119,33 +119,4 @@ void ddpm_attention_backward(float *dqkv, const float *dout, const float *qkv, c
         ddpm_gemm(false, false, C, T, T, scale, q, T, d, T, 1.0f, dk, T);
     }
 }
-/* Scaled score S[n,i,j] in double. */
-static double naive_score(const float *q, const float *k, int C, int T, int i, int j) {
-    double s = 0.0;
-    for (int c = 0; c < C; c++) s += (double)q[(size_t)c * T + i] * (double)k[(size_t)c * T + j];
-    return s / sqrt((double)C);
-}
 
-void ddpm_attention_forward_naive(float *out, const float *qkv, int N, int C, int T) {
-    /* out (N, C, T); qkv (N, 3C, T). Recomputes the scores instead of storing
-     * them (no scratch), O(N T^2 C^2): for tests on small shapes only. */
-    const size_t CT = (size_t)C * T;
-    for (int n = 0; n < N; n++) {
-        const float *q = qkv + (size_t)n * 3 * CT, *k = q + CT, *v = q + 2 * CT;
-        for (int i = 0; i < T; i++) {
-            double maxv = -INFINITY;
-            for (int j = 0; j < T; j++) {
-                double s = naive_score(q, k, C, T, i, j);
-                if (s > maxv) maxv = s;
-            }
-            double z = 0.0;
-            for (int j = 0; j < T; j++) z += exp(naive_score(q, k, C, T, i, j) - maxv);
-            for (int c = 0; c < C; c++) {
-                double acc = 0.0;
-                for (int j = 0; j < T; j++)
-                    acc += (double)v[(size_t)c * T + j] * exp(naive_score(q, k, C, T, i, j) - maxv);
-                out[(size_t)n * CT + (size_t)c * T + i] = (float)(acc / z);
-            }
-        }
-    }
-}

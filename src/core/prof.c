@@ -1,6 +1,6 @@
 /* prof.c: wall-clock time per layer kind. See prof.h. */
 #define _POSIX_C_SOURCE 200809L
-#include "ddpm/prof.h"
+#include "core/prof.h"
 
 #include <string.h>
 #include <time.h>

@@ -66,7 +66,7 @@
 #include <string.h>
 
 #include "ddpm/tensor.h"
-#include "ddpm/winograd.h"
+#include "nn/winograd.h"
 
 static int is_direct_1x1(const ddpm_conv2d_desc *d) { return d->K == 1 && d->S == 1 && d->P == 0; }
 
@@ -572,23 +572,3 @@ void ddpm_conv2d_backward(float *din, float *dweight, float *dbias, const float 
     }
 }
 
-void ddpm_conv2d_forward_naive(float *out, const float *in, const float *weight,
-                               const float *bias, const ddpm_conv2d_desc *d) {
-    const int N = d->N, C = d->C, H = d->H, W = d->W, F = d->F, K = d->K, S = d->S, P = d->P;
-    const int HO = ddpm_conv2d_out(H, K, S, P), WO = ddpm_conv2d_out(W, K, S, P);
-    for (int n = 0; n < N; n++)
-        for (int f = 0; f < F; f++)
-            for (int oh = 0; oh < HO; oh++)
-                for (int ow = 0; ow < WO; ow++) {
-                    double acc = bias ? (double)bias[f] : 0.0;
-                    for (int c = 0; c < C; c++)
-                        for (int ki = 0; ki < K; ki++)
-                            for (int kj = 0; kj < K; kj++) {
-                                int ih = oh * S - P + ki, iw = ow * S - P + kj;
-                                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                                acc += (double)in[(((size_t)n * C + c) * H + ih) * W + iw] *
-                                       (double)weight[(((size_t)f * C + c) * K + ki) * K + kj];
-                            }
-                    out[(((size_t)n * F + f) * HO + oh) * WO + ow] = (float)acc;
-                }
-}

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "ddpm/diffusion.h"
-#include "ddpm/prof.h"
+#include "core/prof.h"
 
 struct ddpm_trainer {
     ddpm_train_config cfg;

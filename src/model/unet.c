@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "ddpm/nn.h"
-#include "ddpm/prof.h"
+#include "core/prof.h"
 
 enum { OP_CONV, OP_RES, OP_ATTN, OP_UPCONV, OP_OUT };
 

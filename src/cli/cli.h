@@ -29,4 +29,8 @@ extern const ddpm_cli_command ddpm_cmd_sample;
 extern const ddpm_cli_command ddpm_cmd_noise;
 extern const ddpm_cli_command ddpm_cmd_bench;
 
+/* runtime.c: sets OpenBLAS's kernel choice and libgomp's spin count when the
+ * user has not, re-executing the binary once (Linux) so they take effect. */
+void ddpm_cli_tune_runtime(char **argv);
+
 #endif

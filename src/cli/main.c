@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -28,34 +27,8 @@ static void usage(FILE *f) {
     fprintf(f, "\nRun 'ddpm <command> --help' for a command's options.\n");
 }
 
-/* Two runtime settings are read when their libraries load, before main, so
- * ddpm sets them and re-executes itself once when the user has not chosen:
- * - OpenBLAS 0.3.21 does not recognise recent AVX-512 Xeons and falls back to
- *   generic kernels; its AVX-512 (SkylakeX) kernels are 2-3x faster there.
- * - libgomp's idle threads spin for a long time before sleeping. On a quiet
- *   machine that costs nothing, but when other processes share the cores a
- *   spinning thread steals the core its partner needs: a training step took
- *   5x longer under load. A spin count of 30000 is as fast as the default on
- *   a quiet machine (73.3 vs 73.5 img/s, ddpm bench) and degrades gracefully.
- * An explicit OPENBLAS_CORETYPE, GOMP_SPINCOUNT or OMP_WAIT_POLICY wins. */
-static bool has_avx512(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-}
-
-static void tune_runtime(char **argv) {
-    bool changed = false;
-    if (!getenv("OPENBLAS_CORETYPE") && has_avx512())
-        changed |= setenv("OPENBLAS_CORETYPE", "SkylakeX", 1) == 0;
-    if (!getenv("GOMP_SPINCOUNT") && !getenv("OMP_WAIT_POLICY"))
-        changed |= setenv("GOMP_SPINCOUNT", "30000", 1) == 0;
-    if (changed) execv("/proc/self/exe", argv); /* both are set now: no loop */
-    /* exec failed (no /proc?): carry on with the defaults */
-}
-
 int main(int argc, char **argv) {
-    tune_runtime(argv);
+    ddpm_cli_tune_runtime(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -198,27 +198,44 @@ size_t ddpm_winograd_workspace(const ddpm_conv2d_desc *d, int m, int T) {
 
 /* ---- layout changes -------------------------------------------------------------
  * Between NCHW channel planes and channels-last rows, by 8x8 blocks transposed
- * in registers (GCC vector extensions; plain SSE without -march=native). */
+ * in registers. v8f is a vector_size type, which gcc and clang both provide
+ * (compiled to AVX with -march=native on x86, to SSE or NEON pairs without);
+ * SHUF picks elements of two v8f by index (0-7 from a, 8-15 from b):
+ * __builtin_shufflevector in clang and gcc >= 12, __builtin_shuffle before. */
+
+/* IVDEP: the loop that follows has no dependences through memory. */
+#if defined(__clang__)
+#define IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define IVDEP _Pragma("GCC ivdep")
+#else
+#define IVDEP
+#endif
 
 typedef float v8f __attribute__((vector_size(32)));
+#if defined(__clang__) || __GNUC__ >= 12
+#define SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
 typedef int v8i __attribute__((vector_size(32)));
+#define SHUF(a, b, ...) __builtin_shuffle(a, b, (v8i){__VA_ARGS__})
+#endif
 
 /* r[i][j] <- r[j][i]: pairs interleaved, then pairs of pairs, then halves. */
 static inline void transpose8x8(v8f r[8]) {
     v8f t[8];
     for (int i = 0; i < 8; i += 2) {
-        t[i] = __builtin_shuffle(r[i], r[i + 1], (v8i){0, 8, 1, 9, 4, 12, 5, 13});
-        t[i + 1] = __builtin_shuffle(r[i], r[i + 1], (v8i){2, 10, 3, 11, 6, 14, 7, 15});
+        t[i] = SHUF(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = SHUF(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
     }
     for (int i = 0; i < 8; i += 4)
         for (int k = 0; k < 2; k++) {
             v8f a = t[i + k], b = t[i + k + 2];
-            r[i + 2 * k] = __builtin_shuffle(a, b, (v8i){0, 1, 8, 9, 4, 5, 12, 13});
-            r[i + 2 * k + 1] = __builtin_shuffle(a, b, (v8i){2, 3, 10, 11, 6, 7, 14, 15});
+            r[i + 2 * k] = SHUF(a, b, 0, 1, 8, 9, 4, 5, 12, 13);
+            r[i + 2 * k + 1] = SHUF(a, b, 2, 3, 10, 11, 6, 7, 14, 15);
         }
     for (int k = 0; k < 4; k++) {
-        t[k] = __builtin_shuffle(r[k], r[k + 4], (v8i){0, 1, 2, 3, 8, 9, 10, 11});
-        t[k + 4] = __builtin_shuffle(r[k], r[k + 4], (v8i){4, 5, 6, 7, 12, 13, 14, 15});
+        t[k] = SHUF(r[k], r[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        t[k + 4] = SHUF(r[k], r[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
     }
     for (int k = 0; k < 8; k++) r[k] = t[k];
 }
@@ -282,7 +299,7 @@ static void cl_to_planes(float *restrict dst, size_t ds, const float *restrict s
 
 /* v[e*es + c] = (B^T d B)[e] of the window d[4k + l] (k row, l column). */
 static void input_tile(float *restrict v, size_t es, const float *const *d, int C) {
-#pragma GCC ivdep
+IVDEP
     for (int c = 0; c < C; c++) {
         float t[4][4]; /* B^T d: rows combined */
         for (int l = 0; l < 4; l++) {
@@ -304,7 +321,7 @@ static void input_tile(float *restrict v, size_t es, const float *const *d, int 
 /* y[2i + j] (2x2) = (A^T m A)[i][j] + bias of m[e] = m[e*es + f]. */
 static void output_tile(float *const *y, const float *restrict m, size_t es,
                         const float *restrict bias, int F) {
-#pragma GCC ivdep
+IVDEP
     for (int f = 0; f < F; f++) {
         float s[2][4]; /* A^T m */
         for (int j = 0; j < 4; j++) {
@@ -430,7 +447,7 @@ static void output_tile4(float *const *y, const float *restrict m, size_t es,
 
 /* o[e*es + f] = (A g A^T)[e] of the 2x2 dout tile g[2a + b]. */
 static void dout_tile(float *restrict o, size_t es, const float *const *g, int F) {
-#pragma GCC ivdep
+IVDEP
     for (int f = 0; f < F; f++) {
         float h[4][2]; /* A g: rows */
         for (int b = 0; b < 2; b++) {
@@ -451,7 +468,7 @@ static void dout_tile(float *restrict o, size_t es, const float *const *g, int F
 
 /* x[4k + l] += (B dV B^T)[k][l] of dV[e] = v[e*es + c], onto the window x. */
 static void din_tile(float *const *x, const float *restrict v, size_t es, int C) {
-#pragma GCC ivdep
+IVDEP
     for (int c = 0; c < C; c++) {
         float t[4][4]; /* B dV: rows; (B u)_k = u0, u1-u2+u3, -u0+u1+u2, -u3 */
         for (int j = 0; j < 4; j++) {

@@ -162,7 +162,8 @@ static void test_help(void **state) {
     (void)state;
     const char *const flags[] = {"--ckpt", "-n", "-o", "--sampler", "--sample-steps", "--eta", "--var",
                                  "--seed", "--nrow", "--no-ema", "--label", "--batch", "--threads",
-                                 "--idx", "--trajectory", "ddim", "runs/mnist/ckpt.safetensors"};
+                                 "--idx", "--trajectory", "ddim", "runs/mnist/ckpt.safetensors",
+                                 "dpm++2m", "--spacing", "logsnr", "--guidance", "--scale"};
     cli_check_help("sample", flags, (int)(sizeof flags / sizeof *flags));
 }
 
@@ -407,6 +408,95 @@ static void test_labels(void **state) {
     free(b);
 }
 
+/* ---- DPM-Solver++, spacings, guidance, --scale -------------------------------- */
+
+static void test_new_flags_errors(void **state) {
+    (void)state;
+    const char *ck = P("ck.safetensors"), *cond = P("cond.safetensors");
+    struct {
+        const char *ckpt, *flags, *in_err;
+        int status;
+    } bad[] = {
+        {ck, "--guidance 2", "unconditional", 2},           /* unconditional model */
+        {cond, "--guidance -1", "--guidance", 2},           /* negative W */
+        {cond, "--guidance nan", "--guidance", 2},          /* non-finite W */
+        {cond, "--guidance inf", "--guidance", 2},
+        {cond, "--label 7 --guidance 2", "--label", 2},     /* label out of range */
+        {ck, "--sampler dpm++2m --sample-steps 20", "T-1 = 19", 2}, /* dpm++2m: at most T-1 */
+        {ck, "--sampler ddim --spacing cubic", "cubic", 2},
+        {ck, "--spacing logsnr", "--spacing", 2},           /* ddpm has no spacing */
+        {ck, "--sampler dpm++2m --eta 0.5", "--eta", 2},
+        {ck, "--sampler dpm++2m --var large", "--var", 2},
+        {ck, "--scale 0", "--scale", 2},
+        {ck, "--scale 17", "--scale", 2},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cli_run(&g_r, "sample -c '%s' -n 2 %s -o '%s'", bad[i].ckpt, bad[i].flags, P("bad.png"));
+        expect(bad[i].status, bad[i].in_err);
+        assert_false(cli_exists(P("bad.png")));
+        int lines = 0;
+        for (const char *q = g_r.err; *q; q++) lines += *q == '\n';
+        assert_int_equal(lines, 1); /* a one-line error */
+    }
+}
+
+static void test_dpmpp_and_spacing(void **state) {
+    (void)state;
+    const char *ck = P("ck.safetensors");
+    cli_run(&g_r, "sample -c '%s' -n 3 --sampler dpm++2m -o '%s' --idx '%s' --trajectory '%s'", ck,
+            P("p.png"), P("p.idx"), P("pt.png"));
+    expect(0, "dpm++2m sampler, 19 steps"); /* default min(20, T-1) */
+    assert_non_null(strstr(g_r.err, "logsnr spacing"));
+    assert_png(P("pt.png"), grid_px(10, 8), grid_px(3, 8));
+    cli_run(&g_r, "sample -c '%s' -n 3 --sampler dpm++2m --sample-steps 5 --spacing uniform -o '%s' "
+                  "--idx '%s' --trajectory '%s'", ck, P("q.png"), P("q.idx"), P("qt.png"));
+    expect(0, "uniform spacing");
+    assert_png(P("qt.png"), grid_px(6, 8), grid_px(3, 8));
+    assert_false(same_file(P("p.idx"), P("q.idx")));
+    /* deterministic, but x_T comes from the seed: another seed, other images */
+    cli_run(&g_r, "sample -c '%s' -n 3 --sampler dpm++2m --sample-steps 5 --spacing uniform --seed 4 "
+                  "-o '%s' --idx '%s'", ck, P("q2.png"), P("q2.idx"));
+    expect(0, NULL);
+    assert_false(same_file(P("q.idx"), P("q2.idx")));
+    cli_run(&g_r, "sample -c '%s' -n 2 --sampler ddim --spacing quadratic --sample-steps 4 -o '%s'", ck,
+            P("dq.png"));
+    expect(0, "quadratic spacing");
+}
+
+static void test_guidance_and_scale(void **state) {
+    (void)state;
+    const char *cond = P("cond.safetensors");
+    /* cycled labels with guidance: 3 classes -> 3 columns; --scale 2 doubles the tiles */
+    cli_run(&g_r, "sample -c '%s' -n 6 --sample-steps 4 --guidance 3 --scale 2 -o '%s' --idx '%s' "
+                  "--trajectory '%s'", cond, P("g.png"), P("g.idx"), P("gt.png"));
+    expect(0, "guidance 3");
+    assert_png(P("g.png"), grid_px(3, 16), grid_px(2, 16));
+    assert_png(P("gt.png"), grid_px(5, 16), grid_px(6, 16));
+    /* W = 1 is the conditional sampler (to the rounding of a double-size batch) */
+    cli_run(&g_r, "sample -c '%s' -n 6 --sample-steps 4 --guidance 1 -o '%s' --idx '%s'", cond,
+            P("g1.png"), P("g1.idx"));
+    expect(0, NULL);
+    cli_run(&g_r, "sample -c '%s' -n 6 --sample-steps 4 -o '%s' --idx '%s'", cond, P("g_.png"), P("g_.idx"));
+    expect(0, NULL);
+    long la, lb, lc;
+    unsigned char *a = slurp(P("g1.idx"), &la), *b = slurp(P("g_.idx"), &lb), *c = slurp(P("g.idx"), &lc);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    assert_int_equal(la, lb);
+    int maxd = 0, differ = 0;
+    for (long i = 16; i < la; i++) {
+        int d = abs((int)a[i] - (int)b[i]);
+        maxd = d > maxd ? d : maxd;
+        differ += a[i] != c[i];
+    }
+    assert_true(maxd <= 1);
+    assert_true(differ > 0); /* W = 3 is not W = 1 */
+    free(a);
+    free(b);
+    free(c);
+}
+
 /* ---- reproducibility -------------------------------------------------------------- */
 
 static void test_reproducible(void **state) {
@@ -460,6 +550,9 @@ int main(void) {
         cmocka_unit_test(test_outputs),
         cmocka_unit_test(test_ddim_and_options),
         cmocka_unit_test(test_labels),
+        cmocka_unit_test(test_new_flags_errors),
+        cmocka_unit_test(test_dpmpp_and_spacing),
+        cmocka_unit_test(test_guidance_and_scale),
         cmocka_unit_test(test_reproducible),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

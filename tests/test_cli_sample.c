@@ -495,6 +495,18 @@ static void test_guidance_and_scale(void **state) {
     free(a);
     free(b);
     free(c);
+    /* --label-idx: the labels, cycling or fixed, as IDX u8 */
+    cli_run(&g_r, "sample -c '%s' -n 7 --sample-steps 2 -o '%s' --label-idx '%s'", cond, P("l.png"), P("l.idx"));
+    expect(0, "7 u8 labels");
+    unsigned char *l = slurp(P("l.idx"), &la);
+    assert_non_null(l);
+    const unsigned char want[15] = {0, 0, 8, 1, 0, 0, 0, 7, 0, 1, 2, 0, 1, 2, 0};
+    assert_int_equal(la, 15);
+    assert_memory_equal(l, want, 15);
+    free(l);
+    cli_run(&g_r, "sample -c '%s' -n 2 -o '%s' --label-idx '%s'", P("ck.safetensors"), P("l2.png"), P("l2.idx"));
+    expect(2, "unconditional");
+    assert_false(cli_exists(P("l2.idx")));
 }
 
 /* ---- reproducibility -------------------------------------------------------------- */

@@ -140,7 +140,7 @@ static int schedule_from_meta(const ddpm_checkpoint *ck, int *kind, int *T) {
 /* ---- flags --------------------------------------------------------------------------- */
 
 typedef struct {
-    const char *ckpt, *out, *sampler_name, *var_name, *spacing_name, *idx_path, *traj_path;
+    const char *ckpt, *out, *sampler_name, *var_name, *spacing_name, *idx_path, *traj_path, *lab_path;
     int n, steps, nrow, threads, batch, label, scale;
     float eta, guidance;
     uint64_t seed;
@@ -202,6 +202,7 @@ static int parse_flags(sample_flags *f, int argc, char **argv) {
         {"--threads", NULL, OPT_INT, &f->threads, 0, 4096, "N", "threads (default 0: all cores)"},
         {"--idx", NULL, OPT_STRING, &f->idx_path, 0, 0, "FILE", "also write the images as an IDX file (u8)"},
         {"--trajectory", NULL, OPT_STRING, &f->traj_path, 0, 0, "FILE", "PNG of x_T ... x_0 in 10 columns, a row per image (first 100)"},
+        {"--label-idx", NULL, OPT_STRING, &f->lab_path, 0, 0, "FILE", "also write the images' class labels as an IDX file (u8)"},
     };
     int nopts = (int)(sizeof opts / sizeof *opts);
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, nopts, SYNOPSIS, EPILOG);
@@ -231,17 +232,17 @@ static int parse_flags(sample_flags *f, int argc, char **argv) {
 
 /* Output names: distinct, and a note when one will not end in .png. */
 static int check_out_names(const sample_flags *f) {
-    const char *outs[3] = {f->out, f->idx_path, f->traj_path};
-    const char *out_flag[3] = {"-o", "--idx", "--trajectory"};
-    for (int a = 0; a < 3; a++)
-        for (int b = a + 1; b < 3; b++)
+    const char *outs[4] = {f->out, f->idx_path, f->traj_path, f->lab_path};
+    const char *out_flag[4] = {"-o", "--idx", "--trajectory", "--label-idx"};
+    for (int a = 0; a < 4; a++)
+        for (int b = a + 1; b < 4; b++)
             if (outs[a] && outs[b] && !strcmp(outs[a], outs[b])) {
                 fprintf(stderr, "ddpm %s: %s and %s name the same file '%s'\n", CMD, out_flag[a],
                         out_flag[b], outs[a]);
                 return 2;
             }
     for (int a = 0; a < 3; a++)
-        if (outs[a] && a != 1 && !ends_with(outs[a], ".png") && !ends_with(outs[a], ".PNG"))
+        if (outs[a] && (a == 0 || a == 2) && !ends_with(outs[a], ".png") && !ends_with(outs[a], ".PNG"))
             fprintf(stderr, "ddpm %s: note: '%s' will be a PNG file\n", CMD, outs[a]);
     return 0;
 }
@@ -284,6 +285,9 @@ static int check_against_model(const sample_flags *f, const ddpm_unet_config *cf
     else if ((f->label >= 0 || f->guided) && C == 0)
         fprintf(stderr, "ddpm %s: %s: the model in '%s' is unconditional (trained without --classes)\n",
                 CMD, f->label >= 0 ? "--label" : "--guidance", f->ckpt);
+    else if (f->lab_path && (C == 0 || C > 256))
+        fprintf(stderr, "ddpm %s: --label-idx: the model in '%s' %s\n", CMD, f->ckpt,
+                C ? "has more than 256 classes (u8 labels)" : "is unconditional (trained without --classes)");
     else if (f->label >= C && C > 0)
         fprintf(stderr, "ddpm %s: --label %d out of range: the model has %d classes (0..%d)\n", CMD,
                 f->label, C, C - 1);
@@ -415,6 +419,15 @@ static ddpm_status write_outputs(const sample_flags *f, const sample_run *r, con
         if (st) return st;
         fprintf(stderr, "ddpm %s: wrote %d x %d x %d x %d u8 images to '%s'\n", CMD, n, c, h, w, f->idx_path);
     }
+    if (f->lab_path) {
+        uint8_t *lab = malloc((size_t)n);
+        if (!lab) return ddpm_error(DDPM_ERR_NOMEM, "out of memory for the label file");
+        for (int i = 0; i < n; i++) lab[i] = (uint8_t)r->labels[i];
+        ddpm_status st = ddpm_idx_write(f->lab_path, lab, 1, &n);
+        free(lab);
+        if (st) return st;
+        fprintf(stderr, "ddpm %s: wrote %d u8 labels to '%s'\n", CMD, n, f->lab_path);
+    }
     if (f->traj_path) {
         if (ddpm_image_write_grid_scaled(f->traj_path, r->traj, v->trows * v->tcols, c, h, w, v->tcols,
                                          -1.0f, 1.0f, zoom))
@@ -440,8 +453,8 @@ static int plan_outputs(const sample_flags *f, const ddpm_unet_config *cfg, int 
     v->trows = f->n < TRAJ_MAX_ROWS ? f->n : TRAJ_MAX_ROWS;
     for (int j = 0; j < v->tcols; j++)
         v->cap_step[j] = v->tcols > 1 ? (j * K + (v->tcols - 1) / 2) / (v->tcols - 1) : K;
-    const char *outs[3] = {f->out, f->idx_path, f->traj_path};
-    for (int a = 0; a < 3; a++)
+    const char *outs[4] = {f->out, f->idx_path, f->traj_path, f->lab_path};
+    for (int a = 0; a < 4; a++)
         if (outs[a] && ddpm_cli_check_writable(CMD, outs[a])) return 1;
     if (check_grid(f->out, f->n, Cin, H, W, nrow, f->scale)) return 1;
     if (f->traj_path && check_grid(f->traj_path, v->trows * v->tcols, Cin, H, W, v->tcols, f->scale))

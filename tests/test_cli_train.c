@@ -30,22 +30,7 @@ static int setup(void **state) {
     (void)state;
     cli_tmpdir(g_dir, sizeof g_dir);
     snprintf(g_data, sizeof g_data, "%s/data", g_dir);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", g_data);
-    if (system(cmd)) return -1;
-    enum { N = 40, S = 8 };
-    static uint8_t px[N * S * S], lab[N];
-    for (int i = 0; i < N; i++) {
-        lab[i] = (uint8_t)(i % 4);
-        for (int p = 0; p < S * S; p++) px[i * S * S + p] = (uint8_t)((i * 37 + p * 11 + (p / S == i % S) * 200) % 256);
-    }
-    char path[400];
-    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", g_data);
-    if (ddpm_idx_write_images(path, px, N, 1, S, S)) return -1;
-    snprintf(path, sizeof path, "%s/train-labels-idx1-ubyte", g_data);
-    int dims[1] = {N};
-    if (ddpm_idx_write(path, lab, 1, dims)) return -1;
-    return 0;
+    return cli_write_dataset(g_data, 40, 8);
 }
 
 static int teardown(void **state) {
@@ -54,17 +39,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc(*n ? *n : 1);
-    assert_int_equal(fread(b, 1, *n, f), *n);
-    fclose(f);
-    return b;
-}
 
 static const char *meta_of(const char *ckpt, const char *key, char *buf, size_t cap) {
     ddpm_checkpoint ck;
@@ -123,9 +97,7 @@ static void test_data_location(void **state) {
     int st = system(cmd);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
     size_t n;
-    char *err = slurp(errf, &n), want[1200];
-    err = realloc(err, n + 1);
-    err[n] = '\0';
+    char *err = cli_slurp(errf, &n), want[1200];
     snprintf(want, sizeof want,
              "ddpm train: MNIST not found (no train-images-idx3-ubyte[.gz] in '%s/none', 'data/mnist'): "
              "run scripts/fetch_mnist.sh or pass --data-dir DIR\n", g_dir);
@@ -158,16 +130,14 @@ static void test_resume_is_exact(void **state) {
     assert_non_null(strstr(r.err, "(resumed)"));
     snprintf(pa, sizeof pa, "%s/ckpt.safetensors", A);
     size_t na, nb;
-    char *ba = slurp(pa, &na), *bb = slurp(pb, &nb);
+    char *ba = cli_slurp(pa, &na), *bb = cli_slurp(pb, &nb);
     assert_int_equal(na, nb);
     assert_memory_equal(ba, bb, na); /* weights, EMA, moments, rng and data state */
     free(ba);
     free(bb);
     /* the log of the resumed run has every iteration once */
     snprintf(pb, sizeof pb, "%s/log.csv", B);
-    char *log = slurp(pb, &nb);
-    log = realloc(log, nb + 1);
-    log[nb] = '\0';
+    char *log = cli_slurp(pb, &nb);
     assert_int_equal(cli_lines(log), 1 + 8);
     free(log);
     snprintf(pb, sizeof pb, "%s/samples.png", B);
@@ -224,9 +194,7 @@ static void signal_saves(const char *name, const char *sig, int code, const char
     assert_true(step >= 2 && step < 100000);
     snprintf(errf, sizeof errf, "%s.err", out);
     size_t n;
-    char *err = slurp(errf, &n);
-    err = realloc(err, n + 1);
-    err[n] = '\0';
+    char *err = cli_slurp(errf, &n);
     const char *hit = strstr(err, word);
     if (!hit) fail_msg("stderr lacks '%s': %s", word, err);
     assert_null(strstr(hit + 1, word)); /* saved and said so once */
@@ -268,9 +236,7 @@ static void test_lock(void **state) {
     char outf[500];
     snprintf(outf, sizeof outf, "%s.out", out);
     size_t n;
-    char *msg = slurp(outf, &n);
-    msg = realloc(msg, n + 1);
-    msg[n] = '\0';
+    char *msg = cli_slurp(outf, &n);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || cli_lines(msg) != 2 || !strstr(msg, "in use by another ddpm train"))
         fail_msg("second run on a busy --out: %s", msg);
     free(msg);

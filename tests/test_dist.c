@@ -32,21 +32,7 @@ static int setup(void **state) {
     (void)state;
     cli_tmpdir(g_dir, sizeof g_dir);
     snprintf(g_data, sizeof g_data, "%s/data", g_dir);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", g_data);
-    if (system(cmd)) return -1;
-    enum { N = 36, S = 8 };
-    static uint8_t px[N * S * S], lab[N];
-    for (int i = 0; i < N; i++) {
-        lab[i] = (uint8_t)(i % 4);
-        for (int p = 0; p < S * S; p++) px[i * S * S + p] = (uint8_t)((i * 41 + p * 13 + (p % S == i % S) * 180) % 256);
-    }
-    char path[400];
-    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", g_data);
-    if (ddpm_idx_write_images(path, px, N, 1, S, S)) return -1;
-    snprintf(path, sizeof path, "%s/train-labels-idx1-ubyte", g_data);
-    int dims[1] = {N};
-    return ddpm_idx_write(path, lab, 1, dims) ? -1 : 0;
+    return cli_write_dataset(g_data, 36, 8);
 }
 
 static int teardown(void **state) {

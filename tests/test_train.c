@@ -44,18 +44,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc(*n + 1);
-    assert_int_equal(fread(b, 1, *n, f), *n);
-    b[*n] = '\0';
-    fclose(f);
-    return b;
-}
 
 static void spit(const char *path, const char *b, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -103,7 +91,7 @@ static void test_resume_exact(void **state) {
     assert_int_equal(ddpm_trainer_save(b, rest), DDPM_OK);
     ddpm_trainer_free(b);
     size_t n1, n2;
-    char *x = slurp(full, &n1), *y = slurp(rest, &n2);
+    char *x = cli_slurp(full, &n1), *y = cli_slurp(rest, &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(x, y, n1);
     free(x);
@@ -114,7 +102,7 @@ static void test_resume_exact(void **state) {
  * JSON header and expect resume (or set_data) to name the file and key. */
 static void expect_bad(const char *key, const char *bad, const char *why) {
     size_t n;
-    char *b = slurp(g_ck, &n), pat[200];
+    char *b = cli_slurp(g_ck, &n), pat[200];
     snprintf(pat, sizeof pat, "\"%s\":\"", key);
     char *v = strstr(b + 8, pat);
     if (!v) fail_msg("no %s in the checkpoint", key);
@@ -159,7 +147,7 @@ static void test_bad_metadata(void **state) {
                "the all-zero generator state");
     /* numbers past 2^64 - 1 (the data seed is a random u64: 20 digits or fewer) */
     size_t n;
-    char *b = slurp(g_ck, &n);
+    char *b = cli_slurp(g_ck, &n);
     const char *v = strstr(b + 8, "\"data_seed\":\"") + strlen("\"data_seed\":\"");
     char nines[32];
     int len = (int)(strchr(v, '"') - v);

@@ -15,6 +15,41 @@
 
 #include <cmocka.h>
 
+#include "ddpm/data.h"
+
+char *cli_slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc(*n + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, *n, f), *n);
+    b[*n] = '\0';
+    fclose(f);
+    return b;
+}
+
+int cli_write_dataset(const char *dir, int n, int s) {
+    char path[600];
+    snprintf(path, sizeof path, "mkdir -p '%s'", dir);
+    if (system(path)) return -1;
+    uint8_t *px = malloc((size_t)n * s * s), *lab = malloc((size_t)n);
+    if (!px || !lab) return -1;
+    for (int i = 0; i < n; i++) {
+        lab[i] = (uint8_t)(i % 4);
+        for (int p = 0; p < s * s; p++) px[i * s * s + p] = (uint8_t)((i * 37 + p * 11 + (p / s == i % s) * 200) % 256);
+    }
+    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", dir);
+    int rc = ddpm_idx_write_images(path, px, n, 1, s, s) ? -1 : 0;
+    snprintf(path, sizeof path, "%s/train-labels-idx1-ubyte", dir);
+    if (!rc && ddpm_idx_write(path, lab, 1, (int[]){n})) rc = -1;
+    free(px);
+    free(lab);
+    return rc;
+}
+
 static void slurp(const char *path, char *buf, size_t cap) {
     buf[0] = '\0';
     FILE *f = fopen(path, "rb");

@@ -4,6 +4,7 @@
 #define DDPM_TEST_CLIUTIL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef struct {
     int status;      /* exit code, or 128+signal if it was killed by a signal */
@@ -19,6 +20,13 @@ int cli_run(cli_result *r, const char *fmt, ...) __attribute__((format(printf, 2
 void cli_tmpdir(char *out, unsigned long cap);
 void cli_rmtree(const char *dir);
 bool cli_exists(const char *path);
+/* The whole file, NUL-terminated (malloc'ed; *n = its size without the NUL).
+ * A cmocka failure if it cannot be read. */
+char *cli_slurp(const char *path, size_t *n);
+/* A small labelled IDX dataset in dir (created): n s x s images with a
+ * diagonal-ish pattern, labels i % 4. Returns 0, -1 on failure. */
+int cli_write_dataset(const char *dir, int n, int s);
+
 /* Number of lines in s. */
 int cli_lines(const char *s);
 

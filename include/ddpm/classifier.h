@@ -68,7 +68,7 @@ typedef struct {
     float lr;        /* Adam, cosine decay to 0 after 100 warmup steps (default 2e-3) */
     uint64_t seed;   /* initialisation and batch order (default 0) */
     int limit;       /* > 0: train on the first `limit` images only (tests) */
-    int shift;       /* augmentation: random translations by up to this many pixels (default 2) */
+    int shift;       /* augmentation: random translations by up to this many pixels (default 1) */
 } ddpm_clf_train_opts;
 
 void ddpm_clf_train_default(ddpm_clf_train_opts *o);

@@ -16,7 +16,7 @@
 #define CLF_WARMUP 100
 
 void ddpm_clf_train_default(ddpm_clf_train_opts *o) {
-    *o = (ddpm_clf_train_opts){.epochs = 3, .batch = 64, .lr = 2e-3f, .seed = 0, .limit = 0, .shift = 2};
+    *o = (ddpm_clf_train_opts){.epochs = 3, .batch = 64, .lr = 2e-3f, .seed = 0, .limit = 0, .shift = 1};
 }
 
 static ddpm_status check_dataset(const ddpm_classifier *m, const ddpm_dataset *ds, const char *what) {

@@ -1,0 +1,691 @@
+/* cmd_eval.c: `ddpm eval`: sample quality against a dataset's test split in
+ * the features of a small CNN trained with the library's own layers (FID,
+ * k-NN precision/recall, classifier confidence, class entropy, label
+ * accuracy), and, with --bpd, the variational bound in bits/dim.
+ *
+ * The protocol is fixed and printed with the numbers: the network file and
+ * the first 16 hex digits of its SHA-256, the reference split and its size,
+ * N. FID compares N images with the whole test split; precision and recall
+ * (k = 3) compare them with the first min(N, test size) test images, so both
+ * sets have the same size.
+ *
+ * The network for a dataset is trained on first use, on one thread (so the
+ * cached file does not depend on --threads), and cached under data/eval as
+ * <dataset>-<hash>.safetensors, the hash covering the recipe and the
+ * training data.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdarg.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "args.h"
+#include "cli.h"
+#include "ddpm/checkpoint.h"
+#include "ddpm/classifier.h"
+#include "ddpm/data.h"
+#include "ddpm/diffusion.h"
+#include "ddpm/eval.h"
+#include "ddpm/schedule.h"
+#include "ddpm/unet.h"
+
+#define CMD "eval"
+#define EVAL_CACHE_DIR "data/eval"
+#define EVAL_K 3
+#define CLF_BATCH 256
+
+typedef struct {
+    const char *file, *ckpt, *data, *data_dir, *net, *sampler, *var, *labels_path, *terms;
+    int n, steps, threads, batch, label;
+    float eta;
+    uint64_t seed;
+    bool json, bpd, no_ema;
+    bool n_seen, var_seen;
+} eval_flags;
+
+/* What gets printed, in order: key, value (already formatted). */
+typedef struct {
+    char key[32][32];
+    char val[32][1100];
+    bool str[32]; /* JSON: quote the value */
+    int n;
+} report;
+
+static void put(report *r, const char *key, bool is_str, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void put(report *r, const char *key, bool is_str, const char *fmt, ...) {
+    if (r->n >= 32) return;
+    va_list ap;
+    va_start(ap, fmt);
+    snprintf(r->key[r->n], sizeof r->key[0], "%s", key);
+    vsnprintf(r->val[r->n], sizeof r->val[0], fmt, ap);
+    va_end(ap);
+    r->str[r->n++] = is_str;
+}
+
+static void print_report(const report *r, bool json) {
+    if (!json) {
+        for (int i = 0; i < r->n; i++) printf("%s=%s\n", r->key[i], r->val[i]);
+        return;
+    }
+    printf("{");
+    for (int i = 0; i < r->n; i++) {
+        printf("%s\"%s\": ", i ? ", " : "", r->key[i]);
+        if (!r->str[i]) {
+            printf("%s", r->val[i]);
+            continue;
+        }
+        putchar('"');
+        for (const unsigned char *p = (const unsigned char *)r->val[i]; *p; p++) {
+            if (*p == '"' || *p == '\\') printf("\\%c", *p);
+            else if (*p < 0x20) printf("\\u%04x", *p);
+            else putchar(*p);
+        }
+        putchar('"');
+    }
+    printf("}\n");
+}
+
+static int fail(void) {
+    ddpm_cli_error(CMD);
+    return 1;
+}
+
+/* ---- the evaluation network ------------------------------------------------------------ */
+
+typedef struct {
+    double t0, last;
+    bool tty;
+} clf_progress;
+
+static int clf_on_step(void *ud, int step, int steps, double loss) {
+    clf_progress *p = ud;
+    double t = ddpm_cli_now();
+    if (step != steps && t - p->last < (p->tty ? 0.2 : 10.0)) return 0;
+    p->last = t;
+    char eta[32];
+    double rate = step / (t - p->t0 + 1e-9);
+    ddpm_cli_fmt_duration(eta, sizeof eta, (steps - step) / (rate > 0 ? rate : 1));
+    fprintf(stderr, "%straining the evaluation network: step %d/%d  loss %.4f  eta %s%s", p->tty ? "\r" : "", step,
+            steps, loss, eta, p->tty ? "\033[K" : "\n");
+    if (step == steps && p->tty) fputc('\n', stderr);
+    return 0;
+}
+
+static int mkdir_p(const char *dir) {
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || !*p) {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+            *p = c;
+            if (!c) break;
+        }
+    }
+    return 0;
+}
+
+/* Trains the network for the dataset in dir (train split), reports its test
+ * accuracy and saves it atomically to path. Runs on one thread. */
+static int train_net(const char *path, const char *dir, const ddpm_dataset *train, const ddpm_dataset *test,
+                     const ddpm_clf_train_opts *o, int threads) {
+    ddpm_clf_config c = {train->c, train->h, train->num_classes > test->num_classes ? train->num_classes : test->num_classes};
+    if (train->h != train->w) {
+        fprintf(stderr, "ddpm %s: '%s': images are %d x %d; the evaluation network needs square images\n", CMD, dir,
+                train->h, train->w);
+        return 1;
+    }
+    ddpm_classifier *m = NULL;
+    if (ddpm_clf_create(&m, &c, CLF_BATCH, true)) return fail();
+    fprintf(stderr, "ddpm %s: no evaluation network for '%s' yet: training one (%d images, %d epochs, one thread), "
+                    "to be cached as '%s'\n", CMD, dir, train->n, o->epochs, path);
+    clf_progress p = {ddpm_cli_now(), 0.0, ddpm_cli_tty()};
+    ddpm_cli_threads(1);
+    ddpm_status s = ddpm_clf_train(m, train, o, clf_on_step, &p);
+    ddpm_cli_threads(threads);
+    double acc = 0.0;
+    if (!s) s = ddpm_clf_accuracy(m, test, &acc);
+    char accs[32], secs[32];
+    snprintf(accs, sizeof accs, "%.4f", acc);
+    snprintf(secs, sizeof secs, "%.0f", ddpm_cli_now() - p.t0);
+    const ddpm_st_meta meta[3] = {{"dataset", dir}, {"test_accuracy", accs}, {"train_seconds", secs}};
+    if (!s) fprintf(stderr, "ddpm %s: evaluation network: test accuracy %.2f%% (%d images) after %s s\n", CMD,
+                    100 * acc, test->n, secs);
+    if (!s && mkdir_p(EVAL_CACHE_DIR) != 0)
+        s = ddpm_error(DDPM_ERR_IO, "cannot create '%s': %s", EVAL_CACHE_DIR, strerror(errno));
+    if (!s) s = ddpm_clf_save(m, path, meta, 3);
+    ddpm_clf_free(m);
+    return s ? fail() : 0;
+}
+
+/* Loads --net, or the cached network for the dataset (training it first when
+ * missing). Checks it takes the dataset's images. */
+static int get_net(ddpm_classifier **m, char *path, size_t cap, char *acc, const char *dir,
+                   const ddpm_dataset *test, const eval_flags *f) {
+    if (f->net) {
+        snprintf(path, cap, "%s", f->net);
+    } else {
+        ddpm_dataset train = {0};
+        ddpm_clf_train_opts o;
+        ddpm_clf_train_default(&o);
+        if (ddpm_dataset_load(&train, dir, true) || ddpm_clf_cache_path(path, cap, EVAL_CACHE_DIR, dir, &train, &o)) {
+            ddpm_dataset_free(&train);
+            return fail();
+        }
+        struct stat st;
+        int rc = stat(path, &st) == 0 ? 0 : train_net(path, dir, &train, test, &o, f->threads);
+        ddpm_dataset_free(&train);
+        if (rc) return rc;
+    }
+    if (ddpm_clf_load(m, path, CLF_BATCH, "test_accuracy", acc, 32)) return fail();
+    const ddpm_clf_config *c = ddpm_clf_cfg(*m);
+    if (c->in_ch != test->c || c->res != test->h || c->res != test->w || c->num_classes < test->num_classes) {
+        fprintf(stderr, "ddpm %s: '%s' takes %d x %d x %d images of %d classes; the reference '%s' has %d x %d x %d "
+                        "images of %d classes\n", CMD, path, c->in_ch, c->res, c->res, c->num_classes, dir, test->c,
+                test->h, test->w, test->num_classes);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- the diffusion model ------------------------------------------------------------------ */
+
+typedef struct {
+    ddpm_unet *m;
+    ddpm_schedule s;
+    ddpm_unet_config cfg;
+    ddpm_var_kind var;
+    bool ema;
+    const int *labels; /* of the current batch, or NULL */
+} model;
+
+static ddpm_status unet_eps(void *ctx, float *eps, const float *x, const int *t, int N) {
+    model *md = ctx;
+    return ddpm_unet_forward(md->m, eps, x, t, md->labels, N);
+}
+
+static void model_free(model *md) {
+    ddpm_unet_free(md->m);
+    ddpm_schedule_free(&md->s);
+}
+
+/* The integer metadata value of key in [lo, hi]. */
+static int meta_need(const ddpm_checkpoint *ck, const char *key, const char *why) {
+    if (ddpm_checkpoint_meta(ck, key)) return 0;
+    fprintf(stderr, "ddpm %s: '%s': metadata lacks '%s' (needed for %s); not a checkpoint written by 'ddpm train'?\n",
+            CMD, ck->path, key, why);
+    return 1;
+}
+
+/* Opens the checkpoint: model (EMA weights unless --no-ema) for batches of B,
+ * the schedule from its metadata (required), the variance (metadata 'var',
+ * else small, unless --var). */
+static int model_load(model *md, const eval_flags *f, int B) {
+    memset(md, 0, sizeof *md);
+    ddpm_checkpoint ck;
+    if (ddpm_checkpoint_open(&ck, f->ckpt)) return fail();
+    int rc = meta_need(&ck, DDPM_META_SCHEDULE, "the noise schedule") || meta_need(&ck, DDPM_META_TIMESTEPS, "the noise schedule");
+    const char *sv = ddpm_checkpoint_meta(&ck, DDPM_META_SCHEDULE), *tv = ddpm_checkpoint_meta(&ck, DDPM_META_TIMESTEPS);
+    const char *vv = f->var_seen ? f->var : ddpm_checkpoint_meta(&ck, "var");
+    int kind = sv ? ddpm_schedule_parse(sv) : -1, var = ddpm_var_parse(vv ? vv : "small");
+    char *end = NULL;
+    long T = tv ? strtol(tv, &end, 10) : 0;
+    if (!rc && (kind < 0 || !end || *end || T < 2 || T > DDPM_SCHEDULE_MAX_T || var < 0)) {
+        fprintf(stderr, "ddpm %s: '%s': invalid %s in the metadata\n", CMD, f->ckpt,
+                kind < 0 ? "noise schedule" : var < 0 ? "variance ('var')" : "number of timesteps");
+        rc = 1;
+    }
+    md->cfg = ck.cfg;
+    md->var = (ddpm_var_kind)var;
+    md->ema = ck.has_ema && !f->no_ema;
+    if (!rc && (ddpm_unet_create(&md->m, &md->cfg, B, false) ||
+                ddpm_checkpoint_read(&ck, md->ema ? "ema." : "", ddpm_unet_params(md->m)) ||
+                ddpm_schedule_init(&md->s, (ddpm_schedule_kind)kind, (int)T)))
+        rc = fail();
+    if (!rc && !vv) fprintf(stderr, "ddpm %s: note: '%s' does not record its variance; using small\n", CMD, f->ckpt);
+    ddpm_checkpoint_close(&ck);
+    if (rc) model_free(md);
+    return rc;
+}
+
+static void to_u8(uint8_t *out, const float *x, size_t n) {
+    for (size_t j = 0; j < n; j++) {
+        float v = (x[j] + 1.0f) * 127.5f;
+        v = v > 0.0f ? (v < 255.0f ? v : 255.0f) : 0.0f;
+        out[j] = (uint8_t)floorf(v + 0.5f);
+    }
+}
+
+typedef struct {
+    int done, total, K, n;
+    double t0, last;
+    bool tty;
+} sample_progress;
+
+static void sample_on_step(void *ud, int step, int nsteps, const float *x) {
+    (void)x;
+    sample_progress *p = ud;
+    p->done++;
+    double t = ddpm_cli_now();
+    if (p->done != p->total && t - p->last < (p->tty ? 0.2 : 10.0)) return;
+    p->last = t;
+    char eta[32];
+    double rate = p->done / (t - p->t0 + 1e-9);
+    ddpm_cli_fmt_duration(eta, sizeof eta, (p->total - p->done) / (rate > 0 ? rate : 1));
+    fprintf(stderr, "%ssampling %d images: %d/%d model calls  eta %s%s", p->tty ? "\r" : "", p->n, p->done,
+            p->total, eta, p->tty ? "\033[K" : "\n");
+    if (p->done == p->total && p->tty) fputc('\n', stderr);
+    (void)step;
+    (void)nsteps;
+}
+
+/* u8 (n, D) = n samples of the model, in batches of f->batch; labels (n)
+ * the class of each (conditional models), else NULL. Batch b's noise comes
+ * from a generator seeded with (seed, b). */
+static ddpm_status sample_images(uint8_t *u8, model *md, const eval_flags *f, const int *labels, int K, int kind) {
+    int n = f->n, B = f->batch < n ? f->batch : n;
+    size_t D = (size_t)md->cfg.in_ch * md->cfg.res * md->cfg.res;
+    float *x = ddpm_malloc((size_t)B * D * sizeof(float));
+    float *work = ddpm_malloc(ddpm_sample_loop_workspace(B, D) * sizeof(float));
+    if (!x || !work) {
+        ddpm_free(x);
+        ddpm_free(work);
+        return ddpm_error(DDPM_ERR_NOMEM, "out of memory for sampling");
+    }
+    ddpm_sampler_opts o = {(ddpm_sampler_kind)kind, K, f->eta, md->var};
+    sample_progress p = {0, ((n + B - 1) / B) * K, K, n, ddpm_cli_now(), 0.0, ddpm_cli_tty()};
+    ddpm_status s = DDPM_OK;
+    for (int first = 0, b = 0; first < n && !s; first += B, b++) {
+        int N = n - first < B ? n - first : B;
+        ddpm_rng rng;
+        ddpm_rng_seed(&rng, f->seed ^ (0x9e3779b97f4a7c15ULL * ((uint64_t)b + 1)));
+        ddpm_rng_fill_normal(&rng, x, (size_t)N * D);
+        md->labels = labels ? labels + first : NULL;
+        s = ddpm_sample_loop(x, N, D, &md->s, &o, unet_eps, md, &rng, work, sample_on_step, &p);
+        if (!s) to_u8(u8 + (size_t)first * D, x, (size_t)N * D);
+    }
+    ddpm_free(x);
+    ddpm_free(work);
+    return s;
+}
+
+/* ---- metrics ------------------------------------------------------------------------------ */
+
+/* FID, precision/recall, class metrics of n images u8 (n, D) against the test
+ * split, appended to r. labels (n) or NULL. */
+static ddpm_status sample_metrics(report *r, ddpm_classifier *net, const ddpm_dataset *test, const uint8_t *u8,
+                                  int n, const int *labels) {
+    int K = ddpm_clf_cfg(net)->num_classes, F = DDPM_CLF_FEATURES, nr = n < test->n ? n : test->n;
+    float *ff = ddpm_malloc((size_t)n * F * sizeof(float)), *fr = ddpm_malloc((size_t)test->n * F * sizeof(float));
+    float *probs = ddpm_malloc((size_t)n * K * sizeof(float));
+    ddpm_gauss_stats a = {0}, b = {0};
+    double fid = 0, prec = 0, rec = 0;
+    ddpm_class_metrics cm;
+    ddpm_status s = !ff || !fr || !probs ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for the features") : DDPM_OK;
+    if (!s) s = ddpm_clf_embed(net, ff, probs, u8, n);
+    if (!s) s = ddpm_clf_embed(net, fr, NULL, test->pixels, test->n);
+    if (!s) s = ddpm_gauss_stats_compute(&a, ff, n, F);
+    if (!s) s = ddpm_gauss_stats_compute(&b, fr, test->n, F);
+    if (!s) s = ddpm_frechet_distance(&fid, a.mu, a.cov, b.mu, b.cov, F);
+    if (!s) s = ddpm_precision_recall(&prec, &rec, fr, nr, ff, n, F, EVAL_K);
+    if (!s) s = ddpm_class_metrics_compute(&cm, probs, labels, n, K);
+    if (!s) {
+        put(r, "pr_reference", true, "first %d test images, k=%d", nr, EVAL_K);
+        put(r, "fid", false, "%.4f", fid);
+        put(r, "precision", false, "%.4f", prec);
+        put(r, "recall", false, "%.4f", rec);
+        put(r, "confidence", false, "%.4f", cm.confidence);
+        put(r, "class_entropy", false, "%.4f", cm.class_entropy);
+        if (labels) put(r, "label_accuracy", false, "%.4f", cm.label_accuracy);
+    }
+    ddpm_gauss_stats_free(&a);
+    ddpm_gauss_stats_free(&b);
+    ddpm_free(ff);
+    ddpm_free(fr);
+    ddpm_free(probs);
+    return s;
+}
+
+/* ---- bits/dim ---------------------------------------------------------------------------------- */
+
+typedef struct {
+    int done, total, n;
+    double t0, last;
+    bool tty;
+} bpd_progress;
+
+static int bpd_on_t(void *ud, int done, int T) {
+    (void)done;
+    (void)T;
+    bpd_progress *p = ud;
+    p->done++;
+    double t = ddpm_cli_now();
+    if (p->done != p->total && t - p->last < (p->tty ? 0.2 : 10.0)) return 0;
+    p->last = t;
+    char eta[32];
+    double rate = p->done / (t - p->t0 + 1e-9);
+    ddpm_cli_fmt_duration(eta, sizeof eta, (p->total - p->done) / (rate > 0 ? rate : 1));
+    fprintf(stderr, "%sbits/dim of %d test images: %d/%d model calls  eta %s%s", p->tty ? "\r" : "", p->n, p->done,
+            p->total, eta, p->tty ? "\033[K" : "\n");
+    if (p->done == p->total && p->tty) fputc('\n', stderr);
+    return 0;
+}
+
+static ddpm_status write_terms(const char *path, const double *mean, int T) {
+    ddpm_atomic_file a;
+    ddpm_status s = ddpm_atomic_open(&a, path);
+    if (s) return s;
+    fprintf(a.f, "t,term,bits_per_dim\n");
+    for (int t = 0; t <= T; t++)
+        fprintf(a.f, "%d,%s,%.9g\n", t, t == T ? "prior" : t == 0 ? "decoder" : "kl", mean[t]);
+    if (ferror(a.f)) return ddpm_atomic_fail(&a, "write error");
+    return ddpm_atomic_commit(&a);
+}
+
+/* terms (n, T + 1) of the first n test images, in batches. */
+static ddpm_status bpd_run(double *terms, model *md, const ddpm_dataset *test, const eval_flags *f) {
+    int n = f->n, B = f->batch < n ? f->batch : n, T = md->s.T;
+    size_t D = (size_t)test->c * test->h * test->w;
+    float *x0 = ddpm_malloc((size_t)B * D * sizeof(float)), *work = ddpm_malloc(ddpm_bpd_workspace(B, D) * sizeof(float));
+    ddpm_rng *rngs = ddpm_malloc((size_t)B * sizeof(ddpm_rng));
+    int *idx = ddpm_malloc((size_t)B * sizeof(int));
+    ddpm_status s = !x0 || !work || !rngs || !idx ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for bits/dim") : DDPM_OK;
+    bpd_progress p = {0, ((n + B - 1) / B) * T, n, ddpm_cli_now(), 0.0, ddpm_cli_tty()};
+    for (int first = 0; first < n && !s; first += B) {
+        int N = n - first < B ? n - first : B;
+        for (int i = 0; i < N; i++) {
+            idx[i] = first + i;
+            ddpm_rng_seed(&rngs[i], f->seed ^ (0xd1b54a32d192ed03ULL * ((uint64_t)(first + i) + 1)));
+        }
+        ddpm_dataset_to_float(x0, test, idx, N);
+        md->labels = NULL; /* the unconditional bound ("no label" row for conditional models) */
+        s = ddpm_bpd_loop(terms + (size_t)first * (T + 1), x0, N, D, &md->s, md->var, unet_eps, md, rngs, work,
+                          bpd_on_t, &p);
+    }
+    ddpm_free(x0);
+    ddpm_free(work);
+    ddpm_free(rngs);
+    ddpm_free(idx);
+    return s;
+}
+
+static int run_bpd(report *r, const eval_flags *f, const ddpm_dataset *test) {
+    model md;
+    if (model_load(&md, f, f->batch < f->n ? f->batch : f->n)) return 1;
+    int T = md.s.T, n = f->n;
+    double *terms = malloc((size_t)n * (T + 1) * sizeof(double)), *mean = calloc((size_t)T + 1, sizeof(double));
+    ddpm_status s = !terms || !mean ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for bits/dim") : DDPM_OK;
+    fprintf(stderr, "ddpm %s: bits/dim of %d test images, %d model calls each (T = %d), %s variance, %s weights\n",
+            CMD, n, T, T, ddpm_var_name(md.var), md.ema ? "EMA" : "raw");
+    if (!s) s = bpd_run(terms, &md, test, f);
+    if (!s) {
+        double tot = 0, tot2 = 0;
+        for (int i = 0; i < n; i++) {
+            double row = 0;
+            for (int t = 0; t <= T; t++) row += terms[(size_t)i * (T + 1) + t], mean[t] += terms[(size_t)i * (T + 1) + t] / n;
+            tot += row, tot2 += row * row;
+        }
+        double mu = tot / n, sd = n > 1 ? sqrt(fmax(0.0, (tot2 - n * mu * mu) / (n - 1))) : 0.0, kl = 0;
+        for (int t = 1; t < T; t++) kl += mean[t];
+        put(r, "variance", true, "%s", ddpm_var_name(md.var));
+        put(r, "timesteps", false, "%d", T);
+        put(r, "bpd", false, "%.6f", mu);
+        put(r, "bpd_stderr", false, "%.6f", sd / sqrt((double)n));
+        put(r, "bpd_prior", false, "%.6f", mean[T]);
+        put(r, "bpd_decoder", false, "%.6f", mean[0]);
+        put(r, "bpd_kl", false, "%.6f", kl);
+        if (f->terms) s = write_terms(f->terms, mean, T);
+        if (!s && f->terms) put(r, "terms", true, "%s", f->terms);
+    }
+    free(terms);
+    free(mean);
+    model_free(&md);
+    return s ? fail() : 0;
+}
+
+/* ---- the images to evaluate -------------------------------------------------------------------- */
+
+/* The first n (default: all) images of f->file; *labels from --labels. */
+static int load_idx_images(uint8_t **u8, int **labels, int *n, const eval_flags *f, const ddpm_dataset *test) {
+    ddpm_idx im = {0}, lb = {0};
+    if (ddpm_idx_read(&im, f->file, DDPM_IDX_IMAGES)) return fail();
+    int c = im.ndim == 4 ? im.dims[1] : 1, h = im.dims[im.ndim - 2], w = im.dims[im.ndim - 1], count = im.dims[0];
+    int rc = 0;
+    if (c != test->c || h != test->h || w != test->w) {
+        fprintf(stderr, "ddpm %s: '%s' holds %d x %d x %d images; the evaluation network for the reference takes "
+                        "%d x %d x %d\n", CMD, f->file, c, h, w, test->c, test->h, test->w);
+        rc = 1;
+    } else if (f->n_seen && f->n > count) {
+        fprintf(stderr, "ddpm %s: -n %d exceeds the %d images in '%s'\n", CMD, f->n, count, f->file);
+        rc = 2;
+    } else if (count < EVAL_K + 1) {
+        fprintf(stderr, "ddpm %s: '%s' holds %d images; the metrics need at least %d\n", CMD, f->file, count, EVAL_K + 1);
+        rc = 1;
+    }
+    *n = f->n_seen ? f->n : count;
+    if (!rc && f->labels_path) {
+        if (ddpm_idx_read(&lb, f->labels_path, DDPM_IDX_LABELS)) rc = fail();
+        else if (lb.dims[0] < *n) {
+            fprintf(stderr, "ddpm %s: '%s' holds %d labels for %d images\n", CMD, f->labels_path, lb.dims[0], *n);
+            rc = 1;
+        } else if (!(*labels = malloc((size_t)*n * sizeof(int)))) {
+            rc = 1;
+            fprintf(stderr, "ddpm %s: out of memory\n", CMD);
+        } else {
+            for (int i = 0; i < *n; i++) (*labels)[i] = lb.data[i];
+        }
+    }
+    if (!rc) {
+        *u8 = im.data; /* keep the pixels, drop the rest */
+        im.data = NULL;
+    }
+    ddpm_idx_free(&im);
+    ddpm_idx_free(&lb);
+    return rc;
+}
+
+/* n samples from the checkpoint, with labels for a conditional model. */
+static int sample_ckpt(uint8_t **u8, int **labels, report *r, const eval_flags *f, const ddpm_dataset *test) {
+    model md;
+    int B = f->batch < f->n ? f->batch : f->n;
+    if (model_load(&md, f, B)) return 1;
+    int kind = ddpm_sampler_parse(f->sampler), T = md.s.T, C = md.cfg.num_classes, rc = 0;
+    int K = f->steps ? f->steps : kind == DDPM_SAMPLER_DDIM ? (T < 50 ? T : 50) : T;
+    size_t D = (size_t)md.cfg.in_ch * md.cfg.res * md.cfg.res;
+    if (md.cfg.in_ch != test->c || md.cfg.res != test->h || md.cfg.res != test->w) {
+        fprintf(stderr, "ddpm %s: '%s' makes %d x %d x %d images; the reference has %d x %d x %d\n", CMD, f->ckpt,
+                md.cfg.in_ch, md.cfg.res, md.cfg.res, test->c, test->h, test->w);
+        rc = 1;
+    } else if (f->steps > T) {
+        fprintf(stderr, "ddpm %s: --sample-steps %d exceeds the checkpoint's T = %d timesteps\n", CMD, f->steps, T);
+        rc = 2;
+    } else if (f->label >= 0 && (C == 0 || f->label >= C)) {
+        fprintf(stderr, "ddpm %s: --label %d: the model has %d classes\n", CMD, f->label, C);
+        rc = 2;
+    }
+    *u8 = rc ? NULL : malloc((size_t)f->n * D);
+    if (!rc && C > 0) *labels = malloc((size_t)f->n * sizeof(int));
+    if (!rc && (!*u8 || (C > 0 && !*labels))) rc = (fprintf(stderr, "ddpm %s: out of memory\n", CMD), 1);
+    for (int i = 0; !rc && C > 0 && i < f->n; i++) (*labels)[i] = f->label >= 0 ? f->label : i % C;
+    if (!rc) {
+        fprintf(stderr, "ddpm %s: sampling %d images from '%s' (%s weights): %s, %d steps, seed %llu\n", CMD, f->n,
+                f->ckpt, md.ema ? "EMA" : "raw", f->sampler, K, (unsigned long long)f->seed);
+        if (sample_images(*u8, &md, f, *labels, K, kind)) rc = fail();
+    }
+    if (!rc) {
+        put(r, "sampler", true, "%s", f->sampler);
+        put(r, "sample_steps", false, "%d", K);
+        if (kind == DDPM_SAMPLER_DDIM) put(r, "eta", false, "%g", (double)f->eta);
+        else put(r, "variance", true, "%s", ddpm_var_name(md.var));
+        put(r, "seed", false, "%llu", (unsigned long long)f->seed);
+    }
+    model_free(&md);
+    return rc;
+}
+
+/* ---- the command ------------------------------------------------------------------------------- */
+
+/* The reference directory: --data, else the checkpoint's 'data' metadata,
+ * else mnist. */
+static int resolve_data(char *dir, size_t cap, const eval_flags *f) {
+    const char *data = f->data;
+    ddpm_checkpoint ck;
+    bool opened = false;
+    if (!data && f->ckpt) {
+        if (ddpm_checkpoint_open(&ck, f->ckpt)) return fail();
+        opened = true;
+        data = ddpm_checkpoint_meta(&ck, "data");
+        if (!data && !f->data_dir) {
+            fprintf(stderr, "ddpm %s: '%s': metadata lacks 'data' (the training set); name the reference with --data\n",
+                    CMD, f->ckpt);
+            ddpm_checkpoint_close(&ck);
+            return 1;
+        }
+    }
+    ddpm_status s = ddpm_data_resolve(dir, cap, data ? data : "mnist", f->data_dir);
+    if (opened) ddpm_checkpoint_close(&ck);
+    return s ? fail() : 0;
+}
+
+static int run(eval_flags *f) {
+    char dir[1024], net_path[1100], acc[32] = "", hash[17];
+    ddpm_dataset test = {0};
+    ddpm_classifier *net = NULL;
+    uint8_t *u8 = NULL;
+    int *labels = NULL, n = f->n, rc;
+    report r = {0};
+    int threads = ddpm_cli_threads(f->threads);
+    if ((rc = resolve_data(dir, sizeof dir, f))) return rc;
+    if (ddpm_dataset_load(&test, dir, false)) return fail();
+    if (f->bpd) {
+        if (f->n > test.n) {
+            fprintf(stderr, "ddpm %s: -n %d exceeds the %d test images of '%s'\n", CMD, f->n, test.n, dir);
+            rc = 2;
+        } else {
+            put(&r, "checkpoint", true, "%s", f->ckpt);
+            put(&r, "reference", true, "%s", dir);
+            put(&r, "split", true, "test");
+            put(&r, "n", false, "%d", f->n);
+            rc = run_bpd(&r, f, &test);
+        }
+        goto done;
+    }
+    if ((rc = get_net(&net, net_path, sizeof net_path, acc, dir, &test, f))) goto done;
+    if (ddpm_file_hash16(hash, net_path)) {
+        rc = fail();
+        goto done;
+    }
+    if (f->file) rc = load_idx_images(&u8, &labels, &n, f, &test);
+    else rc = sample_ckpt(&u8, &labels, &r, f, &test);
+    if (rc) goto done;
+    fprintf(stderr, "ddpm %s: %d images against the %d test images of '%s'\n", CMD, n, test.n, dir);
+    put(&r, f->file ? "images" : "checkpoint", true, "%s", f->file ? f->file : f->ckpt);
+    put(&r, "net", true, "%s", net_path);
+    put(&r, "net_sha256", true, "%s", hash);
+    if (acc[0]) put(&r, "net_test_accuracy", false, "%s", acc);
+    put(&r, "reference", true, "%s", dir);
+    put(&r, "split", true, "test");
+    put(&r, "n_reference", false, "%d", test.n);
+    put(&r, "n", false, "%d", n);
+    if (sample_metrics(&r, net, &test, u8, n, labels)) rc = fail();
+done:
+    if (!rc) print_report(&r, f->json);
+    (void)threads;
+    ddpm_dataset_free(&test);
+    ddpm_clf_free(net);
+    free(u8);
+    free(labels);
+    return rc;
+}
+
+static const char *SYNOPSIS =
+    "usage: ddpm eval FILE.idx [options]\n"
+    "       ddpm eval -c CKPT [-n N] [sampler options] [options]\n"
+    "       ddpm eval --bpd -c CKPT [-n N] [--terms FILE.csv]\n\n"
+    "Measure sample quality against a dataset's test split, or the variational bound.";
+
+static const char *EPILOG =
+    "Prints key=value lines (--json: one JSON object) on stdout: the protocol (network\n"
+    "file and its SHA-256 prefix, reference directory and split, N) and the metrics:\n"
+    "  fid            Frechet distance of the evaluation network's 128 penultimate\n"
+    "                 features, N images vs the whole test split\n"
+    "  precision      k-NN precision and recall (Kynkaanniemi et al. 2019, k = 3)\n"
+    "  recall         vs the first min(N, test size) test images\n"
+    "  confidence     mean top-class probability of the evaluation network\n"
+    "  class_entropy  entropy in bits of the predicted-class histogram (log2 10 = 3.32\n"
+    "                 for balanced digits)\n"
+    "  label_accuracy fraction classified as the label they were sampled with\n"
+    "                 (class-conditional models; --labels FILE for an IDX input)\n"
+    "The evaluation network (conv-ReLU-maxpool x2, linear 128, linear K) is trained on\n"
+    "the reference's training split on first use (one thread, a few minutes) and cached\n"
+    "as " EVAL_CACHE_DIR "/<dataset>-<hash>.safetensors; --net FILE uses another.\n"
+    "The reference defaults to the checkpoint's training data (its 'data' metadata), else mnist.\n\n"
+    "--bpd: the variational bound L_T + sum L_{t-1} + L_0 (Ho et al. eq. 5) in bits/dim on\n"
+    "the first N test images (default 100), T model calls per image; the variance is the\n"
+    "checkpoint's ('var' metadata, else small) unless --var. --terms writes the mean\n"
+    "per-timestep terms as CSV.\n\n"
+    "examples:\n"
+    "  ddpm sample -n 1000 --sampler ddim --idx s.idx -o s.png && ddpm eval s.idx\n"
+    "  ddpm eval -c runs/mnist/ckpt.safetensors -n 1000 --sampler ddim --sample-steps 50\n"
+    "  ddpm eval --bpd -c runs/mnist/ckpt.safetensors -n 100 --terms terms.csv";
+
+static int cmd_eval(int argc, char **argv) {
+    eval_flags f = {.n = 1000, .sampler = "ddpm", .var = "small", .batch = 64, .label = -1};
+    char *args[512];
+    int na = 0;
+    if (argc > 512) argc = 512;
+    args[na++] = argv[0];
+    int first = 1;
+    if (argc > 1 && argv[1][0] != '-') f.file = argv[first++]; /* ddpm eval FILE.idx ... */
+    for (int i = first; i < argc; i++) args[na++] = argv[i];
+    ddpm_opt opts[] = {
+        {"--ckpt", "-c", OPT_STRING, &f.ckpt, 0, 0, "FILE", "checkpoint to sample from (or to bound with --bpd)"},
+        {"--num", "-n", OPT_INT, &f.n, EVAL_K + 1, 1000000, "N", "images (default: 1000 samples; all of FILE; 100 for --bpd)"},
+        {"--data", NULL, OPT_STRING, &f.data, 0, 0, "NAME", "reference: mnist, fashion, or a directory of IDX files"},
+        {"--data-dir", NULL, OPT_STRING, &f.data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
+        {"--net", NULL, OPT_STRING, &f.net, 0, 0, "FILE", "evaluation network (default: cached, trained on first use)"},
+        {"--labels", NULL, OPT_STRING, &f.labels_path, 0, 0, "FILE", "IDX labels of FILE.idx (for label_accuracy)"},
+        {"--json", NULL, OPT_FLAG, &f.json, 0, 0, NULL, "print one JSON object instead of key=value lines"},
+        {"--bpd", NULL, OPT_FLAG, &f.bpd, 0, 0, NULL, "the variational bound in bits/dim instead"},
+        {"--terms", NULL, OPT_STRING, &f.terms, 0, 0, "FILE", "--bpd: write the per-timestep terms as CSV"},
+        {"--sampler", NULL, OPT_STRING, &f.sampler, 0, 0, "NAME", "ddpm or ddim (default ddpm)"},
+        {"--sample-steps", NULL, OPT_INT, &f.steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps (default: T for ddpm, 50 for ddim)"},
+        {"--eta", NULL, OPT_FLOAT, &f.eta, 0.0, 1.0, "E", "ddim noise in [0, 1] (default 0)"},
+        {"--var", NULL, OPT_STRING, &f.var, 0, 0, "KIND", "variance small or large (default: the checkpoint's, else small)"},
+        {"--label", NULL, OPT_INT, &f.label, 0, 100000, "K", "sample only class K (default: cycle the classes)"},
+        {"--seed", NULL, OPT_U64, &f.seed, 0, 0, "S", "random seed (default 0)"},
+        {"--no-ema", NULL, OPT_FLAG, &f.no_ema, 0, 0, NULL, "use the raw weights, not the EMA weights"},
+        {"--batch", NULL, OPT_INT, &f.batch, 1, DDPM_BPD_MAX_BATCH, "B", "images per model call (default 64)"},
+        {"--threads", NULL, OPT_INT, &f.threads, 0, 4096, "N", "threads (default 0: all cores)"},
+    };
+    int nopts = (int)(sizeof opts / sizeof *opts);
+    int rc = ddpm_opts_parse(CMD, na, args, opts, nopts, SYNOPSIS, EPILOG);
+    if (rc) return rc == 1 ? 0 : rc;
+    f.n_seen = ddpm_opts_seen(opts, nopts, "--num");
+    f.var_seen = ddpm_opts_seen(opts, nopts, "--var");
+    if (f.bpd && !f.n_seen) f.n = 100;
+    const char *why = NULL;
+    if (!f.file && !f.ckpt) why = "name an IDX file of images or a checkpoint (-c CKPT)";
+    else if (f.file && f.ckpt) why = "give an IDX file or -c CKPT, not both";
+    else if (f.bpd && !f.ckpt) why = "--bpd needs a checkpoint (-c CKPT)";
+    else if (f.terms && !f.bpd) why = "--terms applies to --bpd only";
+    else if (f.labels_path && !f.file) why = "--labels applies to an IDX file input";
+    else if (ddpm_sampler_parse(f.sampler) < 0) why = "unknown --sampler (expected ddpm or ddim)";
+    else if (ddpm_var_parse(f.var) < 0) why = "unknown --var (expected small or large)";
+    else if (f.file && (ddpm_opts_seen(opts, nopts, "--sampler") || ddpm_opts_seen(opts, nopts, "--sample-steps") ||
+                        ddpm_opts_seen(opts, nopts, "--eta") || ddpm_opts_seen(opts, nopts, "--label")))
+        why = "sampler options apply to -c CKPT only";
+    if (why) {
+        fprintf(stderr, "ddpm %s: %s\n", CMD, why);
+        return 2;
+    }
+    return run(&f);
+}
+
+const ddpm_cli_command ddpm_cmd_eval = {"eval", cmd_eval, "sample quality (FID, precision/recall) and bits/dim"};

@@ -35,7 +35,7 @@
 #include "ddpm/unet.h"
 
 #define CMD "eval"
-#define EVAL_CACHE_DIR "data/eval"
+#define EVAL_CACHE_DIR "data/eval" /* $DDPM_EVAL_CACHE overrides */
 #define EVAL_K 3
 #define CLF_BATCH 256
 
@@ -116,6 +116,11 @@ static int clf_on_step(void *ud, int step, int steps, double loss) {
     return 0;
 }
 
+static const char *cache_dir(void) {
+    const char *d = getenv("DDPM_EVAL_CACHE");
+    return d && *d ? d : EVAL_CACHE_DIR;
+}
+
 static int mkdir_p(const char *dir) {
     char buf[1024];
     snprintf(buf, sizeof buf, "%s", dir);
@@ -157,8 +162,8 @@ static int train_net(const char *path, const char *dir, const ddpm_dataset *trai
     const ddpm_st_meta meta[3] = {{"dataset", dir}, {"test_accuracy", accs}, {"train_seconds", secs}};
     if (!s) fprintf(stderr, "ddpm %s: evaluation network: test accuracy %.2f%% (%d images) after %s s\n", CMD,
                     100 * acc, test->n, secs);
-    if (!s && mkdir_p(EVAL_CACHE_DIR) != 0)
-        s = ddpm_error(DDPM_ERR_IO, "cannot create '%s': %s", EVAL_CACHE_DIR, strerror(errno));
+    if (!s && mkdir_p(cache_dir()) != 0)
+        s = ddpm_error(DDPM_ERR_IO, "cannot create '%s': %s", cache_dir(), strerror(errno));
     if (!s) s = ddpm_clf_save(m, path, meta, 3);
     ddpm_clf_free(m);
     return s ? fail() : 0;
@@ -174,7 +179,7 @@ static int get_net(ddpm_classifier **m, char *path, size_t cap, char *acc, const
         ddpm_dataset train = {0};
         ddpm_clf_train_opts o;
         ddpm_clf_train_default(&o);
-        if (ddpm_dataset_load(&train, dir, true) || ddpm_clf_cache_path(path, cap, EVAL_CACHE_DIR, dir, &train, &o)) {
+        if (ddpm_dataset_load(&train, dir, true) || ddpm_clf_cache_path(path, cap, cache_dir(), dir, &train, &o)) {
             ddpm_dataset_free(&train);
             return fail();
         }
@@ -419,6 +424,12 @@ static int run_bpd(report *r, const eval_flags *f, const ddpm_dataset *test) {
     model md;
     if (model_load(&md, f, f->batch < f->n ? f->batch : f->n)) return 1;
     int T = md.s.T, n = f->n;
+    if (md.cfg.in_ch != test->c || md.cfg.res != test->h || md.cfg.res != test->w) {
+        fprintf(stderr, "ddpm %s: '%s' models %d x %d x %d images; the test images are %d x %d x %d\n", CMD, f->ckpt,
+                md.cfg.in_ch, md.cfg.res, md.cfg.res, test->c, test->h, test->w);
+        model_free(&md);
+        return 1;
+    }
     double *terms = malloc((size_t)n * (T + 1) * sizeof(double)), *mean = calloc((size_t)T + 1, sizeof(double));
     ddpm_status s = !terms || !mean ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for bits/dim") : DDPM_OK;
     fprintf(stderr, "ddpm %s: bits/dim of %d test images, %d model calls each (T = %d), %s variance, %s weights\n",
@@ -624,7 +635,8 @@ static const char *EPILOG =
     "                 (class-conditional models; --labels FILE for an IDX input)\n"
     "The evaluation network (conv-ReLU-maxpool x2, linear 128, linear K) is trained on\n"
     "the reference's training split on first use (one thread, a few minutes) and cached\n"
-    "as " EVAL_CACHE_DIR "/<dataset>-<hash>.safetensors; --net FILE uses another.\n"
+    "as " EVAL_CACHE_DIR "/<dataset>-<hash>.safetensors ($DDPM_EVAL_CACHE: another directory);\n"
+    "--net FILE uses another network.\n"
     "The reference defaults to the checkpoint's training data (its 'data' metadata), else mnist.\n\n"
     "--bpd: the variational bound L_T + sum L_{t-1} + L_0 (Ho et al. eq. 5) in bits/dim on\n"
     "the first N test images (default 100), T model calls per image; the variance is the\n"
@@ -646,7 +658,7 @@ static int cmd_eval(int argc, char **argv) {
     for (int i = first; i < argc; i++) args[na++] = argv[i];
     ddpm_opt opts[] = {
         {"--ckpt", "-c", OPT_STRING, &f.ckpt, 0, 0, "FILE", "checkpoint to sample from (or to bound with --bpd)"},
-        {"--num", "-n", OPT_INT, &f.n, EVAL_K + 1, 1000000, "N", "images (default: 1000 samples; all of FILE; 100 for --bpd)"},
+        {"--num", "-n", OPT_INT, &f.n, 1, 1000000, "N", "images (default: 1000 samples; all of FILE; 100 for --bpd)"},
         {"--data", NULL, OPT_STRING, &f.data, 0, 0, "NAME", "reference: mnist, fashion, or a directory of IDX files"},
         {"--data-dir", NULL, OPT_STRING, &f.data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
         {"--net", NULL, OPT_STRING, &f.net, 0, 0, "FILE", "evaluation network (default: cached, trained on first use)"},
@@ -675,6 +687,7 @@ static int cmd_eval(int argc, char **argv) {
     else if (f.file && f.ckpt) why = "give an IDX file or -c CKPT, not both";
     else if (f.bpd && !f.ckpt) why = "--bpd needs a checkpoint (-c CKPT)";
     else if (f.terms && !f.bpd) why = "--terms applies to --bpd only";
+    else if (!f.bpd && f.n_seen && f.n < EVAL_K + 1) why = "-n: the metrics need at least 4 images (k = 3)";
     else if (f.labels_path && !f.file) why = "--labels applies to an IDX file input";
     else if (ddpm_sampler_parse(f.sampler) < 0) why = "unknown --sampler (expected ddpm or ddim)";
     else if (ddpm_var_parse(f.var) < 0) why = "unknown --var (expected small or large)";

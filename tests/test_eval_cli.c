@@ -157,9 +157,20 @@ static void test_checkpoint(void **state) {
     if (cli_run(&r, "eval -c %s --net %s -n 16 --sampler ddim --sample-steps 2", ck, g_net)) fail_msg("%s", r.err);
     assert_true(isfinite(value(&r, "fid")) && value(&r, "sample_steps") == 2);
     assert_non_null(strstr(r.out, "reference=" ));
-    if (cli_run(&r, "eval -c %s --net %s -n 16 --sample-steps 3", ckc, g_net)) fail_msg("%s", r.err);
+    double fid_c = value(&r, "fid");
+    /* the same images as `ddpm sample --idx` with the same flags */
+    char sidx[520], spng[520];
+    snprintf(sidx, sizeof sidx, "%s/s.idx", g_dir);
+    snprintf(spng, sizeof spng, "%s/s.png", g_dir);
+    if (cli_run(&r, "sample -c %s -n 16 --sampler ddim --sample-steps 2 --idx %s -o %s", ck, sidx, spng))
+        fail_msg("%s", r.err);
+    if (cli_run(&r, "eval %s --net %s --data %s", sidx, g_net, g_data)) fail_msg("%s", r.err);
+    assert_true(value(&r, "fid") == fid_c);
+    if (cli_run(&r, "eval -c %s --net %s -n 16 --sampler dpm++2m --sample-steps 3 --guidance 2", ckc, g_net))
+        fail_msg("%s", r.err);
     double la = value(&r, "label_accuracy");
-    assert_true(la >= 0 && la <= 1);
+    assert_true(la >= 0 && la <= 1 && value(&r, "guidance") == 2);
+    assert_non_null(strstr(r.out, "sampler=dpm++2m"));
     if (cli_run(&r, "eval --bpd -c %s -n 3 --terms %s", ck, terms)) fail_msg("%s", r.err);
     printf("%s", r.out);
     double bpd = value(&r, "bpd"), sum = value(&r, "bpd_prior") + value(&r, "bpd_decoder") + value(&r, "bpd_kl");
@@ -212,6 +223,9 @@ static void test_bad_input(void **state) {
     expect_error("unknown flag", 2, "unknown option", "eval %s --frobnicate", g_real);
     expect_error("sampler flag on idx", 2, "apply to -c CKPT only", "eval %s --sampler ddim", g_real);
     expect_error("terms without bpd", 2, "--terms applies to --bpd", "eval %s --terms x.csv", g_real);
+    snprintf(ck, sizeof ck, "%s/u.safetensors", g_dir);
+    expect_error("guidance unconditional", 2, "is unconditional", "eval -c %s --net %s --guidance 2", ck, g_net);
+    expect_error("too many steps", 2, "at most 10 steps", "eval -c %s --net %s --sampler ddim --sample-steps 11", ck, g_net);
 }
 
 static void test_help(void **state) {

@@ -31,6 +31,7 @@
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
 #include "ddpm/eval.h"
+#include "ddpm/sampler.h"
 #include "ddpm/schedule.h"
 #include "ddpm/unet.h"
 
@@ -40,12 +41,12 @@
 #define CLF_BATCH 256
 
 typedef struct {
-    const char *file, *ckpt, *data, *data_dir, *net, *sampler, *var, *labels_path, *terms;
+    const char *file, *ckpt, *data, *data_dir, *net, *sampler, *var, *labels_path, *terms, *spacing;
     int n, steps, threads, batch, label;
-    float eta;
+    float eta, guidance;
     uint64_t seed;
     bool json, bpd, no_ema;
-    bool n_seen, var_seen;
+    bool n_seen, var_seen, guided;
 } eval_flags;
 
 /* What gets printed, in order: key, value (already formatted). */
@@ -206,6 +207,7 @@ typedef struct {
     ddpm_schedule s;
     ddpm_unet_config cfg;
     ddpm_var_kind var;
+    const char *var_src; /* where var came from */
     bool ema;
     const int *labels; /* of the current batch, or NULL */
 } model;
@@ -253,7 +255,7 @@ static int model_load(model *md, const eval_flags *f, int B) {
                 ddpm_checkpoint_read(&ck, md->ema ? "ema." : "", ddpm_unet_params(md->m)) ||
                 ddpm_schedule_init(&md->s, (ddpm_schedule_kind)kind, (int)T)))
         rc = fail();
-    if (!rc && !vv) fprintf(stderr, "ddpm %s: note: '%s' does not record its variance; using small\n", CMD, f->ckpt);
+    md->var_src = f->var_seen ? "--var" : vv ? "the checkpoint's" : "default; the checkpoint records none";
     ddpm_checkpoint_close(&ck);
     if (rc) model_free(md);
     return rc;
@@ -273,9 +275,10 @@ typedef struct {
     bool tty;
 } sample_progress;
 
-static void sample_on_step(void *ud, int step, int nsteps, const float *x) {
-    (void)x;
+static void sample_on_step(void *ud, int first, int N, int step, int nsteps, const float *x) {
+    (void)x, (void)first, (void)N;
     sample_progress *p = ud;
+    if (step == 0) return; /* x_T */
     p->done++;
     double t = ddpm_cli_now();
     if (p->done != p->total && t - p->last < (p->tty ? 0.2 : 10.0)) return;
@@ -283,41 +286,79 @@ static void sample_on_step(void *ud, int step, int nsteps, const float *x) {
     char eta[32];
     double rate = p->done / (t - p->t0 + 1e-9);
     ddpm_cli_fmt_duration(eta, sizeof eta, (p->total - p->done) / (rate > 0 ? rate : 1));
-    fprintf(stderr, "%ssampling %d images: %d/%d model calls  eta %s%s", p->tty ? "\r" : "", p->n, p->done,
-            p->total, eta, p->tty ? "\033[K" : "\n");
+    fprintf(stderr, "%ssampling %d images: %d/%d model calls (%d steps)  eta %s%s", p->tty ? "\r" : "", p->n,
+            p->done, p->total, nsteps, eta, p->tty ? "\033[K" : "\n");
     if (p->done == p->total && p->tty) fputc('\n', stderr);
-    (void)step;
-    (void)nsteps;
 }
 
-/* u8 (n, D) = n samples of the model, in batches of f->batch; labels (n)
- * the class of each (conditional models), else NULL. Batch b's noise comes
- * from a generator seeded with (seed, b). */
-static ddpm_status sample_images(uint8_t *u8, model *md, const eval_flags *f, const int *labels, int K, int kind) {
-    int n = f->n, B = f->batch < n ? f->batch : n;
+/* u8 (n, D) = n samples of the model through the library's sampler (image i
+ * from its own stream, as `ddpm sample` draws it); labels (n) or NULL. */
+static ddpm_status sample_images(uint8_t *u8, model *md, const eval_flags *f, const int *labels, int *K) {
+    int n = f->n, B = f->batch < n ? f->batch : n, C = md->cfg.num_classes;
     size_t D = (size_t)md->cfg.in_ch * md->cfg.res * md->cfg.res;
-    float *x = ddpm_malloc((size_t)B * D * sizeof(float));
-    float *work = ddpm_malloc(ddpm_sample_loop_workspace(B, D) * sizeof(float));
-    if (!x || !work) {
-        ddpm_free(x);
-        ddpm_free(work);
-        return ddpm_error(DDPM_ERR_NOMEM, "out of memory for sampling");
+    ddpm_sampler_opts o = {(ddpm_sampler_kind)ddpm_sampler_parse(f->sampler), f->steps, f->eta, md->var,
+                           (ddpm_spacing)(f->spacing ? ddpm_spacing_parse(f->spacing) : 0)};
+    ddpm_sampler sm = {0};
+    ddpm_guidance g = {0};
+    float *x = ddpm_malloc((size_t)n * D * sizeof(float));
+    ddpm_status s = x ? ddpm_sampler_create(&sm, &md->s, &o, D, B) : ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d images", n);
+    if (!s && f->guided) s = ddpm_guidance_init(&g, ddpm_unet_eps, md->m, f->guidance, C, D, B);
+    if (!s) {
+        *K = sm.K;
+        sample_progress p = {0, ((n + B - 1) / B) * sm.K, sm.K, n, ddpm_cli_now(), 0.0, ddpm_cli_tty()};
+        s = ddpm_sampler_run(&sm, x, 0, n, f->seed, labels, f->guided ? ddpm_guidance_eps : ddpm_unet_eps,
+                             f->guided ? (void *)&g : (void *)md->m, sample_on_step, &p);
     }
-    ddpm_sampler_opts o = {(ddpm_sampler_kind)kind, K, f->eta, md->var};
-    sample_progress p = {0, ((n + B - 1) / B) * K, K, n, ddpm_cli_now(), 0.0, ddpm_cli_tty()};
-    ddpm_status s = DDPM_OK;
-    for (int first = 0, b = 0; first < n && !s; first += B, b++) {
-        int N = n - first < B ? n - first : B;
-        ddpm_rng rng;
-        ddpm_rng_seed(&rng, f->seed ^ (0x9e3779b97f4a7c15ULL * ((uint64_t)b + 1)));
-        ddpm_rng_fill_normal(&rng, x, (size_t)N * D);
-        md->labels = labels ? labels + first : NULL;
-        s = ddpm_sample_loop(x, N, D, &md->s, &o, unet_eps, md, &rng, work, sample_on_step, &p);
-        if (!s) to_u8(u8 + (size_t)first * D, x, (size_t)N * D);
-    }
+    if (!s) to_u8(u8, x, (size_t)n * D);
+    if (f->guided) ddpm_guidance_free(&g);
+    ddpm_sampler_destroy(&sm);
     ddpm_free(x);
-    ddpm_free(work);
     return s;
+}
+
+/* n samples from the checkpoint, with labels for a conditional model. */
+static int sample_ckpt(uint8_t **u8, int **labels, report *r, const eval_flags *f, const ddpm_dataset *test) {
+    model md;
+    int B = f->batch < f->n ? f->batch : f->n;
+    if (model_load(&md, f, f->guided ? 2 * B : B)) return 1;
+    int kind = ddpm_sampler_parse(f->sampler), T = md.s.T, C = md.cfg.num_classes, rc = 0, K = 0;
+    int kmax = ddpm_sampler_max_steps((ddpm_sampler_kind)kind, T);
+    size_t D = (size_t)md.cfg.in_ch * md.cfg.res * md.cfg.res;
+    if (md.cfg.in_ch != test->c || md.cfg.res != test->h || md.cfg.res != test->w) {
+        fprintf(stderr, "ddpm %s: '%s' makes %d x %d x %d images; the reference has %d x %d x %d\n", CMD, f->ckpt,
+                md.cfg.in_ch, md.cfg.res, md.cfg.res, test->c, test->h, test->w);
+        rc = 1;
+    } else if (f->steps > kmax) {
+        fprintf(stderr, "ddpm %s: --sample-steps %d: %s takes at most %d steps for the checkpoint's T = %d\n", CMD,
+                f->steps, f->sampler, kmax, T);
+        rc = 2;
+    } else if ((f->label >= 0 || f->guided) && C == 0) {
+        fprintf(stderr, "ddpm %s: %s: the model in '%s' is unconditional\n", CMD, f->label >= 0 ? "--label" : "--guidance",
+                f->ckpt);
+        rc = 2;
+    } else if (f->label >= C && C > 0) {
+        fprintf(stderr, "ddpm %s: --label %d out of range: the model has %d classes\n", CMD, f->label, C);
+        rc = 2;
+    }
+    *u8 = rc ? NULL : malloc((size_t)f->n * D);
+    if (!rc && C > 0) *labels = malloc((size_t)f->n * sizeof(int));
+    if (!rc && (!*u8 || (C > 0 && !*labels))) rc = (fprintf(stderr, "ddpm %s: out of memory\n", CMD), 1);
+    if (!rc && C > 0) ddpm_sampler_labels(*labels, f->n, C, f->label);
+    if (!rc) {
+        fprintf(stderr, "ddpm %s: sampling %d images from '%s' (%s weights): %s, seed %llu\n", CMD, f->n, f->ckpt,
+                md.ema ? "EMA" : "raw", f->sampler, (unsigned long long)f->seed);
+        if (sample_images(*u8, &md, f, *labels, &K)) rc = fail();
+    }
+    if (!rc) {
+        put(r, "sampler", true, "%s", f->sampler);
+        put(r, "sample_steps", false, "%d", K);
+        if (kind == DDPM_SAMPLER_DDIM) put(r, "eta", false, "%g", (double)f->eta);
+        if (kind == DDPM_SAMPLER_DDPM) put(r, "variance", true, "%s", ddpm_var_name(md.var));
+        if (f->guided) put(r, "guidance", false, "%g", (double)f->guidance);
+        put(r, "seed", false, "%llu", (unsigned long long)f->seed);
+    }
+    model_free(&md);
+    return rc;
 }
 
 /* ---- metrics ------------------------------------------------------------------------------ */
@@ -432,8 +473,8 @@ static int run_bpd(report *r, const eval_flags *f, const ddpm_dataset *test) {
     }
     double *terms = malloc((size_t)n * (T + 1) * sizeof(double)), *mean = calloc((size_t)T + 1, sizeof(double));
     ddpm_status s = !terms || !mean ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for bits/dim") : DDPM_OK;
-    fprintf(stderr, "ddpm %s: bits/dim of %d test images, %d model calls each (T = %d), %s variance, %s weights\n",
-            CMD, n, T, T, ddpm_var_name(md.var), md.ema ? "EMA" : "raw");
+    fprintf(stderr, "ddpm %s: bits/dim of %d test images, %d model calls each (T = %d), %s variance (%s), %s weights\n",
+            CMD, n, T, T, ddpm_var_name(md.var), md.var_src, md.ema ? "EMA" : "raw");
     if (!s) s = bpd_run(terms, &md, test, f);
     if (!s) {
         double tot = 0, tot2 = 0;
@@ -498,45 +539,6 @@ static int load_idx_images(uint8_t **u8, int **labels, int *n, const eval_flags 
     }
     ddpm_idx_free(&im);
     ddpm_idx_free(&lb);
-    return rc;
-}
-
-/* n samples from the checkpoint, with labels for a conditional model. */
-static int sample_ckpt(uint8_t **u8, int **labels, report *r, const eval_flags *f, const ddpm_dataset *test) {
-    model md;
-    int B = f->batch < f->n ? f->batch : f->n;
-    if (model_load(&md, f, B)) return 1;
-    int kind = ddpm_sampler_parse(f->sampler), T = md.s.T, C = md.cfg.num_classes, rc = 0;
-    int K = f->steps ? f->steps : kind == DDPM_SAMPLER_DDIM ? (T < 50 ? T : 50) : T;
-    size_t D = (size_t)md.cfg.in_ch * md.cfg.res * md.cfg.res;
-    if (md.cfg.in_ch != test->c || md.cfg.res != test->h || md.cfg.res != test->w) {
-        fprintf(stderr, "ddpm %s: '%s' makes %d x %d x %d images; the reference has %d x %d x %d\n", CMD, f->ckpt,
-                md.cfg.in_ch, md.cfg.res, md.cfg.res, test->c, test->h, test->w);
-        rc = 1;
-    } else if (f->steps > T) {
-        fprintf(stderr, "ddpm %s: --sample-steps %d exceeds the checkpoint's T = %d timesteps\n", CMD, f->steps, T);
-        rc = 2;
-    } else if (f->label >= 0 && (C == 0 || f->label >= C)) {
-        fprintf(stderr, "ddpm %s: --label %d: the model has %d classes\n", CMD, f->label, C);
-        rc = 2;
-    }
-    *u8 = rc ? NULL : malloc((size_t)f->n * D);
-    if (!rc && C > 0) *labels = malloc((size_t)f->n * sizeof(int));
-    if (!rc && (!*u8 || (C > 0 && !*labels))) rc = (fprintf(stderr, "ddpm %s: out of memory\n", CMD), 1);
-    for (int i = 0; !rc && C > 0 && i < f->n; i++) (*labels)[i] = f->label >= 0 ? f->label : i % C;
-    if (!rc) {
-        fprintf(stderr, "ddpm %s: sampling %d images from '%s' (%s weights): %s, %d steps, seed %llu\n", CMD, f->n,
-                f->ckpt, md.ema ? "EMA" : "raw", f->sampler, K, (unsigned long long)f->seed);
-        if (sample_images(*u8, &md, f, *labels, K, kind)) rc = fail();
-    }
-    if (!rc) {
-        put(r, "sampler", true, "%s", f->sampler);
-        put(r, "sample_steps", false, "%d", K);
-        if (kind == DDPM_SAMPLER_DDIM) put(r, "eta", false, "%g", (double)f->eta);
-        else put(r, "variance", true, "%s", ddpm_var_name(md.var));
-        put(r, "seed", false, "%llu", (unsigned long long)f->seed);
-    }
-    model_free(&md);
     return rc;
 }
 
@@ -637,7 +639,9 @@ static const char *EPILOG =
     "the reference's training split on first use (one thread, a few minutes) and cached\n"
     "as " EVAL_CACHE_DIR "/<dataset>-<hash>.safetensors ($DDPM_EVAL_CACHE: another directory);\n"
     "--net FILE uses another network.\n"
-    "The reference defaults to the checkpoint's training data (its 'data' metadata), else mnist.\n\n"
+    "The reference defaults to the checkpoint's training data (its 'data' metadata), else mnist.\n"
+    "-c samples with the library's sampler, image i from its own stream (--seed, i), so\n"
+    "the images are those of 'ddpm sample' with the same flags.\n\n"
     "--bpd: the variational bound L_T + sum L_{t-1} + L_0 (Ho et al. eq. 5) in bits/dim on\n"
     "the first N test images (default 100), T model calls per image; the variance is the\n"
     "checkpoint's ('var' metadata, else small) unless --var. --terms writes the mean\n"
@@ -645,6 +649,7 @@ static const char *EPILOG =
     "examples:\n"
     "  ddpm sample -n 1000 --sampler ddim --idx s.idx -o s.png && ddpm eval s.idx\n"
     "  ddpm eval -c runs/mnist/ckpt.safetensors -n 1000 --sampler ddim --sample-steps 50\n"
+    "  ddpm eval -c runs/cond/ckpt.safetensors -n 1000 --sampler dpm++2m --guidance 2\n"
     "  ddpm eval --bpd -c runs/mnist/ckpt.safetensors -n 100 --terms terms.csv";
 
 static int cmd_eval(int argc, char **argv) {
@@ -666,8 +671,10 @@ static int cmd_eval(int argc, char **argv) {
         {"--json", NULL, OPT_FLAG, &f.json, 0, 0, NULL, "print one JSON object instead of key=value lines"},
         {"--bpd", NULL, OPT_FLAG, &f.bpd, 0, 0, NULL, "the variational bound in bits/dim instead"},
         {"--terms", NULL, OPT_STRING, &f.terms, 0, 0, "FILE", "--bpd: write the per-timestep terms as CSV"},
-        {"--sampler", NULL, OPT_STRING, &f.sampler, 0, 0, "NAME", "ddpm or ddim (default ddpm)"},
-        {"--sample-steps", NULL, OPT_INT, &f.steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps (default: T for ddpm, 50 for ddim)"},
+        {"--sampler", NULL, OPT_STRING, &f.sampler, 0, 0, "NAME", "ddpm, ddim or dpm++2m (default ddpm)"},
+        {"--sample-steps", NULL, OPT_INT, &f.steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps (default: T for ddpm, min(50, T) for ddim, min(20, T-1) for dpm++2m)"},
+        {"--spacing", NULL, OPT_STRING, &f.spacing, 0, 0, "KIND", "ddim/dpm++2m timesteps: uniform, quadratic or logsnr"},
+        {"--guidance", NULL, OPT_FLOAT, &f.guidance, 0.0, 100.0, "W", "classifier-free guidance weight (class-conditional models)"},
         {"--eta", NULL, OPT_FLOAT, &f.eta, 0.0, 1.0, "E", "ddim noise in [0, 1] (default 0)"},
         {"--var", NULL, OPT_STRING, &f.var, 0, 0, "KIND", "variance small or large (default: the checkpoint's, else small)"},
         {"--label", NULL, OPT_INT, &f.label, 0, 100000, "K", "sample only class K (default: cycle the classes)"},
@@ -681,6 +688,7 @@ static int cmd_eval(int argc, char **argv) {
     if (rc) return rc == 1 ? 0 : rc;
     f.n_seen = ddpm_opts_seen(opts, nopts, "--num");
     f.var_seen = ddpm_opts_seen(opts, nopts, "--var");
+    f.guided = ddpm_opts_seen(opts, nopts, "--guidance");
     if (f.bpd && !f.n_seen) f.n = 100;
     const char *why = NULL;
     if (!f.file && !f.ckpt) why = "name an IDX file of images or a checkpoint (-c CKPT)";
@@ -689,10 +697,12 @@ static int cmd_eval(int argc, char **argv) {
     else if (f.terms && !f.bpd) why = "--terms applies to --bpd only";
     else if (!f.bpd && f.n_seen && f.n < EVAL_K + 1) why = "-n: the metrics need at least 4 images (k = 3)";
     else if (f.labels_path && !f.file) why = "--labels applies to an IDX file input";
-    else if (ddpm_sampler_parse(f.sampler) < 0) why = "unknown --sampler (expected ddpm or ddim)";
+    else if (ddpm_sampler_parse(f.sampler) < 0) why = "unknown --sampler (expected ddpm, ddim or dpm++2m)";
+    else if (f.spacing && ddpm_spacing_parse(f.spacing) < 0) why = "unknown --spacing (expected uniform, quadratic or logsnr)";
     else if (ddpm_var_parse(f.var) < 0) why = "unknown --var (expected small or large)";
     else if (f.file && (ddpm_opts_seen(opts, nopts, "--sampler") || ddpm_opts_seen(opts, nopts, "--sample-steps") ||
-                        ddpm_opts_seen(opts, nopts, "--eta") || ddpm_opts_seen(opts, nopts, "--label")))
+                        ddpm_opts_seen(opts, nopts, "--eta") || ddpm_opts_seen(opts, nopts, "--label") ||
+                        f.guided || f.spacing))
         why = "sampler options apply to -c CKPT only";
     if (why) {
         fprintf(stderr, "ddpm %s: %s\n", CMD, why);

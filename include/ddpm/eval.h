@@ -9,8 +9,10 @@
 
 #include <stddef.h>
 
+#include "ddpm/classifier.h"
 #include "ddpm/common.h"
 #include "ddpm/diffusion.h"
+#include "ddpm/sampler.h"
 #include "ddpm/rng.h"
 #include "ddpm/schedule.h"
 
@@ -94,3 +96,43 @@ ddpm_status ddpm_bpd_loop(double *terms, const float *x0, int N, size_t D, const
                           int (*on_t)(void *ud, int done, int T), void *ud);
 
 #endif
+
+/* ---- the protocol: generated images against a test split ----------------------
+ * A reference holds the evaluation network and the test split's features
+ * and statistics, computed once; every evaluation after that costs the
+ * classifier pass over the n images plus O((n + n_pr)^2) for
+ * precision/recall. FID is against the whole test split, precision/recall
+ * (k = 3) against its first min(n, test size) images. */
+#define DDPM_EVAL_K 3
+
+typedef struct {
+    ddpm_classifier *net;       /* borrowed */
+    const ddpm_dataset *test;   /* borrowed */
+    float *feats;               /* (test->n, DDPM_CLF_FEATURES) */
+    ddpm_gauss_stats stats;
+} ddpm_eval_ref;
+
+typedef struct {
+    int n, n_pr;                /* images evaluated; reference rows for precision/recall */
+    double fid, precision, recall, confidence, class_entropy;
+    double label_accuracy;      /* -1 without labels */
+} ddpm_eval_metrics;
+
+/* net must take test's images (shape and classes; checked). */
+ddpm_status ddpm_eval_ref_init(ddpm_eval_ref *r, ddpm_classifier *net, const ddpm_dataset *test);
+void ddpm_eval_ref_free(ddpm_eval_ref *r);
+
+/* The metrics of n >= 4 u8 images (n, C, H, W) in the test split's shape;
+ * labels (n) or NULL. */
+ddpm_status ddpm_eval_images(ddpm_eval_metrics *m, const ddpm_eval_ref *r, const uint8_t *u8, int n,
+                             const int *labels);
+
+/* Samples n images from a noise predictor with the library's sampler (opts
+ * against the base schedule s; image i from stream (seed, i); batches of
+ * `batch`; a conditional model, num_classes > 0, gets labels cycling
+ * 0..K-1 and label_accuracy) and evaluates them. This is the call for
+ * metrics during training: `model` is e.g. ddpm_unet_eps over an inference
+ * copy of the EMA weights. on_step as in ddpm_sampler_run (may be NULL). */
+ddpm_status ddpm_eval_model(ddpm_eval_metrics *m, const ddpm_eval_ref *r, ddpm_model_fn model, void *ctx,
+                            const ddpm_schedule *s, const ddpm_sampler_opts *o, int num_classes, int n,
+                            int batch, uint64_t seed, ddpm_step_fn on_step, void *ud);

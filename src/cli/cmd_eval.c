@@ -37,12 +37,11 @@
 
 #define CMD "eval"
 #define EVAL_CACHE_DIR "data/eval" /* $DDPM_EVAL_CACHE overrides */
-#define EVAL_K 3
 #define CLF_BATCH 256
 
 typedef struct {
     const char *file, *ckpt, *data, *data_dir, *net, *sampler, *var, *labels_path, *terms, *spacing;
-    int n, steps, threads, batch, label;
+    int n, steps, threads, batch;
     float eta, guidance;
     uint64_t seed;
     bool json, bpd, no_ema;
@@ -261,14 +260,6 @@ static int model_load(model *md, const eval_flags *f, int B) {
     return rc;
 }
 
-static void to_u8(uint8_t *out, const float *x, size_t n) {
-    for (size_t j = 0; j < n; j++) {
-        float v = (x[j] + 1.0f) * 127.5f;
-        v = v > 0.0f ? (v < 255.0f ? v : 255.0f) : 0.0f;
-        out[j] = (uint8_t)floorf(v + 0.5f);
-    }
-}
-
 typedef struct {
     int done, total, K, n;
     double t0, last;
@@ -291,39 +282,31 @@ static void sample_on_step(void *ud, int first, int N, int step, int nsteps, con
     if (p->done == p->total && p->tty) fputc('\n', stderr);
 }
 
-/* u8 (n, D) = n samples of the model through the library's sampler (image i
- * from its own stream, as `ddpm sample` draws it); labels (n) or NULL. */
-static ddpm_status sample_images(uint8_t *u8, model *md, const eval_flags *f, const int *labels, int *K) {
+/* Samples f->n images through the library's sampler (image i from its own
+ * stream, as `ddpm sample` draws it) and evaluates them. */
+static ddpm_status sample_eval(ddpm_eval_metrics *m, model *md, const eval_flags *f, const ddpm_eval_ref *ref, int K) {
     int n = f->n, B = f->batch < n ? f->batch : n, C = md->cfg.num_classes;
     size_t D = (size_t)md->cfg.in_ch * md->cfg.res * md->cfg.res;
-    ddpm_sampler_opts o = {(ddpm_sampler_kind)ddpm_sampler_parse(f->sampler), f->steps, f->eta, md->var,
+    ddpm_sampler_opts o = {(ddpm_sampler_kind)ddpm_sampler_parse(f->sampler), K, f->eta, md->var,
                            (ddpm_spacing)(f->spacing ? ddpm_spacing_parse(f->spacing) : 0)};
-    ddpm_sampler sm = {0};
     ddpm_guidance g = {0};
-    float *x = ddpm_malloc((size_t)n * D * sizeof(float));
-    ddpm_status s = x ? ddpm_sampler_create(&sm, &md->s, &o, D, B) : ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d images", n);
-    if (!s && f->guided) s = ddpm_guidance_init(&g, ddpm_unet_eps, md->m, f->guidance, C, D, B);
-    if (!s) {
-        *K = sm.K;
-        sample_progress p = {0, ((n + B - 1) / B) * sm.K, sm.K, n, ddpm_cli_now(), 0.0, ddpm_cli_tty()};
-        s = ddpm_sampler_run(&sm, x, 0, n, f->seed, labels, f->guided ? ddpm_guidance_eps : ddpm_unet_eps,
-                             f->guided ? (void *)&g : (void *)md->m, sample_on_step, &p);
-    }
-    if (!s) to_u8(u8, x, (size_t)n * D);
+    ddpm_status s = f->guided ? ddpm_guidance_init(&g, ddpm_unet_eps, md->m, f->guidance, C, D, B) : DDPM_OK;
+    sample_progress p = {0, ((n + B - 1) / B) * K, K, n, ddpm_cli_now(), 0.0, ddpm_cli_tty()};
+    if (!s) s = ddpm_eval_model(m, ref, f->guided ? ddpm_guidance_eps : ddpm_unet_eps, f->guided ? (void *)&g : (void *)md->m,
+                                &md->s, &o, C, n, B, f->seed, sample_on_step, &p);
     if (f->guided) ddpm_guidance_free(&g);
-    ddpm_sampler_destroy(&sm);
-    ddpm_free(x);
     return s;
 }
 
-/* n samples from the checkpoint, with labels for a conditional model. */
-static int sample_ckpt(uint8_t **u8, int **labels, report *r, const eval_flags *f, const ddpm_dataset *test) {
+/* Samples from the checkpoint and evaluates (labels cycle for a conditional model). */
+static int sample_ckpt(ddpm_eval_metrics *m, report *r, const eval_flags *f, const ddpm_eval_ref *ref) {
     model md;
     int B = f->batch < f->n ? f->batch : f->n;
     if (model_load(&md, f, f->guided ? 2 * B : B)) return 1;
-    int kind = ddpm_sampler_parse(f->sampler), T = md.s.T, C = md.cfg.num_classes, rc = 0, K = 0;
+    const ddpm_dataset *test = ref->test;
+    int kind = ddpm_sampler_parse(f->sampler), T = md.s.T, C = md.cfg.num_classes, rc = 0;
     int kmax = ddpm_sampler_max_steps((ddpm_sampler_kind)kind, T);
-    size_t D = (size_t)md.cfg.in_ch * md.cfg.res * md.cfg.res;
+    int K = f->steps ? f->steps : ddpm_sampler_default_steps((ddpm_sampler_kind)kind, T);
     if (md.cfg.in_ch != test->c || md.cfg.res != test->h || md.cfg.res != test->w) {
         fprintf(stderr, "ddpm %s: '%s' makes %d x %d x %d images; the reference has %d x %d x %d\n", CMD, f->ckpt,
                 md.cfg.in_ch, md.cfg.res, md.cfg.res, test->c, test->h, test->w);
@@ -332,22 +315,14 @@ static int sample_ckpt(uint8_t **u8, int **labels, report *r, const eval_flags *
         fprintf(stderr, "ddpm %s: --sample-steps %d: %s takes at most %d steps for the checkpoint's T = %d\n", CMD,
                 f->steps, f->sampler, kmax, T);
         rc = 2;
-    } else if ((f->label >= 0 || f->guided) && C == 0) {
-        fprintf(stderr, "ddpm %s: %s: the model in '%s' is unconditional\n", CMD, f->label >= 0 ? "--label" : "--guidance",
-                f->ckpt);
-        rc = 2;
-    } else if (f->label >= C && C > 0) {
-        fprintf(stderr, "ddpm %s: --label %d out of range: the model has %d classes\n", CMD, f->label, C);
+    } else if (f->guided && C == 0) {
+        fprintf(stderr, "ddpm %s: --guidance: the model in '%s' is unconditional\n", CMD, f->ckpt);
         rc = 2;
     }
-    *u8 = rc ? NULL : malloc((size_t)f->n * D);
-    if (!rc && C > 0) *labels = malloc((size_t)f->n * sizeof(int));
-    if (!rc && (!*u8 || (C > 0 && !*labels))) rc = (fprintf(stderr, "ddpm %s: out of memory\n", CMD), 1);
-    if (!rc && C > 0) ddpm_sampler_labels(*labels, f->n, C, f->label);
     if (!rc) {
-        fprintf(stderr, "ddpm %s: sampling %d images from '%s' (%s weights): %s, seed %llu\n", CMD, f->n, f->ckpt,
-                md.ema ? "EMA" : "raw", f->sampler, (unsigned long long)f->seed);
-        if (sample_images(*u8, &md, f, *labels, &K)) rc = fail();
+        fprintf(stderr, "ddpm %s: sampling %d images from '%s' (%s weights): %s, %d steps, seed %llu\n", CMD, f->n,
+                f->ckpt, md.ema ? "EMA" : "raw", f->sampler, K, (unsigned long long)f->seed);
+        if (sample_eval(m, &md, f, ref, K)) rc = fail();
     }
     if (!rc) {
         put(r, "sampler", true, "%s", f->sampler);
@@ -363,39 +338,14 @@ static int sample_ckpt(uint8_t **u8, int **labels, report *r, const eval_flags *
 
 /* ---- metrics ------------------------------------------------------------------------------ */
 
-/* FID, precision/recall, class metrics of n images u8 (n, D) against the test
- * split, appended to r. labels (n) or NULL. */
-static ddpm_status sample_metrics(report *r, ddpm_classifier *net, const ddpm_dataset *test, const uint8_t *u8,
-                                  int n, const int *labels) {
-    int K = ddpm_clf_cfg(net)->num_classes, F = DDPM_CLF_FEATURES, nr = n < test->n ? n : test->n;
-    float *ff = ddpm_malloc((size_t)n * F * sizeof(float)), *fr = ddpm_malloc((size_t)test->n * F * sizeof(float));
-    float *probs = ddpm_malloc((size_t)n * K * sizeof(float));
-    ddpm_gauss_stats a = {0}, b = {0};
-    double fid = 0, prec = 0, rec = 0;
-    ddpm_class_metrics cm;
-    ddpm_status s = !ff || !fr || !probs ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for the features") : DDPM_OK;
-    if (!s) s = ddpm_clf_embed(net, ff, probs, u8, n);
-    if (!s) s = ddpm_clf_embed(net, fr, NULL, test->pixels, test->n);
-    if (!s) s = ddpm_gauss_stats_compute(&a, ff, n, F);
-    if (!s) s = ddpm_gauss_stats_compute(&b, fr, test->n, F);
-    if (!s) s = ddpm_frechet_distance(&fid, a.mu, a.cov, b.mu, b.cov, F);
-    if (!s) s = ddpm_precision_recall(&prec, &rec, fr, nr, ff, n, F, EVAL_K);
-    if (!s) s = ddpm_class_metrics_compute(&cm, probs, labels, n, K);
-    if (!s) {
-        put(r, "pr_reference", true, "first %d test images, k=%d", nr, EVAL_K);
-        put(r, "fid", false, "%.4f", fid);
-        put(r, "precision", false, "%.4f", prec);
-        put(r, "recall", false, "%.4f", rec);
-        put(r, "confidence", false, "%.4f", cm.confidence);
-        put(r, "class_entropy", false, "%.4f", cm.class_entropy);
-        if (labels) put(r, "label_accuracy", false, "%.4f", cm.label_accuracy);
-    }
-    ddpm_gauss_stats_free(&a);
-    ddpm_gauss_stats_free(&b);
-    ddpm_free(ff);
-    ddpm_free(fr);
-    ddpm_free(probs);
-    return s;
+static void put_metrics(report *r, const ddpm_eval_metrics *m) {
+    put(r, "pr_reference", true, "first %d test images, k=%d", m->n_pr, DDPM_EVAL_K);
+    put(r, "fid", false, "%.4f", m->fid);
+    put(r, "precision", false, "%.4f", m->precision);
+    put(r, "recall", false, "%.4f", m->recall);
+    put(r, "confidence", false, "%.4f", m->confidence);
+    put(r, "class_entropy", false, "%.4f", m->class_entropy);
+    if (m->label_accuracy >= 0) put(r, "label_accuracy", false, "%.4f", m->label_accuracy);
 }
 
 /* ---- bits/dim ---------------------------------------------------------------------------------- */
@@ -516,8 +466,8 @@ static int load_idx_images(uint8_t **u8, int **labels, int *n, const eval_flags 
     } else if (f->n_seen && f->n > count) {
         fprintf(stderr, "ddpm %s: -n %d exceeds the %d images in '%s'\n", CMD, f->n, count, f->file);
         rc = 2;
-    } else if (count < EVAL_K + 1) {
-        fprintf(stderr, "ddpm %s: '%s' holds %d images; the metrics need at least %d\n", CMD, f->file, count, EVAL_K + 1);
+    } else if (count < DDPM_EVAL_K + 1) {
+        fprintf(stderr, "ddpm %s: '%s' holds %d images; the metrics need at least %d\n", CMD, f->file, count, DDPM_EVAL_K + 1);
         rc = 1;
     }
     *n = f->n_seen ? f->n : count;
@@ -570,6 +520,8 @@ static int run(eval_flags *f) {
     char dir[1024], net_path[1100], acc[32] = "", hash[17];
     ddpm_dataset test = {0};
     ddpm_classifier *net = NULL;
+    ddpm_eval_ref ref = {0};
+    ddpm_eval_metrics m = {0};
     uint8_t *u8 = NULL;
     int *labels = NULL, n = f->n, rc;
     report r = {0};
@@ -590,14 +542,10 @@ static int run(eval_flags *f) {
         goto done;
     }
     if ((rc = get_net(&net, net_path, sizeof net_path, acc, dir, &test, f))) goto done;
-    if (ddpm_file_hash16(hash, net_path)) {
+    if (ddpm_file_hash16(hash, net_path) || ddpm_eval_ref_init(&ref, net, &test)) {
         rc = fail();
         goto done;
     }
-    if (f->file) rc = load_idx_images(&u8, &labels, &n, f, &test);
-    else rc = sample_ckpt(&u8, &labels, &r, f, &test);
-    if (rc) goto done;
-    fprintf(stderr, "ddpm %s: %d images against the %d test images of '%s'\n", CMD, n, test.n, dir);
     put(&r, f->file ? "images" : "checkpoint", true, "%s", f->file ? f->file : f->ckpt);
     put(&r, "net", true, "%s", net_path);
     put(&r, "net_sha256", true, "%s", hash);
@@ -605,11 +553,20 @@ static int run(eval_flags *f) {
     put(&r, "reference", true, "%s", dir);
     put(&r, "split", true, "test");
     put(&r, "n_reference", false, "%d", test.n);
-    put(&r, "n", false, "%d", n);
-    if (sample_metrics(&r, net, &test, u8, n, labels)) rc = fail();
+    if (f->file) {
+        rc = load_idx_images(&u8, &labels, &n, f, &test);
+        if (!rc && ddpm_eval_images(&m, &ref, u8, n, labels)) rc = fail();
+    } else {
+        rc = sample_ckpt(&m, &r, f, &ref);
+    }
+    if (rc) goto done;
+    fprintf(stderr, "ddpm %s: %d images against the %d test images of '%s'\n", CMD, m.n, test.n, dir);
+    put(&r, "n", false, "%d", m.n);
+    put_metrics(&r, &m);
 done:
     if (!rc) print_report(&r, f->json);
     (void)threads;
+    ddpm_eval_ref_free(&ref);
     ddpm_dataset_free(&test);
     ddpm_clf_free(net);
     free(u8);
@@ -634,7 +591,8 @@ static const char *EPILOG =
     "  class_entropy  entropy in bits of the predicted-class histogram (log2 10 = 3.32\n"
     "                 for balanced digits)\n"
     "  label_accuracy fraction classified as the label they were sampled with\n"
-    "                 (class-conditional models; --labels FILE for an IDX input)\n"
+    "                 (class-conditional models, labels cycling 0..K-1; --labels FILE\n"
+    "                 for an IDX input)\n"
     "The evaluation network (conv-ReLU-maxpool x2, linear 128, linear K) is trained on\n"
     "the reference's training split on first use (one thread, a few minutes) and cached\n"
     "as " EVAL_CACHE_DIR "/<dataset>-<hash>.safetensors ($DDPM_EVAL_CACHE: another directory);\n"
@@ -653,7 +611,7 @@ static const char *EPILOG =
     "  ddpm eval --bpd -c runs/mnist/ckpt.safetensors -n 100 --terms terms.csv";
 
 static int cmd_eval(int argc, char **argv) {
-    eval_flags f = {.n = 1000, .sampler = "ddpm", .var = "small", .batch = 64, .label = -1};
+    eval_flags f = {.n = 1000, .sampler = "ddpm", .var = "small", .batch = 64};
     char *args[512];
     int na = 0;
     if (argc > 512) argc = 512;
@@ -677,7 +635,6 @@ static int cmd_eval(int argc, char **argv) {
         {"--guidance", NULL, OPT_FLOAT, &f.guidance, 0.0, 100.0, "W", "classifier-free guidance weight (class-conditional models)"},
         {"--eta", NULL, OPT_FLOAT, &f.eta, 0.0, 1.0, "E", "ddim noise in [0, 1] (default 0)"},
         {"--var", NULL, OPT_STRING, &f.var, 0, 0, "KIND", "variance small or large (default: the checkpoint's, else small)"},
-        {"--label", NULL, OPT_INT, &f.label, 0, 100000, "K", "sample only class K (default: cycle the classes)"},
         {"--seed", NULL, OPT_U64, &f.seed, 0, 0, "S", "random seed (default 0)"},
         {"--no-ema", NULL, OPT_FLAG, &f.no_ema, 0, 0, NULL, "use the raw weights, not the EMA weights"},
         {"--batch", NULL, OPT_INT, &f.batch, 1, DDPM_BPD_MAX_BATCH, "B", "images per model call (default 64)"},
@@ -695,14 +652,13 @@ static int cmd_eval(int argc, char **argv) {
     else if (f.file && f.ckpt) why = "give an IDX file or -c CKPT, not both";
     else if (f.bpd && !f.ckpt) why = "--bpd needs a checkpoint (-c CKPT)";
     else if (f.terms && !f.bpd) why = "--terms applies to --bpd only";
-    else if (!f.bpd && f.n_seen && f.n < EVAL_K + 1) why = "-n: the metrics need at least 4 images (k = 3)";
+    else if (!f.bpd && f.n_seen && f.n < DDPM_EVAL_K + 1) why = "-n: the metrics need at least 4 images (k = 3)";
     else if (f.labels_path && !f.file) why = "--labels applies to an IDX file input";
     else if (ddpm_sampler_parse(f.sampler) < 0) why = "unknown --sampler (expected ddpm, ddim or dpm++2m)";
     else if (f.spacing && ddpm_spacing_parse(f.spacing) < 0) why = "unknown --spacing (expected uniform, quadratic or logsnr)";
     else if (ddpm_var_parse(f.var) < 0) why = "unknown --var (expected small or large)";
     else if (f.file && (ddpm_opts_seen(opts, nopts, "--sampler") || ddpm_opts_seen(opts, nopts, "--sample-steps") ||
-                        ddpm_opts_seen(opts, nopts, "--eta") || ddpm_opts_seen(opts, nopts, "--label") ||
-                        f.guided || f.spacing))
+                        ddpm_opts_seen(opts, nopts, "--eta") || f.guided || f.spacing))
         why = "sampler options apply to -c CKPT only";
     if (why) {
         fprintf(stderr, "ddpm %s: %s\n", CMD, why);

@@ -19,6 +19,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from eval_reference import write_fixture  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "tests", "data")
 
@@ -48,25 +51,6 @@ def read_fixture(path):
             p += 4 * n
     assert p == len(b)
     return out
-
-
-def write_fixture(path, entries):
-    chunks = []
-    for name, v in entries:
-        nb = name.encode()
-        if isinstance(v, str):
-            dt, dims, payload = 2, [len(v.encode())], v.encode()
-        else:
-            a = np.ascontiguousarray(v, dtype="<f4")
-            dt, dims, payload = 0, list(a.shape), a.tobytes()
-        c = struct.pack("<H", len(nb)) + nb + struct.pack("<BB", dt, len(dims))
-        c += b"".join(struct.pack("<I", d) for d in dims)
-        chunks.append(c + payload)
-    with open(path + ".tmp", "wb") as f:
-        f.write(b"DDPMFIX\0" + struct.pack("<II", 1, len(chunks)))
-        for c in chunks:
-            f.write(c)
-    os.replace(path + ".tmp", path)
 
 
 class Diffusion:
@@ -124,7 +108,7 @@ def terms(df, x0, xt_all, eps_all, large):
 
 
 def main():
-    fin = read_fixture(os.path.join(DATA, "bpd_in.fix"))
+    fin = read_fixture(os.environ.get("DDPM_BPD_IN", os.path.join(DATA, "bpd_in.fix")))
     cfg = dict(l.split("=") for l in fin["config"].split())
     T = int(cfg["T"])
     df = Diffusion(T)

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "args.h"
 #include "cli.h"
@@ -97,22 +98,36 @@ static int fail(void) {
 
 /* ---- the evaluation network ------------------------------------------------------------ */
 
+/* A progress line on stderr, redrawn in place on a terminal (at most 5 times
+ * a second), else a line every 10 s; always the last one. */
 typedef struct {
+    int done, total;
     double t0, last;
     bool tty;
-} clf_progress;
+} progress;
 
-static int clf_on_step(void *ud, int step, int steps, double loss) {
-    clf_progress *p = ud;
+static progress progress_start(int total) { return (progress){0, total, ddpm_cli_now(), 0.0, ddpm_cli_tty()}; }
+
+/* Counts one unit of work; `what` is e.g. "sampling 1000 images", `extra`
+ * is appended after the counts. */
+static void progress_step(progress *p, const char *what, const char *unit, const char *extra) {
+    p->done++;
     double t = ddpm_cli_now();
-    if (step != steps && t - p->last < (p->tty ? 0.2 : 10.0)) return 0;
+    if (p->done != p->total && t - p->last < (p->tty ? 0.2 : 10.0)) return;
     p->last = t;
     char eta[32];
-    double rate = step / (t - p->t0 + 1e-9);
-    ddpm_cli_fmt_duration(eta, sizeof eta, (steps - step) / (rate > 0 ? rate : 1));
-    fprintf(stderr, "%straining the evaluation network: step %d/%d  loss %.4f  eta %s%s", p->tty ? "\r" : "", step,
-            steps, loss, eta, p->tty ? "\033[K" : "\n");
-    if (step == steps && p->tty) fputc('\n', stderr);
+    double rate = p->done / (t - p->t0 + 1e-9);
+    ddpm_cli_fmt_duration(eta, sizeof eta, (p->total - p->done) / (rate > 0 ? rate : 1));
+    fprintf(stderr, "%s%s: %d/%d %s%s  eta %s%s", p->tty ? "\r" : "", what, p->done, p->total, unit, extra, eta,
+            p->tty ? "\033[K" : "\n");
+    if (p->done == p->total && p->tty) fputc('\n', stderr);
+}
+
+static int clf_on_step(void *ud, int step, int steps, double loss) {
+    (void)step, (void)steps;
+    char extra[32];
+    snprintf(extra, sizeof extra, "  loss %.4f", loss);
+    progress_step(ud, "training the evaluation network", "steps", extra);
     return 0;
 }
 
@@ -150,18 +165,21 @@ static int train_net(const char *path, const char *dir, const ddpm_dataset *trai
     if (ddpm_clf_create(&m, &c, CLF_BATCH, true)) return fail();
     fprintf(stderr, "ddpm %s: no evaluation network for '%s' yet: training one (%d images, %d epochs, one thread), "
                     "to be cached as '%s'\n", CMD, dir, train->n, o->epochs, path);
-    clf_progress p = {ddpm_cli_now(), 0.0, ddpm_cli_tty()};
+    int steps = o->epochs * (train->n / o->batch);
+    progress p = progress_start(steps);
+    clock_t c0 = clock();
     ddpm_cli_threads(1);
     ddpm_status s = ddpm_clf_train(m, train, o, clf_on_step, &p);
     ddpm_cli_threads(threads);
     double acc = 0.0;
     if (!s) s = ddpm_clf_accuracy(m, test, &acc);
     char accs[32], secs[32];
+    double cpu = (double)(clock() - c0) / CLOCKS_PER_SEC;
     snprintf(accs, sizeof accs, "%.4f", acc);
     snprintf(secs, sizeof secs, "%.0f", ddpm_cli_now() - p.t0);
     const ddpm_st_meta meta[3] = {{"dataset", dir}, {"test_accuracy", accs}, {"train_seconds", secs}};
-    if (!s) fprintf(stderr, "ddpm %s: evaluation network: test accuracy %.2f%% (%d images) after %s s\n", CMD,
-                    100 * acc, test->n, secs);
+    if (!s) fprintf(stderr, "ddpm %s: evaluation network: test accuracy %.2f%% (%d images); trained in %s s "
+                            "(%.0f s of CPU)\n", CMD, 100 * acc, test->n, secs, cpu);
     if (!s && mkdir_p(cache_dir()) != 0)
         s = ddpm_error(DDPM_ERR_IO, "cannot create '%s': %s", cache_dir(), strerror(errno));
     if (!s) s = ddpm_clf_save(m, path, meta, 3);
@@ -261,25 +279,14 @@ static int model_load(model *md, const eval_flags *f, int B) {
 }
 
 typedef struct {
-    int done, total, K, n;
-    double t0, last;
-    bool tty;
-} sample_progress;
+    progress p;
+    char what[64];
+} named_progress;
 
 static void sample_on_step(void *ud, int first, int N, int step, int nsteps, const float *x) {
-    (void)x, (void)first, (void)N;
-    sample_progress *p = ud;
-    if (step == 0) return; /* x_T */
-    p->done++;
-    double t = ddpm_cli_now();
-    if (p->done != p->total && t - p->last < (p->tty ? 0.2 : 10.0)) return;
-    p->last = t;
-    char eta[32];
-    double rate = p->done / (t - p->t0 + 1e-9);
-    ddpm_cli_fmt_duration(eta, sizeof eta, (p->total - p->done) / (rate > 0 ? rate : 1));
-    fprintf(stderr, "%ssampling %d images: %d/%d model calls (%d steps)  eta %s%s", p->tty ? "\r" : "", p->n,
-            p->done, p->total, nsteps, eta, p->tty ? "\033[K" : "\n");
-    if (p->done == p->total && p->tty) fputc('\n', stderr);
+    (void)x, (void)first, (void)N, (void)nsteps;
+    named_progress *p = ud;
+    if (step > 0) progress_step(&p->p, p->what, "model calls", ""); /* step 0 is x_T */
 }
 
 /* Samples f->n images through the library's sampler (image i from its own
@@ -291,7 +298,8 @@ static ddpm_status sample_eval(ddpm_eval_metrics *m, model *md, const eval_flags
                            (ddpm_spacing)(f->spacing ? ddpm_spacing_parse(f->spacing) : 0)};
     ddpm_guidance g = {0};
     ddpm_status s = f->guided ? ddpm_guidance_init(&g, ddpm_unet_eps, md->m, f->guidance, C, D, B) : DDPM_OK;
-    sample_progress p = {0, ((n + B - 1) / B) * K, K, n, ddpm_cli_now(), 0.0, ddpm_cli_tty()};
+    named_progress p = {progress_start(((n + B - 1) / B) * K), ""};
+    snprintf(p.what, sizeof p.what, "sampling %d images", n);
     if (!s) s = ddpm_eval_model(m, ref, f->guided ? ddpm_guidance_eps : ddpm_unet_eps, f->guided ? (void *)&g : (void *)md->m,
                                 &md->s, &o, C, n, B, f->seed, sample_on_step, &p);
     if (f->guided) ddpm_guidance_free(&g);
@@ -350,26 +358,10 @@ static void put_metrics(report *r, const ddpm_eval_metrics *m) {
 
 /* ---- bits/dim ---------------------------------------------------------------------------------- */
 
-typedef struct {
-    int done, total, n;
-    double t0, last;
-    bool tty;
-} bpd_progress;
-
 static int bpd_on_t(void *ud, int done, int T) {
-    (void)done;
-    (void)T;
-    bpd_progress *p = ud;
-    p->done++;
-    double t = ddpm_cli_now();
-    if (p->done != p->total && t - p->last < (p->tty ? 0.2 : 10.0)) return 0;
-    p->last = t;
-    char eta[32];
-    double rate = p->done / (t - p->t0 + 1e-9);
-    ddpm_cli_fmt_duration(eta, sizeof eta, (p->total - p->done) / (rate > 0 ? rate : 1));
-    fprintf(stderr, "%sbits/dim of %d test images: %d/%d model calls  eta %s%s", p->tty ? "\r" : "", p->n, p->done,
-            p->total, eta, p->tty ? "\033[K" : "\n");
-    if (p->done == p->total && p->tty) fputc('\n', stderr);
+    (void)done, (void)T;
+    named_progress *p = ud;
+    progress_step(&p->p, p->what, "model calls", "");
     return 0;
 }
 
@@ -392,7 +384,8 @@ static ddpm_status bpd_run(double *terms, model *md, const ddpm_dataset *test, c
     ddpm_rng *rngs = ddpm_malloc((size_t)B * sizeof(ddpm_rng));
     int *idx = ddpm_malloc((size_t)B * sizeof(int));
     ddpm_status s = !x0 || !work || !rngs || !idx ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for bits/dim") : DDPM_OK;
-    bpd_progress p = {0, ((n + B - 1) / B) * T, n, ddpm_cli_now(), 0.0, ddpm_cli_tty()};
+    named_progress p = {progress_start(((n + B - 1) / B) * T), ""};
+    snprintf(p.what, sizeof p.what, "bits/dim of %d test images", n);
     for (int first = 0; first < n && !s; first += B) {
         int N = n - first < B ? n - first : B;
         for (int i = 0; i < N; i++) {

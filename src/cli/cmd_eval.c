@@ -21,8 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/types.h>
 #include <time.h>
 
 #include "args.h"
@@ -123,88 +121,49 @@ static void progress_step(progress *p, const char *what, const char *unit, const
     if (p->done == p->total && p->tty) fputc('\n', stderr);
 }
 
-static int clf_on_step(void *ud, int step, int steps, double loss) {
-    (void)step, (void)steps;
-    char extra[32];
-    snprintf(extra, sizeof extra, "  loss %.4f", loss);
-    progress_step(ud, "training the evaluation network", "steps", extra);
-    return 0;
-}
-
 static const char *cache_dir(void) {
     const char *d = getenv("DDPM_EVAL_CACHE");
     return d && *d ? d : EVAL_CACHE_DIR;
 }
 
-static int mkdir_p(const char *dir) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; ; p++) {
-        if (*p == '/' || !*p) {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-            *p = c;
-            if (!c) break;
-        }
+typedef struct {
+    progress p;
+    const char *dir, *path;
+} clf_progress;
+
+static int clf_on_step(void *ud, int step, int steps, double loss) {
+    clf_progress *c = ud;
+    if (step == 1) {
+        fprintf(stderr, "ddpm %s: no evaluation network for '%s' yet: training one on its training split "
+                        "(one thread), to be cached as '%s'\n", CMD, c->dir, c->path);
+        c->p = progress_start(steps);
     }
+    char extra[32];
+    snprintf(extra, sizeof extra, "  loss %.4f", loss);
+    progress_step(&c->p, "training the evaluation network", "steps", extra);
     return 0;
 }
 
-/* Trains the network for the dataset in dir (train split), reports its test
- * accuracy and saves it atomically to path. Runs on one thread. */
-static int train_net(const char *path, const char *dir, const ddpm_dataset *train, const ddpm_dataset *test,
-                     const ddpm_clf_train_opts *o, int threads) {
-    ddpm_clf_config c = {train->c, train->h, train->num_classes > test->num_classes ? train->num_classes : test->num_classes};
-    if (train->h != train->w) {
-        fprintf(stderr, "ddpm %s: '%s': images are %d x %d; the evaluation network needs square images\n", CMD, dir,
-                train->h, train->w);
-        return 1;
-    }
-    ddpm_classifier *m = NULL;
-    if (ddpm_clf_create(&m, &c, CLF_BATCH, true)) return fail();
-    fprintf(stderr, "ddpm %s: no evaluation network for '%s' yet: training one (%d images, %d epochs, one thread), "
-                    "to be cached as '%s'\n", CMD, dir, train->n, o->epochs, path);
-    int steps = o->epochs * (train->n / o->batch);
-    progress p = progress_start(steps);
-    clock_t c0 = clock();
-    ddpm_cli_threads(1);
-    ddpm_status s = ddpm_clf_train(m, train, o, clf_on_step, &p);
-    ddpm_cli_threads(threads);
-    double acc = 0.0;
-    if (!s) s = ddpm_clf_accuracy(m, test, &acc);
-    char accs[32], secs[32];
-    double cpu = (double)(clock() - c0) / CLOCKS_PER_SEC;
-    snprintf(accs, sizeof accs, "%.4f", acc);
-    snprintf(secs, sizeof secs, "%.0f", ddpm_cli_now() - p.t0);
-    const ddpm_st_meta meta[3] = {{"dataset", dir}, {"test_accuracy", accs}, {"train_seconds", secs}};
-    if (!s) fprintf(stderr, "ddpm %s: evaluation network: test accuracy %.2f%% (%d images); trained in %s s "
-                            "(%.0f s of CPU)\n", CMD, 100 * acc, test->n, secs, cpu);
-    if (!s && mkdir_p(cache_dir()) != 0)
-        s = ddpm_error(DDPM_ERR_IO, "cannot create '%s': %s", cache_dir(), strerror(errno));
-    if (!s) s = ddpm_clf_save(m, path, meta, 3);
-    ddpm_clf_free(m);
-    return s ? fail() : 0;
-}
-
 /* Loads --net, or the cached network for the dataset (training it first when
- * missing). Checks it takes the dataset's images. */
+ * missing, on one thread). Checks it takes the dataset's images. */
 static int get_net(ddpm_classifier **m, char *path, size_t cap, char *acc, const char *dir,
                    const ddpm_dataset *test, const eval_flags *f) {
     if (f->net) {
         snprintf(path, cap, "%s", f->net);
     } else {
-        ddpm_dataset train = {0};
-        ddpm_clf_train_opts o;
-        ddpm_clf_train_default(&o);
-        if (ddpm_dataset_load(&train, dir, true) || ddpm_clf_cache_path(path, cap, cache_dir(), dir, &train, &o)) {
-            ddpm_dataset_free(&train);
-            return fail();
-        }
-        struct stat st;
-        int rc = stat(path, &st) == 0 ? 0 : train_net(path, dir, &train, test, &o, f->threads);
-        ddpm_dataset_free(&train);
-        if (rc) return rc;
+        bool trained;
+        double a;
+        clf_progress cp = {progress_start(1), dir, path};
+        clock_t c0 = clock();
+        double t0 = ddpm_cli_now();
+        ddpm_cli_threads(1);
+        ddpm_status s = ddpm_clf_obtain(path, cap, &trained, &a, cache_dir(), dir, test, clf_on_step, &cp);
+        ddpm_cli_threads(f->threads);
+        if (s) return fail();
+        if (trained)
+            fprintf(stderr, "ddpm %s: evaluation network: test accuracy %.2f%% (%d images); trained in %.0f s "
+                            "(%.0f s of CPU)\n", CMD, 100 * a, test->n, ddpm_cli_now() - t0,
+                    (double)(clock() - c0) / CLOCKS_PER_SEC);
     }
     if (ddpm_clf_load(m, path, CLF_BATCH, "test_accuracy", acc, 32)) return fail();
     const ddpm_clf_config *c = ddpm_clf_cfg(*m);

@@ -185,6 +185,40 @@ static void test_checkpoint(void **state) {
     assert_int_equal(lines, 1 + 10 + 1); /* header, T terms, prior */
 }
 
+/* ddpm train --eval-every: rows with the metrics in log.csv, fid.png, a
+ * progress line, and the cached network reused. */
+static void test_train_eval_every(void **state) {
+    (void)state;
+    if (!g_net[0]) skip();
+    char out[520], path[600], line[512];
+    snprintf(out, sizeof out, "%s/run", g_dir);
+    cli_result r;
+    if (cli_run(&r, "train --data %s --ch 8 --ch-mult 1,2 --res-blocks 1 --attn 4 --groups 4 --batch 8 --iters 4 "
+                    "--steps 10 --eval-every 2 --eval-n 16 --threads 1 --out %s", g_data, out))
+        fail_msg("%s", r.err);
+    assert_non_null(strstr(r.err, "eval at iter 2: fid "));
+    assert_non_null(strstr(r.err, "eval at iter 4: fid "));
+    assert_null(strstr(r.err, "trained the evaluation network")); /* cached by test_real_vs_noise */
+    snprintf(path, sizeof path, "%s/log.csv", out);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    int evals = 0;
+    assert_non_null(fgets(line, sizeof line, fp));
+    assert_non_null(strstr(line, ",fid,precision,recall,confidence,class_entropy,label_accuracy"));
+    while (fgets(line, sizeof line, fp)) {
+        long long it;
+        double loss, lr, g, ips, el, fid;
+        if (sscanf(line, "%lld,%lf,%lf,%lf,%lf,%lf,%lf", &it, &loss, &lr, &g, &ips, &el, &fid) == 7) {
+            assert_true(it % 2 == 0 && fid > 0);
+            evals++;
+        }
+    }
+    fclose(fp);
+    assert_int_equal(evals, 2);
+    snprintf(path, sizeof path, "%s/fid.png", out);
+    assert_true(cli_exists(path));
+}
+
 static void expect_error(const char *what, int status, const char *needle, const char *fmt, ...) {
     char args[2000];
     va_list ap;
@@ -241,6 +275,7 @@ int main(void) {
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_real_vs_noise),
         cmocka_unit_test(test_checkpoint),
+        cmocka_unit_test(test_train_eval_every),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

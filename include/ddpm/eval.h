@@ -95,7 +95,6 @@ ddpm_status ddpm_bpd_loop(double *terms, const float *x0, int N, size_t D, const
                           ddpm_var_kind var, ddpm_eps_fn eps_fn, void *ctx, ddpm_rng *rngs, float *work,
                           int (*on_t)(void *ud, int done, int T), void *ud);
 
-#endif
 
 /* ---- the protocol: generated images against a test split ----------------------
  * A reference holds the evaluation network and the test split's features
@@ -136,3 +135,5 @@ ddpm_status ddpm_eval_images(ddpm_eval_metrics *m, const ddpm_eval_ref *r, const
 ddpm_status ddpm_eval_model(ddpm_eval_metrics *m, const ddpm_eval_ref *r, ddpm_model_fn model, void *ctx,
                             const ddpm_schedule *s, const ddpm_sampler_opts *o, int num_classes, int n,
                             int batch, uint64_t seed, ddpm_step_fn on_step, void *ud);
+
+#endif

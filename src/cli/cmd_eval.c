@@ -463,7 +463,7 @@ static int resolve_data(char *dir, size_t cap, const eval_flags *f) {
             return 1;
         }
     }
-    ddpm_status s = ddpm_data_resolve(dir, cap, data ? data : "mnist", f->data_dir);
+    ddpm_status s = ddpm_cli_data_dir(dir, cap, data ? data : "mnist", f->data_dir);
     if (opened) ddpm_checkpoint_close(&ck);
     return s ? fail() : 0;
 }

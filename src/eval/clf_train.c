@@ -88,21 +88,21 @@ ddpm_status ddpm_clf_train(ddpm_classifier *m, const ddpm_dataset *ds, const ddp
     float *probs = ddpm_malloc(2 * (size_t)B * m->cfg.num_classes * sizeof(float));
     float *am = ddpm_calloc(2 * m->nparams, sizeof(float));
     int *idx = ddpm_malloc((size_t)B * sizeof(int)), *lab = ddpm_malloc((size_t)B * sizeof(int));
-    ddpm_sampler_order order = {0};
+    ddpm_epoch_order order = {0};
     if (!x || !probs || !am || !idx || !lab) s = ddpm_error(DDPM_ERR_NOMEM, "out of memory training the classifier");
-    if (!s) s = ddpm_sampler_init(&order, n, o->seed ^ 0x5eed0fc1a551f1e5ULL);
+    if (!s) s = ddpm_epoch_order_init(&order, n, o->seed ^ 0x5eed0fc1a551f1e5ULL);
     ddpm_clf_init_params(m, o->seed);
     ddpm_rng aug;
     ddpm_rng_seed(&aug, o->seed ^ 0xa11a7e5ULL);
     for (int64_t k = 0; !s && k < steps; k++) {
         double loss = 0.0;
-        ddpm_sampler_next_batch(&order, idx, B);
+        ddpm_epoch_order_next(&order, idx, B);
         float lr = ddpm_lr_at(k, steps, CLF_WARMUP, o->lr, DDPM_LR_COSINE, 0.0f);
         s = train_step(m, ds, idx, B, x, lab, probs, am, am + m->nparams, lr, k + 1, o->shift, &aug, &loss);
         if (!s && progress && progress(ud, (int)(k + 1), (int)steps, loss))
             s = ddpm_error(DDPM_ERR_INTERRUPTED, "classifier training interrupted");
     }
-    ddpm_sampler_free(&order);
+    ddpm_epoch_order_free(&order);
     ddpm_free(x);
     ddpm_free(probs);
     ddpm_free(am);

@@ -1,5 +1,6 @@
 /* test_loss.c: l2 / l1 / huber values and gradients against hand-computed
- * examples, gradient checks of pred, double accumulation, name parsing. */
+ * examples, gradient checks of pred, double accumulation, name parsing;
+ * softmax cross-entropy: hand-computed values, extreme logits, gradient check. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -139,6 +140,90 @@ static void test_parse_and_name(void **state) {
     assert_string_equal(ddpm_loss_name(DDPM_LOSS_HUBER), "huber");
 }
 
+/* ---- softmax cross-entropy ---------------------------------------------------- */
+
+/* Hand-computed: logits (0, ln 2, ln 5) -> softmax (1/8, 2/8, 5/8); with
+ * label 1 the loss is ln 4, with label 2 ln(8/5). Rows of a batch average. */
+static void test_softmax_ce_values(void **state) {
+    (void)state;
+    const float logits[6] = {0.0f, (float)log(2.0), (float)log(5.0), 0.0f, (float)log(2.0), (float)log(5.0)};
+    const int labels[2] = {1, 2};
+    float probs[6], dl[6] = {0};
+    double loss = ddpm_softmax_ce_forward(probs, logits, labels, 2, 3);
+    assert_true(fabs(loss - 0.5 * (log(4.0) + log(8.0 / 5.0))) < 1e-7);
+    const double want_p[3] = {0.125, 0.25, 0.625};
+    for (int i = 0; i < 6; i++) assert_true(fabs(probs[i] - want_p[i % 3]) < 1e-7);
+    ddpm_softmax_ce_backward(dl, probs, labels, 2, 3, 1.0f);
+    const double want_g[6] = {0.0625, -0.375, 0.3125, 0.0625, 0.125, -0.1875};
+    for (int i = 0; i < 6; i++) assert_true(fabs(dl[i] - want_g[i]) < 1e-7);
+    float p2[3];
+    ddpm_softmax_forward(p2, logits, 1, 3);
+    for (int i = 0; i < 3; i++) assert_true(p2[i] == probs[i]);
+}
+
+/* Huge logits neither overflow nor give inf: a confident wrong answer costs
+ * its margin. */
+static void test_softmax_ce_extreme(void **state) {
+    (void)state;
+    const float logits[3] = {1000.0f, -1000.0f, 0.0f};
+    const int lab0[1] = {0}, lab1[1] = {1};
+    float probs[3];
+    assert_true(ddpm_softmax_ce_forward(probs, logits, lab0, 1, 3) < 1e-300 + 1e-12);
+    double l1 = ddpm_softmax_ce_forward(probs, logits, lab1, 1, 3);
+    assert_true(fabs(l1 - 2000.0) < 1e-9);
+    assert_true(probs[0] == 1.0f && probs[1] == 0.0f && isfinite(probs[2]));
+    assert_true(ddpm_softmax_ce_forward(NULL, logits, lab1, 0, 3) == 0.0);
+}
+
+typedef struct {
+    float out[1];
+    float *logits;
+    int *labels;
+    int N, K;
+    double base; /* the unperturbed loss */
+} sce_ctx;
+
+/* The checked output is loss - base: the constant does not change the
+ * gradient, and the small difference survives the rounding to float that
+ * the loss itself (~2) would lose at eps = 1e-3. */
+static void sce_fwd(void *p) {
+    sce_ctx *c = p;
+    c->out[0] = (float)(ddpm_softmax_ce_forward(NULL, c->logits, c->labels, c->N, c->K) - c->base);
+}
+
+static void test_softmax_ce_gradcheck(void **state) {
+    (void)state;
+    const int shapes[][2] = {{1, 2}, {5, 10}, {16, 7}};
+    for (int s = 0; s < 3; s++) {
+        int N = shapes[s][0], K = shapes[s][1];
+        ddpm_rng rng;
+        ddpm_rng_seed(&rng, 500 + (uint64_t)s);
+        float *logits = gc_alloc((size_t)N * K), *probs = gc_alloc((size_t)N * K);
+        float *dl = gc_alloc((size_t)N * K);
+        int labels[16];
+        gc_fill_normal(&rng, logits, (size_t)N * K);
+        for (int n = 0; n < N; n++) labels[n] = (int)ddpm_rng_below(&rng, (uint32_t)K);
+        sce_ctx c = {{0}, logits, labels, N, K, 0.0};
+        c.base = ddpm_softmax_ce_forward(probs, logits, labels, N, K);
+        float dloss = 0.75f;
+        ddpm_softmax_ce_backward(dl, probs, labels, N, K, dloss);
+        float proj[1] = {dloss};
+        gc_tensor t[] = {{"logits", logits, dl, (size_t)N * K}};
+        char name[64];
+        snprintf(name, sizeof name, "softmax_ce N=%d K=%d", N, K);
+        gc_check(name, sce_fwd, &c, c.out, 1, proj, t, 1, GC_EPS, GC_TOL, GC_MAX_ELEMS);
+        /* backward accumulates */
+        float *dl2 = gc_alloc((size_t)N * K);
+        for (int i = 0; i < N * K; i++) dl2[i] = 1.0f;
+        ddpm_softmax_ce_backward(dl2, probs, labels, N, K, dloss);
+        for (int i = 0; i < N * K; i++) assert_true(fabsf(dl2[i] - 1.0f - dl[i]) < 1e-6f);
+        ddpm_free(logits);
+        ddpm_free(probs);
+        ddpm_free(dl);
+        ddpm_free(dl2);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_l2_values),
@@ -148,6 +233,9 @@ int main(void) {
         cmocka_unit_test(test_gradcheck),
         cmocka_unit_test(test_accumulates_in_double),
         cmocka_unit_test(test_parse_and_name),
+        cmocka_unit_test(test_softmax_ce_values),
+        cmocka_unit_test(test_softmax_ce_extreme),
+        cmocka_unit_test(test_softmax_ce_gradcheck),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

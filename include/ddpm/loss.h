@@ -21,4 +21,25 @@ double ddpm_loss(float *dpred, const float *pred, const float *target, size_t n,
 int ddpm_loss_parse(const char *name);
 const char *ddpm_loss_name(ddpm_loss_kind kind);
 
+/* ---- softmax cross-entropy (classification) -----------------------------------
+ * Shape letters: N rows, K classes. logits, probs, dlogits (N, K); labels (N)
+ * in [0, K). As torch.nn.functional.cross_entropy with mean reduction:
+ *   loss = -(1/N) sum_n log softmax(logits_n)[labels_n]
+ * computed stably (max subtracted, sums in double). */
+
+/* probs = softmax over each row of logits (rows sum to 1). probs may alias
+ * logits. */
+void ddpm_softmax_forward(float *probs, const float *logits, int N, int K);
+
+/* Writes probs (softmax of logits, as above; may be NULL) and returns the
+ * mean cross-entropy in nats (log-sum-exp in double, so a confident wrong
+ * prediction gives a large finite loss, not inf). N == 0 gives 0. */
+double ddpm_softmax_ce_forward(float *probs, const float *logits, const int *labels, int N, int K);
+
+/* Accumulates (+=) the gradient of dloss * loss into dlogits:
+ *   dlogits[n, k] += dloss * (probs[n, k] - [k == labels[n]]) / N
+ * probs from ddpm_softmax_ce_forward. */
+void ddpm_softmax_ce_backward(float *dlogits, const float *probs, const int *labels, int N, int K,
+                              float dloss);
+
 #endif

@@ -118,7 +118,9 @@ typedef struct {
 /* Opens OUT/log.csv. On resume keeps the rows up to `step` (rows after the
  * checkpoint belong to a run that did not save them) and reloads the loss
  * history from them. */
-static ddpm_status log_open(train_log *L, const char *dir, int64_t step, int64_t iters) {
+static ddpm_status log_open(train_log *L, const char *dir, int64_t step, int64_t iters, bool eval) {
+    const char *hdr = eval ? "iter,loss,lr,grad_norm,img_per_s,elapsed_s,fid,precision,recall,confidence,"
+                             "class_entropy,label_accuracy\n" : "iter,loss,lr,grad_norm,img_per_s,elapsed_s\n";
     char path[1100], tmp[1100];
     snprintf(path, sizeof path, "%s/log.csv", dir);
     L->cap = iters > 0 ? iters : 1;
@@ -133,7 +135,7 @@ static ddpm_status log_open(train_log *L, const char *dir, int64_t step, int64_t
             if (in) fclose(in);
             return ddpm_error(DDPM_ERR_IO, "cannot write '%s': %s", tmp, strerror(errno));
         }
-        fprintf(out, "iter,loss,lr,grad_norm,img_per_s,elapsed_s\n");
+        fputs(hdr, out);
         char line[512];
         while (in && fgets(line, sizeof line, in)) {
             long long it;
@@ -151,7 +153,7 @@ static ddpm_status log_open(train_log *L, const char *dir, int64_t step, int64_t
         L->f = fopen(path, "a");
     } else {
         L->f = fopen(path, "w");
-        if (L->f) fprintf(L->f, "iter,loss,lr,grad_norm,img_per_s,elapsed_s\n");
+        if (L->f) fputs(hdr, L->f);
     }
     if (!L->f) return ddpm_error(DDPM_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
     return DDPM_OK;
@@ -211,6 +213,7 @@ static void unlock_out(int fd, const char *lock) {
 typedef struct {
     const char *data, *data_dir, *out, *schedule, *loss, *lr_decay;
     int T, batch, threads, ckpt_every, sample_every, log_every, iters, warmup, stop_after, check_sync;
+    int eval_every, eval_n;
     float lr, clip, ema, weight_decay, cond_drop;
     uint64_t seed;
     bool resume, force;
@@ -228,15 +231,18 @@ typedef struct {
     int batch;
     double t0, t_last, smooth;
     double comm_s;        /* time spent summing across ranks */
+    ddpm_train_eval ev;   /* --eval-every */
 } progress;
 
-static void print_progress(progress *p, const ddpm_train_stats *st) {
+static void print_progress(progress *p, const ddpm_train_stats *st, const ddpm_eval_metrics *m) {
     double t = ddpm_cli_now();
     double ips = (double)(st->iter - p->it_last) * p->batch / (t - p->t_last), elapsed = t - p->t0;
     p->t_last = t;
     p->it_last = st->iter;
-    fprintf(p->L.f, "%" PRId64 ",%.6f,%.6g,%.4f,%.1f,%.1f\n", st->iter, st->loss, (double)st->lr, st->grad_norm, ips,
-            elapsed);
+    char ev[200] = "";
+    if (p->f->eval_every > 0) ddpm_train_eval_csv(ev, sizeof ev, m);
+    fprintf(p->L.f, "%" PRId64 ",%.6f,%.6g,%.4f,%.1f,%.1f%s\n", st->iter, st->loss, (double)st->lr, st->grad_norm, ips,
+            elapsed, ev);
     fflush(p->L.f);
     char eta[32], el[32];
     ddpm_cli_fmt_duration(eta, sizeof eta, (double)(p->iters - st->iter) * p->batch / ips);
@@ -261,8 +267,20 @@ static ddpm_status on_iter(void *ctx, ddpm_trainer *tr, const ddpm_train_stats *
     }
     p->smooth = isnan(p->smooth) ? st->loss : 0.98 * p->smooth + 0.02 * st->loss;
     bool last = it == p->stop_at;
-    if (it % p->log_every == 0 || last) print_progress(p, st);
     ddpm_status s;
+    if (f->eval_every > 0 && (it % f->eval_every == 0 || last)) {
+        ddpm_eval_metrics m;
+        double t = ddpm_cli_now();
+        if ((s = ddpm_train_eval_run(&p->ev, &m, tr, p->inf, 16))) return s;
+        p->t_last += ddpm_cli_now() - t; /* keep img/s about training */
+        fprintf(stderr, "%seval at iter %" PRId64 ": fid %.3f  precision %.3f  recall %.3f  confidence %.3f  "
+                        "class_entropy %.3f (%d samples, %.0f s)\n", p->tty ? "\r\033[K" : "", it, m.fid, m.precision,
+                m.recall, m.confidence, m.class_entropy, m.n, ddpm_cli_now() - t);
+        print_progress(p, st, &m);
+        ddpm_train_eval_plot(&p->ev, f->out);
+    } else if (it % p->log_every == 0 || last) {
+        print_progress(p, st, NULL);
+    }
     if (f->ckpt_every > 0 && it % f->ckpt_every == 0 && !last) {
         if ((s = ddpm_trainer_save(tr, p->ckpt))) return s;
         write_loss_plot(&p->L, f->out);
@@ -404,7 +422,8 @@ static int open_outputs(run_state *r, progress *p) {
     }
     if (r->lock_fd < 0 && (r->lock_fd = lock_out(f->out, r->lock, sizeof r->lock)) < 0) return 1;
     const ddpm_train_config *c = ddpm_trainer_config(r->tr);
-    if (log_open(&p->L, f->out, ddpm_trainer_step_count(r->tr), c->iters)) return -1;
+    if (log_open(&p->L, f->out, ddpm_trainer_step_count(r->tr), c->iters, f->eval_every > 0)) return -1;
+    if (f->eval_every > 0 && ddpm_train_eval_open(&p->ev, r->dir, f->eval_every, f->eval_n, c->iters, r->threads)) return 1;
     return 0;
 }
 
@@ -462,6 +481,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
         }
     }
     log_close(&p.L);
+    ddpm_train_eval_close(&p.ev);
     ddpm_unet_free(p.inf);
     ddpm_trainer_free(r.tr);
     ddpm_dataset_free(&r.ds);
@@ -470,7 +490,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
 }
 
 /* The flags train takes, then the DDPM_MODEL_OPTS model flags. */
-#define TRAIN_OPTS 24
+#define TRAIN_OPTS 26
 #define NOPTS (TRAIN_OPTS + DDPM_MODEL_OPTS)
 
 static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
@@ -494,6 +514,8 @@ static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
         {"--out", "-o", OPT_STRING, &f->out, 0, 0, "DIR", "output directory (default " DDPM_DEFAULT_RUN_DIR ")"},
         {"--ckpt-every", NULL, OPT_INT, &f->ckpt_every, 0, 100000000, "N", "write the checkpoint every N iterations (default 500)"},
         {"--sample-every", NULL, OPT_INT, &f->sample_every, 0, 100000000, "N", "write a sample grid every N iterations (default 0: at the end only)"},
+        {"--eval-every", NULL, OPT_INT, &f->eval_every, 0, 100000000, "N", "ddpm eval's metrics every N iterations, in log.csv and fid.png (default 0: never)"},
+        {"--eval-n", NULL, OPT_INT, &f->eval_n, 4, 100000, "N", "samples per evaluation (default 1000; ddim 50 steps)"},
         {"--log-every", NULL, OPT_INT, &f->log_every, 0, 100000000, "N", "log every N iterations (default: about 50 lines per run)"},
         {"--resume", NULL, OPT_FLAG, &f->resume, 0, 0, NULL, "continue the run in --out exactly where its checkpoint left off"},
         {"--stop-after", NULL, OPT_INT, &f->stop_after, 1, 100000000, "N", "stop (and save) after N iterations of this run; --resume continues"},
@@ -565,7 +587,7 @@ static int cmd_train(int argc, char **argv) {
     train_flags f = {.data = "mnist", .out = DDPM_DEFAULT_RUN_DIR, .schedule = "linear", .loss = "l2",
                      .lr_decay = "cosine", .T = d.T, .batch = d.batch, .iters = (int)d.iters, .warmup = (int)d.warmup,
                      .lr = d.lr, .clip = d.clip, .ema = d.ema_decay, .weight_decay = d.weight_decay,
-                     .cond_drop = d.cond_drop, .seed = d.seed, .ckpt_every = 500, .sample_every = 0};
+                     .cond_drop = d.cond_drop, .seed = d.seed, .ckpt_every = 500, .sample_every = 0, .eval_n = 1000};
     ddpm_opt opts[NOPTS];
     train_opts(opts, &f, &mf);
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, NOPTS,

@@ -59,3 +59,46 @@ const char *ddpm_loss_name(ddpm_loss_kind kind) {
     }
     return "unknown";
 }
+
+/* ---- softmax cross-entropy ------------------------------------------------------ */
+
+/* Softmax of one row x (K) into p (K); returns log-sum-exp(x) in double. */
+static double softmax_row(float *p, const float *x, int K) {
+    float mx = x[0];
+    for (int k = 1; k < K; k++) mx = x[k] > mx ? x[k] : mx;
+    double sum = 0.0;
+    for (int k = 0; k < K; k++) sum += exp((double)x[k] - mx);
+    double lse = (double)mx + log(sum);
+    if (p)
+        for (int k = 0; k < K; k++) p[k] = (float)exp((double)x[k] - lse);
+    return lse;
+}
+
+void ddpm_softmax_forward(float *probs, const float *logits, int N, int K) {
+    // probs, logits (N, K)
+    for (int n = 0; n < N; n++) softmax_row(probs + (size_t)n * K, logits + (size_t)n * K, K);
+}
+
+double ddpm_softmax_ce_forward(float *probs, const float *logits, const int *labels, int N, int K) {
+    // probs (N, K) or NULL, logits (N, K), labels (N)
+    if (N <= 0) return 0.0;
+    double sum = 0.0;
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * K;
+        double lse = softmax_row(probs ? probs + (size_t)n * K : NULL, x, K);
+        sum += lse - (double)x[labels[n]];
+    }
+    return sum / N;
+}
+
+void ddpm_softmax_ce_backward(float *dlogits, const float *probs, const int *labels, int N, int K,
+                              float dloss) {
+    // dlogits, probs (N, K), labels (N)
+    if (N <= 0) return;
+    double s = (double)dloss / N;
+    for (int n = 0; n < N; n++) {
+        const float *p = probs + (size_t)n * K;
+        float *g = dlogits + (size_t)n * K;
+        for (int k = 0; k < K; k++) g[k] += (float)(s * ((double)p[k] - (k == labels[n])));
+    }
+}

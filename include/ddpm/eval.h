@@ -1,0 +1,139 @@
+/* eval.h: sample-quality metrics in a feature space and the variational
+ * bound in bits/dim (DESIGN.md §7).
+ *
+ * Features are rows of d floats (the classifier's penultimate layer, see
+ * classifier.h); every statistic is accumulated in double.
+ */
+#ifndef DDPM_EVAL_H
+#define DDPM_EVAL_H
+
+#include <stddef.h>
+
+#include "ddpm/classifier.h"
+#include "ddpm/common.h"
+#include "ddpm/diffusion.h"
+#include "ddpm/sampler.h"
+#include "ddpm/rng.h"
+#include "ddpm/schedule.h"
+
+/* ---- Fréchet distance ------------------------------------------------------ */
+
+typedef struct {
+    int d;       /* feature dimension */
+    long n;      /* rows the statistics came from */
+    double *mu;  /* (d) mean */
+    double *cov; /* (d, d) covariance with the unbiased 1/(n - 1) (numpy's np.cov) */
+} ddpm_gauss_stats;
+
+/* Mean and covariance of feats (n, d), n >= 2. Free with ddpm_gauss_stats_free. */
+ddpm_status ddpm_gauss_stats_compute(ddpm_gauss_stats *s, const float *feats, int n, int d);
+void ddpm_gauss_stats_free(ddpm_gauss_stats *s);
+
+/* |mu1 - mu2|^2 + Tr S1 + Tr S2 - 2 sum_i sqrt(lambda_i), lambda_i the
+ * eigenvalues of the symmetric sqrt(S1) S2 sqrt(S1) (negative round-off
+ * clamped to 0). sqrt(S1) and the eigenvalues come from LAPACK's dsyev
+ * (OpenBLAS). S1, S2 (d, d) symmetric positive semi-definite. */
+ddpm_status ddpm_frechet_distance(double *out, const double *mu1, const double *cov1, const double *mu2,
+                                  const double *cov2, int d);
+
+/* ---- precision and recall (Kynkäänniemi et al. 2019) ------------------------- */
+
+/* The k-NN manifold of a set is the union of balls around its points with
+ * radius = distance to the k-th nearest other point of the set. precision =
+ * fraction of fake rows inside the real manifold, recall = fraction of real
+ * rows inside the fake manifold ("inside": distance <= radius). Distances in
+ * double. real (nr, d), fake (nf, d); k < nr and k < nf. Cost: O((nr + nf)^2 d). */
+ddpm_status ddpm_precision_recall(double *precision, double *recall, const float *real, int nr,
+                                  const float *fake, int nf, int d, int k);
+
+/* ---- classifier-output metrics -------------------------------------------- */
+
+typedef struct {
+    double confidence;     /* mean over images of the top-class probability */
+    double class_entropy;  /* bits, entropy of the histogram of predicted classes */
+    double label_accuracy; /* fraction whose predicted class equals labels[i]; -1 without labels */
+} ddpm_class_metrics;
+
+/* probs (n, K); labels (n) or NULL. */
+ddpm_status ddpm_class_metrics_compute(ddpm_class_metrics *out, const float *probs, const int *labels, int n,
+                                       int K);
+
+/* ---- bits/dim (Ho et al. eq. 5, improved-diffusion's calc_bpd_loop) ---------- */
+
+/* The term at timestep t of the variational bound for N images, in bits/dim
+ * (mean over the D elements, divided by ln 2), given x0, x_t and the
+ * model's eps_hat at (x_t, t):
+ *   t > 0:  KL(q(x_{t-1} | x_t, x0) || p(x_{t-1} | x_t)) between Gaussians: the
+ *           posterior's log variance posterior_log_var_clipped_t, the model's
+ *           mean from the clipped x0_hat (DESIGN.md §5) and its log variance
+ *           posterior_log_var_clipped_t (small) or log beta_t (large);
+ *           at t = 0 both kinds use posterior_var_1 for the decoder's scale
+ *           (improved-diffusion's FIXED_SMALL / FIXED_LARGE);
+ *   t = 0:  -log p(x0 | x_1) under the discretized Gaussian decoder (bins of
+ *           width 2/255, the outer bins open; improved-diffusion's tanh
+ *           approximation of the normal CDF, probabilities clamped at 1e-12).
+ * s: a base (not respaced) schedule. bits (N); x0, xt, eps_hat (N, D). */
+void ddpm_vb_term_bpd(double *bits, const float *x0, const float *xt, const float *eps_hat, int t,
+                      const ddpm_schedule *s, ddpm_var_kind var, int N, size_t D);
+
+/* L_T = KL(q(x_{T-1} | x0) || N(0, I)) in bits/dim. bits (N); x0 (N, D). */
+void ddpm_prior_bpd(double *bits, const float *x0, const ddpm_schedule *s, int N, size_t D);
+
+#define DDPM_BPD_MAX_BATCH 256
+
+/* Floats of scratch ddpm_bpd_loop needs: 2 N D. */
+size_t ddpm_bpd_workspace(int N, size_t D);
+
+/* The whole bound of N images x0 (N, D) in [-1, 1]: for t = T-1 down to 0,
+ * x_t = q_sample(x0, noise) with the noise of image n drawn by
+ * ddpm_rng_fill_normal(&rngs[n], ., D) (images in order), then one eps_fn
+ * call for the batch (N <= DDPM_BPD_MAX_BATCH) and ddpm_vb_term_bpd. terms (N, T + 1): column t the
+ * term of timestep t (t = 0 the decoder), column T the prior L_T; the total
+ * of image n is the sum of its row. on_t (may be NULL) is called after each
+ * timestep with the number done (1..T); nonzero stops (DDPM_ERR_INTERRUPTED). */
+ddpm_status ddpm_bpd_loop(double *terms, const float *x0, int N, size_t D, const ddpm_schedule *s,
+                          ddpm_var_kind var, ddpm_eps_fn eps_fn, void *ctx, ddpm_rng *rngs, float *work,
+                          int (*on_t)(void *ud, int done, int T), void *ud);
+
+
+/* ---- the protocol: generated images against a test split ----------------------
+ * A reference holds the evaluation network and the test split's features
+ * and statistics, computed once; every evaluation after that costs the
+ * classifier pass over the n images plus O((n + n_pr)^2) for
+ * precision/recall. FID is against the whole test split, precision/recall
+ * (k = 3) against its first min(n, test size) images. */
+#define DDPM_EVAL_K 3
+
+typedef struct {
+    ddpm_classifier *net;       /* borrowed */
+    const ddpm_dataset *test;   /* borrowed */
+    float *feats;               /* (test->n, DDPM_CLF_FEATURES) */
+    ddpm_gauss_stats stats;
+} ddpm_eval_ref;
+
+typedef struct {
+    int n, n_pr;                /* images evaluated; reference rows for precision/recall */
+    double fid, precision, recall, confidence, class_entropy;
+    double label_accuracy;      /* -1 without labels */
+} ddpm_eval_metrics;
+
+/* net must take test's images (shape and classes; checked). */
+ddpm_status ddpm_eval_ref_init(ddpm_eval_ref *r, ddpm_classifier *net, const ddpm_dataset *test);
+void ddpm_eval_ref_free(ddpm_eval_ref *r);
+
+/* The metrics of n >= 4 u8 images (n, C, H, W) in the test split's shape;
+ * labels (n) or NULL. */
+ddpm_status ddpm_eval_images(ddpm_eval_metrics *m, const ddpm_eval_ref *r, const uint8_t *u8, int n,
+                             const int *labels);
+
+/* Samples n images from a noise predictor with the library's sampler (opts
+ * against the base schedule s; image i from stream (seed, i); batches of
+ * `batch`; a conditional model, num_classes > 0, gets labels cycling
+ * 0..K-1 and label_accuracy) and evaluates them. This is the call for
+ * metrics during training: `model` is e.g. ddpm_unet_eps over an inference
+ * copy of the EMA weights. on_step as in ddpm_sampler_run (may be NULL). */
+ddpm_status ddpm_eval_model(ddpm_eval_metrics *m, const ddpm_eval_ref *r, ddpm_model_fn model, void *ctx,
+                            const ddpm_schedule *s, const ddpm_sampler_opts *o, int num_classes, int n,
+                            int batch, uint64_t seed, ddpm_step_fn on_step, void *ud);
+
+#endif

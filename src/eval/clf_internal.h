@@ -1,0 +1,32 @@
+/* clf_internal.h: the classifier's struct, shared by classifier.c and
+ * clf_train.c (internal to the eval area). */
+#ifndef DDPM_EVAL_CLF_INTERNAL_H
+#define DDPM_EVAL_CLF_INTERNAL_H
+
+#include "ddpm/classifier.h"
+
+#define CLF_C1 16
+#define CLF_C2 32
+#define CLF_NPARAMS 8
+
+typedef struct {
+    const char *name;
+    int ndim, shape[4], fan_in; /* fan_in 0: a bias */
+    size_t offset, numel;
+} clf_param;
+
+struct ddpm_classifier {
+    ddpm_clf_config cfg;
+    int max_batch, N;           /* N: images in the last forward */
+    clf_param table[CLF_NPARAMS];
+    size_t nparams;
+    float *mem;                 /* everything below */
+    float *params, *grads;      /* (nparams) each; grads NULL for inference */
+    const float *x;             /* the last forward's input (N, C, R, R) */
+    float *a1, *p1, *a2, *p2, *h, *logits, *work, *gA, *gB;
+    uint8_t *argmax, *am1, *am2;
+};
+
+void clf_layout(const ddpm_clf_config *c, clf_param t[CLF_NPARAMS], size_t *total);
+
+#endif

@@ -1,0 +1,282 @@
+/* test_eval_cli.c: `ddpm eval` end to end on a synthetic labelled dataset
+ * (8x8 images, 4 classes: a bright 2x2 block in one quadrant over dim
+ * noise), so it needs no MNIST and runs in seconds: the network is trained
+ * on first use and cached (and reused), real test images score better than
+ * uniform noise on every metric, --json, sampling from a checkpoint,
+ * label_accuracy, --bpd with --terms, and the one-line errors for bad input. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cliutil.h"
+#include "ddpm/checkpoint.h"
+#include "ddpm/data.h"
+#include "ddpm/rng.h"
+#include "ddpm/unet.h"
+
+#define R 8
+#define NCLS 4
+static char g_dir[400], g_data[500], g_real[520], g_noise[520], g_net[560];
+
+static void make_split(const char *dir, bool train, int n, uint64_t seed) {
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, seed);
+    uint8_t *px = malloc((size_t)n * R * R), *lab = malloc((size_t)n);
+    for (int i = 0; i < n; i++) {
+        int k = (int)ddpm_rng_below(&rng, NCLS), y0 = 1 + 4 * (k / 2), x0 = 1 + 4 * (k % 2);
+        y0 += (int)ddpm_rng_below(&rng, 2), x0 += (int)ddpm_rng_below(&rng, 2);
+        lab[i] = (uint8_t)k;
+        for (int p = 0; p < R * R; p++) px[(size_t)i * R * R + p] = (uint8_t)ddpm_rng_below(&rng, 60);
+        for (int a = 0; a < 2; a++)
+            for (int b = 0; b < 2; b++) px[(size_t)i * R * R + (y0 + a) * R + x0 + b] = (uint8_t)(200 + ddpm_rng_below(&rng, 56));
+    }
+    char p1[600], p2[600];
+    snprintf(p1, sizeof p1, "%s/%s-images-idx3-ubyte", dir, train ? "train" : "t10k");
+    snprintf(p2, sizeof p2, "%s/%s-labels-idx1-ubyte", dir, train ? "train" : "t10k");
+    int dims[1] = {n};
+    assert_int_equal(ddpm_idx_write_images(p1, px, n, 1, R, R), DDPM_OK);
+    assert_int_equal(ddpm_idx_write(p2, lab, 1, dims), DDPM_OK);
+    free(px);
+    free(lab);
+}
+
+static void write_noise(const char *path, int n, int c, int h, int w) {
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, 99);
+    size_t sz = (size_t)n * c * h * w;
+    uint8_t *px = malloc(sz);
+    for (size_t i = 0; i < sz; i++) px[i] = (uint8_t)ddpm_rng_below(&rng, 256);
+    assert_int_equal(ddpm_idx_write_images(path, px, n, c, h, w), DDPM_OK);
+    free(px);
+}
+
+/* A random tiny UNet for 1x8x8 images; meta: schedule/timesteps/data when with_meta. */
+static void write_ckpt(const char *path, int classes, bool with_meta) {
+    ddpm_unet_config c = {.in_ch = 1, .res = R, .ch = 8, .ch_mult = {1, 2}, .num_levels = 2, .num_res_blocks = 1,
+                          .num_attn = 0, .groups = 4, .dropout = 0.0f, .num_classes = classes};
+    ddpm_unet *m;
+    assert_int_equal(ddpm_unet_create(&m, &c, 1, false), DDPM_OK);
+    ddpm_unet_init_params(m, 5);
+    ddpm_st_meta meta[3] = {{"schedule", "linear"}, {"timesteps", "10"}, {"data", g_data}};
+    ddpm_checkpoint_extras x = {.extra = meta, .nextra = with_meta ? 3 : 0};
+    assert_int_equal(ddpm_checkpoint_save(path, &c, ddpm_unet_params(m), &x), DDPM_OK);
+    ddpm_unet_free(m);
+}
+
+/* The value of "key=" in r's stdout, or NAN. */
+static double value(const cli_result *r, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\n%s=", key);
+    const char *p = strstr(r->out, pat);
+    if (!p && !strncmp(r->out, pat + 1, strlen(pat + 1))) p = r->out - 1;
+    return p ? atof(p + strlen(pat)) : NAN;
+}
+
+static int setup(void **state) {
+    (void)state;
+    cli_tmpdir(g_dir, sizeof g_dir);
+    snprintf(g_data, sizeof g_data, "%s/synth", g_dir);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", g_data);
+    if (system(cmd)) return -1;
+    make_split(g_data, true, 2000, 1);
+    make_split(g_data, false, 400, 2);
+    snprintf(g_real, sizeof g_real, "%s/real.idx", g_dir);
+    snprintf(g_noise, sizeof g_noise, "%s/noise.idx", g_dir);
+    make_split(g_dir, false, 300, 3); /* t10k-* in g_dir: fresh images of the same distribution */
+    snprintf(cmd, sizeof cmd, "mv %s/t10k-images-idx3-ubyte %s", g_dir, g_real);
+    if (system(cmd)) return -1;
+    write_noise(g_noise, 300, 1, R, R);
+    char cache[500];
+    snprintf(cache, sizeof cache, "%s/cache", g_dir);
+    setenv("DDPM_EVAL_CACHE", cache, 1);
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    cli_rmtree(g_dir);
+    return 0;
+}
+
+/* First use trains and caches the network; the second run reuses it. Real
+ * images beat noise on every metric. */
+static void test_real_vs_noise(void **state) {
+    (void)state;
+    cli_result r;
+    if (cli_run(&r, "eval %s --data %s --threads 1", g_real, g_data)) fail_msg("%s", r.err);
+    assert_non_null(strstr(r.err, "training one"));
+    assert_non_null(strstr(r.err, "test accuracy"));
+    printf("%s", r.out);
+    const char *net = strstr(r.out, "net=");
+    assert_non_null(net);
+    sscanf(net + 4, "%559s", g_net);
+    assert_non_null(strstr(g_net, "/cache/synth-"));
+    assert_true(value(&r, "net_test_accuracy") > 0.95);
+    double fid_real = value(&r, "fid"), p_real = value(&r, "precision"), rc_real = value(&r, "recall");
+    double conf_real = value(&r, "confidence"), h_real = value(&r, "class_entropy");
+    assert_true(value(&r, "n") == 300 && value(&r, "n_reference") == 400);
+    assert_true(isnan(value(&r, "label_accuracy")));
+    if (cli_run(&r, "eval %s --data %s --threads 1", g_noise, g_data)) fail_msg("%s", r.err);
+    assert_null(strstr(r.err, "training one")); /* cached */
+    printf("%s", r.out);
+    assert_true(fid_real < value(&r, "fid"));
+    assert_true(p_real > value(&r, "precision") && rc_real > value(&r, "recall"));
+    assert_true(conf_real > value(&r, "confidence"));
+    assert_true(h_real > 1.9 && h_real <= 2.0); /* four balanced classes: log2 4 = 2 */
+    /* the same network by name, -n, --labels, --json */
+    char lab[520];
+    snprintf(lab, sizeof lab, "%s/t10k-labels-idx1-ubyte", g_dir);
+    if (cli_run(&r, "eval %s --net %s --data %s -n 100 --labels %s --json", g_real, g_net, g_data, lab))
+        fail_msg("%s", r.err);
+    assert_true(r.out[0] == '{' && strstr(r.out, "\"fid\": ") && strstr(r.out, "\"n\": 100,"));
+    const char *la = strstr(r.out, "\"label_accuracy\": ");
+    assert_non_null(la);
+    assert_true(atof(la + 18) > 0.95);
+}
+
+static void test_checkpoint(void **state) {
+    (void)state;
+    if (!g_net[0]) skip();
+    char ck[520], ckc[520], terms[520];
+    snprintf(ck, sizeof ck, "%s/u.safetensors", g_dir);
+    snprintf(ckc, sizeof ckc, "%s/c.safetensors", g_dir);
+    snprintf(terms, sizeof terms, "%s/terms.csv", g_dir);
+    write_ckpt(ck, 0, true);
+    write_ckpt(ckc, NCLS, true);
+    cli_result r;
+    /* the reference comes from the checkpoint's 'data' */
+    if (cli_run(&r, "eval -c %s --net %s -n 16 --sampler ddim --sample-steps 2", ck, g_net)) fail_msg("%s", r.err);
+    assert_true(isfinite(value(&r, "fid")) && value(&r, "sample_steps") == 2);
+    assert_non_null(strstr(r.out, "reference=" ));
+    double fid_c = value(&r, "fid");
+    /* the same images as `ddpm sample --idx` with the same flags */
+    char sidx[520], spng[520];
+    snprintf(sidx, sizeof sidx, "%s/s.idx", g_dir);
+    snprintf(spng, sizeof spng, "%s/s.png", g_dir);
+    if (cli_run(&r, "sample -c %s -n 16 --sampler ddim --sample-steps 2 --idx %s -o %s", ck, sidx, spng))
+        fail_msg("%s", r.err);
+    if (cli_run(&r, "eval %s --net %s --data %s", sidx, g_net, g_data)) fail_msg("%s", r.err);
+    assert_true(value(&r, "fid") == fid_c);
+    if (cli_run(&r, "eval -c %s --net %s -n 16 --sampler dpm++2m --sample-steps 3 --guidance 2", ckc, g_net))
+        fail_msg("%s", r.err);
+    double la = value(&r, "label_accuracy");
+    assert_true(la >= 0 && la <= 1 && value(&r, "guidance") == 2);
+    assert_non_null(strstr(r.out, "sampler=dpm++2m"));
+    if (cli_run(&r, "eval --bpd -c %s -n 3 --terms %s", ck, terms)) fail_msg("%s", r.err);
+    printf("%s", r.out);
+    double bpd = value(&r, "bpd"), sum = value(&r, "bpd_prior") + value(&r, "bpd_decoder") + value(&r, "bpd_kl");
+    assert_true(bpd > 0 && fabs(bpd - sum) < 1e-5 * bpd);
+    assert_non_null(strstr(r.err, "bits/dim of 3 test images"));
+    FILE *fp = fopen(terms, "r");
+    assert_non_null(fp);
+    char line[128];
+    int lines = 0;
+    while (fgets(line, sizeof line, fp)) lines++;
+    fclose(fp);
+    assert_int_equal(lines, 1 + 10 + 1); /* header, T terms, prior */
+}
+
+/* ddpm train --eval-every: rows with the metrics in log.csv, fid.png, a
+ * progress line, and the cached network reused. */
+static void test_train_eval_every(void **state) {
+    (void)state;
+    if (!g_net[0]) skip();
+    char out[520], path[600], line[512];
+    snprintf(out, sizeof out, "%s/run", g_dir);
+    cli_result r;
+    if (cli_run(&r, "train --data %s --ch 8 --ch-mult 1,2 --res-blocks 1 --attn 4 --groups 4 --batch 8 --iters 4 "
+                    "--steps 10 --eval-every 2 --eval-n 16 --threads 1 --out %s", g_data, out))
+        fail_msg("%s", r.err);
+    assert_non_null(strstr(r.err, "eval at iter 2: fid "));
+    assert_non_null(strstr(r.err, "eval at iter 4: fid "));
+    assert_null(strstr(r.err, "trained the evaluation network")); /* cached by test_real_vs_noise */
+    snprintf(path, sizeof path, "%s/log.csv", out);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    int evals = 0;
+    assert_non_null(fgets(line, sizeof line, fp));
+    assert_non_null(strstr(line, ",fid,precision,recall,confidence,class_entropy,label_accuracy"));
+    while (fgets(line, sizeof line, fp)) {
+        long long it;
+        double loss, lr, g, ips, el, fid;
+        if (sscanf(line, "%lld,%lf,%lf,%lf,%lf,%lf,%lf", &it, &loss, &lr, &g, &ips, &el, &fid) == 7) {
+            assert_true(it % 2 == 0 && fid > 0);
+            evals++;
+        }
+    }
+    fclose(fp);
+    assert_int_equal(evals, 2);
+    snprintf(path, sizeof path, "%s/fid.png", out);
+    assert_true(cli_exists(path));
+}
+
+static void expect_error(const char *what, int status, const char *needle, const char *fmt, ...) {
+    char args[2000];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    cli_result r;
+    int st = cli_run(&r, "%s", args);
+    if (st != status || !strstr(r.err, needle) || cli_lines(r.err) != 1 || r.out[0])
+        fail_msg("%s: status %d (want %d), stderr '%s' (want one line with '%s'), stdout '%.80s'", what, st, status,
+                 r.err, needle, r.out);
+}
+
+static void test_bad_input(void **state) {
+    (void)state;
+    if (!g_net[0]) skip();
+    char p[520], ck[520];
+    snprintf(p, sizeof p, "%s/small.idx", g_dir);
+    write_noise(p, 20, 1, 4, 4);
+    expect_error("wrong size", 1, "holds 1 x 4 x 4 images", "eval %s --net %s --data %s", p, g_net, g_data);
+    snprintf(p, sizeof p, "%s/rgb.idx", g_dir);
+    write_noise(p, 20, 3, R, R);
+    expect_error("wrong channels", 1, "holds 3 x 8 x 8 images", "eval %s --net %s --data %s", p, g_net, g_data);
+    expect_error("n too large", 2, "-n 301 exceeds the 300 images", "eval %s --net %s --data %s -n 301", g_real, g_net, g_data);
+    expect_error("not idx", 1, "bad magic", "eval %s --net %s --data %s", g_net, g_net, g_data);
+    expect_error("net is not a file", 1, "cannot open", "eval %s --net %s/none --data %s", g_real, g_dir, g_data);
+    snprintf(ck, sizeof ck, "%s/nometa.safetensors", g_dir);
+    write_ckpt(ck, 0, false);
+    expect_error("net is a checkpoint", 1, "not an evaluation network", "eval %s --net %s --data %s", g_real, ck, g_data);
+    expect_error("n too small", 2, "at least 4 images", "eval %s --net %s --data %s -n 3", g_real, g_net, g_data);
+    expect_error("no data meta", 1, "metadata lacks 'data'", "eval -c %s --net %s", ck, g_net);
+    expect_error("no schedule meta", 1, "metadata lacks 'schedule'", "eval -c %s --net %s --data %s", ck, g_net, g_data);
+    expect_error("bpd no schedule", 1, "metadata lacks 'schedule'", "eval --bpd -c %s --data %s", ck, g_data);
+    expect_error("bpd n", 2, "exceeds the 400 test images", "eval --bpd -c %s --data %s -n 401", ck, g_data);
+    expect_error("no input", 2, "name an IDX file", "eval --data %s", g_data);
+    expect_error("unknown flag", 2, "unknown option", "eval %s --frobnicate", g_real);
+    expect_error("sampler flag on idx", 2, "apply to -c CKPT only", "eval %s --sampler ddim", g_real);
+    expect_error("terms without bpd", 2, "--terms applies to --bpd", "eval %s --terms x.csv", g_real);
+    snprintf(ck, sizeof ck, "%s/u.safetensors", g_dir);
+    expect_error("guidance unconditional", 2, "is unconditional", "eval -c %s --net %s --guidance 2", ck, g_net);
+    expect_error("too many steps", 2, "at most 10 steps", "eval -c %s --net %s --sampler ddim --sample-steps 11", ck, g_net);
+}
+
+static void test_help(void **state) {
+    (void)state;
+    const char *const words[] = {"--ckpt", "-n", "--data", "--net", "--json", "--bpd", "--terms", "--sampler",
+                                 "--sample-steps", "--labels", "fid", "precision", "recall", "confidence",
+                                 "class_entropy", "label_accuracy"};
+    cli_check_help("eval", words, (int)(sizeof words / sizeof *words));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help),
+        cmocka_unit_test(test_real_vs_noise),
+        cmocka_unit_test(test_checkpoint),
+        cmocka_unit_test(test_train_eval_every),
+        cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

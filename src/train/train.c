@@ -176,25 +176,6 @@ ddpm_status ddpm_trainer_step(ddpm_trainer *tr, const float *x0, const int *labe
 
 /* ---- checkpoint state -------------------------------------------------------------- */
 
-static void rng_to_hex(char *buf, size_t cap, const ddpm_rng *r) {
-    snprintf(buf, cap, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, r->s[0], r->s[1], r->s[2], r->s[3]);
-}
-
-static bool rng_from_hex(ddpm_rng *r, const char *s) {
-    if (!s || strlen(s) != 64) return false;
-    for (int i = 0; i < 4; i++) {
-        char part[17];
-        memcpy(part, s + 16 * i, 16);
-        part[16] = '\0';
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(part, &end, 16);
-        if (errno || *end) return false;
-        r->s[i] = v;
-    }
-    return (r->s[0] | r->s[1] | r->s[2] | r->s[3]) != 0;
-}
-
 #define NTRAIN_META 17
 
 ddpm_status ddpm_trainer_save(const ddpm_trainer *tr, const char *path, const ddpm_st_meta *extra, int nextra) {
@@ -220,8 +201,8 @@ ddpm_status ddpm_trainer_save(const ddpm_trainer *tr, const char *path, const dd
     snprintf(v[12], 80, "%.9g", (double)c->cond_drop);
     snprintf(v[13], 80, "%" PRIu64, c->seed);
     snprintf(v[14], 80, "%" PRId64, tr->step);
-    rng_to_hex(v[15], 80, &tr->rng);
-    rng_to_hex(v[16], 80, ddpm_unet_rng(tr->model));
+    ddpm_rng_to_hex(v[15], 80, &tr->rng);
+    ddpm_rng_to_hex(v[16], 80, ddpm_unet_rng(tr->model));
     for (int i = 0; i < NTRAIN_META; i++) meta[i] = (ddpm_st_meta){keys[i], v[i]};
     for (int i = 0; i < nextra; i++) meta[NTRAIN_META + i] = extra[i];
     ddpm_checkpoint_extras x = {.ema = c->ema_decay > 0.0f ? tr->ema : NULL,
@@ -319,8 +300,8 @@ ddpm_status ddpm_trainer_resume(ddpm_trainer **out, const char *path, int64_t it
     if ((s = read_train_config(&ck, &tr->cfg, &step))) goto fail;
     if (iters > 0) tr->cfg.iters = iters;
     if ((s = validate(&tr->cfg)) || (s = alloc_state(tr))) goto fail;
-    if (!rng_from_hex(&tr->rng, ddpm_checkpoint_meta(&ck, "rng")) ||
-        !rng_from_hex(ddpm_unet_rng(tr->model), ddpm_checkpoint_meta(&ck, "dropout_rng"))) {
+    if (!ddpm_rng_from_hex(&tr->rng, ddpm_checkpoint_meta(&ck, "rng")) ||
+        !ddpm_rng_from_hex(ddpm_unet_rng(tr->model), ddpm_checkpoint_meta(&ck, "dropout_rng"))) {
         s = ddpm_error(DDPM_ERR_FORMAT, "'%s': cannot resume: malformed random generator state", path);
         goto fail;
     }

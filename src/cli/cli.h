@@ -28,5 +28,6 @@ extern const ddpm_cli_command ddpm_cmd_train;
 extern const ddpm_cli_command ddpm_cmd_sample;
 extern const ddpm_cli_command ddpm_cmd_noise;
 extern const ddpm_cli_command ddpm_cmd_bench;
+extern const ddpm_cli_command ddpm_cmd_toy;
 
 #endif

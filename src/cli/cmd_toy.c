@@ -102,6 +102,12 @@ static int load_points(const toy_flags *f, ddpm_rng *rng, float **xy, int *n) {
     return ddpm_csv_read_points(f->data, xy, n) != DDPM_OK;
 }
 
+/* A --data that names neither a dataset nor a path is a typo, not a file. */
+static bool looks_like_path(const char *s) {
+    size_t n = strlen(s);
+    return strchr(s, '/') || strchr(s, '.') || (n > 4 && !strcmp(s + n - 4, ".csv"));
+}
+
 /* A fresh trainer from the flags (usage errors: 2, runtime: 1 after the message). */
 static int create_trainer(const toy_flags *f, ddpm_rng *rng, ddpm_toy **tr) {
     ddpm_toy_config c;
@@ -116,6 +122,11 @@ static int create_trainer(const toy_flags *f, ddpm_rng *rng, ddpm_toy **tr) {
         return 2;
     }
     c.schedule = (ddpm_schedule_kind)kind;
+    if (ddpm_toy_data_parse(f->data) < 0 && !looks_like_path(f->data)) {
+        fprintf(stderr, "ddpm %s: unknown dataset '%s' (expected scurve, swissroll, moons, 8gaussians, checkerboard or a FILE.csv)\n",
+                CMD, f->data);
+        return 2;
+    }
     bool unit = !strcmp(f->scale, "unit");
     if (!unit && strcmp(f->scale, "none")) {
         fprintf(stderr, "ddpm %s: unknown --scale '%s' (expected unit or none)\n", CMD, f->scale);
@@ -374,7 +385,7 @@ static int run(const toy_flags *f, int sampler) {
 static int cmd_toy(int argc, char **argv) {
     toy_flags f = {.preset = "default", .data = "scurve", .schedule = "sigmoid", .scale = "unit",
                    .sampler = "ddpm", .out = "runs/toy", .points = 10000, .T = 100, .batch = 128,
-                   .hidden = 128, .iters = 10000, .num = 2000, .threads = 0, .lr = 1e-3f,
+                   .hidden = 128, .iters = 50000, .num = 2000, .threads = 0, .lr = 1e-3f,
                    .clip = 1.0f, .eta = 0.0f, .seed = 0};
     ddpm_opt opts[] = {
         {"--preset", NULL, OPT_STRING, &f.preset, 0, 0, "NAME", "default or seed (the seed's recipe and its trap; see below)"},
@@ -383,7 +394,7 @@ static int cmd_toy(int argc, char **argv) {
         {"--steps", NULL, OPT_INT, &f.T, 2, 10000, "T", "diffusion timesteps T (default 100)"},
         {"--schedule", NULL, OPT_STRING, &f.schedule, 0, 0, "NAME", "sigmoid, linear, cosine, quadratic or seed-sigmoid (default sigmoid)"},
         {"--scale", NULL, OPT_STRING, &f.scale, 0, 0, "HOW", "unit (centre, scale into [-1, 1]) or none (default unit)"},
-        {"--iters", NULL, OPT_INT, &f.iters, 1, 100000000, "N", "optimizer steps in total (default 10000)"},
+        {"--iters", NULL, OPT_INT, &f.iters, 1, 100000000, "N", "optimizer steps in total (default 50000)"},
         {"--batch", NULL, OPT_INT, &f.batch, 1, 65536, "B", "batch size (default 128)"},
         {"--hidden", NULL, OPT_INT, &f.hidden, 1, DDPM_MLP_MAX_HIDDEN, "H", "MLP width (default 128)"},
         {"--lr", NULL, OPT_FLOAT, &f.lr, 1e-8, 1.0, "LR", "Adam learning rate (default 1e-3)"},

@@ -36,7 +36,7 @@ struct ddpm_toy {
 
 void ddpm_toy_config_default(ddpm_toy_config *c) {
     *c = (ddpm_toy_config){.hidden = 128, .T = 100, .schedule = DDPM_SCHED_SIGMOID,
-                           .seed_betas = false, .batch = 128, .iters = 10000, .lr = 1e-3f,
+                           .seed_betas = false, .batch = 128, .iters = 50000, .lr = 1e-3f,
                            .clip = 1.0f, .antithetic = true, .seed = 0};
 }
 

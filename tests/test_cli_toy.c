@@ -114,7 +114,11 @@ static void test_usage_errors(void **state) {
     cli_run(&g_r, "toy --resume x.safetensors --hidden 64");
     expect(2, "--hidden cannot be combined with --resume");
     cli_run(&g_r, "toy --iters 10 --sample-steps 500 -o '%s'", P("u"));
-    expect(2, "--sample-steps 500 exceeds T = 100");
+    expect(2, "--sample-steps 500 exceeds 100, the most ddpm takes with T = 100");
+    cli_run(&g_r, "toy --iters 10 --sampler dpm++2m --sample-steps 100 -o '%s'", P("u"));
+    expect(2, "exceeds 99");
+    cli_run(&g_r, "toy --spacing cubic -o '%s'", P("u"));
+    expect(2, "unknown spacing 'cubic'");
     assert_false(cli_exists(P("u/toy.safetensors")));
 }
 
@@ -196,6 +200,8 @@ static void test_resume_is_exact(void **state) {
     assert_null(strstr(g_r.err, "trained"));
     assert_true(cli_exists(P("ddim/reverse.png")));
     assert_false(same_file(P("full/samples.csv"), P("ddim/samples.csv")));
+    cli_run(&g_r, "toy --resume '%s' --sampler dpm++2m -n 300 -o '%s'", P("full/toy.safetensors"), P("dpm"));
+    expect(0, "sampled 300 points with dpm++2m");
 }
 
 /* A user's own points: header optional, the distance uses subsets of the file. */

@@ -206,14 +206,9 @@ static void test_resume_is_exact(void **state) {
     /* the resumed run's history is the full one's, and so are its samples */
     assert_memory_equal(ddpm_toy_loss_log(full), ddpm_toy_loss_log(res), 40 * sizeof(float));
     float a[2 * 50], b[2 * 50];
-    ddpm_sampler_opts o = {DDPM_SAMPLER_DDPM, 0, 0.0f, DDPM_VAR_SMALL};
-    ddpm_rng r1, r2;
-    ddpm_rng_seed(&r1, 3);
-    ddpm_rng_seed(&r2, 3);
-    ddpm_rng_fill_normal(&r1, a, 100);
-    ddpm_rng_fill_normal(&r2, b, 100);
-    assert_int_equal(ddpm_toy_sample(full, a, 50, &o, &r1, NULL, NULL), DDPM_OK);
-    assert_int_equal(ddpm_toy_sample(res, b, 50, &o, &r2, NULL, NULL), DDPM_OK);
+    ddpm_sampler_opts o = {DDPM_SAMPLER_DDPM, 0, 0.0f, DDPM_VAR_SMALL, DDPM_SPACING_DEFAULT};
+    assert_int_equal(ddpm_toy_sample(full, a, 50, &o, 3, NULL, NULL), DDPM_OK);
+    assert_int_equal(ddpm_toy_sample(res, b, 50, &o, 3, NULL, NULL), DDPM_OK);
     assert_memory_equal(a, b, sizeof a);
     /* resuming with more iterations trains longer */
     ddpm_toy_free(res);
@@ -256,12 +251,15 @@ static void test_bad_checkpoints(void **state) {
     ddpm_toy_free(t);
 }
 
-/* Sampling goes through ddpm_sample_loop: DDIM with eta 0 from the same x_T
- * is deterministic and draws nothing; on_step sees every step. */
+/* Sampling goes through the sampler driver: a seed fixes the points, on_step
+ * sees x_T (step 0) to x_0, each point depends only on its own stream (the
+ * first 7 of 20 equal a run of 7), every sampler kind runs. */
 static int g_steps;
-static void count_step(void *ud, int k, int K, const float *x) {
+static void count_step(void *ud, int first, int N, int k, int K, const float *x) {
     (void)ud, (void)x;
-    assert_int_equal(k, ++g_steps);
+    assert_int_equal(first, 0);
+    assert_int_equal(N, 20);
+    assert_int_equal(k, g_steps++);
     assert_int_equal(K, 5);
 }
 
@@ -269,21 +267,22 @@ static void test_sampling(void **state) {
     (void)state;
     ddpm_toy *t = small_trainer(30);
     run_steps(t, 30);
-    float x[2 * 20], y[2 * 20];
-    ddpm_rng rng;
-    ddpm_rng_seed(&rng, 8);
-    ddpm_rng_fill_normal(&rng, x, 40);
-    memcpy(y, x, sizeof x);
-    ddpm_sampler_opts o = {DDPM_SAMPLER_DDIM, 5, 0.0f, DDPM_VAR_SMALL};
-    ddpm_rng before = rng;
+    float x[2 * 20], y[2 * 20], z[2 * 7];
+    ddpm_sampler_opts o = {DDPM_SAMPLER_DDIM, 5, 0.0f, DDPM_VAR_SMALL, DDPM_SPACING_DEFAULT};
     g_steps = 0;
-    assert_int_equal(ddpm_toy_sample(t, x, 20, &o, &rng, count_step, NULL), DDPM_OK);
-    assert_int_equal(g_steps, 5);
-    assert_memory_equal(&before, &rng, sizeof rng);
-    assert_int_equal(ddpm_toy_sample(t, y, 20, &o, &rng, NULL, NULL), DDPM_OK);
+    assert_int_equal(ddpm_toy_sample(t, x, 20, &o, 8, count_step, NULL), DDPM_OK);
+    assert_int_equal(g_steps, 6);
+    assert_int_equal(ddpm_toy_sample(t, y, 20, &o, 8, NULL, NULL), DDPM_OK);
     assert_memory_equal(x, y, sizeof x);
+    assert_int_equal(ddpm_toy_sample(t, z, 7, &o, 8, NULL, NULL), DDPM_OK);
+    assert_memory_equal(x, z, sizeof z);
     for (int i = 0; i < 40; i++) assert_true(isfinite(x[i]));
-    assert_int_equal(ddpm_toy_sample(t, x, 0, &o, &rng, NULL, NULL), DDPM_ERR_ARG);
+    for (int k = 0; k < 3; k++) {
+        ddpm_sampler_opts ok = {(ddpm_sampler_kind)k, 0, 0.5f, DDPM_VAR_SMALL, DDPM_SPACING_DEFAULT};
+        assert_int_equal(ddpm_toy_sample(t, y, 20, &ok, 9, NULL, NULL), DDPM_OK);
+        assert_true(memcmp(x, y, sizeof x) != 0);
+    }
+    assert_int_equal(ddpm_toy_sample(t, x, 0, &o, 8, NULL, NULL), DDPM_ERR_ARG);
     ddpm_toy_free(t);
 }
 

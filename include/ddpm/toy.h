@@ -1,6 +1,6 @@
 /* toy.h: diffusion on 2-D points (ddpm toy): the MLP of mlp.h trained with
  * L_simple on a fixed set of points, its checkpoint, and sampling through
- * ddpm_sample_loop.
+ * the sampler driver of sampler.h.
  *
  * A step: B points drawn uniformly (with replacement) from the data;
  * timesteps t ~ U{0..T-1}, antithetic when enabled (the second half of the
@@ -28,6 +28,7 @@
 
 #include "ddpm/diffusion.h"
 #include "ddpm/mlp.h"
+#include "ddpm/sampler.h"
 #include "ddpm/schedule.h"
 #include "ddpm/toydata.h"
 
@@ -82,13 +83,12 @@ ddpm_status ddpm_toy_step(ddpm_toy *t, ddpm_toy_stats *st);
 /* Atomic safetensors checkpoint (see above). */
 ddpm_status ddpm_toy_save(const ddpm_toy *t, const char *path);
 
-/* Runs the reverse process from x (in: x_T, [n, 2], usually N(0, I); out:
- * x_0, model coordinates) through ddpm_sample_loop with the MLP as the noise
- * predictor, in chunks of the model's batch capacity. on_step as there. */
+/* Samples n points into x [n, 2] (model coordinates) with the library's
+ * sampler driver (sampler.h: ddpm, ddim, dpm++2m; point i's x_T and noise
+ * come from its own stream of `seed`), the MLP as the noise predictor.
+ * on_step (may be NULL) sees each batch at steps 0 (x_T) .. K (x_0). */
 ddpm_status ddpm_toy_sample(ddpm_toy *t, float *x, int n, const ddpm_sampler_opts *o,
-                            ddpm_rng *rng,
-                            void (*on_step)(void *ud, int step, int nsteps, const float *x),
-                            void *ud);
+                            uint64_t seed, ddpm_step_fn on_step, void *ud);
 
 const ddpm_toy_config *ddpm_toy_get_config(const ddpm_toy *t);
 const ddpm_schedule *ddpm_toy_schedule(const ddpm_toy *t);

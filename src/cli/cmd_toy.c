@@ -25,7 +25,7 @@
 #define RNG_SALT 0x746f79ULL /* "toy": the CLI's streams differ from the trainer's */
 
 typedef struct {
-    const char *preset, *data, *schedule, *scale, *sampler, *resume, *out;
+    const char *preset, *data, *schedule, *scale, *sampler, *spacing, *resume, *out;
     int points, T, batch, hidden, iters, num, sample_steps, threads;
     float lr, clip, eta;
     uint64_t seed;
@@ -221,13 +221,12 @@ typedef struct {
 } reverse_rec;
 
 /* Keeps the state after step k when k is one of the panels' round(j K / 9). */
-static void on_step(void *ud, int k, int K, const float *x) {
+static void on_step(void *ud, int first, int N, int k, int K, const float *x) {
     reverse_rec *r = ud;
-    for (int j = 1; j < PANELS; j++)
+    for (int j = 0; j < PANELS; j++)
         if (k == (int)lround((double)j * K / (PANELS - 1))) {
-            float *dst = r->snap + (size_t)j * 2 * r->n;
-            if (dst != x) memcpy(dst, x, 2 * (size_t)r->n * sizeof(float));
-            snprintf(r->titles[j], sizeof r->titles[j], k == K ? "x_0" : "step %d/%d", k, K);
+            memcpy(r->snap + ((size_t)j * r->n + first) * 2, x, 2 * (size_t)N * sizeof(float));
+            snprintf(r->titles[j], sizeof r->titles[j], k == 0 ? "x_T" : k == K ? "x_0" : "step %d/%d", k, K);
         }
 }
 
@@ -243,16 +242,14 @@ static ddpm_status write_csv(const char *path, const float *xy, int n) {
 }
 
 /* Samples n points (into *out, data coordinates) and writes reverse.png and samples.csv. */
-static ddpm_status sample(ddpm_toy *tr, const toy_flags *f, int kind, ddpm_rng *rng, float **out) {
+static ddpm_status sample(ddpm_toy *tr, const toy_flags *f, const ddpm_sampler_opts *o,
+                          uint64_t seed, float **out) {
     int n = f->num;
-    reverse_rec r = {ddpm_malloc((size_t)PANELS * 2 * n * sizeof(float)), n, {"x_T"}};
+    reverse_rec r = {ddpm_malloc((size_t)(PANELS + 1) * 2 * n * sizeof(float)), n, {{0}}};
     if (!r.snap) return DDPM_ERR_NOMEM;
-    float *x = r.snap + (size_t)(PANELS - 1) * 2 * n; /* sampled in place of the last panel */
-    ddpm_rng_fill_normal(rng, r.snap, 2 * (size_t)n);
-    memcpy(x, r.snap, 2 * (size_t)n * sizeof(float));
-    ddpm_sampler_opts o = {(ddpm_sampler_kind)kind, f->sample_steps, f->eta, DDPM_VAR_SMALL};
+    float *x = r.snap + (size_t)PANELS * 2 * n;
     double t0 = ddpm_cli_now();
-    ddpm_status st = ddpm_toy_sample(tr, x, n, &o, rng, on_step, &r);
+    ddpm_status st = ddpm_toy_sample(tr, x, n, o, seed, on_step, &r);
     char path[4200];
     if (st == DDPM_OK) {
         fprintf(stderr, "ddpm %s: sampled %d points with %s in %.1f s\n", CMD, n, f->sampler,
@@ -337,11 +334,12 @@ static ddpm_status write_log(ddpm_toy *tr, const char *dir) {
 }
 
 /* Everything after parsing: trainer, training, checkpoint, plots, samples, distance. */
-static int run(const toy_flags *f, int sampler) {
+static int run(const toy_flags *f, const ddpm_sampler_opts *so) {
     ddpm_rng root;
     ddpm_rng_seed(&root, f->seed ^ RNG_SALT);
     ddpm_rng data_rng = ddpm_rng_split(&root), plot_rng = ddpm_rng_split(&root);
-    ddpm_rng sample_rng = ddpm_rng_split(&root), ref_rng = ddpm_rng_split(&root);
+    uint64_t sample_seed = ddpm_rng_u64(&root);
+    ddpm_rng ref_rng = ddpm_rng_split(&root);
     if (ddpm_cli_make_dirs(f->out)) {
         fprintf(stderr, "ddpm %s: cannot create '%s': %s\n", CMD, f->out, strerror(errno));
         return 1;
@@ -355,8 +353,9 @@ static int run(const toy_flags *f, int sampler) {
     }
     if (rc) return rc;
     const ddpm_toy_config *c = ddpm_toy_get_config(tr);
-    if (f->sample_steps > c->T) {
-        fprintf(stderr, "ddpm %s: --sample-steps %d exceeds T = %d\n", CMD, f->sample_steps, c->T);
+    if (f->sample_steps > ddpm_sampler_max_steps(so->kind, c->T)) {
+        fprintf(stderr, "ddpm %s: --sample-steps %d exceeds %d, the most %s takes with T = %d\n", CMD,
+                f->sample_steps, ddpm_sampler_max_steps(so->kind, c->T), f->sampler, c->T);
         ddpm_toy_free(tr);
         return 2;
     }
@@ -371,7 +370,7 @@ static int run(const toy_flags *f, int sampler) {
     ddpm_status st = DDPM_OK;
     if ((rc = train(tr)) == 0 && ((st = ddpm_toy_save(tr, join(path, sizeof path, f->out, CKPT_NAME))) ||
                                   (st = write_log(tr, f->out)) || (st = write_forward(tr, f->out, &plot_rng)) ||
-                                  (st = sample(tr, f, sampler, &sample_rng, &samples)) ||
+                                  (st = sample(tr, f, so, sample_seed, &samples)) ||
                                   (st = report_distance(tr, samples, f->num, &ref_rng))))
         rc = 1, ddpm_cli_error(CMD);
     if (rc == 0)
@@ -384,7 +383,7 @@ static int run(const toy_flags *f, int sampler) {
 
 static int cmd_toy(int argc, char **argv) {
     toy_flags f = {.preset = "default", .data = "scurve", .schedule = "sigmoid", .scale = "unit",
-                   .sampler = "ddpm", .out = "runs/toy", .points = 10000, .T = 100, .batch = 128,
+                   .sampler = "ddpm", .spacing = "uniform", .out = "runs/toy", .points = 10000, .T = 100, .batch = 128,
                    .hidden = 128, .iters = 50000, .num = 2000, .threads = 0, .lr = 1e-3f,
                    .clip = 1.0f, .eta = 0.0f, .seed = 0};
     ddpm_opt opts[] = {
@@ -400,8 +399,9 @@ static int cmd_toy(int argc, char **argv) {
         {"--lr", NULL, OPT_FLOAT, &f.lr, 1e-8, 1.0, "LR", "Adam learning rate (default 1e-3)"},
         {"--clip", NULL, OPT_FLOAT, &f.clip, 0.0, 1e6, "C", "gradient-norm clip, 0 = off (default 1)"},
         {"--seed", NULL, OPT_U64, &f.seed, 0, 0, "S", "seed of the data, weights and every draw (default 0)"},
-        {"--sampler", NULL, OPT_STRING, &f.sampler, 0, 0, "NAME", "ddpm or ddim (default ddpm)"},
-        {"--sample-steps", NULL, OPT_INT, &f.sample_steps, 0, 10000, "K", "sampling steps, 0 = T (default 0)"},
+        {"--sampler", NULL, OPT_STRING, &f.sampler, 0, 0, "NAME", "ddpm, ddim or dpm++2m (default ddpm)"},
+        {"--sample-steps", NULL, OPT_INT, &f.sample_steps, 0, 10000, "K", "sampling steps, 0 = the sampler's default (ddpm T, ddim 50, dpm++2m 20)"},
+        {"--spacing", NULL, OPT_STRING, &f.spacing, 0, 0, "NAME", "uniform, quadratic or logsnr timesteps (default: the sampler's)"},
         {"--eta", NULL, OPT_FLOAT, &f.eta, 0.0, 1.0, "ETA", "DDIM noise, 0 = deterministic (default 0)"},
         {"--num", "-n", OPT_INT, &f.num, 1, 1 << 20, "N", "points to sample (default 2000)"},
         {"--resume", NULL, OPT_STRING, &f.resume, 0, 0, "FILE", "continue FILE's training (or only sample, when it is done)"},
@@ -414,13 +414,17 @@ static int cmd_toy(int argc, char **argv) {
     if ((rc = apply_preset(&f, opts, nopts)) || (f.resume && (rc = check_resume_flags(opts, nopts))))
         return rc;
     if (f.resume && !ddpm_opts_seen(opts, nopts, "--iters")) f.iters = 0; /* the checkpoint's */
-    int sampler = ddpm_sampler_parse(f.sampler);
-    if (sampler < 0) {
-        fprintf(stderr, "ddpm %s: unknown sampler '%s' (expected ddpm or ddim)\n", CMD, f.sampler);
+    int sampler = ddpm_sampler_parse(f.sampler), spacing = ddpm_spacing_parse(f.spacing);
+    if (sampler < 0 || spacing < 0) {
+        fprintf(stderr, sampler < 0 ? "ddpm %s: unknown sampler '%s' (expected ddpm, ddim or dpm++2m)\n"
+                                    : "ddpm %s: unknown spacing '%s' (expected uniform, quadratic or logsnr)\n",
+                CMD, sampler < 0 ? f.sampler : f.spacing);
         return 2;
     }
+    ddpm_sampler_opts so = {(ddpm_sampler_kind)sampler, f.sample_steps, f.eta, DDPM_VAR_SMALL,
+                            ddpm_opts_seen(opts, nopts, "--spacing") ? (ddpm_spacing)spacing : DDPM_SPACING_DEFAULT};
     ddpm_cli_threads(f.threads);
-    return run(&f, sampler);
+    return run(&f, &so);
 }
 
 const ddpm_cli_command ddpm_cmd_toy = {"toy", cmd_toy, "diffusion on 2-D points (S-curve, moons, ...) with scatter plots"};

@@ -397,7 +397,10 @@ done:
 
 /* ---- sampling -------------------------------------------------------------------------- */
 
-static ddpm_status toy_eps(void *ctx, float *eps_hat, const float *x, const int *t, int N) {
+/* The MLP as the sampler's noise predictor (unconditional: labels unused). */
+static ddpm_status toy_eps(void *ctx, float *eps_hat, const float *x, const int *t,
+                           const int *labels, int N) {
+    (void)labels;
     ddpm_mlp *m = ctx;
     for (int i = 0; i < N; i += m->max_batch) {
         int n = N - i < m->max_batch ? N - i : m->max_batch;
@@ -407,16 +410,13 @@ static ddpm_status toy_eps(void *ctx, float *eps_hat, const float *x, const int 
 }
 
 ddpm_status ddpm_toy_sample(ddpm_toy *t, float *x, int n, const ddpm_sampler_opts *o,
-                            ddpm_rng *rng,
-                            void (*on_step)(void *ud, int step, int nsteps, const float *x),
-                            void *ud) {
+                            uint64_t seed, ddpm_step_fn on_step, void *ud) {
     if (n < 1 || n > MAX_POINTS)
         return ddpm_error(DDPM_ERR_ARG, "cannot sample %d points (1 to %d)", n, MAX_POINTS);
-    float *work = ddpm_malloc(ddpm_sample_loop_workspace(n, 2) * sizeof(float));
-    if (!work) return DDPM_ERR_NOMEM;
-    ddpm_status st =
-        ddpm_sample_loop(x, n, 2, &t->sched, o, toy_eps, &t->mlp, rng, work, on_step, ud);
-    ddpm_free(work);
+    ddpm_sampler sm;
+    ddpm_status st = ddpm_sampler_create(&sm, &t->sched, o, 2, t->mlp.max_batch);
+    if (st == DDPM_OK) st = ddpm_sampler_run(&sm, x, 0, n, seed, NULL, toy_eps, &t->mlp, on_step, ud);
+    ddpm_sampler_destroy(&sm);
     return st;
 }
 

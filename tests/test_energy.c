@@ -111,12 +111,25 @@ static void test_floor_closed_form(void **state) {
     assert_true(fabs(mean - want) < 0.05 * want);
 }
 
+/* Points at 0, 1, ..., 9 on a line against the reference {0, 5}: within
+ * r = 1.5 are 0, 1, 4, 5, 6 (5 of 10); r = 0 keeps exact hits (0 and 5). */
+static void test_near_fraction(void **state) {
+    (void)state;
+    float a[20], ref[4] = {0, 0, 5, 0};
+    for (int i = 0; i < 10; i++) a[2 * i] = (float)i, a[2 * i + 1] = 0;
+    assert_true(ddpm_near_fraction(a, 10, ref, 2, 2, 1.5) == 0.5);
+    assert_true(ddpm_near_fraction(a, 10, ref, 2, 2, 0.0) == 0.2);
+    assert_true(ddpm_near_fraction(a, 10, ref, 2, 2, 100.0) == 1.0);
+    assert_true(isnan(ddpm_near_fraction(a, 0, ref, 2, 2, 1.0)));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_single_points),
         cmocka_unit_test(test_1d_against_sorted_formula),
         cmocka_unit_test(test_2d_properties),
         cmocka_unit_test(test_floor_closed_form),
+        cmocka_unit_test(test_near_fraction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
-/* energy.h: the energy distance between two point sets (Szekely & Rizzo),
+/* energy.h: two-sample measures for point sets. The energy distance
+ * (Szekely & Rizzo),
  * a two-sample distance that is 0 only when the distributions agree:
  *
  *     E(A, B) = 2/(n m) sum_ij |a_i - b_j| - 1/n^2 sum_ij |a_i - a_j|
@@ -18,5 +19,11 @@
 
 /* a [n, d], b [m, d] row-major; n, m >= 1, d >= 1. Returns NAN for empty sets. */
 double ddpm_energy_distance(const float *a, int n, const float *b, int m, int d);
+
+/* The fraction of the n points of a [n, d] that lie within distance r of at
+ * least one of the m points of ref [m, d] (a "how many samples landed on
+ * the data" number: with ref dense on a curve, the fraction near the curve).
+ * Integer counts, so thread-count independent. NAN for empty sets. */
+double ddpm_near_fraction(const float *a, int n, const float *ref, int m, int d, double r);
 
 #endif

@@ -293,6 +293,27 @@ static ddpm_status reference_sets(ddpm_toy *tr, ddpm_rng *rng, float *a, float *
     return DDPM_OK;
 }
 
+/* Prints the fraction of the samples within NEAR_FRAC of the data's extent
+ * (the longer side of its bounding box) of a training point. */
+#define NEAR_FRAC 0.02
+static ddpm_status report_near(ddpm_toy *tr, const float *samples, int n) {
+    int nd;
+    const float *d = ddpm_toy_data(tr, &nd);
+    float *ref = ddpm_malloc(2 * (size_t)nd * sizeof(float));
+    if (!ref) return DDPM_ERR_NOMEM;
+    memcpy(ref, d, 2 * (size_t)nd * sizeof(float));
+    ddpm_toy_scaling sc = ddpm_toy_get_scaling(tr);
+    ddpm_toy_to_data(ref, nd, &sc);
+    float lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
+    for (int i = 0; i < 2 * nd; i++) lo[i % 2] = fminf(lo[i % 2], ref[i]), hi[i % 2] = fmaxf(hi[i % 2], ref[i]);
+    double r = NEAR_FRAC * fmax(hi[0] - lo[0], hi[1] - lo[1]);
+    double frac = ddpm_near_fraction(samples, n, ref, nd, 2, r);
+    printf("on the data: %.1f %% of the samples lie within %.3g (%.0f %% of the data's extent) of a training point\n",
+           100.0 * frac, r, 100.0 * NEAR_FRAC);
+    ddpm_free(ref);
+    return DDPM_OK;
+}
+
 /* Prints the energy distance of the samples to fresh data next to its floor. */
 static ddpm_status report_distance(ddpm_toy *tr, const float *samples, int n, ddpm_rng *rng) {
     int nd;
@@ -371,7 +392,8 @@ static int run(const toy_flags *f, const ddpm_sampler_opts *so) {
     if ((rc = train(tr)) == 0 && ((st = ddpm_toy_save(tr, join(path, sizeof path, f->out, CKPT_NAME))) ||
                                   (st = write_log(tr, f->out)) || (st = write_forward(tr, f->out, &plot_rng)) ||
                                   (st = sample(tr, f, so, sample_seed, &samples)) ||
-                                  (st = report_distance(tr, samples, f->num, &ref_rng))))
+                                  (st = report_distance(tr, samples, f->num, &ref_rng)) ||
+                                  (st = report_near(tr, samples, f->num))))
         rc = 1, ddpm_cli_error(CMD);
     if (rc == 0)
         fprintf(stderr, "ddpm %s: wrote %s/{%s,forward.png,reverse.png,samples.csv,loss.png,log.csv}\n", CMD,

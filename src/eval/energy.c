@@ -34,3 +34,26 @@ double ddpm_energy_distance(const float *a, int n, const float *b, int m, int d)
     double bb = sum_dist(b, m, b, m, d) / ((double)m * m);
     return 2.0 * ab - aa - bb;
 }
+
+double ddpm_near_fraction(const float *a, int n, const float *ref, int m, int d, double r) {
+    if (n < 1 || m < 1 || d < 1) return NAN;
+    long near = 0;
+    double r2 = r * r;
+#pragma omp parallel for schedule(static) reduction(+ : near) if (n > 64)
+    for (int i = 0; i < n; i++) {
+        const float *ai = a + (size_t)i * d;
+        for (int j = 0; j < m; j++) {
+            const float *rj = ref + (size_t)j * d;
+            double s = 0.0;
+            for (int k = 0; k < d; k++) {
+                double t = (double)ai[k] - (double)rj[k];
+                s += t * t;
+            }
+            if (s <= r2) {
+                near++;
+                break;
+            }
+        }
+    }
+    return (double)near / n;
+}

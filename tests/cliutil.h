@@ -19,6 +19,8 @@ int cli_run(cli_result *r, const char *fmt, ...) __attribute__((format(printf, 2
 void cli_tmpdir(char *out, unsigned long cap);
 void cli_rmtree(const char *dir);
 bool cli_exists(const char *path);
+/* Both files exist and hold the same bytes. */
+bool cli_same_file(const char *a, const char *b);
 /* Number of lines in s. */
 int cli_lines(const char *s);
 

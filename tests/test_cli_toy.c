@@ -59,20 +59,6 @@ static char *slurp(const char *path) {
     return buf;
 }
 
-static bool same_file(const char *a, const char *b) {
-    char *x = slurp(a), *y = slurp(b);
-    bool same = !strcmp(x, y);
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    fseek(fa, 0, SEEK_END);
-    fseek(fb, 0, SEEK_END);
-    same = same && ftell(fa) == ftell(fb); /* binary files: strcmp stops at a NUL */
-    fclose(fa);
-    fclose(fb);
-    free(x);
-    free(y);
-    return same;
-}
-
 static int setup(void **state) {
     (void)state;
     cli_tmpdir(g_dir, sizeof g_dir);
@@ -190,16 +176,16 @@ static void test_resume_is_exact(void **state) {
     expect(0, NULL);
     cli_run(&g_r, "toy --resume '%s' --iters 300 -n 300 --threads 2 -o '%s'", P("half/toy.safetensors"), P("half"));
     expect(0, "resuming at step 150 of 300");
-    assert_true(same_file(P("full/toy.safetensors"), P("half/toy.safetensors")));
-    assert_true(same_file(P("full/samples.csv"), P("half/samples.csv")));
-    assert_true(same_file(P("full/log.csv"), P("half/log.csv")));
+    assert_true(cli_same_file(P("full/toy.safetensors"), P("half/toy.safetensors")));
+    assert_true(cli_same_file(P("full/samples.csv"), P("half/samples.csv")));
+    assert_true(cli_same_file(P("full/log.csv"), P("half/log.csv")));
     /* a finished checkpoint only samples; DDIM in 10 steps */
     cli_run(&g_r, "toy --resume '%s' --sampler ddim --sample-steps 10 -n 300 -o '%s'",
             P("full/toy.safetensors"), P("ddim"));
     expect(0, "sampled 300 points with ddim");
     assert_null(strstr(g_r.err, "trained"));
     assert_true(cli_exists(P("ddim/reverse.png")));
-    assert_false(same_file(P("full/samples.csv"), P("ddim/samples.csv")));
+    assert_false(cli_same_file(P("full/samples.csv"), P("ddim/samples.csv")));
     cli_run(&g_r, "toy --resume '%s' --sampler dpm++2m -n 300 -o '%s'", P("full/toy.safetensors"), P("dpm"));
     expect(0, "sampled 300 points with dpm++2m");
 }

@@ -151,19 +151,6 @@ static void test_scaling(void **state) {
     assert_memory_equal(xy, orig, sizeof xy);
 }
 
-static bool same_file(const char *a, const char *b) {
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    bool same = fa && fb;
-    while (same) {
-        int ca = fgetc(fa), cb = fgetc(fb);
-        if (ca != cb) same = false;
-        if (ca == EOF || cb == EOF) break;
-    }
-    if (fa) fclose(fa);
-    if (fb) fclose(fb);
-    return same;
-}
-
 /* A small trainer on 64 moons points: hidden 16, T 10, batch 7 (odd: the
  * antithetic pairing has a leftover), `iters` steps in total. */
 static ddpm_toy *small_trainer(int64_t iters) {
@@ -202,7 +189,7 @@ static void test_resume_is_exact(void **state) {
     assert_string_equal(ddpm_toy_data_label(res), "moons");
     run_steps(res, 20);
     assert_int_equal(ddpm_toy_save(res, P("resumed.safetensors")), DDPM_OK);
-    assert_true(same_file(P("full.safetensors"), P("resumed.safetensors")));
+    assert_true(cli_same_file(P("full.safetensors"), P("resumed.safetensors")));
     /* the resumed run's history is the full one's, and so are its samples */
     assert_memory_equal(ddpm_toy_loss_log(full), ddpm_toy_loss_log(res), 40 * sizeof(float));
     float a[2 * 50], b[2 * 50];

@@ -42,25 +42,6 @@ static void install_handlers(void) {
 
 
 
-/* mkdir -p */
-static int make_dirs(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-    struct stat st;
-    if (stat(buf, &st) || !S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
-
 static bool file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
@@ -270,7 +251,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
         if (ddpm_sampler_init(&order, ds.n, ddpm_rng_u64(&r))) goto fail;
     }
 
-    if (make_dirs(f->out)) {
+    if (ddpm_cli_make_dirs(f->out)) {
         fprintf(stderr, "ddpm train: cannot create '%s': %s\n", f->out, strerror(errno));
         goto done;
     }

@@ -406,7 +406,7 @@ static int run(const toy_flags *f, const ddpm_sampler_opts *so) {
 static int cmd_toy(int argc, char **argv) {
     toy_flags f = {.preset = "default", .data = "scurve", .schedule = "sigmoid", .scale = "unit",
                    .sampler = "ddpm", .spacing = "uniform", .out = "runs/toy", .points = 10000, .T = 100, .batch = 128,
-                   .hidden = 128, .iters = 50000, .num = 2000, .threads = 0, .lr = 1e-3f,
+                   .hidden = 128, .iters = 50000, .num = 2000, .threads = 1, .lr = 1e-3f,
                    .clip = 1.0f, .eta = 0.0f, .seed = 0};
     ddpm_opt opts[] = {
         {"--preset", NULL, OPT_STRING, &f.preset, 0, 0, "NAME", "default or seed (the seed's recipe and its trap; see below)"},
@@ -428,7 +428,7 @@ static int cmd_toy(int argc, char **argv) {
         {"--num", "-n", OPT_INT, &f.num, 1, 1 << 20, "N", "points to sample (default 2000)"},
         {"--resume", NULL, OPT_STRING, &f.resume, 0, 0, "FILE", "continue FILE's training (or only sample, when it is done)"},
         {"--out", "-o", OPT_STRING, &f.out, 0, 0, "DIR", "output directory (default runs/toy)"},
-        {"--threads", NULL, OPT_INT, &f.threads, 0, 1024, "N", "threads, 0 = all cores (default 0)"},
+        {"--threads", NULL, OPT_INT, &f.threads, 0, 1024, "N", "threads, 0 = all cores (default 1: the MLP's products are too small to split)"},
     };
     int nopts = (int)(sizeof opts / sizeof *opts);
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, nopts, SYNOPSIS, EPILOG);

@@ -55,8 +55,8 @@ static const char *EPILOG =
     "  Flags given explicitly override the preset.\n\n"
     "writes in DIR: toy.safetensors (checkpoint: --resume continues it, or samples\n"
     "from it when its --iters are done), forward.png and reverse.png (10 scatter\n"
-    "panels each, model coordinates), samples.csv (data coordinates), loss.png,\n"
-    "log.csv. At the end it prints the energy distance between the samples and\n"
+    "panels each, model coordinates), samples.csv and samples.png (the samples next\n"
+    "to the training data, data coordinates), loss.png, log.csv. At the end it prints the energy distance between the samples and\n"
     "fresh data next to its floor, the distance between two fresh samples.\n\n"
     "examples:\n"
     "  ddpm toy                              # S-curve, ~1 minute\n"
@@ -230,6 +230,26 @@ static void on_step(void *ud, int first, int N, int k, int K, const float *x) {
         }
 }
 
+/* samples.png: the training points and the samples side by side, data coordinates. */
+static ddpm_status write_samples_png(ddpm_toy *tr, const char *dir, const float *x, int n) {
+    int nd;
+    const float *d = ddpm_toy_data(tr, &nd);
+    int m = nd < n ? nd : n;
+    float *ref = ddpm_malloc(2 * (size_t)m * sizeof(float));
+    if (!ref) return DDPM_ERR_NOMEM;
+    memcpy(ref, d, 2 * (size_t)m * sizeof(float));
+    ddpm_toy_scaling sc = ddpm_toy_get_scaling(tr);
+    ddpm_toy_to_data(ref, m, &sc);
+    ddpm_scatter_panel p[2] = {{ref, m, "TRAINING DATA"}, {x, n, "SAMPLES"}};
+    ddpm_scatter_opts o;
+    ddpm_scatter_opts_default(&o);
+    o.panel_w = o.panel_h = 300, o.alpha = 0.3f;
+    char path[4200];
+    ddpm_status st = ddpm_plot_scatter_png(join(path, sizeof path, dir, "samples.png"), p, 2, &o);
+    ddpm_free(ref);
+    return st;
+}
+
 /* samples.csv: "x,y" then one point per line, data coordinates, written atomically. */
 static ddpm_status write_csv(const char *path, const float *xy, int n) {
     ddpm_atomic_file a;
@@ -260,6 +280,7 @@ static ddpm_status sample(ddpm_toy *tr, const toy_flags *f, const ddpm_sampler_o
     ddpm_toy_scaling sc = ddpm_toy_get_scaling(tr);
     ddpm_toy_to_data(x, n, &sc);
     if (st == DDPM_OK) st = write_csv(join(path, sizeof path, f->out, "samples.csv"), x, n);
+    if (st == DDPM_OK) st = write_samples_png(tr, f->out, x, n);
     *out = ddpm_malloc(2 * (size_t)n * sizeof(float));
     if (st == DDPM_OK && !*out) st = DDPM_ERR_NOMEM;
     if (st == DDPM_OK) memcpy(*out, x, 2 * (size_t)n * sizeof(float));
@@ -396,7 +417,7 @@ static int run(const toy_flags *f, const ddpm_sampler_opts *so) {
                                   (st = report_near(tr, samples, f->num))))
         rc = 1, ddpm_cli_error(CMD);
     if (rc == 0)
-        fprintf(stderr, "ddpm %s: wrote %s/{%s,forward.png,reverse.png,samples.csv,loss.png,log.csv}\n", CMD,
+        fprintf(stderr, "ddpm %s: wrote %s/{%s,forward.png,reverse.png,samples.csv,samples.png,loss.png,log.csv}\n", CMD,
                 f->out, CKPT_NAME);
     ddpm_free(samples);
     ddpm_toy_free(tr);

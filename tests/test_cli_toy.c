@@ -146,6 +146,7 @@ static void test_run_writes_everything(void **state) {
     check_png(P("run/forward.png"), 5 * 120, 2 * 100); /* 10 panels, 5 per row */
     check_png(P("run/reverse.png"), 5 * 120, 2 * 100);
     check_png(P("run/loss.png"), 160, 100);
+    check_png(P("run/samples.png"), 2 * 120, 100); /* data and samples */
     char *csv = slurp(P("run/samples.csv"));
     assert_int_equal(cli_lines(csv), 301); /* header + -n 300 */
     assert_memory_equal(csv, "x,y\n", 4);

@@ -43,7 +43,7 @@ static const char *EPILOG =
     "optional).\n\n"
     "presets:\n"
     "  default  T = 100 steps of the library's sigmoid schedule, which ends at noise\n"
-    "           (alpha_bar_T = 2e-5), data centred and scaled into [-1, 1] (--scale unit).\n"
+    "           (alpha_bar_T = 1.7e-5), data centred and scaled into [-1, 1] (--scale unit).\n"
     "  seed     the seed's recipe exactly: beta = sigmoid(linspace(-6, 6, 100)) *\n"
     "           (0.5e-2 - 1e-5) + 1e-5 (--schedule seed-sigmoid) on the S-curve / 10\n"
     "           (--scale none). Its betas sum to 0.25, so alpha_bar_T = 0.78: x_T keeps\n"

@@ -52,8 +52,8 @@ typedef struct {
 #define DDPM_TOY_SEED_BETA_HI 0.5e-2
 
 /* The default run: hidden 128, T 100, sigmoid (the library's, which reaches
- * noise), batch 128, lr 1e-3, clip 1, antithetic, seed 0; iters is set by
- * the caller. ddpm_toy_config_seed: the same with the seed's betas. */
+ * noise), batch 128, 50,000 steps, lr 1e-3, clip 1, antithetic, seed 0.
+ * The seed's recipe is the same with seed_betas (and its data at 1/10). */
 void ddpm_toy_config_default(ddpm_toy_config *c);
 ddpm_status ddpm_toy_config_validate(const ddpm_toy_config *c);
 

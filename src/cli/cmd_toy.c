@@ -382,10 +382,6 @@ static int run(const toy_flags *f, const ddpm_sampler_opts *so) {
     ddpm_rng data_rng = ddpm_rng_split(&root), plot_rng = ddpm_rng_split(&root);
     uint64_t sample_seed = ddpm_rng_u64(&root);
     ddpm_rng ref_rng = ddpm_rng_split(&root);
-    if (ddpm_cli_make_dirs(f->out)) {
-        fprintf(stderr, "ddpm %s: cannot create '%s': %s\n", CMD, f->out, strerror(errno));
-        return 1;
-    }
     ddpm_toy *tr = NULL;
     int rc = 0;
     if (f->resume) {
@@ -394,6 +390,11 @@ static int run(const toy_flags *f, const ddpm_sampler_opts *so) {
         rc = create_trainer(f, &data_rng, &tr);
     }
     if (rc) return rc;
+    if (ddpm_cli_make_dirs(f->out)) { /* only once the inputs are good */
+        fprintf(stderr, "ddpm %s: cannot create '%s': %s\n", CMD, f->out, strerror(errno));
+        ddpm_toy_free(tr);
+        return 1;
+    }
     const ddpm_toy_config *c = ddpm_toy_get_config(tr);
     if (f->sample_steps > ddpm_sampler_max_steps(so->kind, c->T)) {
         fprintf(stderr, "ddpm %s: --sample-steps %d exceeds %d, the most %s takes with T = %d\n", CMD,

@@ -35,7 +35,7 @@ static const char *SYNOPSIS =
     "usage: ddpm toy [--preset default|seed] [--data NAME|FILE.csv] [-o DIR] [options]\n\n"
     "Diffusion on 2-D points: trains a small MLP noise predictor on an S-curve (or\n"
     "another 2-D dataset), samples from it and plots the forward and the reverse\n"
-    "process. The default run takes about a minute on 2 cores.";
+    "process. The default run (50,000 steps) takes about 40 s of CPU time on one core.";
 
 static const char *EPILOG =
     "datasets: scurve (scikit-learn's S-curve, the seed's data), swissroll, moons,\n"
@@ -47,8 +47,8 @@ static const char *EPILOG =
     "  seed     the seed's recipe exactly: beta = sigmoid(linspace(-6, 6, 100)) *\n"
     "           (0.5e-2 - 1e-5) + 1e-5 (--schedule seed-sigmoid) on the S-curve / 10\n"
     "           (--scale none). Its betas sum to 0.25, so alpha_bar_T = 0.78: x_T keeps\n"
-    "           88 % of the signal, yet sampling starts from N(0, I). The samples miss\n"
-    "           the curve; compare its energy distance with the default's.\n"
+    "           88 % of the signal, yet sampling starts from N(0, I). Measured at 50,000\n"
+    "           steps: 70 % of its samples lie near the curve, 98 % of the default's.\n"
     "  Both: MLP 2-128-128-128-2 with ReLU and a learned step embedding added after\n"
     "  each of the first three layers, eps-prediction L2 loss with antithetic\n"
     "  timesteps, Adam lr 1e-3, batch 128, gradient clipping at 1, 10,000 points.\n"
@@ -56,10 +56,12 @@ static const char *EPILOG =
     "writes in DIR: toy.safetensors (checkpoint: --resume continues it, or samples\n"
     "from it when its --iters are done), forward.png and reverse.png (10 scatter\n"
     "panels each, model coordinates), samples.csv and samples.png (the samples next\n"
-    "to the training data, data coordinates), loss.png, log.csv. At the end it prints the energy distance between the samples and\n"
-    "fresh data next to its floor, the distance between two fresh samples.\n\n"
+    "to the training data, data coordinates), loss.png, log.csv. At the end it\n"
+    "prints the energy distance between the samples and fresh data next to its\n"
+    "floor (the distance between two fresh samples), and the fraction of the\n"
+    "samples within 2 % of the data's extent of a training point.\n\n"
     "examples:\n"
-    "  ddpm toy                              # S-curve, ~1 minute\n"
+    "  ddpm toy                              # S-curve, 50,000 steps\n"
     "  ddpm toy --preset seed -o runs/seed   # the seed's recipe, and its failure\n"
     "  ddpm toy --data moons --iters 4000\n"
     "  ddpm toy --resume runs/toy/toy.safetensors --sampler ddim --sample-steps 20";

@@ -90,10 +90,25 @@ static void test_errors_name_the_line(void **state) {
     expect_error(dir, NULL, DDPM_ERR_IO, "not a regular file");
 }
 
+/* Too many lines is refused before the points are allocated. */
+static void test_line_cap(void **state) {
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/lines.csv", g_dir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    static char nl[1 << 16];
+    memset(nl, '\n', sizeof nl);
+    for (int i = 0; i < DDPM_CSV_MAX_LINES / (int)sizeof nl; i++) assert_int_equal(fwrite(nl, 1, sizeof nl, f), sizeof nl);
+    fclose(f);
+    expect_error(path, NULL, DDPM_ERR_FORMAT, "more than 16777216 lines");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reads_points),
         cmocka_unit_test(test_errors_name_the_line),
+        cmocka_unit_test(test_line_cap),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

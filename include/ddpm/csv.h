@@ -12,6 +12,8 @@
  *     'pts.csv' line 3: 'abc' is not a number
  *     'pts.csv' line 4: non-finite value 'inf'
  *     'pts.csv' line 5: 1 column, need at least 2 (x,y)
+ * The file's size and line count are checked before anything is allocated
+ * for the points.
  */
 #ifndef DDPM_CSV_H
 #define DDPM_CSV_H
@@ -19,6 +21,7 @@
 #include "ddpm/common.h"
 
 #define DDPM_CSV_MAX_BYTES ((long long)1 << 30) /* larger files are refused */
+#define DDPM_CSV_MAX_LINES (1 << 24)             /* so are files of more lines */
 
 /* Reads the points into *xy (malloc'ed [n, 2] floats, freed with ddpm_free)
  * and *n >= 1. On failure *xy = NULL, *n = 0. */

@@ -125,7 +125,10 @@ ddpm_status ddpm_csv_read_points(const char *path, float **xy, int *n) {
     ddpm_status st = slurp(path, &text, &len);
     if (st) return st;
     size_t cap = count_lines(text, len);
-    if (cap > (size_t)1 << 30) cap = (size_t)1 << 30; /* cannot happen below the byte cap */
+    if (cap > DDPM_CSV_MAX_LINES) {
+        free(text);
+        return ddpm_error(DDPM_ERR_FORMAT, "'%s': more than %d lines", path, DDPM_CSV_MAX_LINES);
+    }
     float *out = ddpm_malloc(cap * 2 * sizeof(float));
     if (!out) {
         free(text);
@@ -147,8 +150,6 @@ ddpm_status ddpm_csv_read_points(const char *path, float **xy, int *n) {
     if (st == DDPM_OK && np == 0)
         st = ddpm_error(DDPM_ERR_FORMAT, "'%s': %s", path,
                         len == 0 ? "empty file (no points)" : "no points (only a header or blank lines)");
-    if (st == DDPM_OK && np > (size_t)1 << 28)
-        st = ddpm_error(DDPM_ERR_FORMAT, "'%s': more than %d points", path, 1 << 28);
     if (st) {
         ddpm_free(out);
         return st;

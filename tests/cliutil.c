@@ -112,3 +112,16 @@ void cli_check_help(const char *cmd, const char *const *words, int n) {
         if (!strstr(r.out, words[i])) fail_msg("'%s --help' does not mention %s", cmd, words[i]);
     if (r.err[0]) fail_msg("'%s --help' wrote to stderr:\n%s", cmd, r.err);
 }
+
+bool cli_same_file(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    bool same = fa && fb;
+    while (same) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        if (ca != cb) same = false;
+        if (ca == EOF || cb == EOF) break;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
+}

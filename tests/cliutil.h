@@ -27,6 +27,8 @@ char *cli_slurp(const char *path, size_t *n);
  * diagonal-ish pattern, labels i % 4. Returns 0, -1 on failure. */
 int cli_write_dataset(const char *dir, int n, int s);
 
+/* Both files exist and hold the same bytes. */
+bool cli_same_file(const char *a, const char *b);
 /* Number of lines in s. */
 int cli_lines(const char *s);
 

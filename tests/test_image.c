@@ -272,6 +272,46 @@ static void test_loss_plot(void **state) {
     free(y);
 }
 
+/* ---- scatter plot ---------------------------------------------------------------------- */
+
+/* Points blend with opacity alpha: one point of colour c over white gives
+ * 255 + a (c - 255) per channel (rounded), a second on the same pixel blends
+ * again. Limits are shared by the panels; points outside them and NaN are
+ * not drawn; the figure is cols x rows panels plus the title strip. */
+static void test_scatter_plot(void **state) {
+    (void)state;
+    float p1[2 * 4] = {3.3f, 6.7f, 20.0f, 5.0f, NAN, 1.0f, 7.3f, -3.0f}; /* one inside */
+    float p2[2 * 2] = {6.7f, 3.3f, 6.7f, 3.3f};                          /* two on one pixel */
+    ddpm_scatter_panel panels[3] = {{p1, 4, "one"}, {p2, 2, "two"}, {p2, 0, "none"}};
+    ddpm_scatter_opts o;
+    ddpm_scatter_opts_default(&o);
+    o.cols = 2, o.panel_w = o.panel_h = 200, o.xlo = o.ylo = 0, o.xhi = o.yhi = 10;
+    o.alpha = 0.5f, o.radius = 0, o.color[0] = 10, o.color[1] = 200, o.color[2] = 30;
+    o.title = "scatter";
+    assert_int_equal(ddpm_plot_scatter_png(tpath("sc.png"), panels, 3, &o), DDPM_OK);
+    int W, H, comp;
+    uint8_t *img = stbi_load(tpath("sc.png"), &W, &H, &comp, 3);
+    assert_non_null(img);
+    assert_int_equal(W, 400);
+    assert_int_equal(H, 400 + 28);
+    assert_int_equal(count_color(img, W * H, 133, 228, 143), 1); /* (255 + c) / 2, rounded */
+    assert_int_equal(count_color(img, W * H, 72, 214, 87), 1);   /* blended twice */
+    assert_true(count_color(img, W * H, 0, 0, 0) > 3 * 4 * 100); /* three boxes, title */
+    stbi_image_free(img);
+    /* radius 2 disks, automatic limits */
+    o.radius = 2, o.xlo = o.xhi = 0;
+    assert_int_equal(ddpm_plot_scatter_png(tpath("sc2.png"), panels, 1, &o), DDPM_OK);
+    img = stbi_load(tpath("sc2.png"), &W, &H, &comp, 3);
+    assert_non_null(img);
+    assert_true(count_color(img, W * H, 133, 228, 143) >= 9 * 3); /* three disks (NaN skipped) */
+    stbi_image_free(img);
+    o.alpha = 0.0f;
+    assert_int_equal(ddpm_plot_scatter_png(tpath("bad.png"), panels, 1, &o), DDPM_ERR_ARG);
+    o.alpha = 1.0f, o.panel_w = 50;
+    assert_int_equal(ddpm_plot_scatter_png(tpath("bad.png"), panels, 1, &o), DDPM_ERR_ARG);
+    assert_false(cli_exists(tpath("bad.png")));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_grid_geometry, make_dir, remove_dir),
@@ -282,6 +322,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_unwritable_path, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_overwrite, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_loss_plot, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_scatter_plot, make_dir, remove_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

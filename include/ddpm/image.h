@@ -1,4 +1,5 @@
-/* image.h: PNG output (stb_image_write): image grids, raw RGB, loss plots.
+/* image.h: PNG output (stb_image_write): image grids, raw RGB, line plots
+ * (loss curves) and scatter plots (2-D points); the plots live in plot.c.
  *
  * Every writer is atomic: the PNG is written to a temporary file in the same
  * directory, fsync'ed and renamed over the target, so a failed or
@@ -46,5 +47,34 @@ ddpm_status ddpm_image_write_rgb(const char *path, const uint8_t *rgb, int w, in
  * are skipped). Non-finite values are skipped. width >= 160, height >= 100. */
 ddpm_status ddpm_plot_line_png(const char *path, const float *y, int n, int width, int height,
                                bool log_y, const char *title);
+
+/* Scatter plots of 2-D points: one or more panels side by side (e.g. the
+ * steps of a diffusion), each with axes, numbered ticks, grid lines and an
+ * optional title, all panels over the same limits so they compare directly.
+ * Points are disks blended over the background with opacity alpha, so dense
+ * regions show darker; points outside the limits and non-finite ones are
+ * skipped. */
+typedef struct {
+    const float *xy; /* [n, 2]: x, y */
+    int n;
+    const char *title; /* above the panel, or NULL */
+} ddpm_scatter_panel;
+
+typedef struct {
+    int cols;                  /* panels per row; <= 0: all in one row */
+    int panel_w, panel_h;      /* pixels per panel, 120x100 .. 4096x4096 */
+    double xlo, xhi, ylo, yhi; /* limits; unless xlo < xhi and ylo < yhi, the points' bounding
+                                  box, squared (one span for both axes) plus 5 % */
+    float alpha;               /* opacity of one point, (0, 1] */
+    int radius;                /* point radius in pixels, 0 .. 16 (0: one pixel) */
+    uint8_t color[3];          /* RGB */
+    const char *title;         /* figure title above the panels, or NULL */
+} ddpm_scatter_opts;
+
+/* cols 0, 240 x 240 px panels, automatic limits, alpha 0.25, radius 1, dark blue. */
+void ddpm_scatter_opts_default(ddpm_scatter_opts *o);
+
+ddpm_status ddpm_plot_scatter_png(const char *path, const ddpm_scatter_panel *panels, int npanels,
+                                  const ddpm_scatter_opts *o);
 
 #endif

@@ -14,6 +14,7 @@
 #ifndef DDPM_RNG_H
 #define DDPM_RNG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,5 +43,11 @@ void ddpm_rng_fill_normal(ddpm_rng *rng, float *x, size_t n);
 void ddpm_rng_fill_uniform(ddpm_rng *rng, float *x, size_t n, float lo, float hi);
 /* A new, independent generator derived from this one (advances `rng`). */
 ddpm_rng ddpm_rng_split(ddpm_rng *rng);
+
+/* The state as 64 lowercase hex digits (buf: at least 65 bytes), for
+ * checkpoint metadata, and back; from_hex returns false (r unchanged or
+ * partly written) unless s is exactly 64 hex digits of a non-zero state. */
+void ddpm_rng_to_hex(char *buf, size_t cap, const ddpm_rng *r);
+bool ddpm_rng_from_hex(ddpm_rng *r, const char *s);
 
 #endif

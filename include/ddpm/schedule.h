@@ -66,6 +66,10 @@ const char *ddpm_schedule_name(ddpm_schedule_kind kind);
 /* Allocates and fills *s for 2 <= T <= DDPM_SCHEDULE_MAX_T. On failure *s is
  * zeroed (so ddpm_schedule_free is still safe) and an error is returned. */
 ddpm_status ddpm_schedule_init(ddpm_schedule *s, ddpm_schedule_kind kind, int T);
+/* The same from explicit betas beta[0..T) (each in (0, 0.999]), e.g. a
+ * schedule none of the kinds makes; `kind` is only recorded in s->kind. */
+ddpm_status ddpm_schedule_init_betas(ddpm_schedule *s, ddpm_schedule_kind kind, const double *beta,
+                                     int T);
 /* Frees the arrays and zeroes *s. Safe on a zeroed schedule. */
 void ddpm_schedule_free(ddpm_schedule *s);
 

@@ -46,25 +46,6 @@ static void install_handlers(void) {
 
 
 
-/* mkdir -p */
-static int make_dirs(const char *path) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-    struct stat st;
-    if (stat(buf, &st) || !S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
-
 static bool file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
@@ -416,7 +397,7 @@ typedef struct {
 /* Rank 0's output side: the directory, its lock, the log. */
 static int open_outputs(run_state *r, progress *p) {
     const train_flags *f = p->f;
-    if (make_dirs(f->out)) {
+    if (ddpm_cli_make_dirs(f->out)) {
         fprintf(stderr, "ddpm train: cannot create '%s': %s\n", f->out, strerror(errno));
         return 1;
     }

@@ -1,7 +1,12 @@
 /* rng.c: xoshiro256** seeded through splitmix64. See rng.h. */
 #include "ddpm/rng.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* splitmix64's output function (see rng.h). */
 uint64_t ddpm_splitmix64(uint64_t z) {
@@ -84,4 +89,24 @@ ddpm_rng ddpm_rng_split(ddpm_rng *rng) {
     ddpm_rng child;
     ddpm_rng_seed(&child, ddpm_rng_u64(rng));
     return child;
+}
+
+void ddpm_rng_to_hex(char *buf, size_t cap, const ddpm_rng *r) {
+    snprintf(buf, cap, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, r->s[0], r->s[1],
+             r->s[2], r->s[3]);
+}
+
+bool ddpm_rng_from_hex(ddpm_rng *r, const char *s) {
+    if (!s || strlen(s) != 64) return false;
+    for (int i = 0; i < 4; i++) {
+        char part[17];
+        memcpy(part, s + 16 * i, 16);
+        part[16] = '\0';
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(part, &end, 16);
+        if (errno || *end || part[0] == '-' || part[0] == '+' || part[0] == ' ') return false;
+        r->s[i] = v;
+    }
+    return (r->s[0] | r->s[1] | r->s[2] | r->s[3]) != 0;
 }

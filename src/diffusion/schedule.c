@@ -78,6 +78,16 @@ static void fill_derived(ddpm_schedule *s) {
     s->posterior_log_var_clipped[0] = T > 1 ? s->posterior_log_var_clipped[1] : log(s->beta[0]);
 }
 
+/* alpha_bar from beta (both [T]), then every derived array. */
+static void fill_from_beta(ddpm_schedule *s) {
+    double ab = 1.0;
+    for (int t = 0; t < s->T; t++) {
+        ab *= 1.0 - s->beta[t];
+        s->alpha_bar[t] = ab;
+    }
+    fill_derived(s);
+}
+
 ddpm_status ddpm_schedule_init(ddpm_schedule *s, ddpm_schedule_kind kind, int T) {
     memset(s, 0, sizeof *s);
     if ((int)kind < 0 || (int)kind >= NUM_KINDS)
@@ -109,12 +119,27 @@ ddpm_status ddpm_schedule_init(ddpm_schedule *s, ddpm_schedule_kind kind, int T)
         s->beta[t] = b < MAX_BETA ? b : MAX_BETA;
         s->timesteps[t] = t;
     }
-    double ab = 1.0;
+    fill_from_beta(s);
+    return DDPM_OK;
+}
+
+ddpm_status ddpm_schedule_init_betas(ddpm_schedule *s, ddpm_schedule_kind kind, const double *beta,
+                                     int T) {
+    memset(s, 0, sizeof *s);
+    if (T < 2 || T > DDPM_SCHEDULE_MAX_T)
+        return ddpm_error(DDPM_ERR_ARG, "number of diffusion steps must be in [2, %d], got %d",
+                          DDPM_SCHEDULE_MAX_T, T);
+    for (int t = 0; t < T; t++)
+        if (!(beta[t] > 0.0 && beta[t] <= MAX_BETA))
+            return ddpm_error(DDPM_ERR_ARG, "beta_%d = %g is outside (0, %g]", t, beta[t], MAX_BETA);
+    ddpm_status st = alloc_arrays(s, T);
+    if (st != DDPM_OK) return st;
+    s->kind = kind;
     for (int t = 0; t < T; t++) {
-        ab *= 1.0 - s->beta[t];
-        s->alpha_bar[t] = ab;
+        s->beta[t] = beta[t];
+        s->timesteps[t] = t;
     }
-    fill_derived(s);
+    fill_from_beta(s);
     return DDPM_OK;
 }
 

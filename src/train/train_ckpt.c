@@ -14,10 +14,6 @@
 
 /* ---- save ------------------------------------------------------------------------------- */
 
-static void rng_to_hex(char *buf, size_t cap, const ddpm_rng *r) {
-    snprintf(buf, cap, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, r->s[0], r->s[1], r->s[2], r->s[3]);
-}
-
 enum { NMETA = 21, VALUE_CAP = 80 };
 
 /* The metadata entries, in file order; values formatted into v. Returns the count. */
@@ -40,9 +36,9 @@ static int fill_meta(const ddpm_trainer *tr, ddpm_st_meta *meta, char (*v)[VALUE
     PUT(DDPM_META_COND_DROP, "%.9g", (double)c->cond_drop);
     PUT(DDPM_META_SEED, "%" PRIu64, c->seed);
     PUT(DDPM_META_STEP, "%" PRId64, tr->step);
-    rng_to_hex(v[k], VALUE_CAP, &tr->rng);
+    ddpm_rng_to_hex(v[k], VALUE_CAP, &tr->rng);
     meta[k] = (ddpm_st_meta){DDPM_META_RNG, v[k]}, k++;
-    rng_to_hex(v[k], VALUE_CAP, ddpm_unet_rng(tr->model));
+    ddpm_rng_to_hex(v[k], VALUE_CAP, ddpm_unet_rng(tr->model));
     meta[k] = (ddpm_st_meta){DDPM_META_DROPOUT_RNG, v[k]}, k++;
     if (tr->ds) {
         PUT(DDPM_META_DATA_SEED, "%" PRIu64, tr->order.seed);
@@ -133,18 +129,9 @@ static ddpm_status need_rng(const ddpm_checkpoint *ck, const char *key, ddpm_rng
     const char *s;
     ddpm_status st = need(ck, key, &s);
     if (st) return st;
-    if (strlen(s) != 64) return bad(ck, key, s, "not a generator state (64 hex digits)");
-    for (int i = 0; i < 4; i++) {
-        uint64_t w = 0;
-        for (int j = 0; j < 16; j++) {
-            char ch = s[16 * i + j];
-            int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-            if (d < 0) return bad(ck, key, s, "not a generator state (64 hex digits)");
-            w = w << 4 | (uint64_t)d;
-        }
-        r->s[i] = w;
-    }
-    if (!(r->s[0] | r->s[1] | r->s[2] | r->s[3])) return bad(ck, key, s, "the all-zero generator state");
+    if (!ddpm_rng_from_hex(r, s))
+        return bad(ck, key, s, strspn(s, "0") == 64 ? "the all-zero generator state"
+                                                    : "not a generator state (64 hex digits)");
     return DDPM_OK;
 }
 

@@ -49,6 +49,7 @@ T4	src/train/optim.c	test_optim test_train	s|    if (coef < 1.0) {|    if (coef 
 T5	src/train/train.c	test_train	s|ddpm_rng_uniform(\&tr->rng) < c->cond_drop|ddpm_rng_uniform(\&tr->rng) < 0.5f * c->cond_drop|
 T6	src/train/train.c	test_train	s|\&tr->adam, lr, tr->step + 1);|\&tr->adam, lr, tr->step + 2);|
 T7	src/train/train.c	test_train	s|ddpm_ema_decay_at(tr->step, c->ema_decay)|ddpm_ema_decay_at(tr->step + 5, c->ema_decay)|
+T8	src/train/train.c	test_train test_optim	s|ddpm_ema_decay_at(tr->step, c->ema_decay)|c->ema_decay|
 R1	src/cli/cmd_train.c	test_train test_cli_train	s|(uint32_t)strtoul(s2, NULL, 10)|0u|
 R2	src/cli/cmd_train.c	test_train test_cli_train	s|ddpm_sampler_resume(\&order, ds.n, strtoull(s1, NULL, 10),|ddpm_sampler_resume(\&order, ds.n, strtoull(s1, NULL, 10) + 1,|
 K1	src/io/checkpoint.c	test_checkpoint test_cli_sample	s|            if (!isfinite(t->data\[j\]))|            if (0 \&\& !isfinite(t->data[j]))|

@@ -50,8 +50,8 @@ T5	src/train/train.c	test_train	s|ddpm_rng_uniform(\&tr->rng) < c->cond_drop|ddp
 T6	src/train/train.c	test_train	s|\&tr->adam, lr, tr->step + 1);|\&tr->adam, lr, tr->step + 2);|
 T7	src/train/train.c	test_train	s|ddpm_ema_decay_at(tr->step, c->ema_decay)|ddpm_ema_decay_at(tr->step + 5, c->ema_decay)|
 T8	src/train/train.c	test_train test_optim	s|ddpm_ema_decay_at(tr->step, c->ema_decay)|c->ema_decay|
-R1	src/cli/cmd_train.c	test_train test_cli_train	s|(uint32_t)strtoul(s2, NULL, 10)|0u|
-R2	src/cli/cmd_train.c	test_train test_cli_train	s|ddpm_sampler_resume(\&order, ds.n, strtoull(s1, NULL, 10),|ddpm_sampler_resume(\&order, ds.n, strtoull(s1, NULL, 10) + 1,|
+R1	src/train/train_ckpt.c	test_train test_cli_train	s|    tr->order_epoch = (uint32_t)epoch;|    tr->order_epoch = 0;|
+R2	src/train/train.c	test_train test_cli_train	s|ddpm_epoch_order_resume(\&tr->order, ds->n, tr->order_seed, |ddpm_epoch_order_resume(\&tr->order, ds->n, tr->order_seed + 1, |
 K1	src/io/checkpoint.c	test_checkpoint test_cli_sample	s|            if (!isfinite(t->data\[j\]))|            if (0 \&\& !isfinite(t->data[j]))|
 K2	src/io/checkpoint.c	test_checkpoint	s|same = t->shape\[d\] == pi->shape\[d\];|same = t->shape[0] == pi->shape[0];|
 MUTATIONS

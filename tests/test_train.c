@@ -70,23 +70,22 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* A tiny UNet (8x8, ch 8, two levels, attention at 4x4). */
-static void tiny_config(ddpm_train_config *c, int num_classes, int batch) {
+/* A tiny class-conditional UNet (8x8, ch 8, two levels, attention at 4x4,
+ * dropout 0.1) and a short run. */
+static void tiny_api(ddpm_train_config *c) {
     ddpm_train_config_default(c);
-    ddpm_unet_config *m = &c->model;
-    m->in_ch = 1;
-    m->res = 8;
-    m->ch = 8;
-    m->num_levels = 2;
-    m->ch_mult[0] = 1;
-    m->ch_mult[1] = 2;
-    m->num_res_blocks = 1;
-    m->num_attn = 1;
-    m->attn_res[0] = 4;
-    m->groups = 4;
-    m->dropout = 0.0f;
-    m->num_classes = num_classes;
-    c->T = 20;
+    c->model = (ddpm_unet_config){.in_ch = 1, .res = DS_S, .ch = 8, .ch_mult = {1, 2}, .num_levels = 2,
+                                  .num_res_blocks = 1, .attn_res = {4}, .num_attn = 1, .groups = 4,
+                                  .num_classes = 3, .dropout = 0.1f};
+    c->T = 20, c->batch = 5, c->iters = 6, c->warmup = 1, c->seed = 11;
+}
+
+/* The same model for the reference-step tests: num_classes as given, no
+ * dropout (the reference does not replay dropout masks). */
+static void tiny_config(ddpm_train_config *c, int num_classes, int batch) {
+    tiny_api(c);
+    c->model.num_classes = num_classes;
+    c->model.dropout = 0.0f;
     c->batch = batch;
     c->seed = 12345;
 }
@@ -519,13 +518,6 @@ static void test_resume_across_epoch(void **state) {
 
 /* ---- the trainer API ------------------------------------------------------------------ */
 
-static void tiny_api(ddpm_train_config *c) {
-    ddpm_train_config_default(c);
-    c->model = (ddpm_unet_config){.in_ch = 1, .res = DS_S, .ch = 8, .ch_mult = {1, 2}, .num_levels = 2,
-                                  .num_res_blocks = 1, .attn_res = {4}, .num_attn = 1, .groups = 4,
-                                  .num_classes = 3, .dropout = 0.1f};
-    c->T = 20, c->batch = 5, c->iters = 6, c->warmup = 1, c->seed = 11;
-}
 
 /* 6 iterations straight == 3, save, resume, 3 (the data order crosses an
  * epoch: 6 * 5 > 24), with a stop requested by the callback in between. */

@@ -5,6 +5,7 @@ The module's state_dict keys are the tensor names of ddpm's checkpoints, so a
 checkpoint written by the C program loads straight into DDPMUNet and back.
 
     /usr/bin/python3 scripts/torch_reference.py                    # write tests/data/*.fix
+    /usr/bin/python3 scripts/torch_reference.py --conv             # only tests/data/conv_shapes.fix
     /usr/bin/python3 scripts/torch_reference.py --count            # parameter counts
     /usr/bin/python3 scripts/torch_reference.py --load ck.safetensors [--ema]
     /usr/bin/python3 scripts/torch_reference.py --save-init init.safetensors
@@ -378,6 +379,59 @@ def write_fixtures(out_dir):
     assert total < 2 * 1024 * 1024, total
 
 
+# ---- conv-only fixture ----------------------------------------------------------
+
+CONV_DESC_RE = (r"\{\s*\.N = (\d+), \.C = (\d+), \.H = (\d+), \.W = (\d+), \.F = (\d+), "
+                r"\.K = (\d+), \.S = (\d+), \.P = (\d+)")
+CONV_SAMPLES = 256
+
+
+def conv_gen(seed, n):
+    """n values k/1024, k in [-512, 512], from an integer hash of (seed, i):
+    exactly representable in float32, so C (tests/test_conv.c, conv_gen)
+    makes the same inputs bit for bit."""
+    i = np.arange(n, dtype=np.uint64)
+    m = np.uint64(0xFFFFFFFF)
+    h = (i * np.uint64(2654435761) + np.uint64(seed) * np.uint64(97531)) & m
+    h ^= h >> np.uint64(15)
+    h = (h * np.uint64(2246822519)) & m
+    h ^= h >> np.uint64(13)
+    k = ((h >> np.uint64(8)) % np.uint64(1025)).astype(np.int64) - 512
+    return k.astype(np.float64) / 1024.0
+
+
+def conv_descs(test_conv_c):
+    """Every conv descriptor written as {.N = .., .C = .., ...} in tests/test_conv.c."""
+    import re
+    with open(test_conv_c) as f:
+        src = f.read()
+    seen = []
+    for m in re.finditer(CONV_DESC_RE, src):
+        d = tuple(int(v) for v in m.groups())
+        if d not in seen:
+            seen.append(d)
+    return seen
+
+
+def write_conv_fixture(path, test_conv_c):
+    """For each descriptor (N, C, H, W, F, K, S, P) of tests/test_conv.c: the
+    float64 F.conv2d of in = conv_gen(1), weight = conv_gen(2), bias =
+    conv_gen(3), at every stride-th output element (stride = ceil(numel /
+    256)): entry "conv.N,C,H,W,F,K,S,P" (f32, the sampled outputs)."""
+    entries = []
+    for (N, C, H, W, Fo, K, S, P) in conv_descs(test_conv_c):
+        x = torch.from_numpy(conv_gen(1, N * C * H * W).reshape(N, C, H, W))
+        w = torch.from_numpy(conv_gen(2, Fo * C * K * K).reshape(Fo, C, K, K))
+        b = torch.from_numpy(conv_gen(3, Fo))
+        out = F.conv2d(x, w, b, stride=S, padding=P).reshape(-1)
+        stride = -(-out.numel() // CONV_SAMPLES)
+        entries.append(("conv.%d,%d,%d,%d,%d,%d,%d,%d" % (N, C, H, W, Fo, K, S, P), out[::stride]))
+    write_fixture(path, entries)
+    size = os.path.getsize(path)
+    print("wrote %s: %d bytes, %d conv shapes" % (path, size, len(entries)))
+    assert size < 1024 * 1024, size
+
+
 # ---- safetensors (json + struct) ---------------------------------------------
 
 ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4",
@@ -514,6 +568,8 @@ def main():
     ap.add_argument("--ema", action="store_true", help="with --load: use the ema. weights")
     ap.add_argument("--save-init", metavar="FILE", help="write the initialised default model")
     ap.add_argument("--seed", type=int, default=0, help="seed for --save-init")
+    ap.add_argument("--conv", action="store_true",
+                    help="write only tests/data/conv_shapes.fix (every conv shape of tests/test_conv.c)")
     args = ap.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     if args.ema and not args.load:
@@ -524,8 +580,15 @@ def main():
         cmd_load(args.load, args.ema)
     elif args.save_init:
         cmd_save_init(args.save_init, args.seed)
+    elif args.conv:
+        here = os.path.dirname(os.path.abspath(__file__))
+        write_conv_fixture(os.path.join(os.path.normpath(args.out_dir), "conv_shapes.fix"),
+                           os.path.join(here, "..", "tests", "test_conv.c"))
     else:
         write_fixtures(os.path.normpath(args.out_dir))
+        here = os.path.dirname(os.path.abspath(__file__))
+        write_conv_fixture(os.path.join(os.path.normpath(args.out_dir), "conv_shapes.fix"),
+                           os.path.join(here, "..", "tests", "test_conv.c"))
 
 
 if __name__ == "__main__":

@@ -125,3 +125,21 @@ bool cli_same_file(const char *a, const char *b) {
     if (fb) fclose(fb);
     return same;
 }
+
+int cli_grid_min_spread(const unsigned char *px, int w, int h, int tw, int th, int pad) {
+    if (tw < 1 || th < 1 || pad < 0 || (w - pad) % (tw + pad) || (h - pad) % (th + pad))
+        fail_msg("a %dx%d image is not a grid of %dx%d tiles with %d px padding", w, h, tw, th, pad);
+    int cols = (w - pad) / (tw + pad), rows = (h - pad) / (th + pad), best = 255;
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) {
+            int lo = 255, hi = 0;
+            for (int y = 0; y < th; y++)
+                for (int x = 0; x < tw; x++) {
+                    int v = px[(size_t)(pad + r * (th + pad) + y) * w + pad + c * (tw + pad) + x];
+                    lo = v < lo ? v : lo;
+                    hi = v > hi ? v : hi;
+                }
+            best = hi - lo < best ? hi - lo : best;
+        }
+    return best;
+}

@@ -36,4 +36,11 @@ int cli_lines(const char *s);
  * one of words[n] on stdout (a cmocka failure names the first missing one). */
 void cli_check_help(const char *cmd, const char *const *words, int n);
 
+/* The smallest spread (max - min pixel value) over the tiles of a grid image
+ * (w x h, one byte per pixel, tiles tw x th with `pad` pixels of padding
+ * around and between them, as ddpm's PNG grids), measured inside each tile
+ * only, so the padding's grey cannot pass a flat tile. Fails the test if the
+ * image size is not a whole grid. */
+int cli_grid_min_spread(const unsigned char *px, int w, int h, int tw, int th, int pad);
+
 #endif

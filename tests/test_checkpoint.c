@@ -230,6 +230,12 @@ static void test_damaged_files(void **state) {
     assert_int_equal(ddpm_st_save(p, e, f.n, f.meta, f.nmeta), DDPM_OK);
     expect_reject(p, "conv_in.weight' has shape [8,9], the config implies [8,1,3,3]");
     memcpy(e, f.e, (size_t)f.n * sizeof *e);
+    /* the same rank and first dimension, the other dimensions permuted */
+    e[ci].shape[1] = 3;
+    e[ci].shape[2] = 1;
+    assert_int_equal(ddpm_st_save(p, e, f.n, f.meta, f.nmeta), DDPM_OK);
+    expect_reject(p, "conv_in.weight' has shape [8,3,1,3], the config implies [8,1,3,3]");
+    memcpy(e, f.e, (size_t)f.n * sizeof *e);
 
     /* 6. missing tensor */
     p = path_of("missing.safetensors");

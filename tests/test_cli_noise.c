@@ -17,6 +17,7 @@
 #include <stb_image.h>
 
 #include "cliutil.h"
+#include "testenv.h"
 #include "ddpm/data.h"
 #include "ddpm/image.h"
 #include "ddpm/schedule.h"
@@ -285,12 +286,7 @@ static void test_reproducible(void **state) {
 
 static void test_mnist(void **state) {
     (void)state;
-    const char *dir = getenv("DDPM_SHARED_MNIST");
-    struct stat st;
-    if (!dir || stat(dir, &st) != 0) {
-        print_message("DDPM_SHARED_MNIST not available: skipping the MNIST test\n");
-        skip();
-    }
+    const char *dir = test_mnist_dir(); /* fails without MNIST unless DDPM_ALLOW_SKIP=1 */
     cli_run(&g_r, "noise --data '%s' -n 3 -o '%s'", dir, P("mnist.png"));
     expect(0, NULL);
     int W = grid_px(11, 28), H = grid_px(3, 28);
@@ -345,5 +341,5 @@ int main(void) {
         cmocka_unit_test(test_reproducible),
         cmocka_unit_test(test_mnist),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return test_exit(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -5,7 +5,9 @@
  * F(2x2) forward and backward, F(4x4) forward) get the same checks with the
  * algorithm forced, plus agreement with the naive and im2col paths on
  * UNet-sized shapes (for F(4x4) also with UNet-like data) and a check of the
- * automatic choice. */
+ * automatic choice. Every shape here is also checked against PyTorch's
+ * float64 conv (tests/data/conv_shapes.fix, scripts/torch_reference.py
+ * --conv), and so is the naive reference of tests/reference.c. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +20,7 @@
 #include <cmocka.h>
 #include <omp.h>
 
+#include "fixture.h"
 #include "reference.h"
 #include "ddpm/common.h"
 #include "ddpm/conv.h"
@@ -226,9 +229,17 @@ static void test_forward_matches_naive_larger(void **state) {
     }
 }
 
+/* The finite-difference step of the conv checks. A conv is linear in its
+ * input and weight (affine in the bias), so a central difference has no
+ * truncation error at any step, only the forward's rounding noise over
+ * 2 eps: 10 * GC_EPS keeps that noise under gradcheck's elementwise atol
+ * (measured at GC_EPS: worst elementwise ratio 1.13 on "k3s1p0 5x8 n1" and
+ * 2.28 on "wino 7x7 n2 F>C", i.e. noise ~2e-4 of max|g|). */
+#define CONV_GC_EPS (10 * GC_EPS)
+
 static void test_gradcheck(void **state) {
     (void)state;
-    check_gradients(CFGS, NCFG, DDPM_CONV_AUTO, 300, GC_EPS, false);
+    check_gradients(CFGS, NCFG, DDPM_CONV_AUTO, 300, CONV_GC_EPS, false);
 }
 
 /* |b - 2a| <= 1e-5 * max|2a| elementwise-max (BLAS may add K-blocks into C in
@@ -458,7 +469,7 @@ static void test_winograd_forward_matches_naive(void **state) {
  * bias in the forward. */
 static void test_winograd_gradcheck(void **state) {
     (void)state;
-    check_gradients(WINO, NWINO, DDPM_CONV_WINOGRAD, 1200, GC_EPS, true);
+    check_gradients(WINO, NWINO, DDPM_CONV_WINOGRAD, 1200, CONV_GC_EPS, true);
 }
 
 /* Accumulation (+=), NULL din / dbias, and bit-identical repeats. */
@@ -584,6 +595,8 @@ static void assert_same_bits(const ddpm_conv2d_desc *da, const ddpm_conv2d_desc 
     conv_case a, b;
     case_init(&a, da, seed);
     case_init(&b, db, seed);
+    double err = forward_rel_err(&a); /* and both against the reference */
+    if (!(err <= 1e-5)) fail_msg("same-bits case: forward rel err %g vs the naive conv", err);
     conv_result ra = run_case(&a), rb = run_case(&b);
     assert_results_equal(&a, &ra, &rb);
     result_free(&ra);
@@ -610,6 +623,8 @@ static void check_workspace_contract(ddpm_conv2d_desc base, uint64_t seed) {
     size_t nbig = ddpm_conv2d_workspace(&big);
     conv_case t;
     case_init(&t, &small, seed);
+    double err = forward_rel_err(&t);
+    if (!(err <= 1e-5)) fail_msg("workspace case: forward rel err %g vs the naive conv", err);
     conv_result own = run_case(&t);
     float *work = gc_alloc(nbig);
     for (size_t j = 0; j < nbig; j++) work[j] = NAN;
@@ -682,15 +697,14 @@ static void test_winograd4_forward_matches_naive(void **state) {
 
 /* The forward is F(4x4), the backward F(2x2) (the exact adjoint of the F(2x2)
  * forward, so of this forward up to rounding): finite differences of the
- * F(4x4) forward must still match the gradients. The step is 10 * GC_EPS:
- * the conv is linear in the input and the weight (affine in the bias), so a
- * central difference has no truncation error at any step, only the forward's
- * rounding noise over 2 eps, and F(4x4) rounds ~5x more than F(2x2) (its
- * transforms scale by up to 8; measured: 1.4e-3 at GC_EPS on "3x3 F<C", at
- * most 3.7e-4 at 10 * GC_EPS). */
+ * F(4x4) forward must still match the gradients. The step is 10 * CONV_GC_EPS
+ * (no truncation error, see CONV_GC_EPS): F(4x4) rounds ~5x more than F(2x2)
+ * (its transforms scale by up to 8; measured max-norm error 1.4e-3 at GC_EPS
+ * on "3x3 F<C", at most 3.7e-4 at 10 * GC_EPS, where the elementwise ratio
+ * reached 1.0). */
 static void test_winograd4_gradcheck(void **state) {
     (void)state;
-    check_gradients(WINO4, NWINO4, DDPM_CONV_WINOGRAD4, 2200, 10 * GC_EPS, false);
+    check_gradients(WINO4, NWINO4, DDPM_CONV_WINOGRAD4, 2200, 10 * CONV_GC_EPS, false);
 }
 
 /* The UNet's 3x3 shapes (channels and sizes; up-path convs take concatenated
@@ -838,6 +852,103 @@ static void test_winograd4_dispatch_and_workspace(void **state) {
     }
 }
 
+/* ---- against PyTorch (tests/data/conv_shapes.fix) ------------------------------ */
+
+/* The inputs of scripts/torch_reference.py's conv fixture (conv_gen there):
+ * k/1024 for k in [-512, 512] from an integer hash of (seed, i), exact in
+ * float. */
+static void conv_gen(float *x, size_t n, uint32_t seed) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t h = (uint32_t)i * 2654435761u + seed * 97531u;
+        h ^= h >> 15;
+        h *= 2246822519u;
+        h ^= h >> 13;
+        x[i] = (float)((int)((h >> 8) % 1025u) - 512) / 1024.0f;
+    }
+}
+
+static void desc_key(char *key, size_t cap, const ddpm_conv2d_desc *d) {
+    snprintf(key, cap, "conv.%d,%d,%d,%d,%d,%d,%d,%d", d->N, d->C, d->H, d->W, d->F, d->K, d->S, d->P);
+}
+
+/* max |out[k*stride] - ref[k]| / max |ref| over the fixture's samples */
+static double sampled_err(const float *out, size_t nout, const fx_entry *e) {
+    size_t stride = (nout + 255) / 256, m = (nout + stride - 1) / stride;
+    assert_int_equal(e->numel, m);
+    const float *ref = e->data;
+    double scale = gc_max_abs(ref, m), err = 0.0;
+    for (size_t k = 0; k < m; k++) {
+        double d = fabs((double)out[k * stride] - (double)ref[k]);
+        if (!(d <= err)) err = isnan(d) ? INFINITY : d;
+    }
+    return scale > 0.0 ? err / scale : INFINITY;
+}
+
+/* One fixture shape: the naive reference (reference.c) within 1e-6 of
+ * PyTorch's float64 conv, and every algorithm (AUTO, im2col, and the
+ * Winograd paths where they apply) within 1e-5. */
+static void check_torch_shape(const fx_entry *e, double *worst) {
+    ddpm_conv2d_desc d = {0};
+    if (sscanf(e->name, "conv.%d,%d,%d,%d,%d,%d,%d,%d", &d.N, &d.C, &d.H, &d.W, &d.F, &d.K, &d.S, &d.P) != 8)
+        fail_msg("bad fixture entry %s", e->name);
+    const ddpm_conv2d_algo algos[] = {DDPM_CONV_AUTO, DDPM_CONV_IM2COL, DDPM_CONV_WINOGRAD, DDPM_CONV_WINOGRAD4};
+    for (int a = 0; a < 4; a++) {
+        d.algo = algos[a];
+        if (a >= 2 && !ddpm_winograd_applies(&d)) continue;
+        conv_case t;
+        case_init(&t, &d, 1);
+        conv_gen(t.in, t.nin, 1);
+        conv_gen(t.weight, t.nw, 2);
+        conv_gen(t.bias, (size_t)d.F, 3);
+        if (a == 0) {
+            ddpm_conv2d_forward_naive(t.out, t.in, t.weight, t.bias, &t.d);
+            double err = sampled_err(t.out, t.nout, e);
+            if (!(err <= 1e-6)) fail_msg("%s: naive reference vs torch: rel err %g", e->name, err);
+        }
+        case_forward(&t);
+        double err = sampled_err(t.out, t.nout, e);
+        if (!(err <= 1e-5)) fail_msg("%s algo %d: rel err %g vs torch", e->name, a, err);
+        if (err > *worst) *worst = err;
+        case_free(&t);
+    }
+}
+
+static void test_forward_matches_torch(void **state) {
+    (void)state;
+    char path[1024], err[256];
+    assert_int_equal(fx_data_path(path, sizeof path, "conv_shapes.fix"), 0);
+    fx_file f;
+    if (fx_load(&f, path, err, sizeof err)) fail_msg("%s", err);
+    /* every shape of the tables above is in the fixture */
+    const struct {
+        const conv_cfg *tab;
+        int n;
+    } tabs[] = {{CFGS, NCFG}, {WINO, NWINO}, {WINO4, NWINO4}};
+    char key[128];
+    for (size_t k = 0; k < sizeof tabs / sizeof *tabs; k++)
+        for (int i = 0; i < tabs[k].n; i++) {
+            desc_key(key, sizeof key, &tabs[k].tab[i].d);
+            if (!fx_get(&f, key, FX_F32)) fail_msg("conv_shapes.fix lacks %s (rerun scripts/torch_reference.py --conv)", key);
+        }
+    const ddpm_conv2d_desc *wide[] = {WIDE, WINO_WIDE, WINO4_UNET};
+    const int nwide[] = {NWIDE, NWINO_WIDE, NWINO4_UNET};
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < nwide[k]; i++) {
+            desc_key(key, sizeof key, &wide[k][i]);
+            if (!fx_get(&f, key, FX_F32)) fail_msg("conv_shapes.fix lacks %s (rerun scripts/torch_reference.py --conv)", key);
+        }
+    double worst = 0.0;
+    int shapes = 0;
+    for (int i = 0; i < f.n; i++)
+        if (!strncmp(f.e[i].name, "conv.", 5)) {
+            check_torch_shape(&f.e[i], &worst);
+            shapes++;
+        }
+    printf("conv vs torch: %d shapes, worst rel err %.3g\n", shapes, worst);
+    assert_true(shapes >= NCFG + NWINO + NWINO4);
+    fx_free(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_out_arithmetic),
@@ -857,6 +968,7 @@ int main(void) {
         cmocka_unit_test(test_winograd4_gradcheck),
         cmocka_unit_test(test_winograd4_unet_shapes),
         cmocka_unit_test(test_winograd4_dispatch_and_workspace),
+        cmocka_unit_test(test_forward_matches_torch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "cliutil.h"
+#include "testenv.h"
 #include "ddpm/data.h"
 
 /* ---- scratch directory and file helpers ------------------------------------------- */
@@ -598,13 +599,7 @@ static void test_epoch_order(void **state) {
 
 static void test_real_mnist(void **state) {
     (void)state;
-    const char *dir = getenv("DDPM_SHARED_MNIST");
-    char p[4096];
-    if (dir) snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", dir);
-    if (!dir || access(p, R_OK) != 0) {
-        print_message("DDPM_SHARED_MNIST not set or without MNIST: skipped\n");
-        skip();
-    }
+    const char *dir = test_mnist_dir(); /* fails without MNIST unless DDPM_ALLOW_SKIP=1 */
     ddpm_dataset ds;
     assert_int_equal(ddpm_dataset_load(&ds, dir, true), DDPM_OK);
     assert_int_equal(ds.n, 60000);
@@ -648,5 +643,5 @@ int main(void) {
         T(test_epoch_order),
         T(test_real_mnist),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return test_exit(cmocka_run_group_tests(tests, NULL, NULL));
 }

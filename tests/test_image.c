@@ -312,9 +312,39 @@ static void test_scatter_plot(void **state) {
     assert_false(cli_exists(tpath("bad.png")));
 }
 
+/* cli_grid_min_spread (the flat-sample check of test_cli_train): black flat
+ * tiles on grey padding have spread 0 inside every tile although the whole
+ * image spans 0..128; one flat tile among textured ones still gives 0. */
+static void test_grid_tile_spread(void **state) {
+    (void)state;
+    enum { N = 4, S = 6 };
+    float x[N * S * S];
+    for (int i = 0; i < N * S * S; i++) x[i] = -1.0f; /* black */
+    assert_int_equal(ddpm_image_write_grid(tpath("flat.png"), x, N, 1, S, S, 2, -1.0f, 1.0f), DDPM_OK);
+    int w, h, ch;
+    unsigned char *px = stbi_load(tpath("flat.png"), &w, &h, &ch, 1);
+    assert_non_null(px);
+    assert_int_equal(cli_grid_min_spread(px, w, h, S, S, DDPM_GRID_PAD), 0);
+    int lo = 255, hi = 0;
+    for (int i = 0; i < w * h; i++) lo = px[i] < lo ? px[i] : lo, hi = px[i] > hi ? px[i] : hi;
+    assert_true(hi - lo > 32); /* what the old whole-image check measured */
+    stbi_image_free(px);
+    for (int i = 0; i < N * S * S; i++) x[i] = (float)(i % (S * S)) / (S * S) * 2.0f - 1.0f;
+    assert_int_equal(ddpm_image_write_grid(tpath("ramp.png"), x, N, 1, S, S, 2, -1.0f, 1.0f), DDPM_OK);
+    px = stbi_load(tpath("ramp.png"), &w, &h, &ch, 1);
+    assert_true(cli_grid_min_spread(px, w, h, S, S, DDPM_GRID_PAD) > 200);
+    stbi_image_free(px);
+    for (int i = 2 * S * S; i < 3 * S * S; i++) x[i] = 0.25f; /* tile 2 flat */
+    assert_int_equal(ddpm_image_write_grid(tpath("one.png"), x, N, 1, S, S, 2, -1.0f, 1.0f), DDPM_OK);
+    px = stbi_load(tpath("one.png"), &w, &h, &ch, 1);
+    assert_int_equal(cli_grid_min_spread(px, w, h, S, S, DDPM_GRID_PAD), 0);
+    stbi_image_free(px);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_grid_geometry, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_grid_tile_spread, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_grid_pixels_gray, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_grid_pixels_rgb, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_write_rgb, make_dir, remove_dir),

@@ -87,7 +87,10 @@ static void check_grad(int N, int I, int O) {
     };
     char name[64];
     snprintf(name, sizeof name, "linear N=%d I=%d O=%d", N, I, O);
-    gc_check(name, linear_fwd, &c, c.out, (size_t)N * O, proj, t, 3, GC_EPS, GC_TOL,
+    /* affine in every checked tensor: no truncation error, so a step of
+     * 10 * GC_EPS only cuts the rounding noise (worst elementwise ratio 0.74
+     * at GC_EPS on N=4 I=32 O=16) */
+    gc_check(name, linear_fwd, &c, c.out, (size_t)N * O, proj, t, 3, 10 * GC_EPS, GC_TOL,
              GC_MAX_ELEMS);
 
     /* NULL din and dbias are skipped; dweight is unchanged by that. */

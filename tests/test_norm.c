@@ -163,6 +163,15 @@ static void gn_forward(void *p) {
                            c->s.HW, c->s.G);
 }
 
+/* The step of the GroupNorm checks: the five-point stencil with 30 * GC_EPS.
+ * The central difference at GC_EPS is too noisy for gradcheck's elementwise
+ * test (forward rounding over 2 eps: max-norm error 6.2e-4, worst elementwise
+ * ratio 3.95 on "N=2 C=6 HW=35 G=3" and 4.32 for the fused layer). With the
+ * five-point stencil the worst ratio was 1.43 at h = 5e-3, 1.04 at 1e-2,
+ * 0.74 at 2e-2 and 0.31 at 3e-2 (noise falls as 1/h; the O(h^4) truncation
+ * stays below it). */
+#define GN_GC_EPS (30 * GC_EPS)
+
 static void check_grad(gn_shape s, uint64_t seed) {
     ddpm_rng rng;
     ddpm_rng_seed(&rng, seed);
@@ -190,7 +199,7 @@ static void check_grad(gn_shape s, uint64_t seed) {
     gc_tensor t[] = {{"input", c.in, din, n},
                      {"gamma", c.gamma, dgamma, (size_t)s.C},
                      {"beta", c.beta, dbeta, (size_t)s.C}};
-    gc_check(name, gn_forward, &c, c.out, n, proj, t, 3, GC_EPS, GC_TOL, GC_MAX_ELEMS);
+    gc_check_order(name, gn_forward, &c, c.out, n, proj, t, 3, GN_GC_EPS, GC_TOL, GC_MAX_ELEMS, 4);
 
     ddpm_free(c.out);
     ddpm_free(c.mean);
@@ -355,9 +364,9 @@ static void gs_forward(void *p) {
                                 c->s.N, c->s.C, c->s.HW, c->s.G);
 }
 
-/* order 2 with GC_EPS as everywhere; order 4 (five-point stencil) with a
- * larger step for groups of hundreds of elements, where float rounding of
- * the forward (and of the saved mean) is too loud for the central difference. */
+/* order 2 (central difference) or 4 (five-point stencil, see GN_GC_EPS);
+ * the stencil with a larger step is needed where float rounding of the
+ * forward (and of the saved mean) is too loud for the central difference. */
 static void check_gs_grad(gn_shape s, float p, uint64_t seed, int order, double eps) {
     ddpm_rng rng;
     ddpm_rng_seed(&rng, seed);
@@ -392,13 +401,13 @@ static void check_gs_grad(gn_shape s, float p, uint64_t seed, int order, double 
 
 static void test_fused_gradients(void **state) {
     (void)state;
-    check_gs_grad((gn_shape){2, 6, 5 * 7, 3}, 0.0f, 11, 2, GC_EPS);
-    check_gs_grad((gn_shape){2, 6, 5 * 7, 3}, 0.3f, 12, 2, GC_EPS);
-    check_gs_grad((gn_shape){3, 4, 3 * 3, 4}, 0.0f, 13, 2, GC_EPS); /* instance norm */
-    check_gs_grad((gn_shape){2, 5, 7, 1}, 0.5f, 14, 2, GC_EPS);     /* G = 1, odd C */
-    check_gs_grad((gn_shape){1, 8, 3 * 5, 2}, 0.2f, 15, 2, GC_EPS);
+    check_gs_grad((gn_shape){2, 6, 5 * 7, 3}, 0.0f, 11, 4, GN_GC_EPS);
+    check_gs_grad((gn_shape){2, 6, 5 * 7, 3}, 0.3f, 12, 4, GN_GC_EPS);
+    check_gs_grad((gn_shape){3, 4, 3 * 3, 4}, 0.0f, 13, 4, GN_GC_EPS); /* instance norm */
+    check_gs_grad((gn_shape){2, 5, 7, 1}, 0.5f, 14, 4, GN_GC_EPS);     /* G = 1, odd C */
+    check_gs_grad((gn_shape){1, 8, 3 * 5, 2}, 0.2f, 15, 4, GN_GC_EPS);
     /* rows of 261 > 256 floats: the backward forms dy in two tiles */
-    check_gs_grad((gn_shape){2, 2, 261, 2}, 0.1f, 16, 4, 1e-2);
+    check_gs_grad((gn_shape){2, 2, 261, 2}, 0.1f, 16, 4, GN_GC_EPS); /* ratio 1.55 at 1e-2 */
 }
 
 /* Results of the fused layer: forward, the apply recompute, backward. */

@@ -225,6 +225,9 @@ static void fd_forward(void *p) {
     assert_int_equal(ddpm_unet_forward(c->m, c->out, c->x, c->t, c->labels, c->N), DDPM_OK);
 }
 
+/* five-point stencil, h = 4e-2, 24 elements per tensor, atol 0.5 (see below) */
+static const gc_opts UNET_GC = {.eps = 4e-2, .tol = GC_TOL, .atol = 0.5, .max_elems = 24, .order = 4};
+
 static void test_finite_differences(void **state) {
     (void)state;
     fx_file f;
@@ -269,9 +272,14 @@ static void test_finite_differences(void **state) {
      * tensors: 1.3e-3 at h=2e-2 (rounding), 5.5e-4 at h=4e-2, 3.8e-4 at
      * h=8e-2 (truncation starts to show). The analytic gradients themselves
      * agree with PyTorch's float64 ones to ~2e-6 (test_matches_torch).
-     * 24 elements per tensor keep this to about two thousand forwards. */
-    double worst = gc_check_order("unet tiny", fd_forward, &ctx, ctx.out, n, proj, ts, nt, 4e-2,
-                                  GC_TOL, 24, 4);
+     * 24 elements per tensor keep this to about two thousand forwards.
+     * The elementwise test needs atol = 0.5 (UNET_GC) here: the rounding noise
+     * of L over the step is ~1e-4 absolute on temb.dense.0.weight (max|g|
+     * 0.48), which every output depends on; with gradcheck's default 0.1 the
+     * worst element (136) reaches 1.61 at h = 4e-2, 1.9 at 1e-2 and 1.09 at
+     * 8e-2 (truncation grows past that), i.e. noise, not error: the same
+     * gradients match PyTorch's float64 ones to 2.3e-6 of their max. */
+    double worst = gc_check_opts("unet tiny", fd_forward, &ctx, ctx.out, n, proj, ts, nt, &UNET_GC);
     printf("unet finite differences: max relative error %.3g\n", worst);
     ddpm_free(ctx.x);
     ddpm_free(ctx.out);
@@ -324,7 +332,7 @@ static void test_dropout_gradients(void **state) {
         assert_non_null(p);
         ts[i] = (gc_tensor){names[i], ddpm_unet_params(m) + p->offset, ddpm_unet_grads(m) + p->offset, p->numel};
     }
-    gc_check_order("unet dropout=0.3", fd_forward, &ctx, ctx.out, n, proj, ts, 4, 4e-2, GC_TOL, 24, 4);
+    gc_check_opts("unet dropout=0.3", fd_forward, &ctx, ctx.out, n, proj, ts, 4, &UNET_GC);
     ddpm_free(ctx.x);
     ddpm_free(ctx.out);
     ddpm_free(proj);

@@ -21,6 +21,11 @@ typedef struct {
     uint64_t s[4];
 } ddpm_rng;
 
+/* splitmix64 (Steele, Lea & Flood, 2014): state += GOLDEN, then mix64 of the
+ * state. mix64 is a bijection of the 64-bit words, used to derive seeds. */
+#define DDPM_RNG_GOLDEN 0x9e3779b97f4a7c15ULL
+uint64_t ddpm_rng_mix64(uint64_t z);
+
 void ddpm_rng_seed(ddpm_rng *rng, uint64_t seed);
 uint64_t ddpm_rng_u64(ddpm_rng *rng);
 /* Uniform double in [0, 1) with 53 random bits. */

@@ -44,8 +44,9 @@
  * keyed by a 128-bit hash of the file list (relative paths, sizes,
  * modification times in ns) and of the settings that change the decoded
  * bytes (size, channels, alpha, max_pixels, format version). A later load
- * with the same key reads the file instead of decoding (the skip messages
- * are stored too and replayed); any change to the folder or the settings
+ * with the same key maps the file (mmap, read-only) instead of decoding,
+ * so it starts at once whatever the size (the skip messages are stored too
+ * and replayed); any change to the folder or the settings
  * decodes again and replaces the file. The file is written atomically
  * (temporary file, fsync, rename): never partial. A cache that cannot be
  * read is ignored (decoded again); one that cannot be written is a warning
@@ -116,11 +117,14 @@ typedef struct {
     int c, size;      /* channels, the output side */
     int *w, *h;       /* (n) stored sizes: min(w, h) == size, max <= 2 * size */
     size_t *offset;   /* (n) byte offset of image i in pixels */
-    uint8_t *pixels;  /* images (h[i], w[i], c) interleaved, one after another */
+    const uint8_t *pixels; /* images (h[i], w[i], c) interleaved, one after another (read-only:
+                            * from the cache it is the file itself, mapped) */
     int *labels;      /* (n) class index, or -1 for an image directly in DIR */
     int num_classes;  /* top-level subdirectories */
     char **class_names; /* (num_classes) in index order */
     int *class_count; /* (num_classes) usable images per class */
+    void *map_;       /* private: the mapped cache file, or NULL */
+    size_t map_len_;
 } ddpm_image_folder;
 
 /* Scan, decode (or read the cache), fill *f. report may be NULL. On failure

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -525,7 +526,8 @@ static ddpm_status assemble(ddpm_image_folder *f, decoded *dec, const scan_state
     f->h = malloc(((size_t)n + 1) * sizeof *f->h);
     f->labels = malloc(((size_t)n + 1) * sizeof *f->labels);
     f->offset = malloc(((size_t)n + 1) * sizeof *f->offset);
-    f->pixels = malloc(bytes ? bytes : 1);
+    uint8_t *pixels = malloc(bytes ? bytes : 1);
+    f->pixels = pixels;
     if (!f->w || !f->h || !f->labels || !f->offset || !f->pixels)
         return ddpm_error(DDPM_ERR_NOMEM, "'%s': out of memory for %zu bytes of images", s->root, bytes);
     ddpm_status st = copy_classes(f, s);
@@ -538,7 +540,7 @@ static ddpm_status assemble(ddpm_image_folder *f, decoded *dec, const scan_state
             continue;
         }
         size_t b = (size_t)dec[i].w * dec[i].h * o->channels;
-        memcpy(f->pixels + off, dec[i].px, b);
+        memcpy(pixels + off, dec[i].px, b);
         free(dec[i].px);
         dec[i].px = NULL;
         f->w[j] = dec[i].w, f->h[j] = dec[i].h, f->offset[j] = off, f->labels[j] = s->files[i].cls;
@@ -568,7 +570,8 @@ void ddpm_folder_free(ddpm_image_folder *f) {
     free(f->w);
     free(f->h);
     free(f->offset);
-    free(f->pixels);
+    if (f->map_) munmap(f->map_, f->map_len_);
+    else free((void *)f->pixels);
     free(f->labels);
     if (f->class_names)
         for (int i = 0; i < f->num_classes; i++) free(f->class_names[i]);

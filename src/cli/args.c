@@ -190,9 +190,9 @@ void ddpm_model_flags_apply(const ddpm_model_flags *f, ddpm_unet_config *c) {
     memcpy(c->attn_res, f->attn.v, sizeof c->attn_res);
 }
 
-void ddpm_model_flags_preset(ddpm_model_flags *f, const ddpm_opt *opts, int nopts) {
+void ddpm_model_flags_preset(ddpm_model_flags *f, const ddpm_opt *opts, int nopts, bool size_known) {
     ddpm_unet_config p;
-    if (!ddpm_opts_seen(opts, nopts, "--size") || !ddpm_unet_preset(&p, f->in_ch, f->res)) return;
+    if (!(size_known || ddpm_opts_seen(opts, nopts, "--size")) || !ddpm_unet_preset(&p, f->in_ch, f->res)) return;
     if (!ddpm_opts_seen(opts, nopts, "--ch")) f->ch = p.ch;
     if (!ddpm_opts_seen(opts, nopts, "--res-blocks")) f->num_res_blocks = p.num_res_blocks;
     if (!ddpm_opts_seen(opts, nopts, "--groups")) f->groups = p.groups;

@@ -99,7 +99,7 @@ static int cmd_info(int argc, char **argv) {
         return print_model(cmd, &c);
     }
     ddpm_unet_config c = def;
-    ddpm_model_flags_preset(&mf, opts + 1, DDPM_MODEL_OPTS);
+    ddpm_model_flags_preset(&mf, opts + 1, DDPM_MODEL_OPTS, false);
     ddpm_model_flags_apply(&mf, &c);
     if (ddpm_unet_config_validate(&c)) {
         ddpm_cli_error(cmd);

@@ -18,6 +18,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "folder.h"
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
 #include "ddpm/image.h"
@@ -173,23 +174,28 @@ typedef struct {
     float lr, clip, ema, weight_decay, cond_drop;
     uint64_t seed;
     bool resume, force;
+    ddpm_folder_flags ff;
 } train_flags;
+
+static const char *resume_meta(void *tr, const char *key) { return ddpm_trainer_resume_meta(tr, key); }
 
 /* Besides the trainer's state: where the data is and where in it we are. */
 static ddpm_status save_checkpoint(ddpm_trainer *tr, const ddpm_sampler_order *order, const char *data_dir,
-                                   const char *path) {
+                                   const ddpm_cli_data *ds, const char *path) {
     char v[3][32];
     snprintf(v[0], sizeof v[0], "%" PRIu64, order->seed);
     snprintf(v[1], sizeof v[1], "%" PRIu32, order->epoch);
     snprintf(v[2], sizeof v[2], "%d", order->pos);
-    ddpm_st_meta extra[4] = {{"data_seed", v[0]}, {"data_epoch", v[1]}, {"data_pos", v[2]}, {"data", data_dir}};
-    return ddpm_trainer_save(tr, path, extra, 4);
+    ddpm_st_meta extra[8] = {{"data_seed", v[0]}, {"data_epoch", v[1]}, {"data_pos", v[2]}, {"data", data_dir}};
+    int nd;
+    ddpm_cli_data_meta(ds, extra + 4, &nd);
+    return ddpm_trainer_save(tr, path, extra, 4 + nd);
 }
 
 static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) {
     char dir[1024], ckpt[1100], path[1100];
     int rc = 1;
-    ddpm_dataset ds = {0};
+    ddpm_cli_data ds = {0};
     ddpm_sampler_order order = {0};
     ddpm_trainer *tr = NULL;
     ddpm_unet *inf = NULL;
@@ -216,10 +222,20 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
         const char *d = ddpm_trainer_resume_meta(tr, "data");
         if (!data_given && d) f->data = d;
     }
-    if (ddpm_data_resolve(dir, sizeof dir, f->data, f->data_dir) || ddpm_dataset_load(&ds, dir, true)) goto fail;
+    if (ddpm_data_resolve(dir, sizeof dir, f->data, f->data_dir)) goto fail;
+    if (f->resume) ddpm_folder_flags_from_meta(&f->ff, resume_meta, tr);
+    const ddpm_unet_config *rm = tr ? &ddpm_trainer_config(tr)->model : NULL;
+    int want_size = rm ? rm->res : ddpm_opts_seen(opts, nopts, "--size") ? mf->res : 0;
+    int want_ch = rm ? rm->in_ch : ddpm_opts_seen(opts, nopts, "--channels") ? mf->in_ch : 0;
+    if ((rc = ddpm_cli_data_load(CMD, &ds, dir, &f->ff, want_size, want_ch, rm ? ddpm_trainer_config(tr)->seed : f->seed))) goto done;
+    rc = 1;
     if (!f->resume) {
         ddpm_train_config c;
         ddpm_train_config_default(&c);
+        if (ds.folder) { /* the folder fixes the size: its preset, unless flags say otherwise */
+            mf->in_ch = ds.c, mf->res = ds.h;
+            ddpm_model_flags_preset(mf, opts + nopts - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS, true);
+        }
         ddpm_model_flags_apply(mf, &c.model);
         if (!ddpm_opts_seen(opts, nopts, "--channels")) c.model.in_ch = ds.c;
         if (!ddpm_opts_seen(opts, nopts, "--size")) c.model.res = ds.h;
@@ -249,6 +265,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
                 ds.num_classes - 1);
         goto done;
     }
+    if (c->model.num_classes > 0 && ddpm_cli_data_check_labels(CMD, &ds, dir)) goto done;
     if (ddpm_unet_create(&inf, &c->model, 16, false)) goto fail;
 
     /* data order: a fixed function of the seed, continued on resume */
@@ -307,8 +324,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
 
     while (ddpm_trainer_step_count(tr) < stop_at && !g_stop) {
         ddpm_sampler_next_batch(&order, idx, c->batch);
-        ddpm_dataset_to_float(x0, &ds, idx, c->batch);
-        if (want_labels) ddpm_dataset_get_labels(labels, &ds, idx, c->batch);
+        ddpm_cli_data_batch(&ds, x0, want_labels ? labels : NULL, idx, c->batch, ddpm_trainer_step_count(tr));
         if (ddpm_trainer_step_count(tr) + 1 == nan_at) x0[0] = NAN;
         ddpm_train_stats st;
         if (ddpm_trainer_step(tr, x0, want_labels ? labels : NULL, &st)) {
@@ -341,7 +357,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
             fflush(stderr);
         }
         if (f->ckpt_every > 0 && it % f->ckpt_every == 0 && !last) {
-            if (save_checkpoint(tr, &order, dir, ckpt)) goto fail_nl;
+            if (save_checkpoint(tr, &order, dir, &ds, ckpt)) goto fail_nl;
             write_loss_plot(&L, f->out);
         }
         if (f->sample_every > 0 && it % f->sample_every == 0) {
@@ -352,7 +368,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
     if (tty) fputc('\n', stderr);
 
     int64_t it = ddpm_trainer_step_count(tr);
-    if (save_checkpoint(tr, &order, dir, ckpt)) goto fail;
+    if (save_checkpoint(tr, &order, dir, &ds, ckpt)) goto fail;
     if (write_loss_plot(&L, f->out)) goto fail;
     if (g_stop) {
         fprintf(stderr, "ddpm train: %s at iteration %" PRId64 "; checkpoint saved to '%s' (continue with --resume)\n",
@@ -386,7 +402,7 @@ done:
     ddpm_unet_free(inf);
     ddpm_trainer_free(tr);
     ddpm_sampler_free(&order);
-    ddpm_dataset_free(&ds);
+    ddpm_cli_data_free(&ds);
     return rc;
 }
 
@@ -399,8 +415,9 @@ static int cmd_train(int argc, char **argv) {
                      .lr_decay = "cosine", .T = d.T, .batch = d.batch, .iters = (int)d.iters, .warmup = (int)d.warmup,
                      .lr = d.lr, .clip = d.clip, .ema = d.ema_decay, .weight_decay = d.weight_decay,
                      .cond_drop = d.cond_drop, .seed = d.seed, .ckpt_every = 500, .sample_every = 0};
+    ddpm_folder_flags_init(&f.ff);
     ddpm_opt opts[40] = {
-        {"--data", NULL, OPT_STRING, &f.data, 0, 0, "NAME", "mnist, fashion, or a directory of IDX files (default mnist)"},
+        {"--data", NULL, OPT_STRING, &f.data, 0, 0, "NAME", "mnist, fashion, a directory of IDX files, or a folder of images (default mnist)"},
         {"--data-dir", NULL, OPT_STRING, &f.data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
         {"--steps", NULL, OPT_INT, &f.T, 2, 100000, "T", "diffusion timesteps (default 1000)"},
         {"--schedule", NULL, OPT_STRING, &f.schedule, 0, 0, "NAME", "linear, cosine, quadratic or sigmoid (default linear)"},
@@ -425,6 +442,8 @@ static int cmd_train(int argc, char **argv) {
         {"--force", NULL, OPT_FLAG, &f.force, 0, 0, NULL, "start over even if --out holds a checkpoint"},
     };
     int n = 23;
+    ddpm_folder_opts(opts + n, &f.ff);
+    n += DDPM_FOLDER_OPTS;
     ddpm_model_opts(opts + n, &mf);
     n += DDPM_MODEL_OPTS;
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, n,
@@ -446,6 +465,7 @@ static int cmd_train(int argc, char **argv) {
         fprintf(stderr, "ddpm train: unknown --lr-decay '%s' (cosine, constant)\n", f.lr_decay);
         return 2;
     }
+    if ((rc = ddpm_folder_flags_check(CMD, &f.ff))) return rc;
     if (f.resume && f.force) {
         fprintf(stderr, "ddpm train: --resume and --force contradict each other\n");
         return 2;
@@ -453,7 +473,8 @@ static int cmd_train(int argc, char **argv) {
     if (f.resume) {
         /* the checkpoint fixes the model and the training recipe */
         static const char *fixed[] = {"--steps", "--schedule", "--batch", "--lr", "--warmup", "--lr-decay", "--clip",
-                                      "--ema", "--weight-decay", "--loss", "--cond-drop", "--seed"};
+                                      "--ema", "--weight-decay", "--loss", "--cond-drop", "--seed",
+                                      "--alpha", "--crop", "--hflip", "--no-hflip"};
         for (int i = 0; i < n; i++) {
             bool model_flag = i >= n - DDPM_MODEL_OPTS;
             bool recipe = false;
@@ -466,6 +487,7 @@ static int cmd_train(int argc, char **argv) {
     } else {
         ddpm_unet_config c;
         ddpm_unet_config_default(&c);
+        ddpm_model_flags_preset(&mf, opts + n - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS, false);
         ddpm_model_flags_apply(&mf, &c);
         if (ddpm_unet_config_validate(&c)) { /* checked against the data again once it is loaded */
             ddpm_cli_error(CMD);

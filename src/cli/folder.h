@@ -22,4 +22,56 @@ int ddpm_cli_label(const char *cmd, const char *arg, const ddpm_checkpoint *ck, 
  * and one "  index  name" line each. */
 void ddpm_cli_print_classes(const ddpm_checkpoint *ck);
 
+/* ---- the dataset of `ddpm train`: IDX files or an image folder ---------------- */
+
+#include "args.h"
+#include "ddpm/data.h"
+
+/* The image-folder flags of `ddpm train`. */
+typedef struct {
+    const char *alpha, *crop; /* "white" | "black", "center" | "random" */
+    bool hflip, no_hflip, strict;
+} ddpm_folder_flags;
+
+#define DDPM_FOLDER_OPTS 5
+void ddpm_folder_flags_init(ddpm_folder_flags *f);
+/* Writes DDPM_FOLDER_OPTS entries: --alpha, --crop, --hflip, --no-hflip, --strict. */
+void ddpm_folder_opts(ddpm_opt *opts, ddpm_folder_flags *f);
+/* Checks the names of --alpha and --crop; 0 or 2 after a usage error. */
+int ddpm_folder_flags_check(const char *cmd, const ddpm_folder_flags *f);
+
+typedef struct {
+    bool folder;            /* an image folder (else IDX files) */
+    ddpm_dataset idx;       /* IDX */
+    ddpm_image_folder img;  /* folder */
+    int n, c, h, w, num_classes;
+    ddpm_crop_mode crop;
+    bool hflip;
+    uint64_t aug_seed;      /* crop offsets and flips of step s: a generator seeded from (aug_seed, s) */
+    char *classes_json;     /* the class names for the checkpoint, or NULL */
+    const char *alpha;      /* "white" or "black" */
+} ddpm_cli_data;
+
+/* Loads the directory `dir` (from ddpm_data_resolve): IDX files when it holds
+ * train-images-idx3-ubyte[.gz], else a folder of images at `size` x `size`
+ * with `channels` (0 = the defaults: 32 px, 3 channels), decoded through the
+ * cache (ddpm_folder_default_cache_path), progress and skip counts on
+ * stderr. Returns 0 or the exit code after printing the error. */
+int ddpm_cli_data_load(const char *cmd, ddpm_cli_data *d, const char *dir, const ddpm_folder_flags *ff,
+                       int size, int channels, uint64_t seed);
+/* x0 (B, c, h, w) in [-1, 1] and labels (B, when not NULL) of images idx[0..B)
+ * for training step `step` (random crop / flip drawn for that step). */
+void ddpm_cli_data_batch(const ddpm_cli_data *d, float *x0, int *labels, const int *idx, int B, int64_t step);
+/* The metadata a checkpoint needs to reload the data the same way (*n
+ * entries, at most 4, pointing into d and static strings): data_alpha,
+ * data_crop, data_hflip and, with classes, the class names. */
+void ddpm_cli_data_meta(const ddpm_cli_data *d, ddpm_st_meta *out, int *n);
+/* On --resume: the folder flags saved in the checkpoint's metadata
+ * (get(key) returns NULL when absent). */
+void ddpm_folder_flags_from_meta(ddpm_folder_flags *f, const char *(*get)(void *ctx, const char *key), void *ctx);
+/* With --classes: every image of a folder must lie in a class subfolder.
+ * Returns 0, or 1 after printing the error. */
+int ddpm_cli_data_check_labels(const char *cmd, const ddpm_cli_data *d, const char *dir);
+void ddpm_cli_data_free(ddpm_cli_data *d);
+
 #endif

@@ -56,18 +56,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc(*n ? *n : 1);
-    assert_int_equal(fread(b, 1, *n, f), *n);
-    fclose(f);
-    return b;
-}
-
 static void test_classes_info_and_label(void **state) {
     (void)state;
     char out[400], a[1200];
@@ -166,8 +154,8 @@ static void test_resume_exact_with_augmentation(void **state) {
     char pa[500], pb[500];
     snprintf(pa, sizeof pa, "%s/ckpt.safetensors", A);
     snprintf(pb, sizeof pb, "%s/ckpt.safetensors", B);
-    size_t na, nb;
-    char *ba = slurp(pa, &na), *bb = slurp(pb, &nb);
+    unsigned long na, nb;
+    char *ba = cli_slurp(pa, &na), *bb = cli_slurp(pb, &nb);
     assert_int_equal(na, nb);
     assert_memory_equal(ba, bb, na);
     free(ba);
@@ -176,7 +164,7 @@ static void test_resume_exact_with_augmentation(void **state) {
     snprintf(a, sizeof a, "train " TINY " --crop random --no-hflip --iters 6 --warmup 1 --seed 3 --out %s/noflip", g_data, g_dir);
     if (cli_run(&r, "%s", a)) fail_msg("%s\n%s", a, r.err);
     snprintf(pb, sizeof pb, "%s/noflip/ckpt.safetensors", g_dir);
-    ba = slurp(pa, &na), bb = slurp(pb, &nb);
+    ba = cli_slurp(pa, &na), bb = cli_slurp(pb, &nb);
     assert_true(na != nb || memcmp(ba, bb, na) != 0);
     free(ba);
     free(bb);

@@ -60,14 +60,9 @@ static void write_bytes(const char *rel, const void *b, size_t n) {
 }
 
 static uint8_t *read_bytes(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    rewind(f);
-    uint8_t *b = malloc(*n + 1);
-    assert_int_equal(fread(b, 1, *n, f), *n);
-    fclose(f);
+    unsigned long len;
+    uint8_t *b = (uint8_t *)cli_slurp(path, &len);
+    *n = len;
     return b;
 }
 

@@ -67,6 +67,7 @@
 #include <stdint.h>
 
 #include "ddpm/common.h"
+#include "ddpm/data.h"
 #include "ddpm/rng.h"
 
 #define DDPM_FOLDER_MAX_PIXELS ((int64_t)1 << 25) /* default header cap: 33.5 Mpx */
@@ -153,6 +154,11 @@ ddpm_status ddpm_folder_default_cache_path(char *out, size_t cap, const char *di
  * reproduces the same batches. */
 void ddpm_folder_batch(float *out, const ddpm_image_folder *f, const int *idx, int B,
                        ddpm_crop_mode crop, bool hflip, ddpm_rng *rng);
+
+/* A ddpm_dataset of the images center-cropped to (n, c, size, size), planar,
+ * with the labels (NULL when there are no classes or some image has none).
+ * Free with ddpm_dataset_free. */
+ddpm_status ddpm_folder_to_dataset(ddpm_dataset *ds, const ddpm_image_folder *f);
 
 /* The class map as one metadata string: a JSON array of the names in index
  * order, e.g. ["cat","dog"] (", \ and control characters escaped). Returns

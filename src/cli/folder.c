@@ -162,55 +162,69 @@ int ddpm_cli_data_load(const char *cmd, ddpm_cli_data *d, const char *dir, const
     d->hflip = ff->no_hflip ? false : ff->hflip ? true : folder;
     d->aug_seed = seed ^ 0xa06f11bULL;
     d->alpha = !strcmp(ff->alpha, "black") ? "black" : "white";
-    if (folder) return load_folder(cmd, d, dir, ff, size, channels);
-    if (ddpm_dataset_load(&d->idx, dir, true)) {
+    if (folder) {
+        if (load_folder(cmd, d, dir, ff, size, channels)) return 1;
+        if (ddpm_folder_to_dataset(&d->ds, &d->img)) {
+            ddpm_cli_error(cmd);
+            return 1;
+        }
+        return 0;
+    }
+    if (ddpm_dataset_load(&d->ds, dir, true)) {
         ddpm_cli_error(cmd);
         return 1;
     }
-    d->n = d->idx.n, d->c = d->idx.c, d->h = d->idx.h, d->w = d->idx.w, d->num_classes = d->idx.num_classes;
+    d->n = d->ds.n, d->c = d->ds.c, d->h = d->ds.h, d->w = d->ds.w, d->num_classes = d->ds.num_classes;
     return 0;
 }
 
-void ddpm_cli_data_batch(const ddpm_cli_data *d, float *x0, int *labels, const int *idx, int B, int64_t step) {
-    ddpm_rng rng;
-    ddpm_rng_seed(&rng, d->aug_seed ^ ((uint64_t)step * 0x9e3779b97f4a7c15ULL));
-    if (d->folder) {
-        ddpm_folder_batch(x0, &d->img, idx, B, d->crop, d->hflip, &rng);
-        if (labels)
-            for (int b = 0; b < B; b++) labels[b] = d->img.labels[idx[b]];
-        return;
-    }
-    ddpm_dataset_to_float(x0, &d->idx, idx, B);
-    if (labels) ddpm_dataset_get_labels(labels, &d->idx, idx, B);
-    if (!d->hflip) return;
-    size_t hw = (size_t)d->h * d->w;
-    for (int b = 0; b < B; b++) {
-        if (ddpm_rng_below(&rng, 2) == 0) continue;
-        for (size_t r = 0; r < (size_t)d->c * d->h; r++) { /* mirror every row */
-            float *row = x0 + (size_t)b * d->c * hw + r * d->w;
-            for (int x = 0; x < d->w / 2; x++) {
-                float t = row[x];
-                row[x] = row[d->w - 1 - x];
-                row[d->w - 1 - x] = t;
-            }
+bool ddpm_cli_data_augments(const ddpm_cli_data *d) { return d->hflip || (d->folder && d->crop == DDPM_CROP_RANDOM); }
+
+/* Mirror each row of image x (c, h, w). */
+static void mirror(float *x, int c, int h, int w) {
+    for (size_t r = 0; r < (size_t)c * h; r++) {
+        float *row = x + r * w;
+        for (int i = 0; i < w / 2; i++) {
+            float t = row[i];
+            row[i] = row[w - 1 - i];
+            row[w - 1 - i] = t;
         }
     }
 }
 
-void ddpm_cli_data_meta(const ddpm_cli_data *d, ddpm_st_meta *out, int *n) {
-    *n = 0;
-    out[(*n)++] = (ddpm_st_meta){"data_hflip", d->hflip ? "1" : "0"};
-    if (!d->folder) return;
-    out[(*n)++] = (ddpm_st_meta){"data_alpha", d->alpha};
-    out[(*n)++] = (ddpm_st_meta){"data_crop", d->crop == DDPM_CROP_RANDOM ? "random" : "center"};
-    if (d->classes_json) out[(*n)++] = (ddpm_st_meta){DDPM_META_CLASSES, d->classes_json};
+void ddpm_cli_data_augment(const ddpm_cli_data *d, float *x0, const int *idx, int n, int64_t iter) {
+    if (!ddpm_cli_data_augments(d)) return;
+    size_t D = (size_t)d->c * d->h * d->w;
+    uint64_t base = ddpm_splitmix64(d->aug_seed ^ (DDPM_GOLDEN_GAMMA * (uint64_t)iter));
+    for (int b = 0; b < n; b++) {
+        ddpm_rng rng;
+        ddpm_rng_seed(&rng, base ^ (DDPM_GOLDEN_GAMMA * ((uint64_t)idx[b] + 1)));
+        if (d->folder) ddpm_folder_batch(x0 + b * D, &d->img, idx + b, 1, d->crop, d->hflip, &rng);
+        else if (ddpm_rng_below(&rng, 2) == 1) mirror(x0 + b * D, d->c, d->h, d->w);
+    }
 }
 
-void ddpm_folder_flags_from_meta(ddpm_folder_flags *f, const char *(*get)(void *ctx, const char *key), void *ctx) {
-    const char *a = get(ctx, "data_alpha"), *c = get(ctx, "data_crop"), *h = get(ctx, "data_hflip");
-    if (a) f->alpha = a;
-    if (c) f->crop = c;
+const ddpm_st_meta *ddpm_cli_data_meta(ddpm_cli_data *d, int *n) {
+    *n = 0;
+    d->meta[(*n)++] = (ddpm_st_meta){"data_hflip", d->hflip ? "1" : "0"};
+    if (d->folder) {
+        d->meta[(*n)++] = (ddpm_st_meta){"data_alpha", d->alpha};
+        d->meta[(*n)++] = (ddpm_st_meta){"data_crop", d->crop == DDPM_CROP_RANDOM ? "random" : "center"};
+        if (d->classes_json) d->meta[(*n)++] = (ddpm_st_meta){DDPM_META_CLASSES, d->classes_json};
+    }
+    return d->meta;
+}
+
+void ddpm_folder_flags_from_ckpt(ddpm_folder_flags *f, const char *path) {
+    static char alpha[16], crop[16];
+    ddpm_checkpoint ck;
+    if (ddpm_checkpoint_open(&ck, path)) return; /* the trainer reports a bad checkpoint */
+    const char *a = ddpm_checkpoint_meta(&ck, "data_alpha"), *c = ddpm_checkpoint_meta(&ck, "data_crop"),
+               *h = ddpm_checkpoint_meta(&ck, "data_hflip");
+    if (a) snprintf(alpha, sizeof alpha, "%s", a), f->alpha = alpha;
+    if (c) snprintf(crop, sizeof crop, "%s", c), f->crop = crop;
     if (h) f->hflip = !strcmp(h, "1"), f->no_hflip = !f->hflip;
+    ddpm_checkpoint_close(&ck);
 }
 
 int ddpm_cli_data_check_labels(const char *cmd, const ddpm_cli_data *d, const char *dir) {
@@ -230,7 +244,7 @@ int ddpm_cli_data_check_labels(const char *cmd, const ddpm_cli_data *d, const ch
 
 void ddpm_cli_data_free(ddpm_cli_data *d) {
     ddpm_folder_free(&d->img);
-    ddpm_dataset_free(&d->idx);
+    ddpm_dataset_free(&d->ds);
     free(d->classes_json);
     memset(d, 0, sizeof *d);
 }

@@ -42,33 +42,37 @@ int ddpm_folder_flags_check(const char *cmd, const ddpm_folder_flags *f);
 
 typedef struct {
     bool folder;            /* an image folder (else IDX files) */
-    ddpm_dataset idx;       /* IDX */
+    ddpm_dataset ds;        /* what the trainer reads: the IDX set, or the folder center-cropped */
     ddpm_image_folder img;  /* folder */
     int n, c, h, w, num_classes;
     ddpm_crop_mode crop;
     bool hflip;
-    uint64_t aug_seed;      /* crop offsets and flips of step s: a generator seeded from (aug_seed, s) */
+    uint64_t aug_seed;      /* offsets and flips: per (aug_seed, iteration, image index) */
     char *classes_json;     /* the class names for the checkpoint, or NULL */
     const char *alpha;      /* "white" or "black" */
+    ddpm_st_meta meta[4];   /* ddpm_cli_data_meta's entries */
 } ddpm_cli_data;
 
-/* Loads the directory `dir` (from ddpm_data_resolve): IDX files when it holds
+/* Loads the directory `dir`: IDX files when it holds
  * train-images-idx3-ubyte[.gz], else a folder of images at `size` x `size`
  * with `channels` (0 = the defaults: 32 px, 3 channels), decoded through the
  * cache (ddpm_folder_default_cache_path), progress and skip counts on
- * stderr. Returns 0 or the exit code after printing the error. */
+ * stderr. `seed` is the run's seed. Returns 0 or 1 after printing the error. */
 int ddpm_cli_data_load(const char *cmd, ddpm_cli_data *d, const char *dir, const ddpm_folder_flags *ff,
                        int size, int channels, uint64_t seed);
-/* x0 (B, c, h, w) in [-1, 1] and labels (B, when not NULL) of images idx[0..B)
- * for training step `step` (random crop / flip drawn for that step). */
-void ddpm_cli_data_batch(const ddpm_cli_data *d, float *x0, int *labels, const int *idx, int B, int64_t step);
+/* The trainer's batch hook part: rewrite x0 (n, c, h, w) for images idx[0..n)
+ * of iteration `iter` with random crops and flips (nothing to do without
+ * them). Each image's draws come from a generator seeded from (aug_seed,
+ * iter, its index), so resume and data-parallel ranks see the same ones. */
+void ddpm_cli_data_augment(const ddpm_cli_data *d, float *x0, const int *idx, int n, int64_t iter);
+bool ddpm_cli_data_augments(const ddpm_cli_data *d);
 /* The metadata a checkpoint needs to reload the data the same way (*n
- * entries, at most 4, pointing into d and static strings): data_alpha,
- * data_crop, data_hflip and, with classes, the class names. */
-void ddpm_cli_data_meta(const ddpm_cli_data *d, ddpm_st_meta *out, int *n);
-/* On --resume: the folder flags saved in the checkpoint's metadata
- * (get(key) returns NULL when absent). */
-void ddpm_folder_flags_from_meta(ddpm_folder_flags *f, const char *(*get)(void *ctx, const char *key), void *ctx);
+ * entries, at most 4, in d->meta): data_hflip, and for folders data_alpha,
+ * data_crop and, with classes, the class names. */
+const ddpm_st_meta *ddpm_cli_data_meta(ddpm_cli_data *d, int *n);
+/* On --resume: the folder flags saved in the checkpoint at `path` (copied
+ * into static storage). */
+void ddpm_folder_flags_from_ckpt(ddpm_folder_flags *f, const char *path);
 /* With --classes: every image of a folder must lie in a class subfolder.
  * Returns 0, or 1 after printing the error. */
 int ddpm_cli_data_check_labels(const char *cmd, const ddpm_cli_data *d, const char *dir);

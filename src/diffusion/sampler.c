@@ -13,7 +13,7 @@ ddpm_status ddpm_unet_eps(void *unet, float *eps_hat, const float *x, const int 
 }
 
 uint64_t ddpm_sampler_image_seed(uint64_t seed, int64_t i) {
-    return ddpm_rng_mix64(seed) ^ (DDPM_RNG_GOLDEN * ((uint64_t)i + 1));
+    return ddpm_splitmix64(seed) ^ (DDPM_GOLDEN_GAMMA * ((uint64_t)i + 1));
 }
 
 int ddpm_sampler_default_steps(ddpm_sampler_kind kind, int T) {

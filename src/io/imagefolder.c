@@ -671,6 +671,33 @@ void ddpm_folder_batch(float *out, const ddpm_image_folder *f, const int *idx, i
     }
 }
 
+ddpm_status ddpm_folder_to_dataset(ddpm_dataset *ds, const ddpm_image_folder *f) {
+    memset(ds, 0, sizeof *ds);
+    size_t D = (size_t)f->c * f->size * f->size;
+    bool labelled = f->num_classes > 0;
+    for (int i = 0; i < f->n && labelled; i++) labelled = f->labels[i] >= 0;
+    ds->pixels = malloc(f->n * D + 1);
+    ds->labels = labelled ? malloc(((size_t)f->n + 1) * sizeof(int)) : NULL;
+    if (!ds->pixels || (labelled && !ds->labels)) {
+        ddpm_dataset_free(ds);
+        return ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d images", f->n);
+    }
+    int S = f->size, C = f->c;
+    for (int i = 0; i < f->n; i++) { /* the center crop, interleaved -> planar */
+        int w = f->w[i], h = f->h[i], x0 = (w - S) / 2, y0 = (h - S) / 2;
+        const uint8_t *px = f->pixels + f->offset[i];
+        uint8_t *dst = ds->pixels + (size_t)i * D;
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < S; y++)
+                for (int x = 0; x < S; x++)
+                    dst[((size_t)c * S + y) * S + x] = px[((size_t)(y0 + y) * w + x0 + x) * C + c];
+        if (labelled) ds->labels[i] = f->labels[i];
+    }
+    ds->n = f->n, ds->c = f->c, ds->h = ds->w = f->size;
+    ds->num_classes = labelled ? f->num_classes : 0;
+    return DDPM_OK;
+}
+
 /* ---- the class map ---------------------------------------------------------------------- */
 
 char *ddpm_folder_classes_json(char *const *names, int n) {

@@ -338,6 +338,18 @@ static void test_random_crop_and_flip(void **state) {
     /* no generator needed without random crop or flip: center crop of image 1 is rows 1..4 */
     ddpm_folder_batch(out, &f, (int[]){1}, 1, DDPM_CROP_CENTER, false, NULL);
     assert_float_equal(out[0], image(&f, 1)[(1 * 4) * 3] / 127.5f - 1.0f, 0);
+    /* the trainer's view: every image's center crop, planar, as the batch gives it */
+    ddpm_dataset ds;
+    assert_int_equal(ddpm_folder_to_dataset(&ds, &f), DDPM_OK);
+    assert_int_equal(ds.n, 2);
+    assert_int_equal(ds.c, 3);
+    assert_int_equal(ds.h, 4);
+    assert_null(ds.labels); /* no class folders */
+    for (int i = 0; i < 2; i++) {
+        ddpm_folder_batch(out, &f, &i, 1, DDPM_CROP_CENTER, false, NULL);
+        for (int k = 0; k < 48; k++) assert_float_equal(out[k], ds.pixels[i * 48 + k] / 127.5f - 1.0f, 0);
+    }
+    ddpm_dataset_free(&ds);
     ddpm_folder_free(&f);
 }
 

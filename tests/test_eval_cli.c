@@ -145,7 +145,7 @@ static void test_real_vs_noise(void **state) {
 
 static void test_checkpoint(void **state) {
     (void)state;
-    if (!g_net[0]) skip();
+    if (!g_net[0]) fail_msg("no evaluation network: test_real_vs_noise failed");
     char ck[520], ckc[520], terms[520];
     snprintf(ck, sizeof ck, "%s/u.safetensors", g_dir);
     snprintf(ckc, sizeof ckc, "%s/c.safetensors", g_dir);
@@ -189,7 +189,7 @@ static void test_checkpoint(void **state) {
  * progress line, and the cached network reused. */
 static void test_train_eval_every(void **state) {
     (void)state;
-    if (!g_net[0]) skip();
+    if (!g_net[0]) fail_msg("no evaluation network: test_real_vs_noise failed");
     char out[520], path[600], line[512];
     snprintf(out, sizeof out, "%s/run", g_dir);
     cli_result r;
@@ -234,7 +234,7 @@ static void expect_error(const char *what, int status, const char *needle, const
 
 static void test_bad_input(void **state) {
     (void)state;
-    if (!g_net[0]) skip();
+    if (!g_net[0]) fail_msg("no evaluation network: test_real_vs_noise failed");
     char p[520], ck[520];
     snprintf(p, sizeof p, "%s/small.idx", g_dir);
     write_noise(p, 20, 1, 4, 4);

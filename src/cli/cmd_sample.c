@@ -22,6 +22,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "folder.h"
 #include "ddpm/checkpoint.h"
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
@@ -140,7 +141,7 @@ static int schedule_from_meta(const ddpm_checkpoint *ck, int *kind, int *T) {
 /* ---- flags --------------------------------------------------------------------------- */
 
 typedef struct {
-    const char *ckpt, *out, *sampler_name, *var_name, *spacing_name, *idx_path, *traj_path, *lab_path;
+    const char *ckpt, *out, *sampler_name, *var_name, *spacing_name, *idx_path, *traj_path, *lab_path, *label_arg;
     int n, steps, nrow, threads, batch, label, scale;
     float eta, guidance;
     uint64_t seed;
@@ -193,7 +194,7 @@ static int parse_flags(sample_flags *f, int argc, char **argv) {
         {"--eta", NULL, OPT_FLOAT, &f->eta, 0.0, 1.0, "E", "ddim noise in [0, 1] (default 0: deterministic)"},
         {"--var", NULL, OPT_STRING, &f->var_name, 0, 0, "KIND", "ddpm step variance: small or large (default small)"},
         {"--guidance", NULL, OPT_FLOAT, &f->guidance, 0.0, GUIDANCE_MAX, "W", "classifier-free guidance weight >= 0 (class-conditional models)"},
-        {"--label", NULL, OPT_INT, &f->label, 0, 100000, "K", "class for a class-conditional model (default: cycle 0..K-1)"},
+        {"--label", NULL, OPT_STRING, &f->label_arg, 0, 0, "K|NAME", "class index, or its folder name for a model trained on an image folder (default: cycle 0..K-1)"},
         {"--seed", NULL, OPT_U64, &f->seed, 0, 0, "S", "random seed (default 0)"},
         {"--nrow", NULL, OPT_INT, &f->nrow, 1, 100000, "N", "grid columns (default ceil(sqrt(n)); K with cycled labels)"},
         {"--scale", NULL, OPT_INT, &f->scale, 1, DDPM_GRID_MAX_SCALE, "S", "enlarge the grid's tiles S times (nearest neighbour; default 1)"},
@@ -470,6 +471,10 @@ static int cmd_sample(int argc, char **argv) {
     ddpm_checkpoint ck;
     int sched_kind, T;
     if ((rc = open_checkpoint(&f, &ck, &sched_kind, &T)) >= 0) return rc;
+    if ((rc = ddpm_cli_label(CMD, f.label_arg, &ck, &f.label))) {
+        ddpm_checkpoint_close(&ck);
+        return rc;
+    }
     ddpm_unet_config cfg = ck.cfg;
     int K = f.steps ? f.steps : ddpm_sampler_default_steps((ddpm_sampler_kind)f.kind, T);
     step_view v = {0};

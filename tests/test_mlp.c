@@ -119,12 +119,12 @@ static void test_gradcheck_whole_network(void **state) {
     fd_ctx ctx = {&m, out, x, t, N};
     ddpm_rng rng;
     ddpm_rng_seed(&rng, 1);
-    for (int tries = 0;; tries++) { /* the first draw whose kinks are all > 0.02 away */
+    for (int tries = 0;; tries++) { /* the first draw whose kinks are all > 0.05 away */
         ddpm_mlp_init_params(&m, &rng);
         gc_fill_normal(&rng, x, N * 2);
         fd_forward(&ctx);
-        if (min_preact(&m, N) > 0.02) break;
-        assert_true(tries < 100);
+        if (min_preact(&m, N) > 0.05) break;
+        assert_true(tries < 1000);
     }
     gc_fill_normal(&rng, proj, N * 2);
     memset(m.grads, 0, m.nparams * sizeof(float));
@@ -134,7 +134,14 @@ static void test_gradcheck_whole_network(void **state) {
         ts[k] = (gc_tensor){m.table[k].name, m.params + m.table[k].offset, m.grads + m.table[k].offset,
                             m.table[k].numel};
     ts[DDPM_MLP_NPARAM] = (gc_tensor){"input", x, dx, N * 2};
-    gc_check("mlp", fd_forward, &ctx, out, N * 2, proj, ts, DDPM_MLP_NPARAM + 1, GC_EPS, GC_TOL, GC_MAX_ELEMS);
+    /* Through four float32 layers the rounding noise of L (~1e-7 |L| / h)
+     * is about 3e-5 absolute at any step that keeps its perturbations (2h
+     * times an input of order 1) short of the kinks, which are at least
+     * 0.05 away: 1.2-1.4x the default elementwise bound on one element at
+     * h = 1e-3 and 4e-3 alike. As for the UNet (test_unet.c), atol is
+     * raised to 0.5 tol max|g|; the max-norm test is unchanged. */
+    gc_opts o = {.eps = 4e-3, .tol = GC_TOL, .atol = 0.5, .max_elems = GC_MAX_ELEMS, .order = 4};
+    gc_check_opts("mlp", fd_forward, &ctx, out, N * 2, proj, ts, DDPM_MLP_NPARAM + 1, &o);
 
     /* backward accumulates: a second pass doubles every gradient */
     float *g1 = gc_alloc(m.nparams);

@@ -163,27 +163,19 @@ static float *grad_acc(ddpm_unet *m, int i) {
     return s->g;
 }
 
-/* dst (N, C, HW) = (or += when add) channels [c0, c0 + C) of src (N, Ct, HW). */
-static void take_channels(float *dst, const float *src, int N, int C, int Ct, int c0, int HW, bool add) {
-    long planes = (long)N * C;
-#pragma omp parallel for schedule(static) if (planes * HW > 32768)
-    for (long p = 0; p < planes; p++) {
-        float *d = dst + (size_t)p * HW;
-        const float *s = src + ((size_t)(p / C) * Ct + c0 + (size_t)(p % C)) * HW;
-        if (add)
-            for (int k = 0; k < HW; k++) d[k] += s[k];
-        else
-            memcpy(d, s, (size_t)HW * sizeof *d);
-    }
-}
-
-/* Adds channels [c0, c0 + C) of d (N, Ct, HW) into the gradient of stream i
- * (N, C, HW), or copies them on the stream's first write in this pass: the
- * residual adds (Ct = C) and the split of a concatenated input's gradient. */
-static void grad_add_channels(ddpm_unet *m, int i, const float *d, int Ct, int c0) {
-    stream *s = &m->st[i];
-    TIMED(ELEM, take_channels(s->g, d, m->N, s->c, Ct, c0, s->h * s->w, !s->fresh));
-    s->fresh = false;
+/* Adds d (N, CA + CB, HW) into the gradients of stream ia (its first CA =
+ * st[ia].c channels) and stream ib (the other CB; ib = -1 when CB = 0), or
+ * copies into a stream's gradient on its first write in this pass: the
+ * residual adds (ib = -1) and the split of a concatenated input's gradient. */
+static void grad_add_split(ddpm_unet *m, int ia, int ib, const float *d) {
+    stream *a = &m->st[ia], *b = ib >= 0 ? &m->st[ib] : NULL;
+    int CA = a->c, CB = b ? b->c : 0, HW = a->h * a->w;
+    float *set_a = a->fresh ? a->g : NULL, *add_a = a->fresh ? NULL : a->g;
+    float *set_b = b && b->fresh ? b->g : NULL, *add_b = b && !b->fresh ? b->g : NULL;
+    if (set_a || set_b) TIMED(ELEM, ddpm_concat_split(set_a, set_b, d, m->N, CA, CB, HW));
+    if (add_a || add_b) TIMED(ELEM, ddpm_concat_backward(add_a, add_b, d, m->N, CA, CB, HW));
+    a->fresh = false;
+    if (b) b->fresh = false;
 }
 
 /* out (N, C, HW) += nin(concat(a, b)), the 1x1 shortcut conv (weight (C, CA+CB),
@@ -296,11 +288,8 @@ ddpm_status ddpm_unet_forward(ddpm_unet *m, float *out, const float *x, const in
     TIMED(TEMB, ddpm_linear_forward(m->t1, m->temb_sin, PW(m->temb0), PB(m->temb0), N, c->ch, E));
     TIMED(ACT, ddpm_silu_forward(m->t1a, m->t1, (size_t)N * E));
     TIMED(TEMB, ddpm_linear_forward(m->temb, m->t1a, PW(m->temb1), PB(m->temb1), N, E, E));
-    if (K > 0) {
-        const float *table = m->params + m->pinfo[m->label_emb].offset;
-        for (int n = 0; n < N; n++)
-            for (int e = 0; e < E; e++) m->temb[(size_t)n * E + e] += table[(size_t)m->labels[n] * E + e];
-    }
+    if (K > 0)
+        TIMED(TEMB, ddpm_embedding_forward_add(m->temb, m->labels, m->params + m->pinfo[m->label_emb].offset, N, E));
     TIMED(ACT, ddpm_silu_forward(m->temb_act, m->temb, (size_t)N * E));
 
     /* the first stream is the caller's input (no op writes it); the output
@@ -339,7 +328,7 @@ static void res_backward(ddpm_unet *m, op *o, int N) {
         if (!gx) gx = grad_acc(m, o->in);
         TIMED(CONV1, ddpm_conv2d_backward(gx, GW(o->nin), GB(o->nin), gout, x, PW(o->nin), &ds, m->work));
     } else { /* identity shortcut (never with a skip input: then ct != C) */
-        grad_add_channels(m, o->in, gout, C, 0);
+        grad_add_split(m, o->in, -1, gout);
         gx = m->st[o->in].g;
     }
     TIMED(NORM, ddpm_groupnorm_silu_apply(b[B_A2], b[B_H], b[B_MEAN2], b[B_RSTD2], PW(o->norm2), PB(o->norm2), mask, N, C, HW, G));
@@ -355,10 +344,7 @@ static void res_backward(ddpm_unet *m, op *o, int N) {
     TIMED(ELEM, zero(A, n_in));
     TIMED(CONV3, ddpm_conv2d_backward(A, GW(o->conv1), GB(o->conv1), Hs, b[B_A1], PW(o->conv1), &d1, m->work));
     TIMED(NORM, ddpm_groupnorm_silu_backward(gx, GW(o->norm1), GB(o->norm1), A, x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), NULL, N, ct, HW, G, m->work));
-    if (o->skip >= 0) { /* split into the two concatenated inputs */
-        grad_add_channels(m, o->in, gx, ct, 0);
-        grad_add_channels(m, o->skip, gx, ct, o->cin);
-    }
+    if (o->skip >= 0) grad_add_split(m, o->in, o->skip, gx); /* into the two concatenated inputs */
 }
 
 static void attn_backward(ddpm_unet *m, op *o, int N) {
@@ -367,7 +353,7 @@ static void attn_backward(ddpm_unet *m, op *o, int N) {
     const float *x = m->st[o->in].x, *gout = m->st[o->out].g;
     float **b = o->buf, *A = m->scratch[0], *B = m->scratch[1], *Cs = m->scratch[0];
     ddpm_conv2d_desc dq = ddpm_unet_desc3(N, C, o->H, o->W, 3 * C, 1), dp = ddpm_unet_desc3(N, C, o->H, o->W, C, 1);
-    grad_add_channels(m, o->in, gout, C, 0); /* residual */
+    grad_add_split(m, o->in, -1, gout); /* residual */
     float *gx = m->st[o->in].g;
     TIMED(ELEM, zero(A, n));
     TIMED(CONV1, ddpm_conv2d_backward(A, GW(o->conv2), GB(o->conv2), gout, b[B_H], PW(o->conv2), &dp, m->work));

@@ -81,6 +81,21 @@ void ddpm_concat_backward(float *da, float *db, const float *dout, int N, int CA
     }
 }
 
+/* dout (N, CA+CB, HW); da (N, CA, HW) = its first CA channels, db (N, CB, HW)
+ * = the rest. Either may be NULL. */
+void ddpm_concat_split(float *da, float *db, const float *dout, int N, int CA, int CB, int HW) {
+    long C = (long)CA + CB;
+    long planes = (long)N * C;
+#pragma omp parallel for schedule(static) if (planes * (long)HW >= PAR_MIN)
+    for (long p = 0; p < planes; p++) {
+        long n = p / C, c = p % C;
+        float *dst;
+        if (c < CA) dst = da ? da + ((size_t)n * CA + (size_t)c) * HW : NULL;
+        else dst = db ? db + ((size_t)n * CB + (size_t)(c - CA)) * HW : NULL;
+        if (dst) memcpy(dst, dout + (size_t)p * HW, (size_t)HW * sizeof(float));
+    }
+}
+
 /* out (N, C, HW) = in (N, C, HW) + bias (N, C) broadcast over HW. out may equal in. */
 void ddpm_add_bias_nc_forward(float *out, const float *in, const float *bias, int N, int C, int HW) {
     long planes = (long)N * C;

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "core/prof.h"
+#include "core/util.h"
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
@@ -127,7 +128,7 @@ void ddpm_unet_init_params(ddpm_unet *m, uint64_t seed) {
 #define GB(i) (m->grads + m->pinfo[(i) + 1].offset)
 
 static void add_inplace(float *y, const float *x, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 32768)
+#pragma omp parallel for schedule(static) if (n > DDPM_PAR_MIN_ELEMS)
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
@@ -135,7 +136,7 @@ static void add_inplace(float *y, const float *x, size_t n) {
 static void zero(float *x, size_t n) {
     const size_t chunk = (size_t)1 << 14;
     size_t nchunks = (n + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) if (n > 8 * chunk)
+#pragma omp parallel for schedule(static) if (n > DDPM_PAR_MIN_ZERO)
     for (size_t k = 0; k < nchunks; k++) {
         size_t b = k * chunk;
         memset(x + b, 0, (n - b < chunk ? n - b : chunk) * sizeof *x);
@@ -188,7 +189,7 @@ static void grad_add_split(ddpm_unet *m, int ia, int ib, const float *d) {
 static void shortcut_add(float *out, const float *a, const float *b, const float *w,
                          const float *bias, int N, int CA, int CB, int C, int HW) {
     const int Ct = CA + CB;
-#pragma omp parallel for schedule(dynamic) if (N > 1 && 2.0 * N * C * Ct * HW >= 4e6)
+#pragma omp parallel for schedule(dynamic) if (N > 1 && 2.0 * N * C * Ct * HW >= DDPM_PAR_MIN_FLOPS)
     for (int n = 0; n < N; n++) {
         float *y = out + (size_t)n * C * HW; /* (C, HW) */
         ddpm_gemm(false, false, C, HW, CA, 1.0f, w, Ct, a + (size_t)n * CA * HW, HW, 1.0f, y, HW);

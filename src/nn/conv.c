@@ -58,7 +58,7 @@
  * sequence of operations); dweight is summed from the per-thread partials in
  * thread order, so across thread counts it differs by float reassociation.
  * With T = 1 OpenBLAS may thread a GEMM itself, which can change rounding.
- * Convs under CONV_PAR_MIN_FLOPS always run with T = 1.
+ * Convs under DDPM_PAR_MIN_FLOPS always run with T = 1.
  */
 #include "ddpm/conv.h"
 
@@ -66,6 +66,7 @@
 #include <string.h>
 
 #include "ddpm/tensor.h"
+#include "core/util.h"
 #include "nn/winograd.h"
 
 static int is_direct_1x1(const ddpm_conv2d_desc *d) { return d->K == 1 && d->S == 1 && d->P == 0; }
@@ -104,14 +105,6 @@ static int use_transposed(const ddpm_conv2d_desc *d) {
     return !is_direct_1x1(d) && d->S == 1 && d->P <= d->K - 1 && d->F <= d->C;
 }
 
-/* Round a float count up to whole 64-byte lines, so every slice is aligned. */
-static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
-
-/* Below this many flops per pass a conv runs on one thread: a parallel
- * region costs microseconds on an idle machine and milliseconds when the other
- * core is busy (the woken thread waits for a time slice), which would dominate
- * small convs (and the thousands of tiny forwards of a gradient check). */
-#define CONV_PAR_MIN_FLOPS 4e6
 
 /* Threads a pass uses (threads = omp_get_max_threads()), or sizes for
  * (threads = 0): never more than the processors nor than the images, and 1
@@ -119,7 +112,7 @@ static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
  * uses more threads than its workspace was sized for. */
 static int conv_team(const ddpm_conv2d_desc *d, int HO, int WO, int threads) {
     double flops = 2.0 * d->N * d->F * d->C * d->K * d->K * HO * WO;
-    if (flops < CONV_PAR_MIN_FLOPS) return 1;
+    if (flops < DDPM_PAR_MIN_FLOPS) return 1;
     int t = omp_get_num_procs();
     if (threads > 0 && threads < t) t = threads;
     if (t > d->N) t = d->N;
@@ -153,13 +146,13 @@ static work_plan plan_work(const ddpm_conv2d_desc *d, int HO, int WO) {
     work_plan w;
     size_t KK = (size_t)d->K * d->K;
     w.direct = is_direct_1x1(d);
-    w.dwsz = round16((size_t)d->F * d->C * KK);
+    w.dwsz = ddpm_round16((size_t)d->F * d->C * KK);
     w.wsz = w.direct ? 0 : w.dwsz;
     size_t col = (size_t)d->C * KK * HO * WO;
     if (use_transposed(d) && (size_t)d->F * KK * d->H * d->W > col)
         col = (size_t)d->F * KK * d->H * d->W;
-    w.phoff = round16(col);
-    w.colsz = w.direct ? 0 : w.phoff + round16(phase_floats(d->C, d->S, d->H, d->W, HO, WO));
+    w.phoff = ddpm_round16(col);
+    w.colsz = w.direct ? 0 : w.phoff + ddpm_round16(phase_floats(d->C, d->S, d->H, d->W, HO, WO));
     return w;
 }
 

@@ -1,6 +1,6 @@
 /* unet_config.c: the UNet config: the default MNIST model (DESIGN.md §4),
  * validation, and the "1,2,2" int lists of ch_mult and attn_res. See unet.h. */
-#include "ddpm/unet.h"
+#include "model/unet_internal.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -26,11 +26,12 @@ ddpm_status ddpm_unet_config_validate(const ddpm_unet_config *c) {
     if (c->in_ch < 1 || c->in_ch > 64) return ddpm_error(DDPM_ERR_ARG, "channels must be in [1, 64], got %d", c->in_ch);
     if (c->res < 1 || c->res > 1024) return ddpm_error(DDPM_ERR_ARG, "image size must be in [1, 1024], got %d", c->res);
     if (c->ch < 2 || c->ch > 4096 || c->ch % 2)
-        return ddpm_error(DDPM_ERR_ARG, "base width (--ch) must be even and in [2, 4096], got %d", c->ch);
+        return ddpm_error(DDPM_ERR_ARG, "base width must be even and in [2, 4096], got %d", c->ch);
     if (c->num_levels < 1 || c->num_levels > DDPM_MAX_LEVELS)
-        return ddpm_error(DDPM_ERR_ARG, "--ch-mult needs 1 to %d levels, got %d", DDPM_MAX_LEVELS, c->num_levels);
-    if (c->num_res_blocks < 1 || c->num_res_blocks > 16)
-        return ddpm_error(DDPM_ERR_ARG, "--res-blocks must be in [1, 16], got %d", c->num_res_blocks);
+        return ddpm_error(DDPM_ERR_ARG, "the channel multipliers need 1 to %d levels, got %d", DDPM_MAX_LEVELS, c->num_levels);
+    if (c->num_res_blocks < 1 || c->num_res_blocks > UNET_MAX_RES_BLOCKS)
+        return ddpm_error(DDPM_ERR_ARG, "ResBlocks per level must be in [1, %d], got %d", UNET_MAX_RES_BLOCKS,
+                          c->num_res_blocks);
     if (c->groups < 1) return ddpm_error(DDPM_ERR_ARG, "groups must be >= 1, got %d", c->groups);
     if (c->ch % c->groups)
         return ddpm_error(DDPM_ERR_ARG, "width %d is not divisible by %d groups", c->ch, c->groups);

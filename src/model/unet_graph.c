@@ -171,11 +171,83 @@ static bool is_attn_res(const ddpm_unet_config *c, int h) {
         if (!(expr)) return ddpm_error(DDPM_ERR_NOMEM, "out of memory building the model"); \
     } while (0)
 
+/* The skip stack: the output of conv_in, of every down-path ResBlock(+Attn)
+ * and of every downsample, popped by the up-path ResBlocks. */
+typedef struct {
+    int id[1 + DDPM_MAX_LEVELS * (UNET_MAX_RES_BLOCKS + 1)];
+    int n;
+} skip_stack;
+
+/* A ResBlock, plus attention when attn, on stream cur (with skip stream
+ * `skip`, or -1). Returns the output stream, or -1 when out of memory. */
+static int res_attn(ddpm_unet *m, const char *path, int i, int j, int cur, int skip, int width, bool attn) {
+    char name[64];
+    snprintf(name, sizeof name, "%s.%d.block.%d", path, i, j);
+    op *o = append_block(m, OP_RES, name, cur, skip, width);
+    if (!o || o->out < 0 || !attn) return o ? o->out : -1;
+    snprintf(name, sizeof name, "%s.%d.attn.%d", path, i, j);
+    o = append_block(m, OP_ATTN, name, o->out, -1, width);
+    return o ? o->out : -1;
+}
+
+/* Down level i from stream cur. The PyTorch module registers a level's
+ * blocks, then its attention blocks, then the downsample; ops run
+ * interleaved. Returns the last stream, or -1 when out of memory. */
+static int down_level(ddpm_unet *m, int i, int cur, skip_stack *hs) {
+    const ddpm_unet_config *c = &m->cfg;
+    int width = c->ch * c->ch_mult[i];
+    bool attn = is_attn_res(c, m->st[cur].h);
+    for (int j = 0; j < c->num_res_blocks; j++) {
+        if ((cur = res_attn(m, "down", i, j, cur, -1, width, attn)) < 0) return -1;
+        hs->id[hs->n++] = cur;
+    }
+    if (i != c->num_levels - 1) {
+        char name[64];
+        snprintf(name, sizeof name, "down.%d.downsample.conv", i);
+        op *o = append_conv(m, OP_CONV, name, cur, width, 3, 2, 1);
+        if (!o || (cur = o->out) < 0) return -1;
+        hs->id[hs->n++] = cur;
+    }
+    return cur;
+}
+
+/* Up level i from stream cur: num_res_blocks + 1 ResBlocks on
+ * concat(h, skip), then (except at level 0) upsample + conv. */
+static int up_level(ddpm_unet *m, int i, int cur, skip_stack *hs) {
+    const ddpm_unet_config *c = &m->cfg;
+    int width = c->ch * c->ch_mult[i];
+    bool attn = is_attn_res(c, m->st[cur].h);
+    for (int j = 0; j < c->num_res_blocks + 1; j++)
+        if ((cur = res_attn(m, "up", i, j, cur, hs->id[--hs->n], width, attn)) < 0) return -1;
+    if (i != 0) {
+        char name[64];
+        snprintf(name, sizeof name, "up.%d.upsample.conv", i);
+        op *o = append_conv(m, OP_UPCONV, name, cur, width, 3, 1, 1);
+        if (!o) return -1;
+        cur = o->out;
+    }
+    return cur;
+}
+
+/* The output head GN, SiLU, conv3x3 (ch -> in_ch) on stream cur. */
+static op *out_head(ddpm_unet *m, int cur) {
+    op *o = new_op(m, OP_OUT, "out");
+    if (!o) return NULL;
+    o->in = cur;
+    o->cin = m->st[cur].c;
+    o->cout = m->cfg.in_ch;
+    o->H = o->Ho = m->st[cur].h;
+    o->W = o->Wo = m->st[cur].w;
+    o->norm1 = add_norm(m, "norm_out", o->cin);
+    o->conv1 = add_conv(m, "conv_out", o->cin, o->cout, 3);
+    o->out = add_stream(m, o->cout, o->Ho, o->Wo);
+    o->p_end = m->nparams;
+    return o;
+}
+
 ddpm_status ddpm_unet_graph_build(ddpm_unet *m) {
     const ddpm_unet_config *c = &m->cfg;
     int E = 4 * c->ch;
-    char name[64];
-
     m->temb0 = add_linear(m, "temb.dense.0", c->ch, E);
     m->temb1 = add_linear(m, "temb.dense.1", E, E);
     m->label_emb = -1;
@@ -186,69 +258,20 @@ ddpm_status ddpm_unet_graph_build(ddpm_unet *m) {
     TRY(x == 0);
     op *o;
     TRY(o = append_conv(m, OP_CONV, "conv_in", x, c->ch, 3, 1, 1));
-    int hs[64], nhs = 0, cur = o->out;
-    hs[nhs++] = cur;
-
-    /* Down path. The PyTorch module registers a level's blocks, then its
-     * attention blocks, then the downsample; ops run interleaved. */
-    for (int i = 0; i < c->num_levels; i++) {
-        int width = c->ch * c->ch_mult[i];
-        bool attn = is_attn_res(c, m->st[cur].h);
-        for (int j = 0; j < c->num_res_blocks; j++) {
-            snprintf(name, sizeof name, "down.%d.block.%d", i, j);
-            TRY(o = append_block(m, OP_RES, name, cur, -1, width));
-            cur = o->out;
-            if (attn) {
-                snprintf(name, sizeof name, "down.%d.attn.%d", i, j);
-                TRY(o = append_block(m, OP_ATTN, name, cur, -1, width));
-                cur = o->out;
-            }
-            hs[nhs++] = cur;
-        }
-        if (i != c->num_levels - 1) {
-            snprintf(name, sizeof name, "down.%d.downsample.conv", i);
-            TRY(o = append_conv(m, OP_CONV, name, cur, width, 3, 2, 1));
-            cur = o->out;
-            hs[nhs++] = cur;
-        }
-    }
+    int cur = o->out;
+    TRY(cur >= 0);
+    skip_stack hs = {.id = {cur}, .n = 1};
+    for (int i = 0; i < c->num_levels; i++) TRY((cur = down_level(m, i, cur, &hs)) >= 0);
 
     int wmid = m->st[cur].c;
     TRY(o = append_block(m, OP_RES, "mid.block_1", cur, -1, wmid));
     TRY(o = append_block(m, OP_ATTN, "mid.attn_1", o->out, -1, wmid));
     TRY(o = append_block(m, OP_RES, "mid.block_2", o->out, -1, wmid));
     cur = o->out;
+    TRY(cur >= 0);
+    for (int i = c->num_levels - 1; i >= 0; i--) TRY((cur = up_level(m, i, cur, &hs)) >= 0);
 
-    for (int i = c->num_levels - 1; i >= 0; i--) {
-        int width = c->ch * c->ch_mult[i];
-        bool attn = is_attn_res(c, m->st[cur].h);
-        for (int j = 0; j < c->num_res_blocks + 1; j++) {
-            snprintf(name, sizeof name, "up.%d.block.%d", i, j);
-            TRY(o = append_block(m, OP_RES, name, cur, hs[--nhs], width));
-            cur = o->out;
-            if (attn) {
-                snprintf(name, sizeof name, "up.%d.attn.%d", i, j);
-                TRY(o = append_block(m, OP_ATTN, name, cur, -1, width));
-                cur = o->out;
-            }
-        }
-        if (i != 0) {
-            snprintf(name, sizeof name, "up.%d.upsample.conv", i);
-            TRY(o = append_conv(m, OP_UPCONV, name, cur, width, 3, 1, 1));
-            cur = o->out;
-        }
-    }
-
-    TRY(o = new_op(m, OP_OUT, "out"));
-    o->in = cur;
-    o->cin = m->st[cur].c;
-    o->cout = c->in_ch;
-    o->H = o->Ho = m->st[cur].h;
-    o->W = o->Wo = m->st[cur].w;
-    o->norm1 = add_norm(m, "norm_out", o->cin);
-    o->conv1 = add_conv(m, "conv_out", o->cin, c->in_ch, 3);
-    o->out = add_stream(m, c->in_ch, o->Ho, o->Wo);
-    o->p_end = m->nparams;
+    TRY(o = out_head(m, cur));
     TRY(o->out >= 0);
     for (int i = 0; i < m->nparams; i++) TRY(m->pinfo[i].numel > 0);
     for (int i = 0; i < m->nops; i++)

@@ -19,6 +19,9 @@
 #include "ddpm/nn.h"
 #include "ddpm/unet.h"
 
+/* The most ResBlocks per level a config may ask for (it sizes the skip stack). */
+#define UNET_MAX_RES_BLOCKS 16
+
 enum { OP_CONV, OP_RES, OP_ATTN, OP_UPCONV, OP_OUT };
 
 /* Per-op activations. In an inference model every op's slot k points at the

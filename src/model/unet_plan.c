@@ -125,31 +125,19 @@ static void scratch_sizes(const ddpm_unet *m, int N, size_t *scratch, size_t *wo
     *work = wk;
 }
 
-/* Carves every buffer from the arena, in a fixed order (unet_internal.h). */
-ddpm_status ddpm_unet_plan(ddpm_unet *m, ddpm_arena *a) {
-    size_t N = (size_t)m->max_batch, ch = (size_t)m->cfg.ch, E = 4 * ch;
-    bool meas = a->measuring;
-#define ALLOC(dst, count)                                             \
-    do {                                                              \
-        (dst) = ddpm_arena_alloc(a, (count));                         \
-        if (!(dst) && !meas) return DDPM_ERR_NOMEM;                   \
+/* dst = count floats from arena a; on a real (not measuring) arena a
+ * failure returns DDPM_ERR_NOMEM from the calling function. */
+#define ALLOC(dst, count)                                                  \
+    do {                                                                   \
+        (dst) = ddpm_arena_alloc(a, (count));                              \
+        if (!(dst) && !a->measuring) return DDPM_ERR_NOMEM;                \
     } while (0)
-    float *tmp;
-    ALLOC(tmp, N);
-    m->t = (int *)tmp;
-    ALLOC(tmp, N);
-    m->labels = (int *)tmp;
-    ALLOC(m->temb_sin, N * ch);
-    ALLOC(m->t1, N * E);
-    ALLOC(m->t1a, N * E);
-    ALLOC(m->temb, N * E);
-    ALLOC(m->temb_act, N * E);
-    for (int i = 1; i < m->nst - 1; i++) { /* the first and last streams are the caller's */
-        stream *s = &m->st[i];
-        ALLOC(s->x, N * s->c * s->h * s->w);
-    }
 
-    size_t sz[B_COUNT], shared[B_COUNT] = {0};
+/* Every op's slots: its own buffer where a training model's backward reads
+ * it, else the one buffer of that slot shared by all ops (sized for the
+ * largest). */
+static ddpm_status plan_slots(ddpm_unet *m, ddpm_arena *a) {
+    size_t N = (size_t)m->max_batch, sz[B_COUNT], shared[B_COUNT] = {0};
     float *sb[B_COUNT] = {0};
     for (int i = 0; i < m->nops; i++) {
         slot_sizes(m, &m->ops[i], sz);
@@ -167,24 +155,52 @@ ddpm_status ddpm_unet_plan(ddpm_unet *m, ddpm_arena *a) {
             else o->buf[k] = sb[k];
         }
     }
-    if (m->training) {
-        ALLOC(m->g_temb_act, N * E);
-        for (int i = 0; i < m->nst; i++) {
-            stream *s = &m->st[i];
-            ALLOC(s->g, N * s->c * s->h * s->w);
-        }
-        ALLOC(m->g_temb, N * E);
-        ALLOC(m->g_t1a, N * E);
-        ALLOC(m->g_t1, N * E);
-        size_t maxc = 0;
-        for (int i = 0; i < m->nops; i++) maxc = max_sz(maxc, (size_t)m->ops[i].cout);
-        ALLOC(m->g_tp, N * maxc);
+    return DDPM_OK;
+}
+
+/* A training model's gradients of the streams and the time embedding. */
+static ddpm_status plan_grads(ddpm_unet *m, ddpm_arena *a) {
+    size_t N = (size_t)m->max_batch, E = 4 * (size_t)m->cfg.ch;
+    ALLOC(m->g_temb_act, N * E);
+    for (int i = 0; i < m->nst; i++) {
+        stream *s = &m->st[i];
+        ALLOC(s->g, N * s->c * s->h * s->w);
     }
+    ALLOC(m->g_temb, N * E);
+    ALLOC(m->g_t1a, N * E);
+    ALLOC(m->g_t1, N * E);
+    size_t maxc = 0;
+    for (int i = 0; i < m->nops; i++) maxc = max_sz(maxc, (size_t)m->ops[i].cout);
+    ALLOC(m->g_tp, N * maxc);
+    return DDPM_OK;
+}
+
+/* Carves every buffer from the arena, in a fixed order (unet_internal.h). */
+ddpm_status ddpm_unet_plan(ddpm_unet *m, ddpm_arena *a) {
+    size_t N = (size_t)m->max_batch, ch = (size_t)m->cfg.ch, E = 4 * ch;
+    float *tmp;
+    ALLOC(tmp, N);
+    m->t = (int *)tmp;
+    ALLOC(tmp, N);
+    m->labels = (int *)tmp;
+    ALLOC(m->temb_sin, N * ch);
+    ALLOC(m->t1, N * E);
+    ALLOC(m->t1a, N * E);
+    ALLOC(m->temb, N * E);
+    ALLOC(m->temb_act, N * E);
+    for (int i = 1; i < m->nst - 1; i++) { /* the first and last streams are the caller's */
+        stream *s = &m->st[i];
+        ALLOC(s->x, N * s->c * s->h * s->w);
+    }
+    ddpm_status st = plan_slots(m, a);
+    if (!st && m->training) st = plan_grads(m, a);
+    if (st) return st;
     size_t scratch, work;
     scratch_sizes(m, m->max_batch, &scratch, &work);
     int nscratch = m->training ? 3 : 0;
     for (int k = 0; k < nscratch; k++) ALLOC(m->scratch[k], N * scratch);
     ALLOC(m->work, work);
-#undef ALLOC
     return DDPM_OK;
 }
+
+#undef ALLOC

@@ -63,17 +63,21 @@ void ddpm_concat_forward(float *out, const float *a, const float *b, int N, int 
     }
 }
 
+/* The plane of da (N, CA, HW) or db (N, CB, HW) that plane p of their
+ * concatenation (N, CA+CB, HW) belongs to; NULL when that side is NULL. */
+static float *split_plane(float *da, float *db, long p, int CA, int CB, int HW) {
+    long C = (long)CA + CB, n = p / C, c = p % C;
+    if (c < CA) return da ? da + ((size_t)n * CA + (size_t)c) * HW : NULL;
+    return db ? db + ((size_t)n * CB + (size_t)(c - CA)) * HW : NULL;
+}
+
 /* dout (N, CA+CB, HW); da (N, CA, HW) += its first CA channels, db (N, CB, HW)
  * += the rest. Either may be NULL. */
 void ddpm_concat_backward(float *da, float *db, const float *dout, int N, int CA, int CB, int HW) {
-    long C = (long)CA + CB;
-    long planes = (long)N * C;
+    long planes = (long)N * ((long)CA + CB);
 #pragma omp parallel for schedule(static) if (planes * (long)HW >= DDPM_PAR_MIN_ELEMS)
     for (long p = 0; p < planes; p++) {
-        long n = p / C, c = p % C;
-        float *dst;
-        if (c < CA) dst = da ? da + ((size_t)n * CA + (size_t)c) * HW : NULL;
-        else dst = db ? db + ((size_t)n * CB + (size_t)(c - CA)) * HW : NULL;
+        float *dst = split_plane(da, db, p, CA, CB, HW);
         if (!dst) continue;
         const float *src = dout + (size_t)p * HW;
         for (int i = 0; i < HW; i++) dst[i] += src[i];
@@ -83,14 +87,10 @@ void ddpm_concat_backward(float *da, float *db, const float *dout, int N, int CA
 /* dout (N, CA+CB, HW); da (N, CA, HW) = its first CA channels, db (N, CB, HW)
  * = the rest. Either may be NULL. */
 void ddpm_concat_split(float *da, float *db, const float *dout, int N, int CA, int CB, int HW) {
-    long C = (long)CA + CB;
-    long planes = (long)N * C;
+    long planes = (long)N * ((long)CA + CB);
 #pragma omp parallel for schedule(static) if (planes * (long)HW >= DDPM_PAR_MIN_ELEMS)
     for (long p = 0; p < planes; p++) {
-        long n = p / C, c = p % C;
-        float *dst;
-        if (c < CA) dst = da ? da + ((size_t)n * CA + (size_t)c) * HW : NULL;
-        else dst = db ? db + ((size_t)n * CB + (size_t)(c - CA)) * HW : NULL;
+        float *dst = split_plane(da, db, p, CA, CB, HW);
         if (dst) memcpy(dst, dout + (size_t)p * HW, (size_t)HW * sizeof(float));
     }
 }

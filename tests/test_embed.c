@@ -38,6 +38,12 @@ static void test_embedding_forward_backward(void **state) {
                 if (idx[n] == r) want += dout[n * D + d];
             assert_float_equal(dtable[r * D + d], want, 0);
         }
+    /* forward_add: out += the same rows, onto whatever out held */
+    float acc[N * D];
+    for (int k = 0; k < N * D; k++) acc[k] = (float)k * 0.25f - 1.0f;
+    ddpm_embedding_forward_add(acc, idx, table, N, D);
+    for (int k = 0; k < N * D; k++) assert_float_equal(acc[k], ((float)k * 0.25f - 1.0f) + out[k], 0);
+
     /* row 2 got three rows of dout, row 1 none */
     assert_float_equal(dtable[2 * D + 0], 1.0f + 0.5f + 3.5f + 6.5f, 0);
     assert_float_equal(dtable[1 * D + 1], 1.0f, 0);

@@ -121,7 +121,22 @@ static void test_concat(void **state) {
     ddpm_concat_backward(da2, NULL, proj, N, CA, CB, HW);
     assert_memory_equal(da2, da, na * sizeof(float));
 
-    float *bufs[] = {c.out, c.a, c.b, proj, da, db, db2, da2};
+    /* concat_split overwrites (garbage before) with exactly the halves
+     * concat_backward adds onto zeros; a NULL half is left untouched */
+    float *da3 = gc_alloc(na), *db3 = gc_alloc(nb);
+    for (size_t k = 0; k < na; k++) da3[k] = NAN;
+    for (size_t k = 0; k < nb; k++) db3[k] = 7.0f;
+    ddpm_concat_split(da3, NULL, proj, N, CA, CB, HW);
+    assert_memory_equal(da3, da, na * sizeof(float));
+    for (size_t k = 0; k < nb; k++) assert_float_equal(db3[k], 7.0f, 0);
+    ddpm_concat_split(NULL, db3, proj, N, CA, CB, HW);
+    assert_memory_equal(db3, db, nb * sizeof(float));
+    float *all = gc_alloc(nout);
+    for (size_t k = 0; k < nout; k++) all[k] = -1.0f;
+    ddpm_concat_split(all, NULL, proj, N, CA + CB, 0, HW); /* CB = 0: a plain copy */
+    assert_memory_equal(all, proj, nout * sizeof(float));
+
+    float *bufs[] = {c.out, c.a, c.b, proj, da, db, db2, da2, da3, db3, all};
     for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++) ddpm_free(bufs[k]);
 }
 

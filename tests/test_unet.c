@@ -122,6 +122,34 @@ static void test_config_validation(void **state) {
     assert_int_equal(ddpm_parse_int_list("1,2,3", v, 2), -1);
 }
 
+/* The deepest config validation accepts (8 levels of 16 ResBlocks: a skip
+ * stack of 1 + 8 * 17 - 1 = 136 streams) builds, and one more block is refused. */
+static void test_largest_graph(void **state) {
+    (void)state;
+    ddpm_unet_config c;
+    ddpm_unet_config_default(&c);
+    c.ch = 8;
+    c.groups = 4;
+    c.res = 128;
+    c.num_levels = DDPM_MAX_LEVELS;
+    for (int i = 0; i < DDPM_MAX_LEVELS; i++) c.ch_mult[i] = 1;
+    c.num_res_blocks = 16;
+    c.num_attn = 0;
+    size_t np = 0;
+    double flops = 0;
+    assert_int_equal(ddpm_unet_describe(&c, &np, &flops), DDPM_OK);
+    int nblocks = 0;
+    ddpm_unet *m = NULL;
+    assert_int_equal(ddpm_unet_create(&m, &c, 1, false), DDPM_OK);
+    ddpm_unet_blocks(m, &nblocks);
+    /* temb, conv_in, 8 x 16 down + 7 downsamples, 3 mid, 8 x 17 up + 7 upsamples, out */
+    assert_int_equal(nblocks, 1 + 1 + 8 * 16 + 7 + 3 + 8 * 17 + 7 + 1);
+    assert_int_equal(ddpm_unet_num_params(m), np);
+    ddpm_unet_free(m);
+    c.num_res_blocks = 17;
+    assert_int_equal(ddpm_unet_describe(&c, &np, &flops), DDPM_ERR_ARG);
+}
+
 /* Forward output, loss, every parameter gradient and the input gradient
  * against PyTorch (float64 reference). */
 static void check_against_torch(const char *fixture) {
@@ -368,6 +396,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_model_size),
         cmocka_unit_test(test_config_validation),
+        cmocka_unit_test(test_largest_graph),
         cmocka_unit_test(test_matches_torch),
         cmocka_unit_test(test_matches_torch_conditional),
         cmocka_unit_test(test_finite_differences),

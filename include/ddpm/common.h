@@ -45,6 +45,9 @@ void ddpm_free(void *p);
 
 #define DDPM_ALIGN 64
 
+/* The index of the first Inf or NaN in x[0..n), or n when all are finite. */
+size_t ddpm_first_nonfinite(const float *x, size_t n);
+
 /* Atomic file replacement, shared by every writer (IDX, PNG, safetensors):
  *
  *     ddpm_atomic_file a;

@@ -5,6 +5,10 @@
 
 /* out (N, D) = table[idx[n]]; table (V, D); every idx in [0, V). */
 void ddpm_embedding_forward(float *out, const int *idx, const float *table, int N, int D);
+/* out (N, D) += table[idx[n]]: the lookup added onto an activation (the UNet's
+ * label embedding onto its time embedding). Its backward is
+ * ddpm_embedding_backward for the table and the identity for out. */
+void ddpm_embedding_forward_add(float *out, const int *idx, const float *table, int N, int D);
 /* Accumulates dtable[idx[n]] += dout[n]. */
 void ddpm_embedding_backward(float *dtable, const float *dout, const int *idx, int N, int D);
 

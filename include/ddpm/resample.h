@@ -14,6 +14,10 @@ void ddpm_upsample2x_backward(float *din, const float *dout, int N, int C, int H
 void ddpm_concat_forward(float *out, const float *a, const float *b, int N, int CA, int CB, int HW);
 /* Splits dout into da, db (either may be NULL). */
 void ddpm_concat_backward(float *da, float *db, const float *dout, int N, int CA, int CB, int HW);
+/* The same split into gradients not yet written: da = the first CA channels
+ * of dout, db = the rest (=, not +=); either may be NULL. Saves zeroing a
+ * gradient that its first writer would only add onto. */
+void ddpm_concat_split(float *da, float *db, const float *dout, int N, int CA, int CB, int HW);
 
 /* out (N, C, HW) = in + bias[n, c] broadcast over HW; bias (N, C).
  * out may equal in. */

@@ -165,15 +165,19 @@ void ddpm_model_flags_init(ddpm_model_flags *f, const ddpm_unet_config *d) {
 }
 
 void ddpm_model_opts(ddpm_opt *o, ddpm_model_flags *f) {
-    o[0] = (ddpm_opt){"--channels", NULL, OPT_INT, &f->in_ch, 1, 64, "C", "image channels (default: the dataset's, 1 for MNIST)"};
-    o[1] = (ddpm_opt){"--size", NULL, OPT_INT, &f->res, 4, 1024, "PX", "image height = width (default: the dataset's, 28)"};
-    o[2] = (ddpm_opt){"--ch", NULL, OPT_INT, &f->ch, 2, 4096, "N", "base channel width (default 32)"};
-    o[3] = (ddpm_opt){"--ch-mult", NULL, OPT_INTLIST, &f->ch_mult, 0, 0, "LIST", "width multiplier per level (default 1,2,2)"};
-    o[4] = (ddpm_opt){"--res-blocks", NULL, OPT_INT, &f->num_res_blocks, 1, 16, "N", "ResBlocks per level (default 2)"};
-    o[5] = (ddpm_opt){"--attn", NULL, OPT_INTLIST, &f->attn, 0, 0, "LIST", "resolutions with self-attention, or none (default 7)"};
-    o[6] = (ddpm_opt){"--groups", NULL, OPT_INT, &f->groups, 1, 1024, "N", "GroupNorm groups (default 8)"};
-    o[7] = (ddpm_opt){"--classes", NULL, OPT_INT, &f->num_classes, 0, 100000, "K", "class-conditional with K classes (default 0: unconditional)"};
-    o[8] = (ddpm_opt){"--dropout", NULL, OPT_FLOAT, &f->dropout, 0.0, 0.99, "P", "dropout in ResBlocks (default 0)"};
+    const ddpm_opt t[] = {
+        {"--channels", NULL, OPT_INT, &f->in_ch, 1, 64, "C", "image channels (default: the dataset's, 1 for MNIST)"},
+        {"--size", NULL, OPT_INT, &f->res, 4, 1024, "PX", "image height = width (default: the dataset's, 28)"},
+        {"--ch", NULL, OPT_INT, &f->ch, 2, 4096, "N", "base channel width (default 32)"},
+        {"--ch-mult", NULL, OPT_INTLIST, &f->ch_mult, 0, 0, "LIST", "width multiplier per level (default 1,2,2)"},
+        {"--res-blocks", NULL, OPT_INT, &f->num_res_blocks, 1, 16, "N", "ResBlocks per level (default 2)"},
+        {"--attn", NULL, OPT_INTLIST, &f->attn, 0, 0, "LIST", "resolutions with self-attention, or none (default 7)"},
+        {"--groups", NULL, OPT_INT, &f->groups, 1, 1024, "N", "GroupNorm groups (default 8)"},
+        {"--classes", NULL, OPT_INT, &f->num_classes, 0, 100000, "K", "class-conditional with K classes (default 0: unconditional)"},
+        {"--dropout", NULL, OPT_FLOAT, &f->dropout, 0.0, 0.99, "P", "dropout in ResBlocks (default 0)"},
+    };
+    _Static_assert(DDPM_COUNT(t) == DDPM_MODEL_OPTS, "DDPM_MODEL_OPTS must count the model flags");
+    memcpy(o, t, sizeof t);
 }
 
 void ddpm_model_flags_apply(const ddpm_model_flags *f, ddpm_unet_config *c) {

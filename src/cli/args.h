@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "ddpm/unet.h"
+#include "core/util.h" /* DDPM_COUNT: option tables are counted by the compiler */
 
 typedef enum {
     OPT_INT,    /* int,      within [min, max] */
@@ -57,7 +58,7 @@ typedef struct {
     ddpm_opt_list ch_mult, attn;
 } ddpm_model_flags;
 
-#define DDPM_MODEL_OPTS 9
+#define DDPM_MODEL_OPTS 9 /* checked against the table in args.c */
 void ddpm_model_flags_init(ddpm_model_flags *f, const ddpm_unet_config *defaults);
 /* Writes DDPM_MODEL_OPTS entries into opts. */
 void ddpm_model_opts(ddpm_opt *opts, ddpm_model_flags *f);

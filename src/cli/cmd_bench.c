@@ -235,131 +235,164 @@ static void model_name(char *buf, size_t cap, const ddpm_unet_config *c) {
         snprintf(buf + n, cap - (size_t)n, "-drop%g", (double)c->dropout);
 }
 
-static int run(const bench_flags *f, const ddpm_unet_config *mc) {
-    bool do_train = !strcmp(f->only, "all") || !strcmp(f->only, "train");
-    bool do_sample = !strcmp(f->only, "all") || !strcmp(f->only, "sample");
-    bool do_sgemm = !strcmp(f->only, "all") || !strcmp(f->only, "sgemm");
-    int rc = 1, B = f->batch;
-    int threads = ddpm_cli_threads(f->threads);
-    double base_rss = peak_rss_mb();
+/* One run: the workload the parts share, which parts run, and their results. */
+typedef struct {
+    const bench_flags *f;
+    const ddpm_unet_config *mc;
     ddpm_train_config tc;
-    ddpm_train_config_default(&tc);
-    tc.model = *mc;
-    tc.batch = B;
-    tc.iters = 1000000000; /* the LR schedule's length: irrelevant to speed */
-    tc.seed = f->seed;
-    size_t D = (size_t)mc->in_ch * mc->res * mc->res;
-
-    ddpm_trainer *tr = NULL;
-    ddpm_unet *inf = NULL;
-    float *x0 = ddpm_malloc((size_t)B * D * sizeof(float)), *out = ddpm_malloc((size_t)B * D * sizeof(float));
-    float *A = NULL, *Bm = NULL, *C = NULL;
-    int *t = malloc((size_t)B * sizeof *t), *labels = malloc((size_t)B * sizeof *labels);
-    if (!x0 || !out || !t || !labels) {
-        fprintf(stderr, "ddpm bench: out of memory\n");
-        goto done;
-    }
+    bool do_train, do_sample, do_sgemm;
+    int B;
+    size_t D;          /* floats per image */
+    float *x0, *out;   /* (B, D) */
+    int *t, *labels;   /* (B) */
+    const int *lab;    /* labels, or NULL for an unconditional model */
     ddpm_rng rng;
-    ddpm_rng_seed(&rng, f->seed ^ 0xbe9c4ULL);
-    ddpm_rng_fill_uniform(&rng, x0, (size_t)B * D, -1.0f, 1.0f);
-    for (int i = 0; i < B; i++)
-        labels[i] = mc->num_classes > 0 ? (int)ddpm_rng_below(&rng, (uint32_t)mc->num_classes) : 0;
-    const int *lab = mc->num_classes > 0 ? labels : NULL;
+    bench_stats train, sample, sgemm;
+    double rss;        /* peak_rss_mb after the first part */
+} bench_run;
 
-    size_t nparams;
-    double flops;
-    if (ddpm_unet_describe(mc, &nparams, &flops)) goto fail;
-    char name[256];
-    model_name(name, sizeof name, mc);
-    fprintf(stderr, "ddpm bench: model %s, %zu parameters, %.1f MFLOPs/image forward; batch %d; %d threads; %s\n",
-            name, nparams, flops / 1e6, B, threads, ddpm_blas_core());
+/* The random batch: x0 ~ U(-1, 1), labels uniform (or 0). */
+static ddpm_status make_data(bench_run *r) {
+    size_t n = (size_t)r->B * r->D;
+    r->x0 = ddpm_malloc(n * sizeof(float));
+    r->out = ddpm_malloc(n * sizeof(float));
+    r->t = malloc((size_t)r->B * sizeof *r->t);
+    r->labels = malloc((size_t)r->B * sizeof *r->labels);
+    if (!r->x0 || !r->out || !r->t || !r->labels) return DDPM_ERR_NOMEM;
+    ddpm_rng_seed(&r->rng, r->f->seed ^ 0xbe9c4ULL);
+    ddpm_rng_fill_uniform(&r->rng, r->x0, n, -1.0f, 1.0f);
+    int K = r->mc->num_classes;
+    for (int i = 0; i < r->B; i++) r->labels[i] = K > 0 ? (int)ddpm_rng_below(&r->rng, (uint32_t)K) : 0;
+    r->lab = K > 0 ? r->labels : NULL;
+    return DDPM_OK;
+}
 
-    bench_stats trs = {0}, sas = {0}, sgs = {0};
-    double rss = 0;
-    if (do_train) {
-        if (ddpm_trainer_create(&tr, &tc)) goto fail;
-        train_ctx c = {tr, x0, lab};
-        if (measure("train", NULL, train_step, &c, f->warmup, f->seconds, f->profile, &trs)) goto fail;
-        rss = peak_rss_mb();
-        ddpm_trainer_free(tr);
-        tr = NULL;
-    }
-    if (do_sample) {
-        if (ddpm_unet_create(&inf, mc, B, false)) goto fail;
-        ddpm_unet_init_params(inf, f->seed);
-        ddpm_rng_fill_normal(&rng, x0, (size_t)B * D); /* x_t ~ N(0, I), as at the start of sampling */
-        sample_ctx c = {inf, out, x0, t, lab, B, tc.T, &rng};
-        if (measure("sample", sample_prep, sample_step, &c, f->warmup, f->seconds, f->profile, &sas)) goto fail;
-        if (!do_train) rss = peak_rss_mb();
-        ddpm_unet_free(inf);
-        inf = NULL;
-    }
-    if (do_sgemm) {
-        size_t nn = (size_t)f->sgemm_n * f->sgemm_n;
-        A = ddpm_malloc(nn * sizeof(float));
-        Bm = ddpm_malloc(nn * sizeof(float));
-        C = ddpm_malloc(nn * sizeof(float));
-        if (!A || !Bm || !C) goto fail;
-        ddpm_rng_fill_uniform(&rng, A, nn, -1.0f, 1.0f);
-        ddpm_rng_fill_uniform(&rng, Bm, nn, -1.0f, 1.0f);
+static ddpm_status part_train(bench_run *r) {
+    ddpm_trainer *tr = NULL;
+    ddpm_status s = ddpm_trainer_create(&tr, &r->tc);
+    if (s) return s;
+    train_ctx c = {tr, r->x0, r->lab};
+    s = measure("train", NULL, train_step, &c, r->f->warmup, r->f->seconds, r->f->profile, &r->train);
+    r->rss = peak_rss_mb();
+    ddpm_trainer_free(tr);
+    return s;
+}
+
+static ddpm_status part_sample(bench_run *r) {
+    ddpm_unet *inf = NULL;
+    ddpm_status s = ddpm_unet_create(&inf, r->mc, r->B, false);
+    if (s) return s;
+    ddpm_unet_init_params(inf, r->f->seed);
+    ddpm_rng_fill_normal(&r->rng, r->x0, (size_t)r->B * r->D); /* x_t ~ N(0, I), as at the start of sampling */
+    sample_ctx c = {inf, r->out, r->x0, r->t, r->lab, r->B, r->tc.T, &r->rng};
+    s = measure("sample", sample_prep, sample_step, &c, r->f->warmup, r->f->seconds, r->f->profile, &r->sample);
+    if (!r->do_train) r->rss = peak_rss_mb();
+    ddpm_unet_free(inf);
+    return s;
+}
+
+static ddpm_status part_sgemm(bench_run *r) {
+    int n = r->f->sgemm_n;
+    size_t nn = (size_t)n * n;
+    float *A = ddpm_malloc(nn * sizeof(float)), *Bm = ddpm_malloc(nn * sizeof(float));
+    float *C = ddpm_malloc(nn * sizeof(float));
+    ddpm_status s = DDPM_ERR_NOMEM;
+    if (A && Bm && C) {
+        ddpm_rng_fill_uniform(&r->rng, A, nn, -1.0f, 1.0f);
+        ddpm_rng_fill_uniform(&r->rng, Bm, nn, -1.0f, 1.0f);
         memset(C, 0, nn * sizeof(float));
-        sgemm_ctx c = {A, Bm, C, f->sgemm_n};
-        if (measure("sgemm", NULL, sgemm_step, &c, f->warmup, f->seconds, false, &sgs)) goto fail;
-        if (!do_train && !do_sample) rss = peak_rss_mb();
+        sgemm_ctx c = {A, Bm, C, n};
+        s = measure("sgemm", NULL, sgemm_step, &c, r->f->warmup, r->f->seconds, false, &r->sgemm);
+        if (!r->do_train && !r->do_sample) r->rss = peak_rss_mb();
     }
+    ddpm_free(A);
+    ddpm_free(Bm);
+    ddpm_free(C);
+    return s;
+}
 
-    /* the report: workload first, then one block per part */
+/* The report: the workload first, then one block per part. */
+static void print_report(const bench_run *r, const char *name, size_t nparams, double flops, int threads,
+                         double base_rss) {
+    const ddpm_unet_config *mc = r->mc;
+    int B = r->B;
     printf("model=%s\n", name);
     printf("image=%dx%dx%d\n", mc->in_ch, mc->res, mc->res);
-    printf("timesteps=%d\n", tc.T);
+    printf("timesteps=%d\n", r->tc.T);
     printf("batch=%d\n", B);
     printf("threads=%d\n", threads);
     printf("params=%zu\n", nparams);
     printf("mflops_per_image=%.6g\n", flops / 1e6);
     printf("blas_core=%s\n", ddpm_blas_core());
     double train_gflops = 0, sgemm_gflops = 0;
-    if (do_train) {
-        train_gflops = 3.0 * flops * B / trs.median / 1e9;
-        printf("train_iters=%d\n", trs.n);
-        printf("train_ms_per_iter=%.6g\n", 1e3 * trs.median);
-        printf("train_ms_p10=%.6g\n", 1e3 * trs.p10);
-        printf("train_ms_p90=%.6g\n", 1e3 * trs.p90);
-        printf("train_img_per_s=%.6g\n", B / trs.median);
+    if (r->do_train) {
+        const bench_stats *st = &r->train;
+        train_gflops = 3.0 * flops * B / st->median / 1e9;
+        printf("train_iters=%d\n", st->n);
+        printf("train_ms_per_iter=%.6g\n", 1e3 * st->median);
+        printf("train_ms_p10=%.6g\n", 1e3 * st->p10);
+        printf("train_ms_p90=%.6g\n", 1e3 * st->p90);
+        printf("train_img_per_s=%.6g\n", B / st->median);
         printf("train_gflops=%.6g\n", train_gflops);
-        if (f->profile) print_profile("train", &trs, true);
+        if (r->f->profile) print_profile("train", st, true);
     }
-    if (do_sample) {
-        printf("sample_iters=%d\n", sas.n);
-        printf("sample_ms_per_step=%.6g\n", 1e3 * sas.median);
-        printf("sample_ms_p10=%.6g\n", 1e3 * sas.p10);
-        printf("sample_ms_p90=%.6g\n", 1e3 * sas.p90);
-        printf("sample_img_steps_per_s=%.6g\n", B / sas.median);
-        if (f->profile) print_profile("sample", &sas, false);
+    if (r->do_sample) {
+        const bench_stats *st = &r->sample;
+        printf("sample_iters=%d\n", st->n);
+        printf("sample_ms_per_step=%.6g\n", 1e3 * st->median);
+        printf("sample_ms_p10=%.6g\n", 1e3 * st->p10);
+        printf("sample_ms_p90=%.6g\n", 1e3 * st->p90);
+        printf("sample_img_steps_per_s=%.6g\n", B / st->median);
+        if (r->f->profile) print_profile("sample", st, false);
     }
-    if (do_sgemm) {
-        sgemm_gflops = 2.0 * (double)f->sgemm_n * f->sgemm_n * f->sgemm_n / sgs.median / 1e9;
-        printf("sgemm_n=%d\n", f->sgemm_n);
-        printf("sgemm_iters=%d\n", sgs.n);
-        printf("sgemm_ms=%.6g\n", 1e3 * sgs.median);
+    if (r->do_sgemm) {
+        int n = r->f->sgemm_n;
+        sgemm_gflops = 2.0 * (double)n * n * n / r->sgemm.median / 1e9;
+        printf("sgemm_n=%d\n", n);
+        printf("sgemm_iters=%d\n", r->sgemm.n);
+        printf("sgemm_ms=%.6g\n", 1e3 * r->sgemm.median);
         printf("sgemm_gflops=%.6g\n", sgemm_gflops);
     }
-    if (do_train && do_sgemm) printf("gflops_ratio=%.6g\n", train_gflops / sgemm_gflops);
+    if (r->do_train && r->do_sgemm) printf("gflops_ratio=%.6g\n", train_gflops / sgemm_gflops);
     printf("base_rss_mb=%.6g\n", base_rss);
-    printf("peak_rss_mb=%.6g\n", rss);
+    printf("peak_rss_mb=%.6g\n", r->rss);
+}
+
+static int run(const bench_flags *f, const ddpm_unet_config *mc) {
+    bench_run r = {.f = f, .mc = mc, .B = f->batch, .D = (size_t)mc->in_ch * mc->res * mc->res};
+    r.do_train = !strcmp(f->only, "all") || !strcmp(f->only, "train");
+    r.do_sample = !strcmp(f->only, "all") || !strcmp(f->only, "sample");
+    r.do_sgemm = !strcmp(f->only, "all") || !strcmp(f->only, "sgemm");
+    int rc = 1, threads = ddpm_cli_threads(f->threads);
+    double base_rss = peak_rss_mb();
+    ddpm_train_config_default(&r.tc);
+    r.tc.model = *mc;
+    r.tc.batch = r.B;
+    r.tc.iters = 1000000000; /* the LR schedule's length: irrelevant to speed */
+    r.tc.seed = f->seed;
+    if (make_data(&r)) {
+        fprintf(stderr, "ddpm bench: out of memory\n");
+        goto done;
+    }
+    size_t nparams;
+    double flops;
+    char name[256];
+    if (ddpm_unet_describe(mc, &nparams, &flops)) goto fail;
+    model_name(name, sizeof name, mc);
+    fprintf(stderr, "ddpm bench: model %s, %zu parameters, %.1f MFLOPs/image forward; batch %d; %d threads; %s\n",
+            name, nparams, flops / 1e6, r.B, threads, ddpm_blas_core());
+    if ((r.do_train && part_train(&r)) || (r.do_sample && part_sample(&r)) || (r.do_sgemm && part_sgemm(&r)))
+        goto fail;
+    print_report(&r, name, nparams, flops, threads, base_rss);
     rc = 0;
     goto done;
 fail:
     ddpm_cli_error(CMD);
 done:
-    ddpm_trainer_free(tr);
-    ddpm_unet_free(inf);
-    ddpm_free(x0);
-    ddpm_free(out);
-    ddpm_free(A);
-    ddpm_free(Bm);
-    ddpm_free(C);
-    free(t);
-    free(labels);
+    ddpm_free(r.x0);
+    ddpm_free(r.out);
+    free(r.t);
+    free(r.labels);
     return rc;
 }
 
@@ -370,7 +403,7 @@ static int cmd_bench(int argc, char **argv) {
     ddpm_model_flags_init(&mf, &def);
     bench_flags f = {.threads = 0, .batch = 64, .warmup = 3, .sgemm_n = 2048, .seconds = 10.0f, .only = "all",
                      .seed = 0};
-    ddpm_opt opts[8 + DDPM_MODEL_OPTS] = {
+    ddpm_opt own[] = {
         {"--threads", NULL, OPT_INT, &f.threads, 0, 1024, "N", "threads, 0 = all cores (default 0)"},
         {"--seconds", NULL, OPT_FLOAT, &f.seconds, 0.0, 3600.0, "S", "seconds per part, after warm-up (default 10)"},
         {"--batch", NULL, OPT_INT, &f.batch, 1, 4096, "N", "images per training step / denoising call (default 64)"},
@@ -380,10 +413,10 @@ static int cmd_bench(int argc, char **argv) {
         {"--seed", NULL, OPT_U64, &f.seed, 0, 0, "N", "random seed of the data and weights (default 0)"},
         {"--profile", NULL, OPT_FLAG, &f.profile, 0, 0, NULL, "also time each layer kind (table on stderr)"},
     };
-    int n = 8;
-    ddpm_model_opts(opts + n, &mf);
-    n += DDPM_MODEL_OPTS;
-    int rc = ddpm_opts_parse(CMD, argc, argv, opts, n,
+    ddpm_opt opts[DDPM_COUNT(own) + DDPM_MODEL_OPTS];
+    memcpy(opts, own, sizeof own);
+    ddpm_model_opts(opts + DDPM_COUNT(own), &mf);
+    int rc = ddpm_opts_parse(CMD, argc, argv, opts, (int)DDPM_COUNT(opts),
                              "usage: ddpm bench [options] [model options]\n\n"
                              "Time the training step and the denoiser on random data (no dataset needed)\n"
                              "and a large sgemm; print key=value lines (medians over timed iterations).",

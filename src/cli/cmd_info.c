@@ -67,18 +67,20 @@ static int cmd_info(int argc, char **argv) {
     ddpm_model_flags mf;
     ddpm_model_flags_init(&mf, &def);
     const char *ckpt = NULL;
-    ddpm_opt opts[1 + DDPM_MODEL_OPTS] = {
+    ddpm_opt own[] = {
         {"--ckpt", "-c", OPT_STRING, &ckpt, 0, 0, "FILE", "describe the model in this checkpoint"},
     };
-    ddpm_model_opts(opts + 1, &mf);
-    int n = 1 + DDPM_MODEL_OPTS;
+    ddpm_opt opts[DDPM_COUNT(own) + DDPM_MODEL_OPTS];
+    memcpy(opts, own, sizeof own);
+    ddpm_model_opts(opts + DDPM_COUNT(own), &mf);
+    int n = (int)DDPM_COUNT(opts);
     int rc = ddpm_opts_parse(cmd, argc, argv, opts, n,
                              "usage: ddpm info [-c CKPT] [model options]\n\n"
                              "Print the model's blocks, output shapes, parameter counts and FLOPs.",
                              NULL);
     if (rc) return rc == 1 ? 0 : rc;
     if (ckpt) {
-        for (int i = 1; i < n; i++)
+        for (int i = (int)DDPM_COUNT(own); i < n; i++) /* the model flags */
             if (opts[i].seen) {
                 fprintf(stderr, "ddpm info: %s cannot be combined with -c (the checkpoint fixes the model)\n", opts[i].name);
                 return 2;

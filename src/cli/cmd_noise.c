@@ -70,123 +70,138 @@ static const char *EPILOG =
     "  ddpm noise --t 0,50,100,250,500,999 -o q.png --scale 2\n"
     "  ddpm noise --schedule cosine --steps 300    # compare schedules";
 
-static int cmd_noise(int argc, char **argv) {
-    const char *data = "mnist", *data_dir = NULL, *tlist = NULL, *sched_name = "linear",
-               *out = "noise.png";
-    int T = 1000, n = 8, zoom = 1;
-    uint64_t seed = 0;
-    ddpm_opt opts[] = {
-        {"--data", NULL, OPT_STRING, &data, 0, 0, "NAME", "mnist, fashion or a directory of IDX files (default mnist)"},
-        {"--data-dir", NULL, OPT_STRING, &data_dir, 0, 0, "DIR", "where the named dataset lives"},
-        {"--t", NULL, OPT_STRING, &tlist, 0, 0, "LIST", "timesteps, e.g. 0,100,500,999 (default 10 evenly spaced)"},
-        {"--steps", NULL, OPT_INT, &T, 2, DDPM_SCHEDULE_MAX_T, "T", "diffusion timesteps T (default 1000)"},
-        {"--schedule", NULL, OPT_STRING, &sched_name, 0, 0, "NAME", "linear, cosine, quadratic or sigmoid (default linear)"},
-        {"--seed", NULL, OPT_U64, &seed, 0, 0, "S", "seed of the noise (default 0)"},
-        {"--num", "-n", OPT_INT, &n, 1, 1000, "N", "images, from the test split (default 8)"},
-        {"--out", "-o", OPT_STRING, &out, 0, 0, "FILE", "PNG to write (default noise.png)"},
-        {"--scale", NULL, OPT_INT, &zoom, 1, DDPM_GRID_MAX_SCALE, "S", "enlarge the tiles S times (nearest neighbour; default 1)"},
-    };
-    int nopts = (int)(sizeof opts / sizeof *opts);
-    int rc = ddpm_opts_parse(CMD, argc, argv, opts, nopts, SYNOPSIS, EPILOG);
-    if (rc) return rc == 1 ? 0 : rc;
+typedef struct {
+    const char *data, *data_dir, *tlist, *sched_name, *out;
+    int T, n, zoom;
+    uint64_t seed;
+} noise_flags;
 
-    int kind = ddpm_schedule_parse(sched_name);
-    if (kind < 0) {
+/* The flags' own consistency: the schedule, --data-dir, the t list (*L
+ * columns into t). Returns 0, or the exit code after printing the error. */
+static int check_flags(const noise_flags *f, int *kind, int *t, int *L) {
+    *kind = ddpm_schedule_parse(f->sched_name);
+    if (*kind < 0) {
         fprintf(stderr, "ddpm %s: unknown schedule '%s' (expected linear, cosine, quadratic or sigmoid)\n",
-                CMD, sched_name);
+                CMD, f->sched_name);
         return 2;
     }
-    bool named = !strcmp(data, "mnist") || !strcmp(data, "fashion") || !strcmp(data, "fashion-mnist");
-    if (data_dir && !named) {
+    bool named = !strcmp(f->data, "mnist") || !strcmp(f->data, "fashion") || !strcmp(f->data, "fashion-mnist");
+    if (f->data_dir && !named) {
         fprintf(stderr, "ddpm %s: --data-dir goes with --data mnist or fashion; --data '%s' is already a directory\n",
-                CMD, data);
+                CMD, f->data);
         return 2;
     }
-    int t[MAX_T_LIST], L;
-    if (tlist) {
-        L = parse_t_list(tlist, T, t);
-        if (L < 0) return 2;
-    } else {
-        L = T < DEFAULT_COLS ? T : DEFAULT_COLS;
-        if (ddpm_schedule_respace(t, L, T)) {
-            ddpm_cli_error(CMD);
-            return 1;
-        }
+    if (f->tlist) {
+        *L = parse_t_list(f->tlist, f->T, t);
+        return *L < 0 ? 2 : 0;
     }
+    *L = f->T < DEFAULT_COLS ? f->T : DEFAULT_COLS;
+    if (ddpm_schedule_respace(t, *L, f->T)) {
+        ddpm_cli_error(CMD);
+        return 1;
+    }
+    return 0;
+}
 
-    /* cheap checks first: the output, then the data */
-    if (ddpm_cli_check_writable(CMD, out)) return 1;
-    if (data_dir) {
+/* Cheap checks first (the output, --data-dir), then the test split into ds
+ * (its directory in dir). Returns 0, or the exit code after the error. */
+static int load_data(const noise_flags *f, char *dir, size_t cap, ddpm_dataset *ds) {
+    if (ddpm_cli_check_writable(CMD, f->out)) return 1;
+    if (f->data_dir) {
         struct stat st;
-        if (stat(data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            fprintf(stderr, "ddpm %s: --data-dir '%s': %s\n", CMD, data_dir,
-                    stat(data_dir, &st) != 0 ? strerror(errno) : "not a directory");
+        if (stat(f->data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "ddpm %s: --data-dir '%s': %s\n", CMD, f->data_dir,
+                    stat(f->data_dir, &st) != 0 ? strerror(errno) : "not a directory");
             return 1;
         }
     }
-    char dir[4096];
-    if (ddpm_cli_data_dir(dir, sizeof dir, data, data_dir)) {
+    if (ddpm_cli_data_dir(dir, cap, f->data, f->data_dir) || ddpm_dataset_load(ds, dir, false)) {
         ddpm_cli_error(CMD);
         return 1;
     }
-    ddpm_dataset ds;
-    if (ddpm_dataset_load(&ds, dir, false)) {
-        ddpm_cli_error(CMD);
-        return 1;
+    if (f->n > ds->n) {
+        fprintf(stderr, "ddpm %s: -n %d: the test split in '%s' has only %d images\n", CMD, f->n, dir, ds->n);
+    } else if (ds->c != 1 && ds->c != 3) {
+        fprintf(stderr, "ddpm %s: '%s' holds %d-channel images; PNG grids need 1 or 3\n", CMD, dir, ds->c);
+    } else {
+        return 0;
     }
-    if (n > ds.n) {
-        fprintf(stderr, "ddpm %s: -n %d: the test split in '%s' has only %d images\n", CMD, n, dir, ds.n);
-        ddpm_dataset_free(&ds);
-        return 1;
-    }
-    if (ds.c != 1 && ds.c != 3) {
-        fprintf(stderr, "ddpm %s: '%s' holds %d-channel images; PNG grids need 1 or 3\n", CMD, dir, ds.c);
-        ddpm_dataset_free(&ds);
-        return 1;
-    }
+    ddpm_dataset_free(ds);
+    return 1;
+}
 
-    ddpm_schedule s = {0};
-    size_t D = (size_t)ds.c * ds.h * ds.w;
-    int cols = 1 + L, status = 1;
-    float *grid = ddpm_malloc((size_t)n * cols * D * sizeof(float)); /* [n, cols, D] */
-    float *eps = ddpm_malloc(D * sizeof(float));                     /* [D] */
-    int *idx = ddpm_malloc((size_t)n * sizeof(int));                 /* [n] */
-    if (!grid || !eps || !idx || ddpm_schedule_init(&s, (ddpm_schedule_kind)kind, T)) goto error;
-
-    ddpm_rng rng;
-    ddpm_rng_seed(&rng, seed);
-    for (int i = 0; i < n; i++) idx[i] = i;
-    for (int i = 0; i < n; i++) {
-        float *row = grid + (size_t)i * cols * D; /* [cols, D] */
-        ddpm_dataset_to_float(row, &ds, &idx[i], 1);
-        ddpm_rng_fill_normal(&rng, eps, D);
-        for (int j = 0; j < L; j++) ddpm_q_sample(row + (size_t)(1 + j) * D, row, eps, &t[j], &s, 1, D);
-    }
-    if (ddpm_image_write_grid_scaled(out, grid, n * cols, ds.c, ds.h, ds.w, cols, -1.0f, 1.0f, zoom))
-        goto error;
-
+/* The coefficients of each column, on stdout. */
+static void print_columns(const ddpm_schedule *s, int kind, int T, const int *t, int L) {
     printf("%s schedule, T = %d; x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps\n\n",
            ddpm_schedule_name((ddpm_schedule_kind)kind), T);
     printf("%-7s %-6s %16s %20s %12s\n", "column", "t", "sqrt(alpha_bar)", "sqrt(1-alpha_bar)", "beta_t");
     printf("%-7d %-6s %16.6f %20.6f %12s\n", 0, "x_0", 1.0, 0.0, "-");
     for (int j = 0; j < L; j++)
-        printf("%-7d %-6d %16.6f %20.6f %12.6f\n", j + 1, t[j], s.sqrt_alpha_bar[t[j]],
-               s.sqrt_one_minus_alpha_bar[t[j]], s.beta[t[j]]);
+        printf("%-7d %-6d %16.6f %20.6f %12.6f\n", j + 1, t[j], s->sqrt_alpha_bar[t[j]],
+               s->sqrt_one_minus_alpha_bar[t[j]], s->beta[t[j]]);
+}
+
+/* The grid: per image, x_0 then x_t for each t with one shared eps. */
+static int render(const noise_flags *f, int kind, const int *t, int L, const ddpm_dataset *ds, const char *dir) {
+    ddpm_schedule s = {0};
+    size_t D = (size_t)ds->c * ds->h * ds->w;
+    int n = f->n, cols = 1 + L, status = 1;
+    float *grid = ddpm_malloc((size_t)n * cols * D * sizeof(float)); /* [n, cols, D] */
+    float *eps = ddpm_malloc(D * sizeof(float));                     /* [D] */
+    int *idx = ddpm_malloc((size_t)n * sizeof(int));                 /* [n] */
+    if (!grid || !eps || !idx || ddpm_schedule_init(&s, (ddpm_schedule_kind)kind, f->T)) goto error;
+
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, f->seed);
+    for (int i = 0; i < n; i++) idx[i] = i;
+    for (int i = 0; i < n; i++) {
+        float *row = grid + (size_t)i * cols * D; /* [cols, D] */
+        ddpm_dataset_to_float(row, ds, &idx[i], 1);
+        ddpm_rng_fill_normal(&rng, eps, D);
+        for (int j = 0; j < L; j++) ddpm_q_sample(row + (size_t)(1 + j) * D, row, eps, &t[j], &s, 1, D);
+    }
+    if (ddpm_image_write_grid_scaled(f->out, grid, n * cols, ds->c, ds->h, ds->w, cols, -1.0f, 1.0f, f->zoom))
+        goto error;
+    print_columns(&s, kind, f->T, t, L);
     int gw, gh;
-    ddpm_image_grid_size(n * cols, ds.h * zoom, ds.w * zoom, cols, &gw, &gh);
+    ddpm_image_grid_size(n * cols, ds->h * f->zoom, ds->w * f->zoom, cols, &gw, &gh);
     fprintf(stderr, "ddpm %s: wrote '%s' (%d x %d px): %d image%s from '%s', x_0 and %d noised column%s each\n",
-            CMD, out, gw, gh, n, n == 1 ? "" : "s", dir, L, L == 1 ? "" : "s");
+            CMD, f->out, gw, gh, n, n == 1 ? "" : "s", dir, L, L == 1 ? "" : "s");
     status = 0;
     goto done;
 error:
     ddpm_cli_error(CMD);
 done:
     ddpm_schedule_free(&s);
-    ddpm_dataset_free(&ds);
     ddpm_free(grid);
     ddpm_free(eps);
     ddpm_free(idx);
     return status;
+}
+
+static int cmd_noise(int argc, char **argv) {
+    noise_flags f = {.data = "mnist", .sched_name = "linear", .out = "noise.png", .T = 1000, .n = 8, .zoom = 1, .seed = 0};
+    ddpm_opt opts[] = {
+        {"--data", NULL, OPT_STRING, &f.data, 0, 0, "NAME", "mnist, fashion or a directory of IDX files (default mnist)"},
+        {"--data-dir", NULL, OPT_STRING, &f.data_dir, 0, 0, "DIR", "where the named dataset lives"},
+        {"--t", NULL, OPT_STRING, &f.tlist, 0, 0, "LIST", "timesteps, e.g. 0,100,500,999 (default 10 evenly spaced)"},
+        {"--steps", NULL, OPT_INT, &f.T, 2, DDPM_SCHEDULE_MAX_T, "T", "diffusion timesteps T (default 1000)"},
+        {"--schedule", NULL, OPT_STRING, &f.sched_name, 0, 0, "NAME", "linear, cosine, quadratic or sigmoid (default linear)"},
+        {"--seed", NULL, OPT_U64, &f.seed, 0, 0, "S", "seed of the noise (default 0)"},
+        {"--num", "-n", OPT_INT, &f.n, 1, 1000, "N", "images, from the test split (default 8)"},
+        {"--out", "-o", OPT_STRING, &f.out, 0, 0, "FILE", "PNG to write (default noise.png)"},
+        {"--scale", NULL, OPT_INT, &f.zoom, 1, DDPM_GRID_MAX_SCALE, "S", "enlarge the tiles S times (nearest neighbour; default 1)"},
+    };
+    int rc = ddpm_opts_parse(CMD, argc, argv, opts, (int)DDPM_COUNT(opts), SYNOPSIS, EPILOG);
+    if (rc) return rc == 1 ? 0 : rc;
+    int kind, t[MAX_T_LIST], L;
+    if ((rc = check_flags(&f, &kind, t, &L))) return rc;
+    char dir[4096];
+    ddpm_dataset ds;
+    if ((rc = load_data(&f, dir, sizeof dir, &ds))) return rc;
+    rc = render(&f, kind, t, L, &ds, dir);
+    ddpm_dataset_free(&ds);
+    return rc;
 }
 
 const ddpm_cli_command ddpm_cmd_noise = {"noise", cmd_noise, "show the forward diffusion q(x_t | x_0) on dataset images"};

@@ -1,7 +1,9 @@
-/* common.c: the per-thread error message, aligned allocation and atomic
- * file replacement. */
+/* common.c: the per-thread error message, aligned allocation, the finite
+ * scan, enum name tables and atomic file replacement. */
 #define _POSIX_C_SOURCE 200809L
 #include "ddpm/common.h"
+
+#include <stdint.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "core/util.h"
 
 static _Thread_local char g_error[512];
 
@@ -49,6 +53,26 @@ void *ddpm_calloc(size_t count, size_t size) {
 }
 
 void ddpm_free(void *p) { free(p); }
+
+size_t ddpm_first_nonfinite(const float *x, size_t n) {
+    size_t first = n; /* integer min-reduction: exact and order-independent */
+#pragma omp parallel for schedule(static) reduction(min : first) if (n >= DDPM_PAR_MIN_ELEMS)
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        if ((u & 0x7f800000u) == 0x7f800000u && i < first) first = i; /* exponent all ones: Inf or NaN */
+    }
+    return first;
+}
+
+int ddpm_enum_parse(const char *const *names, int n, const char *s) {
+    if (!s) return -1;
+    for (int k = 0; k < n; k++)
+        if (!strcmp(s, names[k])) return k;
+    return -1;
+}
+
+const char *ddpm_enum_name(const char *const *names, int n, int v) { return v >= 0 && v < n ? names[v] : "?"; }
 
 /* ---- atomic file replacement ---------------------------------------------------- */
 

@@ -170,10 +170,10 @@ static ddpm_status validate_tensors(ddpm_checkpoint *ck) {
             return ddpm_error(DDPM_ERR_FORMAT, "'%s': tensor '%s' has shape [%s], the config implies [%s]", path,
                               t->name, got, want);
         }
-        for (size_t j = 0; j < t->numel; j++)
-            if (!isfinite(t->data[j]))
-                return ddpm_error(DDPM_ERR_FORMAT, "'%s': tensor '%s' holds a non-finite value at element %zu", path,
-                                  t->name, j);
+        size_t j = ddpm_first_nonfinite(t->data, t->numel);
+        if (j < t->numel)
+            return ddpm_error(DDPM_ERR_FORMAT, "'%s': tensor '%s' holds a non-finite value at element %zu", path,
+                              t->name, j);
         count[p]++;
     }
     for (int p = 0; p < NPREFIX; p++) {

@@ -17,9 +17,8 @@
 
 #include "ddpm/act.h"
 #include "ddpm/tensor.h"
+#include "core/util.h"
 
-/* Below this many FLOPs a call runs on one thread (waking the team costs more). */
-#define ATTN_PAR_MIN_FLOPS 4e6
 /* Independent partial maxima / sums per softmax row, so the row loops
  * vectorise (a float reduction does not without -ffast-math). */
 #define SM_LANES 16
@@ -31,7 +30,7 @@ size_t ddpm_attention_workspace(int N, int C, int T) {
 
 /* Run the images on the threads? */
 static int attn_parallel(int N, int C, int T) {
-    return N > 1 && 4.0 * N * C * (double)T * T >= ATTN_PAR_MIN_FLOPS;
+    return N > 1 && 4.0 * N * C * (double)T * T >= DDPM_PAR_MIN_FLOPS;
 }
 
 /* The lanes added pairwise in a fixed order: a[k] += a[k + w] for w = 8, 4, 2, 1. */

@@ -58,7 +58,7 @@
  * sequence of operations); dweight is summed from the per-thread partials in
  * thread order, so across thread counts it differs by float reassociation.
  * With T = 1 OpenBLAS may thread a GEMM itself, which can change rounding.
- * Convs under CONV_PAR_MIN_FLOPS always run with T = 1.
+ * Convs under DDPM_PAR_MIN_FLOPS always run with T = 1.
  */
 #include "ddpm/conv.h"
 
@@ -66,6 +66,7 @@
 #include <string.h>
 
 #include "ddpm/tensor.h"
+#include "core/util.h"
 #include "nn/winograd.h"
 
 static int is_direct_1x1(const ddpm_conv2d_desc *d) { return d->K == 1 && d->S == 1 && d->P == 0; }
@@ -104,14 +105,6 @@ static int use_transposed(const ddpm_conv2d_desc *d) {
     return !is_direct_1x1(d) && d->S == 1 && d->P <= d->K - 1 && d->F <= d->C;
 }
 
-/* Round a float count up to whole 64-byte lines, so every slice is aligned. */
-static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
-
-/* Below this many flops per pass a conv runs on one thread: a parallel
- * region costs microseconds on an idle machine and milliseconds when the other
- * core is busy (the woken thread waits for a time slice), which would dominate
- * small convs (and the thousands of tiny forwards of a gradient check). */
-#define CONV_PAR_MIN_FLOPS 4e6
 
 /* Threads a pass uses (threads = omp_get_max_threads()), or sizes for
  * (threads = 0): never more than the processors nor than the images, and 1
@@ -119,7 +112,7 @@ static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
  * uses more threads than its workspace was sized for. */
 static int conv_team(const ddpm_conv2d_desc *d, int HO, int WO, int threads) {
     double flops = 2.0 * d->N * d->F * d->C * d->K * d->K * HO * WO;
-    if (flops < CONV_PAR_MIN_FLOPS) return 1;
+    if (flops < DDPM_PAR_MIN_FLOPS) return 1;
     int t = omp_get_num_procs();
     if (threads > 0 && threads < t) t = threads;
     if (t > d->N) t = d->N;
@@ -153,13 +146,13 @@ static work_plan plan_work(const ddpm_conv2d_desc *d, int HO, int WO) {
     work_plan w;
     size_t KK = (size_t)d->K * d->K;
     w.direct = is_direct_1x1(d);
-    w.dwsz = round16((size_t)d->F * d->C * KK);
+    w.dwsz = ddpm_round16((size_t)d->F * d->C * KK);
     w.wsz = w.direct ? 0 : w.dwsz;
     size_t col = (size_t)d->C * KK * HO * WO;
     if (use_transposed(d) && (size_t)d->F * KK * d->H * d->W > col)
         col = (size_t)d->F * KK * d->H * d->W;
-    w.phoff = round16(col);
-    w.colsz = w.direct ? 0 : w.phoff + round16(phase_floats(d->C, d->S, d->H, d->W, HO, WO));
+    w.phoff = ddpm_round16(col);
+    w.colsz = w.direct ? 0 : w.phoff + ddpm_round16(phase_floats(d->C, d->S, d->H, d->W, HO, WO));
     return w;
 }
 
@@ -459,116 +452,159 @@ void ddpm_conv2d_forward(float *out, const float *in, const float *weight, const
     }
 }
 
+/* dbias (F) += dout (N, F, HWO) summed per channel (sum_planes, fixed order),
+ * as a worksharing loop of the enclosing parallel region. */
+static void bias_backward(float *dbias, const float *dout, int N, int F, size_t HWO) {
+#pragma omp for schedule(static) nowait
+    for (int f = 0; f < F; f++) dbias[f] += (float)sum_planes(dout + (size_t)f * HWO, N, (size_t)F * HWO, HWO);
+}
+
+/* Everything one backward pass (outside Winograd) shares. */
+typedef struct {
+    float *din, *dweight;       /* din (N, C, H, W) or NULL; dweight (F, C, K, K) */
+    const float *dout, *in, *weight;
+    const ddpm_conv2d_desc *d;
+    int HO, WO, KK, CKK, FKK;
+    size_t HW, HWO;
+    int direct, transposed;
+    work_plan wp;
+    float *wt;    /* (F, KK, C) or (C, KK, F) */
+    float *cols;  /* (T, colsz) */
+    float *parts; /* (T or T-1, F, KK, C): per-thread dweight partials */
+} conv_bwd;
+
+/* The weight in the layout the din GEMMs read (a worksharing loop). */
+static void weight_layout(const conv_bwd *a) {
+    const int C = a->d->C, F = a->d->F, KK = a->KK;
+    float *wt = a->wt;
+    const float *weight = a->weight;
+    if (a->transposed) {
+        /* wflip (C, KK, F) [c, tap, f] = weight (F, C, KK) [f, c, KK-1-tap] */
+#pragma omp for schedule(static)
+        for (int c = 0; c < C; c++)
+            for (int k = 0; k < KK; k++)
+                for (int f = 0; f < F; f++)
+                    wt[((size_t)c * KK + k) * F + f] = weight[((size_t)f * C + c) * KK + (KK - 1 - k)];
+    } else if (!a->direct && a->din) {
+        /* wt (F, KK, C) [f, tap, c] = weight (F, C, KK) [f, c, tap] */
+#pragma omp for schedule(static)
+        for (int f = 0; f < F; f++)
+            for (int c = 0; c < C; c++)
+                for (int k = 0; k < KK; k++) wt[((size_t)f * KK + k) * C + c] = weight[((size_t)f * C + c) * KK + k];
+    }
+}
+
+/* din (C, H, W) of image n += the conv transpose of g (F, HO, WO), through
+ * col, a thread's im2col buffer. */
+static void input_backward(const conv_bwd *a, float *dx, const float *g, float *col) {
+    const ddpm_conv2d_desc *d = a->d;
+    const int C = d->C, H = d->H, W = d->W, F = d->F, K = d->K, S = d->S, P = d->P;
+    const int HW = (int)a->HW, HWO = (int)a->HWO;
+    if (a->direct) {
+        /* dx (C, HW) += weight^T (C, F) @ g (F, HW) */
+        ddpm_gemm(true, false, C, HW, F, 1.0f, a->weight, C, g, HW, 1.0f, dx, HW);
+    } else if (a->transposed) {
+        /* col (KK*F, HW) = im2col(g) with padding K-1-P; dx += wflip @ col */
+        im2col(col, NULL, g, F, a->HO, a->WO, K, 1, K - 1 - P, H, W);
+        ddpm_gemm(false, false, C, HW, a->FKK, 1.0f, a->wt, a->FKK, col, HW, 1.0f, dx, HW);
+    } else {
+        /* col (CKK, HWO) = wt^T (CKK, F) @ g (F, HWO); dx += col2im(col) */
+        ddpm_gemm(true, false, a->CKK, HWO, F, 1.0f, a->wt, a->CKK, g, HWO, 0.0f, col, HWO);
+        col2im_add(dx, col, col + a->wp.phoff, C, H, W, K, S, P, a->HO, a->WO);
+    }
+}
+
+/* Thread t of nt: its contiguous share of the images, into its dweight
+ * partial (or dweight itself: direct, t = 0) and straight into din. */
+static void images_backward(const conv_bwd *a, int t, int nt) {
+    const ddpm_conv2d_desc *d = a->d;
+    const int N = d->N, C = d->C, H = d->H, W = d->W, F = d->F, CKK = a->CKK;
+    const size_t HW = a->HW, HWO = a->HWO;
+    float *col = a->direct ? NULL : a->cols + (size_t)t * a->wp.colsz;
+    float *dw; /* (F, CKK): tap-major partial, or dweight itself (direct, t = 0) */
+    if (a->direct)
+        dw = t == 0 ? a->dweight : a->parts + (size_t)(t - 1) * a->wp.dwsz;
+    else
+        dw = a->parts + (size_t)t * a->wp.dwsz;
+    float beta = a->direct && t == 0 ? 1.0f : 0.0f;
+    const int n0 = (int)((long long)N * t / nt), n1 = (int)((long long)N * (t + 1) / nt);
+    if (n0 == n1 && beta == 0.0f) memset(dw, 0, (size_t)F * CKK * sizeof(float));
+    for (int n = n0; n < n1; n++) {
+        const float *x = a->in + (size_t)n * C * HW;          /* (C, H, W) */
+        const float *g = a->dout + (size_t)n * F * HWO;       /* (F, HO, WO) */
+        float *dx = a->din ? a->din + (size_t)n * C * HW : NULL; /* (C, H, W) */
+        if (!a->direct) {
+            im2col(col, col + a->wp.phoff, x, C, H, W, d->K, d->S, d->P, a->HO, a->WO);
+            x = col; /* (CKK, HWO) */
+        }
+        /* dw (F, CKK) += g (F, HWO) @ x^T (HWO, CKK) */
+        ddpm_gemm(false, true, F, CKK, (int)HWO, 1.0f, g, (int)HWO, x, (int)HWO, beta, dw, CKK);
+        beta = 1.0f;
+        if (dx) input_backward(a, dx, g, col);
+    }
+}
+
+/* dweight += the nt threads' partials, in thread order (a worksharing loop). */
+static void reduce_dweight(const conv_bwd *a, int nt) {
+    const int C = a->d->C, F = a->d->F, KK = a->KK, CKK = a->CKK;
+    float *dweight = a->dweight;
+    const float *parts = a->parts;
+    if (a->direct && nt > 1) {
+        /* dweight += dw_1 + ... + dw_{nt-1}, in that order */
+#pragma omp for schedule(static)
+        for (int i = 0; i < F * CKK; i++) {
+            float acc = dweight[i];
+            for (int u = 1; u < nt; u++) acc += parts[(size_t)(u - 1) * a->wp.dwsz + i];
+            dweight[i] = acc;
+        }
+    } else if (!a->direct) {
+        /* dweight (F, C, KK) [f, c, tap] += sum over u of dw_u (F, KK, C) [f, tap, c] */
+#pragma omp for schedule(static)
+        for (int f = 0; f < F; f++)
+            for (int c = 0; c < C; c++)
+                for (int k = 0; k < KK; k++) {
+                    size_t i = ((size_t)f * KK + k) * C + c;
+                    float acc = dweight[((size_t)f * C + c) * KK + k];
+                    for (int u = 0; u < nt; u++) acc += parts[(size_t)u * a->wp.dwsz + i];
+                    dweight[((size_t)f * C + c) * KK + k] = acc;
+                }
+    }
+}
+
 void ddpm_conv2d_backward(float *din, float *dweight, float *dbias, const float *dout,
                           const float *in, const float *weight, const ddpm_conv2d_desc *d,
                           float *work) {
-    const int N = d->N, C = d->C, H = d->H, W = d->W, F = d->F, K = d->K, S = d->S, P = d->P;
-    const int HO = ddpm_conv2d_out(H, K, S, P), WO = ddpm_conv2d_out(W, K, S, P);
+    const int N = d->N, F = d->F, K = d->K, S = d->S, P = d->P;
+    const int HO = ddpm_conv2d_out(d->H, K, S, P), WO = ddpm_conv2d_out(d->W, K, S, P);
     if (N <= 0 || F <= 0 || HO <= 0 || WO <= 0) return;
-    const size_t HW = (size_t)H * W, HWO = (size_t)HO * WO;
+    const size_t HWO = (size_t)HO * WO;
     if (use_winograd(d)) {
         const int T = conv_team(d, HO, WO, omp_get_max_threads());
         ddpm_winograd_backward(din, dweight, dout, in, weight, d, T, work);
         if (dbias) {
-#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
-            for (int f = 0; f < F; f++)
-                dbias[f] += (float)sum_planes(dout + (size_t)f * HWO, N, (size_t)F * HWO, HWO);
+#pragma omp parallel num_threads(T) if (T > 1)
+            bias_backward(dbias, dout, N, F, HWO);
         }
         return;
     }
-    const int KK = K * K, CKK = C * KK, FKK = F * KK;
-    const int direct = is_direct_1x1(d), transposed = use_transposed(d) && din;
-    const work_plan wp = plan_work(d, HO, WO);
+    conv_bwd a = {din, dweight, dout, in, weight, d, HO, WO, K * K, d->C * K * K, F * K * K,
+                  (size_t)d->H * d->W, HWO, is_direct_1x1(d), use_transposed(d) && din, plan_work(d, HO, WO),
+                  NULL, NULL, NULL};
     /* A direct 1x1 conv may get work == NULL (its workspace is 0 when only
      * one thread fits): it then runs the images in order, BLAS threading each. */
-    const int T = direct && !work ? 1 : conv_team(d, HO, WO, omp_get_max_threads());
-    float *wt = direct ? NULL : work;                         /* (F, KK, C) or (C, KK, F) */
-    float *cols = direct ? NULL : work + wp.wsz;              /* (T, colsz) */
-    float *parts = direct ? work : cols + (size_t)T * wp.colsz; /* (T or T-1, F, KK, C) */
+    const int T = a.direct && !work ? 1 : conv_team(d, HO, WO, omp_get_max_threads());
+    a.wt = a.direct ? NULL : work;
+    a.cols = a.direct ? NULL : work + a.wp.wsz;
+    a.parts = a.direct ? work : a.cols + (size_t)T * a.wp.colsz;
 
 #pragma omp parallel num_threads(T) if (T > 1)
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        if (dbias) {
-#pragma omp for schedule(static) nowait
-            for (int f = 0; f < F; f++)
-                dbias[f] += (float)sum_planes(dout + (size_t)f * HWO, N, (size_t)F * HWO, HWO);
-        }
-        if (transposed) {
-            /* wflip (C, KK, F) [c, tap, f] = weight (F, C, KK) [f, c, KK-1-tap] */
-#pragma omp for schedule(static)
-            for (int c = 0; c < C; c++)
-                for (int k = 0; k < KK; k++)
-                    for (int f = 0; f < F; f++)
-                        wt[((size_t)c * KK + k) * F + f] =
-                            weight[((size_t)f * C + c) * KK + (KK - 1 - k)];
-        } else if (!direct && din) {
-            /* wt (F, KK, C) [f, tap, c] = weight (F, C, KK) [f, c, tap] */
-#pragma omp for schedule(static)
-            for (int f = 0; f < F; f++)
-                for (int c = 0; c < C; c++)
-                    for (int k = 0; k < KK; k++)
-                        wt[((size_t)f * KK + k) * C + c] = weight[((size_t)f * C + c) * KK + k];
-        }
-        float *col = direct ? NULL : cols + (size_t)t * wp.colsz;
-        float *dw; /* (F, CKK): tap-major partial, or dweight itself (direct, t = 0) */
-        if (direct)
-            dw = t == 0 ? dweight : parts + (size_t)(t - 1) * wp.dwsz;
-        else
-            dw = parts + (size_t)t * wp.dwsz;
-        float beta = direct && t == 0 ? 1.0f : 0.0f;
-        const int n0 = (int)((long long)N * t / nt), n1 = (int)((long long)N * (t + 1) / nt);
-        if (n0 == n1 && beta == 0.0f) memset(dw, 0, (size_t)F * CKK * sizeof(float));
-        for (int n = n0; n < n1; n++) {
-            const float *x = in + (size_t)n * C * HW;          /* (C, H, W) */
-            const float *g = dout + (size_t)n * F * HWO;       /* (F, HO, WO) */
-            float *dx = din ? din + (size_t)n * C * HW : NULL; /* (C, H, W) */
-            if (!direct) {
-                im2col(col, col + wp.phoff, x, C, H, W, K, S, P, HO, WO);
-                x = col; /* (CKK, HWO) */
-            }
-            /* dw (F, CKK) += g (F, HWO) @ x^T (HWO, CKK) */
-            ddpm_gemm(false, true, F, CKK, (int)HWO, 1.0f, g, (int)HWO, x, (int)HWO, beta, dw,
-                      CKK);
-            beta = 1.0f;
-            if (!dx) continue;
-            if (direct) {
-                /* dx (C, HW) += weight^T (C, F) @ g (F, HW) */
-                ddpm_gemm(true, false, C, (int)HW, F, 1.0f, weight, C, g, (int)HW, 1.0f, dx,
-                          (int)HW);
-            } else if (transposed) {
-                /* col (KK*F, HW) = im2col(g) with padding K-1-P; dx += wflip @ col */
-                im2col(col, NULL, g, F, HO, WO, K, 1, K - 1 - P, H, W);
-                ddpm_gemm(false, false, C, (int)HW, FKK, 1.0f, wt, FKK, col, (int)HW, 1.0f, dx,
-                          (int)HW);
-            } else {
-                /* col (CKK, HWO) = wt^T (CKK, F) @ g (F, HWO); dx += col2im(col) */
-                ddpm_gemm(true, false, CKK, (int)HWO, F, 1.0f, wt, CKK, g, (int)HWO, 0.0f, col,
-                          (int)HWO);
-                col2im_add(dx, col, col + wp.phoff, C, H, W, K, S, P, HO, WO);
-            }
-        }
+        if (dbias) bias_backward(dbias, dout, N, F, HWO);
+        weight_layout(&a);
+        images_backward(&a, t, nt);
 #pragma omp barrier
-        if (direct && nt > 1) {
-            /* dweight += dw_1 + ... + dw_{nt-1}, in that order */
-#pragma omp for schedule(static)
-            for (int i = 0; i < F * CKK; i++) {
-                float acc = dweight[i];
-                for (int u = 1; u < nt; u++) acc += parts[(size_t)(u - 1) * wp.dwsz + i];
-                dweight[i] = acc;
-            }
-        } else if (!direct) {
-            /* dweight (F, C, KK) [f, c, tap] += sum over u of dw_u (F, KK, C) [f, tap, c] */
-#pragma omp for schedule(static)
-            for (int f = 0; f < F; f++)
-                for (int c = 0; c < C; c++)
-                    for (int k = 0; k < KK; k++) {
-                        size_t i = ((size_t)f * KK + k) * C + c;
-                        float acc = dweight[((size_t)f * C + c) * KK + k];
-                        for (int u = 0; u < nt; u++) acc += parts[(size_t)u * wp.dwsz + i];
-                        dweight[((size_t)f * C + c) * KK + k] = acc;
-                    }
-        }
+        reduce_dweight(&a, nt);
     }
 }
 

@@ -13,6 +13,15 @@ void ddpm_embedding_forward(float *out, const int *idx, const float *table, int 
         memcpy(out + (size_t)n * D, table + (size_t)idx[n] * D, (size_t)D * sizeof(float));
 }
 
+/* out (N, D) += table rows idx (N); table (V, D). */
+void ddpm_embedding_forward_add(float *out, const int *idx, const float *table, int N, int D) {
+    for (int n = 0; n < N; n++) {
+        float *out_n = out + (size_t)n * D;
+        const float *row = table + (size_t)idx[n] * D;
+        for (int d = 0; d < D; d++) out_n[d] += row[d];
+    }
+}
+
 /* dtable (V, D) += dout (N, D) scattered to rows idx (N). Rows are visited in
  * order, so repeated indices accumulate deterministically. */
 void ddpm_embedding_backward(float *dtable, const float *dout, const int *idx, int N, int D) {

@@ -5,7 +5,8 @@
 #include "ddpm/loss.h"
 
 #include <math.h>
-#include <string.h>
+
+#include "core/util.h"
 
 /* pred, target, dpred: (n). Returns mean loss; dpred (if not NULL) is overwritten
  * with d(loss)/d(pred). n == 0 gives 0 (PyTorch would give NaN). */
@@ -43,21 +44,13 @@ double ddpm_loss(float *dpred, const float *pred, const float *target, size_t n,
     return sum * inv_n;
 }
 
-int ddpm_loss_parse(const char *name) {
-    if (!name) return -1;
-    if (strcmp(name, "l2") == 0) return DDPM_LOSS_L2;
-    if (strcmp(name, "l1") == 0) return DDPM_LOSS_L1;
-    if (strcmp(name, "huber") == 0) return DDPM_LOSS_HUBER;
-    return -1;
-}
+/* Indexed by ddpm_loss_kind. */
+static const char *const g_names[] = {"l2", "l1", "huber"};
+
+int ddpm_loss_parse(const char *name) { return ddpm_enum_parse(g_names, (int)DDPM_COUNT(g_names), name); }
 
 const char *ddpm_loss_name(ddpm_loss_kind kind) {
-    switch (kind) {
-    case DDPM_LOSS_L2: return "l2";
-    case DDPM_LOSS_L1: return "l1";
-    case DDPM_LOSS_HUBER: return "huber";
-    }
-    return "unknown";
+    return ddpm_enum_name(g_names, (int)DDPM_COUNT(g_names), (int)kind);
 }
 
 /* ---- softmax cross-entropy ------------------------------------------------------ */

@@ -14,9 +14,8 @@
 #include <stddef.h>
 
 #include "ddpm/act.h"
+#include "core/util.h"
 
-/* Below this many elements a layer runs on one thread. */
-#define GN_PAR_MIN (1 << 14)
 /* Independent partial sums per accumulation: enough to hide the latency of
  * the double adds (the loops are latency-bound with fewer). */
 #define GN_LANES 32
@@ -131,7 +130,7 @@ void ddpm_groupnorm_forward(float *out, float *mean, float *rstd, const float *i
     int cpg = C / G;
     size_t gsize = (size_t)cpg * HW; /* elements per (n, g) */
     int NG = N * G;
-#pragma omp parallel for schedule(static) if ((size_t)NG * gsize > GN_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)NG * gsize > DDPM_PAR_MIN_ELEMS_MATH)
     for (int ng = 0; ng < NG; ng++) {
         const float *x = in + (size_t)ng * gsize;
         group_stats(x, gsize, NULL, 0, &mean[ng], &rstd[ng]);
@@ -146,7 +145,7 @@ void ddpm_groupnorm_apply(float *out, const float *in, const float *mean, const 
     int cpg = C / G;
     size_t gsize = (size_t)cpg * HW;
     int NG = N * G;
-#pragma omp parallel for schedule(static) if ((size_t)NG * gsize > GN_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)NG * gsize > DDPM_PAR_MIN_ELEMS_MATH)
     for (int ng = 0; ng < NG; ng++) {
         int c0 = (ng % G) * cpg;
         apply_group(out + (size_t)ng * gsize, in + (size_t)ng * gsize, mean[ng], rstd[ng], gamma + c0,
@@ -177,7 +176,7 @@ void ddpm_groupnorm_backward(float *din, float *dgamma, float *dbeta, const floa
 
     /* din: with xhat = (x - mean) * rstd and dxhat = dout * gamma,
      * din = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) over the group. */
-#pragma omp parallel for schedule(static) if (total > GN_PAR_MIN)
+#pragma omp parallel for schedule(static) if (total > DDPM_PAR_MIN_ELEMS_MATH)
     for (int ng = 0; ng < NG; ng++) {
         size_t off = (size_t)ng * gsize;
         int c0 = (ng % G) * cpg;
@@ -199,7 +198,7 @@ void ddpm_groupnorm_backward(float *din, float *dgamma, float *dbeta, const floa
     }
 
     /* dgamma, dbeta: one channel per iteration, summed over (n, hw) in order. */
-#pragma omp parallel for schedule(static) if (total > GN_PAR_MIN)
+#pragma omp parallel for schedule(static) if (total > DDPM_PAR_MIN_ELEMS_MATH)
     for (int c = 0; c < C; c++) {
         int g = c / cpg;
         double sg = 0.0, sb = 0.0;
@@ -254,7 +253,7 @@ void ddpm_groupnorm_silu_forward_cat(float *out, float *mean, float *rstd, const
     int cpg = C / G, CB = C - CA;
     size_t gsize = (size_t)cpg * HW;
     int NG = N * G;
-#pragma omp parallel for schedule(static) if ((size_t)NG * gsize > GN_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)NG * gsize > DDPM_PAR_MIN_ELEMS_MATH)
     for (int ng = 0; ng < NG; ng++) {
         size_t off = (size_t)ng * gsize;
         int n = ng / G, c0 = (ng % G) * cpg;
@@ -282,7 +281,7 @@ void ddpm_groupnorm_silu_apply(float *out, const float *in, const float *mean, c
     int cpg = C / G;
     size_t gsize = (size_t)cpg * HW;
     int NG = N * G;
-#pragma omp parallel for schedule(static) if ((size_t)NG * gsize > GN_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)NG * gsize > DDPM_PAR_MIN_ELEMS_MATH)
     for (int ng = 0; ng < NG; ng++) {
         size_t off = (size_t)ng * gsize;
         int c0 = (ng % G) * cpg;
@@ -329,7 +328,7 @@ void ddpm_groupnorm_silu_backward(float *din, float *dgamma, float *dbeta, const
     /* Per (n, g), as ddpm_groupnorm_backward, with dy formed from dout tile by
      * tile instead of read. A group of up to GN_CACHE floats keeps its dy for
      * the din pass; a larger one forms each tile again (the same values). */
-#pragma omp parallel for schedule(static) if (total > GN_PAR_MIN)
+#pragma omp parallel for schedule(static) if (total > DDPM_PAR_MIN_ELEMS_MATH)
     for (int ng = 0; ng < NG; ng++) {
         size_t off = (size_t)ng * gsize;
         int n = ng / G, c0 = (ng % G) * cpg;
@@ -373,7 +372,7 @@ void ddpm_groupnorm_silu_backward(float *din, float *dgamma, float *dbeta, const
 
     /* dgamma, dbeta: one channel per iteration, the (n, c) sums added over n
      * in order (the same sums, in the same order, as ddpm_groupnorm_backward). */
-#pragma omp parallel for schedule(static) if ((size_t)N * C > GN_PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)N * C > DDPM_PAR_MIN_ELEMS_MATH)
     for (int c = 0; c < C; c++) {
         double sg = 0.0, sb = 0.0;
         for (int n = 0; n < N; n++) {

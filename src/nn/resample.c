@@ -8,14 +8,13 @@
 #include <stddef.h>
 #include <string.h>
 
-/* Below this many elements a loop is not worth waking the OpenMP threads. */
-#define PAR_MIN 32768
+#include "core/util.h"
 
 /* out (N, C, 2H, 2W); in (N, C, H, W). */
 void ddpm_upsample2x_forward(float *out, const float *in, int N, int C, int H, int W) {
     long planes = (long)N * C;
     size_t hw = (size_t)H * W, W2 = 2 * (size_t)W;
-#pragma omp parallel for schedule(static) if (planes * (long)hw * 4 >= PAR_MIN)
+#pragma omp parallel for schedule(static) if (planes * (long)hw * 4 >= DDPM_PAR_MIN_ELEMS)
     for (long p = 0; p < planes; p++) {
         const float *in_p = in + (size_t)p * hw;
         float *out_p = out + (size_t)p * 4 * hw;
@@ -36,7 +35,7 @@ void ddpm_upsample2x_forward(float *out, const float *in, int N, int C, int H, i
 void ddpm_upsample2x_backward(float *din, const float *dout, int N, int C, int H, int W) {
     long planes = (long)N * C;
     size_t hw = (size_t)H * W, W2 = 2 * (size_t)W;
-#pragma omp parallel for schedule(static) if (planes * (long)hw * 4 >= PAR_MIN)
+#pragma omp parallel for schedule(static) if (planes * (long)hw * 4 >= DDPM_PAR_MIN_ELEMS)
     for (long p = 0; p < planes; p++) {
         float *din_p = din + (size_t)p * hw;
         const float *dout_p = dout + (size_t)p * 4 * hw;
@@ -55,7 +54,7 @@ void ddpm_upsample2x_backward(float *din, const float *dout, int N, int C, int H
 void ddpm_concat_forward(float *out, const float *a, const float *b, int N, int CA, int CB, int HW) {
     long C = (long)CA + CB;
     long planes = (long)N * C;
-#pragma omp parallel for schedule(static) if (planes * (long)HW >= PAR_MIN)
+#pragma omp parallel for schedule(static) if (planes * (long)HW >= DDPM_PAR_MIN_ELEMS)
     for (long p = 0; p < planes; p++) {
         long n = p / C, c = p % C;
         const float *src = c < CA ? a + ((size_t)n * CA + (size_t)c) * HW
@@ -64,27 +63,42 @@ void ddpm_concat_forward(float *out, const float *a, const float *b, int N, int 
     }
 }
 
+/* The plane of da (N, CA, HW) or db (N, CB, HW) that plane p of their
+ * concatenation (N, CA+CB, HW) belongs to; NULL when that side is NULL. */
+static float *split_plane(float *da, float *db, long p, int CA, int CB, int HW) {
+    long C = (long)CA + CB, n = p / C, c = p % C;
+    if (c < CA) return da ? da + ((size_t)n * CA + (size_t)c) * HW : NULL;
+    return db ? db + ((size_t)n * CB + (size_t)(c - CA)) * HW : NULL;
+}
+
 /* dout (N, CA+CB, HW); da (N, CA, HW) += its first CA channels, db (N, CB, HW)
  * += the rest. Either may be NULL. */
 void ddpm_concat_backward(float *da, float *db, const float *dout, int N, int CA, int CB, int HW) {
-    long C = (long)CA + CB;
-    long planes = (long)N * C;
-#pragma omp parallel for schedule(static) if (planes * (long)HW >= PAR_MIN)
+    long planes = (long)N * ((long)CA + CB);
+#pragma omp parallel for schedule(static) if (planes * (long)HW >= DDPM_PAR_MIN_ELEMS)
     for (long p = 0; p < planes; p++) {
-        long n = p / C, c = p % C;
-        float *dst;
-        if (c < CA) dst = da ? da + ((size_t)n * CA + (size_t)c) * HW : NULL;
-        else dst = db ? db + ((size_t)n * CB + (size_t)(c - CA)) * HW : NULL;
+        float *dst = split_plane(da, db, p, CA, CB, HW);
         if (!dst) continue;
         const float *src = dout + (size_t)p * HW;
         for (int i = 0; i < HW; i++) dst[i] += src[i];
     }
 }
 
+/* dout (N, CA+CB, HW); da (N, CA, HW) = its first CA channels, db (N, CB, HW)
+ * = the rest. Either may be NULL. */
+void ddpm_concat_split(float *da, float *db, const float *dout, int N, int CA, int CB, int HW) {
+    long planes = (long)N * ((long)CA + CB);
+#pragma omp parallel for schedule(static) if (planes * (long)HW >= DDPM_PAR_MIN_ELEMS)
+    for (long p = 0; p < planes; p++) {
+        float *dst = split_plane(da, db, p, CA, CB, HW);
+        if (dst) memcpy(dst, dout + (size_t)p * HW, (size_t)HW * sizeof(float));
+    }
+}
+
 /* out (N, C, HW) = in (N, C, HW) + bias (N, C) broadcast over HW. out may equal in. */
 void ddpm_add_bias_nc_forward(float *out, const float *in, const float *bias, int N, int C, int HW) {
     long planes = (long)N * C;
-#pragma omp parallel for schedule(static) if (planes * (long)HW >= PAR_MIN)
+#pragma omp parallel for schedule(static) if (planes * (long)HW >= DDPM_PAR_MIN_ELEMS)
     for (long p = 0; p < planes; p++) {
         const float *in_p = in + (size_t)p * HW;
         float *out_p = out + (size_t)p * HW;
@@ -113,7 +127,7 @@ static float sum_plane(const float *restrict x, int n) {
  * dbias (N, C) += sum over HW of dout (sum_plane, within one thread). */
 void ddpm_add_bias_nc_backward(float *din, float *dbias, const float *dout, int N, int C, int HW) {
     long planes = (long)N * C;
-#pragma omp parallel for schedule(static) if (planes * (long)HW >= PAR_MIN)
+#pragma omp parallel for schedule(static) if (planes * (long)HW >= DDPM_PAR_MIN_ELEMS)
     for (long p = 0; p < planes; p++) {
         const float *dout_p = dout + (size_t)p * HW;
         if (din) {

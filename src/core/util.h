@@ -1,0 +1,57 @@
+/* util.h: small helpers shared inside the library (not public API): when a
+ * loop is worth an OpenMP team, alignment rounding, array counts and the
+ * name tables behind the enum parse/name pairs (ddpm_loss_parse, ...).
+ *
+ * Parallel thresholds. A loop runs on the OpenMP team only above its
+ * threshold: below it, waking the team costs more than the loop. Measured
+ * with scripts/par_threshold.c (gcc -O2 -march=native -fopenmp, 2 threads,
+ * median of 301 runs) on 2026-12-01, twice, on the 2-core machine shared
+ * with other jobs (load 17-23), so the numbers are noisy; the values were
+ * kept where they were, on the serial side of the break-even:
+ *     n        add 1t/2t (us)   silu 1t/2t (us)   memset 1t/2t (us)
+ *     4096       2.6/4.3  3.7/4.0   10/6.7   15/11     1.7/3.9
+ *     16384      6.5/5.7  7.6/8.2   36/21    61/34     2.3/4.5
+ *     32768     10.7/7.9 15.9/14.0  66/38   109/60     2.9/4.4
+ *     65536       20/13    20/20    134/68  156/115    4.1/4.4
+ *     131072                                            7.4/6.7
+ * A copy or add breaks even at 16K-32K elements; a loop with an exp or a
+ * division per element (SiLU, GroupNorm) gains from ~4K; a memset only from
+ * ~128K. GEMM-shaped work (convs, attention, the 1x1 shortcut) is counted
+ * in FLOPs: 4e6 FLOPs take ~100-200 us on one core, against a parallel
+ * region that costs microseconds when the other core is idle and a time
+ * slice (milliseconds) when it is busy; it also keeps the thousands of tiny
+ * forwards of the gradient checks serial (no separate measurement). Thread
+ * count never changes a result: every output element is computed by one
+ * thread in a fixed order.
+ */
+#ifndef DDPM_CORE_UTIL_H
+#define DDPM_CORE_UTIL_H
+
+#include <stddef.h>
+
+/* Elements of a memory-bound loop (copy, add, axpy, concat, Adam, EMA, the
+ * samplers' updates). */
+#define DDPM_PAR_MIN_ELEMS 32768
+/* Elements of a loop with an exp or division per element (activations,
+ * GroupNorm). */
+#define DDPM_PAR_MIN_ELEMS_MATH 16384
+/* FLOPs of a GEMM-shaped call (conv, attention, 1x1 shortcut). */
+#define DDPM_PAR_MIN_FLOPS 4e6
+/* Elements of a chunked memset (zeroing a gradient): several times cheaper
+ * per element than an add, so a team pays off only later. */
+#define DDPM_PAR_MIN_ZERO ((size_t)8 << 14)
+
+/* Number of elements of an array (not a pointer). */
+#define DDPM_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* n rounded up to a multiple of 16 floats (64 bytes, DDPM_ALIGN), so every
+ * slice carved from an aligned workspace stays aligned. */
+static inline size_t ddpm_round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* The index of `s` in names[0..n), or -1 (also for s == NULL): the parse half
+ * of an enum whose values are 0..n-1 in the order of `names`. */
+int ddpm_enum_parse(const char *const *names, int n, const char *s);
+/* names[v], or "?" when v is outside [0, n). */
+const char *ddpm_enum_name(const char *const *names, int n, int v);
+
+#endif

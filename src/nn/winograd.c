@@ -198,27 +198,27 @@ size_t ddpm_winograd_workspace(const ddpm_conv2d_desc *d, int m, int T) {
 
 /* ---- layout changes -------------------------------------------------------------
  * Between NCHW channel planes and channels-last rows, by 8x8 blocks transposed
- * in registers (GCC vector extensions; plain SSE without -march=native). */
+ * in registers (GCC vector extensions; __builtin_shufflevector, which GCC >= 12
+ * and clang both have; plain SSE without -march=native). */
 
 typedef float v8f __attribute__((vector_size(32)));
-typedef int v8i __attribute__((vector_size(32)));
 
 /* r[i][j] <- r[j][i]: pairs interleaved, then pairs of pairs, then halves. */
 static inline void transpose8x8(v8f r[8]) {
     v8f t[8];
     for (int i = 0; i < 8; i += 2) {
-        t[i] = __builtin_shuffle(r[i], r[i + 1], (v8i){0, 8, 1, 9, 4, 12, 5, 13});
-        t[i + 1] = __builtin_shuffle(r[i], r[i + 1], (v8i){2, 10, 3, 11, 6, 14, 7, 15});
+        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
     }
     for (int i = 0; i < 8; i += 4)
         for (int k = 0; k < 2; k++) {
             v8f a = t[i + k], b = t[i + k + 2];
-            r[i + 2 * k] = __builtin_shuffle(a, b, (v8i){0, 1, 8, 9, 4, 5, 12, 13});
-            r[i + 2 * k + 1] = __builtin_shuffle(a, b, (v8i){2, 3, 10, 11, 6, 7, 14, 15});
+            r[i + 2 * k] = __builtin_shufflevector(a, b, 0, 1, 8, 9, 4, 5, 12, 13);
+            r[i + 2 * k + 1] = __builtin_shufflevector(a, b, 2, 3, 10, 11, 6, 7, 14, 15);
         }
     for (int k = 0; k < 4; k++) {
-        t[k] = __builtin_shuffle(r[k], r[k + 4], (v8i){0, 1, 2, 3, 8, 9, 10, 11});
-        t[k + 4] = __builtin_shuffle(r[k], r[k + 4], (v8i){4, 5, 6, 7, 12, 13, 14, 15});
+        t[k] = __builtin_shufflevector(r[k], r[k + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        t[k + 4] = __builtin_shufflevector(r[k], r[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
     }
     for (int k = 0; k < 8; k++) r[k] = t[k];
 }

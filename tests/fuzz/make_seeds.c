@@ -13,6 +13,10 @@
 #include "ddpm/data.h"
 #include "ddpm/train.h"
 
+#define STB_IMAGE_WRITE_STATIC
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb_image_write.h>
+
 static char g_root[512];
 
 static const char *at(const char *target, const char *name) {
@@ -116,6 +120,31 @@ static void args_seeds(void) {
     }
 }
 
+static void write_text(const char *target, const char *name, const char *text, size_t len) {
+    FILE *f = fopen(at(target, name), "wb");
+    if (!f || fwrite(text, 1, len, f) != len || fclose(f)) exit(1);
+}
+
+/* fuzz_csv: the formats csv.h accepts, and fuzz_folder: small images in
+ * every format stb_image_write has, plus a class-map JSON string. */
+static void csv_folder_seeds(void) {
+#define T(t, n, s) write_text(t, n, s, sizeof s - 1)
+    T("csv", "points.csv", "x,y\n0.5,-1\n1e-3, 2.25 \n\n-0.0,3,extra\n");
+    T("csv", "crlf.csv", "1,2\r\n3,4\r\n");
+    T("csv", "noheader.csv", "0.1,0.2");
+    T("folder", "classes.json", "[\"cat\",\"dog\\\"s\",\"\\u00e9\\n\"]");
+#undef T
+    enum { W = 12, H = 9 };
+    unsigned char px[W * H * 4];
+    for (int i = 0; i < W * H * 4; i++) px[i] = (unsigned char)(i * 29 + (i % 4 == 3 ? 200 : 0));
+    if (!stbi_write_png(at("folder", "rgba.png"), W, H, 4, px, W * 4) ||
+        !stbi_write_png(at("folder", "gray.png"), W, H, 1, px, W) ||
+        !stbi_write_bmp(at("folder", "rgb.bmp"), W, H, 3, px) ||
+        !stbi_write_tga(at("folder", "ga.tga"), W, H, 2, px) ||
+        !stbi_write_jpg(at("folder", "rgb.jpg"), W, H, 3, px, 80))
+        exit(1);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: make_seeds DIR\n");
@@ -126,5 +155,6 @@ int main(int argc, char **argv) {
     idx_seeds();
     checkpoint_seeds();
     args_seeds();
+    csv_folder_seeds();
     return 0;
 }

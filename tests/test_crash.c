@@ -37,7 +37,7 @@
 static char g_dir[256], g_data[300];
 
 #define TINY_ARGS "--data", g_data, "--ch", "8", "--ch-mult", "1,2", "--res-blocks", "1", "--attn", "4", \
-                  "--groups", "4", "--batch", "4", "--steps", "20", "--threads", "1", "--log-every", "1000"
+                  "--groups", "4", "--batch", "4", "--steps", "20", "--threads", "1"
 
 static int setup(void **state) {
     (void)state;
@@ -150,7 +150,7 @@ static void test_sigkill_20_times(void **state) {
     int during_write = 0, advanced = 0;
     for (int round = 0; round < 20; round++) {
         bool resume = last >= 0;
-        char *fresh[] = {"train", TINY_ARGS, "--iters", "100000", "--ckpt-every", "1", "--seed", "3", "--out", out, NULL};
+        char *fresh[] = {"train", TINY_ARGS, "--log-every", "1000", "--iters", "100000", "--ckpt-every", "1", "--seed", "3", "--out", out, NULL};
         char *cont[] = {"train", "--resume", "--out", out, "--threads", "1", "--log-every", "1000", "--ckpt-every", "1", NULL};
         pid_t pid = spawn(resume ? cont : fresh, err, 0);
         if (round % 2 == 0) {
@@ -205,7 +205,7 @@ static void test_full_disk_keeps_checkpoint(void **state) {
     snprintf(out, sizeof out, "%s/full", g_dir);
     snprintf(ckpt, sizeof ckpt, "%s/ckpt.safetensors", out);
     snprintf(err, sizeof err, "%s/full.err", g_dir);
-    char *first[] = {"train", TINY_ARGS, "--iters", "10", "--stop-after", "2", "--out", out, NULL};
+    char *first[] = {"train", TINY_ARGS, "--log-every", "1000", "--iters", "10", "--stop-after", "2", "--out", out, NULL};
     int st = wait_for(spawn(first, err, 0));
     slurp(err, msg, sizeof msg);
     if (st != 0) fail_msg("first run: exit %d: %s", st, msg);
@@ -234,10 +234,51 @@ static void test_full_disk_keeps_checkpoint(void **state) {
     free(after);
 }
 
+/* Waits (up to 60 s) until the file at path contains needle. */
+static bool wait_for_text(const char *path, const char *needle, char *buf, size_t cap) {
+    for (int i = 0; i < 6000; i++) {
+        slurp(path, buf, cap);
+        if (strstr(buf, needle)) return true;
+        sleep_ms(10);
+    }
+    return false;
+}
+
+/* SIGTERM (what job schedulers send) saves and exits like SIGINT. */
+static void test_sigterm_saves(void **state) {
+    (void)state;
+    char out[400], ckpt[500], err[500], msg[8192];
+    snprintf(out, sizeof out, "%s/term", g_dir);
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt.safetensors", out);
+    snprintf(err, sizeof err, "%s/term.err", g_dir);
+    char *args[] = {"train", TINY_ARGS, "--log-every", "1", "--iters", "100000", "--ckpt-every", "0", "--out", out, NULL};
+    pid_t pid = spawn(args, err, 0);
+    if (!wait_for_text(err, "iter 3/", msg, sizeof msg)) {
+        kill(pid, SIGKILL);
+        wait_for(pid);
+        fail_msg("no progress: %s", msg);
+    }
+    kill(pid, SIGTERM);
+    int st = wait_for(pid);
+    slurp(err, msg, sizeof msg);
+    if (st != 128 + SIGTERM) fail_msg("after SIGTERM: exit %d (want %d): %s", st, 128 + SIGTERM, msg);
+    const char *said = strstr(msg, "ddpm train: terminated at iteration ");
+    if (!said || !strstr(said, "checkpoint saved")) fail_msg("no save message: %s", msg);
+    long at = strtol(said + strlen("ddpm train: terminated at iteration "), NULL, 10);
+    assert_true(at >= 3);
+    assert_int_equal(ckpt_step(ckpt), at);
+    char *cont[] = {"train", "--resume", "--out", out, "--threads", "1", "--stop-after", "1", NULL};
+    st = wait_for(spawn(cont, err, 0));
+    slurp(err, msg, sizeof msg);
+    if (st != 0) fail_msg("resume after SIGTERM: exit %d: %s", st, msg);
+    assert_int_equal(ckpt_step(ckpt), at + 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sigkill_20_times),
         cmocka_unit_test(test_full_disk_keeps_checkpoint),
+        cmocka_unit_test(test_sigterm_saves),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

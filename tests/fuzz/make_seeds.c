@@ -145,6 +145,43 @@ static void csv_folder_seeds(void) {
         exit(1);
 }
 
+/* fuzz_folder_cache: a decoded cache of a two-class folder of the images
+ * above, written by the folder loader itself (once image folders exist). */
+#if __has_include("ddpm/imagefolder.h")
+#include "ddpm/imagefolder.h"
+static void folder_cache_seeds(void) {
+    char dir[600], sub[700], cmd[1600];
+    snprintf(dir, sizeof dir, "%s/.folder-tmp", g_root);
+    const char *cls[2] = {"a", "b"}, *img[3] = {"rgba.png", "gray.png", "rgb.bmp"};
+    mkdir(dir, 0755);
+    for (int c = 0; c < 2; c++) {
+        snprintf(sub, sizeof sub, "%s/%s", dir, cls[c]);
+        mkdir(sub, 0755);
+        for (int i = c; i < 3; i++) {
+            snprintf(cmd, sizeof cmd, "cp '%s' '%s/'", at("folder", img[i]), sub);
+            if (system(cmd)) exit(1);
+        }
+    }
+    FILE *f = fopen(at("folder", "not-an-image.txt"), "wb"); /* one skip message in the cache */
+    if (!f || fputs("hello", f) < 0 || fclose(f)) exit(1);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/a/'", at("folder", "not-an-image.txt"), dir);
+    if (system(cmd)) exit(1);
+    remove(at("folder", "not-an-image.txt"));
+    ddpm_folder_options o;
+    ddpm_folder_options_default(&o);
+    o.size = 8; /* the settings fuzz_folder_cache reads with */
+    o.channels = 3;
+    o.cache_path = at("folder_cache", "cache.u8");
+    ddpm_image_folder fo;
+    ok(ddpm_folder_load(&fo, dir, &o, NULL));
+    ddpm_folder_free(&fo);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd)) exit(1);
+}
+#else
+static void folder_cache_seeds(void) {}
+#endif
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: make_seeds DIR\n");
@@ -156,5 +193,6 @@ int main(int argc, char **argv) {
     checkpoint_seeds();
     args_seeds();
     csv_folder_seeds();
+    folder_cache_seeds();
     return 0;
 }

@@ -182,6 +182,33 @@ static void folder_cache_seeds(void) {
 static void folder_cache_seeds(void) {}
 #endif
 
+/* fuzz_toy: a `ddpm toy` checkpoint of a 4-wide MLP on 8 points, before
+ * and after two steps (once the toy trainer exists). */
+#if __has_include("ddpm/toy.h")
+#include "ddpm/toy.h"
+static void toy_seeds(void) {
+    ddpm_toy_config c;
+    ddpm_toy_config_default(&c);
+    c.hidden = 4;
+    c.T = 10;
+    c.batch = 4;
+    c.iters = 4;
+    float xy[16];
+    for (int i = 0; i < 16; i++) xy[i] = (float)(i % 5) * 0.25f - 0.5f;
+    ddpm_toy_scaling sc = ddpm_toy_scaling_none();
+    ddpm_toy *t;
+    ok(ddpm_toy_create(&t, &c, xy, 8, &sc, "seed"));
+    ok(ddpm_toy_save(t, at("toy", "start.safetensors")));
+    ddpm_toy_stats st;
+    ok(ddpm_toy_step(t, &st));
+    ok(ddpm_toy_step(t, &st));
+    ok(ddpm_toy_save(t, at("toy", "step2.safetensors")));
+    ddpm_toy_free(t);
+}
+#else
+static void toy_seeds(void) {}
+#endif
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: make_seeds DIR\n");
@@ -194,5 +221,6 @@ int main(int argc, char **argv) {
     args_seeds();
     csv_folder_seeds();
     folder_cache_seeds();
+    toy_seeds();
     return 0;
 }

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libstb-dev libcmocka-dev zlib1g-dev)
+PACKAGES=(build-essential cmake pkg-config libopenblas-dev libopenblas-openmp-dev libstb-dev libcmocka-dev zlib1g-dev openmpi-bin libopenmpi-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -112,6 +112,33 @@ static void test_bad_arguments(void **state) {
     assert_false(cli_exists(out)); /* nothing created on failure */
 }
 
+/* --data mnist looks in --data-dir, then $DDPM_DATA_DIR, then ./data/mnist
+ * (the command line's defaults; the library only takes paths). */
+static void test_data_location(void **state) {
+    (void)state;
+    char cmd[2000], errf[400];
+    snprintf(errf, sizeof errf, "%s/loc.err", g_dir);
+    snprintf(cmd, sizeof cmd, "cd '%s' && env -u DDPM_DATA_DIR '%s' train --data-dir '%s/none' --out '%s/loc' 2>'%s'",
+             g_dir, getenv("DDPM_BIN"), g_dir, g_dir, errf);
+    int st = system(cmd);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    size_t n;
+    char *err = slurp(errf, &n), want[1200];
+    err = realloc(err, n + 1);
+    err[n] = '\0';
+    snprintf(want, sizeof want,
+             "ddpm train: MNIST not found (no train-images-idx3-ubyte[.gz] in '%s/none', 'data/mnist'): "
+             "run scripts/fetch_mnist.sh or pass --data-dir DIR\n", g_dir);
+    assert_string_equal(err, want);
+    free(err);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && DDPM_DATA_DIR='%s' '%s' train --ch 8 --ch-mult 1,2 --res-blocks 1 --attn 4 --groups 4 "
+             "--batch 4 --steps 20 --iters 1 --threads 2 --out '%s/loc' >/dev/null 2>&1",
+             g_dir, g_data, getenv("DDPM_BIN"), g_dir);
+    st = system(cmd);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* N iterations straight == N/2, then --resume for the rest: same bytes. */
 static void test_resume_is_exact(void **state) {
     (void)state;
@@ -172,25 +199,85 @@ static void test_nonfinite_loss_keeps_checkpoint(void **state) {
     assert_string_equal(meta_of(ck, "step", buf, sizeof buf), "4"); /* the last good one */
 }
 
-static void test_interrupt_saves_checkpoint(void **state) {
-    (void)state;
-    char out[400], cmd[2000], buf[64], ck[500];
-    snprintf(out, sizeof out, "%s/int", g_dir);
-    snprintf(ck, sizeof ck, "%s/ckpt.safetensors", out);
-    /* start a long run, wait for its first log row, then Ctrl-C it */
+/* Starts a long run into `out` in the background, waits for its third log
+ * row, sends `sig` and returns the exit status of the run. */
+static int signal_run(const char *out, const char *sig) {
+    char cmd[2000];
     snprintf(cmd, sizeof cmd,
              "'%s' train " TINY " --iters 100000 --out '%s' >/dev/null 2>'%s.err' & pid=$!; "
              "i=0; while [ $i -lt 600 ] && ! [ $(wc -l < '%s/log.csv' 2>/dev/null || echo 0) -ge 3 ]; do "
-             "sleep 0.1; i=$((i+1)); done; kill -INT $pid; wait $pid; exit $?",
-             getenv("DDPM_BIN"), g_data, out, out, out);
+             "sleep 0.1; i=$((i+1)); done; kill -%s $pid; wait $pid; exit $?",
+             getenv("DDPM_BIN"), g_data, out, out, out, sig);
     int st = system(cmd);
     assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 130);
+    return WEXITSTATUS(st);
+}
+
+/* Ctrl-C (SIGINT) and a job scheduler's SIGTERM both finish the iteration,
+ * save once and exit 128 + signal; --resume continues from there. */
+static void signal_saves(const char *name, const char *sig, int code, const char *word) {
+    char out[400], buf[64], ck[500], errf[500];
+    snprintf(out, sizeof out, "%s/%s", g_dir, name);
+    snprintf(ck, sizeof ck, "%s/ckpt.safetensors", out);
+    assert_int_equal(signal_run(out, sig), code);
     int64_t step = strtoll(meta_of(ck, "step", buf, sizeof buf), NULL, 10);
     assert_true(step >= 2 && step < 100000);
+    snprintf(errf, sizeof errf, "%s.err", out);
+    size_t n;
+    char *err = slurp(errf, &n);
+    err = realloc(err, n + 1);
+    err[n] = '\0';
+    const char *hit = strstr(err, word);
+    if (!hit) fail_msg("stderr lacks '%s': %s", word, err);
+    assert_null(strstr(hit + 1, word)); /* saved and said so once */
+    free(err);
+    snprintf(errf, sizeof errf, "%s/.lock", out);
+    assert_false(cli_exists(errf)); /* released and removed */
     cli_result r;
     assert_int_equal(cli_run(&r, "train --resume --out %s --stop-after 1 --threads 2", out), 0);
     assert_int_equal(strtoll(meta_of(ck, "step", buf, sizeof buf), NULL, 10), step + 1);
+}
+
+static void test_interrupt_saves_checkpoint(void **state) {
+    (void)state;
+    signal_saves("int", "INT", 130, "interrupted at iteration");
+}
+
+static void test_sigterm_saves_checkpoint(void **state) {
+    (void)state;
+    signal_saves("term", "TERM", 143, "terminated at iteration");
+}
+
+/* A second `ddpm train` on a busy --out fails at once; a run killed with
+ * SIGKILL leaves its lock file behind, which does not block the next run. */
+static void test_lock(void **state) {
+    (void)state;
+    char out[400], cmd[4000], lock[500];
+    snprintf(out, sizeof out, "%s/lock", g_dir);
+    snprintf(lock, sizeof lock, "%s/.lock", out);
+    const char *bin = getenv("DDPM_BIN");
+    snprintf(cmd, sizeof cmd,
+             "'%s' train " TINY " --iters 100000 --ckpt-every 2 --out '%s' >/dev/null 2>&1 & pid=$!; "
+             "i=0; while [ $i -lt 600 ] && ! [ $(wc -l < '%s/log.csv' 2>/dev/null || echo 0) -ge 3 ]; do "
+             "sleep 0.1; i=$((i+1)); done; "
+             "'%s' train " TINY " --iters 10 --force --out '%s' >'%s.out' 2>&1; second=$?; "
+             "'%s' train --resume --out '%s' >>'%s.out' 2>&1; third=$?; "
+             "kill -KILL $pid; wait $pid; [ $second -eq 1 ] && [ $third -eq 1 ]",
+             bin, g_data, out, out, bin, g_data, out, out, bin, out, out);
+    int st = system(cmd);
+    char outf[500];
+    snprintf(outf, sizeof outf, "%s.out", out);
+    size_t n;
+    char *msg = slurp(outf, &n);
+    msg = realloc(msg, n + 1);
+    msg[n] = '\0';
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || cli_lines(msg) != 2 || !strstr(msg, "in use by another ddpm train"))
+        fail_msg("second run on a busy --out: %s", msg);
+    free(msg);
+    assert_true(cli_exists(lock)); /* SIGKILL: no cleanup ran */
+    cli_result r;
+    if (cli_run(&r, "train --resume --out %s --stop-after 1 --threads 2", out)) fail_msg("after a crash: %s", r.err);
+    assert_false(cli_exists(lock));
 }
 
 /* Train a tiny model for a few iterations on real MNIST (the shared copy
@@ -236,9 +323,12 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_data_location),
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_nonfinite_loss_keeps_checkpoint),
         cmocka_unit_test(test_interrupt_saves_checkpoint),
+        cmocka_unit_test(test_sigterm_saves_checkpoint),
+        cmocka_unit_test(test_lock),
         cmocka_unit_test(test_end_to_end),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

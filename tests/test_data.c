@@ -441,66 +441,31 @@ static void test_dataset_colour(void **state) {
 
 /* ---- --data resolution ---------------------------------------------------------------------- */
 
-static void test_resolve(void **state) {
+static void test_find(void **state) {
     (void)state;
     char cwd[4096], out[4096];
     assert_non_null(getcwd(cwd, sizeof cwd));
-    assert_int_equal(chdir(g_dir), 0); /* so ./data/mnist is ours */
-    const char *old_env = getenv("DDPM_DATA_DIR");
-    char saved[4096] = "";
-    if (old_env) snprintf(saved, sizeof saved, "%s", old_env);
-    unsetenv("DDPM_DATA_DIR");
+    assert_int_equal(chdir(g_dir), 0);
+    const char *dirs[3] = {NULL, "env", "data/mnist"};
 
     ddpm_clear_error();
-    assert_int_equal(ddpm_data_resolve(out, sizeof out, "mnist", NULL), DDPM_ERR_IO);
-    assert_non_null(strstr(ddpm_last_error(), "run scripts/fetch_mnist.sh or pass --data-dir"));
-    assert_non_null(strstr(ddpm_last_error(), "'data/mnist'"));
+    assert_int_equal(ddpm_dataset_find(out, sizeof out, dirs, 3), DDPM_ERR_IO);
+    assert_string_equal(ddpm_last_error(), "no train-images-idx3-ubyte[.gz] in 'env', 'data/mnist'");
+    assert_int_equal(ddpm_dataset_find(out, sizeof out, dirs, 0), DDPM_ERR_IO);
 
     uint32_t dims[3] = {1, 1, 1};
     bytes b = make_idx(DDPM_IDX_IMAGES, 3, dims, 1);
     assert_int_equal(mkdir("data", 0755), 0);
     assert_int_equal(mkdir("data/mnist", 0755), 0);
     assert_int_equal(mkdir("env", 0755), 0);
-    assert_int_equal(mkdir("flag", 0755), 0);
     write_gz("data/mnist/train-images-idx3-ubyte.gz", b.p, b.n);
-    assert_int_equal(ddpm_data_resolve(out, sizeof out, "mnist", NULL), DDPM_OK);
-    assert_string_equal(out, "data/mnist");
-    assert_int_equal(ddpm_data_resolve(out, sizeof out, NULL, NULL), DDPM_OK); /* default */
-    assert_string_equal(out, "data/mnist");
-
-    setenv("DDPM_DATA_DIR", "env", 1); /* env without files: skipped */
-    assert_int_equal(ddpm_data_resolve(out, sizeof out, "mnist", "flag"), DDPM_OK);
+    assert_int_equal(ddpm_dataset_find(out, sizeof out, dirs, 3), DDPM_OK); /* env has no files: skipped */
     assert_string_equal(out, "data/mnist");
     write_raw("env/train-images-idx3-ubyte", b.p, b.n);
-    assert_int_equal(ddpm_data_resolve(out, sizeof out, "mnist", "flag"), DDPM_OK);
+    assert_int_equal(ddpm_dataset_find(out, sizeof out, dirs, 3), DDPM_OK); /* the first that has them */
     assert_string_equal(out, "env");
-    write_raw("flag/train-images-idx3-ubyte", b.p, b.n);
-    assert_int_equal(ddpm_data_resolve(out, sizeof out, "mnist", "flag"), DDPM_OK);
-    assert_string_equal(out, "flag");
+    assert_int_equal(ddpm_dataset_find(out, 3, dirs, 3), DDPM_ERR_ARG); /* out too small */
 
-    assert_int_equal(ddpm_data_resolve(out, sizeof out, "env", NULL), DDPM_OK); /* a path */
-    assert_string_equal(out, "env");
-    ddpm_clear_error();
-    assert_int_equal(ddpm_data_resolve(out, sizeof out, "cifar", NULL), DDPM_ERR_ARG);
-    assert_non_null(
-        strstr(ddpm_last_error(), "not a dataset name (mnist, fashion) nor a directory"));
-    assert_int_equal(ddpm_data_resolve(out, 4, "mnist", "flag"), DDPM_ERR_ARG); /* too small */
-
-    assert_int_equal(ddpm_data_resolve(out, sizeof out, "fashion", "flag"), DDPM_OK);
-    assert_string_equal(out, "flag");
-    ddpm_status st = ddpm_data_resolve(out, sizeof out, "fashion", NULL);
-    if (st == DDPM_OK) {
-        assert_string_equal(out, DDPM_FASHION_MNIST_DIR);
-    } else {
-        assert_int_equal(st, DDPM_ERR_IO);
-        assert_non_null(strstr(ddpm_last_error(), "apt-get install dataset-fashion-mnist"));
-    }
-    assert_int_equal(ddpm_data_resolve(out, sizeof out, "fashion", "env/.."), DDPM_ERR_IO);
-
-    if (saved[0])
-        setenv("DDPM_DATA_DIR", saved, 1);
-    else
-        unsetenv("DDPM_DATA_DIR");
     assert_int_equal(chdir(cwd), 0);
     free(b.p);
 }
@@ -568,18 +533,18 @@ static bool is_permutation(const int *v, int n) {
     return ok;
 }
 
-static void test_sampler(void **state) {
+static void test_epoch_order(void **state) {
     (void)state;
     enum { N = 37, B = 5, EPOCHS = 4, TOTAL = N * EPOCHS + 3 };
-    ddpm_sampler_order s;
-    assert_int_equal(ddpm_sampler_init(&s, N, 1234), DDPM_OK);
+    ddpm_epoch_order s;
+    assert_int_equal(ddpm_epoch_order_init(&s, N, 1234), DDPM_OK);
     int seq[TOTAL + B];
     uint32_t ep[TOTAL + B];
     int pos[TOTAL + B];
     int got = 0;
     while (got < TOTAL) { /* batches straddle epoch boundaries (37 is not a multiple of 5) */
         ep[got] = s.epoch, pos[got] = s.pos;
-        ddpm_sampler_next_batch(&s, seq + got, B);
+        ddpm_epoch_order_next(&s, seq + got, B);
         got += B;
     }
     /* each epoch is a permutation, and epochs differ */
@@ -589,44 +554,44 @@ static void test_sampler(void **state) {
     for (int i = 0; i < N; i++) identity += seq[i] == i;
     assert_true(identity < N / 2);
     assert_int_equal(s.epoch, (uint32_t)(got - 1) / N);
-    ddpm_sampler_free(&s);
+    ddpm_epoch_order_free(&s);
 
     /* same seed, same sequence; another seed, another */
     int again[TOTAL + B], other[TOTAL + B];
-    ddpm_sampler_init(&s, N, 1234);
-    ddpm_sampler_next_batch(&s, again, got);
-    ddpm_sampler_free(&s);
+    ddpm_epoch_order_init(&s, N, 1234);
+    ddpm_epoch_order_next(&s, again, got);
+    ddpm_epoch_order_free(&s);
     assert_memory_equal(seq, again, (size_t)got * sizeof(int));
-    ddpm_sampler_init(&s, N, 1235);
-    ddpm_sampler_next_batch(&s, other, got);
-    ddpm_sampler_free(&s);
+    ddpm_epoch_order_init(&s, N, 1235);
+    ddpm_epoch_order_next(&s, other, got);
+    ddpm_epoch_order_free(&s);
     assert_memory_not_equal(seq, other, (size_t)N * sizeof(int));
 
     /* resume from the (epoch, pos) saved before every batch reproduces the rest */
     for (int start = 0; start < got; start += B) {
-        ddpm_sampler_order r;
-        assert_int_equal(ddpm_sampler_resume(&r, N, 1234, ep[start], pos[start]), DDPM_OK);
-        ddpm_sampler_next_batch(&r, again, got - start);
+        ddpm_epoch_order r;
+        assert_int_equal(ddpm_epoch_order_resume(&r, N, 1234, ep[start], pos[start]), DDPM_OK);
+        ddpm_epoch_order_next(&r, again, got - start);
         assert_memory_equal(again, seq + start, (size_t)(got - start) * sizeof(int));
-        ddpm_sampler_free(&r);
+        ddpm_epoch_order_free(&r);
     }
     /* resuming exactly at the end of an epoch (pos == n) */
-    ddpm_sampler_order r;
-    assert_int_equal(ddpm_sampler_resume(&r, N, 1234, 0, N), DDPM_OK);
-    ddpm_sampler_next_batch(&r, again, N);
+    ddpm_epoch_order r;
+    assert_int_equal(ddpm_epoch_order_resume(&r, N, 1234, 0, N), DDPM_OK);
+    ddpm_epoch_order_next(&r, again, N);
     assert_memory_equal(again, seq + N, N * sizeof(int));
     assert_int_equal(r.epoch, 1);
-    ddpm_sampler_free(&r);
+    ddpm_epoch_order_free(&r);
     /* a batch larger than the dataset spans several epochs */
-    ddpm_sampler_init(&r, 3, 9);
+    ddpm_epoch_order_init(&r, 3, 9);
     int big[7];
-    ddpm_sampler_next_batch(&r, big, 7);
+    ddpm_epoch_order_next(&r, big, 7);
     assert_true(is_permutation(big, 3) && is_permutation(big + 3, 3));
     assert_int_equal(r.epoch, 2);
-    ddpm_sampler_free(&r);
+    ddpm_epoch_order_free(&r);
 
-    assert_int_equal(ddpm_sampler_resume(&r, N, 1, 0, N + 1), DDPM_ERR_ARG);
-    assert_int_equal(ddpm_sampler_init(&r, 0, 1), DDPM_ERR_ARG);
+    assert_int_equal(ddpm_epoch_order_resume(&r, N, 1, 0, N + 1), DDPM_ERR_ARG);
+    assert_int_equal(ddpm_epoch_order_init(&r, 0, 1), DDPM_ERR_ARG);
 }
 
 /* ---- the real MNIST (if present) ------------------------------------------------------------- */
@@ -678,9 +643,9 @@ int main(void) {
         T(test_missing_file),
         T(test_dataset_load),
         T(test_dataset_colour),
-        T(test_resolve),
+        T(test_find),
         T(test_idx_write_roundtrip),
-        T(test_sampler),
+        T(test_epoch_order),
         T(test_real_mnist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,5 @@
 /* data.h: datasets. IDX files (MNIST, Fashion-MNIST), raw or gzip; finding
- * them on disk; turning them into float batches; the epoch shuffler.
+ * them on disk; turning them into float batches; the epoch order.
  *
  * IDX format (LeCun): a big-endian u32 magic 0x000008DD, where 0x08 is the
  * element type (unsigned byte, the only one supported) and DD the number of
@@ -76,16 +76,13 @@ typedef struct {
 ddpm_status ddpm_dataset_load(ddpm_dataset *ds, const char *dir, bool train);
 void ddpm_dataset_free(ddpm_dataset *ds);
 
-/* Resolve the --data argument to a directory (written to out_dir, cap bytes):
- *   "mnist"    the first of data_dir (if not NULL), $DDPM_DATA_DIR (if set),
- *              ./data/mnist that holds train-images-idx3-ubyte[.gz]
- *   "fashion"  (or "fashion-mnist") data_dir if given, else
- *              /usr/share/datasets/fashion-mnist (Debian dataset-fashion-mnist)
- *   other      a directory path, used as is (data_dir is ignored)
- * When the data is missing the message says how to get it. */
-ddpm_status ddpm_data_resolve(char *out_dir, size_t cap, const char *data, const char *data_dir);
-
-#define DDPM_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+/* The first of dirs[0..n) (NULL entries are skipped) that holds the train
+ * images (train-images-idx3-ubyte[.gz]), copied to out_dir (cap bytes).
+ * Callers list the places they look (a command-line flag, an environment
+ * variable, a default); the library reads no environment. DDPM_ERR_IO when
+ * none does, naming every directory looked in:
+ *   no train-images-idx3-ubyte[.gz] in 'data/mnist', '/srv/mnist' */
+ddpm_status ddpm_dataset_find(char *out_dir, size_t cap, const char *const *dirs, int n);
 
 /* ---- batches ---------------------------------------------------------------- */
 
@@ -94,11 +91,12 @@ void ddpm_dataset_to_float(float *out, const ddpm_dataset *ds, const int *idx, i
 /* out (B) = labels of images idx[0..B) (ds->labels must not be NULL). */
 void ddpm_dataset_get_labels(int *out, const ddpm_dataset *ds, const int *idx, int B);
 
-/* ---- epoch shuffler ----------------------------------------------------------
+/* ---- epoch order -------------------------------------------------------------
+ * The order in which training visits the dataset (not the diffusion sampler).
  * Visits 0..n-1 in a fresh random order every epoch. The order of epoch e is
  * a Fisher-Yates shuffle (ddpm_rng_below) driven by a generator seeded from
  * (seed, e) alone, so (seed, epoch, pos) is the whole state: save those three
- * numbers and ddpm_sampler_resume reproduces the rest of the sequence
+ * numbers and ddpm_epoch_order_resume reproduces the rest of the sequence
  * exactly. A batch that runs past the end of an epoch continues with the
  * next epoch's order, so every batch is full and every index appears exactly
  * once per epoch. Derive `seed` from the run's generator at the start of
@@ -109,14 +107,14 @@ typedef struct {
     uint32_t epoch; /* the epoch perm belongs to, counting from 0 */
     uint64_t seed;  /* base seed */
     int *perm;      /* (n) the order of the current epoch */
-} ddpm_sampler_order;
+} ddpm_epoch_order;
 
-ddpm_status ddpm_sampler_init(ddpm_sampler_order *s, int n, uint64_t seed);
+ddpm_status ddpm_epoch_order_init(ddpm_epoch_order *s, int n, uint64_t seed);
 /* Continue a saved (seed, epoch, pos); 0 <= pos <= n. */
-ddpm_status ddpm_sampler_resume(ddpm_sampler_order *s, int n, uint64_t seed, uint32_t epoch,
+ddpm_status ddpm_epoch_order_resume(ddpm_epoch_order *s, int n, uint64_t seed, uint32_t epoch,
                                 int pos);
 /* idx (B) = the next B indices. */
-void ddpm_sampler_next_batch(ddpm_sampler_order *s, int *idx, int B);
-void ddpm_sampler_free(ddpm_sampler_order *s);
+void ddpm_epoch_order_next(ddpm_epoch_order *s, int *idx, int B);
+void ddpm_epoch_order_free(ddpm_epoch_order *s);
 
 #endif

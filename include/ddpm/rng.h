@@ -22,6 +22,13 @@ typedef struct {
 } ddpm_rng;
 
 void ddpm_rng_seed(ddpm_rng *rng, uint64_t seed);
+
+/* splitmix64 (Steele, Lea & Flood, 2014), the one definition in the code: the
+ * generator is x += DDPM_GOLDEN_GAMMA, output ddpm_splitmix64(x). The output
+ * function alone is a bijective 64-bit mixer, used to derive independent seeds
+ * from (seed, counter) pairs, e.g. ddpm_splitmix64(seed ^ GAMMA * (i + 1)). */
+#define DDPM_GOLDEN_GAMMA 0x9e3779b97f4a7c15ULL
+uint64_t ddpm_splitmix64(uint64_t z);
 uint64_t ddpm_rng_u64(ddpm_rng *rng);
 /* Uniform double in [0, 1) with 53 random bits. */
 double ddpm_rng_uniform(ddpm_rng *rng);

@@ -1,12 +1,26 @@
-/* train.h: one DDPM training step and the state it carries (L_simple,
- * DESIGN.md §5), shared by `ddpm train` and `ddpm bench`.
+/* train.h: the DDPM trainer (L_simple, DESIGN.md §5): it runs the training
+ * iterations and owns everything needed to continue a run exactly.
  *
- * A step: draw t ~ U{0..T-1} and eps ~ N(0, I); x_t = q_sample(x_0, t, eps);
+ * An iteration: take the next batch of the attached dataset in the epoch
+ * order; draw t ~ U{0..T-1} and eps ~ N(0, I); x_t = q_sample(x_0, t, eps);
  * loss = mean l(eps, model(x_t, t, labels)); backward; clip the global
  * gradient norm; AdamW with warmup and cosine (or constant) LR; EMA update.
- * All the state needed to continue exactly (parameters, Adam moments, EMA,
- * step, both random generators) goes into the checkpoint, so N steps in one
- * run and N/2 + resume + N/2 give bit-identical weights.
+ *
+ * The resume state is the trainer's alone: parameters, Adam moments, EMA, the
+ * step, both random generators and the data order (seed, epoch, position)
+ * are written by ddpm_trainer_save and read back, every value checked, by
+ * ddpm_trainer_resume. So N iterations in one run and N/2 + resume + N/2
+ * give bit-identical checkpoints.
+ *
+ *     ddpm_trainer *tr;
+ *     ddpm_trainer_create(&tr, &cfg);          // or ddpm_trainer_resume(&tr, path, 0)
+ *     ddpm_trainer_set_data(tr, &ds, "data/mnist");
+ *     ddpm_trainer_run(tr, cfg.iters, on_iter, ctx);   // on_iter prints, saves, stops
+ *     ddpm_trainer_save(tr, "ckpt.safetensors");
+ *
+ * Data-parallel runs (MPI, see ddpm_dist_init) use the same calls on every
+ * rank: each rank trains on its slice of every global batch, gradients are
+ * summed across ranks, and only rank 0 writes.
  */
 #ifndef DDPM_TRAIN_H
 #define DDPM_TRAIN_H
@@ -15,18 +29,43 @@
 #include <stdint.h>
 
 #include "ddpm/checkpoint.h"
+#include "ddpm/data.h"
 #include "ddpm/loss.h"
 #include "ddpm/optim.h"
 #include "ddpm/rng.h"
 #include "ddpm/schedule.h"
 #include "ddpm/unet.h"
 
+/* The checkpoint metadata a training run writes besides the model config
+ * (checkpoint.h), each key named only here. */
+#define DDPM_META_SCHEDULE "schedule"         /* linear | cosine | quadratic | sigmoid */
+#define DDPM_META_TIMESTEPS "timesteps"       /* T */
+#define DDPM_META_LOSS "loss"                 /* l2 | l1 | huber */
+#define DDPM_META_BATCH "batch"               /* global batch */
+#define DDPM_META_ITERS "iters"               /* total iterations of the LR schedule */
+#define DDPM_META_LR "lr"
+#define DDPM_META_WARMUP "warmup"
+#define DDPM_META_LR_DECAY "lr_decay"         /* cosine | constant */
+#define DDPM_META_MIN_LR_RATIO "min_lr_ratio"
+#define DDPM_META_WEIGHT_DECAY "weight_decay"
+#define DDPM_META_CLIP "clip"
+#define DDPM_META_EMA_DECAY "ema_decay"
+#define DDPM_META_COND_DROP "cond_drop"
+#define DDPM_META_SEED "seed"
+#define DDPM_META_STEP "step"                 /* iterations done */
+#define DDPM_META_RNG "rng"                   /* xoshiro256** state, 64 hex digits */
+#define DDPM_META_DROPOUT_RNG "dropout_rng"
+#define DDPM_META_DATA_SEED "data_seed"       /* the epoch order (data.h) */
+#define DDPM_META_DATA_EPOCH "data_epoch"
+#define DDPM_META_DATA_POS "data_pos"
+#define DDPM_META_DATA "data"                 /* the dataset's name, as set_data got it */
+
 typedef struct {
     ddpm_unet_config model;
     ddpm_schedule_kind schedule;
     int T;                 /* diffusion timesteps */
     ddpm_loss_kind loss;
-    int batch;
+    int batch;             /* global batch (split across ranks in a data-parallel run) */
     int64_t iters;         /* total optimizer steps (the LR schedule spans them) */
     float lr;              /* peak learning rate */
     int64_t warmup;        /* linear warmup steps */
@@ -42,8 +81,10 @@ typedef struct {
 void ddpm_train_config_default(ddpm_train_config *c);
 
 typedef struct {
-    double loss, grad_norm;
+    int64_t iter;          /* iterations done, this one included */
+    double loss, grad_norm; /* of the whole (global) batch */
     float lr;
+    double comm_s;         /* seconds spent summing across ranks (0 in a world of one) */
 } ddpm_train_stats;
 
 typedef struct ddpm_trainer ddpm_trainer;
@@ -52,27 +93,79 @@ typedef struct ddpm_trainer ddpm_trainer;
 ddpm_status ddpm_trainer_create(ddpm_trainer **out, const ddpm_train_config *cfg);
 /* A trainer continuing the checkpoint at `path` (written by
  * ddpm_trainer_save). The checkpoint's training config is used; `iters`, if
- * > 0, replaces the total step count (to train longer). */
+ * > 0, replaces the total step count (to train longer). A missing or
+ * malformed value fails with a message naming the file and the key. */
 ddpm_status ddpm_trainer_resume(ddpm_trainer **out, const char *path, int64_t iters);
 void ddpm_trainer_free(ddpm_trainer *tr);
 
-/* One optimizer step on the batch x0 (batch, C, H, W) in [-1, 1], labels
- * (batch) or NULL. On a non-finite loss or gradient, returns DDPM_ERR_NUMERIC
- * and leaves the parameters, moments and EMA untouched. */
+/* Attach the training set (borrowed: it must outlive the trainer). `name`
+ * (e.g. its directory) is stored in checkpoints and used in messages. The
+ * images must match the model (C, H = W = res) and the labels its classes.
+ * A fresh trainer starts the epoch order from its seed; a resumed one
+ * continues the checkpoint's order, which must fit the dataset's size. */
+ddpm_status ddpm_trainer_set_data(ddpm_trainer *tr, const ddpm_dataset *ds, const char *name);
+/* The dataset name of set_data, else of the checkpoint resumed from, else NULL. */
+const char *ddpm_trainer_data_name(const ddpm_trainer *tr);
+
+/* Called with each batch after it is drawn and before the step (x0 is
+ * (n, C, H, W) in [-1, 1], labels (n) or NULL; n is this rank's share): for
+ * augmentation, or for tests that poison a batch. `iter` counts from 1. */
+typedef void (*ddpm_batch_hook)(void *ctx, float *x0, int *labels, int n, int64_t iter);
+void ddpm_trainer_set_batch_hook(ddpm_trainer *tr, ddpm_batch_hook fn, void *ctx);
+
+/* One iteration on the next batch of the attached data. On a non-finite loss
+ * or gradient, returns DDPM_ERR_NUMERIC and leaves the parameters, moments
+ * and EMA untouched (the same on every rank). */
+ddpm_status ddpm_trainer_next(ddpm_trainer *tr, ddpm_train_stats *st);
+
+/* The progress callback of ddpm_trainer_run, called on every rank after each
+ * iteration: print, save (ddpm_trainer_save), sample. Set *stop to end the run
+ * after this iteration (in a data-parallel run, when any rank sets it all
+ * stop at the same iteration). A status other than DDPM_OK ends the run with it. */
+typedef ddpm_status (*ddpm_train_progress_fn)(void *ctx, ddpm_trainer *tr, const ddpm_train_stats *st,
+                                              bool *stop);
+/* Iterate (ddpm_trainer_next) until `until` iterations are done or fn stops. */
+ddpm_status ddpm_trainer_run(ddpm_trainer *tr, int64_t until, ddpm_train_progress_fn fn, void *ctx);
+
+/* One optimizer step on the caller's batch x0 (batch, C, H, W) in [-1, 1],
+ * labels (batch) or NULL, without the attached data (used by `ddpm bench`).
+ * Single-process only. */
 ddpm_status ddpm_trainer_step(ddpm_trainer *tr, const float *x0, const int *labels,
                               ddpm_train_stats *st);
 
-/* Writes model, EMA, Adam moments, the training config and state, plus the
- * caller's extra metadata (at most 16 entries), atomically. */
-ddpm_status ddpm_trainer_save(const ddpm_trainer *tr, const char *path, const ddpm_st_meta *extra,
-                              int nextra);
+/* Writes model, EMA, Adam moments and the metadata above, atomically. In a
+ * data-parallel run only rank 0 writes (the others return DDPM_OK). */
+ddpm_status ddpm_trainer_save(const ddpm_trainer *tr, const char *path);
+
+/* Debug check of a data-parallel run: every `every` iterations (0 = never)
+ * compare a checksum of the parameters across ranks; a mismatch fails the
+ * iteration with DDPM_ERR_NUMERIC on every rank. */
+void ddpm_trainer_set_check_sync(ddpm_trainer *tr, int64_t every);
 
 const ddpm_train_config *ddpm_trainer_config(const ddpm_trainer *tr);
 int64_t ddpm_trainer_step_count(const ddpm_trainer *tr);
 ddpm_unet *ddpm_trainer_model(ddpm_trainer *tr);
 const float *ddpm_trainer_ema(const ddpm_trainer *tr); /* parameters if EMA is off */
 const ddpm_schedule *ddpm_trainer_schedule(const ddpm_trainer *tr);
-/* The checkpoint metadata of the last resume (for the caller's own keys), or NULL. */
-const char *ddpm_trainer_resume_meta(const ddpm_trainer *tr, const char *key);
+
+/* ---- data-parallel runs (MPI) ----------------------------------------------
+ * Under `mpirun -np R`, call ddpm_dist_init before creating the trainer (it
+ * joins the job; in a process not started by mpirun, or a build without MPI,
+ * the world is one rank and nothing changes). Then every rank creates or
+ * resumes the same trainer, loads the same data and runs: each rank draws the
+ * whole global batch's indices, timesteps and noise from the run's one
+ * generator and trains on its batch/R slice; gradients and losses are summed
+ * with MPI_Allreduce, so every rank applies the same AdamW and EMA update and
+ * the run equals the 1-rank run up to the order of float additions (with
+ * dropout > 0 the masks differ: each rank has its own dropout stream). */
+ddpm_status ddpm_dist_init(int *argc, char ***argv);
+void ddpm_dist_finalize(void);
+/* Ends every rank of the job at once (MPI_Abort); a no-op in a world of one. */
+void ddpm_dist_abort(int code);
+bool ddpm_dist_available(void); /* the build has MPI */
+int ddpm_dist_rank(void);
+int ddpm_dist_size(void);
+/* True on every rank when `b` is true on any (a collective: all ranks call it). */
+bool ddpm_dist_any(bool b);
 
 #endif

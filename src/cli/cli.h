@@ -18,9 +18,13 @@ typedef struct {
 #define DDPM_DEFAULT_RUN_DIR "runs/mnist"
 #define DDPM_CKPT_FILE "ckpt.safetensors"
 
-/* Training-state metadata keys in the checkpoint (besides the model config). */
-#define DDPM_META_SCHEDULE "schedule"   /* linear | cosine | quadratic | sigmoid */
-#define DDPM_META_TIMESTEPS "timesteps" /* T */
+#include "ddpm/train.h" /* the checkpoint's metadata keys, DDPM_META_* */
+
+/* Resolve `--data NAME` (mnist, fashion or a directory) and `--data-dir DIR`
+ * to the dataset's directory: "mnist" is the first of DIR, $DDPM_DATA_DIR and
+ * ./data/mnist that holds the files; "fashion" DIR or Debian's
+ * /usr/share/datasets/fashion-mnist. The message says how to get missing data. */
+ddpm_status ddpm_cli_data_dir(char *out_dir, size_t cap, const char *data, const char *data_dir);
 
 /* one per src/cli/cmd_<name>.c */
 extern const ddpm_cli_command ddpm_cmd_info;

@@ -124,7 +124,7 @@ static int cmd_noise(int argc, char **argv) {
         }
     }
     char dir[4096];
-    if (ddpm_data_resolve(dir, sizeof dir, data, data_dir)) {
+    if (ddpm_cli_data_dir(dir, sizeof dir, data, data_dir)) {
         ddpm_cli_error(CMD);
         return 1;
     }

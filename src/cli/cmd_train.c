@@ -5,6 +5,7 @@
  * iteration), loss.png (the loss curve), samples.png (a grid from the EMA
  * weights at the end) and samples_NNNNNN.png every --sample-every.
  */
+#define _DEFAULT_SOURCE /* flock */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <inttypes.h>
@@ -13,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "args.h"
@@ -165,40 +169,143 @@ static ddpm_status write_loss_plot(const train_log *L, const char *dir) {
     return ddpm_plot_line_png(path, L->loss, (int)L->n, 800, 400, true, "TRAINING LOSS (LOG SCALE) VS ITERATION");
 }
 
+/* ---- the lock on --out ---------------------------------------------------------------- */
+
+/* OUT/.lock, held with flock for the whole run: the kernel drops the lock
+ * when the process dies, so a crashed run never blocks the next one. The
+ * file is removed on a clean exit; a run that finds the file replaced
+ * between open and flock (the holder just removed it) tries again. */
+static int lock_out(const char *out, char *lock, size_t cap) {
+    snprintf(lock, cap, "%s/.lock", out);
+    for (int tries = 0; tries < 3; tries++) {
+        int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            fprintf(stderr, "ddpm train: cannot create '%s': %s\n", lock, strerror(errno));
+            return -1;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB)) {
+            int e = errno;
+            close(fd);
+            if (e == EWOULDBLOCK)
+                fprintf(stderr, "ddpm train: '%s' is in use by another ddpm train (lock '%s' held)\n", out, lock);
+            else
+                fprintf(stderr, "ddpm train: cannot lock '%s': %s\n", lock, strerror(e));
+            return -1;
+        }
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && stat(lock, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev) return fd;
+        close(fd);
+    }
+    fprintf(stderr, "ddpm train: cannot lock '%s': it keeps changing\n", lock);
+    return -1;
+}
+
+static void unlock_out(int fd, const char *lock) {
+    if (fd < 0) return;
+    unlink(lock);
+    close(fd);
+}
+
 /* ---- the command ------------------------------------------------------------------------ */
 
 typedef struct {
     const char *data, *data_dir, *out, *schedule, *loss, *lr_decay;
-    int T, batch, threads, ckpt_every, sample_every, log_every, iters, warmup, stop_after;
+    int T, batch, threads, ckpt_every, sample_every, log_every, iters, warmup, stop_after, check_sync;
     float lr, clip, ema, weight_decay, cond_drop;
     uint64_t seed;
     bool resume, force;
 } train_flags;
 
-/* Besides the trainer's state: where the data is and where in it we are. */
-static ddpm_status save_checkpoint(ddpm_trainer *tr, const ddpm_sampler_order *order, const char *data_dir,
-                                   const char *path) {
-    char v[3][32];
-    snprintf(v[0], sizeof v[0], "%" PRIu64, order->seed);
-    snprintf(v[1], sizeof v[1], "%" PRIu32, order->epoch);
-    snprintf(v[2], sizeof v[2], "%d", order->pos);
-    ddpm_st_meta extra[4] = {{"data_seed", v[0]}, {"data_epoch", v[1]}, {"data_pos", v[2]}, {"data", data_dir}};
-    return ddpm_trainer_save(tr, path, extra, 4);
+/* What the progress callback needs. */
+typedef struct {
+    const train_flags *f;
+    train_log L;
+    ddpm_unet *inf;       /* inference copy of the model for sample grids */
+    const char *ckpt;
+    bool tty, lead;       /* lead: this process prints and writes (rank 0) */
+    int log_every;
+    int64_t stop_at, it_last, iters;
+    int batch;
+    double t0, t_last, smooth;
+    double comm_s;        /* time spent summing across ranks */
+} progress;
+
+static void print_progress(progress *p, const ddpm_train_stats *st) {
+    double t = ddpm_cli_now();
+    double ips = (double)(st->iter - p->it_last) * p->batch / (t - p->t_last), elapsed = t - p->t0;
+    p->t_last = t;
+    p->it_last = st->iter;
+    fprintf(p->L.f, "%" PRId64 ",%.6f,%.6g,%.4f,%.1f,%.1f\n", st->iter, st->loss, (double)st->lr, st->grad_norm, ips,
+            elapsed);
+    fflush(p->L.f);
+    char eta[32], el[32];
+    ddpm_cli_fmt_duration(eta, sizeof eta, (double)(p->iters - st->iter) * p->batch / ips);
+    ddpm_cli_fmt_duration(el, sizeof el, elapsed);
+    fprintf(stderr, "%siter %" PRId64 "/%" PRId64 "  loss %.4f  lr %.2e  grad %.3f  %.0f img/s  %s elapsed  ETA %s%s",
+            p->tty ? "\r\033[K" : "", st->iter, p->iters, p->smooth, (double)st->lr, st->grad_norm, ips, el, eta,
+            p->tty ? "" : "\n");
+    fflush(stderr);
 }
 
-static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) {
-    char dir[1024], ckpt[1100], path[1100];
-    int rc = 1;
-    ddpm_dataset ds = {0};
-    ddpm_sampler_order order = {0};
-    ddpm_trainer *tr = NULL;
-    ddpm_unet *inf = NULL;
-    train_log L = {0};
-    float *x0 = NULL;
-    int *idx = NULL, *labels = NULL;
+/* After every iteration: log, checkpoint, sample grid, stop on a signal. */
+static ddpm_status on_iter(void *ctx, ddpm_trainer *tr, const ddpm_train_stats *st, bool *stop) {
+    progress *p = ctx;
+    const train_flags *f = p->f;
+    int64_t it = st->iter;
+    *stop = g_stop != 0;
+    if (!p->lead) return DDPM_OK;
+    p->comm_s += st->comm_s;
+    if (it - 1 < p->L.cap) {
+        p->L.loss[it - 1] = (float)st->loss;
+        p->L.n = it;
+    }
+    p->smooth = isnan(p->smooth) ? st->loss : 0.98 * p->smooth + 0.02 * st->loss;
+    bool last = it == p->stop_at;
+    if (it % p->log_every == 0 || last) print_progress(p, st);
+    ddpm_status s;
+    if (f->ckpt_every > 0 && it % f->ckpt_every == 0 && !last) {
+        if ((s = ddpm_trainer_save(tr, p->ckpt))) return s;
+        write_loss_plot(&p->L, f->out);
+    }
+    if (f->sample_every > 0 && it % f->sample_every == 0) {
+        char path[1100];
+        snprintf(path, sizeof path, "%s/samples_%06" PRId64 ".png", f->out, it);
+        if ((s = write_sample_grid(tr, p->inf, path))) return s;
+    }
+    return DDPM_OK;
+}
 
-    int threads = ddpm_cli_threads(f->threads);
-    snprintf(ckpt, sizeof ckpt, "%s/%s", f->out, DDPM_CKPT_FILE);
+/* test hook: poison the batch of iteration DDPM_TEST_NAN_AT to exercise the
+ * non-finite-loss path (like git's GIT_TEST_* variables) */
+static void nan_hook(void *ctx, float *x0, int *labels, int n, int64_t iter) {
+    if (iter == *(const int64_t *)ctx) x0[0] = NAN;
+}
+
+static ddpm_status make_trainer(ddpm_trainer **tr, const train_flags *f, ddpm_opt *opts, int nopts,
+                                const ddpm_model_flags *mf, const ddpm_dataset *ds) {
+    ddpm_train_config c;
+    ddpm_train_config_default(&c);
+    ddpm_model_flags_apply(mf, &c.model);
+    if (!ddpm_opts_seen(opts, nopts, "--channels")) c.model.in_ch = ds->c;
+    if (!ddpm_opts_seen(opts, nopts, "--size")) c.model.res = ds->h;
+    c.schedule = (ddpm_schedule_kind)ddpm_schedule_parse(f->schedule);
+    c.loss = (ddpm_loss_kind)ddpm_loss_parse(f->loss);
+    c.decay = (ddpm_lr_decay)ddpm_lr_decay_parse(f->lr_decay);
+    c.T = f->T;
+    c.batch = f->batch;
+    c.iters = f->iters;
+    c.lr = f->lr;
+    c.warmup = f->warmup;
+    c.clip = f->clip;
+    c.ema_decay = f->ema;
+    c.weight_decay = f->weight_decay;
+    c.cond_drop = f->cond_drop;
+    c.seed = f->seed;
+    return ddpm_trainer_create(tr, &c);
+}
+
+/* The overwrite guard: a checkpoint in --out needs --resume or --force. */
+static int check_out(const train_flags *f, const char *ckpt) {
     if (!f->resume && !f->force && file_exists(ckpt)) {
         fprintf(stderr, "ddpm train: '%s' already exists; pass --resume to continue that run, "
                         "--force to start over, or --out DIR for a new one\n", ckpt);
@@ -208,186 +315,246 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
         fprintf(stderr, "ddpm train: cannot resume: '%s' does not exist\n", ckpt);
         return 1;
     }
+    return 0;
+}
 
+/* The end of a run that was not stopped by an error. */
+static int finish(progress *p, ddpm_trainer *tr, int64_t step0) {
+    const train_flags *f = p->f;
+    int64_t it = ddpm_trainer_step_count(tr);
+    if (!p->lead) return g_stop ? 128 + g_stop : 0; /* rank 0 saves and reports */
+    if (ddpm_trainer_save(tr, p->ckpt) || write_loss_plot(&p->L, f->out)) return -1;
+    if (ddpm_dist_size() > 1 && it > step0)
+        fprintf(stderr, "ddpm train: %d ranks; summing the gradients across ranks took %.1f ms per iteration\n",
+                ddpm_dist_size(), 1e3 * p->comm_s / (double)(it - step0));
+    if (g_stop) {
+        fprintf(stderr, "ddpm train: %s at iteration %" PRId64 "; checkpoint saved to '%s' (continue with --resume)\n",
+                g_stop == SIGINT ? "interrupted" : "terminated", it, p->ckpt);
+        return 128 + g_stop;
+    }
+    if (it < p->iters) {
+        printf("stopped after %" PRId64 " iterations (--stop-after) at iteration %" PRId64 " of %" PRId64
+               "; checkpoint saved to '%s' (continue with --resume)\n", it - step0, it, p->iters, p->ckpt);
+        return 0;
+    }
+    char path[1100], el[32];
+    snprintf(path, sizeof path, "%s/samples.png", f->out);
+    if (write_sample_grid(tr, p->inf, path)) return -1;
+    ddpm_cli_fmt_duration(el, sizeof el, ddpm_cli_now() - p->t0);
+    printf("trained %" PRId64 " iterations in %s; final loss %.4f (smoothed)\n", it - step0, el, p->smooth);
+    printf("wrote %s, %s/log.csv, %s/loss.png, %s\n", p->ckpt, f->out, f->out, path);
+    return 0;
+}
+
+static void print_start(const ddpm_trainer *tr, const ddpm_dataset *ds, const char *dir, int threads) {
+    const ddpm_train_config *c = ddpm_trainer_config(tr);
+    int64_t step0 = ddpm_trainer_step_count(tr);
+    size_t np = ddpm_unet_num_params(ddpm_trainer_model((ddpm_trainer *)tr));
+    char ranks[64] = "";
+    if (ddpm_dist_size() > 1) snprintf(ranks, sizeof ranks, " per rank x %d ranks", ddpm_dist_size());
+    fprintf(stderr,
+            "ddpm train: %s: %d images %dx%dx%d; model %zu parameters; T=%d %s; batch %d; %" PRId64
+            " iterations%s; %d threads%s\n",
+            dir, ds->n, ds->c, ds->h, ds->w, np, c->T, ddpm_schedule_name(c->schedule), c->batch, c->iters,
+            step0 ? " (resumed)" : "", threads, ranks);
+    if (step0 >= c->iters) fprintf(stderr, "ddpm train: the checkpoint is already at iteration %" PRId64 "\n", step0);
+}
+
+/* Trains from the loaded data to the end (or --stop-after, or a signal). */
+static int train_loop(progress *p, ddpm_trainer *tr, const ddpm_train_config *c) {
+    const train_flags *f = p->f;
+    int64_t step0 = ddpm_trainer_step_count(tr);
+    p->iters = c->iters;
+    p->batch = c->batch;
+    p->tty = ddpm_cli_tty();
+    p->log_every = f->log_every > 0 ? f->log_every
+                                    : (int)(c->iters / 50 > 0 ? (c->iters / 50 < 100 ? c->iters / 50 : 100) : 1);
+    p->t0 = p->t_last = ddpm_cli_now();
+    p->smooth = NAN;
+    p->it_last = step0;
+    p->stop_at = f->stop_after > 0 && step0 + f->stop_after < c->iters ? step0 + f->stop_after : c->iters;
+    install_handlers();
+    ddpm_status s = ddpm_trainer_run(tr, p->stop_at, on_iter, p);
+    if (p->tty) fputc('\n', stderr);
+    if (s == DDPM_ERR_NUMERIC) { /* the same on every rank: rank 0 reports it */
+        if (!p->lead) return 1;
+        ddpm_cli_error(CMD);
+        fprintf(stderr, "ddpm train: stopped; the last checkpoint '%s' is untouched (try a lower --lr)\n", p->ckpt);
+        return 1;
+    }
+    if (s) return -1;
+    return finish(p, tr, step0);
+}
+
+/* Everything a run holds, released by run_free. */
+typedef struct {
+    char dir[1024], ckpt[1100], lock[1100];
+    int lock_fd, threads;
+    ddpm_dataset ds;
+    ddpm_trainer *tr;
+    int64_t nan_at;
+} run_state;
+
+/* Rank 0's output side: the directory, its lock, the log. */
+static int open_outputs(run_state *r, progress *p) {
+    const train_flags *f = p->f;
+    if (make_dirs(f->out)) {
+        fprintf(stderr, "ddpm train: cannot create '%s': %s\n", f->out, strerror(errno));
+        return 1;
+    }
+    if (r->lock_fd < 0 && (r->lock_fd = lock_out(f->out, r->lock, sizeof r->lock)) < 0) return 1;
+    const ddpm_train_config *c = ddpm_trainer_config(r->tr);
+    if (log_open(&p->L, f->out, ddpm_trainer_step_count(r->tr), c->iters)) return -1;
+    return 0;
+}
+
+/* Trainer, data and outputs. Returns 0, 1 after printing a message, or -1
+ * when the library's message is still to be printed. */
+static int setup(run_state *r, progress *p, train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) {
+    r->threads = ddpm_cli_threads(f->threads);
+    snprintf(r->ckpt, sizeof r->ckpt, "%s/%s", f->out, DDPM_CKPT_FILE);
+    if (p->lead && file_exists(f->out) && (r->lock_fd = lock_out(f->out, r->lock, sizeof r->lock)) < 0) return 1;
+    if (p->lead && check_out(f, r->ckpt)) return 1;
     /* model and trainer; on --resume the data defaults to the run's own */
     bool data_given = ddpm_opts_seen(opts, nopts, "--data") || ddpm_opts_seen(opts, nopts, "--data-dir");
     if (f->resume) {
-        if (ddpm_trainer_resume(&tr, ckpt, ddpm_opts_seen(opts, nopts, "--iters") ? f->iters : 0)) goto fail;
-        const char *d = ddpm_trainer_resume_meta(tr, "data");
+        if (ddpm_trainer_resume(&r->tr, r->ckpt, ddpm_opts_seen(opts, nopts, "--iters") ? f->iters : 0)) return -1;
+        const char *d = ddpm_trainer_data_name(r->tr);
         if (!data_given && d) f->data = d;
     }
-    if (ddpm_data_resolve(dir, sizeof dir, f->data, f->data_dir) || ddpm_dataset_load(&ds, dir, true)) goto fail;
-    if (!f->resume) {
-        ddpm_train_config c;
-        ddpm_train_config_default(&c);
-        ddpm_model_flags_apply(mf, &c.model);
-        if (!ddpm_opts_seen(opts, nopts, "--channels")) c.model.in_ch = ds.c;
-        if (!ddpm_opts_seen(opts, nopts, "--size")) c.model.res = ds.h;
-        c.schedule = (ddpm_schedule_kind)ddpm_schedule_parse(f->schedule);
-        c.loss = (ddpm_loss_kind)ddpm_loss_parse(f->loss);
-        c.decay = (ddpm_lr_decay)ddpm_lr_decay_parse(f->lr_decay);
-        c.T = f->T;
-        c.batch = f->batch;
-        c.iters = f->iters;
-        c.lr = f->lr;
-        c.warmup = f->warmup;
-        c.clip = f->clip;
-        c.ema_decay = f->ema;
-        c.weight_decay = f->weight_decay;
-        c.cond_drop = f->cond_drop;
-        c.seed = f->seed;
-        if (ddpm_trainer_create(&tr, &c)) goto fail;
-    }
-    const ddpm_train_config *c = ddpm_trainer_config(tr);
-    if (c->model.in_ch != ds.c || c->model.res != ds.h || ds.h != ds.w) {
-        fprintf(stderr, "ddpm train: the model takes %dx%dx%d images, the data in '%s' is %dx%dx%d\n", c->model.in_ch,
-                c->model.res, c->model.res, dir, ds.c, ds.h, ds.w);
-        goto done;
-    }
-    if (c->model.num_classes > 0 && c->model.num_classes < ds.num_classes) {
-        fprintf(stderr, "ddpm train: --classes %d, but the labels in '%s' go up to %d\n", c->model.num_classes, dir,
-                ds.num_classes - 1);
-        goto done;
-    }
-    if (ddpm_unet_create(&inf, &c->model, 16, false)) goto fail;
-
-    /* data order: a fixed function of the seed, continued on resume */
-    int64_t step0 = ddpm_trainer_step_count(tr);
-    if (f->resume) {
-        const char *s1 = ddpm_trainer_resume_meta(tr, "data_seed"), *s2 = ddpm_trainer_resume_meta(tr, "data_epoch"),
-                   *s3 = ddpm_trainer_resume_meta(tr, "data_pos");
-        if (!s1 || !s2 || !s3) {
-            fprintf(stderr, "ddpm train: '%s' lacks the data-order state (data_seed, data_epoch, data_pos)\n", ckpt);
-            goto done;
-        }
-        long long pos = strtoll(s3, NULL, 10);
-        if (pos < 0 || pos > ds.n ||
-            ddpm_sampler_resume(&order, ds.n, strtoull(s1, NULL, 10), (uint32_t)strtoul(s2, NULL, 10), (int)pos))
-            goto fail;
-    } else {
-        ddpm_rng r;
-        ddpm_rng_seed(&r, c->seed ^ 0x5eed0da7aULL);
-        if (ddpm_sampler_init(&order, ds.n, ddpm_rng_u64(&r))) goto fail;
-    }
-
-    if (make_dirs(f->out)) {
-        fprintf(stderr, "ddpm train: cannot create '%s': %s\n", f->out, strerror(errno));
-        goto done;
-    }
-    if (log_open(&L, f->out, step0, c->iters)) goto fail;
-
-    size_t D = (size_t)c->model.in_ch * c->model.res * c->model.res;
-    x0 = ddpm_malloc((size_t)c->batch * D * sizeof(float));
-    idx = malloc((size_t)c->batch * sizeof *idx);
-    labels = malloc((size_t)c->batch * sizeof *labels);
-    if (!x0 || !idx || !labels) {
-        fprintf(stderr, "ddpm train: out of memory\n");
-        goto done;
-    }
-
-    size_t np = ddpm_unet_num_params(ddpm_trainer_model(tr));
-    fprintf(stderr,
-            "ddpm train: %s: %d images %dx%dx%d; model %zu parameters; T=%d %s; batch %d; %" PRId64
-            " iterations%s; %d threads\n",
-            dir, ds.n, ds.c, ds.h, ds.w, np, c->T, ddpm_schedule_name(c->schedule), c->batch, c->iters,
-            step0 ? " (resumed)" : "", threads);
-    if (step0 >= c->iters) fprintf(stderr, "ddpm train: the checkpoint is already at iteration %" PRId64 "\n", step0);
-
-    install_handlers();
-    bool tty = ddpm_cli_tty();
-    int log_every = f->log_every > 0 ? f->log_every : (int)(c->iters / 50 > 0 ? (c->iters / 50 < 100 ? c->iters / 50 : 100) : 1);
-    double t0 = ddpm_cli_now(), t_last = t0, smooth = NAN, ips = 0;
-    int64_t it_last = step0;
-    bool want_labels = c->model.num_classes > 0;
-    int64_t stop_at = f->stop_after > 0 && step0 + f->stop_after < c->iters ? step0 + f->stop_after : c->iters;
-    /* test hook: poison the batch of this iteration to exercise the
-     * non-finite-loss path (like git's GIT_TEST_* variables) */
+    if (ddpm_cli_data_dir(r->dir, sizeof r->dir, f->data, f->data_dir) || ddpm_dataset_load(&r->ds, r->dir, true))
+        return -1;
+    if (!f->resume && make_trainer(&r->tr, f, opts, nopts, mf, &r->ds)) return -1;
+    if (ddpm_trainer_set_data(r->tr, &r->ds, r->dir)) return -1;
+    ddpm_trainer_set_check_sync(r->tr, f->check_sync);
     const char *nan_env = getenv("DDPM_TEST_NAN_AT");
-    int64_t nan_at = nan_env ? strtoll(nan_env, NULL, 10) : -1;
+    r->nan_at = nan_env ? strtoll(nan_env, NULL, 10) : -1;
+    if (nan_env) ddpm_trainer_set_batch_hook(r->tr, nan_hook, &r->nan_at);
+    if (!p->lead) return 0;
+    if (ddpm_unet_create(&p->inf, &ddpm_trainer_config(r->tr)->model, 16, false)) return -1;
+    return open_outputs(r, p);
+}
 
-    while (ddpm_trainer_step_count(tr) < stop_at && !g_stop) {
-        ddpm_sampler_next_batch(&order, idx, c->batch);
-        ddpm_dataset_to_float(x0, &ds, idx, c->batch);
-        if (want_labels) ddpm_dataset_get_labels(labels, &ds, idx, c->batch);
-        if (ddpm_trainer_step_count(tr) + 1 == nan_at) x0[0] = NAN;
-        ddpm_train_stats st;
-        if (ddpm_trainer_step(tr, x0, want_labels ? labels : NULL, &st)) {
-            if (tty) fputc('\n', stderr);
+/* In a data-parallel run the ranks agree on whether setup failed; rank 0's
+ * message is printed if it has one, else that of each rank that failed. */
+static int agree(int rc, bool lead) {
+    if (ddpm_dist_size() == 1) {
+        if (rc < 0) ddpm_cli_error(CMD);
+        return rc ? 1 : 0;
+    }
+    if (lead && rc < 0) ddpm_cli_error(CMD);
+    bool lead_failed = ddpm_dist_any(lead && rc != 0);
+    if (!lead && rc != 0 && !lead_failed) fprintf(stderr, "ddpm train: rank %d: %s\n", ddpm_dist_rank(), ddpm_last_error());
+    return ddpm_dist_any(rc != 0) ? 1 : 0;
+}
+
+static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) {
+    run_state r = {.lock_fd = -1};
+    progress p = {.f = f, .ckpt = r.ckpt, .lead = ddpm_dist_rank() == 0};
+    int rc = agree(setup(&r, &p, f, opts, nopts, mf), p.lead);
+    if (!rc) {
+        if (p.lead) print_start(r.tr, &r.ds, r.dir, r.threads);
+        rc = train_loop(&p, r.tr, ddpm_trainer_config(r.tr));
+        if (rc < 0) {
             ddpm_cli_error(CMD);
-            fprintf(stderr, "ddpm train: stopped; the last checkpoint '%s' is untouched (try a lower --lr)\n", ckpt);
-            goto done;
-        }
-        int64_t it = ddpm_trainer_step_count(tr);
-        if (it - 1 < L.cap) {
-            L.loss[it - 1] = (float)st.loss;
-            L.n = it;
-        }
-        smooth = isnan(smooth) ? st.loss : 0.98 * smooth + 0.02 * st.loss;
-        bool last = it == stop_at;
-        if (it % log_every == 0 || last) {
-            double t = ddpm_cli_now();
-            ips = (double)(it - it_last) * c->batch / (t - t_last);
-            t_last = t;
-            it_last = it;
-            double elapsed = t - t0;
-            fprintf(L.f, "%" PRId64 ",%.6f,%.6g,%.4f,%.1f,%.1f\n", it, st.loss, (double)st.lr, st.grad_norm, ips, elapsed);
-            fflush(L.f);
-            char eta[32], el[32];
-            ddpm_cli_fmt_duration(eta, sizeof eta, (double)(c->iters - it) * c->batch / ips);
-            ddpm_cli_fmt_duration(el, sizeof el, elapsed);
-            fprintf(stderr, "%siter %" PRId64 "/%" PRId64 "  loss %.4f  lr %.2e  grad %.3f  %.0f img/s  %s elapsed  ETA %s%s",
-                    tty ? "\r\033[K" : "", it, c->iters, smooth, (double)st.lr, st.grad_norm, ips, el, eta,
-                    tty ? "" : "\n");
-            fflush(stderr);
-        }
-        if (f->ckpt_every > 0 && it % f->ckpt_every == 0 && !last) {
-            if (save_checkpoint(tr, &order, dir, ckpt)) goto fail_nl;
-            write_loss_plot(&L, f->out);
-        }
-        if (f->sample_every > 0 && it % f->sample_every == 0) {
-            snprintf(path, sizeof path, "%s/samples_%06" PRId64 ".png", f->out, it);
-            if (write_sample_grid(tr, inf, path)) goto fail_nl;
+            ddpm_dist_abort(1); /* a failure on one rank (rank 0's disk) ends them all */
+            rc = 1;
         }
     }
-    if (tty) fputc('\n', stderr);
-
-    int64_t it = ddpm_trainer_step_count(tr);
-    if (save_checkpoint(tr, &order, dir, ckpt)) goto fail;
-    if (write_loss_plot(&L, f->out)) goto fail;
-    if (g_stop) {
-        fprintf(stderr, "ddpm train: %s at iteration %" PRId64 "; checkpoint saved to '%s' (continue with --resume)\n",
-                g_stop == SIGINT ? "interrupted" : "terminated", it, ckpt);
-        rc = 128 + g_stop;
-        goto done;
-    }
-    if (it < c->iters) {
-        printf("stopped after %" PRId64 " iterations (--stop-after) at iteration %" PRId64 " of %" PRId64
-               "; checkpoint saved to '%s' (continue with --resume)\n", it - step0, it, c->iters, ckpt);
-        rc = 0;
-        goto done;
-    }
-    snprintf(path, sizeof path, "%s/samples.png", f->out);
-    if (write_sample_grid(tr, inf, path)) goto fail;
-    char el[32];
-    ddpm_cli_fmt_duration(el, sizeof el, ddpm_cli_now() - t0);
-    printf("trained %" PRId64 " iterations in %s; final loss %.4f (smoothed)\n", it - step0, el, smooth);
-    printf("wrote %s, %s/log.csv, %s/loss.png, %s\n", ckpt, f->out, f->out, path);
-    rc = 0;
-    goto done;
-fail_nl:
-    if (tty) fputc('\n', stderr);
-fail:
-    ddpm_cli_error(CMD);
-done:
-    log_close(&L);
-    ddpm_free(x0);
-    free(idx);
-    free(labels);
-    ddpm_unet_free(inf);
-    ddpm_trainer_free(tr);
-    ddpm_sampler_free(&order);
-    ddpm_dataset_free(&ds);
+    log_close(&p.L);
+    ddpm_unet_free(p.inf);
+    ddpm_trainer_free(r.tr);
+    ddpm_dataset_free(&r.ds);
+    unlock_out(r.lock_fd, r.lock);
     return rc;
+}
+
+/* The flags train takes, then the DDPM_MODEL_OPTS model flags. */
+#define TRAIN_OPTS 24
+#define NOPTS (TRAIN_OPTS + DDPM_MODEL_OPTS)
+
+static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
+    const ddpm_opt own[] = {
+        {"--data", NULL, OPT_STRING, &f->data, 0, 0, "NAME", "mnist, fashion, or a directory of IDX files (default mnist)"},
+        {"--data-dir", NULL, OPT_STRING, &f->data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
+        {"--steps", NULL, OPT_INT, &f->T, 2, 100000, "T", "diffusion timesteps (default 1000)"},
+        {"--schedule", NULL, OPT_STRING, &f->schedule, 0, 0, "NAME", "linear, cosine, quadratic or sigmoid (default linear)"},
+        {"--iters", NULL, OPT_INT, &f->iters, 1, 100000000, "N", "optimizer steps (default 1400: about 20 minutes on 2 cores)"},
+        {"--batch", NULL, OPT_INT, &f->batch, 1, 4096, "N", "images per step (default 64)"},
+        {"--lr", NULL, OPT_FLOAT, &f->lr, 1e-8, 1.0, "LR", "peak learning rate (default 1e-3)"},
+        {"--warmup", NULL, OPT_INT, &f->warmup, 0, 100000000, "N", "linear LR warmup steps (default 200)"},
+        {"--lr-decay", NULL, OPT_STRING, &f->lr_decay, 0, 0, "KIND", "cosine or constant after warmup (default cosine)"},
+        {"--clip", NULL, OPT_FLOAT, &f->clip, 0.0, 1e6, "NORM", "clip the global gradient norm, 0 = off (default 1)"},
+        {"--ema", NULL, OPT_FLOAT, &f->ema, 0.0, 0.999999, "DECAY", "EMA decay of the weights, 0 = off (default 0.999)"},
+        {"--weight-decay", NULL, OPT_FLOAT, &f->weight_decay, 0.0, 1.0, "WD", "AdamW weight decay (default 0)"},
+        {"--loss", NULL, OPT_STRING, &f->loss, 0, 0, "KIND", "l2, l1 or huber (default l2)"},
+        {"--cond-drop", NULL, OPT_FLOAT, &f->cond_drop, 0.0, 1.0, "P", "with --classes: train unconditionally with probability P (default 0.1)"},
+        {"--seed", NULL, OPT_U64, &f->seed, 0, 0, "N", "random seed (default 0)"},
+        {"--threads", NULL, OPT_INT, &f->threads, 0, 1024, "N", "threads, 0 = all cores (default 0)"},
+        {"--out", "-o", OPT_STRING, &f->out, 0, 0, "DIR", "output directory (default " DDPM_DEFAULT_RUN_DIR ")"},
+        {"--ckpt-every", NULL, OPT_INT, &f->ckpt_every, 0, 100000000, "N", "write the checkpoint every N iterations (default 500)"},
+        {"--sample-every", NULL, OPT_INT, &f->sample_every, 0, 100000000, "N", "write a sample grid every N iterations (default 0: at the end only)"},
+        {"--log-every", NULL, OPT_INT, &f->log_every, 0, 100000000, "N", "log every N iterations (default: about 50 lines per run)"},
+        {"--resume", NULL, OPT_FLAG, &f->resume, 0, 0, NULL, "continue the run in --out exactly where its checkpoint left off"},
+        {"--stop-after", NULL, OPT_INT, &f->stop_after, 1, 100000000, "N", "stop (and save) after N iterations of this run; --resume continues"},
+        {"--force", NULL, OPT_FLAG, &f->force, 0, 0, NULL, "start over even if --out holds a checkpoint"},
+        {"--check-sync", NULL, OPT_INT, &f->check_sync, 0, 100000000, "N", "under mpirun: compare parameter checksums across ranks every N iterations (debug)"},
+    };
+    _Static_assert(sizeof own / sizeof *own == TRAIN_OPTS, "TRAIN_OPTS counts the table");
+    memcpy(opts, own, sizeof own);
+    ddpm_model_opts(opts + TRAIN_OPTS, mf);
+}
+
+/* On --resume the checkpoint fixes the model and the training recipe. */
+static int check_resume_flags(const ddpm_opt *opts) {
+    static const char *fixed[] = {"--steps", "--schedule", "--batch", "--lr", "--warmup", "--lr-decay", "--clip",
+                                  "--ema", "--weight-decay", "--loss", "--cond-drop", "--seed"};
+    for (int i = 0; i < NOPTS; i++) {
+        bool recipe = i >= TRAIN_OPTS; /* a model flag */
+        for (size_t k = 0; k < sizeof fixed / sizeof *fixed; k++) recipe |= !strcmp(opts[i].name, fixed[k]);
+        if (opts[i].seen && recipe) {
+            fprintf(stderr, "ddpm train: %s cannot be changed on --resume (the checkpoint fixes it)\n", opts[i].name);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+/* A fresh run: the model flags form a valid config, the warmup fits. */
+static int check_new_run(train_flags *f, const ddpm_opt *opts, const ddpm_model_flags *mf) {
+    ddpm_unet_config c;
+    ddpm_unet_config_default(&c);
+    ddpm_model_flags_apply(mf, &c);
+    if (ddpm_unet_config_validate(&c)) { /* checked against the data again once it is loaded */
+        ddpm_cli_error(CMD);
+        return 2;
+    }
+    if (!ddpm_opts_seen(opts, NOPTS, "--warmup") && f->warmup >= f->iters) f->warmup = f->iters / 10;
+    if (f->warmup >= f->iters && f->warmup > 0) {
+        fprintf(stderr, "ddpm train: --warmup %d must be smaller than --iters %d\n", f->warmup, f->iters);
+        return 2;
+    }
+    return 0;
+}
+
+static int check_names(const train_flags *f) {
+    if (ddpm_schedule_parse(f->schedule) < 0) {
+        fprintf(stderr, "ddpm train: unknown --schedule '%s' (linear, cosine, quadratic, sigmoid)\n", f->schedule);
+        return 2;
+    }
+    if (ddpm_loss_parse(f->loss) < 0) {
+        fprintf(stderr, "ddpm train: unknown --loss '%s' (l2, l1, huber)\n", f->loss);
+        return 2;
+    }
+    if (ddpm_lr_decay_parse(f->lr_decay) < 0) {
+        fprintf(stderr, "ddpm train: unknown --lr-decay '%s' (cosine, constant)\n", f->lr_decay);
+        return 2;
+    }
+    if (f->resume && f->force) {
+        fprintf(stderr, "ddpm train: --resume and --force contradict each other\n");
+        return 2;
+    }
+    return 0;
 }
 
 static int cmd_train(int argc, char **argv) {
@@ -399,85 +566,25 @@ static int cmd_train(int argc, char **argv) {
                      .lr_decay = "cosine", .T = d.T, .batch = d.batch, .iters = (int)d.iters, .warmup = (int)d.warmup,
                      .lr = d.lr, .clip = d.clip, .ema = d.ema_decay, .weight_decay = d.weight_decay,
                      .cond_drop = d.cond_drop, .seed = d.seed, .ckpt_every = 500, .sample_every = 0};
-    ddpm_opt opts[40] = {
-        {"--data", NULL, OPT_STRING, &f.data, 0, 0, "NAME", "mnist, fashion, or a directory of IDX files (default mnist)"},
-        {"--data-dir", NULL, OPT_STRING, &f.data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
-        {"--steps", NULL, OPT_INT, &f.T, 2, 100000, "T", "diffusion timesteps (default 1000)"},
-        {"--schedule", NULL, OPT_STRING, &f.schedule, 0, 0, "NAME", "linear, cosine, quadratic or sigmoid (default linear)"},
-        {"--iters", NULL, OPT_INT, &f.iters, 1, 100000000, "N", "optimizer steps (default 1400: about 20 minutes on 2 cores)"},
-        {"--batch", NULL, OPT_INT, &f.batch, 1, 4096, "N", "images per step (default 64)"},
-        {"--lr", NULL, OPT_FLOAT, &f.lr, 1e-8, 1.0, "LR", "peak learning rate (default 1e-3)"},
-        {"--warmup", NULL, OPT_INT, &f.warmup, 0, 100000000, "N", "linear LR warmup steps (default 200)"},
-        {"--lr-decay", NULL, OPT_STRING, &f.lr_decay, 0, 0, "KIND", "cosine or constant after warmup (default cosine)"},
-        {"--clip", NULL, OPT_FLOAT, &f.clip, 0.0, 1e6, "NORM", "clip the global gradient norm, 0 = off (default 1)"},
-        {"--ema", NULL, OPT_FLOAT, &f.ema, 0.0, 0.999999, "DECAY", "EMA decay of the weights, 0 = off (default 0.999)"},
-        {"--weight-decay", NULL, OPT_FLOAT, &f.weight_decay, 0.0, 1.0, "WD", "AdamW weight decay (default 0)"},
-        {"--loss", NULL, OPT_STRING, &f.loss, 0, 0, "KIND", "l2, l1 or huber (default l2)"},
-        {"--cond-drop", NULL, OPT_FLOAT, &f.cond_drop, 0.0, 1.0, "P", "with --classes: train unconditionally with probability P (default 0.1)"},
-        {"--seed", NULL, OPT_U64, &f.seed, 0, 0, "N", "random seed (default 0)"},
-        {"--threads", NULL, OPT_INT, &f.threads, 0, 1024, "N", "threads, 0 = all cores (default 0)"},
-        {"--out", "-o", OPT_STRING, &f.out, 0, 0, "DIR", "output directory (default " DDPM_DEFAULT_RUN_DIR ")"},
-        {"--ckpt-every", NULL, OPT_INT, &f.ckpt_every, 0, 100000000, "N", "write the checkpoint every N iterations (default 500)"},
-        {"--sample-every", NULL, OPT_INT, &f.sample_every, 0, 100000000, "N", "write a sample grid every N iterations (default 0: at the end only)"},
-        {"--log-every", NULL, OPT_INT, &f.log_every, 0, 100000000, "N", "log every N iterations (default: about 50 lines per run)"},
-        {"--resume", NULL, OPT_FLAG, &f.resume, 0, 0, NULL, "continue the run in --out exactly where its checkpoint left off"},
-        {"--stop-after", NULL, OPT_INT, &f.stop_after, 1, 100000000, "N", "stop (and save) after N iterations of this run; --resume continues"},
-        {"--force", NULL, OPT_FLAG, &f.force, 0, 0, NULL, "start over even if --out holds a checkpoint"},
-    };
-    int n = 23;
-    ddpm_model_opts(opts + n, &mf);
-    n += DDPM_MODEL_OPTS;
-    int rc = ddpm_opts_parse(CMD, argc, argv, opts, n,
+    ddpm_opt opts[NOPTS];
+    train_opts(opts, &f, &mf);
+    int rc = ddpm_opts_parse(CMD, argc, argv, opts, NOPTS,
                              "usage: ddpm train [options]\n\n"
                              "Train a UNet noise predictor (DDPM, L_simple) on an image dataset.",
                              "Writes OUT/ckpt.safetensors, OUT/log.csv, OUT/loss.png and OUT/samples.png.\n"
                              "--steps is the number of diffusion timesteps T; --iters the number of optimizer steps.\n"
-                             "Ctrl-C finishes the current iteration, writes the checkpoint and exits.");
+                             "Ctrl-C or SIGTERM finishes the current iteration, writes the checkpoint and exits.\n"
+                             "A second train on the same --out fails while this one runs (OUT/.lock).");
     if (rc) return rc == 1 ? 0 : rc;
-    if (ddpm_schedule_parse(f.schedule) < 0) {
-        fprintf(stderr, "ddpm train: unknown --schedule '%s' (linear, cosine, quadratic, sigmoid)\n", f.schedule);
-        return 2;
+    if ((rc = check_names(&f))) return rc;
+    if ((rc = f.resume ? check_resume_flags(opts) : check_new_run(&f, opts, &mf))) return rc;
+    if (ddpm_dist_init(NULL, NULL)) {
+        ddpm_cli_error(CMD);
+        return 1;
     }
-    if (ddpm_loss_parse(f.loss) < 0) {
-        fprintf(stderr, "ddpm train: unknown --loss '%s' (l2, l1, huber)\n", f.loss);
-        return 2;
-    }
-    if (ddpm_lr_decay_parse(f.lr_decay) < 0) {
-        fprintf(stderr, "ddpm train: unknown --lr-decay '%s' (cosine, constant)\n", f.lr_decay);
-        return 2;
-    }
-    if (f.resume && f.force) {
-        fprintf(stderr, "ddpm train: --resume and --force contradict each other\n");
-        return 2;
-    }
-    if (f.resume) {
-        /* the checkpoint fixes the model and the training recipe */
-        static const char *fixed[] = {"--steps", "--schedule", "--batch", "--lr", "--warmup", "--lr-decay", "--clip",
-                                      "--ema", "--weight-decay", "--loss", "--cond-drop", "--seed"};
-        for (int i = 0; i < n; i++) {
-            bool model_flag = i >= n - DDPM_MODEL_OPTS;
-            bool recipe = false;
-            for (size_t k = 0; k < sizeof fixed / sizeof *fixed; k++) recipe |= !strcmp(opts[i].name, fixed[k]);
-            if (opts[i].seen && (model_flag || recipe)) {
-                fprintf(stderr, "ddpm train: %s cannot be changed on --resume (the checkpoint fixes it)\n", opts[i].name);
-                return 2;
-            }
-        }
-    } else {
-        ddpm_unet_config c;
-        ddpm_unet_config_default(&c);
-        ddpm_model_flags_apply(&mf, &c);
-        if (ddpm_unet_config_validate(&c)) { /* checked against the data again once it is loaded */
-            ddpm_cli_error(CMD);
-            return 2;
-        }
-        if (!ddpm_opts_seen(opts, n, "--warmup") && f.warmup >= f.iters) f.warmup = f.iters / 10;
-        if (f.warmup >= f.iters && f.warmup > 0) {
-            fprintf(stderr, "ddpm train: --warmup %d must be smaller than --iters %d\n", f.warmup, f.iters);
-            return 2;
-        }
-    }
-    return run(&f, opts, n, &mf);
+    rc = run(&f, opts, NOPTS, &mf);
+    ddpm_dist_finalize();
+    return rc;
 }
 
 const ddpm_cli_command ddpm_cmd_train = {"train", cmd_train, "train a diffusion model on MNIST or any IDX dataset"};

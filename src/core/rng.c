@@ -3,8 +3,8 @@
 
 #include <math.h>
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+/* splitmix64's output function (see rng.h). */
+uint64_t ddpm_splitmix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
@@ -14,7 +14,7 @@ static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k
 
 void ddpm_rng_seed(ddpm_rng *rng, uint64_t seed) {
     uint64_t x = seed;
-    for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++) rng->s[i] = ddpm_splitmix64(x += DDPM_GOLDEN_GAMMA);
 }
 
 uint64_t ddpm_rng_u64(ddpm_rng *rng) {

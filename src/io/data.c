@@ -1,4 +1,4 @@
-/* data.c: IDX files, dataset directories, batches, the epoch shuffler. See data.h. */
+/* data.c: IDX files, dataset directories, batches, the epoch order. See data.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "ddpm/data.h"
 
@@ -330,11 +330,6 @@ static bool is_file(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static bool is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* Find dir/base or dir/base.gz; out gets the path that exists. */
 static ddpm_status find_idx(char *out, size_t cap, const char *dir, const char *base) {
     for (int gz = 0; gz < 2; gz++) {
@@ -406,46 +401,20 @@ static bool has_train_images(const char *dir) {
     return is_file(p);
 }
 
-static ddpm_status copy_dir(char *out, size_t cap, const char *dir) {
-    if (strlen(dir) >= cap)
-        return ddpm_error(DDPM_ERR_ARG, "data directory path too long: '%s'", dir);
-    memcpy(out, dir, strlen(dir) + 1);
-    return DDPM_OK;
-}
-
-ddpm_status ddpm_data_resolve(char *out_dir, size_t cap, const char *data, const char *data_dir) {
-    if (!data || !*data) data = "mnist";
-    if (strcmp(data, "mnist") == 0) {
-        const char *env = getenv("DDPM_DATA_DIR");
-        const char *cand[3] = {data_dir, env && *env ? env : NULL, "data/mnist"};
-        char looked[1024] = "";
-        for (int i = 0; i < 3; i++) {
-            if (!cand[i]) continue;
-            if (has_train_images(cand[i])) return copy_dir(out_dir, cap, cand[i]);
-            size_t len = strlen(looked);
-            snprintf(looked + len, sizeof looked - len, "%s'%s'", len ? ", " : "", cand[i]);
+ddpm_status ddpm_dataset_find(char *out_dir, size_t cap, const char *const *dirs, int n) {
+    char looked[1024] = "";
+    for (int i = 0; i < n; i++) {
+        if (!dirs[i]) continue;
+        if (has_train_images(dirs[i])) {
+            if (strlen(dirs[i]) >= cap)
+                return ddpm_error(DDPM_ERR_ARG, "data directory path too long: '%s'", dirs[i]);
+            memcpy(out_dir, dirs[i], strlen(dirs[i]) + 1);
+            return DDPM_OK;
         }
-        return ddpm_error(DDPM_ERR_IO,
-                          "MNIST not found (looked for train-images-idx3-ubyte[.gz] in %s): "
-                          "run scripts/fetch_mnist.sh or pass --data-dir DIR",
-                          looked);
+        size_t len = strlen(looked);
+        snprintf(looked + len, sizeof looked - len, "%s'%s'", len ? ", " : "", dirs[i]);
     }
-    if (strcmp(data, "fashion") == 0 || strcmp(data, "fashion-mnist") == 0) {
-        const char *dir = data_dir ? data_dir : DDPM_FASHION_MNIST_DIR;
-        if (has_train_images(dir)) return copy_dir(out_dir, cap, dir);
-        if (data_dir)
-            return ddpm_error(DDPM_ERR_IO,
-                              "Fashion-MNIST not found (no train-images-idx3-ubyte[.gz] in '%s')",
-                              dir);
-        return ddpm_error(DDPM_ERR_IO,
-                          "Fashion-MNIST not found in '%s': apt-get install dataset-fashion-mnist "
-                          "(or pass --data-dir DIR)",
-                          dir);
-    }
-    if (!is_dir(data))
-        return ddpm_error(DDPM_ERR_ARG,
-                          "--data '%s': not a dataset name (mnist, fashion) nor a directory", data);
-    return copy_dir(out_dir, cap, data);
+    return ddpm_error(DDPM_ERR_IO, "no train-images-idx3-ubyte[.gz] in %s", looked[0] ? looked : "no directory");
 }
 
 /* ---- batches ---------------------------------------------------------------------- */
@@ -463,17 +432,14 @@ void ddpm_dataset_get_labels(int *out, const ddpm_dataset *ds, const int *idx, i
     for (int b = 0; b < B; b++) out[b] = ds->labels[idx[b]];
 }
 
-/* ---- epoch shuffler ---------------------------------------------------------------- */
+/* ---- epoch order ---------------------------------------------------------------- */
 
-/* The seed of epoch e's generator: a splitmix64-style mix of (seed, e). */
+/* The seed of epoch e's generator: splitmix64 of (seed, e). */
 static uint64_t epoch_seed(uint64_t seed, uint32_t epoch) {
-    uint64_t z = seed ^ (0x9e3779b97f4a7c15ULL * ((uint64_t)epoch + 1));
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return ddpm_splitmix64(seed ^ (DDPM_GOLDEN_GAMMA * ((uint64_t)epoch + 1)));
 }
 
-static void shuffle_epoch(ddpm_sampler_order *s) {
+static void shuffle_epoch(ddpm_epoch_order *s) {
     ddpm_rng rng;
     ddpm_rng_seed(&rng, epoch_seed(s->seed, s->epoch));
     for (int i = 0; i < s->n; i++) s->perm[i] = i;
@@ -485,12 +451,12 @@ static void shuffle_epoch(ddpm_sampler_order *s) {
     }
 }
 
-ddpm_status ddpm_sampler_resume(ddpm_sampler_order *s, int n, uint64_t seed, uint32_t epoch,
+ddpm_status ddpm_epoch_order_resume(ddpm_epoch_order *s, int n, uint64_t seed, uint32_t epoch,
                                 int pos) {
     memset(s, 0, sizeof *s);
-    if (n <= 0) return ddpm_error(DDPM_ERR_ARG, "sampler: dataset is empty");
+    if (n <= 0) return ddpm_error(DDPM_ERR_ARG, "epoch order: dataset is empty");
     if (pos < 0 || pos > n)
-        return ddpm_error(DDPM_ERR_ARG, "sampler: position %d outside [0, %d]", pos, n);
+        return ddpm_error(DDPM_ERR_ARG, "epoch order: position %d outside [0, %d]", pos, n);
     s->perm = malloc((size_t)n * sizeof(int));
     if (!s->perm) return ddpm_error(DDPM_ERR_NOMEM, "out of memory for a permutation of %d", n);
     s->n = n;
@@ -501,11 +467,11 @@ ddpm_status ddpm_sampler_resume(ddpm_sampler_order *s, int n, uint64_t seed, uin
     return DDPM_OK;
 }
 
-ddpm_status ddpm_sampler_init(ddpm_sampler_order *s, int n, uint64_t seed) {
-    return ddpm_sampler_resume(s, n, seed, 0, 0);
+ddpm_status ddpm_epoch_order_init(ddpm_epoch_order *s, int n, uint64_t seed) {
+    return ddpm_epoch_order_resume(s, n, seed, 0, 0);
 }
 
-void ddpm_sampler_next_batch(ddpm_sampler_order *s, int *idx, int B) {
+void ddpm_epoch_order_next(ddpm_epoch_order *s, int *idx, int B) {
     for (int b = 0; b < B; b++) {
         if (s->pos == s->n) {
             s->epoch++;
@@ -516,7 +482,7 @@ void ddpm_sampler_next_batch(ddpm_sampler_order *s, int *idx, int B) {
     }
 }
 
-void ddpm_sampler_free(ddpm_sampler_order *s) {
+void ddpm_epoch_order_free(ddpm_epoch_order *s) {
     free(s->perm);
     memset(s, 0, sizeof *s);
 }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# install_test.sh BUILD_DIR SRC_DIR: `cmake --install` into a temporary prefix,
+# then build examples/train_and_sample.c against the installed ddpm.pc the way
+# an outside program would, run it, and run the installed `ddpm`.
+set -euo pipefail
+BUILD=$1 SRC=$2
+PREFIX=$(mktemp -d "${TMPDIR:-/tmp}/ddpm-install.XXXXXX")
+trap 'rm -rf "$PREFIX"' EXIT
+cmake --install "$BUILD" --prefix "$PREFIX" >/dev/null
+export PKG_CONFIG_PATH=$(dirname "$(find "$PREFIX" -name ddpm.pc)")
+for f in bin/ddpm include/ddpm/train.h include/ddpm/diffusion.h; do
+  [ -e "$PREFIX/$f" ] || { echo "install_test: $f not installed" >&2; exit 1; }
+done
+[ -n "$(find "$PREFIX" -name libddpm.a)" ] || { echo "install_test: libddpm.a not installed" >&2; exit 1; }
+# the pc file points into the prefix it was installed to, not the build tree
+pkg-config --cflags ddpm | grep -q -- "-I$PREFIX/include" || { echo "install_test: bad Cflags" >&2; exit 1; }
+cc -std=c11 -O1 "$SRC/examples/train_and_sample.c" $(pkg-config --cflags --libs ddpm) -o "$PREFIX/example"
+"$PREFIX/example" "$PREFIX/grid.png"
+[ -s "$PREFIX/grid.png" ] || { echo "install_test: no grid.png" >&2; exit 1; }
+"$PREFIX/bin/ddpm" --version
+echo "install_test: ok"

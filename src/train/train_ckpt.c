@@ -1,0 +1,240 @@
+/* train_ckpt.c: the trainer's checkpoint schema: what ddpm_trainer_save
+ * writes under the DDPM_META_* keys (train.h) and how ddpm_trainer_resume
+ * reads it back, every value checked. See train.h. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ddpm/train.h"
+#include "train/trainer.h"
+
+/* ---- save ------------------------------------------------------------------------------- */
+
+static void rng_to_hex(char *buf, size_t cap, const ddpm_rng *r) {
+    snprintf(buf, cap, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, r->s[0], r->s[1], r->s[2], r->s[3]);
+}
+
+enum { NMETA = 21, VALUE_CAP = 80 };
+
+/* The metadata entries, in file order; values formatted into v. Returns the count. */
+static int fill_meta(const ddpm_trainer *tr, ddpm_st_meta *meta, char (*v)[VALUE_CAP]) {
+    const ddpm_train_config *c = &tr->cfg;
+    int k = 0;
+#define PUT(key, ...) (snprintf(v[k], VALUE_CAP, __VA_ARGS__), meta[k] = (ddpm_st_meta){key, v[k]}, k++)
+    PUT(DDPM_META_SCHEDULE, "%s", ddpm_schedule_name(c->schedule));
+    PUT(DDPM_META_TIMESTEPS, "%d", c->T);
+    PUT(DDPM_META_LOSS, "%s", ddpm_loss_name(c->loss));
+    PUT(DDPM_META_BATCH, "%d", c->batch);
+    PUT(DDPM_META_ITERS, "%" PRId64, c->iters);
+    PUT(DDPM_META_LR, "%.9g", (double)c->lr);
+    PUT(DDPM_META_WARMUP, "%" PRId64, c->warmup);
+    PUT(DDPM_META_LR_DECAY, "%s", ddpm_lr_decay_name(c->decay));
+    PUT(DDPM_META_MIN_LR_RATIO, "%.9g", (double)c->min_lr_ratio);
+    PUT(DDPM_META_WEIGHT_DECAY, "%.9g", (double)c->weight_decay);
+    PUT(DDPM_META_CLIP, "%.9g", (double)c->clip);
+    PUT(DDPM_META_EMA_DECAY, "%.9g", (double)c->ema_decay);
+    PUT(DDPM_META_COND_DROP, "%.9g", (double)c->cond_drop);
+    PUT(DDPM_META_SEED, "%" PRIu64, c->seed);
+    PUT(DDPM_META_STEP, "%" PRId64, tr->step);
+    rng_to_hex(v[k], VALUE_CAP, &tr->rng);
+    meta[k] = (ddpm_st_meta){DDPM_META_RNG, v[k]}, k++;
+    rng_to_hex(v[k], VALUE_CAP, ddpm_unet_rng(tr->model));
+    meta[k] = (ddpm_st_meta){DDPM_META_DROPOUT_RNG, v[k]}, k++;
+    if (tr->ds) {
+        PUT(DDPM_META_DATA_SEED, "%" PRIu64, tr->order.seed);
+        PUT(DDPM_META_DATA_EPOCH, "%" PRIu32, tr->order.epoch);
+        PUT(DDPM_META_DATA_POS, "%d", tr->order.pos);
+        meta[k] = (ddpm_st_meta){DDPM_META_DATA, tr->data_name}, k++;
+    }
+#undef PUT
+    return k;
+}
+
+ddpm_status ddpm_trainer_save(const ddpm_trainer *tr, const char *path) {
+    if (tr->rank != 0) return DDPM_OK;
+    char v[NMETA][VALUE_CAP];
+    ddpm_st_meta meta[NMETA];
+    int k = fill_meta(tr, meta, v);
+    const ddpm_train_config *c = &tr->cfg;
+    ddpm_checkpoint_extras x = {.ema = c->ema_decay > 0.0f ? tr->ema : NULL,
+                                .adam_m = tr->m, .adam_v = tr->v, .extra = meta, .nextra = k};
+    return ddpm_checkpoint_save(path, &c->model, ddpm_unet_params(tr->model), &x);
+}
+
+/* ---- resume: every value present, well formed and in range -------------------------------- */
+
+static ddpm_status need(const ddpm_checkpoint *ck, const char *key, const char **out) {
+    *out = ddpm_checkpoint_meta(ck, key);
+    if (!*out)
+        return ddpm_error(DDPM_ERR_FORMAT, "'%s': cannot resume: metadata lacks '%s' (not a training checkpoint?)",
+                          ck->path, key);
+    return DDPM_OK;
+}
+
+static ddpm_status bad(const ddpm_checkpoint *ck, const char *key, const char *s, const char *why) {
+    return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' is %s: '%.40s'", ck->path, key, why, s);
+}
+
+/* A decimal integer in [lo, hi]: digits only (an optional '-' when lo < 0), no overflow. */
+static ddpm_status need_i64(const ddpm_checkpoint *ck, const char *key, int64_t lo, int64_t hi, int64_t *out) {
+    const char *s;
+    ddpm_status st = need(ck, key, &s);
+    if (st) return st;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    bool digits = s[0] >= '0' && s[0] <= '9';
+    if (errno || end == s || *end || !(digits || (s[0] == '-' && lo < 0)))
+        return bad(ck, key, s, "not an integer");
+    if (v < lo || v > hi) return bad(ck, key, s, "out of range");
+    *out = v;
+    return DDPM_OK;
+}
+
+static ddpm_status need_u64(const ddpm_checkpoint *ck, const char *key, uint64_t *out) {
+    const char *s;
+    ddpm_status st = need(ck, key, &s);
+    if (st) return st;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || !(s[0] >= '0' && s[0] <= '9')) return bad(ck, key, s, "not an unsigned integer");
+    *out = v;
+    return DDPM_OK;
+}
+
+static ddpm_status need_f(const ddpm_checkpoint *ck, const char *key, float lo, float hi, float *out) {
+    const char *s;
+    ddpm_status st = need(ck, key, &s);
+    if (st) return st;
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !isfinite(v)) return bad(ck, key, s, "not a number");
+    if (v < lo || v > hi) return bad(ck, key, s, "out of range");
+    *out = (float)v;
+    return DDPM_OK;
+}
+
+static ddpm_status need_enum(const ddpm_checkpoint *ck, const char *key, int (*parse)(const char *), int *out) {
+    const char *s;
+    ddpm_status st = need(ck, key, &s);
+    if (st) return st;
+    *out = parse(s);
+    if (*out < 0) return bad(ck, key, s, "an unknown value");
+    return DDPM_OK;
+}
+
+/* 64 hex digits, the four state words; the all-zero state is invalid. */
+static ddpm_status need_rng(const ddpm_checkpoint *ck, const char *key, ddpm_rng *r) {
+    const char *s;
+    ddpm_status st = need(ck, key, &s);
+    if (st) return st;
+    if (strlen(s) != 64) return bad(ck, key, s, "not a generator state (64 hex digits)");
+    for (int i = 0; i < 4; i++) {
+        uint64_t w = 0;
+        for (int j = 0; j < 16; j++) {
+            char ch = s[16 * i + j];
+            int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+            if (d < 0) return bad(ck, key, s, "not a generator state (64 hex digits)");
+            w = w << 4 | (uint64_t)d;
+        }
+        r->s[i] = w;
+    }
+    if (!(r->s[0] | r->s[1] | r->s[2] | r->s[3])) return bad(ck, key, s, "the all-zero generator state");
+    return DDPM_OK;
+}
+
+static ddpm_status read_enums(const ddpm_checkpoint *ck, ddpm_train_config *c) {
+    int sched, loss, decay;
+    ddpm_status s;
+    if ((s = need_enum(ck, DDPM_META_SCHEDULE, ddpm_schedule_parse, &sched)) ||
+        (s = need_enum(ck, DDPM_META_LOSS, ddpm_loss_parse, &loss)) ||
+        (s = need_enum(ck, DDPM_META_LR_DECAY, ddpm_lr_decay_parse, &decay)))
+        return s;
+    c->schedule = (ddpm_schedule_kind)sched;
+    c->loss = (ddpm_loss_kind)loss;
+    c->decay = (ddpm_lr_decay)decay;
+    return DDPM_OK;
+}
+
+static ddpm_status read_config(const ddpm_checkpoint *ck, ddpm_train_config *c, int64_t *step) {
+    ddpm_train_config_default(c);
+    c->model = ck->cfg;
+    int64_t T, batch;
+    ddpm_status s;
+    if ((s = read_enums(ck, c)) || (s = need_i64(ck, DDPM_META_TIMESTEPS, 2, DDPM_SCHEDULE_MAX_T, &T)) ||
+        (s = need_i64(ck, DDPM_META_BATCH, 1, 65536, &batch)) ||
+        (s = need_i64(ck, DDPM_META_ITERS, 1, INT64_MAX, &c->iters)) ||
+        (s = need_f(ck, DDPM_META_LR, 0.0f, INFINITY, &c->lr)) ||
+        (s = need_i64(ck, DDPM_META_WARMUP, 0, INT64_MAX, &c->warmup)) ||
+        (s = need_f(ck, DDPM_META_MIN_LR_RATIO, 0.0f, 1.0f, &c->min_lr_ratio)) ||
+        (s = need_f(ck, DDPM_META_WEIGHT_DECAY, 0.0f, INFINITY, &c->weight_decay)) ||
+        (s = need_f(ck, DDPM_META_CLIP, -INFINITY, INFINITY, &c->clip)) ||
+        (s = need_f(ck, DDPM_META_EMA_DECAY, 0.0f, 1.0f, &c->ema_decay)) ||
+        (s = need_f(ck, DDPM_META_COND_DROP, 0.0f, 1.0f, &c->cond_drop)) ||
+        (s = need_u64(ck, DDPM_META_SEED, &c->seed)) || (s = need_i64(ck, DDPM_META_STEP, 0, INT64_MAX, step)))
+        return s;
+    c->T = (int)T;
+    c->batch = (int)batch;
+    if (!ck->has_adam) return ddpm_error(DDPM_ERR_FORMAT, "'%s': cannot resume: no Adam moments in the checkpoint", ck->path);
+    if (c->ema_decay > 0.0f && !ck->has_ema)
+        return ddpm_error(DDPM_ERR_FORMAT, "'%s': cannot resume: EMA is on but the checkpoint has no EMA weights", ck->path);
+    return DDPM_OK;
+}
+
+/* The data order and the dataset's name, if the checkpoint has them (all of them). */
+static ddpm_status read_data_state(const ddpm_checkpoint *ck, ddpm_trainer *tr) {
+    if (!ddpm_checkpoint_meta(ck, DDPM_META_DATA_SEED)) return DDPM_OK; /* set_data reports it */
+    int64_t epoch;
+    ddpm_status s;
+    if ((s = need_u64(ck, DDPM_META_DATA_SEED, &tr->order_seed)) ||
+        (s = need_i64(ck, DDPM_META_DATA_EPOCH, 0, UINT32_MAX, &epoch)) ||
+        (s = need_i64(ck, DDPM_META_DATA_POS, 0, INT32_MAX, &tr->order_pos)))
+        return s;
+    tr->order_epoch = (uint32_t)epoch;
+    tr->have_order = true;
+    const char *name = ddpm_checkpoint_meta(ck, DDPM_META_DATA);
+    if (name && !(tr->data_name = strdup(name))) return ddpm_error(DDPM_ERR_NOMEM, "out of memory");
+    return DDPM_OK;
+}
+
+static ddpm_status read_state(const ddpm_checkpoint *ck, ddpm_trainer *tr) {
+    ddpm_status s;
+    if ((s = need_rng(ck, DDPM_META_RNG, &tr->rng)) ||
+        (s = need_rng(ck, DDPM_META_DROPOUT_RNG, ddpm_unet_rng(tr->model))) || (s = read_data_state(ck, tr)) ||
+        (s = ddpm_checkpoint_read(ck, "", ddpm_unet_params(tr->model))) ||
+        (s = ddpm_checkpoint_read(ck, "adam_m.", tr->m)) || (s = ddpm_checkpoint_read(ck, "adam_v.", tr->v)) ||
+        (s = ddpm_checkpoint_read(ck, ck->has_ema ? "ema." : "", tr->ema)))
+        return s;
+    return DDPM_OK;
+}
+
+ddpm_status ddpm_trainer_resume(ddpm_trainer **out, const char *path, int64_t iters) {
+    *out = NULL;
+    ddpm_checkpoint ck;
+    ddpm_status s = ddpm_checkpoint_open(&ck, path);
+    if (s) return s;
+    ddpm_trainer *tr = calloc(1, sizeof *tr);
+    int64_t step = 0;
+    if (!tr) {
+        s = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    snprintf(tr->ckpt_path, sizeof tr->ckpt_path, "%s", path);
+    if ((s = read_config(&ck, &tr->cfg, &step))) goto fail;
+    if (iters > 0) tr->cfg.iters = iters;
+    if ((s = ddpm_trainer_validate(&tr->cfg)) || (s = ddpm_trainer_alloc(tr)) || (s = read_state(&ck, tr))) goto fail;
+    ddpm_trainer_rank_dropout(tr);
+    tr->step = step;
+    ddpm_checkpoint_close(&ck);
+    *out = tr;
+    return DDPM_OK;
+fail:
+    ddpm_checkpoint_close(&ck);
+    ddpm_trainer_free(tr);
+    return s;
+}

@@ -69,11 +69,19 @@ static void checkpoint_seeds(void) {
     tc.iters = 4;
     tc.warmup = 1;
     tc.seed = 5;
+    tc.ema_decay = 0.0f; /* no ema.* copy: a smaller seed */
     ddpm_trainer *tr;
     ok(ddpm_trainer_create(&tr, &tc));
-    ddpm_st_meta extra[1] = {{"data", "mnist"}};
-    ok(ddpm_trainer_save(tr, at("checkpoint", "train.safetensors"), extra, 1));
-    ok(ddpm_trainer_save(tr, at("safetensors", "train.safetensors"), extra, 1));
+    /* six 4x4 images, so the epoch order (data_seed/epoch/pos) is saved too */
+    static uint8_t px[6 * 16];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 13);
+    ddpm_dataset ds = {6, 1, 4, 4, px, NULL, 0};
+    ok(ddpm_trainer_set_data(tr, &ds, "seed-data"));
+    ok(ddpm_trainer_save(tr, at("checkpoint", "train.safetensors")));
+    ddpm_train_stats st;
+    ok(ddpm_trainer_next(tr, &st));
+    ok(ddpm_trainer_save(tr, at("checkpoint", "train-step1.safetensors")));
+    ok(ddpm_trainer_save(tr, at("safetensors", "train.safetensors")));
     /* the model alone, with attention and classes */
     ddpm_unet_config c;
     tiny_config(&c);

@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench.sh: ddpm against PyTorch on the same workload, and the performance targets.
 #
-#   scripts/bench.sh [--threads N] [--seconds S] [--quick] [--build-dir DIR] [-- MODEL FLAGS]
+#   scripts/bench.sh [--threads N] [--seconds S] [--quick] [--presets] [--build-dir DIR] [-- MODEL FLAGS]
 #
 # Builds ddpm if needed (cmake --build build), then runs, one after the other
 # (never at the same time):
@@ -19,6 +19,11 @@
 #   training img/s         N threads / 1 thread (ours)   >= 0.9 N (1.8 at 2 threads)
 #   time per image         batch 16 / batch 128 (ours)   <= 1.3
 #
+# --presets adds the RGB model presets of image folders (src/model/presets.c),
+# train and sample parts, ddpm and PyTorch each: `--size 32 --channels 3`
+# (batch 64) and `--size 64 --channels 3` (batch 16: one 64 px step of 64
+# images takes tens of seconds on 2 cores). Both sides pick the preset's
+# widths from --size alone.
 # --seconds is the time budget of every measured part (default 10; medians
 # over the iterations that fit, at least 3, after 3 warm-up iterations);
 # --quick is a smoke run (1 s, 1 warm-up iteration). On a shared or loaded
@@ -30,13 +35,14 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$ROOT/build
 PY=/usr/bin/python3
-threads=2 seconds= warmup=3 quick=0
+threads=2 seconds= warmup=3 quick=0 presets=0
 extra=()
 
 usage() {
-    echo "usage: scripts/bench.sh [--threads N] [--seconds S] [--quick] [--build-dir DIR] [-- MODEL FLAGS]"
+    echo "usage: scripts/bench.sh [--threads N] [--seconds S] [--quick] [--presets] [--build-dir DIR] [-- MODEL FLAGS]"
     echo "ddpm bench next to scripts/bench_torch.py (PyTorch), and the performance targets."
     echo "options: --threads N (default 2), --seconds S (default 10), --quick (1 s, 1 warm-up),"
+    echo "         --presets (also the 32 and 64 px RGB presets, both sides),"
     echo "         --build-dir DIR (default build), -- MODEL FLAGS (passed to every run)"
 }
 
@@ -47,6 +53,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds=${2:?--seconds needs a value}; shift 2 ;;
     --seconds=*) seconds=${1#*=}; shift ;;
     --quick) quick=1; shift ;;
+    --presets) presets=1; shift ;;
     --build-dir) BUILD=${2:?--build-dir needs a value}; shift 2 ;;
     --build-dir=*) BUILD=${1#*=}; shift ;;
     --) shift; extra=("$@"); break ;;
@@ -160,3 +167,26 @@ END {
     target("training speedup, " threads " threads / 1 thread (ddpm)", one > 0 ? ti / one : "", ">=", 0.9 * threads)
     target("time per image, batch 16 / batch 128 (ddpm)", m128 > 0 ? (m16 / 16) / (m128 / 128) : "", "<=", 1.3)
 }' "$tmp/ours" "$tmp/torch" "$tmp/one" "$tmp/b16" "$tmp/b128"
+
+# ---- the RGB presets of image folders --------------------------------------------------
+if [ "$presets" = 1 ]; then
+    echo
+    echo "RGB presets (image folders), $threads threads: median ms per training step / per denoising call"
+    printf "  %-28s %-6s %12s %12s %12s %12s\n" preset batch "ddpm train" "torch train" "ddpm sample" "torch sample"
+    for spec in "32 64" "64 16"; do
+        set -- $spec
+        pf=(--size "$1" --channels 3 --batch "$2" --seconds "$seconds" --warmup "$warmup")
+        run "p$1" "$DDPM" bench --threads "$threads" --only train "${pf[@]}"
+        run "q$1" "$DDPM" bench --threads "$threads" --only sample "${pf[@]}"
+        : >"$tmp/t$1"
+        : >"$tmp/u$1"
+        if [ "$torch_ok" = 1 ]; then
+            run "t$1" "$PY" "$ROOT/scripts/bench_torch.py" --threads "$threads" --only train "${pf[@]}" || : >"$tmp/t$1"
+            run "u$1" "$PY" "$ROOT/scripts/bench_torch.py" --threads "$threads" --only sample "${pf[@]}" || : >"$tmp/u$1"
+        fi
+        val() { sed -n "s/^$2=//p" "$tmp/$1" | head -1; }
+        printf "  %-28s %-6s %12s %12s %12s %12s\n" "$(val "p$1" model) ${1}px" "$2" \
+            "$(val "p$1" train_ms_per_iter)" "$(val "t$1" train_ms_per_iter)" \
+            "$(val "q$1" sample_ms_per_step)" "$(val "u$1" sample_ms_per_step)"
+    done
+fi

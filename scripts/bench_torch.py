@@ -70,15 +70,26 @@ def parse_args():
     ap.add_argument("--sgemm-size", type=int, default=2048, help="sgemm matrix size (default 2048)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ap.add_argument("--channels", type=int, default=1)
-    ap.add_argument("--size", type=int, default=28)
-    ap.add_argument("--ch", type=int, default=32)
-    ap.add_argument("--ch-mult", default="1,2,2")
-    ap.add_argument("--res-blocks", type=int, default=2)
-    ap.add_argument("--attn", default="7", help="resolutions with attention, or none")
-    ap.add_argument("--groups", type=int, default=8)
+    ap.add_argument("--size", type=int, default=None, help="28; 32 and 64 pick the presets")
+    ap.add_argument("--ch", type=int, default=None)
+    ap.add_argument("--ch-mult", default=None)
+    ap.add_argument("--res-blocks", type=int, default=None)
+    ap.add_argument("--attn", default=None, help="resolutions with attention, or none")
+    ap.add_argument("--groups", type=int, default=None)
     ap.add_argument("--classes", type=int, default=0)
     ap.add_argument("--dropout", type=float, default=0.0)
     a = ap.parse_args()
+    # `ddpm bench --size 32|64` takes the model preset of src/model/presets.c
+    # for every shape flag not given; mirror it so both sides run one model.
+    defaults = dict(ch=32, ch_mult="1,2,2", res_blocks=2, attn="7", groups=8)
+    presets = {32: dict(ch=32, ch_mult="1,2,2,2", res_blocks=2, attn="16", groups=8),
+               64: dict(ch=64, ch_mult="1,2,2,2", res_blocks=2, attn="16", groups=32)}
+    fill = presets.get(a.size, defaults) if a.size is not None else defaults
+    for k, v in fill.items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    if a.size is None:
+        a.size = 28
     if a.threads < 0 or a.batch < 1 or a.warmup < 0 or a.seconds < 0 or a.sgemm_size < 1:
         ap.error("--threads, --batch, --warmup, --seconds and --sgemm-size must be positive")
     if a.threads == 0:

@@ -77,3 +77,16 @@ void cli_check_help(const char *cmd, const char *const *words, int n) {
         if (!strstr(r.out, words[i])) fail_msg("'%s --help' does not mention %s", cmd, words[i]);
     if (r.err[0]) fail_msg("'%s --help' wrote to stderr:\n%s", cmd, r.err);
 }
+
+char *cli_slurp(const char *path, unsigned long *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    *n = (unsigned long)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc(*n + 1);
+    if (!b || fread(b, 1, *n, f) != *n) fail_msg("cannot read %s", path);
+    b[*n] = '\0';
+    fclose(f);
+    return b;
+}

@@ -19,6 +19,9 @@ int cli_run(cli_result *r, const char *fmt, ...) __attribute__((format(printf, 2
 void cli_tmpdir(char *out, unsigned long cap);
 void cli_rmtree(const char *dir);
 bool cli_exists(const char *path);
+/* The whole file, NUL-terminated (not counted in *n); a cmocka failure if
+ * it cannot be read. free() it. */
+char *cli_slurp(const char *path, unsigned long *n);
 /* Number of lines in s. */
 int cli_lines(const char *s);
 

@@ -309,10 +309,33 @@ static void test_mnist(void **state) {
     stbi_image_free(load_png(P("mnist2.png"), grid_px(2, 28), grid_px(1, 28)));
 }
 
+/* --scale S: every pixel of a tile becomes an S x S block, the padding stays 2 px */
+static void test_scale(void **state) {
+    (void)state;
+    cli_run(&g_r, "noise --data '%s' -n 2 --t 0,50 -o '%s'", P("syn"), P("s1.png"));
+    expect(0, NULL);
+    cli_run(&g_r, "noise --data '%s' -n 2 --t 0,50 --scale 3 -o '%s'", P("syn"), P("s3.png"));
+    expect(0, NULL);
+    int W1 = grid_px(3, SW), W3 = grid_px(3, 3 * SW);
+    uint8_t *a = load_png(P("s1.png"), W1, grid_px(2, SH));
+    uint8_t *b = load_png(P("s3.png"), W3, grid_px(2, 3 * SH));
+    for (int r = 0; r < 2; r++)
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < 3 * SH; y++)
+                for (int x = 0; x < 3 * SW; x++)
+                    assert_int_equal(tile_px(b, W3, 3 * SH, 3 * SW, r, c, y, x),
+                                     tile_px(a, W1, SH, SW, r, c, y / 3, x / 3));
+    stbi_image_free(a);
+    stbi_image_free(b);
+    cli_run(&g_r, "noise --data '%s' --scale 0 -o '%s'", P("syn"), P("s0.png"));
+    expect(2, "--scale");
+}
+
 int main(void) {
     setenv("OMP_WAIT_POLICY", "passive", 0); /* see test_cli_sample.c */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help),
+        cmocka_unit_test(test_scale),
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_missing_data),
         cmocka_unit_test(test_unwritable_output),

@@ -1,7 +1,7 @@
 /* test_cli_sample.c: `ddpm sample` end to end, on tiny checkpoints made here
  * with the library: usage and runtime errors, the outputs (grid, IDX,
- * trajectory) and their sizes, reproducibility, independence of --batch,
- * and agreement with the library's ddpm_sample_loop. */
+ * trajectory) and their sizes, reproducibility and independence of --batch
+ * (the per-image streams of sampler.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +20,7 @@
 #include "ddpm/checkpoint.h"
 #include "ddpm/diffusion.h"
 #include "ddpm/image.h"
+#include "ddpm/sampler.h"
 #include "ddpm/schedule.h"
 #include "ddpm/unet.h"
 
@@ -36,15 +37,9 @@ static const char *P(const char *name) {
     return buf[k];
 }
 
-/* Image i's generator, as cmd_sample.c seeds it. */
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
+/* Image i's generator: the library's per-image stream. */
 static void image_rng(ddpm_rng *r, uint64_t seed, int i) {
-    ddpm_rng_seed(r, mix64(seed) ^ (0x9e3779b97f4a7c15ULL * ((uint64_t)i + 1)));
+    ddpm_rng_seed(r, ddpm_sampler_image_seed(seed, i));
 }
 
 /* A value in [-1, 1] as the grid and IDX writers store it. */
@@ -167,7 +162,8 @@ static void test_help(void **state) {
     (void)state;
     const char *const flags[] = {"--ckpt", "-n", "-o", "--sampler", "--sample-steps", "--eta", "--var",
                                  "--seed", "--nrow", "--no-ema", "--label", "--batch", "--threads",
-                                 "--idx", "--trajectory", "ddim", "runs/mnist/ckpt.safetensors"};
+                                 "--idx", "--trajectory", "ddim", "runs/mnist/ckpt.safetensors",
+                                 "dpm++2m", "--spacing", "logsnr", "--guidance", "--scale"};
     cli_check_help("sample", flags, (int)(sizeof flags / sizeof *flags));
 }
 
@@ -412,6 +408,95 @@ static void test_labels(void **state) {
     free(b);
 }
 
+/* ---- DPM-Solver++, spacings, guidance, --scale -------------------------------- */
+
+static void test_new_flags_errors(void **state) {
+    (void)state;
+    const char *ck = P("ck.safetensors"), *cond = P("cond.safetensors");
+    struct {
+        const char *ckpt, *flags, *in_err;
+        int status;
+    } bad[] = {
+        {ck, "--guidance 2", "unconditional", 2},           /* unconditional model */
+        {cond, "--guidance -1", "--guidance", 2},           /* negative W */
+        {cond, "--guidance nan", "--guidance", 2},          /* non-finite W */
+        {cond, "--guidance inf", "--guidance", 2},
+        {cond, "--label 7 --guidance 2", "--label", 2},     /* label out of range */
+        {ck, "--sampler dpm++2m --sample-steps 20", "T-1 = 19", 2}, /* dpm++2m: at most T-1 */
+        {ck, "--sampler ddim --spacing cubic", "cubic", 2},
+        {ck, "--spacing logsnr", "--spacing", 2},           /* ddpm has no spacing */
+        {ck, "--sampler dpm++2m --eta 0.5", "--eta", 2},
+        {ck, "--sampler dpm++2m --var large", "--var", 2},
+        {ck, "--scale 0", "--scale", 2},
+        {ck, "--scale 17", "--scale", 2},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cli_run(&g_r, "sample -c '%s' -n 2 %s -o '%s'", bad[i].ckpt, bad[i].flags, P("bad.png"));
+        expect(bad[i].status, bad[i].in_err);
+        assert_false(cli_exists(P("bad.png")));
+        int lines = 0;
+        for (const char *q = g_r.err; *q; q++) lines += *q == '\n';
+        assert_int_equal(lines, 1); /* a one-line error */
+    }
+}
+
+static void test_dpmpp_and_spacing(void **state) {
+    (void)state;
+    const char *ck = P("ck.safetensors");
+    cli_run(&g_r, "sample -c '%s' -n 3 --sampler dpm++2m -o '%s' --idx '%s' --trajectory '%s'", ck,
+            P("p.png"), P("p.idx"), P("pt.png"));
+    expect(0, "dpm++2m sampler, 19 steps"); /* default min(20, T-1) */
+    assert_non_null(strstr(g_r.err, "logsnr spacing"));
+    assert_png(P("pt.png"), grid_px(10, 8), grid_px(3, 8));
+    cli_run(&g_r, "sample -c '%s' -n 3 --sampler dpm++2m --sample-steps 5 --spacing uniform -o '%s' "
+                  "--idx '%s' --trajectory '%s'", ck, P("q.png"), P("q.idx"), P("qt.png"));
+    expect(0, "uniform spacing");
+    assert_png(P("qt.png"), grid_px(6, 8), grid_px(3, 8));
+    assert_false(same_file(P("p.idx"), P("q.idx")));
+    /* deterministic, but x_T comes from the seed: another seed, other images */
+    cli_run(&g_r, "sample -c '%s' -n 3 --sampler dpm++2m --sample-steps 5 --spacing uniform --seed 4 "
+                  "-o '%s' --idx '%s'", ck, P("q2.png"), P("q2.idx"));
+    expect(0, NULL);
+    assert_false(same_file(P("q.idx"), P("q2.idx")));
+    cli_run(&g_r, "sample -c '%s' -n 2 --sampler ddim --spacing quadratic --sample-steps 4 -o '%s'", ck,
+            P("dq.png"));
+    expect(0, "quadratic spacing");
+}
+
+static void test_guidance_and_scale(void **state) {
+    (void)state;
+    const char *cond = P("cond.safetensors");
+    /* cycled labels with guidance: 3 classes -> 3 columns; --scale 2 doubles the tiles */
+    cli_run(&g_r, "sample -c '%s' -n 6 --sample-steps 4 --guidance 3 --scale 2 -o '%s' --idx '%s' "
+                  "--trajectory '%s'", cond, P("g.png"), P("g.idx"), P("gt.png"));
+    expect(0, "guidance 3");
+    assert_png(P("g.png"), grid_px(3, 16), grid_px(2, 16));
+    assert_png(P("gt.png"), grid_px(5, 16), grid_px(6, 16));
+    /* W = 1 is the conditional sampler (to the rounding of a double-size batch) */
+    cli_run(&g_r, "sample -c '%s' -n 6 --sample-steps 4 --guidance 1 -o '%s' --idx '%s'", cond,
+            P("g1.png"), P("g1.idx"));
+    expect(0, NULL);
+    cli_run(&g_r, "sample -c '%s' -n 6 --sample-steps 4 -o '%s' --idx '%s'", cond, P("g_.png"), P("g_.idx"));
+    expect(0, NULL);
+    long la, lb, lc;
+    unsigned char *a = slurp(P("g1.idx"), &la), *b = slurp(P("g_.idx"), &lb), *c = slurp(P("g.idx"), &lc);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    assert_int_equal(la, lb);
+    int maxd = 0, differ = 0;
+    for (long i = 16; i < la; i++) {
+        int d = abs((int)a[i] - (int)b[i]);
+        maxd = d > maxd ? d : maxd;
+        differ += a[i] != c[i];
+    }
+    assert_true(maxd <= 1);
+    assert_true(differ > 0); /* W = 3 is not W = 1 */
+    free(a);
+    free(b);
+    free(c);
+}
+
 /* ---- reproducibility -------------------------------------------------------------- */
 
 static void test_reproducible(void **state) {
@@ -449,54 +534,6 @@ static void test_reproducible(void **state) {
     free(g);
 }
 
-/* The command's sampler is ddpm_sample_loop with one generator per image,
- * seeded as cmd_sample.c documents: check image 2 of a batch of 3 against
- * the library loop run on that image alone. */
-
-static ddpm_status eps_model(void *ctx, float *eps, const float *x, const int *t, int N) {
-    return ddpm_unet_forward(ctx, eps, x, t, NULL, N);
-}
-
-static void check_against_library(const char *flags, ddpm_sampler_opts o) {
-    const uint64_t seed = 11;
-    cli_run(&g_r, "sample -c '%s' -n 3 --seed 11 %s -o '%s' --idx '%s'", P("ck.safetensors"), flags,
-            P("lib.png"), P("lib.idx"));
-    expect(0, NULL);
-    long len;
-    unsigned char *b = slurp(P("lib.idx"), &len);
-    assert_non_null(b);
-    assert_int_equal(len, 16 + 3 * 64);
-
-    ddpm_checkpoint ck;
-    assert_int_equal(ddpm_checkpoint_open(&ck, P("ck.safetensors")), DDPM_OK);
-    ddpm_unet *m;
-    assert_int_equal(ddpm_unet_create(&m, &ck.cfg, 1, false), DDPM_OK);
-    assert_int_equal(ddpm_checkpoint_read(&ck, "ema.", ddpm_unet_params(m)), DDPM_OK);
-    ddpm_checkpoint_close(&ck);
-    ddpm_schedule s;
-    assert_int_equal(ddpm_schedule_init(&s, DDPM_SCHED_LINEAR, T_STEPS), DDPM_OK);
-    float x[64], work[128];
-    ddpm_rng rng;
-    image_rng(&rng, seed, 2);
-    ddpm_rng_fill_normal(&rng, x, 64);
-    assert_int_equal(ddpm_sample_loop(x, 1, 64, &s, &o, eps_model, m, &rng, work, NULL, NULL), DDPM_OK);
-    int diff = 0;
-    for (int j = 0; j < 64; j++) diff += to_u8(x[j]) != b[16 + 2 * 64 + j];
-    assert_int_equal(diff, 0);
-    free(b);
-    ddpm_schedule_free(&s);
-    ddpm_unet_free(m);
-}
-
-static void test_matches_library_sampler(void **state) {
-    (void)state;
-    check_against_library("", (ddpm_sampler_opts){DDPM_SAMPLER_DDPM, 0, 0.0f, DDPM_VAR_SMALL});
-    check_against_library("--sample-steps 6 --var large --batch 2",
-                          (ddpm_sampler_opts){DDPM_SAMPLER_DDPM, 6, 0.0f, DDPM_VAR_LARGE});
-    check_against_library("--sampler ddim --sample-steps 5 --eta 0.7",
-                          (ddpm_sampler_opts){DDPM_SAMPLER_DDIM, 5, 0.7f, DDPM_VAR_SMALL});
-}
-
 int main(void) {
     /* The ddpm processes use every core; on a shared, oversubscribed machine
      * OpenMP threads spinning while they wait can stretch a 1 s run to 30 s.
@@ -513,8 +550,10 @@ int main(void) {
         cmocka_unit_test(test_outputs),
         cmocka_unit_test(test_ddim_and_options),
         cmocka_unit_test(test_labels),
+        cmocka_unit_test(test_new_flags_errors),
+        cmocka_unit_test(test_dpmpp_and_spacing),
+        cmocka_unit_test(test_guidance_and_scale),
         cmocka_unit_test(test_reproducible),
-        cmocka_unit_test(test_matches_library_sampler),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

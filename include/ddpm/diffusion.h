@@ -1,6 +1,8 @@
-/* diffusion.h: the forward process q(x_t | x_0) and the DDPM / DDIM samplers
- * (DESIGN.md §5). The model is not called here: the sampler loop takes a
- * callback that predicts the noise.
+/* diffusion.h: the forward process q(x_t | x_0) and the reverse steps of the
+ * DDPM, DDIM and DPM-Solver++(2M) samplers (DESIGN.md §5, §7). The model is
+ * not called here: the sampler loop takes a callback that predicts the noise.
+ * The sampler driver with per-image random streams, timestep spacings and
+ * guidance is in sampler.h.
  *
  * Shape letters: N images, D = elements per image (C*H*W). Image buffers are
  * [N, D] floats; per-element arithmetic is done in double and rounded once.
@@ -16,13 +18,25 @@
 #include "ddpm/schedule.h"
 
 typedef enum { DDPM_VAR_SMALL = 0, DDPM_VAR_LARGE } ddpm_var_kind;
-typedef enum { DDPM_SAMPLER_DDPM = 0, DDPM_SAMPLER_DDIM } ddpm_sampler_kind;
+typedef enum { DDPM_SAMPLER_DDPM = 0, DDPM_SAMPLER_DDIM, DDPM_SAMPLER_DPMPP_2M } ddpm_sampler_kind;
+/* The timestep subsequence a sampler visits (see ddpm_sampler_timesteps in
+ * sampler.h). DEFAULT = the sampler's default: uniform for ddpm and ddim,
+ * logsnr for dpm++2m. */
+typedef enum {
+    DDPM_SPACING_DEFAULT = 0,
+    DDPM_SPACING_UNIFORM,
+    DDPM_SPACING_QUADRATIC,
+    DDPM_SPACING_LOGSNR
+} ddpm_spacing;
 
-/* "small" / "large" and "ddpm" / "ddim" <-> kind; parse returns -1 if unknown. */
+/* "small" / "large", "ddpm" / "ddim" / "dpm++2m" and "uniform" / "quadratic" /
+ * "logsnr" <-> kind; parse returns -1 if unknown, name "?" if invalid. */
 int ddpm_var_parse(const char *name);
 const char *ddpm_var_name(ddpm_var_kind kind);
 int ddpm_sampler_parse(const char *name);
 const char *ddpm_sampler_name(ddpm_sampler_kind kind);
+int ddpm_spacing_parse(const char *name);
+const char *ddpm_spacing_name(ddpm_spacing sp);
 
 /* ---- forward process ------------------------------------------------------ */
 
@@ -61,7 +75,23 @@ void ddpm_ddim_step(float *x_prev, float *x0_out, const float *xt, const float *
                     const float *z, int t, int t_prev, float eta, const ddpm_schedule *s, int N,
                     size_t D);
 
-/* ---- sampler loop --------------------------------------------------------- */
+/* One DPM-Solver++(2M) step (Lu et al. 2022, data prediction, multistep;
+ * DESIGN.md §7) from entry t to entry t_next < t of s (t_next = -1: sigma = 0,
+ * the end). With a_t = sqrt(ab_t), s_t = sqrt(1 - ab_t), lambda_t = log(a_t/s_t):
+ *   x0_hat = clip((x_t - s_t eps_hat) / a_t, -1, 1)
+ *   h = lambda_next - lambda_t
+ *   D = x0_hat                                  first order: x0_prev == NULL
+ *   D = (1 + 1/(2r)) x0_hat - 1/(2r) x0_prev,   r = (lambda_t - lambda_{t_last}) / h
+ *   x_next = (s_next / s_t) x_t - a_next (exp(-h) - 1) D
+ * x0_prev is x0_hat of the previous step, which started at entry t_last > t.
+ * t_next = -1 gives x_next = x0_hat (first order, as the last step must be).
+ * x_next, x0_out, xt, eps_hat, x0_prev: [N, D]. x0_out (gets x0_hat) may be
+ * NULL or alias x0_prev; x_next may alias xt. */
+void ddpm_dpmpp_step(float *x_next, float *x0_out, const float *xt, const float *eps_hat,
+                     const float *x0_prev, int t_last, int t, int t_next, const ddpm_schedule *s,
+                     int N, size_t D);
+
+/* ---- sampler loop (one generator for the batch; see sampler.h for one per image) */
 
 /* The noise predictor: eps_hat = eps_theta(x, t). eps_hat, x: [N, D];
  * t: [N] original timesteps. Return DDPM_OK, or an error (with ddpm_error)
@@ -71,21 +101,25 @@ typedef ddpm_status (*ddpm_eps_fn)(void *ctx, float *eps_hat, const float *x, co
 
 typedef struct {
     ddpm_sampler_kind kind;
-    int steps;         /* K sampling steps, 1..T; 0 = T */
-    float eta;         /* DDIM only: 0 = deterministic, 1 = DDPM-like noise */
-    ddpm_var_kind var; /* DDPM only */
+    int steps;           /* K steps; 0: all (T; T-1 for dpm++2m) here, the default in sampler.h */
+    float eta;           /* DDIM only: 0 = deterministic, 1 = DDPM-like noise */
+    ddpm_var_kind var;   /* DDPM only */
+    ddpm_spacing spacing; /* which K timesteps; 0 = the sampler's default */
 } ddpm_sampler_opts;
 
-/* Floats of scratch ddpm_sample_loop needs: 2 N D. */
+/* Floats of scratch ddpm_sample_loop needs: 3 N D. */
 size_t ddpm_sample_loop_workspace(int N, size_t D);
 
 /* Runs the reverse process on x (in: x_T, usually N(0, I) noise; out: x_0).
  * s is a base schedule (timesteps identity) or a respaced one; the loop
- * visits K = o->steps (0: s->T) entries tau = ddpm_schedule_respace(K, s->T)
- * from last to first and calls eps_fn once per step with
- * t = s->timesteps[tau_i] for every image.
+ * visits K = o->steps (0: s->T) entries tau = ddpm_sampler_timesteps (for the
+ * default spacing of ddpm and ddim: ddpm_schedule_respace(K, s->T)) from last
+ * to first and calls eps_fn once per step with t = s->timesteps[tau_i] for
+ * every image.
  *   DDPM: ancestral steps on the schedule respaced to tau (s itself when K = T).
  *   DDIM: ddpm_ddim_step from tau_i to tau_{i-1} (-1 after tau_0), eta = o->eta.
+ *   DPM-Solver++(2M): ddpm_dpmpp_step from tau_i to tau_{i-1} (-1 after tau_0),
+ *   first order on the first and the last step; never draws noise.
  * Whenever a step adds noise (DDPM: every step but the last; DDIM: eta > 0
  * and not the last step) z is one ddpm_rng_fill_normal(rng, z, N*D) call,
  * drawn right after the model call, so a seed fixes the result. DDIM with

@@ -29,6 +29,14 @@ void ddpm_image_grid_size(int n, int h, int w, int nrow, int *out_w, int *out_h)
 ddpm_status ddpm_image_write_grid(const char *path, const float *x, int n, int c, int h, int w,
                                   int nrow, float lo, float hi);
 
+/* ddpm_image_write_grid with every tile enlarged zoom times by nearest
+ * neighbour (each pixel a zoom x zoom block; the padding stays DDPM_GRID_PAD),
+ * so 28-pixel digits are readable on screen. zoom = 1 is write_grid; the
+ * grid's size is ddpm_image_grid_size(n, h * zoom, w * zoom, nrow). */
+#define DDPM_GRID_MAX_SCALE 16
+ddpm_status ddpm_image_write_grid_scaled(const char *path, const float *x, int n, int c, int h,
+                                         int w, int nrow, float lo, float hi, int zoom);
+
 /* Write an 8-bit RGB image rgb (h, w, 3), row-major, interleaved. */
 ddpm_status ddpm_image_write_rgb(const char *path, const uint8_t *rgb, int w, int h);
 

@@ -21,6 +21,7 @@ typedef struct {
     uint64_t s[4];
 } ddpm_rng;
 
+
 void ddpm_rng_seed(ddpm_rng *rng, uint64_t seed);
 
 /* splitmix64 (Steele, Lea & Flood, 2014), the one definition in the code: the

@@ -108,9 +108,10 @@ ddpm_status ddpm_trainer_set_data(ddpm_trainer *tr, const ddpm_dataset *ds, cons
 const char *ddpm_trainer_data_name(const ddpm_trainer *tr);
 
 /* Called with each batch after it is drawn and before the step (x0 is
- * (n, C, H, W) in [-1, 1], labels (n) or NULL; n is this rank's share): for
- * augmentation, or for tests that poison a batch. `iter` counts from 1. */
-typedef void (*ddpm_batch_hook)(void *ctx, float *x0, int *labels, int n, int64_t iter);
+ * (n, C, H, W) in [-1, 1], labels (n) or NULL, idx (n) the dataset indices
+ * of the images; n is this rank's share): for augmentation (which may
+ * rewrite x0 from idx), or for tests that poison a batch. `iter` counts from 1. */
+typedef void (*ddpm_batch_hook)(void *ctx, float *x0, int *labels, const int *idx, int n, int64_t iter);
 void ddpm_trainer_set_batch_hook(ddpm_trainer *tr, ddpm_batch_hook fn, void *ctx);
 
 /* One iteration on the next batch of the attached data. On a non-finite loss
@@ -132,6 +133,13 @@ ddpm_status ddpm_trainer_run(ddpm_trainer *tr, int64_t until, ddpm_train_progres
  * Single-process only. */
 ddpm_status ddpm_trainer_step(ddpm_trainer *tr, const float *x0, const int *labels,
                               ddpm_train_stats *st);
+
+/* Caller metadata written by every later ddpm_trainer_save besides the keys
+ * above (borrowed: it must outlive the saves; at most
+ * DDPM_TRAIN_MAX_USER_META entries, keys distinct from the DDPM_META_* ones),
+ * e.g. an image folder's class names. */
+#define DDPM_TRAIN_MAX_USER_META 8
+ddpm_status ddpm_trainer_set_user_meta(ddpm_trainer *tr, const ddpm_st_meta *meta, int n);
 
 /* Writes model, EMA, Adam moments and the metadata above, atomically. In a
  * data-parallel run only rank 0 writes (the others return DDPM_OK). */

@@ -43,6 +43,11 @@ typedef struct {
 /* The default MNIST model: in_ch=1, res=28, ch=32, ch_mult=1,2,2,
  * num_res_blocks=2, attn_res=7, groups=8, dropout=0, num_classes=0. */
 void ddpm_unet_config_default(ddpm_unet_config *cfg);
+/* The preset for images of side `res` (src/model/presets.c): 32 and 64 px,
+ * widths ch x 1,2,2,2 with attention at 16 (ch 32 / 8 groups at 32 px, ch 64
+ * / 32 groups at 64 px), in_ch as given, num_classes 0, dropout 0. Returns
+ * false (cfg untouched) when there is no preset for res. */
+bool ddpm_unet_preset(ddpm_unet_config *cfg, int in_ch, int res);
 /* Checks every field and their consistency (divisibility of widths by groups,
  * of res by the downsampling factor, ...). */
 ddpm_status ddpm_unet_config_validate(const ddpm_unet_config *cfg);

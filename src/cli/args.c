@@ -190,6 +190,22 @@ void ddpm_model_flags_apply(const ddpm_model_flags *f, ddpm_unet_config *c) {
     memcpy(c->attn_res, f->attn.v, sizeof c->attn_res);
 }
 
+void ddpm_model_flags_preset(ddpm_model_flags *f, const ddpm_opt *opts, int nopts, bool size_known) {
+    ddpm_unet_config p;
+    if (!(size_known || ddpm_opts_seen(opts, nopts, "--size")) || !ddpm_unet_preset(&p, f->in_ch, f->res)) return;
+    if (!ddpm_opts_seen(opts, nopts, "--ch")) f->ch = p.ch;
+    if (!ddpm_opts_seen(opts, nopts, "--res-blocks")) f->num_res_blocks = p.num_res_blocks;
+    if (!ddpm_opts_seen(opts, nopts, "--groups")) f->groups = p.groups;
+    if (!ddpm_opts_seen(opts, nopts, "--ch-mult")) {
+        f->ch_mult.n = p.num_levels;
+        memcpy(f->ch_mult.v, p.ch_mult, sizeof p.ch_mult);
+    }
+    if (!ddpm_opts_seen(opts, nopts, "--attn")) {
+        f->attn.n = p.num_attn;
+        memcpy(f->attn.v, p.attn_res, sizeof p.attn_res);
+    }
+}
+
 int ddpm_cli_check_writable(const char *cmd, const char *path) {
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {

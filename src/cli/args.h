@@ -62,6 +62,11 @@ void ddpm_model_flags_init(ddpm_model_flags *f, const ddpm_unet_config *defaults
 /* Writes DDPM_MODEL_OPTS entries into opts. */
 void ddpm_model_opts(ddpm_opt *opts, ddpm_model_flags *f);
 void ddpm_model_flags_apply(const ddpm_model_flags *f, ddpm_unet_config *cfg);
+/* After ddpm_opts_parse: when --size was given (or size_known: the data fixes f->res) and has a preset
+ * (ddpm_unet_preset: 32, 64), the preset's --ch, --ch-mult, --res-blocks,
+ * --attn and --groups replace the defaults of those not given. opts[0..n)
+ * must hold the model options. */
+void ddpm_model_flags_preset(ddpm_model_flags *f, const ddpm_opt *opts, int nopts, bool size_known);
 
 /* Uses n threads for OpenMP loops and OpenBLAS (0 = all cores). They never
  * run at the same time (no GEMM inside a parallel region), so one count

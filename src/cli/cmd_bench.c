@@ -401,6 +401,7 @@ static int cmd_bench(int argc, char **argv) {
         return 2;
     }
     ddpm_unet_config c = def;
+    ddpm_model_flags_preset(&mf, opts + 8, DDPM_MODEL_OPTS, false);
     ddpm_model_flags_apply(&mf, &c);
     if (ddpm_unet_config_validate(&c)) {
         ddpm_cli_error(CMD);

@@ -6,6 +6,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "folder.h"
 #include "ddpm/checkpoint.h"
 #include "ddpm/unet.h"
 
@@ -92,11 +93,13 @@ static int cmd_info(int argc, char **argv) {
         printf("metadata:\n");
         for (int i = 0; i < ck.file.nmeta; i++) printf("  %-18s %s\n", ck.file.meta[i].key, ck.file.meta[i].value);
         printf("\n");
+        ddpm_cli_print_classes(&ck);
         ddpm_unet_config c = ck.cfg;
         ddpm_checkpoint_close(&ck);
         return print_model(cmd, &c);
     }
     ddpm_unet_config c = def;
+    ddpm_model_flags_preset(&mf, opts + 1, DDPM_MODEL_OPTS, false);
     ddpm_model_flags_apply(&mf, &c);
     if (ddpm_unet_config_validate(&c)) {
         ddpm_cli_error(cmd);

@@ -67,13 +67,13 @@ static const char *EPILOG =
     "coefficients are printed on stdout. No checkpoint is needed.\n\n"
     "examples:\n"
     "  ddpm noise                                  # 8 MNIST digits at 10 t in [0, 999]\n"
-    "  ddpm noise --t 0,50,100,250,500,999 -o q.png\n"
+    "  ddpm noise --t 0,50,100,250,500,999 -o q.png --scale 2\n"
     "  ddpm noise --schedule cosine --steps 300    # compare schedules";
 
 static int cmd_noise(int argc, char **argv) {
     const char *data = "mnist", *data_dir = NULL, *tlist = NULL, *sched_name = "linear",
                *out = "noise.png";
-    int T = 1000, n = 8;
+    int T = 1000, n = 8, zoom = 1;
     uint64_t seed = 0;
     ddpm_opt opts[] = {
         {"--data", NULL, OPT_STRING, &data, 0, 0, "NAME", "mnist, fashion or a directory of IDX files (default mnist)"},
@@ -84,6 +84,7 @@ static int cmd_noise(int argc, char **argv) {
         {"--seed", NULL, OPT_U64, &seed, 0, 0, "S", "seed of the noise (default 0)"},
         {"--num", "-n", OPT_INT, &n, 1, 1000, "N", "images, from the test split (default 8)"},
         {"--out", "-o", OPT_STRING, &out, 0, 0, "FILE", "PNG to write (default noise.png)"},
+        {"--scale", NULL, OPT_INT, &zoom, 1, DDPM_GRID_MAX_SCALE, "S", "enlarge the tiles S times (nearest neighbour; default 1)"},
     };
     int nopts = (int)(sizeof opts / sizeof *opts);
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, nopts, SYNOPSIS, EPILOG);
@@ -161,7 +162,8 @@ static int cmd_noise(int argc, char **argv) {
         ddpm_rng_fill_normal(&rng, eps, D);
         for (int j = 0; j < L; j++) ddpm_q_sample(row + (size_t)(1 + j) * D, row, eps, &t[j], &s, 1, D);
     }
-    if (ddpm_image_write_grid(out, grid, n * cols, ds.c, ds.h, ds.w, cols, -1.0f, 1.0f)) goto error;
+    if (ddpm_image_write_grid_scaled(out, grid, n * cols, ds.c, ds.h, ds.w, cols, -1.0f, 1.0f, zoom))
+        goto error;
 
     printf("%s schedule, T = %d; x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps\n\n",
            ddpm_schedule_name((ddpm_schedule_kind)kind), T);
@@ -171,7 +173,7 @@ static int cmd_noise(int argc, char **argv) {
         printf("%-7d %-6d %16.6f %20.6f %12.6f\n", j + 1, t[j], s.sqrt_alpha_bar[t[j]],
                s.sqrt_one_minus_alpha_bar[t[j]], s.beta[t[j]]);
     int gw, gh;
-    ddpm_image_grid_size(n * cols, ds.h, ds.w, cols, &gw, &gh);
+    ddpm_image_grid_size(n * cols, ds.h * zoom, ds.w * zoom, cols, &gw, &gh);
     fprintf(stderr, "ddpm %s: wrote '%s' (%d x %d px): %d image%s from '%s', x_0 and %d noised column%s each\n",
             CMD, out, gw, gh, n, n == 1 ? "" : "s", dir, L, L == 1 ? "" : "s");
     status = 0;

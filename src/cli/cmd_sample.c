@@ -1,15 +1,12 @@
 /* cmd_sample.c: `ddpm sample`: generate images from a checkpoint with the
- * DDPM (ancestral) or DDIM sampler (DESIGN.md §5) and write them as a PNG
- * grid, optionally also as an IDX file and as a trajectory grid.
+ * DDPM (ancestral), DDIM or DPM-Solver++(2M) sampler (DESIGN.md §5, §7),
+ * optionally with classifier-free guidance, and write them as a PNG grid,
+ * optionally also as an IDX file and as a trajectory grid.
  *
- * Reproducibility: every image has its own generator, seeded from
- * (--seed, image index) by sample_seed() below. Image i's x_T is the first
- * D normals of its generator and the noise z of each later step the next D,
- * so an image depends only on (checkpoint, sampler flags, seed, i), never on
- * --batch (how many images share a model call) nor on -n. The loop is the
- * one of ddpm_sample_loop (same steps, same respacing, same order), run with
- * per-image noise; for a single image it is exactly ddpm_sample_loop with
- * that image's generator.
+ * The sampling itself is the library's (sampler.h): one random stream per
+ * image derived from (--seed, image index), so an image never depends on
+ * --batch, -n or --threads. This file parses flags, checks them against the
+ * checkpoint, reports progress, captures the trajectory and writes files.
  *
  * Every output path is probed before sampling starts, and files are written
  * (atomically, by the image and IDX writers) only after sampling succeeded.
@@ -25,51 +22,36 @@
 
 #include "args.h"
 #include "cli.h"
+#include "folder.h"
 #include "ddpm/checkpoint.h"
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
 #include "ddpm/image.h"
-#include "ddpm/rng.h"
+#include "ddpm/sampler.h"
 #include "ddpm/schedule.h"
 #include "ddpm/unet.h"
 
 #define CMD "sample"
 #define TRAJ_MAX_COLS 10
 #define TRAJ_MAX_ROWS 100  /* --trajectory shows at most the first 100 images */
-#define LABEL_COLS_MAX 32  /* cycled labels: one grid column per class up to this K */
 #define PNG_MAX_BYTES (1 << 30) /* image.c's limit, checked before sampling */
+#define GUIDANCE_MAX 100.0
 
 /* ---- small helpers ------------------------------------------------------------------- */
-
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-/* The seed of image i's generator. */
-static uint64_t sample_seed(uint64_t seed, int i) {
-    return mix64(seed) ^ (0x9e3779b97f4a7c15ULL * ((uint64_t)i + 1));
-}
-
-
-static int fail(void) {
-    ddpm_cli_error(CMD);
-    return 1;
-}
 
 static bool ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
-/* Checks before sampling that a grid of n (c, h, w) tiles fits in a PNG. */
-static int check_grid(const char *path, int n, int c, int h, int w, int nrow) {
+/* Checks before sampling that a grid of n (c, h, w) tiles, enlarged zoom
+ * times, fits in a PNG. */
+static int check_grid(const char *path, int n, int c, int h, int w, int nrow, int zoom) {
     int gw, gh;
-    ddpm_image_grid_size(n, h, w, nrow, &gw, &gh);
+    ddpm_image_grid_size(n, h * zoom, w * zoom, nrow, &gw, &gh);
     if ((int64_t)gw * gh * c > PNG_MAX_BYTES) {
         fprintf(stderr, "ddpm %s: '%s' would be a %d x %d grid, too large for a PNG: "
-                        "use fewer images (-n)\n", CMD, path, gw, gh);
+                        "use fewer images (-n) or a smaller --scale\n", CMD, path, gw, gh);
         return 1;
     }
     return 0;
@@ -115,69 +97,6 @@ static void progress_step(progress *p, int chunk, int k) {
     fflush(stderr);
 }
 
-/* ---- the sampler ----------------------------------------------------------------- */
-
-typedef struct {
-    ddpm_unet *m;
-    const ddpm_schedule *s;  /* base schedule (T entries) */
-    const ddpm_schedule *ps; /* DDPM: the schedule the steps run on (s or respaced) */
-    ddpm_sampler_opts o;
-    int K;                   /* sampling steps */
-    const int *tau;          /* [K] entries of s visited, increasing */
-    size_t D;                /* elements per image */
-    float *eps, *z;          /* [B, D] model output, step noise */
-    int *tt;                 /* [B] model timesteps */
-    /* trajectory */
-    int tcols;
-    int cap_step[TRAJ_MAX_COLS]; /* column j shows the state after step cap_step[j] (0 = x_T) */
-    float *traj;                 /* [traj_rows, tcols, D] */
-    int traj_rows;
-    progress *prog;
-} sampler;
-
-static void capture(sampler *sm, const float *x, int first, int N, int k) {
-    for (int j = 0; j < sm->tcols; j++) {
-        if (sm->cap_step[j] != k) continue;
-        for (int n = 0; n < N && first + n < sm->traj_rows; n++)
-            memcpy(sm->traj + ((size_t)(first + n) * sm->tcols + j) * sm->D, x + (size_t)n * sm->D,
-                   sm->D * sizeof(float));
-    }
-}
-
-/* Runs the reverse process on images first..first+N-1: x [N, D] gets x_0.
- * rngs [N] are those images' generators; labels [N] or NULL. */
-static ddpm_status sample_chunk(sampler *sm, float *x, int first, int N, ddpm_rng *rngs,
-                                const int *labels, int chunk) {
-    size_t D = sm->D;
-    for (int n = 0; n < N; n++) ddpm_rng_fill_normal(&rngs[n], x + (size_t)n * D, D); /* x_T */
-    if (sm->traj) capture(sm, x, first, N, 0);
-    int K = sm->K;
-    for (int i = K - 1; i >= 0; i--) {
-        int t = sm->tau[i], t_prev = i > 0 ? sm->tau[i - 1] : -1;
-        for (int n = 0; n < N; n++) sm->tt[n] = sm->s->timesteps[t];
-        ddpm_status st = ddpm_unet_forward(sm->m, sm->eps, x, sm->tt, labels, N);
-        if (st) return st;
-        for (size_t j = 0; j < (size_t)N * D; j++)
-            if (!isfinite(sm->eps[j]))
-                return ddpm_error(DDPM_ERR_NUMERIC,
-                                  "the model predicted a non-finite value at timestep %d",
-                                  sm->s->timesteps[t]);
-        bool noisy = sm->o.kind == DDPM_SAMPLER_DDPM ? i > 0 : sm->o.eta > 0.0f && i > 0;
-        if (noisy)
-            for (int n = 0; n < N; n++) ddpm_rng_fill_normal(&rngs[n], sm->z + (size_t)n * D, D);
-        if (sm->o.kind == DDPM_SAMPLER_DDPM)
-            ddpm_p_step(x, x, sm->eps, noisy ? sm->z : NULL, i, sm->ps, sm->o.var, N, D);
-        else
-            ddpm_ddim_step(x, NULL, x, sm->eps, noisy ? sm->z : NULL, t, t_prev, sm->o.eta, sm->s,
-                           N, D);
-        if (sm->traj) capture(sm, x, first, N, K - i);
-        progress_step(sm->prog, chunk, K - i);
-    }
-    return DDPM_OK;
-}
-
-/* ---- the command -------------------------------------------------------------------- */
-
 static void to_u8(uint8_t *out, const float *x, size_t n) {
     for (size_t j = 0; j < n; j++) {
         float v = (x[j] + 1.0f) * 127.5f;
@@ -219,6 +138,17 @@ static int schedule_from_meta(const ddpm_checkpoint *ck, int *kind, int *T) {
     return 0;
 }
 
+/* ---- flags --------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *ckpt, *out, *sampler_name, *var_name, *spacing_name, *idx_path, *traj_path, *label_arg;
+    int n, steps, nrow, threads, batch, label, scale;
+    float eta, guidance;
+    uint64_t seed;
+    bool no_ema, guided, nrow_seen;
+    int kind, var, spacing; /* parsed names */
+} sample_flags;
+
 static const char *SYNOPSIS =
     "usage: ddpm sample [-c CKPT] [-n N] [-o FILE] [options]\n\n"
     "Generate images with a trained model and write them as a PNG grid.";
@@ -226,70 +156,83 @@ static const char *SYNOPSIS =
 static const char *EPILOG =
     "The checkpoint defaults to " DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE ", where 'ddpm train' writes it.\n"
     "Its metadata gives the noise schedule and T; its EMA weights are used when present.\n\n"
-    "Samplers:\n"
-    "  ddpm  ancestral sampling (Ho et al.); --sample-steps K < T respaces the schedule\n"
-    "        (Nichol & Dhariwal), --var picks the step variance: small = posterior\n"
-    "        variance (default), large = beta_t.\n"
-    "  ddim  Song et al. on K evenly spaced timesteps (default 50). --eta in [0, 1]:\n"
-    "        0 = deterministic (default), 1 = as noisy as DDPM.\n\n"
+    "Samplers (one model call per step):\n"
+    "  ddpm     ancestral sampling (Ho et al.); --sample-steps K < T respaces the schedule\n"
+    "           (Nichol & Dhariwal), --var picks the step variance: small = posterior\n"
+    "           variance (default), large = beta_t.\n"
+    "  ddim     Song et al., default 50 steps. --eta in [0, 1]: 0 = deterministic\n"
+    "           (default), 1 = as noisy as DDPM.\n"
+    "  dpm++2m  DPM-Solver++(2M) (Lu et al. 2022), deterministic, default 20 steps.\n"
+    "--spacing (ddim, dpm++2m) picks the K timesteps: uniform in t (ddim's default),\n"
+    "quadratic in t (dense near t = 0), or uniform in log-SNR (dpm++2m's default).\n\n"
+    "Class-conditional models (trained with --classes K): labels cycle 0..K-1 with one\n"
+    "class per grid column, or --label picks one. --guidance W mixes the conditional\n"
+    "and unconditional predictions, eps = eps_u + W (eps_c - eps_u): W = 1 is plain\n"
+    "conditional sampling (the default without --guidance), W = 0 unconditional,\n"
+    "W > 1 stronger class adherence; it costs one double-size model call per step.\n\n"
     "Each image has its own random stream derived from (--seed, its index): the same\n"
     "seed gives the same images whatever --batch or --threads, and -n 4 gives the\n"
     "first four images of -n 16.\n"
     "Outputs are written only after sampling finished; their directories are checked\n"
     "before it starts.\n\n"
     "examples:\n"
-    "  ddpm sample -n 64 -o grid.png\n"
-    "  ddpm sample --sampler ddim --sample-steps 50 --trajectory steps.png\n"
-    "  ddpm sample -c runs/cond/ckpt.safetensors --label 3 -n 16";
+    "  ddpm sample -n 64 -o grid.png --scale 2\n"
+    "  ddpm sample --sampler dpm++2m --sample-steps 20 --trajectory steps.png\n"
+    "  ddpm sample -c runs/cond/ckpt.safetensors --guidance 3 -n 40";
 
-static int cmd_sample(int argc, char **argv) {
-    const char *ckpt = NULL, *out = "samples.png", *sampler_name = "ddpm", *var_name = "small";
-    const char *idx_path = NULL, *traj_path = NULL;
-    int n = 16, steps = 0, nrow = 0, threads = 0, batch = 64, label = -1;
-    float eta = 0.0f;
-    uint64_t seed = 0;
-    bool no_ema = false;
+/* Parses argv into f. Returns -1 to go on, else the exit code. */
+static int parse_flags(sample_flags *f, int argc, char **argv) {
+    *f = (sample_flags){.out = "samples.png", .sampler_name = "ddpm", .var_name = "small",
+                        .n = 16, .batch = 64, .label = -1, .scale = 1, .guidance = 1.0f};
     ddpm_opt opts[] = {
-        {"--ckpt", "-c", OPT_STRING, &ckpt, 0, 0, "FILE", "checkpoint (default " DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE ")"},
-        {"--num", "-n", OPT_INT, &n, 1, 100000, "N", "number of images (default 16)"},
-        {"--out", "-o", OPT_STRING, &out, 0, 0, "FILE", "PNG grid to write (default samples.png)"},
-        {"--sampler", NULL, OPT_STRING, &sampler_name, 0, 0, "NAME", "ddpm or ddim (default ddpm)"},
-        {"--sample-steps", NULL, OPT_INT, &steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps, 1..T (default: T for ddpm, min(50, T) for ddim)"},
-        {"--eta", NULL, OPT_FLOAT, &eta, 0.0, 1.0, "E", "ddim noise in [0, 1] (default 0: deterministic)"},
-        {"--var", NULL, OPT_STRING, &var_name, 0, 0, "KIND", "ddpm step variance: small or large (default small)"},
-        {"--seed", NULL, OPT_U64, &seed, 0, 0, "S", "random seed (default 0)"},
-        {"--nrow", NULL, OPT_INT, &nrow, 1, 100000, "N", "grid columns (default ceil(sqrt(n)); K with cycled labels)"},
-        {"--no-ema", NULL, OPT_FLAG, &no_ema, 0, 0, NULL, "use the raw weights, not the EMA weights"},
-        {"--label", NULL, OPT_INT, &label, 0, 100000, "K", "class for a class-conditional model (default: cycle 0..K-1)"},
-        {"--batch", NULL, OPT_INT, &batch, 1, 4096, "B", "images per model call (default 64; bounds memory)"},
-        {"--threads", NULL, OPT_INT, &threads, 0, 4096, "N", "threads (default 0: all cores)"},
-        {"--idx", NULL, OPT_STRING, &idx_path, 0, 0, "FILE", "also write the images as an IDX file (u8)"},
-        {"--trajectory", NULL, OPT_STRING, &traj_path, 0, 0, "FILE", "PNG of x_T ... x_0 in 10 columns, a row per image (first 100)"},
+        {"--ckpt", "-c", OPT_STRING, &f->ckpt, 0, 0, "FILE", "checkpoint (default " DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE ")"},
+        {"--num", "-n", OPT_INT, &f->n, 1, 100000, "N", "number of images (default 16)"},
+        {"--out", "-o", OPT_STRING, &f->out, 0, 0, "FILE", "PNG grid to write (default samples.png)"},
+        {"--sampler", NULL, OPT_STRING, &f->sampler_name, 0, 0, "NAME", "ddpm, ddim or dpm++2m (default ddpm)"},
+        {"--sample-steps", NULL, OPT_INT, &f->steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps (default: T for ddpm, min(50, T) for ddim, min(20, T-1) for dpm++2m)"},
+        {"--spacing", NULL, OPT_STRING, &f->spacing_name, 0, 0, "KIND", "ddim/dpm++2m timesteps: uniform, quadratic or logsnr"},
+        {"--eta", NULL, OPT_FLOAT, &f->eta, 0.0, 1.0, "E", "ddim noise in [0, 1] (default 0: deterministic)"},
+        {"--var", NULL, OPT_STRING, &f->var_name, 0, 0, "KIND", "ddpm step variance: small or large (default small)"},
+        {"--guidance", NULL, OPT_FLOAT, &f->guidance, 0.0, GUIDANCE_MAX, "W", "classifier-free guidance weight >= 0 (class-conditional models)"},
+        {"--label", NULL, OPT_STRING, &f->label_arg, 0, 0, "K|NAME", "class index, or its folder name for a model trained on an image folder (default: cycle 0..K-1)"},
+        {"--seed", NULL, OPT_U64, &f->seed, 0, 0, "S", "random seed (default 0)"},
+        {"--nrow", NULL, OPT_INT, &f->nrow, 1, 100000, "N", "grid columns (default ceil(sqrt(n)); K with cycled labels)"},
+        {"--scale", NULL, OPT_INT, &f->scale, 1, DDPM_GRID_MAX_SCALE, "S", "enlarge the grid's tiles S times (nearest neighbour; default 1)"},
+        {"--no-ema", NULL, OPT_FLAG, &f->no_ema, 0, 0, NULL, "use the raw weights, not the EMA weights"},
+        {"--batch", NULL, OPT_INT, &f->batch, 1, 4096, "B", "images per model call (default 64; bounds memory)"},
+        {"--threads", NULL, OPT_INT, &f->threads, 0, 4096, "N", "threads (default 0: all cores)"},
+        {"--idx", NULL, OPT_STRING, &f->idx_path, 0, 0, "FILE", "also write the images as an IDX file (u8)"},
+        {"--trajectory", NULL, OPT_STRING, &f->traj_path, 0, 0, "FILE", "PNG of x_T ... x_0 in 10 columns, a row per image (first 100)"},
     };
     int nopts = (int)(sizeof opts / sizeof *opts);
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, nopts, SYNOPSIS, EPILOG);
     if (rc) return rc == 1 ? 0 : rc;
+    f->guided = ddpm_opts_seen(opts, nopts, "--guidance");
+    f->nrow_seen = ddpm_opts_seen(opts, nopts, "--nrow");
+    bool eta_seen = ddpm_opts_seen(opts, nopts, "--eta"), var_seen = ddpm_opts_seen(opts, nopts, "--var");
+    f->kind = ddpm_sampler_parse(f->sampler_name);
+    f->var = ddpm_var_parse(f->var_name);
+    f->spacing = f->spacing_name ? ddpm_spacing_parse(f->spacing_name) : DDPM_SPACING_DEFAULT;
+    const char *why = NULL;
+    if (f->kind < 0) why = "unknown sampler '%s' (expected ddpm, ddim or dpm++2m)";
+    else if (f->var < 0) why = "unknown variance '%s' (expected small or large)";
+    else if (f->spacing < 0) why = "unknown spacing '%s' (expected uniform, quadratic or logsnr)";
+    else if (f->kind != DDPM_SAMPLER_DDIM && eta_seen) why = "--eta applies to --sampler ddim only";
+    else if (f->kind != DDPM_SAMPLER_DDPM && var_seen) why = "--var applies to --sampler ddpm only";
+    else if (f->kind == DDPM_SAMPLER_DDPM && f->spacing_name) why = "--spacing applies to --sampler ddim and dpm++2m";
+    if (why) {
+        const char *arg = f->kind < 0 ? f->sampler_name : f->var < 0 ? f->var_name : f->spacing_name;
+        fprintf(stderr, "ddpm %s: ", CMD);
+        fprintf(stderr, why, arg);
+        fputc('\n', stderr);
+        return 2;
+    }
+    return -1;
+}
 
-    /* ---- flags that need no checkpoint */
-    int kind = ddpm_sampler_parse(sampler_name);
-    if (kind < 0) {
-        fprintf(stderr, "ddpm %s: unknown sampler '%s' (expected ddpm or ddim)\n", CMD, sampler_name);
-        return 2;
-    }
-    int var = ddpm_var_parse(var_name);
-    if (var < 0) {
-        fprintf(stderr, "ddpm %s: unknown variance '%s' (expected small or large)\n", CMD, var_name);
-        return 2;
-    }
-    if (kind == DDPM_SAMPLER_DDPM && ddpm_opts_seen(opts, nopts, "--eta")) {
-        fprintf(stderr, "ddpm %s: --eta applies to --sampler ddim only\n", CMD);
-        return 2;
-    }
-    if (kind == DDPM_SAMPLER_DDIM && ddpm_opts_seen(opts, nopts, "--var")) {
-        fprintf(stderr, "ddpm %s: --var applies to --sampler ddpm only (ddim uses --eta)\n", CMD);
-        return 2;
-    }
-    const char *outs[3] = {out, idx_path, traj_path};
+/* Output names: distinct, and a note when one will not end in .png. */
+static int check_out_names(const sample_flags *f) {
+    const char *outs[3] = {f->out, f->idx_path, f->traj_path};
     const char *out_flag[3] = {"-o", "--idx", "--trajectory"};
     for (int a = 0; a < 3; a++)
         for (int b = a + 1; b < 3; b++)
@@ -301,172 +244,255 @@ static int cmd_sample(int argc, char **argv) {
     for (int a = 0; a < 3; a++)
         if (outs[a] && a != 1 && !ends_with(outs[a], ".png") && !ends_with(outs[a], ".PNG"))
             fprintf(stderr, "ddpm %s: note: '%s' will be a PNG file\n", CMD, outs[a]);
+    return 0;
+}
 
-    /* ---- the checkpoint */
-    char default_ckpt[] = DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE;
-    if (!ckpt) {
+/* ---- the checkpoint ------------------------------------------------------------------ */
+
+/* Opens the checkpoint (the default one when -c is not given) and reads its
+ * schedule. Returns -1 to go on (ck open), else the exit code (ck closed). */
+static int open_checkpoint(sample_flags *f, ddpm_checkpoint *ck, int *sched_kind, int *T) {
+    static char default_ckpt[] = DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE;
+    if (!f->ckpt) {
         struct stat st;
-        ckpt = default_ckpt;
-        if (stat(ckpt, &st) != 0 && errno == ENOENT) {
+        f->ckpt = default_ckpt;
+        if (stat(f->ckpt, &st) != 0 && errno == ENOENT) {
             fprintf(stderr, "ddpm %s: no checkpoint at '%s': run 'ddpm train' first, or name one with -c FILE\n",
-                    CMD, ckpt);
+                    CMD, f->ckpt);
             return 1;
         }
     }
-    ddpm_checkpoint ck;
-    if (ddpm_checkpoint_open(&ck, ckpt)) return fail();
-    ddpm_unet_config cfg = ck.cfg;
-    int sched_kind, T;
-    if (schedule_from_meta(&ck, &sched_kind, &T)) {
-        ddpm_checkpoint_close(&ck);
+    if (ddpm_checkpoint_open(ck, f->ckpt)) {
+        ddpm_cli_error(CMD);
         return 1;
     }
-
-    /* ---- flags checked against the checkpoint (usage errors) */
-    rc = 0;
-    int K = steps ? steps : kind == DDPM_SAMPLER_DDIM ? (T < 50 ? T : 50) : T;
-    int C = cfg.num_classes;
-    if (steps > T) {
-        fprintf(stderr, "ddpm %s: --sample-steps %d exceeds the checkpoint's T = %d timesteps\n", CMD,
-                steps, T);
-        rc = 2;
-    } else if (label >= 0 && C == 0) {
-        fprintf(stderr, "ddpm %s: --label: the model in '%s' is unconditional (trained without --classes)\n",
-                CMD, ckpt);
-        rc = 2;
-    } else if (label >= C && C > 0) {
-        fprintf(stderr, "ddpm %s: --label %d out of range: the model has %d classes (0..%d)\n", CMD,
-                label, C, C - 1);
-        rc = 2;
-    } else if (cfg.in_ch != 1 && cfg.in_ch != 3) {
-        fprintf(stderr, "ddpm %s: the model makes %d-channel images; PNG grids need 1 or 3\n", CMD,
-                cfg.in_ch);
-        rc = 1;
+    if (schedule_from_meta(ck, sched_kind, T)) {
+        ddpm_checkpoint_close(ck);
+        return 1;
     }
-    if (rc) {
+    return -1;
+}
+
+/* Flags checked against the model and its T. Returns 0 or the exit code. */
+static int check_against_model(const sample_flags *f, const ddpm_unet_config *cfg, int T) {
+    int C = cfg->num_classes, kmax = ddpm_sampler_max_steps((ddpm_sampler_kind)f->kind, T);
+    if (f->steps > kmax && f->kind == DDPM_SAMPLER_DPMPP_2M)
+        fprintf(stderr, "ddpm %s: --sample-steps %d: dpm++2m takes at most T-1 = %d steps for the "
+                        "checkpoint's T = %d (it never calls the model at t = 0)\n", CMD, f->steps, kmax, T);
+    else if (f->steps > kmax)
+        fprintf(stderr, "ddpm %s: --sample-steps %d exceeds the checkpoint's T = %d timesteps\n", CMD,
+                f->steps, T);
+    else if ((f->label >= 0 || f->guided) && C == 0)
+        fprintf(stderr, "ddpm %s: %s: the model in '%s' is unconditional (trained without --classes)\n",
+                CMD, f->label >= 0 ? "--label" : "--guidance", f->ckpt);
+    else if (f->label >= C && C > 0)
+        fprintf(stderr, "ddpm %s: --label %d out of range: the model has %d classes (0..%d)\n", CMD,
+                f->label, C, C - 1);
+    else if (cfg->in_ch != 1 && cfg->in_ch != 3) {
+        fprintf(stderr, "ddpm %s: the model makes %d-channel images; PNG grids need 1 or 3\n", CMD,
+                cfg->in_ch);
+        return 1;
+    } else
+        return 0;
+    return 2;
+}
+
+/* ---- sampling ------------------------------------------------------------------------ */
+
+typedef struct {
+    size_t D;
+    int B;                       /* images per model call */
+    int tcols, trows;
+    int cap_step[TRAJ_MAX_COLS]; /* column j shows the state after step cap_step[j] (0 = x_T) */
+    float *traj;                 /* [trows, tcols, D] or NULL */
+    progress *prog;
+} step_view;
+
+static void on_step(void *ud, int first, int N, int step, int K, const float *x) {
+    (void)K;
+    step_view *v = ud;
+    for (int j = 0; v->traj && j < v->tcols; j++) {
+        if (v->cap_step[j] != step) continue;
+        for (int n = 0; n < N && first + n < v->trows; n++)
+            memcpy(v->traj + ((size_t)(first + n) * v->tcols + j) * v->D, x + (size_t)n * v->D,
+                   v->D * sizeof(float));
+    }
+    if (step > 0) progress_step(v->prog, first / v->B, step);
+}
+
+typedef struct {
+    ddpm_unet *m;
+    ddpm_schedule s;
+    ddpm_sampler sm;
+    ddpm_guidance g;
+    int *labels;  /* [n] or NULL */
+    float *x;     /* [n, D] */
+    float *traj;  /* [trows, tcols, D] or NULL */
+    int nrow;     /* grid columns (0: default) */
+} sample_run;
+
+static void run_free(sample_run *r) {
+    ddpm_unet_free(r->m);
+    ddpm_schedule_free(&r->s);
+    ddpm_sampler_destroy(&r->sm);
+    ddpm_guidance_free(&r->g);
+    ddpm_free(r->labels);
+    ddpm_free(r->x);
+    ddpm_free(r->traj);
+}
+
+/* Model, schedule, sampler, guidance and buffers. Closes ck. */
+static ddpm_status run_setup(sample_run *r, const sample_flags *f, ddpm_checkpoint *ck,
+                             int sched_kind, int T, const step_view *v) {
+    ddpm_unet_config cfg = ck->cfg;
+    size_t D = v->D;
+    int C = cfg.num_classes, B = v->B;
+    bool use_ema = ck->has_ema && !f->no_ema;
+    ddpm_status st = ddpm_unet_create(&r->m, &cfg, f->guided ? 2 * B : B, false);
+    if (!st) st = ddpm_checkpoint_read(ck, use_ema ? "ema." : "", ddpm_unet_params(r->m));
+    ddpm_checkpoint_close(ck);
+    if (!st) st = ddpm_schedule_init(&r->s, (ddpm_schedule_kind)sched_kind, T);
+    ddpm_sampler_opts o = {(ddpm_sampler_kind)f->kind, f->steps, f->eta, (ddpm_var_kind)f->var,
+                           (ddpm_spacing)f->spacing};
+    if (!st) st = ddpm_sampler_create(&r->sm, &r->s, &o, D, B);
+    if (!st && f->guided) st = ddpm_guidance_init(&r->g, ddpm_unet_eps, r->m, f->guidance, C, D, B);
+    if (st) return st;
+    r->x = ddpm_malloc((size_t)f->n * D * sizeof(float)); /* [n, D] the samples */
+    if (C > 0) r->labels = ddpm_malloc((size_t)f->n * sizeof(int)); /* [n] */
+    if (f->traj_path) r->traj = ddpm_calloc((size_t)v->trows * v->tcols * D, sizeof(float));
+    if (!r->x || (C > 0 && !r->labels) || (f->traj_path && !r->traj))
+        return ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d images", f->n);
+    r->nrow = f->nrow;
+    if (C > 0) {
+        int cols = ddpm_sampler_labels(r->labels, f->n, C, f->label);
+        if (!f->nrow_seen) r->nrow = cols;
+    }
+    return DDPM_OK;
+}
+
+static void print_header(const sample_flags *f, bool has_ema, int C, const sample_run *r,
+                         int sched_kind, int T, int nthreads) {
+    const ddpm_sampler_opts *o = &r->sm.o;
+    bool use_ema = has_ema && !f->no_ema;
+    char detail[96];
+    if (o->kind == DDPM_SAMPLER_DDPM) snprintf(detail, sizeof detail, "var %s", f->var_name);
+    else if (o->kind == DDPM_SAMPLER_DDIM) snprintf(detail, sizeof detail, "eta %g", (double)f->eta);
+    else snprintf(detail, sizeof detail, "deterministic");
+    if (o->kind != DDPM_SAMPLER_DDPM)
+        snprintf(detail + strlen(detail), sizeof detail - strlen(detail), ", %s spacing",
+                 ddpm_spacing_name(o->spacing));
+    fprintf(stderr, "ddpm %s: '%s' (%s weights%s), %s schedule T=%d; %s sampler, %d steps, %s; "
+                    "seed %llu, %d thread%s\n",
+            CMD, f->ckpt, use_ema ? "EMA" : "raw", has_ema || f->no_ema ? "" : "; the checkpoint has no EMA weights",
+            ddpm_schedule_name((ddpm_schedule_kind)sched_kind), T, f->sampler_name, r->sm.K, detail,
+            (unsigned long long)f->seed, nthreads, nthreads == 1 ? "" : "s");
+    if (C == 0) return;
+    char gtxt[48] = "";
+    if (f->guided) snprintf(gtxt, sizeof gtxt, ", guidance %g", (double)f->guidance);
+    if (f->label >= 0)
+        fprintf(stderr, "ddpm %s: class-conditional model with %d classes, label %d%s\n", CMD, C, f->label, gtxt);
+    else
+        fprintf(stderr, "ddpm %s: class-conditional model with %d classes, labels cycling 0..%d%s\n",
+                CMD, C, C - 1, gtxt);
+}
+
+/* ---- outputs ------------------------------------------------------------------------- */
+
+static ddpm_status write_outputs(const sample_flags *f, const sample_run *r, const step_view *v,
+                                 int c, int h, int w) {
+    int n = f->n, zoom = f->scale, K = r->sm.K;
+    size_t D = v->D;
+    if (ddpm_image_write_grid_scaled(f->out, r->x, n, c, h, w, r->nrow, -1.0f, 1.0f, zoom)) return 1;
+    int gw, gh;
+    ddpm_image_grid_size(n, h * zoom, w * zoom, r->nrow, &gw, &gh);
+    fprintf(stderr, "ddpm %s: wrote %d image%s to '%s' (%d x %d px grid)\n", CMD, n, n == 1 ? "" : "s",
+            f->out, gw, gh);
+    if (f->idx_path) {
+        uint8_t *u8 = malloc((size_t)n * D);
+        if (!u8) return ddpm_error(DDPM_ERR_NOMEM, "out of memory for the IDX file");
+        to_u8(u8, r->x, (size_t)n * D);
+        ddpm_status st = ddpm_idx_write_images(f->idx_path, u8, n, c, h, w);
+        free(u8);
+        if (st) return st;
+        fprintf(stderr, "ddpm %s: wrote %d x %d x %d x %d u8 images to '%s'\n", CMD, n, c, h, w, f->idx_path);
+    }
+    if (f->traj_path) {
+        if (ddpm_image_write_grid_scaled(f->traj_path, r->traj, v->trows * v->tcols, c, h, w, v->tcols,
+                                         -1.0f, 1.0f, zoom))
+            return 1;
+        fprintf(stderr, "ddpm %s: wrote the trajectory of %d image%s to '%s' (steps", CMD, v->trows,
+                v->trows == 1 ? "" : "s", f->traj_path);
+        for (int j = 0; j < v->tcols; j++) fprintf(stderr, "%s%d", j ? "," : " ", v->cap_step[j]);
+        fprintf(stderr, " of %d)\n", K);
+    }
+    return DDPM_OK;
+}
+
+/* ---- the command -------------------------------------------------------------------- */
+
+/* The trajectory columns and the output checks. Returns 0 or 1. */
+static int plan_outputs(const sample_flags *f, const ddpm_unet_config *cfg, int K, int C,
+                        step_view *v) {
+    int H = cfg->res, W = cfg->res, Cin = cfg->in_ch;
+    int nrow = f->nrow_seen || C == 0 || f->label >= 0 || C > DDPM_LABEL_COLS_MAX ? f->nrow : C;
+    v->D = (size_t)Cin * H * W;
+    v->B = f->batch < f->n ? f->batch : f->n;
+    v->tcols = K + 1 < TRAJ_MAX_COLS ? K + 1 : TRAJ_MAX_COLS;
+    v->trows = f->n < TRAJ_MAX_ROWS ? f->n : TRAJ_MAX_ROWS;
+    for (int j = 0; j < v->tcols; j++)
+        v->cap_step[j] = v->tcols > 1 ? (j * K + (v->tcols - 1) / 2) / (v->tcols - 1) : K;
+    const char *outs[3] = {f->out, f->idx_path, f->traj_path};
+    for (int a = 0; a < 3; a++)
+        if (outs[a] && ddpm_cli_check_writable(CMD, outs[a])) return 1;
+    if (check_grid(f->out, f->n, Cin, H, W, nrow, f->scale)) return 1;
+    if (f->traj_path && check_grid(f->traj_path, v->trows * v->tcols, Cin, H, W, v->tcols, f->scale))
+        return 1;
+    return 0;
+}
+
+static int cmd_sample(int argc, char **argv) {
+    sample_flags f;
+    int rc = parse_flags(&f, argc, argv);
+    if (rc >= 0) return rc;
+    if ((rc = check_out_names(&f))) return rc;
+    ddpm_checkpoint ck;
+    int sched_kind, T;
+    if ((rc = open_checkpoint(&f, &ck, &sched_kind, &T)) >= 0) return rc;
+    if ((rc = ddpm_cli_label(CMD, f.label_arg, &ck, &f.label))) {
         ddpm_checkpoint_close(&ck);
         return rc;
     }
-    if (!ddpm_opts_seen(opts, nopts, "--nrow") && C > 0 && label < 0 && C <= LABEL_COLS_MAX) nrow = C;
-
-    /* ---- outputs: fail now rather than after minutes of sampling */
-    int H = cfg.res, W = cfg.res, Cin = cfg.in_ch;
-    size_t D = (size_t)Cin * H * W;
-    int tcols = K + 1 < TRAJ_MAX_COLS ? K + 1 : TRAJ_MAX_COLS, trows = n < TRAJ_MAX_ROWS ? n : TRAJ_MAX_ROWS;
-    for (int a = 0; a < 3; a++)
-        if (outs[a] && ddpm_cli_check_writable(CMD, outs[a])) {
-            ddpm_checkpoint_close(&ck);
-            return 1;
-        }
-    if (check_grid(out, n, Cin, H, W, nrow) || (traj_path && check_grid(traj_path, trows * tcols, Cin, H, W, tcols))) {
+    ddpm_unet_config cfg = ck.cfg;
+    int K = f.steps ? f.steps : ddpm_sampler_default_steps((ddpm_sampler_kind)f.kind, T);
+    step_view v = {0};
+    if ((rc = check_against_model(&f, &cfg, T)) || (rc = plan_outputs(&f, &cfg, K, cfg.num_classes, &v))) {
         ddpm_checkpoint_close(&ck);
-        return 1;
+        return rc;
     }
-
-    /* ---- model, schedule, buffers */
-    int nthreads = ddpm_cli_threads(threads);
-    int B = batch < n ? batch : n;
-    ddpm_unet *m = NULL;
-    ddpm_schedule s = {0}, rs = {0};
-    float *x = NULL, *eps = NULL, *z = NULL, *traj = NULL;
-    int *tt = NULL, *tau = NULL, *labels = NULL;
-    ddpm_rng *rngs = NULL;
-    uint8_t *u8 = NULL;
-    bool has_ema = ck.has_ema, use_ema = has_ema && !no_ema;
-    int status = 1;
-    if (ddpm_unet_create(&m, &cfg, B, false) ||
-        ddpm_checkpoint_read(&ck, use_ema ? "ema." : "", ddpm_unet_params(m)))
-        goto error;
-    ddpm_checkpoint_close(&ck);
-    x = ddpm_malloc((size_t)n * D * sizeof(float));   /* [n, D] the samples */
-    eps = ddpm_malloc((size_t)B * D * sizeof(float)); /* [B, D] */
-    z = ddpm_malloc((size_t)B * D * sizeof(float));   /* [B, D] */
-    tt = ddpm_malloc((size_t)B * sizeof(int));        /* [B] */
-    tau = ddpm_malloc((size_t)K * sizeof(int));       /* [K] */
-    rngs = ddpm_malloc((size_t)B * sizeof(ddpm_rng)); /* [B] */
-    if (C > 0) labels = ddpm_malloc((size_t)n * sizeof(int)); /* [n] */
-    if (traj_path) traj = ddpm_calloc((size_t)trows * tcols * D, sizeof(float)); /* [trows, tcols, D] */
-    if (!x || !eps || !z || !tt || !tau || !rngs || (C > 0 && !labels) || (traj_path && !traj))
-        goto error;
-    if (ddpm_schedule_init(&s, (ddpm_schedule_kind)sched_kind, T) || ddpm_schedule_respace(tau, K, T))
-        goto error;
-    if (kind == DDPM_SAMPLER_DDPM && K < T && ddpm_schedule_init_respaced(&rs, &s, tau, K)) goto error;
-    for (int i = 0; i < n && labels; i++) labels[i] = label >= 0 ? label : i % C;
-
-    progress prog = {.tty = ddpm_cli_tty(), .n = n, .K = K, .nchunks = (n + B - 1) / B,
+    int nthreads = ddpm_cli_threads(f.threads);
+    sample_run r = {0};
+    bool has_ema = ck.has_ema;
+    if (run_setup(&r, &f, &ck, sched_kind, T, &v)) goto error;
+    print_header(&f, has_ema, cfg.num_classes, &r, sched_kind, T, nthreads);
+    progress prog = {.tty = ddpm_cli_tty(), .n = f.n, .K = K, .nchunks = (f.n + v.B - 1) / v.B,
                      .next_pct = 10, .t0 = ddpm_cli_now()};
     prog.total = (long)prog.nchunks * K;
-    sampler sm = {.m = m, .s = &s, .ps = rs.T ? &rs : &s,
-                  .o = {(ddpm_sampler_kind)kind, K, eta, (ddpm_var_kind)var},
-                  .K = K, .tau = tau, .D = D, .eps = eps, .z = z, .tt = tt,
-                  .tcols = tcols, .traj = traj, .traj_rows = trows, .prog = &prog};
-    for (int j = 0; j < tcols; j++) sm.cap_step[j] = tcols > 1 ? (j * K + (tcols - 1) / 2) / (tcols - 1) : K;
-
-    char detail[96];
-    if (kind == DDPM_SAMPLER_DDPM) snprintf(detail, sizeof detail, "var %s", var_name);
-    else snprintf(detail, sizeof detail, "eta %g", (double)eta);
-    char labtxt[64] = "";
-    if (C > 0 && label >= 0) snprintf(labtxt, sizeof labtxt, ", label %d", label);
-    else if (C > 0) snprintf(labtxt, sizeof labtxt, ", labels cycling 0..%d", C - 1);
-    fprintf(stderr, "ddpm %s: '%s' (%s weights%s), %s schedule T=%d; %s sampler, %d steps, %s; "
-                    "seed %llu, %d thread%s\n",
-            CMD, ckpt, use_ema ? "EMA" : "raw", has_ema || no_ema ? "" : "; the checkpoint has no EMA weights",
-            ddpm_schedule_name((ddpm_schedule_kind)sched_kind), T, sampler_name, K, detail,
-            (unsigned long long)seed, nthreads, nthreads == 1 ? "" : "s");
-    if (labtxt[0]) fprintf(stderr, "ddpm %s: class-conditional model with %d classes%s\n", CMD, C, labtxt);
-
-    for (int first = 0, chunk = 0; first < n; first += B, chunk++) {
-        int N = n - first < B ? n - first : B;
-        for (int i = 0; i < N; i++) ddpm_rng_seed(&rngs[i], sample_seed(seed, first + i));
-        if (sample_chunk(&sm, x + (size_t)first * D, first, N, rngs, labels ? labels + first : NULL, chunk)) {
-            if (prog.tty) fputc('\n', stderr);
-            goto error;
-        }
+    v.traj = r.traj;
+    v.prog = &prog;
+    ddpm_model_fn model = f.guided ? ddpm_guidance_eps : ddpm_unet_eps;
+    void *ctx = f.guided ? (void *)&r.g : (void *)r.m;
+    if (ddpm_sampler_run(&r.sm, r.x, 0, f.n, f.seed, r.labels, model, ctx, on_step, &v)) {
+        if (prog.tty) fputc('\n', stderr);
+        goto error;
     }
-
-    /* ---- outputs */
-    if (ddpm_image_write_grid(out, x, n, Cin, H, W, nrow, -1.0f, 1.0f)) goto error;
-    int gw, gh;
-    ddpm_image_grid_size(n, H, W, nrow, &gw, &gh);
-    fprintf(stderr, "ddpm %s: wrote %d image%s to '%s' (%d x %d px grid)\n", CMD, n, n == 1 ? "" : "s",
-            out, gw, gh);
-    if (idx_path) {
-        u8 = malloc((size_t)n * D);
-        if (!u8) {
-            ddpm_error(DDPM_ERR_NOMEM, "out of memory for the IDX file");
-            goto error;
-        }
-        to_u8(u8, x, (size_t)n * D);
-        if (ddpm_idx_write_images(idx_path, u8, n, Cin, H, W)) goto error;
-        fprintf(stderr, "ddpm %s: wrote %d x %d x %d x %d u8 images to '%s'\n", CMD, n, Cin, H, W, idx_path);
-    }
-    if (traj_path) {
-        if (ddpm_image_write_grid(traj_path, traj, trows * tcols, Cin, H, W, tcols, -1.0f, 1.0f)) goto error;
-        fprintf(stderr, "ddpm %s: wrote the trajectory of %d image%s to '%s' (steps", CMD, trows,
-                trows == 1 ? "" : "s", traj_path);
-        for (int j = 0; j < tcols; j++) fprintf(stderr, "%s%d", j ? "," : " ", sm.cap_step[j]);
-        fprintf(stderr, " of %d)\n", K);
-    }
-    status = 0;
-    goto done;
+    if (write_outputs(&f, &r, &v, cfg.in_ch, cfg.res, cfg.res)) goto error;
+    run_free(&r);
+    return 0;
 error:
     ddpm_cli_error(CMD);
-    status = 1;
-done:
     ddpm_checkpoint_close(&ck); /* safe twice */
-    ddpm_unet_free(m);
-    ddpm_schedule_free(&s);
-    ddpm_schedule_free(&rs);
-    ddpm_free(x);
-    ddpm_free(eps);
-    ddpm_free(z);
-    ddpm_free(tt);
-    ddpm_free(tau);
-    ddpm_free(rngs);
-    ddpm_free(labels);
-    ddpm_free(traj);
-    free(u8);
-    return status;
+    run_free(&r);
+    return 1;
 }
 
-const ddpm_cli_command ddpm_cmd_sample = {"sample", cmd_sample, "generate images from a checkpoint (DDPM or DDIM)"};
+const ddpm_cli_command ddpm_cmd_sample = {"sample", cmd_sample, "generate images from a checkpoint (DDPM, DDIM or DPM-Solver++)"};

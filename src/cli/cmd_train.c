@@ -22,6 +22,7 @@
 
 #include "args.h"
 #include "cli.h"
+#include "folder.h"
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
 #include "ddpm/image.h"
@@ -214,6 +215,7 @@ typedef struct {
     float lr, clip, ema, weight_decay, cond_drop;
     uint64_t seed;
     bool resume, force;
+    ddpm_folder_flags ff;
 } train_flags;
 
 /* What the progress callback needs. */
@@ -275,16 +277,28 @@ static ddpm_status on_iter(void *ctx, ddpm_trainer *tr, const ddpm_train_stats *
     return DDPM_OK;
 }
 
-/* test hook: poison the batch of iteration DDPM_TEST_NAN_AT to exercise the
- * non-finite-loss path (like git's GIT_TEST_* variables) */
-static void nan_hook(void *ctx, float *x0, int *labels, int n, int64_t iter) {
-    if (iter == *(const int64_t *)ctx) x0[0] = NAN;
+/* The batch hook: image-folder augmentation, then the test hook that
+ * poisons the batch of iteration DDPM_TEST_NAN_AT to exercise the
+ * non-finite-loss path (like git's GIT_TEST_* variables). */
+typedef struct {
+    const ddpm_cli_data *data;
+    int64_t nan_at;
+} batch_hook_ctx;
+
+static void batch_hook(void *ctx, float *x0, int *labels, const int *idx, int n, int64_t iter) {
+    const batch_hook_ctx *h = ctx;
+    ddpm_cli_data_augment(h->data, x0, idx, n, iter);
+    if (iter == h->nan_at) x0[0] = NAN;
 }
 
 static ddpm_status make_trainer(ddpm_trainer **tr, const train_flags *f, ddpm_opt *opts, int nopts,
-                                const ddpm_model_flags *mf, const ddpm_dataset *ds) {
+                                ddpm_model_flags *mf, const ddpm_cli_data *ds) {
     ddpm_train_config c;
     ddpm_train_config_default(&c);
+    if (ds->folder) { /* the folder fixes the size: its preset, unless flags say otherwise */
+        mf->in_ch = ds->c, mf->res = ds->h;
+        ddpm_model_flags_preset(mf, opts + nopts - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS, true);
+    }
     ddpm_model_flags_apply(mf, &c.model);
     if (!ddpm_opts_seen(opts, nopts, "--channels")) c.model.in_ch = ds->c;
     if (!ddpm_opts_seen(opts, nopts, "--size")) c.model.res = ds->h;
@@ -390,9 +404,9 @@ static int train_loop(progress *p, ddpm_trainer *tr, const ddpm_train_config *c)
 typedef struct {
     char dir[1024], ckpt[1100], lock[1100];
     int lock_fd, threads;
-    ddpm_dataset ds;
+    ddpm_cli_data ds;
     ddpm_trainer *tr;
-    int64_t nan_at;
+    batch_hook_ctx hook;
 } run_state;
 
 /* Rank 0's output side: the directory, its lock, the log. */
@@ -422,14 +436,23 @@ static int setup(run_state *r, progress *p, train_flags *f, ddpm_opt *opts, int 
         const char *d = ddpm_trainer_data_name(r->tr);
         if (!data_given && d) f->data = d;
     }
-    if (ddpm_cli_data_dir(r->dir, sizeof r->dir, f->data, f->data_dir) || ddpm_dataset_load(&r->ds, r->dir, true))
-        return -1;
+    if (ddpm_cli_data_dir(r->dir, sizeof r->dir, f->data, f->data_dir)) return -1;
+    if (f->resume) ddpm_folder_flags_from_ckpt(&f->ff, r->ckpt);
+    const ddpm_unet_config *rm = r->tr ? &ddpm_trainer_config(r->tr)->model : NULL;
+    int size = rm ? rm->res : ddpm_opts_seen(opts, nopts, "--size") ? mf->res : 0;
+    int ch = rm ? rm->in_ch : ddpm_opts_seen(opts, nopts, "--channels") ? mf->in_ch : 0;
+    if (ddpm_cli_data_load(CMD, &r->ds, r->dir, &f->ff, size, ch, r->tr ? ddpm_trainer_config(r->tr)->seed : f->seed))
+        return 1;
     if (!f->resume && make_trainer(&r->tr, f, opts, nopts, mf, &r->ds)) return -1;
-    if (ddpm_trainer_set_data(r->tr, &r->ds, r->dir)) return -1;
+    if (ddpm_trainer_config(r->tr)->model.num_classes > 0 && ddpm_cli_data_check_labels(CMD, &r->ds, r->dir)) return 1;
+    if (ddpm_trainer_set_data(r->tr, &r->ds.ds, r->dir)) return -1;
+    int nmeta;
+    const ddpm_st_meta *meta = ddpm_cli_data_meta(&r->ds, &nmeta);
+    if (ddpm_trainer_set_user_meta(r->tr, meta, nmeta)) return -1;
     ddpm_trainer_set_check_sync(r->tr, f->check_sync);
     const char *nan_env = getenv("DDPM_TEST_NAN_AT");
-    r->nan_at = nan_env ? strtoll(nan_env, NULL, 10) : -1;
-    if (nan_env) ddpm_trainer_set_batch_hook(r->tr, nan_hook, &r->nan_at);
+    r->hook = (batch_hook_ctx){&r->ds, nan_env ? strtoll(nan_env, NULL, 10) : -1};
+    if (nan_env || ddpm_cli_data_augments(&r->ds)) ddpm_trainer_set_batch_hook(r->tr, batch_hook, &r->hook);
     if (!p->lead) return 0;
     if (ddpm_unet_create(&p->inf, &ddpm_trainer_config(r->tr)->model, 16, false)) return -1;
     return open_outputs(r, p);
@@ -453,7 +476,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
     progress p = {.f = f, .ckpt = r.ckpt, .lead = ddpm_dist_rank() == 0};
     int rc = agree(setup(&r, &p, f, opts, nopts, mf), p.lead);
     if (!rc) {
-        if (p.lead) print_start(r.tr, &r.ds, r.dir, r.threads);
+        if (p.lead) print_start(r.tr, &r.ds.ds, r.dir, r.threads);
         rc = train_loop(&p, r.tr, ddpm_trainer_config(r.tr));
         if (rc < 0) {
             ddpm_cli_error(CMD);
@@ -464,18 +487,18 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
     log_close(&p.L);
     ddpm_unet_free(p.inf);
     ddpm_trainer_free(r.tr);
-    ddpm_dataset_free(&r.ds);
+    ddpm_cli_data_free(&r.ds);
     unlock_out(r.lock_fd, r.lock);
     return rc;
 }
 
-/* The flags train takes, then the DDPM_MODEL_OPTS model flags. */
-#define TRAIN_OPTS 24
+/* The flags train takes, the image-folder flags, then the DDPM_MODEL_OPTS model flags. */
+#define TRAIN_OPTS (24 + DDPM_FOLDER_OPTS)
 #define NOPTS (TRAIN_OPTS + DDPM_MODEL_OPTS)
 
 static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
     const ddpm_opt own[] = {
-        {"--data", NULL, OPT_STRING, &f->data, 0, 0, "NAME", "mnist, fashion, or a directory of IDX files (default mnist)"},
+        {"--data", NULL, OPT_STRING, &f->data, 0, 0, "NAME", "mnist, fashion, a directory of IDX files, or a folder of images (default mnist)"},
         {"--data-dir", NULL, OPT_STRING, &f->data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
         {"--steps", NULL, OPT_INT, &f->T, 2, 100000, "T", "diffusion timesteps (default 1000)"},
         {"--schedule", NULL, OPT_STRING, &f->schedule, 0, 0, "NAME", "linear, cosine, quadratic or sigmoid (default linear)"},
@@ -500,15 +523,17 @@ static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
         {"--force", NULL, OPT_FLAG, &f->force, 0, 0, NULL, "start over even if --out holds a checkpoint"},
         {"--check-sync", NULL, OPT_INT, &f->check_sync, 0, 100000000, "N", "under mpirun: compare parameter checksums across ranks every N iterations (debug)"},
     };
-    _Static_assert(sizeof own / sizeof *own == TRAIN_OPTS, "TRAIN_OPTS counts the table");
+    _Static_assert(sizeof own / sizeof *own + DDPM_FOLDER_OPTS == TRAIN_OPTS, "TRAIN_OPTS counts the table");
     memcpy(opts, own, sizeof own);
+    ddpm_folder_opts(opts + TRAIN_OPTS - DDPM_FOLDER_OPTS, &f->ff);
     ddpm_model_opts(opts + TRAIN_OPTS, mf);
 }
 
 /* On --resume the checkpoint fixes the model and the training recipe. */
 static int check_resume_flags(const ddpm_opt *opts) {
     static const char *fixed[] = {"--steps", "--schedule", "--batch", "--lr", "--warmup", "--lr-decay", "--clip",
-                                  "--ema", "--weight-decay", "--loss", "--cond-drop", "--seed"};
+                                  "--ema", "--weight-decay", "--loss", "--cond-drop", "--seed",
+                                  "--alpha", "--crop", "--hflip", "--no-hflip"};
     for (int i = 0; i < NOPTS; i++) {
         bool recipe = i >= TRAIN_OPTS; /* a model flag */
         for (size_t k = 0; k < sizeof fixed / sizeof *fixed; k++) recipe |= !strcmp(opts[i].name, fixed[k]);
@@ -521,9 +546,10 @@ static int check_resume_flags(const ddpm_opt *opts) {
 }
 
 /* A fresh run: the model flags form a valid config, the warmup fits. */
-static int check_new_run(train_flags *f, const ddpm_opt *opts, const ddpm_model_flags *mf) {
+static int check_new_run(train_flags *f, ddpm_opt *opts, ddpm_model_flags *mf) {
     ddpm_unet_config c;
     ddpm_unet_config_default(&c);
+    ddpm_model_flags_preset(mf, opts + NOPTS - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS, false);
     ddpm_model_flags_apply(mf, &c);
     if (ddpm_unet_config_validate(&c)) { /* checked against the data again once it is loaded */
         ddpm_cli_error(CMD);
@@ -566,6 +592,7 @@ static int cmd_train(int argc, char **argv) {
                      .lr_decay = "cosine", .T = d.T, .batch = d.batch, .iters = (int)d.iters, .warmup = (int)d.warmup,
                      .lr = d.lr, .clip = d.clip, .ema = d.ema_decay, .weight_decay = d.weight_decay,
                      .cond_drop = d.cond_drop, .seed = d.seed, .ckpt_every = 500, .sample_every = 0};
+    ddpm_folder_flags_init(&f.ff);
     ddpm_opt opts[NOPTS];
     train_opts(opts, &f, &mf);
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, NOPTS,
@@ -576,7 +603,7 @@ static int cmd_train(int argc, char **argv) {
                              "Ctrl-C or SIGTERM finishes the current iteration, writes the checkpoint and exits.\n"
                              "A second train on the same --out fails while this one runs (OUT/.lock).");
     if (rc) return rc == 1 ? 0 : rc;
-    if ((rc = check_names(&f))) return rc;
+    if ((rc = check_names(&f)) || (rc = ddpm_folder_flags_check(CMD, &f.ff))) return rc;
     if ((rc = f.resume ? check_resume_flags(opts) : check_new_run(&f, opts, &mf))) return rc;
     if (ddpm_dist_init(NULL, NULL)) {
         ddpm_cli_error(CMD);

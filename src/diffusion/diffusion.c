@@ -1,4 +1,4 @@
-/* diffusion.c: q_sample, the DDPM and DDIM reverse steps and the sampler loop.
+/* diffusion.c: q_sample and the DDPM, DDIM and DPM-Solver++(2M) reverse steps.
  * See diffusion.h. Coefficients come from the schedule in double; each
  * element is computed in double and rounded to float once. */
 #include "ddpm/diffusion.h"
@@ -20,15 +20,31 @@ const char *ddpm_var_name(ddpm_var_kind kind) {
     return kind == DDPM_VAR_SMALL ? "small" : kind == DDPM_VAR_LARGE ? "large" : "?";
 }
 
-int ddpm_sampler_parse(const char *name) {
-    if (!name) return -1;
-    if (!strcmp(name, "ddpm")) return DDPM_SAMPLER_DDPM;
-    if (!strcmp(name, "ddim")) return DDPM_SAMPLER_DDIM;
+static const char *const SAMPLER_NAMES[] = {"ddpm", "ddim", "dpm++2m"};
+static const char *const SPACING_NAMES[] = {"default", "uniform", "quadratic", "logsnr"};
+#define COUNT(a) ((int)(sizeof(a) / sizeof(a)[0]))
+
+static int parse_name(const char *name, const char *const *names, int n, int first) {
+    for (int i = first; name && i < n; i++)
+        if (!strcmp(name, names[i])) return i;
     return -1;
 }
 
+int ddpm_sampler_parse(const char *name) {
+    return parse_name(name, SAMPLER_NAMES, COUNT(SAMPLER_NAMES), 0);
+}
+
 const char *ddpm_sampler_name(ddpm_sampler_kind kind) {
-    return kind == DDPM_SAMPLER_DDPM ? "ddpm" : kind == DDPM_SAMPLER_DDIM ? "ddim" : "?";
+    return (int)kind >= 0 && (int)kind < COUNT(SAMPLER_NAMES) ? SAMPLER_NAMES[kind] : "?";
+}
+
+/* "default" is not a name a user can give. */
+int ddpm_spacing_parse(const char *name) {
+    return parse_name(name, SPACING_NAMES, COUNT(SPACING_NAMES), 1);
+}
+
+const char *ddpm_spacing_name(ddpm_spacing sp) {
+    return (int)sp >= 0 && (int)sp < COUNT(SPACING_NAMES) ? SPACING_NAMES[sp] : "?";
 }
 
 static inline double clip1(double v) { return v < -1.0 ? -1.0 : v > 1.0 ? 1.0 : v; }
@@ -96,73 +112,34 @@ void ddpm_ddim_step(float *x_prev, float *x0_out, const float *xt, const float *
     }
 }
 
-/* ---- sampler loop --------------------------------------------------------- */
-
-size_t ddpm_sample_loop_workspace(int N, size_t D) { return 2 * (size_t)N * D; }
-
-static int all_finite(const float *x, size_t n) {
-    for (size_t j = 0; j < n; j++)
-        if (!isfinite(x[j])) return 0;
-    return 1;
+/* log(a_t / s_t) of entry t (t = -1: +inf, sigma = 0). */
+static double lambda_of(const ddpm_schedule *s, int t) {
+    return log(s->sqrt_alpha_bar[t]) - log(s->sqrt_one_minus_alpha_bar[t]);
 }
 
-ddpm_status ddpm_sample_loop(float *x, int N, size_t D, const ddpm_schedule *s,
-                             const ddpm_sampler_opts *o, ddpm_eps_fn eps_fn, void *ctx,
-                             ddpm_rng *rng, float *work,
-                             void (*on_step)(void *ud, int step, int nsteps, const float *x),
-                             void *ud) {
-    if (!x || !s || !s->beta || !o || !eps_fn || !rng || !work || N < 1 || D < 1)
-        return ddpm_error(DDPM_ERR_ARG, "sample loop: missing buffer or empty batch");
-    if (o->kind != DDPM_SAMPLER_DDPM && o->kind != DDPM_SAMPLER_DDIM)
-        return ddpm_error(DDPM_ERR_ARG, "invalid sampler kind %d", (int)o->kind);
-    if (o->var != DDPM_VAR_SMALL && o->var != DDPM_VAR_LARGE)
-        return ddpm_error(DDPM_ERR_ARG, "invalid variance kind %d", (int)o->var);
-    if (o->steps < 0 || o->steps > s->T)
-        return ddpm_error(DDPM_ERR_ARG, "sampling steps must be in [1, %d], got %d", s->T,
-                          o->steps);
-    if (!(o->eta >= 0.0f) || !isfinite(o->eta))
-        return ddpm_error(DDPM_ERR_ARG, "eta must be a finite number >= 0, got %g",
-                          (double)o->eta);
-
-    int K = o->steps ? o->steps : s->T;
-    size_t total = (size_t)N * D;
-    float *eps = work;        /* [N, D] model output */
-    float *z = work + total;  /* [N, D] noise */
-    ddpm_schedule rs = {0};   /* the respaced DDPM schedule, when K < T */
-    const ddpm_schedule *ps = s;
-    int *tau = ddpm_malloc((size_t)K * sizeof(int)); /* [K] entries of s */
-    int *tt = ddpm_malloc((size_t)N * sizeof(int));  /* [N] model timesteps */
-    ddpm_status st = tau && tt ? DDPM_OK : DDPM_ERR_NOMEM;
-    if (st == DDPM_OK) st = ddpm_schedule_respace(tau, K, s->T);
-    if (st == DDPM_OK && o->kind == DDPM_SAMPLER_DDPM && K < s->T) {
-        st = ddpm_schedule_init_respaced(&rs, s, tau, K);
-        ps = &rs;
-    }
-
-    for (int i = K - 1; i >= 0 && st == DDPM_OK; i--) {
-        int t = tau[i], t_prev = i > 0 ? tau[i - 1] : -1;
-        for (int n = 0; n < N; n++) tt[n] = s->timesteps[t];
-        st = eps_fn(ctx, eps, x, tt, N);
-        if (st != DDPM_OK) break;
-        if (!all_finite(eps, total)) {
-            st = ddpm_error(DDPM_ERR_NUMERIC,
-                            "the model predicted a non-finite value at timestep %d",
-                            s->timesteps[t]);
-            break;
+void ddpm_dpmpp_step(float *x_next, float *x0_out, const float *xt, const float *eps_hat,
+                     const float *x0_prev, int t_last, int t, int t_next, const ddpm_schedule *s,
+                     int N, size_t D) {
+    /* x_next, x0_out, xt, eps_hat, x0_prev: [N, D] */
+    double a = s->sqrt_alpha_bar[t], sg = s->sqrt_one_minus_alpha_bar[t];
+    double c_x = 0.0, c_d = 1.0, c0 = 1.0, c1 = 0.0; /* t_next = -1: x_next = x0_hat */
+    if (t_next >= 0) {
+        double lam = lambda_of(s, t), h = lambda_of(s, t_next) - lam;
+        c_x = s->sqrt_one_minus_alpha_bar[t_next] / sg;
+        c_d = -s->sqrt_alpha_bar[t_next] * expm1(-h);
+        if (x0_prev) {
+            double r = (lam - lambda_of(s, t_last)) / h;
+            c0 = 1.0 + 1.0 / (2.0 * r);
+            c1 = -1.0 / (2.0 * r);
         }
-        if (o->kind == DDPM_SAMPLER_DDPM) {
-            if (i > 0) ddpm_rng_fill_normal(rng, z, total);
-            ddpm_p_step(x, x, eps, i > 0 ? z : NULL, i, ps, o->var, N, D);
-        } else {
-            int noisy = o->eta > 0.0f && i > 0;
-            if (noisy) ddpm_rng_fill_normal(rng, z, total);
-            ddpm_ddim_step(x, NULL, x, eps, noisy ? z : NULL, t, t_prev, o->eta, s, N, D);
-        }
-        if (on_step) on_step(ud, K - i, K, x);
     }
-
-    ddpm_schedule_free(&rs);
-    ddpm_free(tau);
-    ddpm_free(tt);
-    return st;
+    long long total = (long long)N * (long long)D;
+#pragma omp parallel for schedule(static) if (total >= PAR_MIN)
+    for (long long j = 0; j < total; j++) {
+        double x = xt[j];
+        double x0 = clip1((x - sg * (double)eps_hat[j]) / a);
+        double d = c1 != 0.0 ? c0 * x0 + c1 * (double)x0_prev[j] : x0;
+        if (x0_out) x0_out[j] = (float)x0;
+        x_next[j] = (float)(c_x * x + c_d * d);
+    }
 }

@@ -71,6 +71,29 @@ void ddpm_image_grid_size(int n, int h, int w, int nrow, int *out_w, int *out_h)
 
 ddpm_status ddpm_image_write_grid(const char *path, const float *x, int n, int c, int h, int w,
                                   int nrow, float lo, float hi) {
+    return ddpm_image_write_grid_scaled(path, x, n, c, h, w, nrow, lo, hi, 1);
+}
+
+/* Tile k of the grid into img (GH, GW, c): each source pixel becomes a
+ * zoom x zoom block. */
+static void put_tile(uint8_t *img, int64_t GW, const float *tile, int c, int h, int w, int zoom,
+                     int oy, int ox, float lo, float scale) {
+    for (int ch = 0; ch < c; ch++) {
+        const float *src = tile + (size_t)ch * h * w; /* (h, w) */
+        for (int i = 0; i < h * zoom; i++) {
+            uint8_t *dst = img + ((size_t)(oy + i) * GW + ox) * c + ch;
+            const float *row = src + (size_t)(i / zoom) * w;
+            for (int j = 0; j < w * zoom; j++) {
+                float v = (row[j / zoom] - lo) * scale;
+                v = v > 0.0f ? (v < 255.0f ? v : 255.0f) : 0.0f; /* NaN -> 0 */
+                dst[(size_t)j * c] = (uint8_t)(v + 0.5f);
+            }
+        }
+    }
+}
+
+ddpm_status ddpm_image_write_grid_scaled(const char *path, const float *x, int n, int c, int h,
+                                         int w, int nrow, float lo, float hi, int zoom) {
     if (n <= 0 || h <= 0 || w <= 0)
         return ddpm_error(DDPM_ERR_ARG, "cannot write '%s': empty image batch (%d x %d x %d)", path,
                           n, h, w);
@@ -79,11 +102,15 @@ ddpm_status ddpm_image_write_grid(const char *path, const float *x, int n, int c
     if (!(hi > lo))
         return ddpm_error(DDPM_ERR_ARG, "cannot write '%s': empty value range [%g, %g]", path, lo,
                           hi);
+    if (zoom < 1 || zoom > DDPM_GRID_MAX_SCALE)
+        return ddpm_error(DDPM_ERR_ARG, "cannot write '%s': scale %d not in [1, %d]", path, zoom,
+                          DDPM_GRID_MAX_SCALE);
     if (h > 65536 || w > 65536)
         return ddpm_error(DDPM_ERR_ARG, "cannot write '%s': images too large", path);
     int cols = grid_cols(n, nrow), rows = (n + cols - 1) / cols;
-    int64_t GW = (int64_t)cols * (w + DDPM_GRID_PAD) + DDPM_GRID_PAD;
-    int64_t GH = (int64_t)rows * (h + DDPM_GRID_PAD) + DDPM_GRID_PAD;
+    int64_t th = (int64_t)h * zoom, tw = (int64_t)w * zoom;
+    int64_t GW = (int64_t)cols * (tw + DDPM_GRID_PAD) + DDPM_GRID_PAD;
+    int64_t GH = (int64_t)rows * (th + DDPM_GRID_PAD) + DDPM_GRID_PAD;
     if (GW * GH * c > MAX_PNG_BYTES)
         return ddpm_error(DDPM_ERR_ARG, "cannot write '%s': grid too large", path);
     ddpm_status st = check_png_size(path, (int)GW, (int)GH, c);
@@ -94,19 +121,9 @@ ddpm_status ddpm_image_write_grid(const char *path, const float *x, int n, int c
     memset(img, DDPM_GRID_PAD_VALUE, (size_t)(GW * GH * c));
     float scale = 255.0f / (hi - lo);
     for (int k = 0; k < n; k++) {
-        int oy = DDPM_GRID_PAD + (k / cols) * (h + DDPM_GRID_PAD);
-        int ox = DDPM_GRID_PAD + (k % cols) * (w + DDPM_GRID_PAD);
-        for (int ch = 0; ch < c; ch++) {
-            const float *src = x + ((size_t)k * c + ch) * h * w; /* (h, w) */
-            for (int i = 0; i < h; i++) {
-                uint8_t *dst = img + ((size_t)(oy + i) * GW + ox) * c + ch;
-                for (int j = 0; j < w; j++) {
-                    float v = (src[(size_t)i * w + j] - lo) * scale;
-                    v = v > 0.0f ? (v < 255.0f ? v : 255.0f) : 0.0f; /* NaN -> 0 */
-                    dst[(size_t)j * c] = (uint8_t)(v + 0.5f);
-                }
-            }
-        }
+        int oy = DDPM_GRID_PAD + (int)((k / cols) * (th + DDPM_GRID_PAD));
+        int ox = DDPM_GRID_PAD + (int)((k % cols) * (tw + DDPM_GRID_PAD));
+        put_tile(img, GW, x + (size_t)k * c * h * w, c, h, w, zoom, oy, ox, lo, scale);
     }
     st = write_png(path, img, (int)GW, (int)GH, c);
     free(img);

@@ -284,7 +284,7 @@ ddpm_status ddpm_trainer_next(ddpm_trainer *tr, ddpm_train_stats *st) {
     ddpm_dataset_to_float(tr->x0, ds, mine, tr->lb);
     bool want = tr->cfg.model.num_classes > 0;
     if (want) ddpm_dataset_get_labels(tr->labels, ds, mine, tr->lb);
-    if (tr->hook) tr->hook(tr->hook_ctx, tr->x0, want ? tr->labels : NULL, tr->lb, tr->step + 1);
+    if (tr->hook) tr->hook(tr->hook_ctx, tr->x0, want ? tr->labels : NULL, mine, tr->lb, tr->step + 1);
     return step(tr, tr->x0, want ? tr->labels : NULL, st);
 }
 

@@ -18,7 +18,7 @@ static void rng_to_hex(char *buf, size_t cap, const ddpm_rng *r) {
     snprintf(buf, cap, "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, r->s[0], r->s[1], r->s[2], r->s[3]);
 }
 
-enum { NMETA = 21, VALUE_CAP = 80 };
+enum { NMETA = 21 + DDPM_TRAIN_MAX_USER_META, VALUE_CAP = 80 };
 
 /* The metadata entries, in file order; values formatted into v. Returns the count. */
 static int fill_meta(const ddpm_trainer *tr, ddpm_st_meta *meta, char (*v)[VALUE_CAP]) {
@@ -51,7 +51,15 @@ static int fill_meta(const ddpm_trainer *tr, ddpm_st_meta *meta, char (*v)[VALUE
         meta[k] = (ddpm_st_meta){DDPM_META_DATA, tr->data_name}, k++;
     }
 #undef PUT
+    for (int i = 0; i < tr->n_user_meta; i++) meta[k++] = tr->user_meta[i];
     return k;
+}
+
+ddpm_status ddpm_trainer_set_user_meta(ddpm_trainer *tr, const ddpm_st_meta *meta, int n) {
+    if (n < 0 || n > DDPM_TRAIN_MAX_USER_META)
+        return ddpm_error(DDPM_ERR_ARG, "%d metadata entries (at most %d)", n, DDPM_TRAIN_MAX_USER_META);
+    tr->user_meta = meta, tr->n_user_meta = n;
+    return DDPM_OK;
 }
 
 ddpm_status ddpm_trainer_save(const ddpm_trainer *tr, const char *path) {

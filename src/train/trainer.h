@@ -33,6 +33,8 @@ struct ddpm_trainer {
     int64_t check_sync;    /* compare parameter checksums every this many iterations (0: never) */
     ddpm_batch_hook hook;
     void *hook_ctx;
+    const ddpm_st_meta *user_meta; /* ddpm_trainer_set_user_meta */
+    int n_user_meta;
 };
 
 /* train.c: validate the config, allocate the state; the fresh data-order seed. */

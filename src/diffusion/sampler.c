@@ -1,0 +1,318 @@
+/* sampler.c: the sampler driver (sampler.h) and the one-generator loop
+ * ddpm_sample_loop (diffusion.h), both on one step loop (run_steps). */
+#include "ddpm/sampler.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "ddpm/unet.h"
+
+ddpm_status ddpm_unet_eps(void *unet, float *eps_hat, const float *x, const int *t,
+                          const int *labels, int N) {
+    return ddpm_unet_forward(unet, eps_hat, x, t, labels, N);
+}
+
+uint64_t ddpm_sampler_image_seed(uint64_t seed, int64_t i) {
+    return ddpm_splitmix64(seed) ^ (DDPM_GOLDEN_GAMMA * ((uint64_t)i + 1));
+}
+
+int ddpm_sampler_default_steps(ddpm_sampler_kind kind, int T) {
+    if (kind == DDPM_SAMPLER_DDIM) return T < 50 ? T : 50;
+    if (kind == DDPM_SAMPLER_DPMPP_2M) return T - 1 < 20 ? T - 1 : 20;
+    return T;
+}
+
+int ddpm_sampler_max_steps(ddpm_sampler_kind kind, int T) {
+    return kind == DDPM_SAMPLER_DPMPP_2M ? T - 1 : T;
+}
+
+ddpm_spacing ddpm_sampler_default_spacing(ddpm_sampler_kind kind) {
+    return kind == DDPM_SAMPLER_DPMPP_2M ? DDPM_SPACING_LOGSNR : DDPM_SPACING_UNIFORM;
+}
+
+/* ---- timestep spacings ------------------------------------------------------ */
+
+/* The fractional t in [0, T-1] where lambda (decreasing in t) meets target. */
+static double t_of_lambda(const double *lam, int T, double target) {
+    int lo = 0, hi = T - 1; /* lam[lo] >= target >= lam[hi] */
+    if (target >= lam[0]) return 0.0;
+    if (target <= lam[T - 1]) return T - 1;
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        if (lam[mid] >= target) lo = mid;
+        else hi = mid;
+    }
+    return lo + (lam[lo] - target) / (lam[lo] - lam[hi]);
+}
+
+/* Grid point i of P in [0, T-1] (before rounding). lam: [T] or NULL. */
+static double grid_point(int i, int P, int T, ddpm_spacing sp, const double *lam) {
+    double u = P > 1 ? (double)i / (P - 1) : 1.0;
+    if (sp == DDPM_SPACING_QUADRATIC) return u * u * (T - 1);
+    if (sp == DDPM_SPACING_LOGSNR) return t_of_lambda(lam, T, lam[T - 1] + (1.0 - u) * (lam[0] - lam[T - 1]));
+    return u * (T - 1);
+}
+
+ddpm_status ddpm_sampler_timesteps(int *tau, int K, const ddpm_schedule *s, ddpm_spacing sp,
+                                   int skip_zero) {
+    int T = s ? s->T : 0, P = K + (skip_zero ? 1 : 0);
+    if (!tau || !s || K < 1 || P > T)
+        return ddpm_error(DDPM_ERR_ARG, "cannot pick %d timesteps%s out of T = %d", K,
+                          skip_zero ? " (t = 0 excluded)" : "", T);
+    if (sp == DDPM_SPACING_DEFAULT || sp == DDPM_SPACING_UNIFORM) {
+        if (!skip_zero) return ddpm_schedule_respace(tau, K, T);
+        sp = DDPM_SPACING_UNIFORM;
+    } else if (sp != DDPM_SPACING_QUADRATIC && sp != DDPM_SPACING_LOGSNR) {
+        return ddpm_error(DDPM_ERR_ARG, "invalid timestep spacing %d", (int)sp);
+    }
+    double *lam = NULL;
+    if (sp == DDPM_SPACING_LOGSNR) {
+        lam = ddpm_malloc((size_t)T * sizeof(double)); /* [T] */
+        if (!lam) return ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d timesteps", T);
+        for (int t = 0; t < T; t++) lam[t] = log(s->sqrt_alpha_bar[t] / s->sqrt_one_minus_alpha_bar[t]);
+    }
+    int prev = -1, off = P - K;
+    for (int i = 0; i < P; i++) { /* strictly increasing from the bottom */
+        int v = i == P - 1 ? T - 1 : (int)floor(grid_point(i, P, T, sp, lam) + 0.5);
+        if (v <= prev) v = prev + 1;
+        prev = v;
+        if (i >= off) tau[i - off] = v;
+    }
+    for (int i = K - 1, top = T; i >= 0; i--) { /* room for the points above */
+        if (tau[i] >= top) tau[i] = top - 1;
+        top = tau[i];
+    }
+    ddpm_free(lam);
+    return DDPM_OK;
+}
+
+/* ---- the step loop --------------------------------------------------------- */
+
+static int all_finite(const float *x, size_t n) {
+    for (size_t j = 0; j < n; j++)
+        if (!isfinite(x[j])) return 0;
+    return 1;
+}
+
+/* What one step loop needs. Noise: nrng == 1 shares rngs[0] over the batch
+ * (one fill of N*D), otherwise rngs[n] is image n's stream. */
+typedef struct {
+    const ddpm_sampler_opts *o; /* resolved */
+    const ddpm_schedule *s, *ps; /* base; the DDPM steps' (s or respaced) */
+    const int *tau;
+    int K;
+    size_t D;
+    float *eps, *z, *x0p; /* [N, D] each */
+    int *tt;              /* [N] */
+    ddpm_rng *rngs;
+    int nrng;
+    const int *labels;
+    ddpm_model_fn model;
+    void *ctx;
+} loop_args;
+
+static void draw_noise(const loop_args *a, int N) {
+    if (a->nrng == 1) {
+        ddpm_rng_fill_normal(&a->rngs[0], a->z, (size_t)N * a->D);
+        return;
+    }
+    for (int n = 0; n < N; n++) ddpm_rng_fill_normal(&a->rngs[n], a->z + (size_t)n * a->D, a->D);
+}
+
+/* Step i (K-1 .. 0) of the sampler on x [N, D], after the model call. */
+static void take_step(const loop_args *a, float *x, int N, int i) {
+    const ddpm_sampler_opts *o = a->o;
+    int t = a->tau[i], t_prev = i > 0 ? a->tau[i - 1] : -1;
+    if (o->kind == DDPM_SAMPLER_DDPM) {
+        if (i > 0) draw_noise(a, N);
+        ddpm_p_step(x, x, a->eps, i > 0 ? a->z : NULL, i, a->ps, o->var, N, a->D);
+    } else if (o->kind == DDPM_SAMPLER_DDIM) {
+        int noisy = o->eta > 0.0f && i > 0;
+        if (noisy) draw_noise(a, N);
+        ddpm_ddim_step(x, NULL, x, a->eps, noisy ? a->z : NULL, t, t_prev, o->eta, a->s, N, a->D);
+    } else {
+        int first = i == a->K - 1, t_last = first ? -1 : a->tau[i + 1];
+        ddpm_dpmpp_step(x, a->x0p, x, a->eps, first ? NULL : a->x0p, t_last, t, t_prev, a->s, N,
+                        a->D);
+    }
+}
+
+/* The K steps on x [N, D]; on_step(k) after step k = 1..K. */
+static ddpm_status run_steps(const loop_args *a, float *x, int N,
+                             void (*on_step)(void *ud, int step, const float *x), void *ud) {
+    for (int i = a->K - 1; i >= 0; i--) {
+        int t = a->s->timesteps[a->tau[i]];
+        for (int n = 0; n < N; n++) a->tt[n] = t;
+        ddpm_status st = a->model(a->ctx, a->eps, x, a->tt, a->labels, N);
+        if (st != DDPM_OK) return st;
+        if (!all_finite(a->eps, (size_t)N * a->D))
+            return ddpm_error(DDPM_ERR_NUMERIC,
+                              "the model predicted a non-finite value at timestep %d", t);
+        take_step(a, x, N, i);
+        if (on_step) on_step(ud, a->K - i, x);
+    }
+    return DDPM_OK;
+}
+
+/* ---- the driver ------------------------------------------------------------ */
+
+static ddpm_status check_opts(const ddpm_sampler_opts *o, int T) {
+    if (o->kind != DDPM_SAMPLER_DDPM && o->kind != DDPM_SAMPLER_DDIM &&
+        o->kind != DDPM_SAMPLER_DPMPP_2M)
+        return ddpm_error(DDPM_ERR_ARG, "invalid sampler kind %d", (int)o->kind);
+    if (o->var != DDPM_VAR_SMALL && o->var != DDPM_VAR_LARGE)
+        return ddpm_error(DDPM_ERR_ARG, "invalid variance kind %d", (int)o->var);
+    if (o->spacing < DDPM_SPACING_DEFAULT || o->spacing > DDPM_SPACING_LOGSNR)
+        return ddpm_error(DDPM_ERR_ARG, "invalid timestep spacing %d", (int)o->spacing);
+    int kmax = ddpm_sampler_max_steps(o->kind, T);
+    if (o->steps < 0 || o->steps > kmax)
+        return ddpm_error(DDPM_ERR_ARG, "%s sampling steps must be in [1, %d], got %d",
+                          ddpm_sampler_name(o->kind), kmax, o->steps);
+    if (!(o->eta >= 0.0f) || !isfinite(o->eta))
+        return ddpm_error(DDPM_ERR_ARG, "eta must be a finite number >= 0, got %g",
+                          (double)o->eta);
+    return DDPM_OK;
+}
+
+/* Resolves o into sm->o, picks tau and respaces for DDPM. sm->tau allocated. */
+static ddpm_status plan(ddpm_sampler *sm, const ddpm_schedule *s, const ddpm_sampler_opts *o) {
+    ddpm_status st = check_opts(o, s->T);
+    if (st) return st;
+    sm->o = *o;
+    if (!sm->o.steps) sm->o.steps = ddpm_sampler_default_steps(o->kind, s->T);
+    if (!sm->o.spacing) sm->o.spacing = ddpm_sampler_default_spacing(o->kind);
+    if (sm->o.steps < 1) return ddpm_error(DDPM_ERR_ARG, "T = %d is too short for %s", s->T,
+                                           ddpm_sampler_name(o->kind));
+    sm->s = s;
+    sm->K = sm->o.steps;
+    sm->tau = ddpm_malloc((size_t)sm->K * sizeof(int)); /* [K] */
+    if (!sm->tau) return ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d timesteps", sm->K);
+    st = ddpm_sampler_timesteps(sm->tau, sm->K, s, sm->o.spacing,
+                                sm->o.kind == DDPM_SAMPLER_DPMPP_2M);
+    if (!st && sm->o.kind == DDPM_SAMPLER_DDPM && sm->K < s->T)
+        st = ddpm_schedule_init_respaced(&sm->rs, s, sm->tau, sm->K);
+    return st;
+}
+
+ddpm_status ddpm_sampler_create(ddpm_sampler *sm, const ddpm_schedule *s, const ddpm_sampler_opts *o,
+                              size_t D, int max_batch) {
+    if (!sm) return ddpm_error(DDPM_ERR_ARG, "sampler: NULL");
+    memset(sm, 0, sizeof *sm);
+    if (!s || !s->beta || !o || D < 1 || max_batch < 1)
+        return ddpm_error(DDPM_ERR_ARG, "sampler: missing schedule or options, or empty batch");
+    ddpm_status st = plan(sm, s, o);
+    sm->D = D;
+    sm->max_batch = max_batch;
+    if (!st) {
+        sm->work = ddpm_malloc(3 * (size_t)max_batch * D * sizeof(float));
+        sm->tt = ddpm_malloc((size_t)max_batch * sizeof(int));
+        sm->rngs = ddpm_malloc((size_t)max_batch * sizeof(ddpm_rng));
+        if (!sm->work || !sm->tt || !sm->rngs)
+            st = ddpm_error(DDPM_ERR_NOMEM, "out of memory for a sampler batch of %d", max_batch);
+    }
+    if (st) ddpm_sampler_destroy(sm);
+    return st;
+}
+
+void ddpm_sampler_destroy(ddpm_sampler *sm) {
+    if (!sm) return;
+    ddpm_schedule_free(&sm->rs);
+    ddpm_free(sm->tau);
+    ddpm_free(sm->work);
+    ddpm_free(sm->tt);
+    ddpm_free(sm->rngs);
+    memset(sm, 0, sizeof *sm);
+}
+
+typedef struct {
+    ddpm_step_fn fn;
+    void *ud;
+    int first, N, K;
+} step_relay;
+
+static void relay(void *p, int step, const float *x) {
+    step_relay *r = p;
+    r->fn(r->ud, r->first, r->N, step, r->K, x);
+}
+
+ddpm_status ddpm_sampler_run(ddpm_sampler *sm, float *x, int first, int n, uint64_t seed,
+                             const int *labels, ddpm_model_fn model, void *ctx,
+                             ddpm_step_fn on_step, void *ud) {
+    if (!sm || !sm->tau || !x || !model || n < 1 || first < 0)
+        return ddpm_error(DDPM_ERR_ARG, "sampler run: missing sampler, buffer or model");
+    size_t D = sm->D, BD = (size_t)sm->max_batch * D;
+    loop_args a = {.o = &sm->o, .s = sm->s, .ps = sm->rs.T ? &sm->rs : sm->s, .tau = sm->tau,
+                   .K = sm->K, .D = D, .eps = sm->work, .z = sm->work + BD,
+                   .x0p = sm->work + 2 * BD, .tt = sm->tt, .rngs = sm->rngs, .model = model,
+                   .ctx = ctx};
+    for (int off = 0; off < n; off += sm->max_batch) {
+        int N = n - off < sm->max_batch ? n - off : sm->max_batch;
+        float *xb = x + (size_t)off * D;
+        a.nrng = N; /* N = 1: the shared stream is the image's own */
+        a.labels = labels ? labels + off : NULL;
+        for (int k = 0; k < N; k++) {
+            ddpm_rng_seed(&sm->rngs[k], ddpm_sampler_image_seed(seed, (int64_t)first + off + k));
+            ddpm_rng_fill_normal(&sm->rngs[k], xb + (size_t)k * D, D); /* x_T */
+        }
+        step_relay r = {on_step, ud, first + off, N, sm->K};
+        if (on_step) on_step(ud, r.first, N, 0, sm->K, xb);
+        ddpm_status st = run_steps(&a, xb, N, on_step ? relay : NULL, &r);
+        if (st) return st;
+    }
+    return DDPM_OK;
+}
+
+/* ---- one generator for the whole batch (diffusion.h) ------------------------- */
+
+size_t ddpm_sample_loop_workspace(int N, size_t D) { return 3 * (size_t)N * D; }
+
+typedef struct {
+    ddpm_eps_fn fn;
+    void *ctx;
+    void (*on_step)(void *ud, int step, int nsteps, const float *x);
+    void *ud;
+    int K;
+} legacy;
+
+static ddpm_status legacy_model(void *p, float *eps, const float *x, const int *t,
+                                const int *labels, int N) {
+    (void)labels;
+    legacy *l = p;
+    return l->fn(l->ctx, eps, x, t, N);
+}
+
+static void legacy_step(void *p, int step, const float *x) {
+    legacy *l = p;
+    l->on_step(l->ud, step, l->K, x);
+}
+
+ddpm_status ddpm_sample_loop(float *x, int N, size_t D, const ddpm_schedule *s,
+                             const ddpm_sampler_opts *o, ddpm_eps_fn eps_fn, void *ctx,
+                             ddpm_rng *rng, float *work,
+                             void (*on_step)(void *ud, int step, int nsteps, const float *x),
+                             void *ud) {
+    if (!x || !s || !s->beta || !o || !eps_fn || !rng || !work || N < 1 || D < 1)
+        return ddpm_error(DDPM_ERR_ARG, "sample loop: missing buffer or empty batch");
+    ddpm_sampler_opts oo = *o;
+    if (!oo.steps) oo.steps = ddpm_sampler_max_steps(oo.kind, s->T); /* 0 = all here */
+    ddpm_sampler sm = {0};
+    ddpm_status st = plan(&sm, s, &oo);
+    int *tt = st ? NULL : ddpm_malloc((size_t)N * sizeof(int)); /* [N] */
+    if (!st && !tt) st = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
+    legacy l = {eps_fn, ctx, on_step, ud, sm.K};
+    size_t ND = (size_t)N * D;
+    loop_args a = {.o = &sm.o, .s = s, .ps = sm.rs.T ? &sm.rs : s, .tau = sm.tau, .K = sm.K,
+                   .D = D, .eps = work, .z = work + ND, .x0p = work + 2 * ND, .tt = tt,
+                   .rngs = rng, .nrng = 1, .model = legacy_model, .ctx = &l};
+    if (!st) st = run_steps(&a, x, N, on_step ? legacy_step : NULL, &l);
+    ddpm_free(tt);
+    ddpm_sampler_destroy(&sm);
+    return st;
+}
+
+/* ---- class grids ---------------------------------------------------------- */
+
+int ddpm_sampler_labels(int *labels, int n, int num_classes, int label) {
+    for (int i = 0; i < n; i++) labels[i] = label >= 0 ? label : i % num_classes;
+    return label < 0 && num_classes <= DDPM_LABEL_COLS_MAX ? num_classes : 0;
+}

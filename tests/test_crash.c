@@ -197,17 +197,6 @@ static void test_sigkill_20_times(void **state) {
     assert_int_equal(ckpt_step(ckpt), last + 2);
 }
 
-static char *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc(*n ? *n : 1);
-    assert_int_equal(fread(b, 1, *n, f), *n);
-    fclose(f);
-    return b;
-}
 
 static void test_full_disk_keeps_checkpoint(void **state) {
     (void)state;
@@ -219,8 +208,8 @@ static void test_full_disk_keeps_checkpoint(void **state) {
     int st = wait_for(spawn(first, err, 0));
     slurp(err, msg, sizeof msg);
     if (st != 0) fail_msg("first run: exit %d: %s", st, msg);
-    size_t n0;
-    char *before = read_all(ckpt, &n0);
+    unsigned long n0;
+    char *before = cli_slurp(ckpt, &n0);
     /* a limit the log and plot fit under but the checkpoint does not */
     char *cont[] = {"train", "--resume", "--out", out, "--threads", "1", "--stop-after", "1", NULL};
     st = wait_for(spawn(cont, err, (rlim_t)(n0 / 2)));
@@ -234,8 +223,8 @@ static void test_full_disk_keeps_checkpoint(void **state) {
     if (strncmp(line, "ddpm train: cannot write '", 26) || !strstr(line, "ckpt.safetensors': File too large"))
         fail_msg("unclear error for a full disk: %s", msg);
     print_message("full disk: %s\n", line);
-    size_t n1;
-    char *after = read_all(ckpt, &n1);
+    unsigned long n1;
+    char *after = cli_slurp(ckpt, &n1);
     assert_int_equal(n0, n1);
     assert_memory_equal(before, after, n0);
     assert_int_equal(count_tmp(out), 0);

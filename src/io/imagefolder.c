@@ -734,6 +734,13 @@ void ddpm_folder_classes_free(char **names, int n) {
  * length + 1); *p ends after the closing quote. Only \" \\ \/ and \u00XX
  * escapes occur in what ddpm_folder_classes_json writes; others are accepted
  * too (\n \t \r \b \f). */
+static int hexdigit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
 static bool parse_string(const char **p, char *out) {
     const char *s = *p;
     while (*s && *s != '"') {
@@ -741,8 +748,14 @@ static bool parse_string(const char **p, char *out) {
         if (c == '\\') {
             char e = *s++;
             if (e == 'u') {
-                unsigned v;
-                if (sscanf(s, "%4x", &v) != 1 || v == 0 || v > 0x7f) return false;
+                unsigned v = 0; /* exactly 4 hex digits: sscanf's %4x takes fewer (then s += 4
+                                 * jumped past the NUL), a sign or spaces */
+                for (int i = 0; i < 4; i++) {
+                    int d = hexdigit(s[i]); /* the NUL is no digit: never read past it */
+                    if (d < 0) return false;
+                    v = v * 16 + (unsigned)d;
+                }
+                if (v == 0 || v > 0x7f) return false;
                 c = (char)v;
                 s += 4;
             } else {
@@ -783,7 +796,8 @@ ddpm_status ddpm_folder_classes_parse(const char *json, char ***names, int *n) {
 bad:
     ddpm_folder_classes_free(*names, *n);
     *names = NULL, *n = 0;
-    return ddpm_error(DDPM_ERR_FORMAT, "malformed class list '%.60s'", json);
+    /* not the text itself: it is untrusted bytes (newlines, control bytes) */
+    return ddpm_error(DDPM_ERR_FORMAT, "malformed class list (at byte %zu)", (size_t)(p - json));
 }
 
 /* ---- paths -------------------------------------------------------------------------------- */

@@ -194,6 +194,15 @@ static ddpm_status parse_tables(bytes_in *in, int ncls, int nskip, const ddpm_fo
 
 static ddpm_status read_tables(FILE *fp, const char *path, uint32_t hbytes, const uint32_t v[6],
                                const ddpm_folder_options *o, ddpm_image_folder *f, folder_skips *k) {
+    /* Sizes before allocations (found by fuzz_folder_cache: a 381-byte file
+     * made it allocate the 200 MB its header claimed): the header must fit
+     * in the file, and the counts in the header (a class name takes >= 4
+     * bytes, a skip >= 8, a record 12). */
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) != 0 || (uint64_t)sb.st_size < hbytes)
+        return stale(path, "truncated header");
+    if (4 * (uint64_t)v[4] + 8 * (uint64_t)v[5] + 12 * (uint64_t)v[3] > hbytes - FIXED_BYTES)
+        return stale(path, "malformed header (more entries than its bytes can hold)");
     uint8_t *buf = malloc(hbytes - FIXED_BYTES + 1);
     if (!buf) return ddpm_error(DDPM_ERR_NOMEM, "out of memory");
     ddpm_status st = DDPM_OK;
@@ -204,7 +213,6 @@ static ddpm_status read_tables(FILE *fp, const char *path, uint32_t hbytes, cons
     if (st == DDPM_OK) st = parse_tables(&in, (int)v[4], (int)v[5], o, f, k, &px);
     free(buf);
     if (st == DDPM_OK && (in.bad || in.at != in.n)) st = stale(path, "malformed header");
-    struct stat sb;
     if (st == DDPM_OK && (fstat(fileno(fp), &sb) != 0 || (uint64_t)sb.st_size != hbytes + (uint64_t)px))
         st = stale(path, "size does not match its header (truncated?)");
     if (st != DDPM_OK) return st;

@@ -1,0 +1,124 @@
+/* test_crash_inputs.c: inputs the fuzz targets (tests/fuzz) found, kept as
+ * regression tests. Each names the target and what went wrong; the ASan CI
+ * build (.ci/run) turns an out-of-bounds read back into a failure. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cliutil.h"
+#include "ddpm/imagefolder.h"
+#include "io/imagefolder_internal.h"
+
+static void expect_bad_class_list(const char *json) {
+    char **names = (char **)1;
+    int n = -1;
+    if (ddpm_folder_classes_parse(json, &names, &n) == DDPM_OK)
+        fail_msg("class list '%s' accepted (%d names)", json, n);
+    assert_null(names);
+    assert_int_equal(n, 0);
+    const char *msg = ddpm_last_error();
+    assert_non_null(strstr(msg, "malformed class list"));
+    assert_null(strchr(msg, '\n'));
+}
+
+/* fuzz_folder: a \u escape with fewer than 4 hex digits at the end of the
+ * text: sscanf("%4x") took the 1 digit, then the parser skipped 4 bytes,
+ * past the NUL, and read beyond the buffer (ASan heap-buffer-overflow). A sign
+ * or a space after \u was taken as part of the number. */
+static void test_class_list_short_unicode_escape(void **state) {
+    (void)state;
+    expect_bad_class_list("[\"\\u1");
+    expect_bad_class_list("[\"\\u7");
+    expect_bad_class_list("[\"\\u004");
+    expect_bad_class_list("[\"\\u+7fx\"]"); /* was accepted as "\x7f" */
+    expect_bad_class_list("[\"\\u 41x\"]"); /* was accepted as "A" */
+    expect_bad_class_list("[\"\\u-041\"]");
+    /* still fine: exactly four digits */
+    char **names;
+    int n;
+    assert_int_equal(ddpm_folder_classes_parse("[\"a\\u0041\",\"\\u007e\"]", &names, &n), DDPM_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(names[0], "aA");
+    assert_string_equal(names[1], "~");
+    ddpm_folder_classes_free(names, n);
+}
+
+/* fuzz_folder: the error message quoted the raw text, so a class list
+ * holding newlines (here the start of a PNG file) gave a multi-line error. */
+static void test_class_list_error_is_one_line(void **state) {
+    (void)state;
+    static const char png[] = "\x89PNG\r\n\x1a\n\x00";
+    expect_bad_class_list(png);
+    expect_bad_class_list("[\"a\",\n\"b\"\n");
+}
+
+static void put32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A folder-cache header (imagefolder.h's layout): hbytes, key {1, 2}, size
+ * 8, 3 channels, alpha white, then n images, ncls classes, nskip skips,
+ * padded with zero bytes to `total` bytes. Returns its path in dir. */
+static const char *cache_file(const char *dir, uint32_t hbytes, uint32_t n, uint32_t ncls, uint32_t nskip,
+                              size_t total) {
+    static char path[400];
+    snprintf(path, sizeof path, "%s/cache.u8", dir);
+    uint8_t *b = calloc(total, 1);
+    memcpy(b, "DDPMFC01", 8);
+    put32(b + 8, hbytes);
+    put32(b + 12, DDPM_FOLDER_CACHE_VERSION);
+    b[16] = 1, b[24] = 2;
+    uint32_t v[6] = {8, 3, DDPM_ALPHA_WHITE, n, ncls, nskip};
+    for (int i = 0; i < 6; i++) put32(b + 32 + 4 * i, v[i]);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, total, f), total);
+    fclose(f);
+    free(b);
+    return path;
+}
+
+static void expect_stale(const char *path, const char *why) {
+    static const uint64_t key[2] = {1, 2};
+    ddpm_folder_options o;
+    ddpm_folder_options_default(&o);
+    o.size = 8;
+    o.channels = 3;
+    ddpm_image_folder f;
+    folder_skips k;
+    memset(&f, 0, sizeof f);
+    memset(&k, 0, sizeof k);
+    assert_int_not_equal(folder_cache_read(path, key, &o, &f, &k), DDPM_OK);
+    if (!strstr(ddpm_last_error(), why)) fail_msg("'%s', want '%s'", ddpm_last_error(), why);
+}
+
+/* fuzz_folder_cache (timeouts): the reader allocated what the header claimed
+ * before checking it against the file: 200 MB for the header of a 381-byte
+ * file, and 10 M records (about 200 MB) for a 68-byte header. */
+static void test_folder_cache_sizes_before_allocation(void **state) {
+    (void)state;
+    char dir[256];
+    cli_tmpdir(dir, sizeof dir);
+    expect_stale(cache_file(dir, 0x0c0000e2u, 1, 0, 0, 381), "truncated header");
+    expect_stale(cache_file(dir, 68, 10000000, 0, 0, 68), "more entries than its bytes can hold");
+    expect_stale(cache_file(dir, 68, 1, 10000000, 0, 68), "more entries than its bytes can hold");
+    expect_stale(cache_file(dir, 68, 1, 0, 10000000, 68), "more entries than its bytes can hold");
+    /* one record fits in 68 bytes: the check is not too strict (the file then lacks its pixels) */
+    expect_stale(cache_file(dir, 68, 1, 0, 0, 68), "malformed header");
+    cli_rmtree(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_class_list_short_unicode_escape),
+        cmocka_unit_test(test_class_list_error_is_one_line),
+        cmocka_unit_test(test_folder_cache_sizes_before_allocation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

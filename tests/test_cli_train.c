@@ -249,6 +249,22 @@ static void test_lock(void **state) {
 /* Train a tiny model for a few iterations on real MNIST (the shared copy
  * when present, else the test's own IDX files), sample from it, and check
  * the PNG a person would look at. */
+/* A class-conditional run's sample grid has one class per column (K = 4:
+ * 4 columns of 8x8 tiles, 4 rows to make 16), and --scale enlarges it. */
+static void test_class_grid(void **state) {
+    (void)state;
+    char out[400], a[1200], png[450];
+    snprintf(out, sizeof out, "%s/grid", g_dir);
+    snprintf(a, sizeof a, "train " TINY " --iters 2 --scale 3 --out %s", g_data, out);
+    cli_result r;
+    if (cli_run(&r, "%s", a)) fail_msg("%s: %s", a, r.err);
+    snprintf(png, sizeof png, "%s/samples.png", out);
+    int w, h, ch;
+    assert_true(stbi_info(png, &w, &h, &ch));
+    assert_int_equal(w, 4 * (3 * 8 + 2) + 2);
+    assert_int_equal(h, 4 * (3 * 8 + 2) + 2);
+}
+
 static void test_end_to_end(void **state) {
     (void)state;
     const char *mn = getenv("DDPM_SHARED_MNIST");
@@ -292,6 +308,7 @@ int main(void) {
         cmocka_unit_test(test_interrupt_saves_checkpoint),
         cmocka_unit_test(test_sigterm_saves_checkpoint),
         cmocka_unit_test(test_lock),
+        cmocka_unit_test(test_class_grid),
         cmocka_unit_test(test_end_to_end),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

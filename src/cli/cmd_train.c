@@ -26,6 +26,7 @@
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
 #include "ddpm/image.h"
+#include "ddpm/sampler.h"
 #include "ddpm/train.h"
 
 static const char *CMD = "train";
@@ -65,27 +66,36 @@ static ddpm_status eps_fn(void *p, float *eps, const float *x, const int *t, int
 }
 
 /* 16 samples with DDIM (50 steps, eta 0) from fixed noise: the same seed every
- * time, so successive grids show the model improving, not new noise. */
-static ddpm_status write_sample_grid(ddpm_trainer *tr, ddpm_unet *inf, const char *path) {
+ * time, so successive grids show the model improving, not new noise. A
+ * class-conditional model draws K columns, one class each (labels cycling
+ * 0..K-1, as `ddpm sample` lays them out), in as many rows as make 16 or more. */
+static int grid_images(int K) { return K > 0 ? K * ((16 + K - 1) / K) : 16; }
+
+static ddpm_status write_sample_grid(ddpm_trainer *tr, ddpm_unet *inf, const char *path, int scale) {
     const ddpm_train_config *c = ddpm_trainer_config(tr);
-    const int n = 16;
+    const int K = c->model.num_classes, n = grid_images(K);
     size_t D = (size_t)c->model.in_ch * c->model.res * c->model.res;
     memcpy(ddpm_unet_params(inf), ddpm_trainer_ema(tr), ddpm_unet_num_params(inf) * sizeof(float));
     float *x = ddpm_malloc(n * D * sizeof(float)), *work = ddpm_malloc(ddpm_sample_loop_workspace(n, D) * sizeof(float));
-    int labels[16];
-    for (int i = 0; i < n; i++) labels[i] = c->model.num_classes > 0 ? i % c->model.num_classes : 0;
+    int *labels = ddpm_malloc((size_t)n * sizeof(int)), cols = 4;
     ddpm_status s = DDPM_ERR_NOMEM;
-    if (x && work) {
+    if (x && work && labels) {
+        if (K > 0) cols = ddpm_sampler_labels(labels, n, K, -1);
+        if (cols <= 0) /* more classes than columns: a square grid */
+            for (cols = 1; cols * cols < n;) cols++;
         ddpm_rng rng;
         ddpm_rng_seed(&rng, 1234);
         ddpm_rng_fill_normal(&rng, x, n * D);
         ddpm_sampler_opts o = {.kind = DDPM_SAMPLER_DDIM, .steps = c->T < 50 ? c->T : 50, .eta = 0.0f, .var = DDPM_VAR_SMALL};
-        eps_ctx ctx = {inf, c->model.num_classes > 0 ? labels : NULL};
+        eps_ctx ctx = {inf, K > 0 ? labels : NULL};
         s = ddpm_sample_loop(x, n, D, ddpm_trainer_schedule(tr), &o, eps_fn, &ctx, &rng, work, NULL, NULL);
-        if (!s) s = ddpm_image_write_grid(path, x, n, c->model.in_ch, c->model.res, c->model.res, 4, -1.0f, 1.0f);
+        if (!s)
+            s = ddpm_image_write_grid_scaled(path, x, n, c->model.in_ch, c->model.res, c->model.res, cols, -1.0f,
+                                             1.0f, scale);
     }
     ddpm_free(x);
     ddpm_free(work);
+    ddpm_free(labels);
     return s;
 }
 
@@ -195,7 +205,7 @@ static void unlock_out(int fd, const char *lock) {
 typedef struct {
     const char *data, *data_dir, *out, *schedule, *loss, *lr_decay;
     int T, batch, threads, ckpt_every, sample_every, log_every, iters, warmup, stop_after, check_sync;
-    int eval_every, eval_n;
+    int eval_every, eval_n, scale;
     float lr, clip, ema, weight_decay, cond_drop;
     uint64_t seed;
     bool resume, force;
@@ -271,7 +281,7 @@ static ddpm_status on_iter(void *ctx, ddpm_trainer *tr, const ddpm_train_stats *
     if (f->sample_every > 0 && it % f->sample_every == 0) {
         char path[1100];
         snprintf(path, sizeof path, "%s/samples_%06" PRId64 ".png", f->out, it);
-        if ((s = write_sample_grid(tr, p->inf, path))) return s;
+        if ((s = write_sample_grid(tr, p->inf, path, f->scale))) return s;
     }
     return DDPM_OK;
 }
@@ -352,7 +362,7 @@ static int finish(progress *p, ddpm_trainer *tr, int64_t step0) {
     }
     char path[1100], el[32];
     snprintf(path, sizeof path, "%s/samples.png", f->out);
-    if (write_sample_grid(tr, p->inf, path)) return -1;
+    if (write_sample_grid(tr, p->inf, path, f->scale)) return -1;
     ddpm_cli_fmt_duration(el, sizeof el, ddpm_cli_now() - p->t0);
     printf("trained %" PRId64 " iterations in %s; final loss %.4f (smoothed)\n", it - step0, el, p->smooth);
     printf("wrote %s, %s/log.csv, %s/loss.png, %s\n", p->ckpt, f->out, f->out, path);
@@ -454,7 +464,8 @@ static int setup(run_state *r, progress *p, train_flags *f, ddpm_opt *opts, int 
     r->hook = (batch_hook_ctx){&r->ds, nan_env ? strtoll(nan_env, NULL, 10) : -1};
     if (nan_env || ddpm_cli_data_augments(&r->ds)) ddpm_trainer_set_batch_hook(r->tr, batch_hook, &r->hook);
     if (!p->lead) return 0;
-    if (ddpm_unet_create(&p->inf, &ddpm_trainer_config(r->tr)->model, 16, false)) return -1;
+    const ddpm_unet_config *mc = &ddpm_trainer_config(r->tr)->model;
+    if (ddpm_unet_create(&p->inf, mc, grid_images(mc->num_classes), false)) return -1;
     return open_outputs(r, p);
 }
 
@@ -494,7 +505,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
 }
 
 /* The flags train takes, the image-folder flags, then the DDPM_MODEL_OPTS model flags. */
-#define TRAIN_OPTS (26 + DDPM_FOLDER_OPTS)
+#define TRAIN_OPTS (27 + DDPM_FOLDER_OPTS)
 #define NOPTS (TRAIN_OPTS + DDPM_MODEL_OPTS)
 
 static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
@@ -518,6 +529,7 @@ static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
         {"--out", "-o", OPT_STRING, &f->out, 0, 0, "DIR", "output directory (default " DDPM_DEFAULT_RUN_DIR ")"},
         {"--ckpt-every", NULL, OPT_INT, &f->ckpt_every, 0, 100000000, "N", "write the checkpoint every N iterations (default 500)"},
         {"--sample-every", NULL, OPT_INT, &f->sample_every, 0, 100000000, "N", "write a sample grid every N iterations (default 0: at the end only)"},
+        {"--scale", NULL, OPT_INT, &f->scale, 1, DDPM_GRID_MAX_SCALE, "S", "enlarge the sample grids' tiles S times (nearest neighbour; default 1)"},
         {"--eval-every", NULL, OPT_INT, &f->eval_every, 0, 100000000, "N", "ddpm eval's metrics every N iterations, in log.csv and fid.png (default 0: never)"},
         {"--eval-n", NULL, OPT_INT, &f->eval_n, 4, 100000, "N", "samples per evaluation (default 1000; ddim 50 steps)"},
         {"--log-every", NULL, OPT_INT, &f->log_every, 0, 100000000, "N", "log every N iterations (default: about 50 lines per run)"},
@@ -594,7 +606,7 @@ static int cmd_train(int argc, char **argv) {
     train_flags f = {.data = "mnist", .out = DDPM_DEFAULT_RUN_DIR, .schedule = "linear", .loss = "l2",
                      .lr_decay = "cosine", .T = d.T, .batch = d.batch, .iters = (int)d.iters, .warmup = (int)d.warmup,
                      .lr = d.lr, .clip = d.clip, .ema = d.ema_decay, .weight_decay = d.weight_decay,
-                     .cond_drop = d.cond_drop, .seed = d.seed, .ckpt_every = 500, .sample_every = 0, .eval_n = 1000};
+                     .cond_drop = d.cond_drop, .seed = d.seed, .ckpt_every = 500, .sample_every = 0, .eval_n = 1000, .scale = 1};
     ddpm_folder_flags_init(&f.ff);
     ddpm_opt opts[NOPTS];
     train_opts(opts, &f, &mf);

@@ -335,6 +335,7 @@ static void test_random_crop_and_flip(void **state) {
                 }
     }
     assert_memory_equal(&rng, &ref, sizeof rng); /* exactly those draws */
+    assert_true(flips > 0 && flips < 6);          /* seed 42 checks both paths */
     /* no generator needed without random crop or flip: center crop of image 1 is rows 1..4 */
     ddpm_folder_batch(out, &f, (int[]){1}, 1, DDPM_CROP_CENTER, false, NULL);
     assert_float_equal(out[0], image(&f, 1)[(1 * 4) * 3] / 127.5f - 1.0f, 0);

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# install_test.sh BUILD_DIR SRC_DIR: `cmake --install` into a temporary prefix,
+# install_test.sh BUILD_DIR SRC_DIR [CC]: `cmake --install` into a temporary prefix,
 # then build examples/train_and_sample.c against the installed ddpm.pc the way
 # an outside program would, run it, and run the installed `ddpm`.
 set -euo pipefail
-BUILD=$1 SRC=$2
+BUILD=$1 SRC=$2 CC=${3:-cc} # the build's compiler: the pc file carries its OpenMP flag
 PREFIX=$(mktemp -d "${TMPDIR:-/tmp}/ddpm-install.XXXXXX")
 trap 'rm -rf "$PREFIX"' EXIT
 cmake --install "$BUILD" --prefix "$PREFIX" >/dev/null
@@ -14,7 +14,7 @@ done
 [ -n "$(find "$PREFIX" -name libddpm.a)" ] || { echo "install_test: libddpm.a not installed" >&2; exit 1; }
 # the pc file points into the prefix it was installed to, not the build tree
 pkg-config --cflags ddpm | grep -q -- "-I$PREFIX/include" || { echo "install_test: bad Cflags" >&2; exit 1; }
-cc -std=c11 -O1 "$SRC/examples/train_and_sample.c" $(pkg-config --cflags --libs ddpm) -o "$PREFIX/example"
+"$CC" -std=c11 -O1 "$SRC/examples/train_and_sample.c" $(pkg-config --cflags --libs ddpm) -o "$PREFIX/example"
 "$PREFIX/example" "$PREFIX/grid.png"
 [ -s "$PREFIX/grid.png" ] || { echo "install_test: no grid.png" >&2; exit 1; }
 "$PREFIX/bin/ddpm" --version

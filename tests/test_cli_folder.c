@@ -104,7 +104,7 @@ static void test_bad_files_and_strict(void **state) {
     assert_non_null(strstr(r.err, "skipped 1 of 10 files: 1 not an image"));
     snprintf(a, sizeof a, "train " TINY " --iters 1 --warmup 0 --strict --out %s/strict", g_data, g_dir);
     assert_int_equal(cli_run(&r, "%s", a), 1);
-    assert_non_null(strstr(r.err, "notes.txt': not an image (no format stb_image reads) (--strict)"));
+    assert_non_null(strstr(r.err, "notes.txt': not an image (no format stb_image reads) (strict: a skipped file is an error)"));
     snprintf(p, sizeof p, "%s/strict", g_dir);
     assert_false(cli_exists(p));
     remove(p);

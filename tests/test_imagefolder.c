@@ -421,7 +421,7 @@ static void test_bad_files_and_labels(void **state) {
 
     o.strict = true; /* the first skip is the error */
     assert_int_equal(load(&f, &o, &r), DDPM_ERR_FORMAT);
-    assert_non_null(strstr(ddpm_last_error(), "(--strict)"));
+    assert_non_null(strstr(ddpm_last_error(), "(strict: a skipped file is an error)"));
     assert_int_equal(f.n, 0);
 }
 

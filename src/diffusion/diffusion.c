@@ -6,45 +6,29 @@
 #include <math.h>
 #include <string.h>
 
-/* Element loops below this size stay on one thread. */
-#define PAR_MIN 32768
+#include "core/util.h"
 
-int ddpm_var_parse(const char *name) {
-    if (!name) return -1;
-    if (!strcmp(name, "small")) return DDPM_VAR_SMALL;
-    if (!strcmp(name, "large")) return DDPM_VAR_LARGE;
-    return -1;
-}
-
-const char *ddpm_var_name(ddpm_var_kind kind) {
-    return kind == DDPM_VAR_SMALL ? "small" : kind == DDPM_VAR_LARGE ? "large" : "?";
-}
-
+static const char *const VAR_NAMES[] = {"small", "large"};
 static const char *const SAMPLER_NAMES[] = {"ddpm", "ddim", "dpm++2m"};
 static const char *const SPACING_NAMES[] = {"default", "uniform", "quadratic", "logsnr"};
-#define COUNT(a) ((int)(sizeof(a) / sizeof(a)[0]))
 
-static int parse_name(const char *name, const char *const *names, int n, int first) {
-    for (int i = first; name && i < n; i++)
-        if (!strcmp(name, names[i])) return i;
-    return -1;
-}
+int ddpm_var_parse(const char *name) { return ddpm_enum_parse(VAR_NAMES, DDPM_COUNT(VAR_NAMES), name); }
+const char *ddpm_var_name(ddpm_var_kind kind) { return ddpm_enum_name(VAR_NAMES, DDPM_COUNT(VAR_NAMES), kind); }
 
 int ddpm_sampler_parse(const char *name) {
-    return parse_name(name, SAMPLER_NAMES, COUNT(SAMPLER_NAMES), 0);
+    return ddpm_enum_parse(SAMPLER_NAMES, DDPM_COUNT(SAMPLER_NAMES), name);
 }
-
 const char *ddpm_sampler_name(ddpm_sampler_kind kind) {
-    return (int)kind >= 0 && (int)kind < COUNT(SAMPLER_NAMES) ? SAMPLER_NAMES[kind] : "?";
+    return ddpm_enum_name(SAMPLER_NAMES, DDPM_COUNT(SAMPLER_NAMES), kind);
 }
 
 /* "default" is not a name a user can give. */
 int ddpm_spacing_parse(const char *name) {
-    return parse_name(name, SPACING_NAMES, COUNT(SPACING_NAMES), 1);
+    int v = ddpm_enum_parse(SPACING_NAMES, DDPM_COUNT(SPACING_NAMES), name);
+    return v == DDPM_SPACING_DEFAULT ? -1 : v;
 }
-
 const char *ddpm_spacing_name(ddpm_spacing sp) {
-    return (int)sp >= 0 && (int)sp < COUNT(SPACING_NAMES) ? SPACING_NAMES[sp] : "?";
+    return ddpm_enum_name(SPACING_NAMES, DDPM_COUNT(SPACING_NAMES), sp);
 }
 
 static inline double clip1(double v) { return v < -1.0 ? -1.0 : v > 1.0 ? 1.0 : v; }
@@ -55,7 +39,7 @@ void ddpm_q_sample(float *xt, const float *x0, const float *eps, const int *t,
                    const ddpm_schedule *s, int N, size_t D) {
     /* xt, x0, eps: [N, D]; t: [N] */
     size_t total = (size_t)N * D;
-#pragma omp parallel for schedule(static) if (total >= PAR_MIN)
+#pragma omp parallel for schedule(static) if (total >= DDPM_PAR_MIN_ELEMS)
     for (int n = 0; n < N; n++) {
         double a = s->sqrt_alpha_bar[t[n]], b = s->sqrt_one_minus_alpha_bar[t[n]];
         size_t off = (size_t)n * D;
@@ -79,7 +63,7 @@ void ddpm_p_step(float *x_prev, const float *xt, const float *eps_hat, const flo
     if (i > 0) sigma = sqrt(var == DDPM_VAR_LARGE ? s->beta[i] : s->posterior_var[i]);
     if (!z) sigma = 0.0;
     long long total = (long long)N * (long long)D;
-#pragma omp parallel for schedule(static) if (total >= PAR_MIN)
+#pragma omp parallel for schedule(static) if (total >= DDPM_PAR_MIN_ELEMS)
     for (long long j = 0; j < total; j++) {
         double x = xt[j];
         double x0 = clip1((x - rb * (double)eps_hat[j]) * ra);
@@ -100,7 +84,7 @@ void ddpm_ddim_step(float *x_prev, float *x0_out, const float *xt, const float *
     double c_x0 = sqrt(abp), c_eps = sqrt(dir > 0.0 ? dir : 0.0);
     double c_z = z && sigma > 0.0 ? sigma : 0.0; /* z = NULL: no noise term */
     long long total = (long long)N * (long long)D;
-#pragma omp parallel for schedule(static) if (total >= PAR_MIN)
+#pragma omp parallel for schedule(static) if (total >= DDPM_PAR_MIN_ELEMS)
     for (long long j = 0; j < total; j++) {
         double x = xt[j];
         double x0 = clip1((x - sb * (double)eps_hat[j]) / sa);
@@ -134,7 +118,7 @@ void ddpm_dpmpp_step(float *x_next, float *x0_out, const float *xt, const float 
         }
     }
     long long total = (long long)N * (long long)D;
-#pragma omp parallel for schedule(static) if (total >= PAR_MIN)
+#pragma omp parallel for schedule(static) if (total >= DDPM_PAR_MIN_ELEMS)
     for (long long j = 0; j < total; j++) {
         double x = xt[j];
         double x0 = clip1((x - sg * (double)eps_hat[j]) / a);

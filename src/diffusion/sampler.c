@@ -88,12 +88,6 @@ ddpm_status ddpm_sampler_timesteps(int *tau, int K, const ddpm_schedule *s, ddpm
 
 /* ---- the step loop --------------------------------------------------------- */
 
-static int all_finite(const float *x, size_t n) {
-    for (size_t j = 0; j < n; j++)
-        if (!isfinite(x[j])) return 0;
-    return 1;
-}
-
 /* What one step loop needs. Noise: nrng == 1 shares rngs[0] over the batch
  * (one fill of N*D), otherwise rngs[n] is image n's stream. */
 typedef struct {
@@ -145,7 +139,7 @@ static ddpm_status run_steps(const loop_args *a, float *x, int N,
         for (int n = 0; n < N; n++) a->tt[n] = t;
         ddpm_status st = a->model(a->ctx, a->eps, x, a->tt, a->labels, N);
         if (st != DDPM_OK) return st;
-        if (!all_finite(a->eps, (size_t)N * a->D))
+        if (ddpm_first_nonfinite(a->eps, (size_t)N * a->D) != (size_t)N * a->D)
             return ddpm_error(DDPM_ERR_NUMERIC,
                               "the model predicted a non-finite value at timestep %d", t);
         take_step(a, x, N, i);

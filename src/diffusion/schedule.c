@@ -1,6 +1,8 @@
 /* schedule.c: beta schedules and their derived arrays, in double. See schedule.h. */
 #include "ddpm/schedule.h"
 
+#include "core/util.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -10,16 +12,8 @@
 static const char *const g_names[] = {"linear", "cosine", "quadratic", "sigmoid"};
 #define NUM_KINDS ((int)(sizeof g_names / sizeof *g_names))
 
-int ddpm_schedule_parse(const char *name) {
-    if (!name) return -1;
-    for (int k = 0; k < NUM_KINDS; k++)
-        if (!strcmp(name, g_names[k])) return k;
-    return -1;
-}
-
-const char *ddpm_schedule_name(ddpm_schedule_kind kind) {
-    return (int)kind >= 0 && (int)kind < NUM_KINDS ? g_names[kind] : "?";
-}
+int ddpm_schedule_parse(const char *name) { return ddpm_enum_parse(g_names, NUM_KINDS, name); }
+const char *ddpm_schedule_name(ddpm_schedule_kind kind) { return ddpm_enum_name(g_names, NUM_KINDS, kind); }
 
 void ddpm_schedule_free(ddpm_schedule *s) {
     if (!s) return;

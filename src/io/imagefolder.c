@@ -598,7 +598,7 @@ static ddpm_status report_skips(const folder_skips *k, const ddpm_folder_options
         r->skipped_total++;
         if (o->warn) o->warn(o->ctx, (ddpm_skip_kind)k->v[i].kind, k->v[i].msg);
     }
-    if (o->strict && k->n) return ddpm_error(DDPM_ERR_FORMAT, "%s (--strict)", k->v[0].msg);
+    if (o->strict && k->n) return ddpm_error(DDPM_ERR_FORMAT, "%s (strict: a skipped file is an error)", k->v[0].msg);
     return DDPM_OK;
 }
 

@@ -108,6 +108,7 @@
 #include <immintrin.h>
 #endif
 
+#include "core/util.h"
 #include "ddpm/tensor.h"
 
 #define NE 16  /* elements of a transformed F(2x2) tile (4x4), e = 4i + j */
@@ -123,13 +124,11 @@
  * than 128K with 192 channels in and out. */
 #define CHUNK_FLOATS4 (256 * 1024)
 
-static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
-
 /* Distance between the 16 element matrices of a chunk holding n floats each:
  * an odd number of 64-byte lines, so that the 16 rows the transforms write at
  * once fall in different cache sets (a power-of-two distance, e.g. 128 tiles
  * x 64 channels, made the 64->64 7x7 conv 2x slower). */
-static size_t estride(size_t n) { return round16(n) | 16; }
+static size_t estride(size_t n) { return ddpm_round16(n) | 16; }
 
 int ddpm_winograd_applies(const ddpm_conv2d_desc *d) {
     return d->K == 3 && d->S == 1 && d->P == 1;
@@ -176,9 +175,9 @@ static plan make_plan(const ddpm_conv2d_desc *d, int m) {
     p.usz = p.ne * p.eu;
     p.vsz = p.ne * estride(tc * C);
     p.msz = p.ne * estride(tc * F);
-    p.xsz = round16((size_t)imin(m * SR + 2, d->H) * d->W * C);
-    p.ysz = round16((size_t)imin(m * SR, d->H) * d->W * F);
-    p.zsz = round16(C > F ? C : F);
+    p.xsz = ddpm_round16((size_t)imin(m * SR + 2, d->H) * d->W * C);
+    p.ysz = ddpm_round16((size_t)imin(m * SR, d->H) * d->W * F);
+    p.zsz = ddpm_round16(C > F ? C : F);
     p.thr = p.vsz + p.msz + p.xsz + p.ysz + 2 * p.zsz + (m == 2 ? p.usz : 0); /* dU: F(2x2) */
     return p;
 }

@@ -1,6 +1,8 @@
 /* optim.c: AdamW, gradient norm and clipping, LR schedule, EMA. See optim.h. */
 #include "ddpm/optim.h"
 
+#include "core/util.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -8,7 +10,6 @@
 
 /* Elementwise loops below this size run on one thread (results are the same
  * either way; this only avoids waking the team for tiny vectors). */
-#define PAR_MIN 32768
 
 /* ---- AdamW ------------------------------------------------------------------ */
 
@@ -30,7 +31,7 @@ void ddpm_adamw_step(float *params, const float *grads, float *m, float *v, size
     float neg_step_size = (float)(-((double)lr / bc1));
     float bc2_sqrt = (float)sqrt(bc2);
     float eps = c->eps;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for schedule(static) if (n >= DDPM_PAR_MIN_ELEMS)
     for (size_t i = 0; i < n; i++) {
         float g = grads[i];
         float p = params[i] * decay;
@@ -81,7 +82,7 @@ double ddpm_clip_grad_norm(float *g, size_t n, double max_norm) {
     double coef = max_norm / (norm + 1e-6);
     if (coef < 1.0) {
         float s = (float)coef;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for schedule(static) if (n >= DDPM_PAR_MIN_ELEMS)
         for (size_t i = 0; i < n; i++) g[i] *= s;
     }
     return norm;
@@ -92,16 +93,8 @@ double ddpm_clip_grad_norm(float *g, size_t n, double max_norm) {
 static const char *const g_decay_names[] = {"cosine", "constant"};
 #define NUM_DECAYS ((int)(sizeof g_decay_names / sizeof *g_decay_names))
 
-int ddpm_lr_decay_parse(const char *name) {
-    if (!name) return -1;
-    for (int k = 0; k < NUM_DECAYS; k++)
-        if (!strcmp(name, g_decay_names[k])) return k;
-    return -1;
-}
-
-const char *ddpm_lr_decay_name(ddpm_lr_decay decay) {
-    return (int)decay >= 0 && (int)decay < NUM_DECAYS ? g_decay_names[decay] : "?";
-}
+int ddpm_lr_decay_parse(const char *name) { return ddpm_enum_parse(g_decay_names, NUM_DECAYS, name); }
+const char *ddpm_lr_decay_name(ddpm_lr_decay decay) { return ddpm_enum_name(g_decay_names, NUM_DECAYS, decay); }
 
 float ddpm_lr_at(int64_t step, int64_t total, int64_t warmup, float base_lr,
                  ddpm_lr_decay decay, float min_ratio) {
@@ -128,19 +121,10 @@ float ddpm_ema_decay_at(int64_t step, float max_decay) {
 
 void ddpm_ema_update(float *ema, const float *params, size_t n, float decay) {
     float w = 1.0f - decay;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for schedule(static) if (n >= DDPM_PAR_MIN_ELEMS)
     for (size_t i = 0; i < n; i++) ema[i] += w * (params[i] - ema[i]);
 }
 
 /* ---- checks -------------------------------------------------------------------------- */
 
-bool ddpm_all_finite(const float *x, size_t n) {
-    int bad = 0; /* integer OR-reduction: exact and order-independent */
-#pragma omp parallel for schedule(static) reduction(| : bad) if (n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &x[i], sizeof u);
-        bad |= (u & 0x7f800000u) == 0x7f800000u; /* exponent all ones: Inf or NaN */
-    }
-    return !bad;
-}
+bool ddpm_all_finite(const float *x, size_t n) { return ddpm_first_nonfinite(x, n) == n; }

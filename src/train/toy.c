@@ -379,7 +379,7 @@ ddpm_status ddpm_toy_resume(ddpm_toy **out, const char *path, int64_t iters) {
     int64_t step, npoints;
     if ((st = read_config(&f, path, &c, &step, &npoints))) goto done;
     if (iters > 0 && iters < step) {
-        st = ddpm_error(DDPM_ERR_ARG, "'%s' has trained %" PRId64 " steps, more than --iters %" PRId64,
+        st = ddpm_error(DDPM_ERR_ARG, "'%s' has trained %" PRId64 " steps, more than the %" PRId64 " requested",
                         path, step, iters);
         goto done;
     }

@@ -10,7 +10,7 @@
 #       at W = 0, 1, 2, 3, and the label grid docs/label_grid.png.
 #
 # usage: scripts/sampler_quality.sh [UNCOND_CKPT] [COND_CKPT]
-#   defaults: /work/runs/qs/ckpt.safetensors /work/runs/cond/ckpt.safetensors
+#   defaults: runs/mnist/ckpt.safetensors runs/cond/ckpt.safetensors
 #   (a missing checkpoint skips its part). Environment:
 #     DDPM=build/ddpm  N=256 (images per run in (a))  NG=500 (per W in (b))
 #     STEPS="10 20 50 100 1000"  SAMPLERS="ddpm ddim dpm++2m"
@@ -30,8 +30,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DDPM=${DDPM:-build/ddpm}
-UNCOND=${1:-/work/runs/qs/ckpt.safetensors}
-COND=${2:-/work/runs/cond/ckpt.safetensors}
+UNCOND=${1:-runs/mnist/ckpt.safetensors}
+COND=${2:-runs/cond/ckpt.safetensors}
 N=${N:-256} NG=${NG:-500} SEED=${SEED:-0} THREADS=${THREADS:-0}
 STEPS=${STEPS:-"10 20 50 100 1000"} SAMPLERS=${SAMPLERS:-"ddpm ddim dpm++2m"}
 GSAMPLER=${GSAMPLER:-dpm++2m} GSTEPS=${GSTEPS:-20}

@@ -206,7 +206,10 @@ void ddpm_cli_data_augment(const ddpm_cli_data *d, float *x0, const int *idx, in
 
 const ddpm_st_meta *ddpm_cli_data_meta(ddpm_cli_data *d, int *n) {
     *n = 0;
-    d->meta[(*n)++] = (ddpm_st_meta){"data_hflip", d->hflip ? "1" : "0"};
+    /* IDX digits flip only when asked: without the key a resume keeps the
+     * default (off), and a digit run's checkpoint is what it was before
+     * folders existed, byte for byte. */
+    if (d->folder || d->hflip) d->meta[(*n)++] = (ddpm_st_meta){"data_hflip", d->hflip ? "1" : "0"};
     if (d->folder) {
         d->meta[(*n)++] = (ddpm_st_meta){"data_alpha", d->alpha};
         d->meta[(*n)++] = (ddpm_st_meta){"data_crop", d->crop == DDPM_CROP_RANDOM ? "random" : "center"};

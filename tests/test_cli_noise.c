@@ -65,19 +65,6 @@ static int tile_px(const uint8_t *img, int W, int th, int tw, int row, int col, 
     return img[(size_t)(oy + y) * W + ox + x];
 }
 
-static bool same_file(const char *a, const char *b) {
-    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
-    bool same = fa && fb;
-    while (same) {
-        int ca = fgetc(fa), cb = fgetc(fb);
-        if (ca != cb) same = false;
-        if (ca == EOF || cb == EOF) break;
-    }
-    if (fa) fclose(fa);
-    if (fb) fclose(fb);
-    return same;
-}
-
 static int setup(void **state) {
     (void)state;
     cli_tmpdir(g_dir, sizeof g_dir);
@@ -270,10 +257,10 @@ static void test_reproducible(void **state) {
     expect(0, NULL);
     cli_run(&g_r, fmt, P("syn"), 3, 5, P("r2.png"));
     expect(0, NULL);
-    assert_true(same_file(P("r1.png"), P("r2.png")));
+    assert_true(cli_same_file(P("r1.png"), P("r2.png")));
     cli_run(&g_r, fmt, P("syn"), 3, 6, P("r3.png"));
     expect(0, NULL);
-    assert_false(same_file(P("r1.png"), P("r3.png")));
+    assert_false(cli_same_file(P("r1.png"), P("r3.png")));
     /* image i's noise does not depend on -n: -n 2 gives the first two rows */
     cli_run(&g_r, fmt, P("syn"), 2, 5, P("r4.png"));
     expect(0, NULL);

@@ -1,0 +1,40 @@
+/* gemm_tile.h: small single-threaded float GEMMs with our own register-blocked
+ * microkernels, for the Winograd tile products (winograd.c): M up to a few
+ * thousand, N and K tens to a few hundred, called from inside the conv's
+ * threads. OpenBLAS (ddpm_gemm) stays for everything else.
+ *
+ * Three code paths, picked at run time from the CPU's features, so the speed
+ * does not depend on the -march of the build nor on OPENBLAS_CORETYPE:
+ *   avx512   AVX-512F, 16-float vectors, blocks up to 6 x 64 (x86 only)
+ *   avx2     AVX2 + FMA, 8-float vectors, blocks up to 6 x 16 (x86 only)
+ *   generic  portable C (any compiler, any CPU)
+ * Every path sums each output over k = 0 .. K-1 in order (the SIMD paths
+ * with fused multiply-adds), so a path gives the same bits for the same
+ * inputs whatever the call's M and the caller's threads; the paths differ
+ * from each other (and from OpenBLAS) in the last bits only.
+ */
+#ifndef DDPM_NN_GEMM_TILE_H
+#define DDPM_NN_GEMM_TILE_H
+
+#include <stdbool.h>
+
+typedef enum { DDPM_ISA_GENERIC, DDPM_ISA_AVX2, DDPM_ISA_AVX512, DDPM_ISA_COUNT } ddpm_isa;
+
+/* True when this build and this CPU can run the path (generic: always). */
+bool ddpm_isa_supported(ddpm_isa isa);
+/* "generic", "avx2", "avx512". */
+const char *ddpm_isa_name(ddpm_isa isa);
+/* The path ddpm uses: the best supported one, or the one the environment
+ * variable DDPM_KERNEL names (generic, avx2, avx512; for tests and
+ * measurements), lowered to the best supported one below it when the CPU
+ * lacks it; an unknown name counts as unset. Read once, then cached. */
+ddpm_isa ddpm_isa_selected(void);
+
+/* C (M, N) = op(A) @ B, or C += op(A) @ B when acc, row-major with leading
+ * dimensions lda, ldb, ldc, using path isa (which must be supported).
+ * op(A) = A (M, K) when !ta, A^T of A (K, M) when ta. B is (K, N).
+ * C must not overlap A or B. M, N <= 0: nothing; K <= 0: C = 0 (or kept). */
+void ddpm_tile_gemm(ddpm_isa isa, bool ta, int M, int N, int K, const float *A, int lda,
+                    const float *B, int ldb, float *C, int ldc, bool acc);
+
+#endif

@@ -16,10 +16,13 @@
  */
 #include "nn/gemm_tile.h"
 
+#include <omp.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "ddpm/tensor.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define DDPM_X86 1
@@ -242,4 +245,12 @@ void ddpm_tile_gemm(ddpm_isa isa, bool ta, int M, int N, int K, const float *A, 
     }
 #endif
     gemm_generic(ta, M, N, K, A, lda, B, ldb, C, ldc, acc);
+}
+
+void ddpm_image_gemm(bool ta, int M, int N, int K, const float *A, int lda, const float *B,
+                     int ldb, float *C, int ldc, bool acc) {
+    if (omp_in_parallel() || omp_get_max_threads() == 1)
+        ddpm_tile_gemm(ddpm_isa_selected(), ta, M, N, K, A, lda, B, ldb, C, ldc, acc);
+    else
+        ddpm_gemm(ta, false, M, N, K, 1.0f, A, lda, B, ldb, acc ? 1.0f : 0.0f, C, ldc);
 }

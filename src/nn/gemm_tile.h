@@ -37,4 +37,12 @@ ddpm_isa ddpm_isa_selected(void);
 void ddpm_tile_gemm(ddpm_isa isa, bool ta, int M, int N, int K, const float *A, int lda,
                     const float *B, int ldb, float *C, int ldc, bool acc);
 
+/* One product of a pass over images (conv.c, the UNet's 1x1 shortcut):
+ * ddpm_tile_gemm with ddpm_isa_selected() when the caller is one thread of an
+ * active parallel region or OpenMP has a single thread; otherwise (a lone
+ * call with threads to spare: one image, or a conv too small for a team)
+ * OpenBLAS's ddpm_gemm, which may thread the product itself. */
+void ddpm_image_gemm(bool ta, int M, int N, int K, const float *A, int lda, const float *B,
+                     int ldb, float *C, int ldc, bool acc);
+
 #endif

@@ -50,9 +50,9 @@
  * (16, F, C), so that dV too is a plain NN product: OpenBLAS ran the NT one
  * about 1.5x slower on these shapes). Every transform then is a
  * loop over a contiguous run of channels, vectorized whatever the image
- * width, and every product is a plain row-major GEMM. To get there, the image
- * rows a run of tiles reads are first transposed to channels-last ("staged":
- * X (rows, W, C) for the input, Y (rows, W, F) for dout), and outputs are
+ * width, and every product is a plain row-major GEMM (gemm_tile.c's
+ * kernels, NN or TN). To get there, the image rows a run of tiles reads
+ * are first transposed to channels-last ("staged": X (rows, W, C) for the input, Y (rows, W, F) for dout), and outputs are
  * transposed back from a channels-last stage. A tile finds its 4x4 window (or
  * 2x2 output) through a table of 16 (or 4) pointers to channel vectors; past
  * the image edge they point at a row of zeros (reads) or at a scratch "sink"
@@ -114,10 +114,13 @@
 #define NE 16  /* elements of a transformed F(2x2) tile (4x4), e = 4i + j */
 #define NE4 36 /* elements of a transformed F(4x4) tile (6x6), e = 6i + j */
 
-/* Per-thread floats of V plus M (or dYhat) of one chunk: 512 KB, a quarter of
- * an L2 (2 MB a core here), leaving room for the stages and OpenBLAS's own
- * buffers. Measured on the UNet's convs (N = 64, 2 threads): 96K to 192K
- * floats within 2% of each other, 256K 3% and 48K 7% slower. */
+/* Per-thread floats of V plus M (or dYhat) of one chunk: 512 KB, half of an
+ * L2 (1 MB a core on the Zen 5 EPYC here). Measured on the UNet's convs
+ * (N = 64, 2 threads, OpenBLAS products): 96K to 192K floats within 2% of
+ * each other, 256K 3% and 48K 7% slower. With the tile kernels (gemm_tile.c,
+ * which read U in place instead of packing it per call; 1 thread, load ~7):
+ * 16K to 128K floats here and 32K to 256K for F(4x4) within the noise
+ * (+-10%), smaller chunks (fewer tiles per U pass) no faster. */
 #define CHUNK_FLOATS (128 * 1024)
 /* The same for F(4x4) forward (36 matrices of V and M). Measured 64K to 256K
  * alike on the UNet's convs (N = 64, 2 threads, noisy), 256K 10-40% faster

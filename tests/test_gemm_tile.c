@@ -1,16 +1,17 @@
 /* test_gemm_tile.c: the tile GEMMs (src/nn/gemm_tile.c), every code path this
  * machine runs, against a double-precision reference on awkward shapes (M, N
  * and K not multiples of any register block, edge blocks, K = 0 and 1, N = 1),
- * both op(A), overwrite and accumulate, with padded leading dimensions: C's
+ * NN, TN (ddpm_tile_gemm) and NT (ddpm_tile_gemm_nt), overwrite and accumulate, with padded leading dimensions: C's
  * padding must stay untouched (masked stores), and a product split into row
- * ranges must give the same bits as the whole (the determinism winograd.c
- * relies on). */
+ * or column ranges must give the same bits as the whole (the determinism
+ * winograd.c and conv.c rely on). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -33,14 +34,14 @@ static const shape SHAPES[] = {
 };
 
 /* C (M, N) (+)= op(A) B in double; the bound of its float rounding in bnd. */
-static void reference(double *ref, double *bnd, bool ta, const shape *s, const float *A,
+static void reference(double *ref, double *bnd, bool ta, bool tb, const shape *s, const float *A,
                       int lda, const float *B, int ldb, const float *C0, int ldc, bool acc) {
     for (int i = 0; i < s->M; i++)
         for (int j = 0; j < s->N; j++) {
             double sum = 0, mag = 0;
             for (int k = 0; k < s->K; k++) {
                 double a = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
-                double p = a * B[(size_t)k * ldb + j];
+                double p = a * (tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
                 sum += p;
                 mag += fabs(p);
             }
@@ -51,10 +52,18 @@ static void reference(double *ref, double *bnd, bool ta, const shape *s, const f
         }
 }
 
-static void check_shape(ddpm_isa isa, const shape *s, bool ta, bool acc, ddpm_rng *rng) {
+/* op: 0 NN, 1 TN (ddpm_tile_gemm with ta), 2 NT (ddpm_tile_gemm_nt) */
+static void gemm(ddpm_isa isa, int op, int M, int N, int K, const float *A, int lda,
+                 const float *B, int ldb, float *C, int ldc, bool acc) {
+    if (op == 2) ddpm_tile_gemm_nt(isa, M, N, K, A, lda, B, ldb, C, ldc, acc);
+    else ddpm_tile_gemm(isa, op == 1, M, N, K, A, lda, B, ldb, C, ldc, acc);
+}
+
+static void check_shape(ddpm_isa isa, const shape *s, int op, bool acc, ddpm_rng *rng) {
     const int M = s->M, N = s->N, K = s->K;
-    const int lda = (ta ? M : K) + PAD, ldb = N + PAD, ldc = N + PAD;
-    const size_t na = (size_t)(ta ? K : M) * lda + 1, nb = (size_t)K * ldb + 1;
+    const bool ta = op == 1, tb = op == 2;
+    const int lda = (ta ? M : K) + PAD, ldb = (tb ? K : N) + PAD, ldc = N + PAD;
+    const size_t na = (size_t)(ta ? K : M) * lda + 1, nb = (size_t)(tb ? N : K) * ldb + 1;
     const size_t nc = (size_t)M * ldc;
     float *A = gc_alloc(na), *B = gc_alloc(nb), *C = gc_alloc(nc), *C0 = gc_alloc(nc);
     float *P = gc_alloc(nc);
@@ -63,14 +72,14 @@ static void check_shape(ddpm_isa isa, const shape *s, bool ta, bool acc, ddpm_rn
     gc_fill_uniform(rng, B, nb, -1, 1);
     gc_fill_uniform(rng, C0, nc, -1, 1);
     memcpy(C, C0, nc * sizeof *C);
-    reference(ref, bnd, ta, s, A, lda, B, ldb, C0, ldc, acc);
-    ddpm_tile_gemm(isa, ta, M, N, K, A, lda, B, ldb, C, ldc, acc);
+    reference(ref, bnd, ta, tb, s, A, lda, B, ldb, C0, ldc, acc);
+    gemm(isa, op, M, N, K, A, lda, B, ldb, C, ldc, acc);
     for (int i = 0; i < M; i++) {
         for (int j = 0; j < N; j++) {
             double got = C[(size_t)i * ldc + j], want = ref[(size_t)i * N + j];
             if (!(fabs(got - want) <= bnd[(size_t)i * N + j]))
-                fail_msg("%s ta=%d acc=%d M=%d N=%d K=%d: C[%d][%d] = %.9g, want %.9g (bound %g)",
-                         ddpm_isa_name(isa), ta, acc, M, N, K, i, j, got, want,
+                fail_msg("%s op=%d acc=%d M=%d N=%d K=%d: C[%d][%d] = %.9g, want %.9g (bound %g)",
+                         ddpm_isa_name(isa), op, acc, M, N, K, i, j, got, want,
                          bnd[(size_t)i * N + j]);
         }
         for (int j = N; j < ldc; j++)
@@ -78,15 +87,23 @@ static void check_shape(ddpm_isa isa, const shape *s, bool ta, bool acc, ddpm_rn
                 fail_msg("%s M=%d N=%d K=%d: padding C[%d][%d] written", ddpm_isa_name(isa), M,
                          N, K, i, j);
     }
-    /* rows [0, h) and [h, M) in two calls: the same bits */
-    const int h = M / 3;
-    memcpy(P, C0, nc * sizeof *P);
-    ddpm_tile_gemm(isa, ta, h, N, K, A, lda, B, ldb, P, ldc, acc);
-    const float *A2 = ta ? A + h : A + (size_t)h * lda;
-    ddpm_tile_gemm(isa, ta, M - h, N, K, A2, lda, B, ldb, P + (size_t)h * ldc, ldc, acc);
-    if (memcmp(P, C, nc * sizeof *P) != 0)
-        fail_msg("%s ta=%d M=%d N=%d K=%d: rows split at %d differ", ddpm_isa_name(isa), ta, M,
-                 N, K, h);
+    /* rows [0, h) and [h, M) in two calls, then columns [0, w) and [w, N):
+     * the same bits (our paths; OpenBLAS makes no such promise) */
+    const int h = M / 3, w = N / 2;
+    const float *A2 = ta ? A + h : A + (size_t)h * lda, *B2 = tb ? B + (size_t)w * ldb : B + w;
+    for (int split = 0; split < 2 && isa != DDPM_ISA_BLAS; split++) {
+        memcpy(P, C0, nc * sizeof *P);
+        if (split == 0) {
+            gemm(isa, op, h, N, K, A, lda, B, ldb, P, ldc, acc);
+            gemm(isa, op, M - h, N, K, A2, lda, B, ldb, P + (size_t)h * ldc, ldc, acc);
+        } else {
+            gemm(isa, op, M, w, K, A, lda, B, ldb, P, ldc, acc);
+            gemm(isa, op, M, N - w, K, A, lda, B2, ldb, P + w, ldc, acc);
+        }
+        if (memcmp(P, C, nc * sizeof *P) != 0)
+            fail_msg("%s op=%d M=%d N=%d K=%d: %s split at %d differ", ddpm_isa_name(isa), op, M,
+                     N, K, split ? "columns" : "rows", split ? w : h);
+    }
     ddpm_free(A);
     ddpm_free(B);
     ddpm_free(C);
@@ -108,11 +125,11 @@ static void test_paths_against_reference(void **state) {
         }
         paths++;
         for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++)
-            for (int ta = 0; ta < 2; ta++)
+            for (int op = 0; op < 3; op++)
                 for (int acc = 0; acc < 2; acc++)
-                    check_shape((ddpm_isa)isa, &SHAPES[s], ta, acc, &rng);
+                    check_shape((ddpm_isa)isa, &SHAPES[s], op, acc, &rng);
     }
-    assert_true(paths >= 1);
+    assert_true(paths >= 2); /* generic and blas at least */
 }
 
 /* M or N <= 0: nothing written; K = 0 without acc: zeros. */
@@ -126,6 +143,12 @@ static void test_degenerate(void **state) {
         assert_true(C[0] == 1 && C[1] == 2 && C[2] == 3 && C[3] == 4);
         ddpm_tile_gemm((ddpm_isa)isa, true, 2, 2, 0, A, 2, B, 2, C, 2, false);
         for (int i = 0; i < 4; i++) assert_true(C[i] == 0.0f);
+        C[0] = 7;
+        ddpm_tile_gemm_nt((ddpm_isa)isa, 0, 2, 1, A, 1, B, 1, C, 2, false);
+        ddpm_tile_gemm_nt((ddpm_isa)isa, 2, 0, 1, A, 1, B, 1, C, 2, false);
+        assert_true(C[0] == 7);
+        ddpm_tile_gemm_nt((ddpm_isa)isa, 2, 2, 0, A, 1, B, 1, C, 2, false);
+        for (int i = 0; i < 4; i++) assert_true(C[i] == 0.0f);
     }
 }
 
@@ -138,6 +161,9 @@ static void test_selection(void **state) {
     assert_string_equal(ddpm_isa_name(DDPM_ISA_AVX512), "avx512");
     assert_string_equal(ddpm_isa_name(DDPM_ISA_AVX2), "avx2");
     assert_string_equal(ddpm_isa_name(DDPM_ISA_GENERIC), "generic");
+    assert_string_equal(ddpm_isa_name(DDPM_ISA_BLAS), "blas");
+    assert_true(ddpm_isa_supported(DDPM_ISA_BLAS));
+    assert_true(sel != DDPM_ISA_GENERIC || getenv("DDPM_KERNEL")); /* generic only when asked */
 }
 
 int main(void) {

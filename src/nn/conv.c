@@ -19,10 +19,9 @@
  * is no batch-folded matrix, no scatter or gather and no transposes. The
  * images are shared out over T threads (T = min(threads, processors, N));
  * each thread has its own im2col buffer in `work` (one image's worth, which
- * stays in L2) and calls a single-threaded GEMM: for out and din the tile
- * kernels of gemm_tile.c (ddpm_image_gemm), for dweight OpenBLAS (its OpenMP
- * build runs sgemm on one thread inside an active parallel region). With
- * T = 1 there is no parallel region and OpenBLAS threads each GEMM itself.
+ * stays in L2) and calls a single-threaded GEMM, the tile kernels of
+ * gemm_tile.c (ddpm_image_gemm, _nt). With T = 1 there is no parallel region
+ * and those hand the product to OpenBLAS, which threads it itself.
  *
  * The im2col matrix is tap-major: row tap*C + c, column oh*WO + ow holds
  * x[c, oh*S - P + ki, ow*S - P + kj] (0 in the padding). For a "same" conv
@@ -540,7 +539,7 @@ static void images_backward(const conv_bwd *a, int t, int nt) {
             x = col; /* (CKK, HWO) */
         }
         /* dw (F, CKK) += g (F, HWO) @ x^T (HWO, CKK) */
-        ddpm_gemm(false, true, F, CKK, (int)HWO, 1.0f, g, (int)HWO, x, (int)HWO, beta, dw, CKK);
+        ddpm_image_gemm_nt(F, CKK, (int)HWO, g, (int)HWO, x, (int)HWO, dw, CKK, beta != 0.0f);
         beta = 1.0f;
         if (dx) input_backward(a, dx, g, col);
     }

@@ -361,6 +361,7 @@ void ddpm_tile_gemm(ddpm_isa isa, bool ta, int M, int N, int K, const float *A, 
     gemm_generic(ta, M, N, K, A, lda, B, ldb, C, ldc, acc);
 }
 
+#ifdef DDPM_X86
 /* NT through the NN kernels: B^T in slices of NT_KC rows of k by NT_NB
  * columns, transposed into a buffer on the stack, each slice's product added
  * onto C (the first overwriting unless acc). The slicing depends on K only,
@@ -388,6 +389,7 @@ static void gemm_nt_sliced(ddpm_isa isa, int M, int N, int K, const float *A, in
         }
     }
 }
+#endif
 
 void ddpm_tile_gemm_nt(ddpm_isa isa, int M, int N, int K, const float *A, int lda,
                        const float *B, int ldb, float *C, int ldc, bool acc) {

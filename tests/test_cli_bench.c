@@ -93,6 +93,9 @@ static void check_workload(void) {
     assert_string_equal(get("image"), "1x16x16");
     const char *core = get("blas_core");
     if (!core || !*core) fail_msg("blas_core missing or empty");
+    const char *tk = get("tile_kernel");
+    if (!tk || (strcmp(tk, "avx512") && strcmp(tk, "avx2") && strcmp(tk, "generic")))
+        fail_msg("tile_kernel missing or not avx512, avx2 or generic: '%s'", tk ? tk : "(none)");
     for (int i = 0; i < COUNT(WORKLOAD_NUM); i++) num(WORKLOAD_NUM[i]);
     assert_int_equal((int)num("batch"), 2);
     assert_int_equal((int)num("threads"), 1);

@@ -30,6 +30,12 @@
  *     after the one part run with --only): the process's high-water resident
  *     memory, including the parameters, gradients, Adam moments, EMA and the
  *     activation arena, the binary and OpenBLAS's buffers.
+ *   blas_core    = OpenBLAS's kernel family (OPENBLAS_CORETYPE), which the
+ *     products outside the tile kernels (dweight of 1x1 / im2col convs,
+ *     attention, linears, sgemm) use
+ *   tile_kernel  = the path of the tile GEMMs (src/nn/gemm_tile.h: avx512,
+ *     avx2 or generic; DDPM_KERNEL forces one): the Winograd products and
+ *     the conv/shortcut products of out and din
  *   base_rss_mb  = the same before any model exists (the program's own
  *     footprint; bench_torch.py's includes Python and the torch libraries).
  */
@@ -49,6 +55,7 @@
 #include "ddpm/tensor.h"
 #include "ddpm/train.h"
 #include "ddpm/unet.h"
+#include "nn/gemm_tile.h"
 
 static const char *CMD = "bench";
 
@@ -324,6 +331,7 @@ static void print_report(const bench_run *r, const char *name, size_t nparams, d
     printf("params=%zu\n", nparams);
     printf("mflops_per_image=%.6g\n", flops / 1e6);
     printf("blas_core=%s\n", ddpm_blas_core());
+    printf("tile_kernel=%s\n", ddpm_isa_name(ddpm_isa_selected()));
     double train_gflops = 0, sgemm_gflops = 0;
     if (r->do_train) {
         const bench_stats *st = &r->train;
@@ -379,8 +387,8 @@ static int run(const bench_flags *f, const ddpm_unet_config *mc) {
     char name[256];
     if (ddpm_unet_describe(mc, &nparams, &flops)) goto fail;
     model_name(name, sizeof name, mc);
-    fprintf(stderr, "ddpm bench: model %s, %zu parameters, %.1f MFLOPs/image forward; batch %d; %d threads; %s\n",
-            name, nparams, flops / 1e6, r.B, threads, ddpm_blas_core());
+    fprintf(stderr, "ddpm bench: model %s, %zu parameters, %.1f MFLOPs/image forward; batch %d; %d threads; %s, tile kernels %s\n",
+            name, nparams, flops / 1e6, r.B, threads, ddpm_blas_core(), ddpm_isa_name(ddpm_isa_selected()));
     if ((r.do_train && part_train(&r)) || (r.do_sample && part_sample(&r)) || (r.do_sgemm && part_sgemm(&r)))
         goto fail;
     print_report(&r, name, nparams, flops, threads, base_rss);

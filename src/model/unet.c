@@ -21,6 +21,7 @@
 
 #include "core/prof.h"
 #include "core/util.h"
+#include "nn/gemm_tile.h"
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
@@ -192,8 +193,8 @@ static void shortcut_add(float *out, const float *a, const float *b, const float
 #pragma omp parallel for schedule(dynamic) if (N > 1 && 2.0 * N * C * Ct * HW >= DDPM_PAR_MIN_FLOPS)
     for (int n = 0; n < N; n++) {
         float *y = out + (size_t)n * C * HW; /* (C, HW) */
-        ddpm_gemm(false, false, C, HW, CA, 1.0f, w, Ct, a + (size_t)n * CA * HW, HW, 1.0f, y, HW);
-        if (CB) ddpm_gemm(false, false, C, HW, CB, 1.0f, w + CA, Ct, b + (size_t)n * CB * HW, HW, 1.0f, y, HW);
+        ddpm_image_gemm(false, C, HW, CA, w, Ct, a + (size_t)n * CA * HW, HW, y, HW, true);
+        if (CB) ddpm_image_gemm(false, C, HW, CB, w + CA, Ct, b + (size_t)n * CB * HW, HW, y, HW, true);
         for (int f = 0; f < C; f++) {
             float bf = bias[f], *yf = y + (size_t)f * HW;
             for (int i = 0; i < HW; i++) yf[i] += bf;

@@ -19,9 +19,9 @@
  * is no batch-folded matrix, no scatter or gather and no transposes. The
  * images are shared out over T threads (T = min(threads, processors, N));
  * each thread has its own im2col buffer in `work` (one image's worth, which
- * stays in L2) and calls a single-threaded GEMM (OpenBLAS's OpenMP build runs
- * sgemm on one thread inside an active parallel region). With T = 1 there is
- * no parallel region and OpenBLAS threads each GEMM itself.
+ * stays in L2) and calls a single-threaded GEMM, the tile kernels of
+ * gemm_tile.c (ddpm_image_gemm, _nt). With T = 1 there is no parallel region
+ * and those hand the product to OpenBLAS, which threads it itself.
  *
  * The im2col matrix is tap-major: row tap*C + c, column oh*WO + ow holds
  * x[c, oh*S - P + ki, ow*S - P + kj] (0 in the padding). For a "same" conv
@@ -67,6 +67,7 @@
 
 #include "ddpm/tensor.h"
 #include "core/util.h"
+#include "nn/gemm_tile.h"
 #include "nn/winograd.h"
 
 static int is_direct_1x1(const ddpm_conv2d_desc *d) { return d->K == 1 && d->S == 1 && d->P == 0; }
@@ -384,19 +385,20 @@ static void col2im_add(float *restrict dx, float *restrict col, float *restrict 
     }
 }
 
-/* Sum of x[n*stride + i] over n < N, i < len, in double: 8 lanes (so the
- * loop vectorizes without reassociation), then the lanes in order. */
+/* Sum of x[n*stride + i] over n < N, i < len, in double: 32 lanes (so the
+ * loop vectorizes without reassociation, 4 vectors of independent
+ * adds), then the lanes in order. */
 static double sum_planes(const float *x, int N, size_t stride, size_t len) {
-    double lane[8] = {0};
+    double lane[32] = {0}; /* 4 vectors of 8: independent add chains */
     for (int n = 0; n < N; n++) {
         const float *r = x + (size_t)n * stride;
         size_t i = 0;
-        for (; i + 8 <= len; i += 8)
-            for (int j = 0; j < 8; j++) lane[j] += (double)r[i + j];
-        for (; i < len; i++) lane[i & 7] += (double)r[i];
+        for (; i + 32 <= len; i += 32)
+            for (int j = 0; j < 32; j++) lane[j] += (double)r[i + j];
+        for (; i < len; i++) lane[i & 31] += (double)r[i];
     }
     double s = 0.0;
-    for (int j = 0; j < 8; j++) s += lane[j];
+    for (int j = 0; j < 32; j++) s += lane[j];
     return s;
 }
 
@@ -445,8 +447,7 @@ void ddpm_conv2d_forward(float *out, const float *in, const float *weight, const
                 x = col; /* (CKK, HWO) */
             }
             /* y (F, HWO) = wm (F, CKK) @ x (CKK, HWO) */
-            ddpm_gemm(false, false, F, (int)HWO, CKK, 1.0f, wm, CKK, x, (int)HWO, 0.0f, y,
-                      (int)HWO);
+            ddpm_image_gemm(false, F, (int)HWO, CKK, wm, CKK, x, (int)HWO, y, (int)HWO, false);
             if (bias) add_bias(y, bias, F, HWO);
         }
     }
@@ -502,14 +503,14 @@ static void input_backward(const conv_bwd *a, float *dx, const float *g, float *
     const int HW = (int)a->HW, HWO = (int)a->HWO;
     if (a->direct) {
         /* dx (C, HW) += weight^T (C, F) @ g (F, HW) */
-        ddpm_gemm(true, false, C, HW, F, 1.0f, a->weight, C, g, HW, 1.0f, dx, HW);
+        ddpm_image_gemm(true, C, HW, F, a->weight, C, g, HW, dx, HW, true);
     } else if (a->transposed) {
         /* col (KK*F, HW) = im2col(g) with padding K-1-P; dx += wflip @ col */
         im2col(col, NULL, g, F, a->HO, a->WO, K, 1, K - 1 - P, H, W);
-        ddpm_gemm(false, false, C, HW, a->FKK, 1.0f, a->wt, a->FKK, col, HW, 1.0f, dx, HW);
+        ddpm_image_gemm(false, C, HW, a->FKK, a->wt, a->FKK, col, HW, dx, HW, true);
     } else {
         /* col (CKK, HWO) = wt^T (CKK, F) @ g (F, HWO); dx += col2im(col) */
-        ddpm_gemm(true, false, a->CKK, HWO, F, 1.0f, a->wt, a->CKK, g, HWO, 0.0f, col, HWO);
+        ddpm_image_gemm(true, a->CKK, HWO, F, a->wt, a->CKK, g, HWO, col, HWO, false);
         col2im_add(dx, col, col + a->wp.phoff, C, H, W, K, S, P, a->HO, a->WO);
     }
 }
@@ -538,7 +539,7 @@ static void images_backward(const conv_bwd *a, int t, int nt) {
             x = col; /* (CKK, HWO) */
         }
         /* dw (F, CKK) += g (F, HWO) @ x^T (HWO, CKK) */
-        ddpm_gemm(false, true, F, CKK, (int)HWO, 1.0f, g, (int)HWO, x, (int)HWO, beta, dw, CKK);
+        ddpm_image_gemm_nt(F, CKK, (int)HWO, g, (int)HWO, x, (int)HWO, dw, CKK, beta != 0.0f);
         beta = 1.0f;
         if (dx) input_backward(a, dx, g, col);
     }

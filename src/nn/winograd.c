@@ -50,9 +50,9 @@
  * (16, F, C), so that dV too is a plain NN product: OpenBLAS ran the NT one
  * about 1.5x slower on these shapes). Every transform then is a
  * loop over a contiguous run of channels, vectorized whatever the image
- * width, and every product is a plain row-major GEMM. To get there, the image
- * rows a run of tiles reads are first transposed to channels-last ("staged":
- * X (rows, W, C) for the input, Y (rows, W, F) for dout), and outputs are
+ * width, and every product is a plain row-major GEMM (gemm_tile.c's
+ * kernels, NN or TN). To get there, the image rows a run of tiles reads
+ * are first transposed to channels-last ("staged": X (rows, W, C) for the input, Y (rows, W, F) for dout), and outputs are
  * transposed back from a channels-last stage. A tile finds its 4x4 window (or
  * 2x2 output) through a table of 16 (or 4) pointers to channel vectors; past
  * the image edge they point at a row of zeros (reads) or at a scratch "sink"
@@ -109,15 +109,18 @@
 #endif
 
 #include "core/util.h"
-#include "ddpm/tensor.h"
+#include "nn/gemm_tile.h"
 
 #define NE 16  /* elements of a transformed F(2x2) tile (4x4), e = 4i + j */
 #define NE4 36 /* elements of a transformed F(4x4) tile (6x6), e = 6i + j */
 
-/* Per-thread floats of V plus M (or dYhat) of one chunk: 512 KB, a quarter of
- * an L2 (2 MB a core here), leaving room for the stages and OpenBLAS's own
- * buffers. Measured on the UNet's convs (N = 64, 2 threads): 96K to 192K
- * floats within 2% of each other, 256K 3% and 48K 7% slower. */
+/* Per-thread floats of V plus M (or dYhat) of one chunk: 512 KB, half of an
+ * L2 (1 MB a core on the Zen 5 EPYC here). Measured on the UNet's convs
+ * (N = 64, 2 threads, OpenBLAS products): 96K to 192K floats within 2% of
+ * each other, 256K 3% and 48K 7% slower. With the tile kernels (gemm_tile.c,
+ * which read U in place instead of packing it per call; 1 thread, load ~7):
+ * 16K to 128K floats here and 32K to 256K for F(4x4) within the noise
+ * (+-10%), smaller chunks (fewer tiles per U pass) no faster. */
 #define CHUNK_FLOATS (128 * 1024)
 /* The same for F(4x4) forward (36 matrices of V and M). Measured 64K to 256K
  * alike on the UNet's convs (N = 64, 2 threads, noisy), 256K 10-40% faster
@@ -673,6 +676,7 @@ void ddpm_winograd_forward(float *out, const float *in, const float *weight, con
     const plan p = make_plan(d, m);
     const int TH = p.TH, TW = p.TW, rows = N * TH, nchunks = (rows + p.RC - 1) / p.RC;
     const size_t HW = (size_t)H * W;
+    const ddpm_isa isa = ddpm_isa_selected();
     float *U = work; /* (ne, C, F) */
 
 #pragma omp parallel num_threads(T) if (T > 1)
@@ -701,8 +705,8 @@ void ddpm_winograd_forward(float *out, const float *in, const float *weight, con
             }
             /* M[e] (tiles, F) = V[e] (tiles, C) @ U[e] (C, F) */
             for (int e = 0; e < p.ne; e++)
-                ddpm_gemm(false, false, tiles, F, C, 1.0f, V + e * ev, C, U + e * p.eu,
-                          F, 0.0f, M + e * em, F);
+                ddpm_tile_gemm(isa, false, tiles, F, C, V + e * ev, C, U + e * p.eu, F,
+                               M + e * em, F, false);
             for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW, m);) {
                 output_tiles(Y, sink, M, em, bias, &s, F, H, W, TW, m);
                 float *y = out + (size_t)s.n * F * HW + (size_t)m * s.th0 * W;
@@ -719,6 +723,7 @@ void ddpm_winograd_backward(float *din, float *dweight, const float *dout, const
     const plan p = make_plan(d, 2);
     const int TH = p.TH, TW = p.TW;
     const size_t HW = (size_t)H * W;
+    const ddpm_isa isa = ddpm_isa_selected();
     float *U = work; /* (16, F, C): U[e]^T, so dV[e] = dYhat[e] @ U[e]^T is NN */
 
 #pragma omp parallel num_threads(T) if (T > 1)
@@ -736,7 +741,7 @@ void ddpm_winograd_backward(float *din, float *dweight, const float *dout, const
         /* this thread's images, as tile rows [ra, rb) */
         const int ra = (int)((long long)N * t / nt) * TH;
         const int rb = (int)((long long)N * (t + 1) / nt) * TH;
-        float beta = 0.0f;
+        bool accumulate = false;
         for (int r0 = ra; r0 < rb; r0 += p.RC) {
             const int r1 = imin(r0 + p.RC, rb), tiles = (r1 - r0) * TW;
             const size_t ev = estride((size_t)tiles * C), ed = estride((size_t)tiles * F);
@@ -753,14 +758,14 @@ void ddpm_winograd_backward(float *din, float *dweight, const float *dout, const
                 float *Ve = V + e * ev;
                 const float *De = D + e * ed;
                 /* dU[e] (C, F) += V[e]^T (C, tiles) @ dYhat[e] (tiles, F) */
-                ddpm_gemm(true, false, C, F, tiles, 1.0f, Ve, C, De, F, beta,
-                          dU + e * p.eu, F);
+                ddpm_tile_gemm(isa, true, C, F, tiles, Ve, C, De, F, dU + e * p.eu, F,
+                               accumulate);
                 /* dV[e] (tiles, C) = dYhat[e] (tiles, F) @ U[e]^T (F, C), over V[e] */
                 if (din)
-                    ddpm_gemm(false, false, tiles, C, F, 1.0f, De, F, U + e * p.eu, C, 0.0f, Ve,
-                              C);
+                    ddpm_tile_gemm(isa, false, tiles, C, F, De, F, U + e * p.eu, C, Ve, C,
+                                   false);
             }
-            beta = 1.0f;
+            accumulate = true;
             if (!din) continue;
             for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW, 2);) {
                 const size_t P = (size_t)(s.yb - s.ya) * W;
@@ -769,7 +774,7 @@ void ddpm_winograd_backward(float *din, float *dweight, const float *dout, const
                 cl_to_planes(din + (size_t)s.n * C * HW + (size_t)s.ya * W, HW, X, C, P, 1);
             }
         }
-        if (beta == 0.0f) memset(dU, 0, p.usz * sizeof(float)); /* no images */
+        if (!accumulate) memset(dU, 0, p.usz * sizeof(float)); /* no images */
 #pragma omp barrier
         /* dU_0, and dU_u at + u*thr */
         const float *parts = work + p.usz + p.vsz + p.msz + p.xsz + p.ysz + 2 * p.zsz;

@@ -1,0 +1,69 @@
+/* gemm_tile.h: small single-threaded float GEMMs with our own register-blocked
+ * microkernels, for the Winograd tile products (winograd.c): M up to a few
+ * thousand, N and K tens to a few hundred, called from inside the conv's
+ * threads. OpenBLAS (ddpm_gemm) stays for everything else.
+ *
+ * Code paths, picked at run time from the CPU's features, so the speed does
+ * not depend on the -march of the build nor on OPENBLAS_CORETYPE:
+ *   avx512   AVX-512F, 16-float vectors, blocks up to 6 x 64 (x86 only)
+ *   avx2     AVX2 + FMA, 8-float vectors, blocks up to 6 x 16 (x86 only)
+ *   generic  portable C (any compiler, any CPU)
+ *   blas     OpenBLAS (ddpm_gemm, single-threaded inside a parallel region):
+ *            the default where neither SIMD path runs (e.g. aarch64, whose
+ *            OpenBLAS kernels beat plain C), so such machines lose nothing
+ * NN and TN products sum each output over k = 0 .. K-1 in order (the SIMD
+ * paths with fused multiply-adds); NT products (ddpm_tile_gemm_nt) sum along
+ * k in vector lanes, then across the lanes in a fixed order, or (K < 256)
+ * by slices of 64 k added onto C in order. Either way an
+ * output's bits depend only on its row of op(A) and column of op(B): a path
+ * gives the same bits whatever the call's M, N and the caller's threads. The
+ * paths differ from each other in the last bits only.
+ */
+#ifndef DDPM_NN_GEMM_TILE_H
+#define DDPM_NN_GEMM_TILE_H
+
+#include <stdbool.h>
+
+typedef enum {
+    DDPM_ISA_GENERIC,
+    DDPM_ISA_AVX2,
+    DDPM_ISA_AVX512,
+    DDPM_ISA_BLAS,
+    DDPM_ISA_COUNT
+} ddpm_isa;
+
+/* True when this build and this CPU can run the path (generic, blas: always). */
+bool ddpm_isa_supported(ddpm_isa isa);
+/* "generic", "avx2", "avx512", "blas". */
+const char *ddpm_isa_name(ddpm_isa isa);
+/* The path ddpm uses: avx512, else avx2, else blas, whichever the CPU runs
+ * first; or the one the environment variable DDPM_KERNEL names (generic,
+ * avx2, avx512, blas; for tests and measurements), a SIMD one lowered to the
+ * best supported one below it when the CPU lacks it; an unknown name counts
+ * as unset. Read once, then cached. */
+ddpm_isa ddpm_isa_selected(void);
+
+/* C (M, N) = op(A) @ B, or C += op(A) @ B when acc, row-major with leading
+ * dimensions lda, ldb, ldc, using path isa (which must be supported).
+ * op(A) = A (M, K) when !ta, A^T of A (K, M) when ta. B is (K, N).
+ * C must not overlap A or B. M, N <= 0: nothing; K <= 0: C = 0 (or kept). */
+void ddpm_tile_gemm(ddpm_isa isa, bool ta, int M, int N, int K, const float *A, int lda,
+                    const float *B, int ldb, float *C, int ldc, bool acc);
+
+/* C (M, N) = A (M, K) @ B^T, or += when acc, with B (N, K): as
+ * ddpm_tile_gemm for an NT product. */
+void ddpm_tile_gemm_nt(ddpm_isa isa, int M, int N, int K, const float *A, int lda,
+                       const float *B, int ldb, float *C, int ldc, bool acc);
+
+/* One product of a pass over images (conv.c, the UNet's 1x1 shortcut):
+ * ddpm_tile_gemm with ddpm_isa_selected() when the caller is one thread of an
+ * active parallel region or OpenMP has a single thread; otherwise (a lone
+ * call with threads to spare: one image, or a conv too small for a team)
+ * OpenBLAS's ddpm_gemm, which may thread the product itself. */
+void ddpm_image_gemm(bool ta, int M, int N, int K, const float *A, int lda, const float *B,
+                     int ldb, float *C, int ldc, bool acc);
+/* The same for ddpm_tile_gemm_nt. */
+void ddpm_image_gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                        float *C, int ldc, bool acc);
+
+#endif

@@ -9,7 +9,7 @@
 #
 # Environment: FUZZ_RUNS (stop a target after this many executions, default
 # unlimited), FUZZ_BUILD_DIR (default build-fuzz), FUZZ_NICE (default 10),
-# FUZZ_ARGS (extra libFuzzer flags). New inputs go to $FUZZ_BUILD_DIR/corpus/T
+# FUZZ_ARGS (extra libFuzzer flags), OMP_NUM_THREADS (default 1). New inputs go to $FUZZ_BUILD_DIR/corpus/T
 # (the checked-in seeds in tests/fuzz/corpus/T are only read), crashes to
 # $FUZZ_BUILD_DIR/artifacts/T/, the log to $FUZZ_BUILD_DIR/logs/T.log.
 # One process per target (-jobs=1 semantics): the machine is shared.
@@ -55,6 +55,8 @@ else
   targets=("${TARGET#fuzz_}")
 fi
 
+# one thread: the readers' OpenMP loops would otherwise spin a second core
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 status=0
 for t in "${targets[@]}"; do
   exe="$B/fuzz/fuzz_$t"

@@ -5,7 +5,7 @@
  *   a temporary checkpoint file exists (a write in progress) after the run
  *   has replaced the checkpoint at least once: after every
  *   kill the checkpoint loads and validates, its step never goes back, and
- *   --resume continues from it.
+ *   --resume continues from it, and no temporary file is left.
  * - A full disk (RLIMIT_FSIZE below the checkpoint's size, SIGXFSZ left at
  *   its default so ddpm must handle it): a one-line "File too large" error,
  *   exit 1, the previous checkpoint byte for byte intact, no temporary file
@@ -195,6 +195,7 @@ static void test_sigkill_20_times(void **state) {
     if (st != 0) fail_msg("resume after 20 kills: exit %d: %s", st, msg);
     assert_non_null(strstr(msg, "(resumed)"));
     assert_int_equal(ckpt_step(ckpt), last + 2);
+    assert_int_equal(count_tmp(out), 0); /* the killed writes' temporaries are gone */
 }
 
 
@@ -266,11 +267,26 @@ static void test_sigterm_saves(void **state) {
     long at = strtol(said + strlen("ddpm train: terminated at iteration "), NULL, 10);
     assert_true(at >= 3);
     assert_int_equal(ckpt_step(ckpt), at);
+    /* what killed runs leave of their writes goes; other files stay */
+    const char *stray[] = {"ckpt.safetensors.tmp.AbC123", "samples.png.tmp.q1w2e3", "loss.png.tmp.zzzzzz",
+                           "samples_000004.png.tmp.x9y8z7", "log.csv.tmp"};
+    const char *kept[] = {"notes.tmp.123456", "ckpt.safetensors.tmp.AbC12", "samples_x.png.tmp.abcdef"};
+    char path[600];
+    for (int i = 0; i < 5 + 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", out, i < 5 ? stray[i] : kept[i - 5]);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fclose(f);
+    }
     char *cont[] = {"train", "--resume", "--out", out, "--threads", "1", "--stop-after", "1", NULL};
     st = wait_for(spawn(cont, err, 0));
     slurp(err, msg, sizeof msg);
     if (st != 0) fail_msg("resume after SIGTERM: exit %d: %s", st, msg);
     assert_int_equal(ckpt_step(ckpt), at + 1);
+    for (int i = 0; i < 5 + 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", out, i < 5 ? stray[i] : kept[i - 5]);
+        if (cli_exists(path) != (i >= 5)) fail_msg("'%s' %s", path, i < 5 ? "left behind" : "removed");
+    }
 }
 
 int main(void) {

@@ -114,11 +114,25 @@ static void test_folder_cache_sizes_before_allocation(void **state) {
     cli_rmtree(dir);
 }
 
+/* A cache header holding no images (the writer never writes one; a crafted
+ * or damaged file can hold one): it was accepted, and ddpm_folder_load then
+ * said the folder had "no usable image" although its files decode. It is
+ * now stale like any malformed cache, so the folder is decoded instead. */
+static void test_folder_cache_without_images(void **state) {
+    (void)state;
+    char dir[256];
+    cli_tmpdir(dir, sizeof dir);
+    expect_stale(cache_file(dir, 56, 0, 0, 0, 56), "no images");
+    expect_stale(cache_file(dir, 60, 0, 1, 0, 60), "no images"); /* and one class, named "" */
+    cli_rmtree(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_class_list_short_unicode_escape),
         cmocka_unit_test(test_class_list_error_is_one_line),
         cmocka_unit_test(test_folder_cache_sizes_before_allocation),
+        cmocka_unit_test(test_folder_cache_without_images),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -145,6 +145,16 @@ static void test_read_good_raw_and_gzip(void **state) {
     }
     free(b.p);
 
+    /* a gzip payload larger than the first buffer (64 KiB): the buffer grows */
+    uint32_t dbig[3] = {300, 28, 28};
+    b = make_idx(DDPM_IDX_IMAGES, 3, dbig, 300 * 28 * 28);
+    write_gz(tpath("big.gz"), b.p, b.n);
+    ddpm_idx ib;
+    assert_int_equal(ddpm_idx_read(&ib, tpath("big.gz"), DDPM_IDX_IMAGES), DDPM_OK);
+    check_images(&ib, 300, 28, 28);
+    ddpm_idx_free(&ib);
+    free(b.p);
+
     uint32_t n = 13;
     b = make_idx(DDPM_IDX_LABELS, 1, &n, 13);
     write_gz(tpath("lab.gz"), b.p, b.n);

@@ -7,6 +7,8 @@
  */
 #define _DEFAULT_SOURCE /* flock */
 #define _POSIX_C_SOURCE 200809L
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -165,8 +167,41 @@ static ddpm_status write_loss_plot(const train_log *L, const char *dir) {
 
 /* ---- the lock on --out ---------------------------------------------------------------- */
 
+/* Whether `name` is a temporary file of one of train's outputs: an atomic
+ * write's "<output>.tmp.XXXXXX" (mkstemp) or the log's "log.csv.tmp". */
+static bool is_stray_tmp(const char *name) {
+    if (!strcmp(name, "log.csv.tmp")) return true;
+    const char *t = strstr(name, ".tmp.");
+    if (!t || strlen(t + 5) != 6) return false;
+    size_t n = (size_t)(t - name);
+    const char *fixed[] = {DDPM_CKPT_FILE, "loss.png", "samples.png"};
+    for (int i = 0; i < 3; i++)
+        if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n)) return true;
+    /* samples_NNNNNN.png (6 or more digits) */
+    if (n < strlen("samples_000000.png") || strncmp(name, "samples_", 8) || strncmp(name + n - 4, ".png", 4)) return false;
+    for (size_t i = 8; i < n - 4; i++)
+        if (!isdigit((unsigned char)name[i])) return false;
+    return true;
+}
+
+/* Removes what a killed run left of its writes. Called with the lock held,
+ * so no other ddpm train is writing them. */
+static void remove_stray_tmp(const char *out) {
+    DIR *d = opendir(out);
+    if (!d) return;
+    struct dirent *e;
+    char path[4200];
+    while ((e = readdir(d)))
+        if (is_stray_tmp(e->d_name)) {
+            snprintf(path, sizeof path, "%s/%s", out, e->d_name);
+            unlink(path);
+        }
+    closedir(d);
+}
+
 /* OUT/.lock, held with flock for the whole run: the kernel drops the lock
- * when the process dies, so a crashed run never blocks the next one. The
+ * when the process dies, so a crashed run never blocks the next one; the
+ * temporaries such a run left are removed once the lock is held. The
  * file is removed on a clean exit; a run that finds the file replaced
  * between open and flock (the holder just removed it) tries again. */
 static int lock_out(const char *out, char *lock, size_t cap) {
@@ -187,7 +222,10 @@ static int lock_out(const char *out, char *lock, size_t cap) {
             return -1;
         }
         struct stat a, b;
-        if (fstat(fd, &a) == 0 && stat(lock, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev) return fd;
+        if (fstat(fd, &a) == 0 && stat(lock, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
+            remove_stray_tmp(out);
+            return fd;
+        }
         close(fd);
     }
     fprintf(stderr, "ddpm train: cannot lock '%s': it keeps changing\n", lock);

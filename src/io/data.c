@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,7 @@
 /* ---- reading: one byte source over a raw or gzip file ------------------------ */
 
 #define IN_CHUNK (1 << 16)          /* compressed bytes read from disk at a time */
-#define OUT_FIRST ((size_t)1 << 24) /* first payload buffer for gzip, doubled as data arrives */
+#define OUT_FIRST ((size_t)1 << 16) /* first payload buffer for gzip, doubled as data arrives */
 
 typedef struct {
     const char *path;
@@ -27,7 +28,7 @@ typedef struct {
 } src;
 
 static ddpm_status src_open(src *s, const char *path) {
-    memset(s, 0, sizeof *s);
+    memset(s, 0, offsetof(src, in)); /* not the 64 KiB buffer: fread fills what is used */
     s->path = path;
     s->f = fopen(path, "rb");
     if (!s->f) return ddpm_error(DDPM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));

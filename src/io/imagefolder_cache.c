@@ -245,6 +245,8 @@ ddpm_status folder_cache_read(const char *path, const uint64_t key[2], const ddp
                  v[3] > DDPM_FOLDER_MAX_FILES || v[4] > DDPM_FOLDER_MAX_FILES ||
                  v[5] > DDPM_FOLDER_MAX_FILES || hbytes < FIXED_BYTES || hbytes > MAX_HEADER_BYTES)
             st = stale(path, "malformed header");
+        else if (v[3] == 0) /* never written: a folder without images has no cache */
+            st = stale(path, "malformed header (no images)");
         else
             st = read_tables(fp, path, hbytes, v, o, f, k);
     }

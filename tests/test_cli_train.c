@@ -265,6 +265,68 @@ static void test_class_grid(void **state) {
     assert_int_equal(h, 4 * (3 * 8 + 2) + 2);
 }
 
+/* --objective and --snr-gamma: checked, recorded, fixed on --resume, and a
+ * v checkpoint is read by sample (every sampler, guidance), info and
+ * eval --bpd; a bad value in a checkpoint is one line naming file and key. */
+static void test_objective_flags(void **state) {
+    (void)state;
+    expect(2, "unknown --objective 'noise' (eps, v, x0)", "--objective noise");
+    expect(2, "--snr-gamma must be in [0, 1e+06]", "--snr-gamma -1");
+    expect(2, "--snr-gamma expects a number", "--snr-gamma nan");
+    expect(2, "--snr-gamma expects a number", "--snr-gamma inf");
+    char out[400], a[1500], ck[500], buf[64], png[500];
+    snprintf(out, sizeof out, "%s/vpred", g_dir);
+    snprintf(ck, sizeof ck, "%s/ckpt.safetensors", out);
+    snprintf(png, sizeof png, "%s/s.png", out);
+    cli_result r;
+    snprintf(a, sizeof a, "train " TINY " --iters 2 --objective v --snr-gamma 5 --out %s", g_data, out);
+    if (cli_run(&r, "%s", a)) fail_msg("%s: %s", a, r.err);
+    assert_non_null(strstr(r.err, "objective v, min-SNR gamma 5"));
+    assert_string_equal(meta_of(ck, "objective", buf, sizeof buf), "v");
+    assert_string_equal(meta_of(ck, "snr_gamma", buf, sizeof buf), "5");
+    snprintf(a, sizeof a, "--resume --out %s --objective x0", out);
+    expect(2, "--objective cannot be changed on --resume", a);
+    snprintf(a, sizeof a, "--resume --out %s --snr-gamma 1", out);
+    expect(2, "--snr-gamma cannot be changed on --resume", a);
+    if (cli_run(&r, "info -c %s", ck)) fail_msg("info: %s", r.err);
+    assert_non_null(strstr(r.out, "objective: v\n"));
+    const char *samplers[] = {"--sampler ddpm --sample-steps 5", "--sampler ddim --sample-steps 5",
+                              "--sampler dpm++2m --sample-steps 5", "--sampler ddim --sample-steps 5 --guidance 2"};
+    for (int k = 0; k < 4; k++) {
+        if (cli_run(&r, "sample -c %s -n 4 %s -o %s", ck, samplers[k], png)) fail_msg("sample %s: %s", samplers[k], r.err);
+        assert_non_null(strstr(r.err, "v-prediction"));
+    }
+    /* eval --bpd on the training images as the test split */
+    snprintf(a, sizeof a, "cp '%s/train-images-idx3-ubyte' '%s/t10k-images-idx3-ubyte' && cp '%s/train-labels-idx1-ubyte' "
+             "'%s/t10k-labels-idx1-ubyte'", g_data, g_data, g_data, g_data);
+    assert_int_equal(system(a), 0);
+    if (cli_run(&r, "eval --bpd -c %s --data %s -n 2", ck, g_data)) fail_msg("eval --bpd: %s", r.err);
+    assert_non_null(strstr(r.err, "v-prediction"));
+    assert_non_null(strstr(r.out, "bpd="));
+    /* a bad value: one line naming the file and the key, for each reader */
+    size_t n;
+    char *b = cli_slurp(ck, &n), bad[500];
+    char *v = strstr(b + 8, "\"objective\":\"v\"");
+    assert_non_null(v);
+    v[strlen("\"objective\":\"")] = 'w';
+    snprintf(bad, sizeof bad, "%s/bad.safetensors", out);
+    FILE *f = fopen(bad, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+    free(b);
+    char want[700];
+    snprintf(want, sizeof want, "'%s': metadata 'objective' is an unknown value (expected eps, v or x0): 'w'", bad);
+    const char *cmds[] = {"sample -n 1 -o x.png -c", "info -c", "eval --bpd -n 1 --data %s -c"};
+    for (int k = 0; k < 3; k++) {
+        char c[800];
+        snprintf(c, sizeof c, cmds[k], g_data);
+        cli_run(&r, "%s %s", c, bad);
+        if (r.status != 1 || !strstr(r.err, want) || cli_lines(r.err) != 1)
+            fail_msg("'%s %s': exit %d, stderr %s (want '%s')", c, bad, r.status, r.err, want);
+    }
+}
+
 static void test_end_to_end(void **state) {
     (void)state;
     const char *mn = getenv("DDPM_SHARED_MNIST");
@@ -309,6 +371,7 @@ int main(void) {
         cmocka_unit_test(test_sigterm_saves_checkpoint),
         cmocka_unit_test(test_lock),
         cmocka_unit_test(test_class_grid),
+        cmocka_unit_test(test_objective_flags),
         cmocka_unit_test(test_end_to_end),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -157,7 +157,8 @@ static const char *SYNOPSIS =
 
 static const char *EPILOG =
     "The checkpoint defaults to " DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE ", where 'ddpm train' writes it.\n"
-    "Its metadata gives the noise schedule and T; its EMA weights are used when present.\n\n"
+    "Its metadata gives the noise schedule, T and what the network predicts (eps, v or x0:\n"
+    "every sampler and guidance see it as eps); its EMA weights are used when present.\n\n"
     "Samplers (one model call per step):\n"
     "  ddpm     ancestral sampling (Ho et al.); --sample-steps K < T respaces the schedule\n"
     "           (Nichol & Dhariwal), --var picks the step variance: small = posterior\n"

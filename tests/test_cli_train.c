@@ -303,6 +303,31 @@ static void test_objective_flags(void **state) {
     if (cli_run(&r, "eval --bpd -c %s --data %s -n 2", ck, g_data)) fail_msg("eval --bpd: %s", r.err);
     assert_non_null(strstr(r.err, "v-prediction"));
     assert_non_null(strstr(r.out, "bpd="));
+    /* the objective is applied: the same weights read as eps (the key hidden, as
+     * in a checkpoint from before the option) sample other images and bound */
+    char asis[1100], aseps[500], idx1[500], idx2[500];
+    snprintf(aseps, sizeof aseps, "%s/as_eps.safetensors", out);
+    snprintf(idx1, sizeof idx1, "%s/v.idx", out);
+    snprintf(idx2, sizeof idx2, "%s/eps.idx", out);
+    size_t nb;
+    char *bb = cli_slurp(ck, &nb), *kv = strstr(bb + 8, "\"objective\":");
+    assert_non_null(kv);
+    kv[strlen("\"objectiv")] = 'X';
+    FILE *fe = fopen(aseps, "wb");
+    assert_non_null(fe);
+    assert_int_equal(fwrite(bb, 1, nb, fe), nb);
+    fclose(fe);
+    free(bb);
+    snprintf(asis, sizeof asis, "sample -n 4 --sampler ddim --sample-steps 5 -o %s", png);
+    if (cli_run(&r, "%s -c %s --idx %s", asis, ck, idx1) || cli_run(&r, "%s -c %s --idx %s", asis, aseps, idx2))
+        fail_msg("sample: %s", r.err);
+    size_t n1, n2;
+    char *i1 = cli_slurp(idx1, &n1), *i2 = cli_slurp(idx2, &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_not_equal(i1, i2, n1);
+    free(i1), free(i2);
+    if (cli_run(&r, "info -c %s", aseps)) fail_msg("info: %s", r.err);
+    assert_non_null(strstr(r.out, "objective: eps (not recorded"));
     /* a bad value: one line naming the file and the key, for each reader */
     size_t n;
     char *b = cli_slurp(ck, &n), bad[500];

@@ -113,6 +113,21 @@ void cli_check_help(const char *cmd, const char *const *words, int n) {
     if (r.err[0]) fail_msg("'%s --help' wrote to stderr:\n%s", cmd, r.err);
 }
 
+void cli_expect(const cli_result *r, int status, const char *in_err) {
+    if (strstr(r->err, "Sanitizer") || strstr(r->err, "runtime error:"))
+        fail_msg("the sanitizers reported a problem:\n%s", r->err);
+    if (r->status != status || (in_err && !strstr(r->err, in_err)))
+        fail_msg("expected exit %d and stderr containing '%s'; got exit %d, stdout:\n%s\nstderr:\n%s", status,
+                 in_err ? in_err : "", r->status, r->out, r->err);
+}
+
+void cli_write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    if (!f) fail_msg("cannot write %s", path);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
 bool cli_same_file(const char *a, const char *b) {
     FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
     bool same = fa && fb;

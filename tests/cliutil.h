@@ -27,6 +27,13 @@ char *cli_slurp(const char *path, size_t *n);
  * diagonal-ish pattern, labels i % 4. Returns 0, -1 on failure. */
 int cli_write_dataset(const char *dir, int n, int s);
 
+/* r ended with exit `status` and, unless in_err is NULL, its stderr contains
+ * in_err; and no sanitizer reported anything. A cmocka failure otherwise,
+ * showing stdout and stderr. */
+void cli_expect(const cli_result *r, int status, const char *in_err);
+/* Writes text to path (a cmocka failure if it cannot). */
+void cli_write_text(const char *path, const char *text);
+
 /* Both files exist and hold the same bytes. */
 bool cli_same_file(const char *a, const char *b);
 /* Number of lines in s. */

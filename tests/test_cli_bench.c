@@ -26,13 +26,7 @@
 
 static cli_result g_r;
 
-static void expect(int status, const char *in_err) {
-    if (strstr(g_r.err, "Sanitizer") || strstr(g_r.err, "runtime error:"))
-        fail_msg("the sanitizers reported a problem:\n%s", g_r.err);
-    if (g_r.status != status || (in_err && !strstr(g_r.err, in_err)))
-        fail_msg("expected exit %d and stderr containing '%s'; got exit %d, stdout:\n%s\nstderr:\n%s", status,
-                 in_err ? in_err : "", g_r.status, g_r.out, g_r.err);
-}
+static void expect(int status, const char *in_err) { cli_expect(&g_r, status, in_err); }
 
 /* ---- key=value output ---------------------------------------------------------------- */
 

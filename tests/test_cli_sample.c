@@ -105,15 +105,6 @@ static unsigned char *slurp(const char *path, long *len) {
     return b;
 }
 
-static bool same_file(const char *a, const char *b) {
-    long la, lb;
-    unsigned char *x = slurp(a, &la), *y = slurp(b, &lb);
-    bool same = x && y && la == lb && memcmp(x, y, (size_t)la) == 0;
-    free(x);
-    free(y);
-    return same;
-}
-
 static void assert_png(const char *path, int w, int h) {
     int pw = 0, ph = 0, comp = 0;
     if (!stbi_info(path, &pw, &ph, &comp)) fail_msg("'%s' is not a readable PNG", path);
@@ -124,13 +115,7 @@ static void assert_png(const char *path, int w, int h) {
 
 static int grid_px(int cols, int side) { return cols * (side + DDPM_GRID_PAD) + DDPM_GRID_PAD; }
 
-static void expect(int status, const char *in_err) {
-    if (strstr(g_r.err, "Sanitizer") || strstr(g_r.err, "runtime error:"))
-        fail_msg("the sanitizers reported a problem:\n%s", g_r.err);
-    if (g_r.status != status || (in_err && !strstr(g_r.err, in_err)))
-        fail_msg("expected exit %d and stderr containing '%s'; got exit %d, stderr:\n%s", status,
-                 in_err ? in_err : "", g_r.status, g_r.err);
-}
+static void expect(int status, const char *in_err) { cli_expect(&g_r, status, in_err); }
 
 static int setup(void **state) {
     (void)state;
@@ -452,12 +437,12 @@ static void test_dpmpp_and_spacing(void **state) {
                   "--idx '%s' --trajectory '%s'", ck, P("q.png"), P("q.idx"), P("qt.png"));
     expect(0, "uniform spacing");
     assert_png(P("qt.png"), grid_px(6, 8), grid_px(3, 8));
-    assert_false(same_file(P("p.idx"), P("q.idx")));
+    assert_false(cli_same_file(P("p.idx"), P("q.idx")));
     /* deterministic, but x_T comes from the seed: another seed, other images */
     cli_run(&g_r, "sample -c '%s' -n 3 --sampler dpm++2m --sample-steps 5 --spacing uniform --seed 4 "
                   "-o '%s' --idx '%s'", ck, P("q2.png"), P("q2.idx"));
     expect(0, NULL);
-    assert_false(same_file(P("q.idx"), P("q2.idx")));
+    assert_false(cli_same_file(P("q.idx"), P("q2.idx")));
     cli_run(&g_r, "sample -c '%s' -n 2 --sampler ddim --spacing quadratic --sample-steps 4 -o '%s'", ck,
             P("dq.png"));
     expect(0, "quadratic spacing");
@@ -520,19 +505,19 @@ static void test_reproducible(void **state) {
     expect(0, NULL);
     cli_run(&g_r, fmt, ck, 7, "", P("b.png"), P("b.idx"));
     expect(0, NULL);
-    assert_true(same_file(P("a.png"), P("b.png")));
-    assert_true(same_file(P("a.idx"), P("b.idx")));
+    assert_true(cli_same_file(P("a.png"), P("b.png")));
+    assert_true(cli_same_file(P("a.idx"), P("b.idx")));
     /* --batch and --threads do not change the images */
     cli_run(&g_r, fmt, ck, 7, "--batch 4 --threads 1", P("c.png"), P("c.idx"));
     expect(0, "batch 2/2");
-    assert_true(same_file(P("a.idx"), P("c.idx")));
+    assert_true(cli_same_file(P("a.idx"), P("c.idx")));
     cli_run(&g_r, fmt, ck, 7, "--batch 1 --threads 2", P("d.png"), P("d.idx"));
     expect(0, NULL);
-    assert_true(same_file(P("a.idx"), P("d.idx")));
+    assert_true(cli_same_file(P("a.idx"), P("d.idx")));
     /* another seed gives other images */
     cli_run(&g_r, fmt, ck, 8, "", P("e.png"), P("e.idx"));
     expect(0, NULL);
-    assert_false(same_file(P("a.idx"), P("e.idx")));
+    assert_false(cli_same_file(P("a.idx"), P("e.idx")));
     /* -n 2 gives the first two images of -n 6 */
     cli_run(&g_r, "sample -c '%s' -n 2 --seed 7 -o '%s' --idx '%s'", ck, P("g.png"), P("g.idx"));
     expect(0, NULL);

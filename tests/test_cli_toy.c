@@ -31,33 +31,7 @@ static const char *P(const char *name) {
     return buf[k];
 }
 
-static void expect(int status, const char *in_err) {
-    if (strstr(g_r.err, "Sanitizer") || strstr(g_r.err, "runtime error:"))
-        fail_msg("the sanitizers reported a problem:\n%s", g_r.err);
-    if (g_r.status != status || (in_err && !strstr(g_r.err, in_err)))
-        fail_msg("expected exit %d and stderr containing '%s'; got exit %d, stderr:\n%s", status,
-                 in_err ? in_err : "", g_r.status, g_r.err);
-}
-
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
+static void expect(int status, const char *in_err) { cli_expect(&g_r, status, in_err); }
 
 static int setup(void **state) {
     (void)state;
@@ -120,7 +94,7 @@ static void test_bad_csv(void **state) {
         {"one.csv", "x,y\n1,2\n5\n", "one.csv' line 3: 1 column, need at least 2 (x,y)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        write_text(P(cases[i].name), cases[i].text);
+        cli_write_text(P(cases[i].name), cases[i].text);
         cli_run(&g_r, "toy --data '%s' --iters 5 -o '%s'", P(cases[i].name), P("bad"));
         expect(1, cases[i].want);
         assert_int_equal(cli_lines(g_r.err), 1);
@@ -147,11 +121,12 @@ static void test_run_writes_everything(void **state) {
     check_png(P("run/reverse.png"), 5 * 120, 2 * 100);
     check_png(P("run/loss.png"), 160, 100);
     check_png(P("run/samples.png"), 2 * 120, 100); /* data and samples */
-    char *csv = slurp(P("run/samples.csv"));
+    size_t csv_len;
+    char *csv = cli_slurp(P("run/samples.csv"), &csv_len);
     assert_int_equal(cli_lines(csv), 301); /* header + -n 300 */
     assert_memory_equal(csv, "x,y\n", 4);
     free(csv);
-    char *log = slurp(P("run/log.csv"));
+    char *log = cli_slurp(P("run/log.csv"), &csv_len);
     assert_int_equal(cli_lines(log), 301);
     assert_memory_equal(log, "step,loss,grad_norm\n1,", 22);
     free(log);

@@ -20,10 +20,7 @@ static char g_dir[256];
 static const char *write_file(const char *name, const char *text) {
     static char path[512];
     snprintf(path, sizeof path, "%s/%s", g_dir, name);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    cli_write_text(path, text);
     return path;
 }
 

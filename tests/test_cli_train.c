@@ -265,6 +265,96 @@ static void test_class_grid(void **state) {
     assert_int_equal(h, 4 * (3 * 8 + 2) + 2);
 }
 
+static char g_vck[500]; /* the v checkpoint of test_objective_flags */
+
+/* --objective and --snr-gamma: checked, recorded, fixed on --resume, and a
+ * v checkpoint is read by sample (every sampler, guidance), info and
+ * eval --bpd. */
+static void test_objective_flags(void **state) {
+    (void)state;
+    expect(2, "unknown --objective 'noise' (eps, v, x0)", "--objective noise");
+    expect(2, "--snr-gamma must be in [0, 1e+06]", "--snr-gamma -1");
+    expect(2, "--snr-gamma expects a number", "--snr-gamma nan");
+    expect(2, "--snr-gamma expects a number", "--snr-gamma inf");
+    char out[400], a[1500], buf[64], png[500];
+    snprintf(out, sizeof out, "%s/vpred", g_dir);
+    snprintf(g_vck, sizeof g_vck, "%s/ckpt.safetensors", out);
+    snprintf(png, sizeof png, "%s/s.png", out);
+    cli_result r;
+    snprintf(a, sizeof a, "train " TINY " --iters 2 --objective v --snr-gamma 5 --out %s", g_data, out);
+    if (cli_run(&r, "%s", a)) fail_msg("%s: %s", a, r.err);
+    assert_non_null(strstr(r.err, "objective v, min-SNR gamma 5"));
+    assert_string_equal(meta_of(g_vck, "objective", buf, sizeof buf), "v");
+    assert_string_equal(meta_of(g_vck, "snr_gamma", buf, sizeof buf), "5");
+    snprintf(a, sizeof a, "--resume --out %s --objective x0", out);
+    expect(2, "--objective cannot be changed on --resume", a);
+    snprintf(a, sizeof a, "--resume --out %s --snr-gamma 1", out);
+    expect(2, "--snr-gamma cannot be changed on --resume", a);
+    if (cli_run(&r, "info -c %s", g_vck)) fail_msg("info: %s", r.err);
+    assert_non_null(strstr(r.out, "objective: v\n"));
+    const char *samplers[] = {"--sampler ddpm --sample-steps 5", "--sampler ddim --sample-steps 5",
+                              "--sampler dpm++2m --sample-steps 5", "--sampler ddim --sample-steps 5 --guidance 2"};
+    for (int k = 0; k < 4; k++) {
+        if (cli_run(&r, "sample -c %s -n 4 %s -o %s", g_vck, samplers[k], png)) fail_msg("sample %s: %s", samplers[k], r.err);
+        assert_non_null(strstr(r.err, "v-prediction"));
+    }
+    /* eval --bpd on the training images as the test split */
+    snprintf(a, sizeof a, "cp '%s/train-images-idx3-ubyte' '%s/t10k-images-idx3-ubyte' && cp '%s/train-labels-idx1-ubyte' "
+             "'%s/t10k-labels-idx1-ubyte'", g_data, g_data, g_data, g_data);
+    assert_int_equal(system(a), 0);
+    if (cli_run(&r, "eval --bpd -c %s --data %s -n 2", g_vck, g_data)) fail_msg("eval --bpd: %s", r.err);
+    assert_non_null(strstr(r.err, "v-prediction"));
+    assert_non_null(strstr(r.out, "bpd="));
+}
+
+/* A copy of the v checkpoint at dir/name with the byte after `"objectiv` or
+ * after `"objective":"` replaced by c. */
+static void edited_copy(char *dst, size_t cap, const char *name, const char *after, char c) {
+    snprintf(dst, cap, "%s/vpred/%s", g_dir, name);
+    size_t n;
+    char *b = cli_slurp(g_vck, &n), *v = strstr(b + 8, after);
+    assert_non_null(v);
+    v[strlen(after)] = c;
+    FILE *f = fopen(dst, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+    free(b);
+}
+
+/* The objective is applied: the same weights read as eps (the key hidden, as
+ * in a checkpoint from before the option) sample other images. A bad value is
+ * one line naming the file and the key, for each reader. */
+static void test_objective_readers(void **state) {
+    (void)state;
+    char aseps[500], bad[500], idx1[500], idx2[500], cmd[1100];
+    edited_copy(aseps, sizeof aseps, "as_eps.safetensors", "\"objectiv", 'X');
+    snprintf(idx1, sizeof idx1, "%s/vpred/v.idx", g_dir);
+    snprintf(idx2, sizeof idx2, "%s/vpred/eps.idx", g_dir);
+    snprintf(cmd, sizeof cmd, "sample -n 4 --sampler ddim --sample-steps 5 -o %s/vpred/s.png", g_dir);
+    cli_result r;
+    if (cli_run(&r, "%s -c %s --idx %s", cmd, g_vck, idx1) || cli_run(&r, "%s -c %s --idx %s", cmd, aseps, idx2))
+        fail_msg("sample: %s", r.err);
+    size_t n1, n2;
+    char *i1 = cli_slurp(idx1, &n1), *i2 = cli_slurp(idx2, &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_not_equal(i1, i2, n1);
+    free(i1), free(i2);
+    if (cli_run(&r, "info -c %s", aseps)) fail_msg("info: %s", r.err);
+    assert_non_null(strstr(r.out, "objective: eps (not recorded"));
+    edited_copy(bad, sizeof bad, "bad.safetensors", "\"objective\":\"", 'w');
+    char want[700];
+    snprintf(want, sizeof want, "'%s': metadata 'objective' is an unknown value (expected eps, v or x0): 'w'", bad);
+    const char *cmds[] = {"sample -n 1 -o x.png -c", "info -c", "eval --bpd -n 1 --data %s -c"};
+    for (int k = 0; k < 3; k++) {
+        char c[800];
+        snprintf(c, sizeof c, cmds[k], g_data);
+        cli_run(&r, "%s %s", c, bad);
+        if (r.status != 1 || !strstr(r.err, want) || cli_lines(r.err) != 1)
+            fail_msg("'%s %s': exit %d, stderr %s (want '%s')", c, bad, r.status, r.err, want);
+    }
+}
+
 static void test_end_to_end(void **state) {
     (void)state;
     const char *mn = getenv("DDPM_SHARED_MNIST");
@@ -309,6 +399,8 @@ int main(void) {
         cmocka_unit_test(test_sigterm_saves_checkpoint),
         cmocka_unit_test(test_lock),
         cmocka_unit_test(test_class_grid),
+        cmocka_unit_test(test_objective_flags),
+        cmocka_unit_test(test_objective_readers), /* after test_objective_flags: its checkpoint */
         cmocka_unit_test(test_end_to_end),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -7,6 +7,8 @@
  *   (in terms of the posterior mean E[x0 | x_t], not the library's
  *   coefficients); the samples must match it within tolerances from the
  *   sample size, and at the larger step counts the law must be the data's.
+ *   The same optimal predictor written as a v or x0 model, through the
+ *   objective wrapper (objective.h), must follow the same laws.
  * - DPM-Solver++(2M) against scripts/dpmpp_reference.py (diffusers' update
  *   rules in numpy float64): timesteps, one first-order step, one
  *   second-order step and whole runs.
@@ -25,6 +27,7 @@
 
 #include <cmocka.h>
 
+#include "ddpm/objective.h"
 #include "ddpm/sampler.h"
 #include "ddpm/unet.h"
 #include "fixture.h"
@@ -38,6 +41,7 @@
 typedef struct {
     const ddpm_schedule *s;
     int calls;
+    ddpm_objective obj; /* gauss_pred's output space (0: eps) */
 } gauss_ctx;
 
 /* E[eps | x_t] = sqrt(1 - ab) (x - sqrt(ab) mu) / (ab s^2 + 1 - ab). */
@@ -48,6 +52,21 @@ static ddpm_status gauss_eps(void *p, float *eps, const float *x, const int *t, 
     c->calls++;
     double ab = c->s->alpha_bar[t[0]], V = ab * SD * SD + 1.0 - ab;
     for (int j = 0; j < N * 32; j++) eps[j] = (float)(sqrt(1.0 - ab) * (x[j] - sqrt(ab) * MU) / V);
+    return DDPM_OK;
+}
+
+/* The same optimal predictor as a v or x0 model: with a = sqrt(ab), b = sqrt(1 - ab),
+ * E[x0 | x_t] = mu + a s^2 (x - a mu) / V and v = a E[eps | x_t] - b E[x0 | x_t]. */
+static ddpm_status gauss_pred(void *p, float *out, const float *x, const int *t, const int *labels,
+                              int N) {
+    (void)labels;
+    gauss_ctx *c = p;
+    c->calls++;
+    double ab = c->s->alpha_bar[t[0]], a = sqrt(ab), b = sqrt(1.0 - ab), V = ab * SD * SD + 1.0 - ab;
+    for (int j = 0; j < N * 32; j++) {
+        double e = b * (x[j] - a * MU) / V, x0 = MU + a * SD * SD * (x[j] - a * MU) / V;
+        out[j] = (float)(c->obj == DDPM_OBJ_V ? a * e - b * x0 : x0);
+    }
     return DDPM_OK;
 }
 
@@ -109,15 +128,22 @@ static law2 expected_law(const ddpm_sampler *sm) {
     return L;
 }
 
-static void check_moments(ddpm_sampler_kind kind, int K, float eta, ddpm_var_kind var,
-                          ddpm_spacing sp, const ddpm_schedule *s, int truth) {
+/* obj: the analytic model as an eps model (gauss_eps), or as a v / x0 model
+ * (gauss_pred) seen through the objective wrapper. */
+static void check_moments_obj(ddpm_sampler_kind kind, int K, float eta, ddpm_var_kind var,
+                              ddpm_spacing sp, const ddpm_schedule *s, int truth, ddpm_objective obj) {
     enum { N = 512, D = 32 };
     ddpm_sampler sm;
     ddpm_sampler_opts o = {kind, K, eta, var, sp};
     assert_int_equal(ddpm_sampler_create(&sm, s, &o, D, N), DDPM_OK);
     float *x = gc_alloc((size_t)N * D);
-    gauss_ctx c = {s, 0};
-    assert_int_equal(ddpm_sampler_run(&sm, x, 0, N, 99, NULL, gauss_eps, &c, NULL, NULL), DDPM_OK);
+    gauss_ctx c = {s, 0, obj};
+    ddpm_objective_model om;
+    assert_int_equal(ddpm_objective_model_init(&om, gauss_pred, &c, obj, s, D), DDPM_OK);
+    if (obj == DDPM_OBJ_EPS)
+        assert_int_equal(ddpm_sampler_run(&sm, x, 0, N, 99, NULL, gauss_eps, &c, NULL, NULL), DDPM_OK);
+    else
+        assert_int_equal(ddpm_sampler_run(&sm, x, 0, N, 99, NULL, ddpm_objective_eps, &om, NULL, NULL), DDPM_OK);
     assert_int_equal(c.calls, K);
     double sum = 0.0, sq = 0.0, n = (double)N * D;
     for (int j = 0; j < N * D; j++) sum += x[j];
@@ -127,8 +153,8 @@ static void check_moments(ddpm_sampler_kind kind, int K, float eta, ddpm_var_kin
     law2 L = expected_law(&sm);
     double em = L.m[0], ev = L.v[0];
     double tol_m = 5.0 * sqrt(ev / n), tol_v = 5.0 * ev * sqrt(2.0 / (n - 1));
-    printf("  %-8s K=%4d %-9s eta %.1f: mean %.5f (law %.5f, +-%.5f)  var %.6f (law %.6f, +-%.6f)\n",
-           ddpm_sampler_name(kind), K, ddpm_spacing_name(sm.o.spacing), (double)eta, mean, em,
+    printf("  %-3s %-8s K=%4d %-9s eta %.1f: mean %.5f (law %.5f, +-%.5f)  var %.6f (law %.6f, +-%.6f)\n",
+           ddpm_objective_name(obj), ddpm_sampler_name(kind), K, ddpm_spacing_name(sm.o.spacing), (double)eta, mean, em,
            tol_m, v, ev, tol_v);
     if (fabs(mean - em) > tol_m || fabs(v - ev) > tol_v)
         fail_msg("samples do not follow the sampler's law");
@@ -137,6 +163,30 @@ static void check_moments(ddpm_sampler_kind kind, int K, float eta, ddpm_var_kin
         fail_msg("the law N(%g, %g) is not the data's N(%g, %g)", em, ev, MU, SD * SD);
     ddpm_free(x);
     ddpm_sampler_destroy(&sm);
+}
+
+static void check_moments(ddpm_sampler_kind kind, int K, float eta, ddpm_var_kind var,
+                          ddpm_spacing sp, const ddpm_schedule *s, int truth) {
+    check_moments_obj(kind, K, eta, var, sp, s, truth, DDPM_OBJ_EPS);
+}
+
+/* v and x0 models through the wrapper follow the same laws, on a linear and a
+ * cosine schedule (where x0 = (x_t - b eps)/a at t = T-1 divides by a ~ 5e-5). */
+static void test_analytic_objectives(void **state) {
+    (void)state;
+    ddpm_schedule s, cs;
+    assert_int_equal(ddpm_schedule_init(&s, DDPM_SCHED_LINEAR, 1000), DDPM_OK);
+    assert_int_equal(ddpm_schedule_init(&cs, DDPM_SCHED_COSINE, 1000), DDPM_OK);
+    for (int obj = DDPM_OBJ_V; obj <= DDPM_OBJ_X0; obj++) {
+        check_moments_obj(DDPM_SAMPLER_DDPM, 1000, 0.0f, DDPM_VAR_SMALL, 0, &s, 1, obj);
+        check_moments_obj(DDPM_SAMPLER_DDPM, 10, 0.0f, DDPM_VAR_LARGE, 0, &s, 0, obj);
+        check_moments_obj(DDPM_SAMPLER_DDIM, 50, 1.0f, 0, DDPM_SPACING_QUADRATIC, &s, 0, obj);
+        check_moments_obj(DDPM_SAMPLER_DDIM, 5, 0.0f, 0, 0, &cs, 0, obj);
+        check_moments_obj(DDPM_SAMPLER_DPMPP_2M, 20, 0.0f, 0, 0, &s, 1, obj);
+        check_moments_obj(DDPM_SAMPLER_DPMPP_2M, 10, 0.0f, 0, DDPM_SPACING_UNIFORM, &cs, 0, obj);
+    }
+    ddpm_schedule_free(&s);
+    ddpm_schedule_free(&cs);
 }
 
 static void test_analytic_gaussian(void **state) {
@@ -453,7 +503,8 @@ static void test_labels(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_analytic_gaussian), cmocka_unit_test(test_dpmpp_reference),
+        cmocka_unit_test(test_analytic_gaussian), cmocka_unit_test(test_analytic_objectives),
+        cmocka_unit_test(test_dpmpp_reference),
         cmocka_unit_test(test_guidance_bits),     cmocka_unit_test(test_streams),
         cmocka_unit_test(test_spacings),          cmocka_unit_test(test_options),
         cmocka_unit_test(test_labels),

@@ -18,6 +18,10 @@
  * the same replica: the trainer's loss equals the reference loss only with
  * exactly the replica's drops (and differs without them).
  *
+ * The same reference with the v / x0 targets and min-SNR-gamma weights from
+ * their closed forms checks the objectives (test_steps_objectives); with
+ * eps unweighted the loss must equal the plain L_simple step's to the bit.
+ *
  * The trainer API (the loop on attached data, exact resume through
  * save/resume, checkpoint metadata checked value by value: a bad value names
  * the file and the key) is checked by test_resume_exact, test_bad_metadata
@@ -201,6 +205,37 @@ static void ref_free(ref_ctx *r) {
     free(r->labels);
 }
 
+/* The v / x0 target and the min-SNR-gamma weights from their closed forms
+ * (a = sqrt(ab), b = sqrt(1 - ab), SNR = ab / (1 - ab)):
+ *   v = a eps - b x0;  w = min(SNR, g)/SNR (eps), min(SNR, g)/(SNR + 1) (v), min(SNR, g) (x0)
+ * and the weighted l2 loss sum_n w_n sum_j (p - y)^2 / (B D) with its gradient
+ * in r->dpred (l1 and huber only unweighted, through ddpm_loss). */
+static double ref_objective_loss(ref_ctx *r, const float *x0, const ddpm_schedule *sched) {
+    const ddpm_train_config *c = r->c;
+    size_t D = r->D, nb = (size_t)c->batch * D;
+    float *y = gc_alloc(nb);
+    double g = (double)c->snr_gamma, sum = 0.0, inv = 1.0 / (double)nb;
+    for (int n = 0; n < c->batch; n++) {
+        double ab = sched->alpha_bar[r->t[n]], a = sqrt(ab), b = sqrt(1.0 - ab), snr = ab / (1.0 - ab);
+        for (size_t j = n * D; j < (n + 1) * D; j++)
+            y[j] = c->objective == DDPM_OBJ_V ? (float)(a * r->eps[j] - b * x0[j])
+                   : c->objective == DDPM_OBJ_X0 ? x0[j] : r->eps[j];
+        if (g == 0.0) continue;
+        double m = fmin(snr, g), w = c->objective == DDPM_OBJ_V ? m / (snr + 1.0) : c->objective == DDPM_OBJ_X0 ? m : m / snr;
+        assert_int_equal(c->loss, DDPM_LOSS_L2);
+        double row = 0.0;
+        for (size_t j = n * D; j < (n + 1) * D; j++) {
+            double d = (double)(r->pred[j] - y[j]);
+            row += d * d;
+            r->dpred[j] = (float)(w * 2.0 * d * inv);
+        }
+        sum += w * row;
+    }
+    double loss = g == 0.0 ? ddpm_loss(r->dpred, r->pred, y, nb, c->loss) : sum * inv;
+    ddpm_free(y);
+    return loss;
+}
+
 /* The loss and (unclipped) gradient of the step on x0 from the parameters
  * p; drop = false keeps every label (the control). Leaves the gradient in
  * ddpm_unet_grads(r->model). */
@@ -221,7 +256,9 @@ static double ref_grad(ref_ctx *r, const float *p, const float *x0, const int *l
         lab = r->labels;
     }
     assert_int_equal(ddpm_unet_forward(r->model, r->pred, r->xt, r->t, lab, c->batch), DDPM_OK);
-    double loss = ddpm_loss(r->dpred, r->pred, r->eps, (size_t)c->batch * r->D, c->loss);
+    double loss = c->objective == DDPM_OBJ_EPS && c->snr_gamma == 0.0f
+                      ? ddpm_loss(r->dpred, r->pred, r->eps, (size_t)c->batch * r->D, c->loss)
+                      : ref_objective_loss(r, x0, sched);
     ddpm_unet_zero_grad(r->model);
     assert_int_equal(ddpm_unet_backward(r->model, r->dpred), DDPM_OK);
     return loss;
@@ -343,6 +380,9 @@ static void check_steps(const char *what, const ddpm_train_config *cfg, int step
             fail_msg("%s step %d: lr %.9g, closed form %.9g", what, k, (double)st.lr, ref_lr_k);
         double norm = ref_update(cfg, k, ddpm_unet_grads(r.model), &s0, v.g, v.m, v.v, v.p, v.e);
         snapshot(tr, &s1);
+        /* eps unweighted: the plain L_simple step, to the bit */
+        if (cfg->objective == DDPM_OBJ_EPS && cfg->snr_gamma == 0.0f && st.loss != loss)
+            fail_msg("%s step %d: loss %.17g, the plain L_simple step's %.17g", what, k, st.loss, loss);
         compare_step(what, k, &s0, &s1, &v, ddpm_unet_grads(ddpm_trainer_model(tr)), &st, norm, loss);
         assert_memory_equal(ddpm_trainer_ema(tr), s1.ema, n * sizeof(float));
         if (cfg->model.num_classes > 0 && cfg->cond_drop > 0.0f && cfg->cond_drop < 1.0f) {
@@ -404,6 +444,43 @@ static void test_steps_no_clip_constant(void **state) {
     c.ema_decay = 0.0f;
     c.loss = DDPM_LOSS_L1;
     check_steps("noclip+constant", &c, 4, NULL);
+}
+
+/* The v and x0 objectives and min-SNR-gamma weighting (gamma 2 sits inside
+ * the SNR range of T = 20, so some weights are clipped and some are not). */
+static void test_steps_objectives(void **state) {
+    (void)state;
+    const struct {
+        ddpm_objective obj;
+        float gamma;
+        ddpm_loss_kind loss;
+    } runs[] = {{DDPM_OBJ_V, 0.0f, DDPM_LOSS_L2}, {DDPM_OBJ_X0, 0.0f, DDPM_LOSS_L1}, {DDPM_OBJ_EPS, 2.0f, DDPM_LOSS_L2},
+                {DDPM_OBJ_V, 2.0f, DDPM_LOSS_L2}, {DDPM_OBJ_X0, 2.0f, DDPM_LOSS_L2}};
+    for (size_t k = 0; k < sizeof runs / sizeof *runs; k++) {
+        ddpm_train_config c;
+        tiny_config(&c, 0, 4);
+        c.iters = 3;
+        c.objective = runs[k].obj;
+        c.snr_gamma = runs[k].gamma;
+        c.loss = runs[k].loss;
+        char what[64];
+        snprintf(what, sizeof what, "%s gamma=%g %s", ddpm_objective_name(c.objective), (double)c.snr_gamma,
+                 ddpm_loss_name(c.loss));
+        check_steps(what, &c, 3, NULL);
+    }
+    /* the range checks */
+    ddpm_train_config c;
+    tiny_config(&c, 0, 4);
+    ddpm_trainer *tr = NULL;
+    const float bad[] = {-1.0f, NAN, INFINITY};
+    for (int k = 0; k < 3; k++) {
+        c.snr_gamma = bad[k];
+        assert_int_equal(ddpm_trainer_create(&tr, &c), DDPM_ERR_ARG);
+        assert_null(tr);
+    }
+    c.snr_gamma = 0.0f;
+    c.objective = (ddpm_objective)3;
+    assert_int_equal(ddpm_trainer_create(&tr, &c), DDPM_ERR_ARG);
 }
 
 /* Class-conditional with cond_drop 0.25: 16 steps of batch 8 = 128 labels;
@@ -555,9 +632,9 @@ static void test_resume_exact(void **state) {
 
 /* Replace `"key":"old"` by a value of the same length in the checkpoint's
  * JSON header and expect resume (or set_data) to name the file and key. */
-static void expect_bad(const char *key, const char *bad, const char *why) {
+static void expect_bad_in(const char *src, const char *key, const char *bad, const char *why) {
     size_t n;
-    char *b = cli_slurp(g_ck, &n), pat[200];
+    char *b = cli_slurp(src, &n), pat[200];
     snprintf(pat, sizeof pat, "\"%s\":\"", key);
     char *v = strstr(b + 8, pat);
     if (!v) fail_msg("no %s in the checkpoint", key);
@@ -585,6 +662,8 @@ static void expect_bad(const char *key, const char *bad, const char *why) {
     if (!strstr(msg, want)) fail_msg("%s='%s': got \"%s\", want \"%s\"", key, bad, msg, want);
 }
 
+static void expect_bad(const char *key, const char *bad, const char *why) { expect_bad_in(g_ck, key, bad, why); }
+
 static void test_bad_metadata(void **state) {
     (void)state; /* g_ck is the 3-iteration checkpoint of test_resume_exact: step 3, pos 15 */
     expect_bad(DDPM_META_STEP, "x", "not an integer");
@@ -596,6 +675,7 @@ static void test_bad_metadata(void **state) {
     expect_bad(DDPM_META_DATA_POS, "99", "99, beyond the 24 images");
     expect_bad(DDPM_META_DATA_EPOCH, "x", "not an integer");
     expect_bad(DDPM_META_SCHEDULE, "cubic_", "an unknown value");
+    expect_bad(DDPM_META_OBJECTIVE, "epz", "an unknown value");
     expect_bad(DDPM_META_RNG, "g000000000000000000000000000000000000000000000000000000000000000",
                "not a generator state");
     expect_bad(DDPM_META_RNG, "0000000000000000000000000000000000000000000000000000000000000000",
@@ -612,6 +692,64 @@ static void test_bad_metadata(void **state) {
         nines[20] = '\0';
         expect_bad(DDPM_META_DATA_SEED, nines, "not an unsigned integer");
     }
+}
+
+/* Renames `"key":` to `"keyX":` (same length: the last letter replaced). */
+static void hide_key(char *b, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    char *v = strstr(b + 8, pat);
+    if (!v) fail_msg("no %s in the checkpoint", key);
+    v[strlen(key)] = 'X';
+}
+
+/* The objective and gamma are saved and resumed; bad values name the file and
+ * the key; a checkpoint without them (from before the options) is eps, 0. */
+static void test_objective_metadata(void **state) {
+    (void)state;
+    ddpm_train_config c;
+    tiny_api(&c);
+    c.objective = DDPM_OBJ_V;
+    c.snr_gamma = 2.5f;
+    char path[400], old[400];
+    snprintf(path, sizeof path, "%s/v.safetensors", g_dir);
+    snprintf(old, sizeof old, "%s/old.safetensors", g_dir);
+    ddpm_trainer *tr;
+    assert_int_equal(ddpm_trainer_create(&tr, &c), DDPM_OK);
+    assert_int_equal(ddpm_trainer_set_data(tr, &g_ds, "synthetic"), DDPM_OK);
+    assert_int_equal(ddpm_trainer_run(tr, 2, NULL, NULL), DDPM_OK);
+    assert_int_equal(ddpm_trainer_save(tr, path), DDPM_OK);
+    ddpm_trainer_free(tr);
+    assert_int_equal(ddpm_trainer_resume(&tr, path, 0), DDPM_OK);
+    assert_int_equal(ddpm_trainer_config(tr)->objective, DDPM_OBJ_V);
+    assert_true(ddpm_trainer_config(tr)->snr_gamma == 2.5f);
+    ddpm_trainer_free(tr);
+    ddpm_checkpoint ck;
+    ddpm_objective obj;
+    bool rec;
+    assert_int_equal(ddpm_checkpoint_open(&ck, path), DDPM_OK);
+    assert_int_equal(ddpm_train_read_objective(&ck, &obj, &rec), DDPM_OK);
+    assert_true(obj == DDPM_OBJ_V && rec);
+    ddpm_checkpoint_close(&ck);
+    expect_bad_in(path, DDPM_META_OBJECTIVE, "u", "an unknown value");
+    expect_bad_in(path, DDPM_META_SNR_GAMMA, "-25", "out of range");
+    expect_bad_in(path, DDPM_META_SNR_GAMMA, "nan", "not a number");
+    expect_bad_in(path, DDPM_META_SNR_GAMMA, "2.x", "not a number");
+    /* without the keys */
+    size_t n;
+    char *b = cli_slurp(path, &n);
+    hide_key(b, DDPM_META_OBJECTIVE);
+    hide_key(b, DDPM_META_SNR_GAMMA);
+    spit(old, b, n);
+    free(b);
+    assert_int_equal(ddpm_trainer_resume(&tr, old, 0), DDPM_OK);
+    assert_int_equal(ddpm_trainer_config(tr)->objective, DDPM_OBJ_EPS);
+    assert_true(ddpm_trainer_config(tr)->snr_gamma == 0.0f);
+    ddpm_trainer_free(tr);
+    assert_int_equal(ddpm_checkpoint_open(&ck, old), DDPM_OK);
+    assert_int_equal(ddpm_train_read_objective(&ck, &obj, &rec), DDPM_OK);
+    assert_true(obj == DDPM_OBJ_EPS && !rec);
+    ddpm_checkpoint_close(&ck);
 }
 
 /* A model that does not fit the data, with the library's own words. */
@@ -637,6 +775,8 @@ int main(void) {
         cmocka_unit_test(test_resume_exact),
         cmocka_unit_test(test_bad_metadata), /* after test_resume_exact: uses its g_ck */
         cmocka_unit_test(test_data_mismatch),
+        cmocka_unit_test(test_objective_metadata),
+        cmocka_unit_test(test_steps_objectives),
         cmocka_unit_test(test_steps_against_reference),
         cmocka_unit_test(test_steps_no_clip_constant),
         cmocka_unit_test(test_label_drop),

@@ -17,6 +17,13 @@ typedef enum { DDPM_LOSS_L2 = 0, DDPM_LOSS_L1, DDPM_LOSS_HUBER } ddpm_loss_kind;
 double ddpm_loss(float *dpred, const float *pred, const float *target, size_t n,
                  ddpm_loss_kind kind);
 
+/* The per-image weighted mean (min-SNR-gamma, objective.h):
+ *   loss = (1 / (N D)) sum_r w[r] sum_j l(pred[r, j] - target[r, j])
+ * and dpred = its gradient (overwritten). w = 1 gives ddpm_loss's value up to
+ * the order of the double sum. dpred, pred, target: (N, D); w: (N). */
+double ddpm_loss_weighted(float *dpred, const float *pred, const float *target, const double *w, int N,
+                          size_t D, ddpm_loss_kind kind);
+
 /* "l2" / "l1" / "huber" <-> kind. Returns -1 for an unknown name. */
 int ddpm_loss_parse(const char *name);
 const char *ddpm_loss_name(ddpm_loss_kind kind);

@@ -3,7 +3,9 @@
  *
  * An iteration: take the next batch of the attached dataset in the epoch
  * order; draw t ~ U{0..T-1} and eps ~ N(0, I); x_t = q_sample(x_0, t, eps);
- * loss = mean l(eps, model(x_t, t, labels)); backward; clip the global
+ * loss = mean l(target, model(x_t, t, labels)), the target eps, v or x0
+ * (cfg.objective) and each image's term weighted by min-SNR-gamma when
+ * cfg.snr_gamma > 0 (objective.h); backward; clip the global
  * gradient norm; AdamW with warmup and cosine (or constant) LR; EMA update.
  *
  * The resume state is the trainer's alone: parameters, Adam moments, EMA, the
@@ -31,6 +33,7 @@
 #include "ddpm/checkpoint.h"
 #include "ddpm/data.h"
 #include "ddpm/loss.h"
+#include "ddpm/objective.h"
 #include "ddpm/optim.h"
 #include "ddpm/rng.h"
 #include "ddpm/schedule.h"
@@ -41,6 +44,8 @@
 #define DDPM_META_SCHEDULE "schedule"         /* linear | cosine | quadratic | sigmoid */
 #define DDPM_META_TIMESTEPS "timesteps"       /* T */
 #define DDPM_META_LOSS "loss"                 /* l2 | l1 | huber */
+#define DDPM_META_OBJECTIVE "objective"       /* eps | v | x0 (absent: eps, the only one before) */
+#define DDPM_META_SNR_GAMMA "snr_gamma"       /* min-SNR-gamma, 0 = off (absent: 0) */
 #define DDPM_META_BATCH "batch"               /* global batch */
 #define DDPM_META_ITERS "iters"               /* total iterations of the LR schedule */
 #define DDPM_META_LR "lr"
@@ -65,6 +70,8 @@ typedef struct {
     ddpm_schedule_kind schedule;
     int T;                 /* diffusion timesteps */
     ddpm_loss_kind loss;
+    ddpm_objective objective; /* what the network predicts (objective.h) */
+    float snr_gamma;       /* min-SNR-gamma loss weighting, 0 = off */
     int batch;             /* global batch (split across ranks in a data-parallel run) */
     int64_t iters;         /* total optimizer steps (the LR schedule spans them) */
     float lr;              /* peak learning rate */
@@ -155,6 +162,12 @@ int64_t ddpm_trainer_step_count(const ddpm_trainer *tr);
 ddpm_unet *ddpm_trainer_model(ddpm_trainer *tr);
 const float *ddpm_trainer_ema(const ddpm_trainer *tr); /* parameters if EMA is off */
 const ddpm_schedule *ddpm_trainer_schedule(const ddpm_trainer *tr);
+
+/* The objective a checkpoint's model predicts (metadata DDPM_META_OBJECTIVE):
+ * eps when the key is absent (checkpoints from before the option), with
+ * *recorded = false (recorded may be NULL). An unknown value fails with a
+ * message naming the checkpoint and the key. */
+ddpm_status ddpm_train_read_objective(const ddpm_checkpoint *ck, ddpm_objective *obj, bool *recorded);
 
 /* ---- data-parallel runs (MPI) ----------------------------------------------
  * Under `mpirun -np R`, call ddpm_dist_init before creating the trainer (it

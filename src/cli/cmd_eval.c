@@ -30,6 +30,7 @@
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
 #include "ddpm/eval.h"
+#include "ddpm/objective.h"
 #include "ddpm/sampler.h"
 #include "ddpm/schedule.h"
 #include "ddpm/unet.h"
@@ -184,13 +185,14 @@ typedef struct {
     ddpm_unet_config cfg;
     ddpm_var_kind var;
     const char *var_src; /* where var came from */
+    ddpm_objective_model om; /* the UNet's output as eps_hat (the checkpoint's objective) */
     bool ema;
     const int *labels; /* of the current batch, or NULL */
 } model;
 
 static ddpm_status unet_eps(void *ctx, float *eps, const float *x, const int *t, int N) {
     model *md = ctx;
-    return ddpm_unet_forward(md->m, eps, x, t, md->labels, N);
+    return ddpm_objective_eps(&md->om, eps, x, t, md->labels, N);
 }
 
 static void model_free(model *md) {
@@ -231,6 +233,11 @@ static int model_load(model *md, const eval_flags *f, int B) {
                 ddpm_checkpoint_read(&ck, md->ema ? "ema." : "", ddpm_unet_params(md->m)) ||
                 ddpm_schedule_init(&md->s, (ddpm_schedule_kind)kind, (int)T)))
         rc = fail();
+    ddpm_objective obj = DDPM_OBJ_EPS;
+    if (!rc && (ddpm_train_read_objective(&ck, &obj, NULL) ||
+                ddpm_objective_model_init(&md->om, ddpm_unet_eps, md->m, obj, &md->s,
+                                          (size_t)md->cfg.in_ch * md->cfg.res * md->cfg.res)))
+        rc = fail();
     md->var_src = f->var_seen ? "--var" : vv ? "the checkpoint's" : "default; the checkpoint records none";
     ddpm_checkpoint_close(&ck);
     if (rc) model_free(md);
@@ -256,10 +263,10 @@ static ddpm_status sample_eval(ddpm_eval_metrics *m, model *md, const eval_flags
     ddpm_sampler_opts o = {(ddpm_sampler_kind)ddpm_sampler_parse(f->sampler), K, f->eta, md->var,
                            (ddpm_spacing)(f->spacing ? ddpm_spacing_parse(f->spacing) : 0)};
     ddpm_guidance g = {0};
-    ddpm_status s = f->guided ? ddpm_guidance_init(&g, ddpm_unet_eps, md->m, f->guidance, C, D, B) : DDPM_OK;
+    ddpm_status s = f->guided ? ddpm_guidance_init(&g, ddpm_objective_eps, &md->om, f->guidance, C, D, B) : DDPM_OK;
     named_progress p = {progress_start(((n + B - 1) / B) * K), ""};
     snprintf(p.what, sizeof p.what, "sampling %d images", n);
-    if (!s) s = ddpm_eval_model(m, ref, f->guided ? ddpm_guidance_eps : ddpm_unet_eps, f->guided ? (void *)&g : (void *)md->m,
+    if (!s) s = ddpm_eval_model(m, ref, f->guided ? ddpm_guidance_eps : ddpm_objective_eps, f->guided ? (void *)&g : (void *)&md->om,
                                 &md->s, &o, C, n, B, f->seed, sample_on_step, &p);
     if (f->guided) ddpm_guidance_free(&g);
     return s;
@@ -287,8 +294,9 @@ static int sample_ckpt(ddpm_eval_metrics *m, report *r, const eval_flags *f, con
         rc = 2;
     }
     if (!rc) {
-        fprintf(stderr, "ddpm %s: sampling %d images from '%s' (%s weights): %s, %d steps, seed %llu\n", CMD, f->n,
-                f->ckpt, md.ema ? "EMA" : "raw", f->sampler, K, (unsigned long long)f->seed);
+        fprintf(stderr, "ddpm %s: sampling %d images from '%s' (%s weights, %s-prediction): %s, %d steps, seed %llu\n",
+                CMD, f->n, f->ckpt, md.ema ? "EMA" : "raw", ddpm_objective_name(md.om.obj), f->sampler, K,
+                (unsigned long long)f->seed);
         if (sample_eval(m, &md, f, ref, K)) rc = fail();
     }
     if (!rc) {
@@ -375,8 +383,9 @@ static int run_bpd(report *r, const eval_flags *f, const ddpm_dataset *test) {
     }
     double *terms = malloc((size_t)n * (T + 1) * sizeof(double)), *mean = calloc((size_t)T + 1, sizeof(double));
     ddpm_status s = !terms || !mean ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for bits/dim") : DDPM_OK;
-    fprintf(stderr, "ddpm %s: bits/dim of %d test images, %d model calls each (T = %d), %s variance (%s), %s weights\n",
-            CMD, n, T, T, ddpm_var_name(md.var), md.var_src, md.ema ? "EMA" : "raw");
+    fprintf(stderr, "ddpm %s: bits/dim of %d test images, %d model calls each (T = %d), %s variance (%s), %s weights, "
+                    "%s-prediction\n", CMD, n, T, T, ddpm_var_name(md.var), md.var_src, md.ema ? "EMA" : "raw",
+            ddpm_objective_name(md.om.obj));
     if (!s) s = bpd_run(terms, &md, test, f);
     if (!s) {
         double tot = 0, tot2 = 0;

@@ -94,7 +94,15 @@ static int cmd_info(int argc, char **argv) {
         printf("contents: model%s%s\n", ck.has_ema ? ", EMA weights" : "", ck.has_adam ? ", Adam moments" : "");
         printf("metadata:\n");
         for (int i = 0; i < ck.file.nmeta; i++) printf("  %-18s %s\n", ck.file.meta[i].key, ck.file.meta[i].value);
-        printf("\n");
+        ddpm_objective obj;
+        bool recorded;
+        if (ddpm_train_read_objective(&ck, &obj, &recorded)) {
+            ddpm_cli_error(cmd);
+            ddpm_checkpoint_close(&ck);
+            return 1;
+        }
+        printf("objective: %s%s\n\n", ddpm_objective_name(obj),
+               recorded ? "" : " (not recorded: a checkpoint from before --objective, which trained eps)");
         ddpm_cli_print_classes(&ck);
         ddpm_unet_config c = ck.cfg;
         ddpm_checkpoint_close(&ck);

@@ -27,6 +27,7 @@
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
 #include "ddpm/image.h"
+#include "ddpm/objective.h"
 #include "ddpm/sampler.h"
 #include "ddpm/schedule.h"
 #include "ddpm/unet.h"
@@ -147,6 +148,7 @@ typedef struct {
     uint64_t seed;
     bool no_ema, guided, nrow_seen;
     int kind, var, spacing; /* parsed names */
+    int objective;          /* the checkpoint's (ddpm_objective) */
 } sample_flags;
 
 static const char *SYNOPSIS =
@@ -155,7 +157,8 @@ static const char *SYNOPSIS =
 
 static const char *EPILOG =
     "The checkpoint defaults to " DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE ", where 'ddpm train' writes it.\n"
-    "Its metadata gives the noise schedule and T; its EMA weights are used when present.\n\n"
+    "Its metadata gives the noise schedule, T and what the network predicts (eps, v or x0:\n"
+    "every sampler and guidance see it as eps); its EMA weights are used when present.\n\n"
     "Samplers (one model call per step):\n"
     "  ddpm     ancestral sampling (Ho et al.); --sample-steps K < T respaces the schedule\n"
     "           (Nichol & Dhariwal), --var picks the step variance: small = posterior\n"
@@ -271,6 +274,13 @@ static int open_checkpoint(sample_flags *f, ddpm_checkpoint *ck, int *sched_kind
         ddpm_checkpoint_close(ck);
         return 1;
     }
+    ddpm_objective obj;
+    if (ddpm_train_read_objective(ck, &obj, NULL)) {
+        ddpm_cli_error(CMD);
+        ddpm_checkpoint_close(ck);
+        return 1;
+    }
+    f->objective = (int)obj;
     return -1;
 }
 
@@ -328,7 +338,8 @@ typedef struct {
     ddpm_unet *m;
     ddpm_schedule s;
     ddpm_sampler sm;
-    ddpm_guidance g;
+    ddpm_objective_model om; /* the UNet's output as eps_hat */
+    ddpm_guidance g;         /* over om: guidance mixes eps_hat (objective.h) */
     int *labels;  /* [n] or NULL */
     float *x;     /* [n, D] */
     float *traj;  /* [trows, tcols, D] or NULL */
@@ -359,7 +370,8 @@ static ddpm_status run_setup(sample_run *r, const sample_flags *f, ddpm_checkpoi
     ddpm_sampler_opts o = {(ddpm_sampler_kind)f->kind, f->steps, f->eta, (ddpm_var_kind)f->var,
                            (ddpm_spacing)f->spacing};
     if (!st) st = ddpm_sampler_create(&r->sm, &r->s, &o, D, B);
-    if (!st && f->guided) st = ddpm_guidance_init(&r->g, ddpm_unet_eps, r->m, f->guidance, C, D, B);
+    if (!st) st = ddpm_objective_model_init(&r->om, ddpm_unet_eps, r->m, (ddpm_objective)f->objective, &r->s, D);
+    if (!st && f->guided) st = ddpm_guidance_init(&r->g, ddpm_objective_eps, &r->om, f->guidance, C, D, B);
     if (st) return st;
     r->x = ddpm_malloc((size_t)f->n * D * sizeof(float)); /* [n, D] the samples */
     if (C > 0) r->labels = ddpm_malloc((size_t)f->n * sizeof(int)); /* [n] */
@@ -385,9 +397,11 @@ static void print_header(const sample_flags *f, bool has_ema, int C, const sampl
     if (o->kind != DDPM_SAMPLER_DDPM)
         snprintf(detail + strlen(detail), sizeof detail - strlen(detail), ", %s spacing",
                  ddpm_spacing_name(o->spacing));
-    fprintf(stderr, "ddpm %s: '%s' (%s weights%s), %s schedule T=%d; %s sampler, %d steps, %s; "
+    char objtxt[32] = "";
+    if (f->objective != DDPM_OBJ_EPS) snprintf(objtxt, sizeof objtxt, ", %s-prediction", ddpm_objective_name((ddpm_objective)f->objective));
+    fprintf(stderr, "ddpm %s: '%s' (%s weights%s%s), %s schedule T=%d; %s sampler, %d steps, %s; "
                     "seed %llu, %d thread%s\n",
-            CMD, f->ckpt, use_ema ? "EMA" : "raw", has_ema || f->no_ema ? "" : "; the checkpoint has no EMA weights",
+            CMD, f->ckpt, use_ema ? "EMA" : "raw", has_ema || f->no_ema ? "" : "; the checkpoint has no EMA weights", objtxt,
             ddpm_schedule_name((ddpm_schedule_kind)sched_kind), T, f->sampler_name, r->sm.K, detail,
             (unsigned long long)f->seed, nthreads, nthreads == 1 ? "" : "s");
     if (C == 0) return;
@@ -492,8 +506,8 @@ static int cmd_sample(int argc, char **argv) {
     prog.total = (long)prog.nchunks * K;
     v.traj = r.traj;
     v.prog = &prog;
-    ddpm_model_fn model = f.guided ? ddpm_guidance_eps : ddpm_unet_eps;
-    void *ctx = f.guided ? (void *)&r.g : (void *)r.m;
+    ddpm_model_fn model = f.guided ? ddpm_guidance_eps : ddpm_objective_eps;
+    void *ctx = f.guided ? (void *)&r.g : (void *)&r.om;
     if (ddpm_sampler_run(&r.sm, r.x, 0, f.n, f.seed, r.labels, model, ctx, on_step, &v)) {
         if (prog.tty) fputc('\n', stderr);
         goto error;

@@ -58,13 +58,13 @@ static bool file_exists(const char *path) {
 /* ---- sampling a grid from the EMA weights ------------------------------------------ */
 
 typedef struct {
-    ddpm_unet *model;
+    ddpm_objective_model om; /* the UNet's output converted to eps_hat */
     const int *labels;
 } eps_ctx;
 
 static ddpm_status eps_fn(void *p, float *eps, const float *x, const int *t, int N) {
     eps_ctx *c = p;
-    return ddpm_unet_forward(c->model, eps, x, t, c->labels, N);
+    return ddpm_objective_eps(&c->om, eps, x, t, c->labels, N);
 }
 
 /* 16 samples with DDIM (50 steps, eta 0) from fixed noise: the same seed every
@@ -89,8 +89,9 @@ static ddpm_status write_sample_grid(ddpm_trainer *tr, ddpm_unet *inf, const cha
         ddpm_rng_seed(&rng, 1234);
         ddpm_rng_fill_normal(&rng, x, n * D);
         ddpm_sampler_opts o = {.kind = DDPM_SAMPLER_DDIM, .steps = c->T < 50 ? c->T : 50, .eta = 0.0f, .var = DDPM_VAR_SMALL};
-        eps_ctx ctx = {inf, K > 0 ? labels : NULL};
-        s = ddpm_sample_loop(x, n, D, ddpm_trainer_schedule(tr), &o, eps_fn, &ctx, &rng, work, NULL, NULL);
+        eps_ctx ctx = {.labels = K > 0 ? labels : NULL};
+        s = ddpm_objective_model_init(&ctx.om, ddpm_unet_eps, inf, c->objective, ddpm_trainer_schedule(tr), D);
+        if (!s) s = ddpm_sample_loop(x, n, D, ddpm_trainer_schedule(tr), &o, eps_fn, &ctx, &rng, work, NULL, NULL);
         if (!s)
             s = ddpm_image_write_grid_scaled(path, x, n, c->model.in_ch, c->model.res, c->model.res, cols, -1.0f,
                                              1.0f, scale);
@@ -241,10 +242,10 @@ static void unlock_out(int fd, const char *lock) {
 /* ---- the command ------------------------------------------------------------------------ */
 
 typedef struct {
-    const char *data, *data_dir, *out, *schedule, *loss, *lr_decay;
+    const char *data, *data_dir, *out, *schedule, *loss, *lr_decay, *objective;
     int T, batch, threads, ckpt_every, sample_every, log_every, iters, warmup, stop_after, check_sync;
     int eval_every, eval_n, scale;
-    float lr, clip, ema, weight_decay, cond_drop;
+    float lr, clip, ema, weight_decay, cond_drop, snr_gamma;
     uint64_t seed;
     bool resume, force;
     ddpm_folder_flags ff;
@@ -351,6 +352,8 @@ static ddpm_status make_trainer(ddpm_trainer **tr, const train_flags *f, ddpm_op
     if (!ddpm_opts_seen(opts, nopts, "--size")) c.model.res = ds->h;
     c.schedule = (ddpm_schedule_kind)ddpm_schedule_parse(f->schedule);
     c.loss = (ddpm_loss_kind)ddpm_loss_parse(f->loss);
+    c.objective = (ddpm_objective)ddpm_objective_parse(f->objective);
+    c.snr_gamma = f->snr_gamma;
     c.decay = (ddpm_lr_decay)ddpm_lr_decay_parse(f->lr_decay);
     c.T = f->T;
     c.batch = f->batch;
@@ -418,6 +421,9 @@ static void print_start(const ddpm_trainer *tr, const ddpm_dataset *ds, const ch
             " iterations%s; %d threads%s\n",
             dir, ds->n, ds->c, ds->h, ds->w, np, c->T, ddpm_schedule_name(c->schedule), c->batch, c->iters,
             step0 ? " (resumed)" : "", threads, ranks);
+    if (c->objective != DDPM_OBJ_EPS || c->snr_gamma > 0.0f)
+        fprintf(stderr, "ddpm train: objective %s, min-SNR gamma %g%s\n", ddpm_objective_name(c->objective),
+                (double)c->snr_gamma, c->snr_gamma > 0.0f ? "" : " (off)");
     if (step0 >= c->iters) fprintf(stderr, "ddpm train: the checkpoint is already at iteration %" PRId64 "\n", step0);
 }
 
@@ -543,7 +549,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) 
 }
 
 /* The flags train takes, the image-folder flags, then the DDPM_MODEL_OPTS model flags. */
-#define TRAIN_OPTS (27 + DDPM_FOLDER_OPTS)
+#define TRAIN_OPTS (29 + DDPM_FOLDER_OPTS)
 #define NOPTS (TRAIN_OPTS + DDPM_MODEL_OPTS)
 
 static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
@@ -561,6 +567,8 @@ static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
         {"--ema", NULL, OPT_FLOAT, &f->ema, 0.0, 0.999999, "DECAY", "EMA decay of the weights, 0 = off (default 0.999)"},
         {"--weight-decay", NULL, OPT_FLOAT, &f->weight_decay, 0.0, 1.0, "WD", "AdamW weight decay (default 0)"},
         {"--loss", NULL, OPT_STRING, &f->loss, 0, 0, "KIND", "l2, l1 or huber (default l2)"},
+        {"--objective", NULL, OPT_STRING, &f->objective, 0, 0, "KIND", "what the network predicts: eps, v or x0 (default eps)"},
+        {"--snr-gamma", NULL, OPT_FLOAT, &f->snr_gamma, 0.0, 1e6, "G", "min-SNR-gamma loss weighting (Hang et al. 2023), 0 = off (default 0)"},
         {"--cond-drop", NULL, OPT_FLOAT, &f->cond_drop, 0.0, 1.0, "P", "with --classes: train unconditionally with probability P (default 0.1)"},
         {"--seed", NULL, OPT_U64, &f->seed, 0, 0, "N", "random seed (default 0)"},
         {"--threads", NULL, OPT_INT, &f->threads, 0, 1024, "N", "threads, 0 = all cores (default 0)"},
@@ -585,7 +593,7 @@ static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
 /* On --resume the checkpoint fixes the model and the training recipe. */
 static int check_resume_flags(const ddpm_opt *opts) {
     static const char *fixed[] = {"--steps", "--schedule", "--batch", "--lr", "--warmup", "--lr-decay", "--clip",
-                                  "--ema", "--weight-decay", "--loss", "--cond-drop", "--seed",
+                                  "--ema", "--weight-decay", "--loss", "--objective", "--snr-gamma", "--cond-drop", "--seed",
                                   "--alpha", "--crop", "--hflip", "--no-hflip"};
     for (int i = 0; i < NOPTS; i++) {
         bool recipe = i >= TRAIN_OPTS; /* a model flag */
@@ -625,6 +633,10 @@ static int check_names(const train_flags *f) {
         fprintf(stderr, "ddpm train: unknown --loss '%s' (l2, l1, huber)\n", f->loss);
         return 2;
     }
+    if (ddpm_objective_parse(f->objective) < 0) {
+        fprintf(stderr, "ddpm train: unknown --objective '%s' (eps, v, x0)\n", f->objective);
+        return 2;
+    }
     if (ddpm_lr_decay_parse(f->lr_decay) < 0) {
         fprintf(stderr, "ddpm train: unknown --lr-decay '%s' (cosine, constant)\n", f->lr_decay);
         return 2;
@@ -641,10 +653,10 @@ static int cmd_train(int argc, char **argv) {
     ddpm_train_config_default(&d);
     ddpm_model_flags mf;
     ddpm_model_flags_init(&mf, &d.model);
-    train_flags f = {.data = "mnist", .out = DDPM_DEFAULT_RUN_DIR, .schedule = "linear", .loss = "l2",
+    train_flags f = {.data = "mnist", .out = DDPM_DEFAULT_RUN_DIR, .schedule = "linear", .loss = "l2", .objective = "eps",
                      .lr_decay = "cosine", .T = d.T, .batch = d.batch, .iters = (int)d.iters, .warmup = (int)d.warmup,
                      .lr = d.lr, .clip = d.clip, .ema = d.ema_decay, .weight_decay = d.weight_decay,
-                     .cond_drop = d.cond_drop, .seed = d.seed, .ckpt_every = 500, .sample_every = 0, .eval_n = 1000, .scale = 1};
+                     .cond_drop = d.cond_drop, .snr_gamma = d.snr_gamma, .seed = d.seed, .ckpt_every = 500, .sample_every = 0, .eval_n = 1000, .scale = 1};
     ddpm_folder_flags_init(&f.ff);
     ddpm_opt opts[NOPTS];
     train_opts(opts, &f, &mf);

@@ -50,8 +50,11 @@ ddpm_status ddpm_train_eval_run(ddpm_train_eval *e, ddpm_eval_metrics *m, ddpm_t
     const ddpm_train_config *c = ddpm_trainer_config(tr);
     memcpy(ddpm_unet_params(inf), ddpm_trainer_ema(tr), ddpm_unet_num_params(inf) * sizeof(float));
     ddpm_sampler_opts o = {.kind = DDPM_SAMPLER_DDIM, .steps = c->T < 50 ? c->T : 50};
-    ddpm_status s = ddpm_eval_model(m, &e->ref, ddpm_unet_eps, inf, ddpm_trainer_schedule(tr), &o, c->model.num_classes,
-                                    e->n, batch, EVAL_SEED, NULL, NULL);
+    size_t D = (size_t)c->model.in_ch * c->model.res * c->model.res;
+    ddpm_objective_model om;
+    ddpm_status s = ddpm_objective_model_init(&om, ddpm_unet_eps, inf, c->objective, ddpm_trainer_schedule(tr), D);
+    if (!s) s = ddpm_eval_model(m, &e->ref, ddpm_objective_eps, &om, ddpm_trainer_schedule(tr), &o, c->model.num_classes,
+                                e->n, batch, EVAL_SEED, NULL, NULL);
     if (!s && e->nfid < e->cap) e->fid[e->nfid++] = (float)m->fid;
     return s;
 }

@@ -8,6 +8,27 @@
 
 #include "core/util.h"
 
+/* The elementwise loss of d = p - y; *g gets its derivative in p. */
+static inline double elem_loss(float d, ddpm_loss_kind kind, double *g) {
+    double dd = (double)d, ad = fabs(dd);
+    switch (kind) {
+    case DDPM_LOSS_L1:
+        *g = d > 0.0f ? 1.0 : (d < 0.0f ? -1.0 : 0.0);
+        return ad;
+    case DDPM_LOSS_HUBER:
+        if (ad < 1.0) {
+            *g = dd;
+            return 0.5 * dd * dd;
+        }
+        *g = d > 0.0f ? 1.0 : -1.0;
+        return ad - 0.5;
+    case DDPM_LOSS_L2:
+    default:
+        *g = 2.0 * dd;
+        return dd * dd;
+    }
+}
+
 /* pred, target, dpred: (n). Returns mean loss; dpred (if not NULL) is overwritten
  * with d(loss)/d(pred). n == 0 gives 0 (PyTorch would give NaN). */
 double ddpm_loss(float *dpred, const float *pred, const float *target, size_t n,
@@ -16,30 +37,27 @@ double ddpm_loss(float *dpred, const float *pred, const float *target, size_t n,
     double inv_n = 1.0 / (double)n;
     double sum = 0.0;
     for (size_t i = 0; i < n; i++) {
-        float d = pred[i] - target[i];
-        double dd = (double)d, ad = fabs(dd);
         double g; /* d(elementwise loss)/d(pred) */
-        switch (kind) {
-        case DDPM_LOSS_L1:
-            sum += ad;
-            g = d > 0.0f ? 1.0 : (d < 0.0f ? -1.0 : 0.0);
-            break;
-        case DDPM_LOSS_HUBER:
-            if (ad < 1.0) {
-                sum += 0.5 * dd * dd;
-                g = dd;
-            } else {
-                sum += ad - 0.5;
-                g = d > 0.0f ? 1.0 : -1.0;
-            }
-            break;
-        case DDPM_LOSS_L2:
-        default:
-            sum += dd * dd;
-            g = 2.0 * dd;
-            break;
-        }
+        sum += elem_loss(pred[i] - target[i], kind, &g);
         if (dpred) dpred[i] = (float)(g * inv_n);
+    }
+    return sum * inv_n;
+}
+
+double ddpm_loss_weighted(float *dpred, const float *pred, const float *target, const double *w, int N,
+                          size_t D, ddpm_loss_kind kind) {
+    /* dpred, pred, target: (N, D); w: (N) */
+    if (N <= 0 || D == 0) return 0.0;
+    double inv_n = 1.0 / ((double)N * (double)D);
+    double sum = 0.0;
+    for (int r = 0; r < N; r++) {
+        double row = 0.0;
+        for (size_t j = (size_t)r * D; j < (size_t)(r + 1) * D; j++) {
+            double g;
+            row += elem_loss(pred[j] - target[j], kind, &g);
+            if (dpred) dpred[j] = (float)(w[r] * g * inv_n);
+        }
+        sum += w[r] * row;
     }
     return sum * inv_n;
 }

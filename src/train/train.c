@@ -19,6 +19,8 @@ void ddpm_train_config_default(ddpm_train_config *c) {
     c->schedule = DDPM_SCHED_LINEAR;
     c->T = 1000;
     c->loss = DDPM_LOSS_L2;
+    c->objective = DDPM_OBJ_EPS;
+    c->snr_gamma = 0.0f;
     c->batch = 64;
     c->iters = 1400;
     c->lr = 1e-3f;
@@ -37,6 +39,10 @@ ddpm_status ddpm_trainer_validate(const ddpm_train_config *c) {
     if (s) return s;
     if (c->T < 2 || c->T > DDPM_SCHEDULE_MAX_T)
         return ddpm_error(DDPM_ERR_ARG, "T (diffusion timesteps) must be in [2, %d], got %d", DDPM_SCHEDULE_MAX_T, c->T);
+    if (c->objective != DDPM_OBJ_EPS && c->objective != DDPM_OBJ_V && c->objective != DDPM_OBJ_X0)
+        return ddpm_error(DDPM_ERR_ARG, "invalid objective %d", (int)c->objective);
+    if (!(c->snr_gamma >= 0.0f) || !isfinite(c->snr_gamma))
+        return ddpm_error(DDPM_ERR_ARG, "min-SNR gamma must be a finite number >= 0, got %g", (double)c->snr_gamma);
     if (c->batch < 1 || c->batch > 65536) return ddpm_error(DDPM_ERR_ARG, "batch must be in [1, 65536], got %d", c->batch);
     if (c->iters < 1) return ddpm_error(DDPM_ERR_ARG, "iterations must be >= 1");
     if (!(c->lr > 0.0f) || !isfinite(c->lr)) return ddpm_error(DDPM_ERR_ARG, "learning rate must be > 0");
@@ -70,11 +76,13 @@ ddpm_status ddpm_trainer_alloc(ddpm_trainer *tr) {
     tr->eps = ddpm_malloc(B * D * sizeof(float));
     tr->pred = ddpm_malloc(L * D * sizeof(float));
     tr->dpred = ddpm_malloc(L * D * sizeof(float));
+    tr->target = ddpm_malloc(L * D * sizeof(float));
+    tr->w = ddpm_malloc(L * sizeof(double));
     tr->t = ddpm_malloc(B * sizeof(int));
     tr->idx = ddpm_malloc(B * sizeof(int));
     tr->labels = ddpm_malloc(B * sizeof(int));
     tr->lab_in = ddpm_malloc(L * sizeof(int));
-    if (!tr->m || !tr->v || !tr->ema || !tr->x0 || !tr->xt || !tr->eps || !tr->pred || !tr->dpred || !tr->t ||
+    if (!tr->m || !tr->v || !tr->ema || !tr->x0 || !tr->xt || !tr->eps || !tr->pred || !tr->dpred || !tr->target || !tr->w || !tr->t ||
         !tr->idx || !tr->labels || !tr->lab_in)
         return DDPM_ERR_NOMEM;
     ddpm_adamw_default(&tr->adam);
@@ -126,10 +134,11 @@ void ddpm_trainer_free(ddpm_trainer *tr) {
     if (!tr) return;
     ddpm_unet_free(tr->model);
     ddpm_schedule_free(&tr->sched);
-    float *fbuf[] = {tr->m, tr->v, tr->ema, tr->x0, tr->xt, tr->eps, tr->pred, tr->dpred};
+    float *fbuf[] = {tr->m, tr->v, tr->ema, tr->x0, tr->xt, tr->eps, tr->pred, tr->dpred, tr->target};
     for (size_t i = 0; i < sizeof fbuf / sizeof *fbuf; i++) ddpm_free(fbuf[i]);
     int *ibuf[] = {tr->t, tr->idx, tr->labels, tr->lab_in};
     for (size_t i = 0; i < sizeof ibuf / sizeof *ibuf; i++) ddpm_free(ibuf[i]);
+    ddpm_free(tr->w);
     ddpm_epoch_order_free(&tr->order);
     free(tr->data_name);
     free(tr);
@@ -235,10 +244,25 @@ static ddpm_status check_sync(ddpm_trainer *tr) {
     return DDPM_OK;
 }
 
+/* The loss of this rank's prediction and its gradient into dpred: against
+ * eps, or the v / x0 target, each image weighted by min-SNR-gamma when on.
+ * eps unweighted is the plain L_simple call (bit for bit as before the options). */
+static double objective_loss(ddpm_trainer *tr, const float *x0) {
+    const ddpm_train_config *c = &tr->cfg;
+    const float *target = tr->eps + (size_t)tr->off * tr->D;
+    const int *t = tr->t + tr->off;
+    if (c->objective != DDPM_OBJ_EPS) {
+        ddpm_objective_target(tr->target, x0, target, t, &tr->sched, c->objective, tr->lb, tr->D);
+        target = tr->target;
+    }
+    if (c->snr_gamma <= 0.0f) return ddpm_loss(tr->dpred, tr->pred, target, (size_t)tr->lb * tr->D, c->loss);
+    ddpm_min_snr_weights(tr->w, t, &tr->sched, c->objective, (double)c->snr_gamma, tr->lb);
+    return ddpm_loss_weighted(tr->dpred, tr->pred, target, tr->w, tr->lb, tr->D, c->loss);
+}
+
 /* One step on this rank's share x0 (lb, C, H, W). */
 static ddpm_status step(ddpm_trainer *tr, const float *x0, const int *labels, ddpm_train_stats *st) {
     const ddpm_train_config *c = &tr->cfg;
-    size_t n = (size_t)tr->lb * tr->D;
     double comm = 0.0, t0 = ddpm_prof_tic();
     const int *lab = draw_noise(tr, x0, labels);
     ddpm_prof_toc(DDPM_PROF_LOSS, DDPM_PROF_FWD, t0);
@@ -246,7 +270,7 @@ static ddpm_status step(ddpm_trainer *tr, const float *x0, const int *labels, dd
     ddpm_status s = ddpm_unet_forward(tr->model, tr->pred, tr->xt, tr->t + tr->off, lab, tr->lb);
     if (s) return s;
     t0 = ddpm_prof_tic();
-    double loss = ddpm_loss(tr->dpred, tr->pred, tr->eps + (size_t)tr->off * tr->D, n, c->loss);
+    double loss = objective_loss(tr, x0);
     ddpm_prof_toc(DDPM_PROF_LOSS, DDPM_PROF_FWD, t0);
     if ((s = reduce_loss(tr, &loss, &comm))) return s;
     if (!isfinite(loss))

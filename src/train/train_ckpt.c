@@ -14,7 +14,7 @@
 
 /* ---- save ------------------------------------------------------------------------------- */
 
-enum { NMETA = 21 + DDPM_TRAIN_MAX_USER_META, VALUE_CAP = 80 };
+enum { NMETA = 23 + DDPM_TRAIN_MAX_USER_META, VALUE_CAP = 80 };
 
 /* The metadata entries, in file order; values formatted into v. Returns the count. */
 static int fill_meta(const ddpm_trainer *tr, ddpm_st_meta *meta, char (*v)[VALUE_CAP]) {
@@ -24,6 +24,8 @@ static int fill_meta(const ddpm_trainer *tr, ddpm_st_meta *meta, char (*v)[VALUE
     PUT(DDPM_META_SCHEDULE, "%s", ddpm_schedule_name(c->schedule));
     PUT(DDPM_META_TIMESTEPS, "%d", c->T);
     PUT(DDPM_META_LOSS, "%s", ddpm_loss_name(c->loss));
+    PUT(DDPM_META_OBJECTIVE, "%s", ddpm_objective_name(c->objective));
+    PUT(DDPM_META_SNR_GAMMA, "%.9g", (double)c->snr_gamma);
     PUT(DDPM_META_BATCH, "%d", c->batch);
     PUT(DDPM_META_ITERS, "%" PRId64, c->iters);
     PUT(DDPM_META_LR, "%.9g", (double)c->lr);
@@ -143,12 +145,33 @@ static ddpm_status need_rng(const ddpm_checkpoint *ck, const char *key, ddpm_rng
     return DDPM_OK;
 }
 
+ddpm_status ddpm_train_read_objective(const ddpm_checkpoint *ck, ddpm_objective *obj, bool *recorded) {
+    const char *s = ddpm_checkpoint_meta(ck, DDPM_META_OBJECTIVE);
+    *obj = DDPM_OBJ_EPS;
+    if (recorded) *recorded = s != NULL;
+    if (!s) return DDPM_OK;
+    int v = ddpm_objective_parse(s);
+    if (v < 0) return bad(ck, DDPM_META_OBJECTIVE, s, "an unknown value (expected eps, v or x0)");
+    *obj = (ddpm_objective)v;
+    return DDPM_OK;
+}
+
+/* The objective and min-SNR gamma, both absent in checkpoints from before them
+ * (eps, 0: what those runs trained). */
+static ddpm_status read_objective(const ddpm_checkpoint *ck, ddpm_train_config *c) {
+    ddpm_status s = ddpm_train_read_objective(ck, &c->objective, NULL);
+    c->snr_gamma = 0.0f;
+    if (!s && ddpm_checkpoint_meta(ck, DDPM_META_SNR_GAMMA))
+        s = need_f(ck, DDPM_META_SNR_GAMMA, 0.0f, INFINITY, &c->snr_gamma);
+    return s;
+}
+
 static ddpm_status read_enums(const ddpm_checkpoint *ck, ddpm_train_config *c) {
     int sched, loss, decay;
     ddpm_status s;
     if ((s = need_enum(ck, DDPM_META_SCHEDULE, ddpm_schedule_parse, &sched)) ||
         (s = need_enum(ck, DDPM_META_LOSS, ddpm_loss_parse, &loss)) ||
-        (s = need_enum(ck, DDPM_META_LR_DECAY, ddpm_lr_decay_parse, &decay)))
+        (s = need_enum(ck, DDPM_META_LR_DECAY, ddpm_lr_decay_parse, &decay)) || (s = read_objective(ck, c)))
         return s;
     c->schedule = (ddpm_schedule_kind)sched;
     c->loss = (ddpm_loss_kind)loss;

@@ -20,6 +20,8 @@ struct ddpm_trainer {
     /* batch buffers: t and eps (batch) and (batch, D) for the global batch,
      * the others for this rank's share */
     float *x0, *xt, *eps, *pred, *dpred;
+    float *target;         /* (lb, D) the v / x0 target */
+    double *w;             /* (lb) min-SNR-gamma weights */
     int *t, *idx, *labels, *lab_in;
     /* the data */
     const ddpm_dataset *ds;

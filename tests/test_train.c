@@ -82,6 +82,7 @@ static void tiny_api(ddpm_train_config *c) {
                                   .num_res_blocks = 1, .attn_res = {4}, .num_attn = 1, .groups = 4,
                                   .num_classes = 3, .dropout = 0.1f};
     c->T = 20, c->batch = 5, c->iters = 6, c->warmup = 1, c->seed = 11;
+    c->objective = DDPM_OBJ_EPS, c->snr_gamma = 0.0f; /* L_simple; test_steps_objectives: the others */
 }
 
 /* The same model for the reference-step tests: num_classes as given, no

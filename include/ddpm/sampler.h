@@ -47,7 +47,7 @@ typedef void (*ddpm_step_fn)(void *ud, int first, int N, int step, int nsteps, c
 /* The seed of image i's stream: mix64(seed) ^ (GOLDEN * (i + 1)). */
 uint64_t ddpm_sampler_image_seed(uint64_t seed, int64_t i);
 
-/* Default K: T for ddpm, min(50, T) for ddim, min(20, T - 1) for dpm++2m. */
+/* Default K: min(100, T) for ddpm (respaced), min(50, T) for ddim, min(20, T - 1) for dpm++2m. */
 int ddpm_sampler_default_steps(ddpm_sampler_kind kind, int T);
 /* Largest K a sampler supports: T (ddpm, ddim), T - 1 (dpm++2m, which never
  * calls the model at t = 0; see ddpm_sampler_timesteps). */

@@ -378,6 +378,8 @@ static int run(const bench_flags *f, const ddpm_unet_config *mc) {
     r.tc.batch = r.B;
     r.tc.iters = 1000000000; /* the LR schedule's length: irrelevant to speed */
     r.tc.seed = f->seed;
+    r.tc.objective = DDPM_OBJ_EPS; /* the reference's workload (bench_torch.py: eps, plain L2) */
+    r.tc.snr_gamma = 0.0f;
     if (make_data(&r)) {
         fprintf(stderr, "ddpm bench: out of memory\n");
         goto done;

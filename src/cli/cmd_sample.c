@@ -160,9 +160,10 @@ static const char *EPILOG =
     "Its metadata gives the noise schedule, T and what the network predicts (eps, v or x0:\n"
     "every sampler and guidance see it as eps); its EMA weights are used when present.\n\n"
     "Samplers (one model call per step):\n"
-    "  ddpm     ancestral sampling (Ho et al.); --sample-steps K < T respaces the schedule\n"
-    "           (Nichol & Dhariwal), --var picks the step variance: small = posterior\n"
-    "           variance (default), large = beta_t.\n"
+    "  ddpm     ancestral sampling (Ho et al.), default 100 steps: K < T respaces the\n"
+    "           schedule (Nichol & Dhariwal; --sample-steps 1000 is the paper's chain),\n"
+    "           --var picks the step variance: small = posterior variance (default),\n"
+    "           large = beta_t.\n"
     "  ddim     Song et al., default 50 steps. --eta in [0, 1]: 0 = deterministic\n"
     "           (default), 1 = as noisy as DDPM.\n"
     "  dpm++2m  DPM-Solver++(2M) (Lu et al. 2022), deterministic, default 20 steps.\n"
@@ -192,7 +193,7 @@ static int parse_flags(sample_flags *f, int argc, char **argv) {
         {"--num", "-n", OPT_INT, &f->n, 1, 100000, "N", "number of images (default 16)"},
         {"--out", "-o", OPT_STRING, &f->out, 0, 0, "FILE", "PNG grid to write (default samples.png)"},
         {"--sampler", NULL, OPT_STRING, &f->sampler_name, 0, 0, "NAME", "ddpm, ddim or dpm++2m (default ddpm)"},
-        {"--sample-steps", NULL, OPT_INT, &f->steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps (default: T for ddpm, min(50, T) for ddim, min(20, T-1) for dpm++2m)"},
+        {"--sample-steps", NULL, OPT_INT, &f->steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps (default: min(100, T) for ddpm, min(50, T) for ddim, min(20, T-1) for dpm++2m)"},
         {"--spacing", NULL, OPT_STRING, &f->spacing_name, 0, 0, "KIND", "ddim/dpm++2m timesteps: uniform, quadratic or logsnr"},
         {"--eta", NULL, OPT_FLOAT, &f->eta, 0.0, 1.0, "E", "ddim noise in [0, 1] (default 0: deterministic)"},
         {"--var", NULL, OPT_STRING, &f->var_name, 0, 0, "KIND", "ddpm step variance: small or large (default small)"},

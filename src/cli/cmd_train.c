@@ -558,7 +558,7 @@ static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
         {"--data-dir", NULL, OPT_STRING, &f->data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
         {"--steps", NULL, OPT_INT, &f->T, 2, 100000, "T", "diffusion timesteps (default 1000)"},
         {"--schedule", NULL, OPT_STRING, &f->schedule, 0, 0, "NAME", "linear, cosine, quadratic or sigmoid (default linear)"},
-        {"--iters", NULL, OPT_INT, &f->iters, 1, 100000000, "N", "optimizer steps (default 1400: about 20 minutes on 2 cores)"},
+        {"--iters", NULL, OPT_INT, &f->iters, 1, 100000000, "N", "optimizer steps (default 2200: about 14 minutes on 2 cores)"},
         {"--batch", NULL, OPT_INT, &f->batch, 1, 4096, "N", "images per step (default 64)"},
         {"--lr", NULL, OPT_FLOAT, &f->lr, 1e-8, 1.0, "LR", "peak learning rate (default 1e-3)"},
         {"--warmup", NULL, OPT_INT, &f->warmup, 0, 100000000, "N", "linear LR warmup steps (default 200)"},
@@ -567,8 +567,8 @@ static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
         {"--ema", NULL, OPT_FLOAT, &f->ema, 0.0, 0.999999, "DECAY", "EMA decay of the weights, 0 = off (default 0.999)"},
         {"--weight-decay", NULL, OPT_FLOAT, &f->weight_decay, 0.0, 1.0, "WD", "AdamW weight decay (default 0)"},
         {"--loss", NULL, OPT_STRING, &f->loss, 0, 0, "KIND", "l2, l1 or huber (default l2)"},
-        {"--objective", NULL, OPT_STRING, &f->objective, 0, 0, "KIND", "what the network predicts: eps, v or x0 (default eps)"},
-        {"--snr-gamma", NULL, OPT_FLOAT, &f->snr_gamma, 0.0, 1e6, "G", "min-SNR-gamma loss weighting (Hang et al. 2023), 0 = off (default 0)"},
+        {"--objective", NULL, OPT_STRING, &f->objective, 0, 0, "KIND", "what the network predicts: eps, v or x0 (default v)"},
+        {"--snr-gamma", NULL, OPT_FLOAT, &f->snr_gamma, 0.0, 1e6, "G", "min-SNR-gamma loss weighting (Hang et al. 2023), 0 = off (default 5)"},
         {"--cond-drop", NULL, OPT_FLOAT, &f->cond_drop, 0.0, 1.0, "P", "with --classes: train unconditionally with probability P (default 0.1)"},
         {"--seed", NULL, OPT_U64, &f->seed, 0, 0, "N", "random seed (default 0)"},
         {"--threads", NULL, OPT_INT, &f->threads, 0, 1024, "N", "threads, 0 = all cores (default 0)"},
@@ -653,7 +653,7 @@ static int cmd_train(int argc, char **argv) {
     ddpm_train_config_default(&d);
     ddpm_model_flags mf;
     ddpm_model_flags_init(&mf, &d.model);
-    train_flags f = {.data = "mnist", .out = DDPM_DEFAULT_RUN_DIR, .schedule = "linear", .loss = "l2", .objective = "eps",
+    train_flags f = {.data = "mnist", .out = DDPM_DEFAULT_RUN_DIR, .schedule = "linear", .loss = "l2", .objective = ddpm_objective_name(d.objective),
                      .lr_decay = "cosine", .T = d.T, .batch = d.batch, .iters = (int)d.iters, .warmup = (int)d.warmup,
                      .lr = d.lr, .clip = d.clip, .ema = d.ema_decay, .weight_decay = d.weight_decay,
                      .cond_drop = d.cond_drop, .snr_gamma = d.snr_gamma, .seed = d.seed, .ckpt_every = 500, .sample_every = 0, .eval_n = 1000, .scale = 1};

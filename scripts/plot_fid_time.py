@@ -1,0 +1,69 @@
+#!/usr/bin/python3
+"""plot_fid_time.py: FID against quick-start wall time, one line per recipe.
+
+    /usr/bin/python3 scripts/plot_fid_time.py results/quickstart_fid.tsv docs/fid_vs_time.png
+
+Reads a tab-separated table with a header and the columns
+    recipe  iters  minutes  fid  sampler  note
+(one row per checkpoint of a run; `minutes` is the quick start's wall time
+to that checkpoint on 2 cores) and draws FID (log scale) against minutes,
+a line per (recipe, sampler) pair, with the 20-minute budget, the target
+line (a third of the first recipe's final FID with its own sampler, if the
+table has a row whose note is "baseline") and the FID of 1000 real MNIST
+training images against the test set (the row with recipe "real", if any).
+Needs Debian's python3-matplotlib; only for the README's picture, never CI.
+"""
+import csv
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit("usage: plot_fid_time.py TABLE.tsv OUT.png")
+    with open(sys.argv[1], newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    if not rows:
+        sys.exit(f"plot_fid_time: {sys.argv[1]}: no rows")
+    lines, marks, real, baseline = {}, [], None, None
+    for r in rows:
+        fid, minutes = float(r["fid"]), float(r["minutes"])
+        if r["recipe"] == "real":
+            real = fid
+            continue
+        if r.get("note") == "baseline":
+            baseline = (minutes, fid, r["recipe"], r["sampler"])
+            marks.append((minutes, fid, f'{r["recipe"]}, {r["sampler"]}'))
+            continue
+        lines.setdefault((r["recipe"], r["sampler"]), []).append((minutes, fid))
+    fig, ax = plt.subplots(figsize=(7.5, 4.6), dpi=110)
+    styles = ["o-", "s-", "^-", "d-"]
+    for i, ((recipe, sampler), pts) in enumerate(lines.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], styles[i % len(styles)], label=f"{recipe}, {sampler}")
+        ax.annotate(f"{pts[-1][1]:.1f}", pts[-1], textcoords="offset points", xytext=(6, -3), fontsize=8)
+    for m, fid, label in marks:
+        ax.plot([m], [fid], "kx", markersize=9, label=label)
+        ax.annotate(f"{fid:.1f}", (m, fid), textcoords="offset points", xytext=(6, 2), fontsize=8)
+    if baseline:
+        ax.axhline(baseline[1] / 3, color="tab:red", lw=0.8, ls="--", label=f"target: a third of {baseline[1]:.1f}")
+    if real is not None:
+        ax.axhline(real, color="gray", lw=0.8, ls=":", label=f"real MNIST images ({real:.2f})")
+    ax.axvline(20, color="gray", lw=0.8, ls="-.")
+    ax.text(20, ax.get_ylim()[1], " 20 min", va="top", fontsize=8, color="gray")
+    ax.set_yscale("log")
+    ax.set_xlabel("quick start wall time on 2 cores (minutes)")
+    ax.set_ylabel("FID, 1000 samples (ddpm eval)")
+    ax.set_title("FID against wall time: old and new ddpm train defaults")
+    ax.grid(True, which="both", lw=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(sys.argv[2])
+
+
+if __name__ == "__main__":
+    main()

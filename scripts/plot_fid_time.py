@@ -20,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 
 def main():
@@ -31,6 +32,9 @@ def main():
         sys.exit(f"plot_fid_time: {sys.argv[1]}: no rows")
     lines, marks, real, baseline = {}, [], None, None
     for r in rows:
+        if not r["fid"].strip():
+            print(f'plot_fid_time: skipping {r["recipe"]} at {r["iters"]} (no FID)', file=sys.stderr)
+            continue
         fid, minutes = float(r["fid"]), float(r["minutes"])
         if r["recipe"] == "real":
             real = fid
@@ -56,6 +60,10 @@ def main():
     ax.axvline(20, color="gray", lw=0.8, ls="-.")
     ax.text(20, ax.get_ylim()[1], " 20 min", va="top", fontsize=8, color="gray")
     ax.set_yscale("log")
+    ax.set_xlim(0, 21)
+    ax.set_yticks([t for t in (5, 7, 10, 15, 20, 30, 50, 80, 120, 200) if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]])
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("quick start wall time on 2 cores (minutes)")
     ax.set_ylabel("FID, 1000 samples (ddpm eval)")
     ax.set_title("FID against wall time: old and new ddpm train defaults")

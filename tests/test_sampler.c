@@ -501,13 +501,24 @@ static void test_labels(void **state) {
     assert_int_equal(ddpm_sampler_labels(lab, 12, DDPM_LABEL_COLS_MAX + 1, -1), 0);
 }
 
+/* The default step counts: ddpm respaced to 100 (the #18 default), ddim 50,
+ * dpm++2m 20, each capped by what the schedule allows. */
+static void test_default_steps(void **state) {
+    (void)state;
+    assert_int_equal(ddpm_sampler_default_steps(DDPM_SAMPLER_DDPM, 1000), 100);
+    assert_int_equal(ddpm_sampler_default_steps(DDPM_SAMPLER_DDPM, 40), 40);
+    assert_int_equal(ddpm_sampler_default_steps(DDPM_SAMPLER_DDIM, 1000), 50);
+    assert_int_equal(ddpm_sampler_default_steps(DDPM_SAMPLER_DPMPP_2M, 1000), 20);
+    assert_int_equal(ddpm_sampler_default_steps(DDPM_SAMPLER_DPMPP_2M, 10), 9);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_analytic_gaussian), cmocka_unit_test(test_analytic_objectives),
         cmocka_unit_test(test_dpmpp_reference),
         cmocka_unit_test(test_guidance_bits),     cmocka_unit_test(test_streams),
         cmocka_unit_test(test_spacings),          cmocka_unit_test(test_options),
-        cmocka_unit_test(test_labels),
+        cmocka_unit_test(test_labels),            cmocka_unit_test(test_default_steps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

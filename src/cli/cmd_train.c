@@ -558,7 +558,7 @@ static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
         {"--data-dir", NULL, OPT_STRING, &f->data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
         {"--steps", NULL, OPT_INT, &f->T, 2, 100000, "T", "diffusion timesteps (default 1000)"},
         {"--schedule", NULL, OPT_STRING, &f->schedule, 0, 0, "NAME", "linear, cosine, quadratic or sigmoid (default linear)"},
-        {"--iters", NULL, OPT_INT, &f->iters, 1, 100000000, "N", "optimizer steps (default 2200: about 14 minutes on 2 cores)"},
+        {"--iters", NULL, OPT_INT, &f->iters, 1, 100000000, "N", "optimizer steps (default 2200: about 13 minutes on 2 cores)"},
         {"--batch", NULL, OPT_INT, &f->batch, 1, 4096, "N", "images per step (default 64)"},
         {"--lr", NULL, OPT_FLOAT, &f->lr, 1e-8, 1.0, "LR", "peak learning rate (default 1e-3)"},
         {"--warmup", NULL, OPT_INT, &f->warmup, 0, 100000000, "N", "linear LR warmup steps (default 200)"},

@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include <stb_image_write.h>
+
 #include "cliutil.h"
 #include "ddpm/imagefolder.h"
 #include "io/imagefolder_internal.h"
@@ -127,12 +129,114 @@ static void test_folder_cache_without_images(void **state) {
     cli_rmtree(dir);
 }
 
+/* fuzz_folder, in the instrumented stb_image of the fuzz build (UBSan: index
+ * 257 out of bounds in stbi__build_huffman): Debian's stb_image 2.27 does
+ * not check that a JPEG Huffman table's 16 code counts sum to at most 256
+ * and writes past the table's arrays (in the release build, silently). This
+ * is the fuzzer's 55-byte input; the DHT segment after SOF claims far more
+ * codes than the file holds. The folder reader now refuses such a file
+ * before stb_image sees it (imagefolder.c, stb_guard). */
+static const uint8_t k_jpeg_dht_257[55] = {
+    0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 0x4a, 0x00, 0x00, 0x00, 0x01, 0xe1, 0x00, 0x1a,
+    0x28, 0x28, 0xee, 0x28, 0x28, 0x28, 0x28, 0xff, 0xc0, 0x00, 0x11, 0x08, 0x00, 0x09,
+    0x00, 0x0c, 0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01, 0xff, 0xc4,
+    0x01, 0xa2, 0x00, 0x01, 0x01, 0x01, 0x13, 0x9a, 0x4f, 0x99, 0xff, 0xd9, 0x6f};
+
+typedef struct {
+    uint8_t *b;
+    size_t n;
+} bytes;
+
+static void to_bytes(void *ctx, void *data, int size) {
+    bytes *o = ctx;
+    o->b = realloc(o->b, o->n + (size_t)size);
+    assert_non_null(o->b);
+    memcpy(o->b + o->n, data, (size_t)size);
+    o->n += (size_t)size;
+}
+
+static void write_file(const char *dir, const char *name, const uint8_t *b, size_t n) {
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+typedef struct {
+    int warns;
+    char msgs[2048];
+} warn_sink;
+
+static void on_warn(void *ctx, ddpm_skip_kind k, const char *msg) {
+    warn_sink *s = ctx;
+    assert_int_equal(k, DDPM_SKIP_CORRUPT);
+    s->warns++;
+    size_t n = strlen(s->msgs);
+    snprintf(s->msgs + n, sizeof s->msgs - n, "%s\n", msg);
+}
+
+static void test_jpeg_huffman_table_overflow(void **state) {
+    (void)state;
+    char dir[256];
+    cli_tmpdir(dir, sizeof dir);
+    /* a valid JPEG from stb_image_write: it decodes */
+    enum { W = 12, H = 9 };
+    uint8_t px[W * H * 3];
+    for (int i = 0; i < W * H * 3; i++) px[i] = (uint8_t)(i * 37);
+    bytes good = {0};
+    assert_true(stbi_write_jpg_to_func(to_bytes, &good, W, H, 3, px, 90));
+    write_file(dir, "good.jpg", good.b, good.n);
+    /* the same with an APP1 segment (after SOI) whose bytes look like such a
+     * DHT: segments are skipped by their length, as stb_image skips them */
+    static const uint8_t app[] = {0xff, 0xe1, 0x00, 0x16, 0xff, 0xc4, 0x00, 0x13, 0x00, 0xff, 0xff,
+                                  0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                  0xff, 0xff, 0xff, 0xff};
+    uint8_t *withapp = malloc(good.n + sizeof app);
+    assert_non_null(withapp);
+    memcpy(withapp, good.b, 2);
+    memcpy(withapp + 2, app, sizeof app);
+    memcpy(withapp + 2 + sizeof app, good.b + 2, good.n - 2);
+    write_file(dir, "app.jpg", withapp, good.n + sizeof app);
+    /* the valid JPEG with its first Huffman table's counts raised to 257 */
+    size_t dht = 0;
+    for (size_t i = 2; i + 1 < good.n && !dht; i++)
+        if (good.b[i] == 0xff && good.b[i + 1] == 0xc4) dht = i;
+    assert_true(dht > 0 && dht + 21 < good.n);
+    int sum = 0;
+    for (int k = 0; k < 15; k++) sum += good.b[dht + 5 + k];
+    assert_true(sum <= 256);
+    good.b[dht + 5 + 15] = (uint8_t)(257 - sum > 255 ? 255 : 257 - sum);
+    if (sum + good.b[dht + 5 + 15] <= 256) good.b[dht + 5 + 14] = 255;
+    write_file(dir, "dht.jpg", good.b, good.n);
+    write_file(dir, "fuzz.jpg", k_jpeg_dht_257, sizeof k_jpeg_dht_257);
+
+    warn_sink s = {0};
+    ddpm_folder_options o;
+    ddpm_folder_options_default(&o);
+    o.size = 8, o.channels = 3, o.warn = on_warn, o.ctx = &s;
+    ddpm_image_folder f;
+    ddpm_folder_report r;
+    assert_int_equal(ddpm_folder_load(&f, dir, &o, &r), DDPM_OK);
+    assert_int_equal(f.n, 2); /* app.jpg, good.jpg */
+    assert_int_equal(r.skipped[DDPM_SKIP_CORRUPT], 2);
+    assert_int_equal(s.warns, 2);
+    assert_non_null(strstr(s.msgs, "/dht.jpg': corrupt: JPEG Huffman table with more than 256 codes\n"));
+    assert_non_null(strstr(s.msgs, "/fuzz.jpg': corrupt: JPEG Huffman table with more than 256 codes\n"));
+    ddpm_folder_free(&f);
+    free(withapp);
+    free(good.b);
+    cli_rmtree(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_class_list_short_unicode_escape),
         cmocka_unit_test(test_class_list_error_is_one_line),
         cmocka_unit_test(test_folder_cache_sizes_before_allocation),
         cmocka_unit_test(test_folder_cache_without_images),
+        cmocka_unit_test(test_jpeg_huffman_table_overflow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

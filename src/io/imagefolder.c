@@ -326,6 +326,47 @@ static const char *truncation(const uint8_t *b, size_t n) {
     return NULL;
 }
 
+/* Header checks for stb_image bugs, made before stb_image sees the bytes
+ * (stbi_info already parses them). Debian's stb_image 2.27 builds a JPEG
+ * Huffman table without checking that its 16 code counts sum to at most
+ * 256, and writes past the table's arrays when they do (found by
+ * fuzz_folder; stb_image 2.28 added the check). This walks the markers the
+ * way stb_image reads them: bytes between markers are skipped, FF fill
+ * bytes too, FF 00 and restart markers are entropy data, and every other
+ * marker's segment is skipped by its length; every DHT segment found is
+ * checked. Returns NULL or why the file is refused. */
+static const char *stb_guard(const uint8_t *b, size_t n) {
+    size_t i = 0;
+    if (n < 2 || b[0] != 0xff) return NULL;
+    while (i < n && b[i] == 0xff) i++;
+    if (i >= n || b[i] != 0xd8) return NULL; /* not a JPEG to stb_image */
+    for (i++; i < n;) {
+        if (b[i++] != 0xff) continue;
+        while (i < n && b[i] == 0xff) i++;
+        if (i >= n) break;
+        uint8_t m = b[i++];
+        if (m == 0x00 || m == 0x01 || (m >= 0xd0 && m <= 0xd8)) continue; /* no segment */
+        if (m == 0xd9) break;                                           /* EOI */
+        if (i + 2 > n) break;
+        size_t len = (size_t)b[i] << 8 | b[i + 1], end = i + len;
+        if (m == 0xc4) {
+            /* as stbi__process_marker: tables while the length lasts;
+             * bytes past the end of the file read as 0 */
+            size_t p = i + 2;
+            for (long rest = (long)len - 2; rest > 0;) {
+                int sum = 0;
+                for (int k = 0; k < 16; k++) sum += p + 1 + k < n ? b[p + 1 + k] : 0;
+                if (sum > 256) return "JPEG Huffman table with more than 256 codes";
+                rest -= 17 + sum;
+                p += 17 + (size_t)sum;
+            }
+        }
+        if (len < 2) break; /* stb_image refuses the file */
+        i = end;
+    }
+    return NULL;
+}
+
 /* A PNG's size from its IHDR. stbi_info refuses a PNG of more than 2^30
  * bytes itself, with the same message as for a file that is no image at
  * all; reading the header here lets such a bomb be reported as too large. */
@@ -447,8 +488,11 @@ static bool decode_file(decoded *d, const char *path, const ddpm_folder_options 
                               : str_printf("'%s': unreadable: %s", path, strerror(err));
         return d->msg != NULL;
     }
-    const char *why = NULL;
-    if (!stbi_info_from_memory(buf, (int)n, &w, &h, &comp) && !png_size(buf, n, &w, &h)) {
+    const char *why = stb_guard(buf, n);
+    if (why) {
+        d->kind = DDPM_SKIP_CORRUPT;
+        d->msg = str_printf("'%s': corrupt: %s", path, why);
+    } else if (!stbi_info_from_memory(buf, (int)n, &w, &h, &comp) && !png_size(buf, n, &w, &h)) {
         d->kind = DDPM_SKIP_NOT_IMAGE;
         d->msg = str_printf("'%s': not an image (no format stb_image reads)", path);
     } else if (w <= 0 || h <= 0 || (int64_t)w * h > max_pixels(o)) {

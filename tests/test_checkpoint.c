@@ -307,6 +307,33 @@ static void test_damaged_files(void **state) {
     write_bytes(p, buf, 8 + hl + 8);
     expect_reject(p, "'");
 
+    /* 15. found by fuzz_checkpoint: a tensor name holding a newline ("temb.d\nse.1.weight",
+     * written in the JSON as \n) made a two-line message; a long name or metadata value
+     * made one longer than a line. Names and values are now shown printable and cut. */
+    memcpy(e, f.e, (size_t)f.n * sizeof *e);
+    e[0].name = "temb.d\nse.1.weight";
+    p = path_of("newline.safetensors");
+    assert_int_equal(ddpm_st_save(p, e, f.n, f.meta, f.nmeta), DDPM_OK);
+    expect_reject(p, "unexpected tensor 'temb.d?se.1.weight'");
+    char longname[400];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    e[0].name = longname;
+    assert_int_equal(ddpm_st_save(p, e, f.n, f.meta, f.nmeta), DDPM_OK);
+    expect_reject(p, "unexpected tensor 'xxxxxxxxxx");
+    assert_true(strlen(ddpm_last_error()) < 200);
+    assert_non_null(strstr(ddpm_last_error(), "...'"));
+    e[0].name = f.e[0].name;
+    memcpy(meta, f.meta, sizeof meta);
+    meta[4].value = "8\n9";
+    assert_int_equal(ddpm_st_save(p, e, f.n, meta, f.nmeta), DDPM_OK);
+    expect_reject(p, "metadata 'ch' is not a valid integer: '8?9'");
+    meta[4].value = f.meta[4].value;
+    meta[0].value = longname; /* 'format' */
+    assert_int_equal(ddpm_st_save(p, e, f.n, meta, f.nmeta), DDPM_OK);
+    expect_reject(p, "not a ddpm checkpoint (metadata 'format' is 'xxxxxxxx");
+    assert_true(strlen(ddpm_last_error()) < 200);
+
     /* 14. a file that does not exist */
     expect_reject(path_of("nope.safetensors"), "No such file");
 

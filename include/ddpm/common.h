@@ -28,7 +28,9 @@ typedef enum {
 const char *ddpm_last_error(void);
 
 /* Record a printf-style message and return `status` (so callers can write
- * `return ddpm_error(DDPM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));`). */
+ * `return ddpm_error(DDPM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));`).
+ * Control characters in the result (a newline in a quoted file name or
+ * tensor name) become '?', so the message stays one line. */
 ddpm_status ddpm_error(ddpm_status status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

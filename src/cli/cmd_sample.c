@@ -31,6 +31,7 @@
 #include "ddpm/sampler.h"
 #include "ddpm/schedule.h"
 #include "ddpm/unet.h"
+#include "core/util.h"
 
 #define CMD "sample"
 #define TRAJ_MAX_COLS 10
@@ -116,8 +117,8 @@ static int schedule_from_meta(const ddpm_checkpoint *ck, int *kind, int *T) {
     if (sv) {
         *kind = ddpm_schedule_parse(sv);
         if (*kind < 0) {
-            fprintf(stderr, "ddpm %s: '%s': unknown noise schedule '%.40s' in the metadata\n", CMD,
-                    ck->path, sv);
+            fprintf(stderr, "ddpm %s: '%s': unknown noise schedule '%s' in the metadata\n", CMD,
+                    ck->path, ddpm_show(sv).s);
             return 1;
         }
     }
@@ -126,8 +127,8 @@ static int schedule_from_meta(const ddpm_checkpoint *ck, int *kind, int *T) {
         errno = 0;
         long v = strtol(tv, &end, 10);
         if (errno || end == tv || *end || v < 2 || v > DDPM_SCHEDULE_MAX_T) {
-            fprintf(stderr, "ddpm %s: '%s': metadata '%s' is not a valid number of timesteps: '%.40s'\n",
-                    CMD, ck->path, DDPM_META_TIMESTEPS, tv);
+            fprintf(stderr, "ddpm %s: '%s': metadata '%s' is not a valid number of timesteps: '%s'\n",
+                    CMD, ck->path, DDPM_META_TIMESTEPS, ddpm_show(tv).s);
             return 1;
         }
         *T = (int)v;

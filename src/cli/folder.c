@@ -1,5 +1,6 @@
 /* folder.c: the CLI side of image folders. See folder.h. */
 #include "folder.h"
+#include "core/util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -76,11 +77,11 @@ void ddpm_folder_opts(ddpm_opt *o, ddpm_folder_flags *f) {
 
 int ddpm_folder_flags_check(const char *cmd, const ddpm_folder_flags *f) {
     if (strcmp(f->alpha, "white") && strcmp(f->alpha, "black")) {
-        fprintf(stderr, "ddpm %s: unknown --alpha '%s' (white, black)\n", cmd, f->alpha);
+        fprintf(stderr, "ddpm %s: unknown --alpha '%s' (white, black)\n", cmd, ddpm_show(f->alpha).s);
         return 2;
     }
     if (strcmp(f->crop, "center") && strcmp(f->crop, "random")) {
-        fprintf(stderr, "ddpm %s: unknown --crop '%s' (center, random)\n", cmd, f->crop);
+        fprintf(stderr, "ddpm %s: unknown --crop '%s' (center, random)\n", cmd, ddpm_show(f->crop).s);
         return 2;
     }
     if (f->hflip && f->no_hflip) {

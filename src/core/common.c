@@ -1,5 +1,6 @@
-/* common.c: the per-thread error message, aligned allocation, the finite
- * scan, enum name tables and atomic file replacement. */
+/* common.c: the per-thread error message (kept to one line), untrusted text
+ * made printable for messages, aligned allocation, the finite scan, enum
+ * name tables and atomic file replacement. */
 #define _POSIX_C_SOURCE 200809L
 #include "ddpm/common.h"
 
@@ -27,7 +28,50 @@ ddpm_status ddpm_error(ddpm_status status, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(g_error, sizeof g_error, fmt, ap);
     va_end(ap);
+    /* one line, whatever a quoted name or path holds */
+    for (char *c = g_error; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
     return status;
+}
+
+size_t ddpm_utf8_len(const unsigned char *p, const unsigned char *end) {
+    unsigned char c = p[0];
+    if (c < 0x80) return 1;
+    size_t n;
+    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c == 0xE0) n = 3, lo = 0xA0;
+    else if (c == 0xED) n = 3, hi = 0x9F;
+    else if (c >= 0xE1 && c <= 0xEF) n = 3;
+    else if (c == 0xF0) n = 4, lo = 0x90;
+    else if (c == 0xF4) n = 4, hi = 0x8F;
+    else if (c >= 0xF1 && c <= 0xF3) n = 4;
+    else return 0;
+    if ((size_t)(end - p) < n) return 0;
+    if (p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    return n;
+}
+
+ddpm_shown ddpm_show(const char *text) {
+    ddpm_shown out;
+    if (!text) text = "";
+    const unsigned char *p = (const unsigned char *)text, *end = p + strlen(text);
+    size_t i = 0;
+    while (p < end && i < 60) {
+        size_t n = ddpm_utf8_len(p, end);
+        if (n == 0 || *p < 0x20 || *p == 0x7f) {
+            out.s[i++] = '?';
+            p++;
+        } else {
+            memcpy(out.s + i, p, n);
+            i += n;
+            p += n;
+        }
+    }
+    strcpy(out.s + i, p < end ? "..." : "");
+    return out;
 }
 
 void *ddpm_malloc(size_t bytes) {

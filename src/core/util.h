@@ -54,4 +54,16 @@ int ddpm_enum_parse(const char *const *names, int n, const char *s);
 /* names[v], or "?" when v is outside [0, n). */
 const char *ddpm_enum_name(const char *const *names, int n, int v);
 
+/* Length of the valid UTF-8 sequence starting at p (1-4), or 0 if invalid
+ * (bad lead or continuation byte, overlong form, surrogate, > U+10FFFF). */
+size_t ddpm_utf8_len(const unsigned char *p, const unsigned char *end);
+
+/* A printable, bounded copy of untrusted text (a tensor name or metadata
+ * value from a file) for one-line error messages: control bytes and
+ * invalid UTF-8 become '?', text past 60 bytes is cut and ends in "...". */
+typedef struct {
+    char s[80];
+} ddpm_shown;
+ddpm_shown ddpm_show(const char *text);
+
 #endif

@@ -1,5 +1,6 @@
 /* checkpoint.c: see checkpoint.h. */
 #include "ddpm/checkpoint.h"
+#include "core/util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -29,7 +30,8 @@ static ddpm_status meta_int(const ddpm_st_file *f, const char *path, const char 
     errno = 0;
     long x = strtol(v, &end, 10);
     if (errno || end == v || *end || x < 0 || x > 1000000)
-        return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' is not a valid integer: '%.40s'", path, key, v);
+        return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' is not a valid integer: '%s'", path, key,
+                          ddpm_show(v).s);
     *out = (int)x;
     return DDPM_OK;
 }
@@ -43,7 +45,8 @@ static ddpm_status meta_list(const ddpm_st_file *f, const char *path, const char
         return DDPM_OK;
     }
     *n = ddpm_parse_int_list(v, out, DDPM_MAX_LEVELS);
-    if (*n < 0) return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' is not an integer list: '%.40s'", path, key, v);
+    if (*n < 0) return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' is not an integer list: '%s'", path, key,
+                                    ddpm_show(v).s);
     return DDPM_OK;
 }
 
@@ -52,7 +55,7 @@ ddpm_status ddpm_config_from_meta(ddpm_unet_config *c, const ddpm_st_file *f, co
     const char *fmt = ddpm_st_meta_get(f, "format");
     if (!fmt || strcmp(fmt, "ddpm"))
         return ddpm_error(DDPM_ERR_FORMAT, "'%s': not a ddpm checkpoint (metadata 'format' is %s%s%s)", path,
-                          fmt ? "'" : "", fmt ? fmt : "missing", fmt ? "'" : "");
+                          fmt ? "'" : "", fmt ? ddpm_show(fmt).s : "missing", fmt ? "'" : "");
     ddpm_status s;
     if ((s = meta_int(f, path, "in_ch", &c->in_ch)) || (s = meta_int(f, path, "res", &c->res)) ||
         (s = meta_int(f, path, "ch", &c->ch)) ||
@@ -67,7 +70,7 @@ ddpm_status ddpm_config_from_meta(ddpm_unet_config *c, const ddpm_st_file *f, co
     char *end;
     double dv = strtod(d, &end);
     if (end == d || *end || !isfinite(dv))
-        return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata 'dropout' is not a number: '%.40s'", path, d);
+        return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata 'dropout' is not a number: '%s'", path, ddpm_show(d).s);
     c->dropout = (float)dv;
     if ((s = ddpm_unet_config_validate(c))) {
         char why[256]; /* the message is about to be overwritten */
@@ -156,7 +159,8 @@ static ddpm_status validate_tensors(ddpm_checkpoint *ck) {
             if (!strncmp(t->name, PREFIXES[q], strlen(PREFIXES[q]))) p = q;
         const char *base = t->name + strlen(PREFIXES[p]);
         int i = find_table(ck, base);
-        if (i < 0) return ddpm_error(DDPM_ERR_FORMAT, "'%s': unexpected tensor '%s' for this model config", path, t->name);
+        if (i < 0) return ddpm_error(DDPM_ERR_FORMAT, "'%s': unexpected tensor '%s' for this model config", path,
+                                     ddpm_show(t->name).s);
         const ddpm_param_info *pi = &ck->table[i];
         bool same = t->ndim == pi->ndim;
         for (int d = 0; same && d < pi->ndim; d++) same = t->shape[d] == pi->shape[d];
@@ -168,12 +172,12 @@ static ddpm_status validate_tensors(ddpm_checkpoint *ck) {
             for (int d = 0; d < t->ndim && b < sizeof got; d++)
                 b += (size_t)snprintf(got + b, sizeof got - b, d ? ",%lld" : "%lld", (long long)t->shape[d]);
             return ddpm_error(DDPM_ERR_FORMAT, "'%s': tensor '%s' has shape [%s], the config implies [%s]", path,
-                              t->name, got, want);
+                              ddpm_show(t->name).s, got, want);
         }
         size_t j = ddpm_first_nonfinite(t->data, t->numel);
         if (j < t->numel)
             return ddpm_error(DDPM_ERR_FORMAT, "'%s': tensor '%s' holds a non-finite value at element %zu", path,
-                              t->name, j);
+                              ddpm_show(t->name).s, j);
         count[p]++;
     }
     for (int p = 0; p < NPREFIX; p++) {

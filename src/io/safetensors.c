@@ -14,6 +14,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "ddpm/safetensors.h"
+#include "core/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,57 +50,10 @@ static void swap4(unsigned char *p, size_t nwords) {
     }
 }
 
-/* Length of the valid UTF-8 sequence starting at p (1-4), or 0 if invalid
- * (bad lead or continuation byte, overlong form, surrogate, > U+10FFFF). */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end) {
-    unsigned char c = p[0];
-    if (c < 0x80) return 1;
-    size_t n;
-    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) n = 2;
-    else if (c == 0xE0) n = 3, lo = 0xA0;
-    else if (c == 0xED) n = 3, hi = 0x9F;
-    else if (c >= 0xE1 && c <= 0xEF) n = 3;
-    else if (c == 0xF0) n = 4, lo = 0x90;
-    else if (c == 0xF4) n = 4, hi = 0x8F;
-    else if (c >= 0xF1 && c <= 0xF3) n = 4;
-    else return 0;
-    if ((size_t)(end - p) < n) return 0;
-    if (p[1] < lo || p[1] > hi) return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((p[i] & 0xC0) != 0x80) return 0;
-    return n;
-}
-
-/* A printable, bounded copy of a name for one-line error messages: control
- * bytes and invalid UTF-8 become '?', long names are cut. */
-typedef struct {
-    char s[80];
-} shown;
-
-static shown show(const char *name) {
-    shown out;
-    const unsigned char *p = (const unsigned char *)name, *end = p + strlen(name);
-    size_t i = 0;
-    while (p < end && i < 60) {
-        size_t n = utf8_len(p, end);
-        if (n == 0 || *p < 0x20 || *p == 0x7f) {
-            out.s[i++] = '?';
-            p++;
-        } else {
-            memcpy(out.s + i, p, n);
-            i += n;
-            p += n;
-        }
-    }
-    strcpy(out.s + i, p < end ? "..." : "");
-    return out;
-}
-
 static bool utf8_valid(const char *s) {
     const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
     while (p < end) {
-        size_t n = utf8_len(p, end);
+        size_t n = ddpm_utf8_len(p, end);
         if (n == 0) return false;
         p += n;
     }
@@ -180,7 +134,7 @@ static bool json_check_string(jparser *j) {
             }
             continue;
         }
-        size_t n = utf8_len((const unsigned char *)j->p, (const unsigned char *)j->end);
+        size_t n = ddpm_utf8_len((const unsigned char *)j->p, (const unsigned char *)j->end);
         if (n == 0) return jfail(j, "invalid UTF-8 in string");
         j->p += n;
     }
@@ -391,7 +345,7 @@ static bool grow(void **arr, int *cap, int n, size_t size) {
 
 static ddpm_status parse_tensor(loader *L, jparser *j, const char *name) {
     ddpm_st_file *f = L->f;
-    shown nm_ = show(name);
+    ddpm_shown nm_ = ddpm_show(name);
     const char *nm = nm_.s;
     if (!accept(j, '{')) return fmt_err(L, "entry of tensor '%s' is not an object", nm);
     if (!grow((void **)&f->tensors, &L->cap_tensors, f->ntensors, sizeof *f->tensors)) return nomem(L);
@@ -419,7 +373,7 @@ static ddpm_status parse_tensor(loader *L, jparser *j, const char *name) {
                 if (!at(j, '"')) return fmt_err(L, "dtype of tensor '%s' is not a string", nm);
                 const char *dtype = read_string(j);
                 if (strcmp(dtype, "F32") != 0)
-                    return fmt_err(L, "tensor '%s' has dtype %s; only F32 is supported", nm, show(dtype).s);
+                    return fmt_err(L, "tensor '%s' has dtype %s; only F32 is supported", nm, ddpm_show(dtype).s);
             } else if (strcmp(key, "shape") == 0) {
                 if (has_shape) return fmt_err(L, "tensor '%s' has two shape fields", nm);
                 has_shape = true;
@@ -458,7 +412,7 @@ static ddpm_status parse_tensor(loader *L, jparser *j, const char *name) {
                 sp->begin = v[0];
                 sp->end = v[1];
             } else {
-                return fmt_err(L, "tensor '%s' has unknown field '%s'", nm, show(key).s);
+                return fmt_err(L, "tensor '%s' has unknown field '%s'", nm, ddpm_show(key).s);
             }
         } while (accept(j, ','));
     }
@@ -478,7 +432,7 @@ static ddpm_status parse_metadata(loader *L, jparser *j) {
         skip_ws(j);
         const char *key = read_string(j);
         accept(j, ':');
-        if (!at(j, '"')) return fmt_err(L, "metadata value of '%s' is not a string", show(key).s);
+        if (!at(j, '"')) return fmt_err(L, "metadata value of '%s' is not a string", ddpm_show(key).s);
         const char *value = read_string(j);
         if (!grow((void **)&f->meta, &L->cap_meta, f->nmeta, sizeof *f->meta)) return nomem(L);
         f->meta[f->nmeta].key = key;
@@ -544,7 +498,7 @@ static ddpm_status check_tensors(loader *L, uint64_t dsize) {
     for (int i = 0; i < f->ntensors; i++) {
         ddpm_st_tensor *t = &f->tensors[i];
         const span *sp = &L->spans[i];
-        shown nm_ = show(t->name);
+        ddpm_shown nm_ = ddpm_show(t->name);
         const char *nm = nm_.s;
         char offs[64];
         snprintf(offs, sizeof offs, "[%" PRIu64 ", %" PRIu64 "]", sp->begin, sp->end);
@@ -579,7 +533,7 @@ static ddpm_status check_tensors(loader *L, uint64_t dsize) {
         qsort(f->by_name_, (size_t)f->ntensors, sizeof *f->by_name_, cmp_tensor_name);
         for (int i = 1; i < f->ntensors; i++)
             if (strcmp(f->by_name_[i - 1]->name, f->by_name_[i]->name) == 0)
-                return fmt_err(L, "duplicate tensor name '%s'", show(f->by_name_[i]->name).s);
+                return fmt_err(L, "duplicate tensor name '%s'", ddpm_show(f->by_name_[i]->name).s);
     }
     if (f->nmeta > 0) {
         f->meta_by_key_ = malloc((size_t)f->nmeta * sizeof *f->meta_by_key_);
@@ -588,7 +542,7 @@ static ddpm_status check_tensors(loader *L, uint64_t dsize) {
         qsort(f->meta_by_key_, (size_t)f->nmeta, sizeof *f->meta_by_key_, cmp_meta_key);
         for (int i = 1; i < f->nmeta; i++)
             if (strcmp(f->meta_by_key_[i - 1]->key, f->meta_by_key_[i]->key) == 0)
-                return fmt_err(L, "duplicate metadata key '%s'", show(f->meta_by_key_[i]->key).s);
+                return fmt_err(L, "duplicate metadata key '%s'", ddpm_show(f->meta_by_key_[i]->key).s);
     }
 
     /* the tensors must tile [0, dsize) exactly */
@@ -600,12 +554,12 @@ static ddpm_status check_tensors(loader *L, uint64_t dsize) {
         const char *nm = f->tensors[sp->idx].name;
         if (sp->begin < pos)
             return fmt_err(L, "tensors '%s' and '%s' overlap (data_offsets [%" PRIu64 ", %" PRIu64
-                           "] start before %" PRIu64 ")", show(prev).s, show(nm).s, sp->begin, sp->end, pos);
+                           "] start before %" PRIu64 ")", ddpm_show(prev).s, ddpm_show(nm).s, sp->begin, sp->end, pos);
         if (sp->begin > pos && prev)
-            return fmt_err(L, "gap of %" PRIu64 " bytes between tensors '%s' and '%s'", sp->begin - pos, show(prev).s,
-                           show(nm).s);
+            return fmt_err(L, "gap of %" PRIu64 " bytes between tensors '%s' and '%s'", sp->begin - pos, ddpm_show(prev).s,
+                           ddpm_show(nm).s);
         if (sp->begin > pos)
-            return fmt_err(L, "gap of %" PRIu64 " bytes before tensor '%s'", sp->begin, show(nm).s);
+            return fmt_err(L, "gap of %" PRIu64 " bytes before tensor '%s'", sp->begin, ddpm_show(nm).s);
         pos = sp->end;
         prev = nm;
     }
@@ -795,7 +749,7 @@ static ddpm_status check_save_args(const char *path, const ddpm_st_entry *t, int
                                    int nmeta, uint64_t *bytes) {
     for (int i = 0; i < nt; i++) {
         if (!t[i].name) return ddpm_error(DDPM_ERR_ARG, "cannot save '%s': tensor %d has no name", path, i);
-        shown nm_ = show(t[i].name);
+        ddpm_shown nm_ = ddpm_show(t[i].name);
         const char *nm = nm_.s;
         if (!utf8_valid(t[i].name))
             return ddpm_error(DDPM_ERR_ARG, "cannot save '%s': tensor name '%s' is not valid UTF-8", path, nm);
@@ -824,7 +778,7 @@ static ddpm_status check_save_args(const char *path, const ddpm_st_entry *t, int
             return ddpm_error(DDPM_ERR_ARG, "cannot save '%s': metadata entry %d has a NULL key or value", path, i);
         if (!utf8_valid(meta[i].key) || !utf8_valid(meta[i].value))
             return ddpm_error(DDPM_ERR_ARG, "cannot save '%s': metadata '%s' is not valid UTF-8", path,
-                              show(meta[i].key).s);
+                              ddpm_show(meta[i].key).s);
     }
     /* unique names and keys */
     int nmax = nt > nmeta ? nt : nmeta;
@@ -837,7 +791,7 @@ static ddpm_status check_save_args(const char *path, const ddpm_st_entry *t, int
         for (int i = 1; i < n; i++) {
             if (strcmp(names[i - 1], names[i]) == 0) {
                 ddpm_status s = ddpm_error(DDPM_ERR_ARG, "cannot save '%s': duplicate %s '%s'", path,
-                                           pass == 0 ? "tensor name" : "metadata key", show(names[i]).s);
+                                           pass == 0 ? "tensor name" : "metadata key", ddpm_show(names[i]).s);
                 free(names);
                 return s;
             }

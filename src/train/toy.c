@@ -12,6 +12,7 @@
 #include "ddpm/loss.h"
 #include "ddpm/optim.h"
 #include "ddpm/safetensors.h"
+#include "core/util.h"
 
 #define SAMPLE_CHUNK 4096 /* the MLP's batch capacity is at least this */
 #define MAX_POINTS (1 << 26)
@@ -261,8 +262,8 @@ static ddpm_status meta_i64(const ddpm_st_file *f, const char *path, const char 
     errno = 0;
     long long x = strtoll(s, &end, 10);
     if (errno || end == s || *end || x < lo || x > hi)
-        return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' is not a valid value: '%.40s'", path,
-                          key, s);
+        return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' is not a valid value: '%s'", path,
+                          key, ddpm_show(s).s);
     *out = x;
     return DDPM_OK;
 }
@@ -273,7 +274,8 @@ static ddpm_status meta_f64(const ddpm_st_file *f, const char *path, const char 
     char *end;
     *out = strtod(s, &end);
     if (end == s || *end || !isfinite(*out))
-        return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' is not a number: '%.40s'", path, key, s);
+        return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' is not a number: '%s'", path, key,
+                          ddpm_show(s).s);
     return DDPM_OK;
 }
 
@@ -283,7 +285,7 @@ static ddpm_status read_config(const ddpm_st_file *f, const char *path, ddpm_toy
     const char *fmt = ddpm_st_meta_get(f, "format"), *sch = ddpm_st_meta_get(f, "schedule");
     if (!fmt || strcmp(fmt, "ddpm-toy"))
         return ddpm_error(DDPM_ERR_FORMAT, "'%s': not a ddpm toy checkpoint (metadata 'format' is %s)",
-                          path, fmt ? fmt : "missing");
+                          path, fmt ? ddpm_show(fmt).s : "missing");
     ddpm_toy_config_default(c);
     int64_t h = 0, T = 0, B = 0, anti = 0;
     double lr = 0.0, clip = 0.0;
@@ -308,8 +310,8 @@ static ddpm_status read_config(const ddpm_st_file *f, const char *path, ddpm_toy
     c->seed_betas = sch && !strcmp(sch, "seed-sigmoid");
     int kind = c->seed_betas ? DDPM_SCHED_SIGMOID : ddpm_schedule_parse(sch);
     if (kind < 0)
-        return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata 'schedule' is %s%.40s", path,
-                          sch ? "unknown: " : "missing", sch ? sch : "");
+        return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata 'schedule' is %s%s", path,
+                          sch ? "unknown: " : "missing", sch ? ddpm_show(sch).s : "");
     c->schedule = (ddpm_schedule_kind)kind;
     return DDPM_OK;
 }

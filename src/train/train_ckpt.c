@@ -11,6 +11,7 @@
 
 #include "ddpm/train.h"
 #include "train/trainer.h"
+#include "core/util.h"
 
 /* ---- save ------------------------------------------------------------------------------- */
 
@@ -82,7 +83,7 @@ static ddpm_status need(const ddpm_checkpoint *ck, const char *key, const char *
 }
 
 static ddpm_status bad(const ddpm_checkpoint *ck, const char *key, const char *s, const char *why) {
-    return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' is %s: '%.40s'", ck->path, key, why, s);
+    return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' is %s: '%s'", ck->path, key, why, ddpm_show(s).s);
 }
 
 /* A decimal integer in [lo, hi]: digits only (an optional '-' when lo < 0), no overflow. */

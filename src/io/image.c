@@ -1,7 +1,7 @@
 /* image.c: PNG grids and raw RGB via stb_image_write (plots: plot.c). See image.h.
  *
- * libstb (Debian libstb-dev) already contains the stb implementations, so
- * this file only includes the header (no STB_IMAGE_WRITE_IMPLEMENTATION).
+ * The stb_image_write implementation is compiled in src/io/stb_write_impl.c,
+ * so this file only includes the header.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "ddpm/image.h"

@@ -2,8 +2,9 @@
  * resizing, batches and the class map. See imagefolder.h; the decoded cache
  * is in imagefolder_cache.c.
  *
- * libstb (Debian libstb-dev) contains the stb implementations, so this file
- * only includes the headers.
+ * The stb implementations are compiled in src/io/stb_impl.c (stb_image 2.30
+ * from third_party/stb, stb_image_resize from libstb-dev), so this file only
+ * includes the headers.
  */
 #define _XOPEN_SOURCE 700
 #include "ddpm/imagefolder.h"
@@ -20,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <stb_image.h>
+#include <stb_image.h> /* third_party/stb (2.30), ahead of libstb-dev on the include path */
 #include <stb_image_resize.h>
 
 #include "io/imagefolder_internal.h"
@@ -326,15 +327,16 @@ static const char *truncation(const uint8_t *b, size_t n) {
     return NULL;
 }
 
-/* Header checks for stb_image bugs, made before stb_image sees the bytes
- * (stbi_info already parses them). Debian's stb_image 2.27 builds a JPEG
- * Huffman table without checking that its 16 code counts sum to at most
- * 256, and writes past the table's arrays when they do (found by
- * fuzz_folder; stb_image 2.28 added the check). This walks the markers the
- * way stb_image reads them: bytes between markers are skipped, FF fill
- * bytes too, FF 00 and restart markers are entropy data, and every other
- * marker's segment is skipped by its length; every DHT segment found is
- * checked. Returns NULL or why the file is refused. */
+/* Header checks made before stb_image sees the bytes (stbi_info already
+ * parses them). stb_image 2.27 (Debian's) built a JPEG Huffman table
+ * without checking that its 16 code counts sum to at most 256, and wrote
+ * past the table's arrays when they did (found by fuzz_folder; 2.28 added
+ * the check). The decoder is now 2.30 (third_party/stb); the check stays,
+ * for a clear message and for a build against another stb_image. It walks
+ * the markers the way stb_image reads them: bytes between markers are
+ * skipped, FF fill bytes too, FF 00 and restart markers are entropy data,
+ * and every other marker's segment is skipped by its length; every DHT
+ * segment found is checked. Returns NULL or why the file is refused. */
 static const char *stb_guard(const uint8_t *b, size_t n) {
     size_t i = 0;
     if (n < 2 || b[0] != 0xff) return NULL;

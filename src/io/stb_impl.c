@@ -1,13 +1,15 @@
 /* stb_impl.c: the stb_image and stb_image_resize implementations, compiled
- * from Debian's libstb-dev headers. Only the sanitizer and fuzz builds use
- * this file and stb_write_impl.c (CMake option DDPM_STB_SOURCE, on with
- * DDPM_SANITIZE): there the decoder runs with ASan, UBSan and libFuzzer's
- * coverage like our own code, instead of as the uninstrumented libstb.so
- * that the release build links. The headers and libstb0 come from the same
- * source package, so both builds run the same decoder. Compiled without our
- * warning flags (third-party code).
+ * into the library in every build (not linked as Debian's libstb.so).
+ *
+ * stb_image is upstream's 2.30 (third_party/stb/stb_image.h): Debian's 2.27
+ * lacks fixes that our image-folder fuzzer reaches at once, among them a
+ * write past a Huffman table's arrays and the use of never-initialised
+ * Huffman tables (uninitialised heap memory) in the JPEG decoder; see
+ * third_party/stb/README.md. stb_image_resize is libstb-dev's header.
+ * Compiled in our sanitizer and fuzz builds with ASan, UBSan and coverage
+ * like our own code, and without our warning flags (third-party code).
  */
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_RESIZE_IMPLEMENTATION
-#include <stb_image.h>
+#include <stb_image.h> /* third_party/stb: first on the include path */
 #include <stb_image_resize.h>

@@ -339,6 +339,9 @@ static const char *truncation(const uint8_t *b, size_t n) {
  * segment found is checked. Returns NULL or why the file is refused. */
 static const char *stb_guard(const uint8_t *b, size_t n) {
     size_t i = 0;
+    bool progressive = false;
+    unsigned defined = 0; /* bit 4 * class + id: the Huffman tables a DHT defined so far */
+#define BYTE(q) ((q) < n ? b[q] : 0) /* stb_image reads 0 past the end */
     if (n < 2 || b[0] != 0xff) return NULL;
     while (i < n && b[i] == 0xff) i++;
     if (i >= n || b[i] != 0xd8) return NULL; /* not a JPEG to stb_image */
@@ -356,16 +359,35 @@ static const char *stb_guard(const uint8_t *b, size_t n) {
              * bytes past the end of the file read as 0 */
             size_t p = i + 2;
             for (long rest = (long)len - 2; rest > 0;) {
-                int sum = 0;
-                for (int k = 0; k < 16; k++) sum += p + 1 + k < n ? b[p + 1 + k] : 0;
+                int sum = 0, tc = BYTE(p) >> 4, th = BYTE(p) & 15;
+                for (int k = 0; k < 16; k++) sum += BYTE(p + 1 + k);
                 if (sum > 256) return "JPEG Huffman table with more than 256 codes";
+                if (tc <= 1 && th <= 3) defined |= 1u << (4 * tc + th);
                 rest -= 17 + sum;
                 p += 17 + (size_t)sum;
+            }
+        } else if (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) {
+            progressive = m == 0xc2; /* SOF: stb_image decodes SOF0-SOF2 and refuses the rest */
+        } else if (m == 0xda) {
+            /* SOS: every table the scan decodes with must have been defined
+             * (stb_image 2.27 decoded with uninitialised memory otherwise;
+             * 2.30 with zeroed tables). A baseline scan uses both tables of
+             * each component, a progressive DC scan its DC table in the
+             * first pass only, a progressive AC scan its AC table. */
+            int ns = BYTE(i + 2);
+            size_t q = i + 3 + 2 * (size_t)ns;
+            int ss = BYTE(q), ah = BYTE(q + 2) >> 4;
+            bool dc = !progressive || (ss == 0 && ah == 0), ac = !progressive || ss > 0;
+            for (int k = 0; k < ns && k < 4; k++) {
+                int sel = BYTE(i + 4 + 2 * (size_t)k), td = sel >> 4, ta = sel & 15;
+                if ((dc && td <= 3 && !(defined >> td & 1)) || (ac && ta <= 3 && !(defined >> (4 + ta) & 1)))
+                    return "JPEG scan uses a Huffman table it does not define";
             }
         }
         if (len < 2) break; /* stb_image refuses the file */
         i = end;
     }
+#undef BYTE
     return NULL;
 }
 

@@ -245,6 +245,45 @@ static void test_jpeg_huffman_tables(void **state) {
     cli_rmtree(dir);
 }
 
+/* fuzz_folder, on stb_image 2.30: a PNG (125 bytes) whose first IDAT chunk
+ * is empty and whose next chunk has an unknown critical type. (1) UBSan:
+ * "applying zero offset to null pointer" (z->idata + 0 before any IDAT
+ * data), patched in third_party/stb/stb_image.h. (2) stb_image's reason for
+ * the unknown chunk holds the chunk type's raw bytes (here a newline), which
+ * made the skip message two lines; the reason is now shown printable and
+ * every skip message is kept to one line (fuzz_folder now checks them). */
+static const uint8_t k_png_empty_idat[125] = {
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48,
+    0x44, 0x52, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x09, 0x08, 0x00, 0x00, 0x00,
+    0x00, 0x23, 0xd3, 0x92, 0x88, 0x00, 0x00, 0x00, 0x00, 0x49, 0x44, 0x41, 0x54, 0x78,
+    0x5e, 0x63, 0x64, 0x90, 0x95, 0x7d, 0x1a, 0x0a, 0x8c, 0x32, 0xc5, 0xc8, 0x9c, 0x1d,
+    0xc8, 0x1c, 0x11, 0x64, 0x4e, 0x01, 0x32, 0xe7, 0x0c, 0x32, 0x47, 0x03, 0x89, 0xc3,
+    0x02, 0x33, 0xf3, 0xbb, 0xcc, 0xc9, 0x40, 0x92, 0x01, 0x00, 0xee, 0xf1, 0x28, 0x1b,
+    0x98, 0x62, 0x62, 0xf2, 0x00, 0x00, 0x00, 0x0d, 0x03, 0x89, 0xc3, 0x02, 0x33, 0xf3,
+    0xbb, 0xcc, 0xc9, 0x40, 0x92, 0x01, 0x00, 0xee, 0xf1, 0x28, 0x1b, 0x98, 0x62, 0x62,
+    0xf2, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82};
+
+static void test_png_empty_idat_unknown_chunk(void **state) {
+    (void)state;
+    char dir[256];
+    cli_tmpdir(dir, sizeof dir);
+    write_file(dir, "z.png", k_png_empty_idat, sizeof k_png_empty_idat);
+    warn_sink s = {0};
+    ddpm_folder_options o;
+    ddpm_folder_options_default(&o);
+    o.size = 8, o.channels = 3, o.warn = on_warn, o.ctx = &s;
+    ddpm_image_folder f;
+    ddpm_folder_report r;
+    assert_int_equal(ddpm_folder_load(&f, dir, &o, &r), DDPM_ERR_FORMAT); /* no usable image */
+    assert_int_equal(r.skipped[DDPM_SKIP_CORRUPT], 1);
+    assert_int_equal(s.warns, 1);
+    assert_non_null(strstr(s.msgs, "/z.png': corrupt: stb_image: "));
+    assert_non_null(strstr(s.msgs, " PNG chunk not known\n"));
+    assert_int_equal(cli_lines(s.msgs), 1);
+    for (const char *c = s.msgs; *c; c++) assert_true(*c == '\n' || (unsigned char)*c >= 0x20);
+    cli_rmtree(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_class_list_short_unicode_escape),
@@ -252,6 +291,7 @@ int main(void) {
         cmocka_unit_test(test_folder_cache_sizes_before_allocation),
         cmocka_unit_test(test_folder_cache_without_images),
         cmocka_unit_test(test_jpeg_huffman_tables),
+        cmocka_unit_test(test_png_empty_idat_unknown_chunk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

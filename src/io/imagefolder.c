@@ -24,6 +24,7 @@
 #include <stb_image.h> /* third_party/stb (2.30), ahead of libstb-dev on the include path */
 #include <stb_image_resize.h>
 
+#include "core/util.h"
 #include "io/imagefolder_internal.h"
 
 #define PATH_CAP 4096
@@ -48,6 +49,8 @@ static char *str_printf(const char *fmt, ...) {
 
 ddpm_status folder_skips_add(folder_skips *s, int kind, char *msg) {
     if (!msg) return ddpm_error(DDPM_ERR_NOMEM, "out of memory");
+    for (char *c = msg; *c; c++) /* one line: a file name or a decoder's reason can hold anything */
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
     if (s->n == s->cap) {
         int cap = s->cap ? 2 * s->cap : 16;
         folder_skip *v = realloc(s->v, (size_t)cap * sizeof *v);
@@ -536,7 +539,8 @@ static bool decode_file(decoded *d, const char *path, const ddpm_folder_options 
     if (!px) {
         const char *r = stbi_failure_reason();
         d->kind = DDPM_SKIP_CORRUPT;
-        d->msg = str_printf("'%s': corrupt: stb_image: %s", path, r ? r : "decoding failed");
+        /* not r itself: stb_image puts an unknown PNG chunk's raw type bytes in it */
+        d->msg = str_printf("'%s': corrupt: stb_image: %s", path, r ? ddpm_show(r).s : "decoding failed");
         return d->msg != NULL;
     }
     size_t npx = (size_t)w * h;

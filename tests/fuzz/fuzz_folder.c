@@ -3,7 +3,8 @@
  * on one file, DIR/cls/img, holding the input; then a center-cropped batch
  * of it. The header cap is lowered to 2^20 pixels so that one execution
  * stays fast (the check itself is the same code as for the default cap).
- * The input is also parsed as the class-map JSON stored in checkpoints
+ * Every skip message must be one line. The input is also parsed as the
+ * class-map JSON stored in checkpoints
  * (ddpm_folder_classes_parse), and what parses must survive a round trip. */
 #include "fuzz.h"
 
@@ -59,6 +60,13 @@ static void classes(const uint8_t *data, size_t size) {
     free(json);
 }
 
+/* A skipped file's message: one line, bounded, of a known kind. */
+static void on_warn(void *ctx, ddpm_skip_kind kind, const char *msg) {
+    (void)ctx;
+    FUZZ_CHECK(kind >= 0 && kind < DDPM_SKIP_KINDS);
+    fuzz_check_message(msg);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     classes(data, size);
     FILE *f = fopen(g_file, "wb");
@@ -69,6 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     o.channels = size % 2 ? 1 : 3;
     o.alpha = size % 4 < 2 ? DDPM_ALPHA_WHITE : DDPM_ALPHA_BLACK;
     o.max_pixels = (int64_t)1 << 20;
+    o.warn = on_warn;
     ddpm_image_folder fo;
     ddpm_folder_report rep;
     if (ddpm_folder_load(&fo, g_root, &o, &rep) != DDPM_OK) {

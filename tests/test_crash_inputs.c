@@ -177,6 +177,14 @@ static void on_warn(void *ctx, ddpm_skip_kind k, const char *msg) {
     snprintf(s->msgs + n, sizeof s->msgs - n, "%s\n", msg);
 }
 
+/* dir as an image folder of 8 px colour images, skip messages into s. */
+static ddpm_status load_folder(ddpm_image_folder *f, const char *dir, warn_sink *s, ddpm_folder_report *r) {
+    ddpm_folder_options o;
+    ddpm_folder_options_default(&o);
+    o.size = 8, o.channels = 3, o.warn = on_warn, o.ctx = s;
+    return ddpm_folder_load(f, dir, &o, r);
+}
+
 static void test_jpeg_huffman_tables(void **state) {
     (void)state;
     char dir[256];
@@ -227,12 +235,9 @@ static void test_jpeg_huffman_tables(void **state) {
     write_file(dir, "scan.jpg", good.b, good.n);
 
     warn_sink s = {0};
-    ddpm_folder_options o;
-    ddpm_folder_options_default(&o);
-    o.size = 8, o.channels = 3, o.warn = on_warn, o.ctx = &s;
     ddpm_image_folder f;
     ddpm_folder_report r;
-    assert_int_equal(ddpm_folder_load(&f, dir, &o, &r), DDPM_OK);
+    assert_int_equal(load_folder(&f, dir, &s, &r), DDPM_OK);
     assert_int_equal(f.n, 2); /* app.jpg, good.jpg */
     assert_int_equal(r.skipped[DDPM_SKIP_CORRUPT], 3);
     assert_int_equal(s.warns, 3);
@@ -269,12 +274,9 @@ static void test_png_empty_idat_unknown_chunk(void **state) {
     cli_tmpdir(dir, sizeof dir);
     write_file(dir, "z.png", k_png_empty_idat, sizeof k_png_empty_idat);
     warn_sink s = {0};
-    ddpm_folder_options o;
-    ddpm_folder_options_default(&o);
-    o.size = 8, o.channels = 3, o.warn = on_warn, o.ctx = &s;
     ddpm_image_folder f;
     ddpm_folder_report r;
-    assert_int_equal(ddpm_folder_load(&f, dir, &o, &r), DDPM_ERR_FORMAT); /* no usable image */
+    assert_int_equal(load_folder(&f, dir, &s, &r), DDPM_ERR_FORMAT); /* no usable image */
     assert_int_equal(r.skipped[DDPM_SKIP_CORRUPT], 1);
     assert_int_equal(s.warns, 1);
     assert_non_null(strstr(s.msgs, "/z.png': corrupt: stb_image: "));

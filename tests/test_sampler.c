@@ -518,7 +518,8 @@ int main(void) {
         cmocka_unit_test(test_dpmpp_reference),
         cmocka_unit_test(test_guidance_bits),     cmocka_unit_test(test_streams),
         cmocka_unit_test(test_spacings),          cmocka_unit_test(test_options),
-        cmocka_unit_test(test_labels),            cmocka_unit_test(test_default_steps),
+        cmocka_unit_test(test_labels),
+        cmocka_unit_test(test_default_steps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,10 +28,13 @@ ddpm_status ddpm_error(ddpm_status status, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(g_error, sizeof g_error, fmt, ap);
     va_end(ap);
-    /* one line, whatever a quoted name or path holds */
-    for (char *c = g_error; *c; c++)
-        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+    ddpm_one_line(g_error); /* whatever a quoted name or path holds */
     return status;
+}
+
+void ddpm_one_line(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) *s = '?';
 }
 
 size_t ddpm_utf8_len(const unsigned char *p, const unsigned char *end) {

@@ -54,6 +54,10 @@ int ddpm_enum_parse(const char *const *names, int n, const char *s);
 /* names[v], or "?" when v is outside [0, n). */
 const char *ddpm_enum_name(const char *const *names, int n, int v);
 
+/* Replaces control characters in s with '?', in place: a message quoting a
+ * file name or text from a file stays one line. */
+void ddpm_one_line(char *s);
+
 /* Length of the valid UTF-8 sequence starting at p (1-4), or 0 if invalid
  * (bad lead or continuation byte, overlong form, surrogate, > U+10FFFF). */
 size_t ddpm_utf8_len(const unsigned char *p, const unsigned char *end);

@@ -49,8 +49,7 @@ static char *str_printf(const char *fmt, ...) {
 
 ddpm_status folder_skips_add(folder_skips *s, int kind, char *msg) {
     if (!msg) return ddpm_error(DDPM_ERR_NOMEM, "out of memory");
-    for (char *c = msg; *c; c++) /* one line: a file name or a decoder's reason can hold anything */
-        if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+    ddpm_one_line(msg); /* a file name or a decoder's reason can hold anything */
     if (s->n == s->cap) {
         int cap = s->cap ? 2 * s->cap : 16;
         folder_skip *v = realloc(s->v, (size_t)cap * sizeof *v);

@@ -219,7 +219,7 @@ def main():
           "torch %s; OpenBLAS %s" % (model_name(cfg), nparams, flops / 1e6, B, a.threads,
                                      torch.__version__, core), file=sys.stderr, flush=True)
 
-    # linear schedule (DESIGN.md section 5), in double
+    # linear schedule (docs/design.md §5), in double
     s = 1000.0 / T
     betas = torch.linspace(s * 1e-4, s * 0.02, T, dtype=torch.float64)
     ab = torch.cumprod(1 - betas, 0)

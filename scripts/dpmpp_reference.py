@@ -84,7 +84,7 @@ def entry(name, a):
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "dpmpp_ref.fix")
-    betas = np.linspace(1e-4, 0.02, T)  # DESIGN.md §5 linear at T = 1000
+    betas = np.linspace(1e-4, 0.02, T)  # docs/design.md §5 linear at T = 1000
     ab = np.cumprod(1.0 - betas)
     xT = np.random.default_rng(2022).standard_normal((N, D))
     chunks = [entry("x_T", xT)]

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""torch_reference.py: the PyTorch reference of ddpm's UNet (DESIGN.md section 4).
+"""torch_reference.py: the PyTorch reference of ddpm's UNet (docs/design.md §4).
 
 The module's state_dict keys are the tensor names of ddpm's checkpoints, so a
 checkpoint written by the C program loads straight into DDPMUNet and back.

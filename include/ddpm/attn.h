@@ -2,7 +2,7 @@
  *
  * Shape letters: N batch, C channels, T = H*W positions.
  * Given qkv (N, 3C, T) (channels [0,C) are q, [C,2C) k, [2C,3C) v, as the one
- * 1x1 conv of DESIGN.md section 4 produces them):
+ * 1x1 conv of docs/design.md §4 produces them):
  *   w[n,i,j] = softmax_j( sum_c q[n,c,i] k[n,c,j] / sqrt(C) )
  *   h[n,c,i] = sum_j w[n,i,j] v[n,c,j]
  * The GroupNorm, the qkv conv and the output projection are separate layers.

@@ -1,4 +1,4 @@
-/* checkpoint.h: models and training state in safetensors files (DESIGN.md §6).
+/* checkpoint.h: models and training state in safetensors files (docs/design.md §6).
  *
  * Tensor names are the PyTorch state_dict keys of scripts/torch_reference.py,
  * so the model loads straight into PyTorch. Training state rides along under

@@ -1,5 +1,5 @@
 /* diffusion.h: the forward process q(x_t | x_0) and the reverse steps of the
- * DDPM, DDIM and DPM-Solver++(2M) samplers (DESIGN.md §5, §7). The model is
+ * DDPM, DDIM and DPM-Solver++(2M) samplers (docs/design.md §5, §7). The model is
  * not called here: the sampler loop takes a callback that predicts the noise.
  * The sampler driver with per-image random streams, timestep spacings and
  * guidance is in sampler.h.
@@ -76,7 +76,7 @@ void ddpm_ddim_step(float *x_prev, float *x0_out, const float *xt, const float *
                     size_t D);
 
 /* One DPM-Solver++(2M) step (Lu et al. 2022, data prediction, multistep;
- * DESIGN.md §7) from entry t to entry t_next < t of s (t_next = -1: sigma = 0,
+ * docs/design.md §7) from entry t to entry t_next < t of s (t_next = -1: sigma = 0,
  * the end). With a_t = sqrt(ab_t), s_t = sqrt(1 - ab_t), lambda_t = log(a_t/s_t):
  *   x0_hat = clip((x_t - s_t eps_hat) / a_t, -1, 1)
  *   h = lambda_next - lambda_t

@@ -1,5 +1,5 @@
 /* eval.h: sample-quality metrics in a feature space and the variational
- * bound in bits/dim (DESIGN.md §7).
+ * bound in bits/dim (docs/design.md §7).
  *
  * Features are rows of d floats (the classifier's penultimate layer, see
  * classifier.h); every statistic is accumulated in double.
@@ -65,7 +65,7 @@ ddpm_status ddpm_class_metrics_compute(ddpm_class_metrics *out, const float *pro
  * model's eps_hat at (x_t, t):
  *   t > 0:  KL(q(x_{t-1} | x_t, x0) || p(x_{t-1} | x_t)) between Gaussians: the
  *           posterior's log variance posterior_log_var_clipped_t, the model's
- *           mean from the clipped x0_hat (DESIGN.md §5) and its log variance
+ *           mean from the clipped x0_hat (docs/design.md §5) and its log variance
  *           posterior_log_var_clipped_t (small) or log beta_t (large);
  *           at t = 0 both kinds use posterior_var_1 for the decoder's scale
  *           (improved-diffusion's FIXED_SMALL / FIXED_LARGE);

@@ -2,7 +2,7 @@
  *
  * With a = sqrt(alpha_bar_t), b = sqrt(1 - alpha_bar_t) (a^2 + b^2 = 1) and
  * x_t = a x0 + b eps, the network is trained to predict one of
- *   eps   the noise (Ho et al.; DESIGN.md §5)
+ *   eps   the noise (Ho et al.; docs/design.md §5)
  *   v     a eps - b x0 (Salimans & Ho 2022, "v-prediction"; lucidrains' default)
  *   x0    the clean image
  * and every consumer (the samplers, guidance, bits/dim) sees the model only
@@ -19,7 +19,7 @@
  * guidance, (1 - w) pred_u + w pred_c, gives the same eps_hat whether it
  * mixes the outputs and converts once or converts both and mixes (the x_t
  * terms carry (1 - w) + w = 1): the library mixes in eps space (guidance
- * wraps this wrapper), which keeps DESIGN.md §7's definition as it is;
+ * wraps this wrapper), which keeps docs/design.md §7's definition as it is;
  * test_objective checks the two orders agree to float rounding.
  *
  * min-SNR-gamma (Hang et al. 2023), SNR_t = alpha_bar_t / (1 - alpha_bar_t):

@@ -3,7 +3,7 @@
  * per image, so that an image depends only on (model, sampler options, seed,
  * its index): never on the batch size, on how many images are drawn, or on
  * the thread count. Also: the timestep spacings, classifier-free guidance
- * (DESIGN.md §7) as a model wrapper, and the label layout of class grids.
+ * (docs/design.md §7) as a model wrapper, and the label layout of class grids.
  *
  * Shape letters: n images in all, B images per model call (max_batch),
  * D = elements per image. Image buffers are [n, D] floats.
@@ -101,7 +101,7 @@ ddpm_status ddpm_sampler_run(ddpm_sampler *sm, float *x, int first, int n, uint6
                              const int *labels, ddpm_model_fn model, void *ctx,
                              ddpm_step_fn on_step, void *ud);
 
-/* ---- classifier-free guidance (Ho & Salimans; DESIGN.md §7) -------------- */
+/* ---- classifier-free guidance (Ho & Salimans; docs/design.md §7) -------------- */
 
 /* A ddpm_model_fn wrapper: for N images with labels c, one call of the inner
  * model on 2N images ([x; x], [c; K]) with K = num_classes the "no label"

@@ -1,7 +1,7 @@
 /* schedule.h: the noise schedule beta_t and every quantity derived from it.
  *
  * t is 0-based: 0 ... T-1. All arrays have length T and are computed in
- * double (DESIGN.md §5). With s = 1000/T (so every T ends near pure noise):
+ * double (docs/design.md §5). With s = 1000/T (so every T ends near pure noise):
  *
  *   linear:    beta = linspace(s*1e-4, s*0.02, T)
  *   quadratic: beta = linspace(sqrt(s*1e-4), sqrt(s*0.02), T)^2

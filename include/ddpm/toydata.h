@@ -1,6 +1,6 @@
 /* toydata.h: the 2-D point datasets of ddpm toy, drawn from one seeded rng.
  *
- *   scurve:       scikit-learn's make_s_curve (noise 0), DESIGN.md §7:
+ *   scurve:       scikit-learn's make_s_curve (noise 0), docs/design.md §7:
  *                 u, v ~ U(0, 1), t = 3 pi (u - 1/2), point
  *                 (sin t, 2 v, sign(t)(cos t - 1)); the 2-D data are the
  *                 first and third coordinates divided by 10 (the seed's data).

@@ -1,4 +1,4 @@
-/* train.h: the DDPM trainer (L_simple, DESIGN.md §5): it runs the training
+/* train.h: the DDPM trainer (L_simple, docs/design.md §5): it runs the training
  * iterations and owns everything needed to continue a run exactly.
  *
  * An iteration: take the next batch of the attached dataset in the epoch

@@ -1,4 +1,4 @@
-/* unet.h: the DDPM noise-prediction UNet (DESIGN.md section 4).
+/* unet.h: the DDPM noise-prediction UNet (docs/design.md §4).
  *
  * ddpm_unet owns
  *   - params: every weight in ONE contiguous buffer, split into named views by

@@ -1,5 +1,5 @@
 /* cmd_noise.c: `ddpm noise`: the forward process q(x_t | x_0) on dataset
- * images (DESIGN.md §5), no checkpoint needed.
+ * images (docs/design.md §5), no checkpoint needed.
  *
  * Writes a PNG grid with one row per test-split image: the clean x_0, then
  * x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps for each requested

@@ -1,5 +1,5 @@
 /* cmd_sample.c: `ddpm sample`: generate images from a checkpoint with the
- * DDPM (ancestral), DDIM or DPM-Solver++(2M) sampler (DESIGN.md §5, §7),
+ * DDPM (ancestral), DDIM or DPM-Solver++(2M) sampler (docs/design.md §5, §7),
  * optionally with classifier-free guidance, and write them as a PNG grid,
  * optionally also as an IDX file and as a trajectory grid.
  *

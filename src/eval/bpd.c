@@ -1,4 +1,4 @@
-/* bpd.c: the variational bound in bits/dim (DESIGN.md §7), term by term as
+/* bpd.c: the variational bound in bits/dim (docs/design.md §7), term by term as
  * improved-diffusion's _vb_terms_bpd, _prior_bpd and calc_bpd_loop. */
 #include "ddpm/eval.h"
 

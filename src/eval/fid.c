@@ -1,5 +1,5 @@
 /* fid.c: Gaussian statistics of features and the Fréchet distance between
- * two Gaussians (DESIGN.md §7), in double, with LAPACK's dsyev from
+ * two Gaussians (docs/design.md §7), in double, with LAPACK's dsyev from
  * OpenBLAS for the symmetric square root and eigenvalues. */
 #include "ddpm/eval.h"
 

@@ -1,6 +1,6 @@
 /* unet.c: the DDPM UNet's lifecycle, forward and backward over the graph of
  * unet_graph.c (ops over streams, see unet_internal.h), built from the nn
- * layers. See unet.h and DESIGN.md §4.
+ * layers. See unet.h and docs/design.md §4.
  *
  * Backward walks the ops in reverse; each op reads the gradient of its
  * output stream and accumulates into the gradients of its input streams, so

@@ -1,4 +1,4 @@
-/* unet_config.c: the UNet config: the default MNIST model (DESIGN.md §4),
+/* unet_config.c: the UNet config: the default MNIST model (docs/design.md §4),
  * validation, and the "1,2,2" int lists of ch_mult and attn_res. See unet.h. */
 #include "model/unet_internal.h"
 

@@ -1,4 +1,4 @@
-/* unet_graph.c: builds the UNet graph of DESIGN.md §4 from a config: the
+/* unet_graph.c: builds the UNet graph of docs/design.md §4 from a config: the
  * parameter table (names, shapes and order of the PyTorch module's
  * state_dict), the ops and the streams between them. No buffers are sized
  * here (unet_plan.c does that). See unet_internal.h. */

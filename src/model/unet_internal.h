@@ -1,7 +1,7 @@
 /* unet_internal.h: the UNet's private data structures, shared by the files
  * of src/model (not public API; see ddpm/unet.h for that):
  *   unet_config.c  defaults, validation, int-list parsing
- *   unet_graph.c   the graph: parameter table, ops and streams (DESIGN.md §4)
+ *   unet_graph.c   the graph: parameter table, ops and streams (docs/design.md §4)
  *   unet_plan.c    FLOPs, the `ddpm info` block table, the activation arena plan
  *   unet.c         lifecycle, init, forward, backward, accessors
  *

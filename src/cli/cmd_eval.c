@@ -464,7 +464,7 @@ static int resolve_data(char *dir, size_t cap, const eval_flags *f) {
     if (!data && f->ckpt) {
         if (ddpm_checkpoint_open(&ck, f->ckpt)) return fail();
         opened = true;
-        data = ddpm_checkpoint_meta(&ck, "data");
+        data = ddpm_checkpoint_meta(&ck, DDPM_META_DATA);
         if (!data && !f->data_dir) {
             fprintf(stderr, "ddpm %s: '%s': metadata lacks 'data' (the training set); name the reference with --data\n",
                     CMD, f->ckpt);

@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # check_identity.sh OLD_DDPM NEW_DDPM: runs the same seeded commands with two
-# ddpm binaries and compares every file they write byte for byte (checkpoints,
-# sample PNG/IDX, trajectories, noise grids). Used to show that a refactor
-# changed no behaviour. Needs MNIST in data/mnist (scripts/fetch_mnist.sh) or
-# DDPM_DATA_DIR; exits 1 on the first difference.
+# ddpm binaries and compares what they write byte for byte (checkpoints, loss
+# plots, sample PNG/IDX, trajectories, noise grids), and of each log.csv the
+# iter,loss,lr columns. Used to show that a refactor changed no behaviour.
+# Needs MNIST in data/mnist (scripts/fetch_mnist.sh) or DDPM_DATA_DIR; exits 1
+# on the first difference.
+#
+# Not compared: the training runs' sample grids (samples.png,
+# samples_NNNNNN.png), which `ddpm train` draws through the sampling pipeline
+# since the run module: one random stream per image instead of one generator
+# for the whole grid, so their pixels changed on purpose while the
+# checkpoints did not; log.csv's other columns (wall time, gradient norm
+# printed at another precision by earlier versions) and run.txt (times, CPU).
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 OLD_DDPM NEW_DDPM" >&2; exit 2; }
 OLD=$(realpath "$1"); NEW=$(realpath "$2")
@@ -29,7 +37,8 @@ run() {  # run BIN DIR: the fixed workload, all outputs under DIR
   "$bin" sample -c "$d/c/ckpt.safetensors" -n 4 --sampler ddim --sample-steps 5 \
     -o "$d/cond.png" >>"$d.log" 2>&1 || { echo "identity: $bin failed, see:" >&2; tail -3 "$d.log" >&2; exit 1; }
   "$bin" noise --data-dir "$DATA" --t 0,10,500 -o "$d/noise.png" >>"$d.log" 2>&1 || { echo "identity: $bin failed, see:" >&2; tail -3 "$d.log" >&2; exit 1; }
-  (cd "$d" && find . -type f ! -name log.csv | sort | xargs sha256sum)
+  (cd "$d" && find . -type f ! -name log.csv ! -name run.txt ! -path './[urc]/samples*.png' | sort | xargs sha256sum
+   for l in $(find . -name log.csv | sort); do printf '%s  %s[iter,loss,lr]\n' "$(cut -d, -f1-3 "$l" | sha256sum | cut -c1-64)" "$l"; done)
 }
 
 # The old binary's sums are kept by its hash: a baseline is run once.

@@ -90,6 +90,8 @@ void ddpm_trainer_free(ddpm_trainer *tr);
 ddpm_status ddpm_trainer_set_data(ddpm_trainer *tr, const ddpm_dataset *ds, const char *name);
 /* The dataset name of set_data, else of the checkpoint resumed from, else NULL. */
 const char *ddpm_trainer_data_name(const ddpm_trainer *tr);
+/* The dataset of set_data, or NULL. */
+const ddpm_dataset *ddpm_trainer_data(const ddpm_trainer *tr);
 
 /* Called with each batch after it is drawn and before the step (x0 is
  * (n, C, H, W) in [-1, 1], labels (n) or NULL, idx (n) the dataset indices

@@ -9,7 +9,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "ddpm/common.h"
+#include "ddpm/datasource.h"
 #include "ddpm/tensor.h"
 
 #include <omp.h>
@@ -254,37 +256,74 @@ int ddpm_cli_threads(int n) {
 
 bool ddpm_cli_tty(void) { return isatty(STDERR_FILENO); }
 
-double ddpm_cli_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+void ddpm_cli_command_line(char *buf, size_t cap, int argc, char **argv) {
+    size_t n = (size_t)snprintf(buf, cap, "ddpm");
+    for (int i = 0; i < argc && n < cap; i++) {
+        bool plain = *argv[i] && strspn(argv[i], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                                 "-_.,/:=+@%") == strlen(argv[i]);
+        n += (size_t)snprintf(buf + n, cap - n, plain ? " %s" : " '%s'", argv[i]);
+    }
 }
 
-void ddpm_cli_fmt_duration(char *buf, size_t cap, double seconds) {
-    if (!isfinite(seconds) || seconds < 0) seconds = 0;
-    long t = (long)(seconds + 0.5);
-    if (t >= 3600) snprintf(buf, cap, "%ldh%02ldm", t / 3600, (t / 60) % 60);
-    else if (t >= 60) snprintf(buf, cap, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(buf, cap, "%lds", t);
+/* ---- where --data NAME lives, and class names (cmd_eval, cmd_noise, cmd_sample, cmd_info) ---- */
+
+ddpm_status ddpm_cli_data_dir(char *out_dir, size_t cap, const char *data, const char *data_dir) {
+    ddpm_data_opts o;
+    ddpm_data_opts_default(&o);
+    o.data = data, o.data_dir = data_dir, o.env_dir = getenv("DDPM_DATA_DIR");
+    return ddpm_data_find(out_dir, cap, &o);
 }
 
-int ddpm_cli_make_dirs(const char *path) {
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-        errno = ENAMETOOLONG;
-        return -1;
+static bool all_digits(const char *s) {
+    if (!*s) return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9') return false;
+    return true;
+}
+
+int ddpm_cli_label(const char *cmd, const char *arg, const ddpm_checkpoint *ck, int *label) {
+    *label = -1;
+    if (!arg) return 0;
+    if (all_digits(arg)) {
+        errno = 0;
+        long v = strtol(arg, NULL, 10);
+        if (errno || v > 100000) {
+            fprintf(stderr, "ddpm %s: --label %s out of range [0, 100000]\n", cmd, arg);
+            return 2;
+        }
+        *label = (int)v;
+        return 0;
     }
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-        *p = '/';
+    const char *json = ddpm_checkpoint_meta(ck, DDPM_META_CLASSES);
+    if (!json) {
+        fprintf(stderr, "ddpm %s: --label '%s': the checkpoint '%s' has no class names (it was not "
+                        "trained on an image folder); give the class index\n", cmd, arg, ck->path);
+        return 2;
     }
-    if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-    struct stat st;
-    if (stat(buf, &st) || !S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
+    char **names;
+    int n;
+    if (ddpm_folder_classes_parse(json, &names, &n)) {
+        fprintf(stderr, "ddpm %s: '%s': %s\n", cmd, ck->path, ddpm_last_error());
+        return 1;
     }
-    return 0;
+    for (int i = 0; i < n && *label < 0; i++)
+        if (!strcmp(names[i], arg)) *label = i;
+    if (*label < 0) {
+        fprintf(stderr, "ddpm %s: --label '%s': no such class in '%s' (classes:", cmd, arg, ck->path);
+        for (int i = 0; i < n && i < 20; i++) fprintf(stderr, " %s", names[i]);
+        fprintf(stderr, "%s)\n", n > 20 ? " ..." : "");
+    }
+    ddpm_folder_classes_free(names, n);
+    return *label < 0 ? 2 : 0;
+}
+
+void ddpm_cli_print_classes(const ddpm_checkpoint *ck) {
+    const char *json = ddpm_checkpoint_meta(ck, DDPM_META_CLASSES);
+    char **names;
+    int n;
+    if (!json || ddpm_folder_classes_parse(json, &names, &n)) return;
+    printf("classes (folder name -> label):\n");
+    for (int i = 0; i < n; i++) printf("  %5d  %s\n", i, names[i]);
+    printf("\n");
+    ddpm_folder_classes_free(names, n);
 }

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ddpm/progress.h"
 #include "ddpm/unet.h"
 #include "core/util.h" /* DDPM_COUNT: option tables are counted by the compiler */
 
@@ -74,10 +75,9 @@ void ddpm_model_flags_preset(ddpm_model_flags *f, const ddpm_opt *opts, int nopt
  * serves both. Returns the count in use. */
 int ddpm_cli_threads(int n);
 
-/* Monotonic clock in seconds. */
-double ddpm_cli_now(void);
-/* 75 s -> "1m15s", 4000 s -> "1h06m". */
-void ddpm_cli_fmt_duration(char *buf, size_t cap, double seconds);
+/* The clock and durations of progress.h, under the names the commands use. */
+#define ddpm_cli_now ddpm_now
+#define ddpm_cli_fmt_duration ddpm_fmt_duration
 
 /* True when stderr is a terminal (progress lines redraw in place). */
 bool ddpm_cli_tty(void);
@@ -89,8 +89,9 @@ bool ddpm_cli_tty(void);
  * exist" to stderr. */
 int ddpm_cli_check_writable(const char *cmd, const char *path);
 
-/* mkdir -p: 0, or -1 with errno set (ENOTDIR when path is not a directory). */
-int ddpm_cli_make_dirs(const char *path);
+/* The command line as typed, for run.txt: "ddpm CMD ARGS", an argument with
+ * a space or shell character in single quotes. */
+void ddpm_cli_command_line(char *buf, size_t cap, int argc, char **argv);
 
 /* Prints "ddpm CMD: <last library error>" to stderr. */
 void ddpm_cli_error(const char *cmd);

@@ -16,35 +16,21 @@ typedef struct {
 /* `ddpm train` and `ddpm sample` share this default run directory, so
  * `ddpm sample` works right after `ddpm train` without naming a checkpoint. */
 #define DDPM_DEFAULT_RUN_DIR "runs/mnist"
-#define DDPM_CKPT_FILE "ckpt.safetensors"
+#define DDPM_CKPT_FILE "ckpt.safetensors" /* DDPM_RUN_CKPT */
 
 #include "ddpm/train.h" /* the checkpoint's metadata keys, DDPM_META_* */
 
 /* Resolve `--data NAME` (mnist, fashion or a directory) and `--data-dir DIR`
- * to the dataset's directory: "mnist" is the first of DIR, $DDPM_DATA_DIR and
- * ./data/mnist that holds the files; "fashion" DIR or Debian's
- * /usr/share/datasets/fashion-mnist. The message says how to get missing data. */
+ * to the dataset's directory (ddpm_data_find, with $DDPM_DATA_DIR). */
 ddpm_status ddpm_cli_data_dir(char *out_dir, size_t cap, const char *data, const char *data_dir);
 
-/* train_eval.c: `ddpm train --eval-every N`, the `ddpm eval` metrics of
- * samples of the EMA weights every N iterations. */
-#include "ddpm/eval.h"
-typedef struct {
-    ddpm_dataset test;
-    ddpm_classifier *net;
-    ddpm_eval_ref ref;
-    int every, n, nfid, cap;
-    float *fid; /* [cap] FID of each evaluation, for fid.png */
-    char net_path[1100];
-} ddpm_train_eval;
-/* Loads the test split of dir and the evaluation network (trained on first
- * use). Returns 0, or 1 after printing the error. */
-int ddpm_train_eval_open(ddpm_train_eval *e, const char *dir, int every, int n, int64_t iters, int threads);
-ddpm_status ddpm_train_eval_run(ddpm_train_eval *e, ddpm_eval_metrics *m, ddpm_trainer *tr, ddpm_unet *inf,
-                                int batch);
-void ddpm_train_eval_csv(char *buf, size_t cap, const ddpm_eval_metrics *m);
-ddpm_status ddpm_train_eval_plot(const ddpm_train_eval *e, const char *out_dir);
-void ddpm_train_eval_close(ddpm_train_eval *e);
+/* --label K|NAME -> *label: -1 when arg is NULL; digits are an index; any
+ * other text is looked up in the checkpoint's class names. Returns 0, or 2
+ * after printing a usage error (unknown name, no names in the checkpoint). */
+int ddpm_cli_label(const char *cmd, const char *arg, const ddpm_checkpoint *ck, int *label);
+/* When the checkpoint holds class names: "classes (folder name -> label):"
+ * and one "  index  name" line each. */
+void ddpm_cli_print_classes(const ddpm_checkpoint *ck);
 
 /* one per src/cli/cmd_<name>.c */
 extern const ddpm_cli_command ddpm_cmd_info;

@@ -1,28 +1,18 @@
 /* cmd_toy.c: `ddpm toy`: diffusion on 2-D points (an S-curve by default)
  * with an MLP denoiser, and scatter plots of the forward and reverse
- * process. Parses flags, prints progress and writes the files; the training,
- * checkpoint and sampling live in the library (toy.h). */
+ * process. Parses flags and prints; the trainer is toy.h's, the run (its
+ * outputs and their evaluation) run.h's. */
 #define _POSIX_C_SOURCE 200809L
-#include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "args.h"
 #include "cli.h"
-#include "ddpm/csv.h"
-#include "ddpm/energy.h"
-#include "ddpm/image.h"
+#include "ddpm/run.h"
 #include "ddpm/toy.h"
 
 #define CMD "toy"
-#define CKPT_NAME "toy.safetensors"
-#define PANELS 10
-#define PLOT_POINTS 2000   /* points per forward panel */
-#define DIST_MAX 4000      /* points per set in the distance */
-#define RNG_SALT 0x746f79ULL /* "toy": the CLI's streams differ from the trainer's */
 
 typedef struct {
     const char *preset, *data, *schedule, *scale, *sampler, *spacing, *resume, *out;
@@ -91,19 +81,6 @@ static int check_resume_flags(const ddpm_opt *opts, int nopts) {
     return 0;
 }
 
-/* The training points in data coordinates: generated, or read from a CSV. */
-static int load_points(const toy_flags *f, ddpm_rng *rng, float **xy, int *n) {
-    int kind = ddpm_toy_data_parse(f->data);
-    if (kind >= 0) {
-        *n = f->points;
-        *xy = ddpm_malloc(2 * (size_t)*n * sizeof(float));
-        if (!*xy) return 1;
-        ddpm_toy_data_draw(*xy, *n, (ddpm_toy_data_kind)kind, rng);
-        return 0;
-    }
-    return ddpm_csv_read_points(f->data, xy, n) != DDPM_OK;
-}
-
 /* A --data that names neither a dataset nor a path is a typo, not a file. */
 static bool looks_like_path(const char *s) {
     size_t n = strlen(s);
@@ -111,7 +88,7 @@ static bool looks_like_path(const char *s) {
 }
 
 /* A fresh trainer from the flags (usage errors: 2, runtime: 1 after the message). */
-static int create_trainer(const toy_flags *f, ddpm_rng *rng, ddpm_toy **tr) {
+static int create_trainer(const toy_flags *f, ddpm_toy **tr) {
     ddpm_toy_config c;
     ddpm_toy_config_default(&c);
     c.hidden = f->hidden, c.T = f->T, c.batch = f->batch, c.iters = f->iters;
@@ -134,269 +111,35 @@ static int create_trainer(const toy_flags *f, ddpm_rng *rng, ddpm_toy **tr) {
         fprintf(stderr, "ddpm %s: unknown --scale '%s' (expected unit or none)\n", CMD, f->scale);
         return 2;
     }
-    float *xy = NULL;
-    int n = 0;
-    if (load_points(f, rng, &xy, &n)) {
+    if (ddpm_toy_run_create(tr, &c, f->data, f->points, unit, f->seed)) {
         ddpm_cli_error(CMD);
         return 1;
     }
-    ddpm_toy_scaling sc = unit ? ddpm_toy_scaling_unit(xy, n) : ddpm_toy_scaling_none();
-    ddpm_toy_to_model(xy, n, &sc);
-    ddpm_status st = ddpm_toy_create(tr, &c, xy, n, &sc, f->data);
-    ddpm_free(xy);
-    if (st) ddpm_cli_error(CMD);
-    return st ? 1 : 0;
-}
-
-/* Trains to the configured step count, printing about 10 progress lines. */
-static int train(ddpm_toy *tr) {
-    const ddpm_toy_config *c = ddpm_toy_get_config(tr);
-    int64_t start = ddpm_toy_step_count(tr), every = c->iters / 10 > 0 ? c->iters / 10 : 1;
-    if (start >= c->iters) return 0;
-    double t0 = ddpm_cli_now(), ema = NAN;
-    for (int64_t s = start; s < c->iters; s++) {
-        ddpm_toy_stats st;
-        if (ddpm_toy_step(tr, &st)) {
-            ddpm_cli_error(CMD);
-            return 1;
-        }
-        ema = isnan(ema) ? st.loss : 0.99 * ema + 0.01 * st.loss;
-        if ((s + 1) % every == 0 || s + 1 == c->iters)
-            fprintf(stderr, "ddpm %s: step %" PRId64 "/%" PRId64 "  loss %.4f (avg %.4f)  |grad| %.3f  %.1f s\n",
-                    CMD, s + 1, c->iters, st.loss, ema, st.grad_norm, ddpm_cli_now() - t0);
-    }
-    double dt = ddpm_cli_now() - t0;
-    char buf[32];
-    ddpm_cli_fmt_duration(buf, sizeof buf, dt);
-    fprintf(stderr, "ddpm %s: trained %" PRId64 " steps in %s (%.2f ms/step)\n", CMD,
-            c->iters - start, buf, 1e3 * dt / (double)(c->iters - start));
     return 0;
 }
 
-static const char *join(char *buf, size_t cap, const char *dir, const char *name) {
-    snprintf(buf, cap, "%s/%s", dir, name);
-    return buf;
-}
-
-static ddpm_status write_panels(const char *path, const float *pts, int n, char titles[][24],
-                                const char *title) {
-    ddpm_scatter_panel p[PANELS];
-    for (int j = 0; j < PANELS; j++)
-        p[j] = (ddpm_scatter_panel){pts + (size_t)j * 2 * n, n, titles[j]};
-    ddpm_scatter_opts o;
-    ddpm_scatter_opts_default(&o);
-    o.cols = 5, o.panel_w = o.panel_h = 220, o.alpha = 0.3f, o.title = title;
-    return ddpm_plot_scatter_png(path, p, PANELS, &o);
-}
-
-/* forward.png: x_t of the first training points at t = j T / 10, one noise draw per point. */
-static ddpm_status write_forward(ddpm_toy *tr, const char *dir, ddpm_rng *rng) {
-    int nd, T = ddpm_toy_get_config(tr)->T;
-    const float *data = ddpm_toy_data(tr, &nd);
-    int n = nd < PLOT_POINTS ? nd : PLOT_POINTS;
-    float *pts = ddpm_malloc((size_t)(PANELS + 1) * 2 * n * sizeof(float)), *eps = pts + (size_t)PANELS * 2 * n;
-    int *t = ddpm_malloc((size_t)n * sizeof(int));
-    if (!pts || !t) {
-        ddpm_free(pts);
-        ddpm_free(t);
-        return DDPM_ERR_NOMEM;
-    }
-    char titles[PANELS][24], path[4200];
-    ddpm_rng_fill_normal(rng, eps, 2 * (size_t)n);
-    for (int j = 0; j < PANELS; j++) {
-        int tj = j * T / PANELS;
-        for (int i = 0; i < n; i++) t[i] = tj;
-        ddpm_q_sample(pts + (size_t)j * 2 * n, data, eps, t, ddpm_toy_schedule(tr), n, 2);
-        snprintf(titles[j], sizeof titles[j], "t = %d", tj);
-    }
-    ddpm_status st = write_panels(join(path, sizeof path, dir, "forward.png"), pts, n, titles,
-                                  "FORWARD PROCESS Q(X_T | X_0)");
-    ddpm_free(pts);
-    ddpm_free(t);
-    return st;
-}
-
-typedef struct {
-    float *snap; /* [PANELS, n, 2] */
-    int n;
-    char titles[PANELS][24];
-} reverse_rec;
-
-/* Keeps the state after step k when k is one of the panels' round(j K / 9). */
-static void on_step(void *ud, int first, int N, int k, int K, const float *x) {
-    reverse_rec *r = ud;
-    for (int j = 0; j < PANELS; j++)
-        if (k == (int)lround((double)j * K / (PANELS - 1))) {
-            memcpy(r->snap + ((size_t)j * r->n + first) * 2, x, 2 * (size_t)N * sizeof(float));
-            snprintf(r->titles[j], sizeof r->titles[j], k == 0 ? "x_T" : k == K ? "x_0" : "step %d/%d", k, K);
-        }
-}
-
-/* samples.png: the training points and the samples side by side, data coordinates. */
-static ddpm_status write_samples_png(ddpm_toy *tr, const char *dir, const float *x, int n) {
-    int nd;
-    const float *d = ddpm_toy_data(tr, &nd);
-    int m = nd < n ? nd : n;
-    float *ref = ddpm_malloc(2 * (size_t)m * sizeof(float));
-    if (!ref) return DDPM_ERR_NOMEM;
-    memcpy(ref, d, 2 * (size_t)m * sizeof(float));
-    ddpm_toy_scaling sc = ddpm_toy_get_scaling(tr);
-    ddpm_toy_to_data(ref, m, &sc);
-    ddpm_scatter_panel p[2] = {{ref, m, "TRAINING DATA"}, {x, n, "SAMPLES"}};
-    ddpm_scatter_opts o;
-    ddpm_scatter_opts_default(&o);
-    o.panel_w = o.panel_h = 300, o.alpha = 0.3f;
-    char path[4200];
-    ddpm_status st = ddpm_plot_scatter_png(join(path, sizeof path, dir, "samples.png"), p, 2, &o);
-    ddpm_free(ref);
-    return st;
-}
-
-/* samples.csv: "x,y" then one point per line, data coordinates, written atomically. */
-static ddpm_status write_csv(const char *path, const float *xy, int n) {
-    ddpm_atomic_file a;
-    ddpm_status st = ddpm_atomic_open(&a, path);
-    if (st) return st;
-    fprintf(a.f, "x,y\n");
-    for (int i = 0; i < n; i++) fprintf(a.f, "%.9g,%.9g\n", xy[2 * i], xy[2 * i + 1]);
-    if (ferror(a.f)) return ddpm_atomic_fail(&a, strerror(errno ? errno : EIO));
-    return ddpm_atomic_commit(&a);
-}
-
-/* Samples n points (into *out, data coordinates) and writes reverse.png and samples.csv. */
-static ddpm_status sample(ddpm_toy *tr, const toy_flags *f, const ddpm_sampler_opts *o,
-                          uint64_t seed, float **out) {
-    int n = f->num;
-    reverse_rec r = {ddpm_malloc((size_t)(PANELS + 1) * 2 * n * sizeof(float)), n, {{0}}};
-    if (!r.snap) return DDPM_ERR_NOMEM;
-    float *x = r.snap + (size_t)PANELS * 2 * n;
-    double t0 = ddpm_cli_now();
-    ddpm_status st = ddpm_toy_sample(tr, x, n, o, seed, on_step, &r);
-    char path[4200];
-    if (st == DDPM_OK) {
-        fprintf(stderr, "ddpm %s: sampled %d points with %s in %.1f s\n", CMD, n, f->sampler,
-                ddpm_cli_now() - t0);
-        st = write_panels(join(path, sizeof path, f->out, "reverse.png"), r.snap, n, r.titles,
-                          "REVERSE PROCESS FROM N(0, I)");
-    }
-    ddpm_toy_scaling sc = ddpm_toy_get_scaling(tr);
-    ddpm_toy_to_data(x, n, &sc);
-    if (st == DDPM_OK) st = write_csv(join(path, sizeof path, f->out, "samples.csv"), x, n);
-    if (st == DDPM_OK) st = write_samples_png(tr, f->out, x, n);
-    *out = ddpm_malloc(2 * (size_t)n * sizeof(float));
-    if (st == DDPM_OK && !*out) st = DDPM_ERR_NOMEM;
-    if (st == DDPM_OK) memcpy(*out, x, 2 * (size_t)n * sizeof(float));
-    ddpm_free(r.snap);
-    return st;
-}
-
-/* Two reference sets a, b [m, 2] in data coordinates: fresh draws of a named
- * dataset, else two disjoint random subsets of the training points. */
-static ddpm_status reference_sets(ddpm_toy *tr, ddpm_rng *rng, float *a, float *b, int m) {
-    int kind = ddpm_toy_data_parse(ddpm_toy_data_label(tr));
-    if (kind >= 0) {
-        ddpm_toy_data_draw(a, m, (ddpm_toy_data_kind)kind, rng);
-        ddpm_toy_data_draw(b, m, (ddpm_toy_data_kind)kind, rng);
-        return DDPM_OK;
-    }
-    int nd;
-    const float *d = ddpm_toy_data(tr, &nd);
-    int *perm = ddpm_malloc((size_t)nd * sizeof(int));
-    if (!perm) return DDPM_ERR_NOMEM;
-    for (int i = 0; i < nd; i++) perm[i] = i;
-    for (int i = nd - 1; i > 0; i--) { /* Fisher-Yates */
-        int j = (int)ddpm_rng_below(rng, (uint32_t)(i + 1)), tmp = perm[i];
-        perm[i] = perm[j], perm[j] = tmp;
-    }
-    for (int i = 0; i < 2 * m; i++) memcpy(i < m ? a + 2 * i : b + 2 * (i - m), d + 2 * (size_t)perm[i], 8);
-    ddpm_free(perm);
-    ddpm_toy_scaling sc = ddpm_toy_get_scaling(tr);
-    ddpm_toy_to_data(a, m, &sc);
-    ddpm_toy_to_data(b, m, &sc);
-    return DDPM_OK;
-}
-
-/* Prints the fraction of the samples within NEAR_FRAC of the data's extent
- * (the longer side of its bounding box) of a training point. */
-#define NEAR_FRAC 0.02
-static ddpm_status report_near(ddpm_toy *tr, const float *samples, int n) {
-    int nd;
-    const float *d = ddpm_toy_data(tr, &nd);
-    float *ref = ddpm_malloc(2 * (size_t)nd * sizeof(float));
-    if (!ref) return DDPM_ERR_NOMEM;
-    memcpy(ref, d, 2 * (size_t)nd * sizeof(float));
-    ddpm_toy_scaling sc = ddpm_toy_get_scaling(tr);
-    ddpm_toy_to_data(ref, nd, &sc);
-    float lo[2] = {INFINITY, INFINITY}, hi[2] = {-INFINITY, -INFINITY};
-    for (int i = 0; i < 2 * nd; i++) lo[i % 2] = fminf(lo[i % 2], ref[i]), hi[i % 2] = fmaxf(hi[i % 2], ref[i]);
-    double r = NEAR_FRAC * fmax(hi[0] - lo[0], hi[1] - lo[1]);
-    double frac = ddpm_near_fraction(samples, n, ref, nd, 2, r);
-    printf("on the data: %.1f %% of the samples lie within %.3g (%.0f %% of the data's extent) of a training point\n",
-           100.0 * frac, r, 100.0 * NEAR_FRAC);
-    ddpm_free(ref);
-    return DDPM_OK;
-}
-
-/* Prints the energy distance of the samples to fresh data next to its floor. */
-static ddpm_status report_distance(ddpm_toy *tr, const float *samples, int n, ddpm_rng *rng) {
-    int nd;
-    ddpm_toy_data(tr, &nd);
-    bool named = ddpm_toy_data_parse(ddpm_toy_data_label(tr)) >= 0;
-    int m = n < DIST_MAX ? n : DIST_MAX;
-    if (!named && m > nd / 2) m = nd / 2;
-    if (m < 1) {
+/* What the run measured. */
+static void print_result(const ddpm_toy_result *r) {
+    if (r->m < 1)
         printf("energy distance: not computed (too few training points for a reference set)\n");
-        return DDPM_OK;
-    }
-    float *a = ddpm_malloc(4 * (size_t)m * sizeof(float)), *b = a ? a + 2 * (size_t)m : NULL;
-    if (!a) return DDPM_ERR_NOMEM;
-    ddpm_status st = reference_sets(tr, rng, a, b, m);
-    if (st == DDPM_OK) {
-        double e = ddpm_energy_distance(samples, m, a, m, 2), floor_ = ddpm_energy_distance(b, m, a, m, 2);
-        printf("energy distance, %d samples vs %d %s points: %.5f (floor, two %s: %.5f; ratio %.2f)\n",
-               m, m, named ? "fresh" : "training", e, named ? "fresh samples" : "disjoint subsets",
-               floor_, e / floor_);
-    }
-    ddpm_free(a);
-    return st;
+    else
+        printf("energy distance, %d samples vs %d %s points: %.5f (floor, two %s: %.5f; ratio %.2f)\n", r->m, r->m,
+               r->fresh ? "fresh" : "training", r->energy, r->fresh ? "fresh samples" : "disjoint subsets",
+               r->energy_floor, r->energy / r->energy_floor);
+    printf("on the data: %.1f %% of the samples lie within %.3g (%.0f %% of the data's extent) of a training point\n",
+           100.0 * r->near_frac, r->near_r, 100.0 * DDPM_TOY_NEAR_FRAC);
 }
 
-/* log.csv (step, loss, grad_norm) and loss.png from the trainer's history. */
-static ddpm_status write_log(ddpm_toy *tr, const char *dir) {
-    int64_t n = ddpm_toy_step_count(tr);
-    const float *loss = ddpm_toy_loss_log(tr), *g = ddpm_toy_grad_norm_log(tr);
-    char path[4200];
-    ddpm_atomic_file a;
-    ddpm_status st = ddpm_atomic_open(&a, join(path, sizeof path, dir, "log.csv"));
-    if (st) return st;
-    fprintf(a.f, "step,loss,grad_norm\n");
-    for (int64_t i = 0; i < n; i++) fprintf(a.f, "%" PRId64 ",%.7g,%.7g\n", i + 1, loss[i], g[i]);
-    if (ferror(a.f)) return ddpm_atomic_fail(&a, strerror(errno ? errno : EIO));
-    if ((st = ddpm_atomic_commit(&a))) return st;
-    return ddpm_plot_line_png(join(path, sizeof path, dir, "loss.png"), loss, (int)n, 800, 400, true,
-                              "TRAINING LOSS (LOG SCALE) VS STEP");
-}
-
-/* Everything after parsing: trainer, training, checkpoint, plots, samples, distance. */
+/* Everything after parsing: trainer, then the run. */
 static int run(const toy_flags *f, const ddpm_sampler_opts *so) {
-    ddpm_rng root;
-    ddpm_rng_seed(&root, f->seed ^ RNG_SALT);
-    ddpm_rng data_rng = ddpm_rng_split(&root), plot_rng = ddpm_rng_split(&root);
-    uint64_t sample_seed = ddpm_rng_u64(&root);
-    ddpm_rng ref_rng = ddpm_rng_split(&root);
     ddpm_toy *tr = NULL;
     int rc = 0;
     if (f->resume) {
         if (ddpm_toy_resume(&tr, f->resume, f->iters)) rc = 1, ddpm_cli_error(CMD);
     } else {
-        rc = create_trainer(f, &data_rng, &tr);
+        rc = create_trainer(f, &tr);
     }
     if (rc) return rc;
-    if (ddpm_cli_make_dirs(f->out)) { /* only once the inputs are good */
-        fprintf(stderr, "ddpm %s: cannot create '%s': %s\n", CMD, f->out, strerror(errno));
-        ddpm_toy_free(tr);
-        return 1;
-    }
     const ddpm_toy_config *c = ddpm_toy_get_config(tr);
     if (f->sample_steps > ddpm_sampler_max_steps(so->kind, c->T)) {
         fprintf(stderr, "ddpm %s: --sample-steps %d exceeds %d, the most %s takes with T = %d\n", CMD,
@@ -409,20 +152,16 @@ static int run(const toy_flags *f, const ddpm_sampler_opts *so) {
     fprintf(stderr, "ddpm %s: %s, %d points, T = %d (%s), MLP hidden %d, batch %d, %s step %" PRId64 " of %" PRId64 "\n",
             CMD, ddpm_toy_data_label(tr), nd, c->T, ddpm_toy_schedule_name(c), c->hidden, c->batch,
             f->resume ? "resuming at" : "from", ddpm_toy_step_count(tr), c->iters);
-    rc = 0;
-    char path[4200];
-    float *samples = NULL;
-    ddpm_status st = DDPM_OK;
-    if ((rc = train(tr)) == 0 && ((st = ddpm_toy_save(tr, join(path, sizeof path, f->out, CKPT_NAME))) ||
-                                  (st = write_log(tr, f->out)) || (st = write_forward(tr, f->out, &plot_rng)) ||
-                                  (st = sample(tr, f, so, sample_seed, &samples)) ||
-                                  (st = report_distance(tr, samples, f->num, &ref_rng)) ||
-                                  (st = report_near(tr, samples, f->num))))
-        rc = 1, ddpm_cli_error(CMD);
-    if (rc == 0)
+    ddpm_toy_run_opts o = {.dir = f->out, .sampler = *so, .num = f->num, .seed = f->seed, .progress = stderr};
+    ddpm_toy_result r;
+    if (ddpm_toy_run(tr, &o, &r)) {
+        ddpm_cli_error(CMD);
+        rc = 1;
+    } else {
+        print_result(&r);
         fprintf(stderr, "ddpm %s: wrote %s/{%s,forward.png,reverse.png,samples.csv,samples.png,loss.png,log.csv}\n", CMD,
-                f->out, CKPT_NAME);
-    ddpm_free(samples);
+                f->out, DDPM_TOY_CKPT);
+    }
     ddpm_toy_free(tr);
     return rc;
 }

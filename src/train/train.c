@@ -184,6 +184,7 @@ ddpm_status ddpm_trainer_set_data(ddpm_trainer *tr, const ddpm_dataset *ds, cons
 }
 
 const char *ddpm_trainer_data_name(const ddpm_trainer *tr) { return tr->data_name; }
+const ddpm_dataset *ddpm_trainer_data(const ddpm_trainer *tr) { return tr->ds; }
 
 void ddpm_trainer_set_check_sync(ddpm_trainer *tr, int64_t every) { tr->check_sync = every; }
 

@@ -139,7 +139,13 @@ static void test_resume_is_exact(void **state) {
     snprintf(pb, sizeof pb, "%s/log.csv", B);
     char *log = cli_slurp(pb, &nb);
     assert_int_equal(cli_lines(log), 1 + 8);
+    assert_memory_equal(log, "iter,loss,lr,grad_norm,time_s\n1,", 32);
     free(log);
+    snprintf(pb, sizeof pb, "%s/run.txt", B);
+    char *info = cli_slurp(pb, &nb);
+    assert_non_null(strstr(info, "status=finished\niter=8\niters=8\n"));
+    assert_non_null(strstr(info, "command=ddpm train --resume --out "));
+    free(info);
     snprintf(pb, sizeof pb, "%s/samples.png", B);
     assert_true(cli_exists(pb));
     snprintf(pb, sizeof pb, "%s/loss.png", B);

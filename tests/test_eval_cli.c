@@ -207,8 +207,8 @@ static void test_train_eval_every(void **state) {
     assert_non_null(strstr(line, ",fid,precision,recall,confidence,class_entropy,label_accuracy"));
     while (fgets(line, sizeof line, fp)) {
         long long it;
-        double loss, lr, g, ips, el, fid;
-        if (sscanf(line, "%lld,%lf,%lf,%lf,%lf,%lf,%lf", &it, &loss, &lr, &g, &ips, &el, &fid) == 7) {
+        double loss, lr, g, t, fid;
+        if (sscanf(line, "%lld,%lf,%lf,%lf,%lf,%lf", &it, &loss, &lr, &g, &t, &fid) == 6) {
             assert_true(it % 2 == 0 && fid > 0);
             evals++;
         }

@@ -1,6 +1,7 @@
 /* args.c: see args.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "args.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <math.h>
@@ -287,4 +288,69 @@ int ddpm_cli_make_dirs(const char *path) {
         return -1;
     }
     return 0;
+}
+
+/* ---- the sampling flags of `sample` and `eval` ----------------------------------- */
+
+int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const char *sampler, int steps, const char *spacing,
+                       float eta, bool eta_seen, const char *var, bool var_seen) {
+    ddpm_draw_opts_default(o);
+    int kind = ddpm_sampler_parse(sampler), v = ddpm_var_parse(var), sp = spacing ? ddpm_spacing_parse(spacing) : 0;
+    const char *why = NULL, *arg = NULL;
+    if (kind < 0) why = "unknown sampler '%s' (expected ddpm, ddim or dpm++2m)", arg = sampler;
+    else if (v < 0) why = "unknown variance '%s' (expected small or large)", arg = var;
+    else if (sp < 0) why = "unknown spacing '%s' (expected uniform, quadratic or logsnr)", arg = spacing;
+    else if (kind != DDPM_SAMPLER_DDIM && eta_seen) why = "--eta applies to --sampler ddim only";
+    else if (kind != DDPM_SAMPLER_DDPM && var_seen) why = "--var applies to --sampler ddpm only";
+    else if (kind == DDPM_SAMPLER_DDPM && spacing) why = "--spacing applies to --sampler ddim and dpm++2m";
+    if (why) {
+        fprintf(stderr, "ddpm %s: ", cmd);
+        fprintf(stderr, why, arg);
+        fputc('\n', stderr);
+        return 2;
+    }
+    o->sampler = (ddpm_sampler_opts){(ddpm_sampler_kind)kind, steps, eta, (ddpm_var_kind)v, (ddpm_spacing)sp};
+    return -1;
+}
+
+void ddpm_cli_sampler_detail(char *buf, size_t cap, const ddpm_sampler_opts *o) {
+    if (o->kind == DDPM_SAMPLER_DDPM) snprintf(buf, cap, "var %s", ddpm_var_name(o->var));
+    else if (o->kind == DDPM_SAMPLER_DDIM) snprintf(buf, cap, "eta %g", (double)o->eta);
+    else snprintf(buf, cap, "deterministic");
+    ddpm_spacing sp = o->spacing ? o->spacing : ddpm_sampler_default_spacing(o->kind);
+    size_t n = strlen(buf);
+    if (o->kind != DDPM_SAMPLER_DDPM && n < cap) snprintf(buf + n, cap - n, ", %s spacing", ddpm_spacing_name(sp));
+}
+
+int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt, bool raw_weights, int max_batch) {
+    struct stat st;
+    if (!*ckpt) {
+        *ckpt = DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE;
+        if (stat(*ckpt, &st) != 0 && errno == ENOENT) {
+            fprintf(stderr, "ddpm %s: no checkpoint at '%s': run 'ddpm train' first, or name one with -c FILE\n", cmd,
+                    *ckpt);
+            return 1;
+        }
+    }
+    ddpm_pipeline_opts po = {.raw_weights = raw_weights, .max_batch = max_batch};
+    if (!ddpm_pipeline_open(p, *ckpt, &po)) return 0;
+    ddpm_cli_error(cmd);
+    return 1;
+}
+
+bool ddpm_ends_with_png(const char *path) {
+    size_t n = strlen(path);
+    return n >= 4 && (!strcmp(path + n - 4, ".png") || !strcmp(path + n - 4, ".PNG"));
+}
+
+void ddpm_cli_error_flag(const char *cmd, const char *flag) {
+    fprintf(stderr, "ddpm %s: %s: %s\n", cmd, flag, ddpm_last_error());
+}
+
+int ddpm_cli_check_draw(const char *cmd, const ddpm_pipeline *p, const ddpm_draw_opts *o, int *K) {
+    if (!ddpm_pipeline_check(p, o, K)) return -1;
+    const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
+    bool steps = o->sampler.steps > ddpm_sampler_max_steps(o->sampler.kind, in->T);
+    ddpm_cli_error_flag(cmd, steps ? "--sample-steps" : o->guided ? "--guidance" : "--label");
+    return 2;
 }

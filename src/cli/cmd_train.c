@@ -25,6 +25,7 @@
 #include "args.h"
 #include "cli.h"
 #include "folder.h"
+#include "diffusion/loop.h"
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
 #include "ddpm/image.h"

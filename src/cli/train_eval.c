@@ -47,14 +47,18 @@ int ddpm_train_eval_open(ddpm_train_eval *e, const char *dir, int every, int n, 
 
 ddpm_status ddpm_train_eval_run(ddpm_train_eval *e, ddpm_eval_metrics *m, ddpm_trainer *tr, ddpm_unet *inf,
                                 int batch) {
+    (void)inf;
     const ddpm_train_config *c = ddpm_trainer_config(tr);
-    memcpy(ddpm_unet_params(inf), ddpm_trainer_ema(tr), ddpm_unet_num_params(inf) * sizeof(float));
-    ddpm_sampler_opts o = {.kind = DDPM_SAMPLER_DDIM, .steps = c->T < 50 ? c->T : 50};
-    size_t D = (size_t)c->model.in_ch * c->model.res * c->model.res;
-    ddpm_objective_model om;
-    ddpm_status s = ddpm_objective_model_init(&om, ddpm_unet_eps, inf, c->objective, ddpm_trainer_schedule(tr), D);
-    if (!s) s = ddpm_eval_model(m, &e->ref, ddpm_objective_eps, &om, ddpm_trainer_schedule(tr), &o, c->model.num_classes,
-                                e->n, batch, EVAL_SEED, NULL, NULL);
+    ddpm_pipeline_model pm = {c->model, ddpm_trainer_ema(tr), c->schedule, c->T, c->objective};
+    ddpm_pipeline_opts po = {.max_batch = batch};
+    ddpm_draw_opts o;
+    ddpm_draw_opts_default(&o);
+    o.sampler = (ddpm_sampler_opts){.kind = DDPM_SAMPLER_DDIM, .steps = c->T < 50 ? c->T : 50};
+    o.seed = EVAL_SEED;
+    ddpm_pipeline *p;
+    ddpm_status s = ddpm_pipeline_create(&p, &pm, &po);
+    if (!s) s = ddpm_eval_pipeline(m, &e->ref, p, &o, e->n);
+    ddpm_pipeline_free(p);
     if (!s && e->nfid < e->cap) e->fid[e->nfid++] = (float)m->fid;
     return s;
 }

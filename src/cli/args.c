@@ -269,27 +269,6 @@ void ddpm_cli_fmt_duration(char *buf, size_t cap, double seconds) {
     else snprintf(buf, cap, "%lds", t);
 }
 
-int ddpm_cli_make_dirs(const char *path) {
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-    struct stat st;
-    if (stat(buf, &st) || !S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
-    }
-    return 0;
-}
-
 /* ---- the sampling flags of `sample` and `eval` ----------------------------------- */
 
 int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const char *sampler, int steps, const char *spacing,

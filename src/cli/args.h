@@ -89,8 +89,6 @@ bool ddpm_cli_tty(void);
  * exist" to stderr. */
 int ddpm_cli_check_writable(const char *cmd, const char *path);
 
-/* mkdir -p: 0, or -1 with errno set (ENOTDIR when path is not a directory). */
-int ddpm_cli_make_dirs(const char *path);
 
 /* Prints "ddpm CMD: <last library error>" to stderr. */
 void ddpm_cli_error(const char *cmd);

@@ -392,7 +392,7 @@ static int run(const toy_flags *f, const ddpm_sampler_opts *so) {
         rc = create_trainer(f, &data_rng, &tr);
     }
     if (rc) return rc;
-    if (ddpm_cli_make_dirs(f->out)) { /* only once the inputs are good */
+    if (ddpm_mkdirs(f->out)) { /* only once the inputs are good */
         fprintf(stderr, "ddpm %s: cannot create '%s': %s\n", CMD, f->out, strerror(errno));
         ddpm_toy_free(tr);
         return 1;

@@ -466,7 +466,7 @@ typedef struct {
 /* Rank 0's output side: the directory, its lock, the log. */
 static int open_outputs(run_state *r, progress *p) {
     const train_flags *f = p->f;
-    if (ddpm_cli_make_dirs(f->out)) {
+    if (ddpm_mkdirs(f->out)) {
         fprintf(stderr, "ddpm train: cannot create '%s': %s\n", f->out, strerror(errno));
         return 1;
     }

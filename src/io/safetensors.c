@@ -332,24 +332,12 @@ static ddpm_status nomem(const loader *L) {
     return ddpm_error(DDPM_ERR_NOMEM, "'%s': out of memory", L->path);
 }
 
-/* Grows *arr (of elements of `size` bytes) to hold at least n+1 elements. */
-static bool grow(void **arr, int *cap, int n, size_t size) {
-    if (n < *cap) return true;
-    if (*cap > INT_MAX / 2) return false;
-    int ncap = *cap ? *cap * 2 : 16;
-    void *p = realloc(*arr, (size_t)ncap * size);
-    if (!p) return false;
-    *arr = p;
-    *cap = ncap;
-    return true;
-}
-
 static ddpm_status parse_tensor(loader *L, jparser *j, const char *name) {
     ddpm_st_file *f = L->f;
     ddpm_shown nm_ = ddpm_show(name);
     const char *nm = nm_.s;
     if (!accept(j, '{')) return fmt_err(L, "entry of tensor '%s' is not an object", nm);
-    if (!grow((void **)&f->tensors, &L->cap_tensors, f->ntensors, sizeof *f->tensors)) return nomem(L);
+    if (!ddpm_grow((void **)&f->tensors, &L->cap_tensors, f->ntensors + 1, sizeof *f->tensors)) return nomem(L);
     if (L->cap_spans < L->cap_tensors) { /* spans grow in step with tensors */
         span *s = realloc(L->spans, (size_t)L->cap_tensors * sizeof *s);
         if (!s) return nomem(L);
@@ -435,7 +423,7 @@ static ddpm_status parse_metadata(loader *L, jparser *j) {
         accept(j, ':');
         if (!at(j, '"')) return fmt_err(L, "metadata value of '%s' is not a string", ddpm_show(key).s);
         const char *value = read_string(j);
-        if (!grow((void **)&f->meta, &L->cap_meta, f->nmeta, sizeof *f->meta)) return nomem(L);
+        if (!ddpm_grow((void **)&f->meta, &L->cap_meta, f->nmeta + 1, sizeof *f->meta)) return nomem(L);
         f->meta[f->nmeta].key = key;
         f->meta[f->nmeta].value = value;
         f->nmeta++;

@@ -8,7 +8,7 @@ PREFIX=$(mktemp -d "${TMPDIR:-/tmp}/ddpm-install.XXXXXX")
 trap 'rm -rf "$PREFIX"' EXIT
 cmake --install "$BUILD" --prefix "$PREFIX" >/dev/null
 export PKG_CONFIG_PATH=$(dirname "$(find "$PREFIX" -name ddpm.pc)")
-for f in bin/ddpm include/ddpm/train.h include/ddpm/diffusion.h; do
+for f in bin/ddpm include/ddpm/train.h include/ddpm/pipeline.h; do
   [ -e "$PREFIX/$f" ] || { echo "install_test: $f not installed" >&2; exit 1; }
 done
 [ -n "$(find "$PREFIX" -name libddpm.a)" ] || { echo "install_test: libddpm.a not installed" >&2; exit 1; }

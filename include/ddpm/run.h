@@ -55,9 +55,6 @@
 #define DDPM_RUN_GRID_SEED 1234 /* the grids' noise: the same every time, so grids differ by the model only */
 #define DDPM_RUN_EVAL_SEED 4321
 
-/* mkdir -p: creates path and its missing parents ("cannot create 'P': why"). */
-ddpm_status ddpm_make_dirs(const char *path);
-
 /* ---- the lock on a run directory ------------------------------------------------- */
 
 /* dir/.lock, held with flock: the kernel drops it when the process dies, so

@@ -1,6 +1,7 @@
 /* args.c: see args.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "args.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <math.h>
@@ -265,56 +266,13 @@ void ddpm_cli_command_line(char *buf, size_t cap, int argc, char **argv) {
     }
 }
 
-/* ---- where --data NAME lives, and class names (cmd_eval, cmd_noise, cmd_sample, cmd_info) ---- */
+/* ---- where --data NAME lives (cmd_eval, cmd_noise), class names (cmd_info) ---- */
 
 ddpm_status ddpm_cli_data_dir(char *out_dir, size_t cap, const char *data, const char *data_dir) {
     ddpm_data_opts o;
     ddpm_data_opts_default(&o);
     o.data = data, o.data_dir = data_dir, o.env_dir = getenv("DDPM_DATA_DIR");
     return ddpm_data_find(out_dir, cap, &o);
-}
-
-static bool all_digits(const char *s) {
-    if (!*s) return false;
-    for (; *s; s++)
-        if (*s < '0' || *s > '9') return false;
-    return true;
-}
-
-int ddpm_cli_label(const char *cmd, const char *arg, const ddpm_checkpoint *ck, int *label) {
-    *label = -1;
-    if (!arg) return 0;
-    if (all_digits(arg)) {
-        errno = 0;
-        long v = strtol(arg, NULL, 10);
-        if (errno || v > 100000) {
-            fprintf(stderr, "ddpm %s: --label %s out of range [0, 100000]\n", cmd, arg);
-            return 2;
-        }
-        *label = (int)v;
-        return 0;
-    }
-    const char *json = ddpm_checkpoint_meta(ck, DDPM_META_CLASSES);
-    if (!json) {
-        fprintf(stderr, "ddpm %s: --label '%s': the checkpoint '%s' has no class names (it was not "
-                        "trained on an image folder); give the class index\n", cmd, arg, ck->path);
-        return 2;
-    }
-    char **names;
-    int n;
-    if (ddpm_folder_classes_parse(json, &names, &n)) {
-        fprintf(stderr, "ddpm %s: '%s': %s\n", cmd, ck->path, ddpm_last_error());
-        return 1;
-    }
-    for (int i = 0; i < n && *label < 0; i++)
-        if (!strcmp(names[i], arg)) *label = i;
-    if (*label < 0) {
-        fprintf(stderr, "ddpm %s: --label '%s': no such class in '%s' (classes:", cmd, arg, ck->path);
-        for (int i = 0; i < n && i < 20; i++) fprintf(stderr, " %s", names[i]);
-        fprintf(stderr, "%s)\n", n > 20 ? " ..." : "");
-    }
-    ddpm_folder_classes_free(names, n);
-    return *label < 0 ? 2 : 0;
 }
 
 void ddpm_cli_print_classes(const ddpm_checkpoint *ck) {
@@ -326,4 +284,69 @@ void ddpm_cli_print_classes(const ddpm_checkpoint *ck) {
     for (int i = 0; i < n; i++) printf("  %5d  %s\n", i, names[i]);
     printf("\n");
     ddpm_folder_classes_free(names, n);
+}
+
+/* ---- the sampling flags of `sample` and `eval` ----------------------------------- */
+
+int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const char *sampler, int steps, const char *spacing,
+                       float eta, bool eta_seen, const char *var, bool var_seen) {
+    ddpm_draw_opts_default(o);
+    int kind = ddpm_sampler_parse(sampler), v = ddpm_var_parse(var), sp = spacing ? ddpm_spacing_parse(spacing) : 0;
+    const char *why = NULL, *arg = NULL;
+    if (kind < 0) why = "unknown sampler '%s' (expected ddpm, ddim or dpm++2m)", arg = sampler;
+    else if (v < 0) why = "unknown variance '%s' (expected small or large)", arg = var;
+    else if (sp < 0) why = "unknown spacing '%s' (expected uniform, quadratic or logsnr)", arg = spacing;
+    else if (kind != DDPM_SAMPLER_DDIM && eta_seen) why = "--eta applies to --sampler ddim only";
+    else if (kind != DDPM_SAMPLER_DDPM && var_seen) why = "--var applies to --sampler ddpm only";
+    else if (kind == DDPM_SAMPLER_DDPM && spacing) why = "--spacing applies to --sampler ddim and dpm++2m";
+    if (why) {
+        fprintf(stderr, "ddpm %s: ", cmd);
+        fprintf(stderr, why, arg);
+        fputc('\n', stderr);
+        return 2;
+    }
+    o->sampler = (ddpm_sampler_opts){(ddpm_sampler_kind)kind, steps, eta, (ddpm_var_kind)v, (ddpm_spacing)sp};
+    return -1;
+}
+
+void ddpm_cli_sampler_detail(char *buf, size_t cap, const ddpm_sampler_opts *o) {
+    if (o->kind == DDPM_SAMPLER_DDPM) snprintf(buf, cap, "var %s", ddpm_var_name(o->var));
+    else if (o->kind == DDPM_SAMPLER_DDIM) snprintf(buf, cap, "eta %g", (double)o->eta);
+    else snprintf(buf, cap, "deterministic");
+    ddpm_spacing sp = o->spacing ? o->spacing : ddpm_sampler_default_spacing(o->kind);
+    size_t n = strlen(buf);
+    if (o->kind != DDPM_SAMPLER_DDPM && n < cap) snprintf(buf + n, cap - n, ", %s spacing", ddpm_spacing_name(sp));
+}
+
+int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt, bool raw_weights, int max_batch) {
+    struct stat st;
+    if (!*ckpt) {
+        *ckpt = DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE;
+        if (stat(*ckpt, &st) != 0 && errno == ENOENT) {
+            fprintf(stderr, "ddpm %s: no checkpoint at '%s': run 'ddpm train' first, or name one with -c FILE\n", cmd,
+                    *ckpt);
+            return 1;
+        }
+    }
+    ddpm_pipeline_opts po = {.raw_weights = raw_weights, .max_batch = max_batch};
+    if (!ddpm_pipeline_open(p, *ckpt, &po)) return 0;
+    ddpm_cli_error(cmd);
+    return 1;
+}
+
+bool ddpm_ends_with_png(const char *path) {
+    size_t n = strlen(path);
+    return n >= 4 && (!strcmp(path + n - 4, ".png") || !strcmp(path + n - 4, ".PNG"));
+}
+
+void ddpm_cli_error_flag(const char *cmd, const char *flag) {
+    fprintf(stderr, "ddpm %s: %s: %s\n", cmd, flag, ddpm_last_error());
+}
+
+int ddpm_cli_check_draw(const char *cmd, const ddpm_pipeline *p, const ddpm_draw_opts *o, int *K) {
+    if (!ddpm_pipeline_check(p, o, K)) return -1;
+    const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
+    bool steps = o->sampler.steps > ddpm_sampler_max_steps(o->sampler.kind, in->T);
+    ddpm_cli_error_flag(cmd, steps ? "--sample-steps" : o->guided ? "--guidance" : "--label");
+    return 2;
 }

@@ -96,4 +96,24 @@ void ddpm_cli_command_line(char *buf, size_t cap, int argc, char **argv);
 /* Prints "ddpm CMD: <last library error>" to stderr. */
 void ddpm_cli_error(const char *cmd);
 
+/* ---- the sampling flags of `sample` and `eval` ------------------------------- */
+
+#include "ddpm/pipeline.h"
+/* o = ddpm_draw_opts_default with the sampler flags: names parsed, options
+ * that do not apply to the sampler refused. -1 to go on, else 2 after a
+ * usage error. spacing may be NULL. */
+int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const char *sampler, int steps, const char *spacing,
+                       float eta, bool eta_seen, const char *var, bool var_seen);
+/* "var small" / "eta 0" / "deterministic", then ", logsnr spacing" (ddim, dpm++2m). */
+void ddpm_cli_sampler_detail(char *buf, size_t cap, const ddpm_sampler_opts *o);
+/* Opens *ckpt (NULL: the default run's checkpoint, with a hint when it does
+ * not exist yet) for batches of max_batch images. 0, or 1 after the error. */
+int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt, bool raw_weights, int max_batch);
+bool ddpm_ends_with_png(const char *path);
+/* ddpm_pipeline_check, with the error printed under the flag it concerns
+ * (--sample-steps, --guidance or --label): -1 to go on, else 2. */
+int ddpm_cli_check_draw(const char *cmd, const ddpm_pipeline *p, const ddpm_draw_opts *o, int *K);
+/* Prints "ddpm CMD: FLAG: <last library error>" to stderr. */
+void ddpm_cli_error_flag(const char *cmd, const char *flag);
+
 #endif

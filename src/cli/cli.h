@@ -24,10 +24,6 @@ typedef struct {
  * to the dataset's directory (ddpm_data_find, with $DDPM_DATA_DIR). */
 ddpm_status ddpm_cli_data_dir(char *out_dir, size_t cap, const char *data, const char *data_dir);
 
-/* --label K|NAME -> *label: -1 when arg is NULL; digits are an index; any
- * other text is looked up in the checkpoint's class names. Returns 0, or 2
- * after printing a usage error (unknown name, no names in the checkpoint). */
-int ddpm_cli_label(const char *cmd, const char *arg, const ddpm_checkpoint *ck, int *label);
 /* When the checkpoint holds class names: "classes (folder name -> label):"
  * and one "  index  name" line each. */
 void ddpm_cli_print_classes(const ddpm_checkpoint *ck);

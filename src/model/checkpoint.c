@@ -26,16 +26,10 @@ static bool is_config_key(const char *k) {
 }
 
 static ddpm_status meta_int(const ddpm_st_file *f, const char *path, const char *key, int *out) {
-    const char *v = ddpm_st_meta_get(f, key);
-    if (!v) return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata lacks '%s'", path, key);
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < 0 || x > 1000000)
-        return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' is not a valid integer: '%s'", path, key,
-                          ddpm_show(v).s);
-    *out = (int)x;
-    return DDPM_OK;
+    int64_t v = 0;
+    ddpm_status s = ddpm_meta_i64(f, path, key, 0, 1000000, &v);
+    *out = (int)v;
+    return s;
 }
 
 static ddpm_status meta_list(const ddpm_st_file *f, const char *path, const char *key, int *out, int *n,
@@ -67,13 +61,7 @@ ddpm_status ddpm_config_from_meta(ddpm_unet_config *c, const ddpm_st_file *f, co
         (s = meta_int(f, path, DDPM_META_GROUPS, &c->groups)) ||
         (s = meta_int(f, path, DDPM_META_NUM_CLASSES, &c->num_classes)))
         return s;
-    const char *d = ddpm_st_meta_get(f, DDPM_META_DROPOUT);
-    if (!d) return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata lacks 'dropout'", path);
-    char *end;
-    double dv = strtod(d, &end);
-    if (end == d || *end || !isfinite(dv))
-        return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata 'dropout' is not a number: '%s'", path, ddpm_show(d).s);
-    c->dropout = (float)dv;
+    if ((s = ddpm_meta_float(f, path, DDPM_META_DROPOUT, -INFINITY, INFINITY, &c->dropout))) return s;
     if ((s = ddpm_unet_config_validate(c))) {
         char why[256]; /* the message is about to be overwritten */
         snprintf(why, sizeof why, "%s", ddpm_last_error());

@@ -461,3 +461,7 @@ const ddpm_block_info *ddpm_unet_blocks(const ddpm_unet *m, int *count) {
 double ddpm_unet_flops(const ddpm_unet *m) { return m->flops; }
 size_t ddpm_unet_arena_bytes(const ddpm_unet *m) { return m->arena.capacity; }
 ddpm_rng *ddpm_unet_rng(ddpm_unet *m) { return &m->rng; }
+
+ddpm_status ddpm_unet_eps(void *unet, float *eps_hat, const float *x, const int *t, const int *labels, int N) {
+    return ddpm_unet_forward(unet, eps_hat, x, t, labels, N);
+}

@@ -6,8 +6,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "core/util.h"
 #include "ddpm/image.h"
 #include "run/run_internal.h"
 
@@ -30,20 +30,10 @@ struct ddpm_run {
     char ckpt[1100];
 };
 
-ddpm_status ddpm_make_dirs(const char *path) {
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
-        return ddpm_error(DDPM_ERR_ARG, "cannot create '%s': path too long", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p && *p != '/') continue;
-        char c = *p;
-        *p = '\0';
-        struct stat st;
-        if (mkdir(buf, 0777) && errno != EEXIST) return ddpm_error(DDPM_ERR_IO, "cannot create '%s': %s", buf, strerror(errno));
-        if (stat(buf, &st) || !S_ISDIR(st.st_mode))
-            return ddpm_error(DDPM_ERR_IO, "cannot create '%s': %s", path, strerror(ENOTDIR));
-        if (!(*p = c)) return DDPM_OK;
-    }
+/* mkdir -p with the library's message. */
+ddpm_status run_mkdirs(const char *path) {
+    if (ddpm_mkdirs(path)) return ddpm_error(DDPM_ERR_IO, "cannot create '%s': %s", path, strerror(errno));
+    return DDPM_OK;
 }
 
 void ddpm_run_opts_default(ddpm_run_opts *o) {
@@ -137,7 +127,7 @@ ddpm_status ddpm_run_open(ddpm_run **out, ddpm_trainer *tr, const ddpm_run_opts 
     if (snprintf(r->ckpt, sizeof r->ckpt, "%s/%s", o->dir, DDPM_RUN_CKPT) >= (int)sizeof r->ckpt)
         s = ddpm_error(DDPM_ERR_ARG, "run directory path too long: '%s'", o->dir);
     if (!r->lead || s) goto done;
-    if ((s = ddpm_make_dirs(o->dir))) goto done;
+    if ((s = run_mkdirs(o->dir))) goto done;
     if (!o->lock || o->lock->fd < 0) {
         if ((s = ddpm_run_lock_take(&r->own_lock, o->dir))) goto done;
     }

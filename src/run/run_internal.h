@@ -8,6 +8,9 @@
 #include "ddpm/progress.h"
 #include "ddpm/run.h"
 
+/* mkdir -p (core/util.h's ddpm_mkdirs) with "cannot create 'P': why". */
+ddpm_status run_mkdirs(const char *path);
+
 /* ---- run_log.c: log.csv and run.txt ----------------------------------------- */
 
 typedef struct {

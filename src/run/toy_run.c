@@ -12,7 +12,7 @@
 #include "ddpm/energy.h"
 #include "ddpm/image.h"
 #include "ddpm/progress.h"
-#include "ddpm/run.h"
+#include "run/run_internal.h"
 
 #define PANELS 10
 #define PLOT_POINTS 2000     /* points per forward panel */
@@ -276,7 +276,7 @@ ddpm_status ddpm_toy_run(ddpm_toy *t, const ddpm_toy_run_opts *o, ddpm_toy_resul
     memset(r, 0, sizeof *r);
     toy_streams st = streams(o->seed);
     char path[4200];
-    ddpm_status s = ddpm_make_dirs(o->dir);
+    ddpm_status s = run_mkdirs(o->dir);
     if (!s) s = train(t, o->progress, r);
     if (!s) s = ddpm_toy_save(t, join(path, sizeof path, o->dir, DDPM_TOY_CKPT));
     if (!s) s = write_log(t, o->dir);

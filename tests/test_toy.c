@@ -23,6 +23,7 @@
 
 #include "cliutil.h"
 #include "ddpm/safetensors.h"
+#include "ddpm/run.h"
 #include "ddpm/toy.h"
 
 static char g_dir[256];
@@ -273,6 +274,51 @@ static void test_sampling(void **state) {
     ddpm_toy_free(t);
 }
 
+/* The toy's run (run.h): every output written, the measures in range, and
+ * the same seed giving the same samples; a CSV of points works the same way. */
+static void test_toy_run(void **state) {
+    (void)state;
+    ddpm_toy_config c;
+    ddpm_toy_config_default(&c);
+    c.hidden = 16, c.batch = 16, c.iters = 40;
+    ddpm_toy_run_opts o = {.dir = P("run/a"), .sampler = {DDPM_SAMPLER_DDIM, 10, 0.0f, DDPM_VAR_SMALL, DDPM_SPACING_DEFAULT},
+                           .num = 50, .seed = 3};
+    ddpm_toy_result r;
+    for (int k = 0; k < 2; k++) {
+        ddpm_toy *t;
+        assert_int_equal(ddpm_toy_run_create(&t, &c, "moons", 200, true, 3), DDPM_OK);
+        o.dir = P(k ? "run/b" : "run/a");
+        assert_int_equal(ddpm_toy_run(t, &o, &r), DDPM_OK);
+        ddpm_toy_free(t);
+        assert_int_equal(r.steps, 40);
+        assert_true(r.fresh && r.m == 50);
+        assert_true(r.energy > 0 && r.energy_floor > 0 && isfinite(r.energy));
+        assert_true(r.near_frac >= 0 && r.near_frac <= 1 && r.near_r > 0);
+    }
+    const char *files[] = {"toy.safetensors", "log.csv", "loss.png", "forward.png", "reverse.png", "samples.csv",
+                           "samples.png"};
+    for (int i = 0; i < 7; i++) {
+        char a[600], b[600];
+        snprintf(a, sizeof a, "%s/run/a/%s", g_dir, files[i]);
+        snprintf(b, sizeof b, "%s/run/b/%s", g_dir, files[i]);
+        if (!cli_exists(a)) fail_msg("no %s", a);
+        if (!cli_same_file(a, b)) fail_msg("%s differs between two runs of one seed", files[i]);
+    }
+    size_t n;
+    char *csv = cli_slurp(P("run/a/samples.csv"), &n);
+    assert_int_equal(cli_lines(csv), 1 + 50);
+    free(csv);
+    /* a user's points: distances against disjoint subsets of them */
+    cli_write_text(P("pts.csv"), "x,y\n0,0\n1,0\n0,1\n1,1\n2,2\n3,1\n");
+    ddpm_toy *t;
+    assert_int_equal(ddpm_toy_run_create(&t, &c, P("pts.csv"), 0, false, 3), DDPM_OK);
+    o.dir = P("run/csv");
+    assert_int_equal(ddpm_toy_run(t, &o, &r), DDPM_OK);
+    assert_true(!r.fresh && r.m == 3); /* half the 6 points */
+    ddpm_toy_free(t);
+    assert_int_equal(ddpm_toy_run_create(&t, &c, P("missing.csv"), 0, false, 3), DDPM_ERR_IO);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seed_schedule_trap),
@@ -282,6 +328,7 @@ int main(void) {
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_bad_checkpoints),
         cmocka_unit_test(test_sampling),
+        cmocka_unit_test(test_toy_run),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -23,11 +23,15 @@
  *                      checkpoint (an atomic rewrite), so every logged
  *                      iteration has exactly one row. time_s: wall seconds of
  *                      the run, continued across resumes (from run.txt).
- *   run.txt            key=value lines: command, cpu, threads, started (UTC,
- *                      ISO 8601), wall_s, img_per_s, status (running |
- *                      finished | stopped), iter, iters; rewritten atomically
- *                      at the start and with every checkpoint, so it
- *                      describes the checkpoint beside it.
+ *   run.txt            key=value lines: command, cpu (/proc/cpuinfo's model
+ *                      name), threads, started (UTC, ISO 8601, kept across
+ *                      resumes), wall_s (the run's wall time at the
+ *                      checkpoint, across resumes), img_per_s (training
+ *                      images per second of this session, grids, evaluations
+ *                      and saves left out), status (running | finished |
+ *                      stopped), iter (the checkpoint's), iters; rewritten
+ *                      atomically at the start and with every checkpoint, so
+ *                      it describes the checkpoint beside it.
  *   loss.png, fid.png  the loss (log scale) and, with evals, the FID curves
  *   samples.png        16 images of the EMA weights at the end (DDIM 50
  *                      steps, eta 0, seed 1234, through the pipeline;

@@ -76,7 +76,8 @@ static ddpm_status write_grid(ddpm_run *r, const char *path) {
 }
 
 /* The one place the run writes its checkpoint, with what describes it:
- * loss.png and run.txt (status: running, finished or stopped). */
+ * loss.png and run.txt (status: running, finished or stopped). Whatever
+ * else should follow every checkpoint (a report of the run) goes here. */
 static ddpm_status save_checkpoint(ddpm_run *r, const char *status) {
     double t = ddpm_now();
     ddpm_status s = ddpm_trainer_save(r->tr, r->ckpt);
@@ -135,7 +136,8 @@ ddpm_status ddpm_run_open(ddpm_run **out, ddpm_trainer *tr, const ddpm_run_opts 
     if (r->eval && (s = run_eval_open(&r->ev, o, c->iters))) goto done;
     ddpm_pipeline_model m = {.cfg = c->model, .params = ddpm_trainer_ema(tr), .schedule = c->schedule, .T = c->T,
                              .objective = c->objective};
-    if ((s = ddpm_pipeline_create(&r->pipe, &m, NULL))) goto done;
+    ddpm_pipeline_opts po = {.max_batch = 16}; /* bounds memory beside the trainer's; no effect on the images */
+    if ((s = ddpm_pipeline_create(&r->pipe, &m, &po))) goto done;
     run_info_init(&r->info, o->dir, o->command, o->threads, r->step0 > 0);
     r->wall0 = r->info.wall_s;
     r->info.iter = r->step0, r->info.iters = c->iters;

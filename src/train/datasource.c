@@ -56,9 +56,8 @@ ddpm_status ddpm_data_find(char *out_dir, size_t cap, const ddpm_data_opts *o) {
     }
     struct stat st;
     if (stat(data, &st) != 0 || !S_ISDIR(st.st_mode))
-        return ddpm_error(DDPM_ERR_ARG, "--data '%s': not a dataset name (mnist, fashion) nor a directory",
-                          ddpm_show(data).s);
-    if (strlen(data) >= cap) return ddpm_error(DDPM_ERR_ARG, "data directory path too long: '%s'", ddpm_show(data).s);
+        return ddpm_error(DDPM_ERR_ARG, "--data '%s': not a dataset name (mnist, fashion) nor a directory", data);
+    if (strlen(data) >= cap) return ddpm_error(DDPM_ERR_ARG, "data directory path too long: '%s'", data);
     memcpy(out_dir, data, strlen(data) + 1);
     return DDPM_OK;
 }

@@ -102,7 +102,7 @@ typedef struct {
 
 static void on_progress(void *ctx, int done, int total) {
     load_ui *u = ctx;
-    double t = ddpm_cli_now();
+    double t = ddpm_now();
     if (!u->tty || (done < total && t - u->last < 0.2)) return;
     u->last = t;
     fprintf(stderr, "\r\033[Kddpm %s: decoding images %d/%d%s", u->cmd, done, total, done == total ? "\n" : "");

@@ -27,10 +27,10 @@ int ddpm_train_eval_open(ddpm_train_eval *e, const char *dir, int every, int n, 
     e->fid = s ? NULL : calloc((size_t)e->cap, sizeof(float));
     if (!s && !e->fid) s = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
     if (!s && n > e->test.n * 10) s = ddpm_error(DDPM_ERR_ARG, "--eval-n %d is more than 10x the test split", n);
-    ddpm_cli_threads(1); /* the cached network does not depend on --threads */
+    ddpm_set_threads(1); /* the cached network does not depend on --threads */
     if (!s) s = ddpm_clf_obtain(e->net_path, sizeof e->net_path, &trained, &acc, cache && *cache ? cache : "data/eval",
                                 dir, &e->test, NULL, NULL);
-    ddpm_cli_threads(threads);
+    ddpm_set_threads(threads);
     if (!s && trained)
         fprintf(stderr, "ddpm train: trained the evaluation network '%s': test accuracy %.2f%%\n", e->net_path, 100 * acc);
     if (!s) s = ddpm_clf_load(&e->net, e->net_path, 256, NULL, NULL, 0);

@@ -113,6 +113,8 @@ typedef struct {
 ddpm_status ddpm_eval_bpd(ddpm_bpd_result *r, ddpm_pipeline *p, const ddpm_dataset *ds, int n, int batch,
                           uint64_t seed, ddpm_var_kind var, int (*on_t)(void *ud, int done, int total), void *ud);
 void ddpm_bpd_result_free(ddpm_bpd_result *r);
+/* The mean terms as CSV "t,term,bits_per_dim" (term: decoder, kl, prior), atomically. */
+ddpm_status ddpm_bpd_write_terms(const char *path, const ddpm_bpd_result *r);
 
 /* ---- the protocol: generated images against a test split ----------------------
  * A reference holds the evaluation network and the test split's features
@@ -152,6 +154,29 @@ ddpm_status ddpm_eval_images(ddpm_eval_metrics *m, const ddpm_eval_ref *r, const
  * beyond the file's count, DDPM_ERR_FORMAT for a file that does not fit. */
 ddpm_status ddpm_eval_load_images(uint8_t **u8, int **labels, int *n, const char *path, const char *labels_path,
                                   const ddpm_dataset *like);
+
+/* ---- a session: test split, evaluation network, reference statistics -------- */
+
+#define DDPM_EVAL_CACHE_DIR "data/eval" /* where networks are cached; $DDPM_EVAL_CACHE overrides */
+
+typedef struct {
+    ddpm_dataset test;
+    ddpm_classifier *net;
+    ddpm_eval_ref ref;
+    char net_path[1100], net_hash[17]; /* the network file and its SHA-256 prefix */
+    char net_acc[32];                  /* its recorded test accuracy, "" if none */
+    bool trained;                      /* this call trained it (first use) */
+    double trained_acc;
+} ddpm_eval_session;
+
+/* The protocol for the IDX dataset in dir: its test split, the network
+ * `net` (NULL: the dataset's cached network, trained on first use with one
+ * thread so the file does not depend on the machine, progress through
+ * on_train; threads is restored after) and the reference statistics. The
+ * network must take the split's images. */
+ddpm_status ddpm_eval_session_open(ddpm_eval_session *s, const char *dir, const char *net, int threads,
+                                   ddpm_clf_progress_fn on_train, void *ud);
+void ddpm_eval_session_close(ddpm_eval_session *s);
 
 /* Draws images 0..n-1 through the pipeline with o (a conditional model
  * with o->label = -1 gets labels cycling 0..K-1, and label_accuracy) and

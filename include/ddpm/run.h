@@ -89,8 +89,8 @@ typedef struct {
     int grid_scale;                /* grid tiles enlarged S times (1..DDPM_GRID_MAX_SCALE) */
     int log_every;                 /* a log.csv row and a progress line every N (0: ~50 per run, <= 100 apart) */
     int eval_every, eval_n;        /* the `ddpm eval` metrics on eval_n samples every N (0: never) */
-    const char *eval_data;         /* with eval_every: the IDX directory whose test split is the reference */
-    const char *eval_cache;        /* the evaluation network's cache directory (NULL: data/eval) */
+    const char *eval_data;         /* with eval_every: the IDX directory whose test split is the reference
+                                    * (its network cached as eval.h's sessions cache it) */
     FILE *progress;                /* progress lines and messages (NULL: silent) */
     volatile sig_atomic_t *stop;   /* set non-zero (a signal handler): stop after this iteration, save */
     const char *command;           /* for run.txt (NULL: "") */

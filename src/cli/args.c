@@ -248,13 +248,6 @@ int ddpm_cli_check_writable(const char *cmd, const char *path) {
 
 void ddpm_cli_error(const char *cmd) { fprintf(stderr, "ddpm %s: %s\n", cmd, ddpm_last_error()); }
 
-int ddpm_cli_threads(int n) {
-    if (n <= 0) n = omp_get_num_procs();
-    omp_set_num_threads(n);
-    ddpm_blas_set_threads(n);
-    return n;
-}
-
 bool ddpm_cli_tty(void) { return isatty(STDERR_FILENO); }
 
 void ddpm_cli_command_line(char *buf, size_t cap, int argc, char **argv) {
@@ -349,4 +342,19 @@ int ddpm_cli_check_draw(const char *cmd, const ddpm_pipeline *p, const ddpm_draw
     bool steps = o->sampler.steps > ddpm_sampler_max_steps(o->sampler.kind, in->T);
     ddpm_cli_error_flag(cmd, steps ? "--sample-steps" : o->guided ? "--guidance" : "--label");
     return 2;
+}
+
+void ddpm_cli_draw_view_start(ddpm_cli_draw_view *v, int n, int batch, int K) {
+    char what[64];
+    v->n = n, v->B = batch < n ? batch : n, v->nchunks = (n + v->B - 1) / v->B;
+    snprintf(what, sizeof what, "sampling %d images", n);
+    ddpm_progress_start(&v->p, stderr, what, (long)v->nchunks * K, "model calls");
+}
+
+void ddpm_cli_draw_on_step(void *ud, int first, int N, int step, int K, const float *x) {
+    (void)N, (void)x;
+    ddpm_cli_draw_view *v = ud;
+    if (step == 1 && v->nchunks > 1)
+        snprintf(v->p.what, sizeof v->p.what, "sampling %d images, batch %d/%d", v->n, first / v->B + 1, v->nchunks);
+    if (step > 0) ddpm_progress_tick(&v->p, (long)(first / v->B) * K + step);
 }

@@ -14,6 +14,8 @@
 
 #include "ddpm/progress.h"
 #include "ddpm/unet.h"
+#include "ddpm/progress.h" /* ddpm_now, ddpm_fmt_duration */
+#include "ddpm/tensor.h"   /* ddpm_set_threads */
 #include "core/util.h" /* DDPM_COUNT: option tables are counted by the compiler */
 
 typedef enum {
@@ -70,15 +72,6 @@ void ddpm_model_flags_apply(const ddpm_model_flags *f, ddpm_unet_config *cfg);
  * must hold the model options. */
 void ddpm_model_flags_preset(ddpm_model_flags *f, const ddpm_opt *opts, int nopts, bool size_known);
 
-/* Uses n threads for OpenMP loops and OpenBLAS (0 = all cores). They never
- * run at the same time (no GEMM inside a parallel region), so one count
- * serves both. Returns the count in use. */
-int ddpm_cli_threads(int n);
-
-/* The clock and durations of progress.h, under the names the commands use. */
-#define ddpm_cli_now ddpm_now
-#define ddpm_cli_fmt_duration ddpm_fmt_duration
-
 /* True when stderr is a terminal (progress lines redraw in place). */
 bool ddpm_cli_tty(void);
 
@@ -113,6 +106,14 @@ bool ddpm_ends_with_png(const char *path);
 /* ddpm_pipeline_check, with the error printed under the flag it concerns
  * (--sample-steps, --guidance or --label): -1 to go on, else 2. */
 int ddpm_cli_check_draw(const char *cmd, const ddpm_pipeline *p, const ddpm_draw_opts *o, int *K);
+/* The progress line of a pipeline draw of n images in batches of B with K
+ * steps, as a ddpm_step_fn (ud = the view). */
+typedef struct {
+    ddpm_progress p;
+    int n, B, nchunks;
+} ddpm_cli_draw_view;
+void ddpm_cli_draw_view_start(ddpm_cli_draw_view *v, int n, int batch, int K);
+void ddpm_cli_draw_on_step(void *ud, int first, int N, int step, int K, const float *x);
 /* Prints "ddpm CMD: FLAG: <last library error>" to stderr. */
 void ddpm_cli_error_flag(const char *cmd, const char *flag);
 

@@ -106,14 +106,14 @@ static ddpm_status measure(const char *what, bench_fn prep, bench_fn fn, void *c
     }
     ddpm_prof_reset();
     ddpm_prof_enable(profile);
-    double start = ddpm_cli_now(), total = 0, shown = start;
-    while (n < MIN_ITERS || ddpm_cli_now() - start < seconds) {
+    double start = ddpm_now(), total = 0, shown = start;
+    while (n < MIN_ITERS || ddpm_now() - start < seconds) {
         if (prep && (s = prep(ctx))) goto fail;
-        double t0 = ddpm_cli_now();
+        double t0 = ddpm_now();
         if ((s = fn(ctx))) goto fail;
-        double dt = ddpm_cli_now() - t0;
-        if (tty && ddpm_cli_now() - shown > 0.5) { /* slow parts: show they are alive */
-            shown = ddpm_cli_now();
+        double dt = ddpm_now() - t0;
+        if (tty && ddpm_now() - shown > 0.5) { /* slow parts: show they are alive */
+            shown = ddpm_now();
             fprintf(stderr, "\r\033[Kddpm bench: %s: %d iterations, %.1f s", what, n + 1, shown - start);
         }
         if (n == cap) {
@@ -371,7 +371,7 @@ static int run(const bench_flags *f, const ddpm_unet_config *mc) {
     r.do_train = !strcmp(f->only, "all") || !strcmp(f->only, "train");
     r.do_sample = !strcmp(f->only, "all") || !strcmp(f->only, "sample");
     r.do_sgemm = !strcmp(f->only, "all") || !strcmp(f->only, "sgemm");
-    int rc = 1, threads = ddpm_cli_threads(f->threads);
+    int rc = 1, threads = ddpm_set_threads(f->threads);
     double base_rss = peak_rss_mb();
     ddpm_train_config_default(&r.tc);
     r.tc.model = *mc;

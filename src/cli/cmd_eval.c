@@ -4,7 +4,6 @@
  * variational bound in bits/dim. The protocol is printed with the numbers:
  * the network file and the first 16 hex digits of its SHA-256, the
  * reference split and its size, N. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,13 +13,11 @@
 #include "ddpm/classifier.h"
 #include "ddpm/data.h"
 #include "ddpm/eval.h"
+#include "ddpm/kv.h"
 #include "ddpm/pipeline.h"
 #include "ddpm/progress.h"
 
 #define CMD "eval"
-#define EVAL_CACHE_DIR "data/eval" /* $DDPM_EVAL_CACHE overrides */
-#define CLF_BATCH 256
-#define MAX_KEYS 32
 
 typedef struct {
     const char *file, *ckpt, *data, *data_dir, *net, *sampler, *var, *labels, *terms, *spacing;
@@ -29,40 +26,6 @@ typedef struct {
     uint64_t seed;
     bool json, bpd, no_ema, n_seen, var_seen, eta_seen, guided;
 } eval_flags;
-
-/* What gets printed, in order: key=value lines, or one JSON object. */
-typedef struct {
-    char key[MAX_KEYS][32], val[MAX_KEYS][1100];
-    bool str[MAX_KEYS]; /* JSON: a string */
-    int n;
-} report;
-
-static void put(report *r, const char *key, bool is_str, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void put(report *r, const char *key, bool is_str, const char *fmt, ...) {
-    if (r->n >= MAX_KEYS) return;
-    va_list ap;
-    va_start(ap, fmt);
-    snprintf(r->key[r->n], sizeof r->key[0], "%s", key);
-    vsnprintf(r->val[r->n], sizeof r->val[0], fmt, ap);
-    va_end(ap);
-    r->str[r->n++] = is_str;
-}
-
-static void print_report(const report *r, bool json) {
-    for (int i = 0; i < r->n && !json; i++) printf("%s=%s\n", r->key[i], r->val[i]);
-    if (!json) return;
-    printf("{");
-    for (int i = 0; i < r->n; i++) {
-        printf("%s\"%s\": %s", i ? ", " : "", r->key[i], r->str[i] ? "\"" : "");
-        for (const unsigned char *p = (const unsigned char *)r->val[i]; *p; p++) {
-            if (*p == '"' || *p == '\\') printf("\\%c", *p);
-            else if (*p < 0x20) printf("\\u%04x", *p);
-            else putchar(*p);
-        }
-        printf("%s", r->str[i] ? "\"" : "");
-    }
-    printf("}\n");
-}
 
 static int fail(void) {
     ddpm_cli_error(CMD);
@@ -89,44 +52,7 @@ static int clf_on_step(void *ud, int step, int steps, double loss) {
     return 0;
 }
 
-/* Loads --net, or the cached network for the dataset (trained on one thread
- * on first use), and checks it takes the dataset's images. */
-static int get_net(ddpm_classifier **m, char *path, size_t cap, char *acc, const char *dir, const ddpm_dataset *test,
-                   const eval_flags *f) {
-    snprintf(path, cap, "%s", f->net ? f->net : "");
-    if (!f->net) {
-        const char *cache = getenv("DDPM_EVAL_CACHE");
-        bool trained;
-        double a;
-        clf_view cv = {.dir = dir, .path = path};
-        ddpm_cli_threads(1); /* the cached network does not depend on --threads */
-        ddpm_status s = ddpm_clf_obtain(path, cap, &trained, &a, cache && *cache ? cache : EVAL_CACHE_DIR, dir, test,
-                                        clf_on_step, &cv);
-        ddpm_cli_threads(f->threads);
-        if (s) return fail();
-        if (trained) fprintf(stderr, "ddpm %s: evaluation network: test accuracy %.2f%% (%d images)\n", CMD, 100 * a, test->n);
-    }
-    if (ddpm_clf_load(m, path, CLF_BATCH, "test_accuracy", acc, 32)) return fail();
-    const ddpm_clf_config *c = ddpm_clf_cfg(*m);
-    if (c->in_ch == test->c && c->res == test->h && c->res == test->w && c->num_classes >= test->num_classes) return 0;
-    fprintf(stderr, "ddpm %s: '%s' takes %d x %d x %d images of %d classes; the reference '%s' has %d x %d x %d images "
-                    "of %d classes\n", CMD, path, c->in_ch, c->res, c->res, c->num_classes, dir, test->c, test->h,
-            test->w, test->num_classes);
-    return 1;
-}
-
 /* ---- a checkpoint's samples, or its bound ------------------------------------------------- */
-
-typedef struct {
-    ddpm_progress p;
-    int B;
-} view;
-
-static void on_step(void *ud, int first, int N, int step, int K, const float *x) {
-    (void)N, (void)x;
-    view *v = ud;
-    if (step > 0) ddpm_progress_tick(&v->p, (long)(first / v->B) * K + step);
-}
 
 static int on_t(void *ud, int done, int total) {
     (void)total;
@@ -151,115 +77,105 @@ static int draw_opts(ddpm_draw_opts *o, int *K, const eval_flags *f, const ddpm_
     return ddpm_cli_check_draw(CMD, p, o, K);
 }
 
-static int eval_samples(ddpm_eval_metrics *m, report *r, const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *od,
+static int eval_samples(ddpm_eval_metrics *m, ddpm_kv *r, const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *od,
                         int K, const ddpm_eval_ref *ref) {
     ddpm_draw_opts o = *od;
-    view v = {.B = f->batch < f->n ? f->batch : f->n};
-    char what[64];
-    snprintf(what, sizeof what, "sampling %d images", f->n);
-    ddpm_progress_start(&v.p, stderr, what, (long)((f->n + v.B - 1) / v.B) * K, "model calls");
-    o.on_step = on_step, o.ud = &v;
+    ddpm_cli_draw_view v;
+    ddpm_cli_draw_view_start(&v, f->n, f->batch, K);
+    o.on_step = ddpm_cli_draw_on_step, o.ud = &v;
     if (ddpm_eval_pipeline(m, ref, p, &o, f->n)) return fail();
     ddpm_progress_done(&v.p);
-    put(r, "sampler", true, "%s", ddpm_sampler_name(o.sampler.kind));
-    put(r, "sample_steps", false, "%d", K);
-    if (o.sampler.kind == DDPM_SAMPLER_DDIM) put(r, "eta", false, "%g", (double)f->eta);
-    if (o.sampler.kind == DDPM_SAMPLER_DDPM) put(r, "variance", true, "%s", ddpm_var_name(o.sampler.var));
-    if (f->guided) put(r, "guidance", false, "%g", (double)f->guidance);
-    put(r, "seed", false, "%llu", (unsigned long long)f->seed);
+    ddpm_kv_put(r, "sampler", true, "%s", ddpm_sampler_name(o.sampler.kind));
+    ddpm_kv_put(r, "sample_steps", false, "%d", K);
+    if (o.sampler.kind == DDPM_SAMPLER_DDIM) ddpm_kv_put(r, "eta", false, "%g", (double)f->eta);
+    if (o.sampler.kind == DDPM_SAMPLER_DDPM) ddpm_kv_put(r, "variance", true, "%s", ddpm_var_name(o.sampler.var));
+    if (f->guided) ddpm_kv_put(r, "guidance", false, "%g", (double)f->guidance);
+    ddpm_kv_put(r, "seed", false, "%llu", (unsigned long long)f->seed);
     return 0;
-}
-
-static int eval_bpd(report *r, const eval_flags *f, ddpm_pipeline *p, const ddpm_dataset *test) {
-    ddpm_var_kind var = (ddpm_var_kind)ddpm_var_parse(f->var);
-    int T = ddpm_pipeline_info_get(p)->T, B = f->batch < f->n ? f->batch : f->n;
-    ddpm_progress prog;
-    char what[64];
-    snprintf(what, sizeof what, "bits/dim of %d test images", f->n);
-    ddpm_progress_start(&prog, stderr, what, (long)((f->n + B - 1) / B) * T, "model calls");
-    ddpm_bpd_result b;
-    ddpm_status st = ddpm_eval_bpd(&b, p, test, f->n, f->batch, f->seed, var, on_t, &prog);
-    if (st) return fail();
-    ddpm_progress_done(&prog);
-    put(r, "variance", true, "%s", ddpm_var_name(var));
-    put(r, "timesteps", false, "%d", T);
-    put(r, "bpd", false, "%.6f", b.bpd);
-    put(r, "bpd_stderr", false, "%.6f", b.bpd_stderr);
-    put(r, "bpd_prior", false, "%.6f", b.prior);
-    put(r, "bpd_decoder", false, "%.6f", b.decoder);
-    put(r, "bpd_kl", false, "%.6f", b.kl);
-    if (f->terms) {
-        ddpm_atomic_file a;
-        st = ddpm_atomic_open(&a, f->terms);
-        if (!st) fprintf(a.f, "t,term,bits_per_dim\n");
-        for (int t = 0; !st && t <= T; t++)
-            fprintf(a.f, "%d,%s,%.9g\n", t, t == T ? "prior" : t == 0 ? "decoder" : "kl", b.terms[t]);
-        if (!st) st = ferror(a.f) ? ddpm_atomic_fail(&a, "write error") : ddpm_atomic_commit(&a);
-        if (!st) put(r, "terms", true, "%s", f->terms);
-    }
-    ddpm_bpd_result_free(&b);
-    return st ? fail() : 0;
 }
 
 /* ---- the command ------------------------------------------------------------------------------- */
 
-static int run(const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *o, int K) {
-    char dir[1024], net_path[1100], acc[32] = "", hash[17];
-    const char *data = f->data ? f->data : p ? ddpm_pipeline_meta(p, DDPM_META_DATA) : NULL;
-    ddpm_dataset test = {0};
-    ddpm_classifier *net = NULL;
-    ddpm_eval_ref ref = {0};
+static void put_metrics(ddpm_kv *r, const ddpm_eval_metrics *m) {
+    ddpm_kv_put(r, "n", false, "%d", m->n);
+    ddpm_kv_put(r, "pr_reference", true, "first %d test images, k=%d", m->n_pr, DDPM_EVAL_K);
+    ddpm_kv_put(r, "fid", false, "%.4f", m->fid);
+    ddpm_kv_put(r, "precision", false, "%.4f", m->precision);
+    ddpm_kv_put(r, "recall", false, "%.4f", m->recall);
+    ddpm_kv_put(r, "confidence", false, "%.4f", m->confidence);
+    ddpm_kv_put(r, "class_entropy", false, "%.4f", m->class_entropy);
+    if (m->label_accuracy >= 0) ddpm_kv_put(r, "label_accuracy", false, "%.4f", m->label_accuracy);
+}
+
+static int run(const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *o, int K, const char *dir) {
+    ddpm_eval_session es;
     ddpm_eval_metrics m = {0};
     uint8_t *u8 = NULL;
     int *labels = NULL, n = f->n_seen ? f->n : 0, rc = 0;
-    report r = {0};
-    if (p && !data && !f->data_dir) {
-        fprintf(stderr, "ddpm %s: '%s': metadata lacks 'data' (the training set); name the reference with --data\n", CMD,
-                f->ckpt);
-        return 1;
-    }
-    if (ddpm_cli_data_dir(dir, sizeof dir, data ? data : "mnist", f->data_dir) || ddpm_dataset_load(&test, dir, false))
-        return fail();
-    if (f->bpd && f->n > test.n) {
-        fprintf(stderr, "ddpm %s: -n %d exceeds the %d test images of '%s'\n", CMD, f->n, test.n, dir);
-        rc = 2;
-    } else if (f->bpd) {
-        put(&r, "checkpoint", true, "%s", f->ckpt);
-        put(&r, "reference", true, "%s", dir);
-        put(&r, "split", true, "test");
-        put(&r, "n", false, "%d", f->n);
+    ddpm_kv r = {0};
+    clf_view cv = {.dir = dir, .path = es.net_path};
+    if (ddpm_eval_session_open(&es, dir, f->net, f->threads, clf_on_step, &cv)) return fail();
+    if (es.trained) fprintf(stderr, "ddpm %s: evaluation network: test accuracy %.2f%%\n", CMD, 100 * es.trained_acc);
+    ddpm_kv_put(&r, f->file ? "images" : "checkpoint", true, "%s", f->file ? f->file : f->ckpt);
+    ddpm_kv_put(&r, "net", true, "%s", es.net_path);
+    ddpm_kv_put(&r, "net_sha256", true, "%s", es.net_hash);
+    if (es.net_acc[0]) ddpm_kv_put(&r, "net_test_accuracy", false, "%s", es.net_acc);
+    ddpm_kv_put(&r, "reference", true, "%s", dir);
+    ddpm_kv_put(&r, "split", true, "test");
+    ddpm_kv_put(&r, "n_reference", false, "%d", es.test.n);
+    if (f->file) {
+        ddpm_status st = ddpm_eval_load_images(&u8, &labels, &n, f->file, f->labels, &es.test);
+        if (st || ddpm_eval_images(&m, &es.ref, u8, n, labels)) rc = fail() + (st == DDPM_ERR_ARG);
+    } else {
         put_model(p);
-        rc = eval_bpd(&r, f, p, &test);
-    } else if (!(rc = get_net(&net, net_path, sizeof net_path, acc, dir, &test, f))) {
-        if (ddpm_file_hash16(hash, net_path) || ddpm_eval_ref_init(&ref, net, &test)) rc = fail();
-        put(&r, f->file ? "images" : "checkpoint", true, "%s", f->file ? f->file : f->ckpt);
-        put(&r, "net", true, "%s", net_path);
-        put(&r, "net_sha256", true, "%s", hash);
-        if (acc[0]) put(&r, "net_test_accuracy", false, "%s", acc);
-        put(&r, "reference", true, "%s", dir);
-        put(&r, "split", true, "test");
-        put(&r, "n_reference", false, "%d", test.n);
-        ddpm_status st = rc || !f->file ? DDPM_OK : ddpm_eval_load_images(&u8, &labels, &n, f->file, f->labels, &test);
-        if (!rc && f->file) rc = st || ddpm_eval_images(&m, &ref, u8, n, labels) ? fail() + (st == DDPM_ERR_ARG) : 0;
-        else if (!rc) put_model(p), rc = eval_samples(&m, &r, f, p, o, K, &ref);
+        rc = eval_samples(&m, &r, f, p, o, K, &es.ref);
     }
-    if (!rc && !f->bpd) {
-        fprintf(stderr, "ddpm %s: %d images against the %d test images of '%s'\n", CMD, m.n, test.n, dir);
-        put(&r, "n", false, "%d", m.n);
-        put(&r, "pr_reference", true, "first %d test images, k=%d", m.n_pr, DDPM_EVAL_K);
-        put(&r, "fid", false, "%.4f", m.fid);
-        put(&r, "precision", false, "%.4f", m.precision);
-        put(&r, "recall", false, "%.4f", m.recall);
-        put(&r, "confidence", false, "%.4f", m.confidence);
-        put(&r, "class_entropy", false, "%.4f", m.class_entropy);
-        if (m.label_accuracy >= 0) put(&r, "label_accuracy", false, "%.4f", m.label_accuracy);
+    if (!rc) {
+        fprintf(stderr, "ddpm %s: %d images against the %d test images of '%s'\n", CMD, m.n, es.test.n, dir);
+        put_metrics(&r, &m);
+        ddpm_kv_print(&r, stdout, f->json);
     }
-    if (!rc) print_report(&r, f->json);
-    ddpm_eval_ref_free(&ref);
-    ddpm_dataset_free(&test);
-    ddpm_clf_free(net);
+    ddpm_eval_session_close(&es);
     free(u8);
     free(labels);
+    return rc;
+}
+
+/* --bpd on the first n images of the test split of dir. */
+static int run_bpd(const eval_flags *f, ddpm_pipeline *p, ddpm_var_kind var, const char *dir) {
+    ddpm_dataset test;
+    ddpm_kv r = {0};
+    ddpm_bpd_result b = {0};
+    if (ddpm_dataset_load(&test, dir, false)) return fail();
+    int T = ddpm_pipeline_info_get(p)->T, B = f->batch < f->n ? f->batch : f->n, rc = 0;
+    ddpm_progress prog;
+    char what[64];
+    snprintf(what, sizeof what, "bits/dim of %d test images", f->n);
+    if (f->n > test.n) {
+        fprintf(stderr, "ddpm %s: -n %d exceeds the %d test images of '%s'\n", CMD, f->n, test.n, dir);
+        rc = 2;
+    } else {
+        put_model(p);
+        ddpm_progress_start(&prog, stderr, what, (long)((f->n + B - 1) / B) * T, "model calls");
+        if (ddpm_eval_bpd(&b, p, &test, f->n, f->batch, f->seed, var, on_t, &prog) ||
+            (f->terms && ddpm_bpd_write_terms(f->terms, &b)))
+            rc = fail();
+    }
+    if (!rc) {
+        ddpm_progress_done(&prog);
+        const char *k[] = {"checkpoint", "reference", "split", "variance", "terms"};
+        const char *v[] = {f->ckpt, dir, "test", ddpm_var_name(var), f->terms};
+        for (int i = 0; i < 5; i++)
+            if (v[i]) ddpm_kv_put(&r, k[i], true, "%s", v[i]);
+        ddpm_kv_put(&r, "n", false, "%d", f->n);
+        ddpm_kv_put(&r, "timesteps", false, "%d", T);
+        const char *bk[] = {"bpd", "bpd_stderr", "bpd_prior", "bpd_decoder", "bpd_kl"};
+        double bv[] = {b.bpd, b.bpd_stderr, b.prior, b.decoder, b.kl};
+        for (int i = 0; i < 5; i++) ddpm_kv_put(&r, bk[i], false, "%.6f", bv[i]);
+        ddpm_kv_print(&r, stdout, f->json);
+    }
+    ddpm_bpd_result_free(&b);
+    ddpm_dataset_free(&test);
     return rc;
 }
 
@@ -284,7 +200,7 @@ static const char *EPILOG =
     "                 for an IDX input)\n"
     "The evaluation network (conv-ReLU-maxpool x2, linear 128, linear K) is trained on\n"
     "the reference's training split on first use (one thread, a few minutes) and cached\n"
-    "as " EVAL_CACHE_DIR "/<dataset>-<hash>.safetensors ($DDPM_EVAL_CACHE: another directory);\n"
+    "as " DDPM_EVAL_CACHE_DIR "/<dataset>-<hash>.safetensors ($DDPM_EVAL_CACHE: another directory);\n"
     "--net FILE uses another network.\n"
     "The reference defaults to the checkpoint's training data (its 'data' metadata), else mnist.\n"
     "-c samples through the same pipeline as 'ddpm sample', image i from its own stream\n"
@@ -351,24 +267,29 @@ static int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "ddpm %s: %s\n", CMD, why);
         return 2;
     }
-    ddpm_cli_threads(f.threads);
+    ddpm_set_threads(f.threads);
     ddpm_pipeline *p = NULL;
     ddpm_draw_opts o;
     int K = 0;
     ddpm_draw_opts_default(&o);
     if (!f.file) {
         if (ddpm_cli_open_pipeline(CMD, &p, &f.ckpt, f.no_ema, f.batch)) return 1;
-        if (!f.bpd && (rc = draw_opts(&o, &K, &f, p)) >= 0) {
+        if ((rc = draw_opts(&o, &K, &f, p)) >= 0) {
             ddpm_pipeline_free(p);
             return rc;
         }
-        if (f.bpd && ddpm_var_parse(f.var) < 0) {
-            fprintf(stderr, "ddpm %s: unknown variance '%s' (expected small or large)\n", CMD, f.var);
-            ddpm_pipeline_free(p);
-            return 2;
-        }
     }
-    rc = run(&f, p, &o, K);
+    const char *data = f.data ? f.data : p ? ddpm_pipeline_meta(p, DDPM_META_DATA) : NULL;
+    char dir[1024];
+    if (p && !data && !f.data_dir) {
+        fprintf(stderr, "ddpm %s: '%s': metadata lacks 'data' (the training set); name the reference with --data\n", CMD,
+                f.ckpt);
+        rc = 1;
+    } else if (ddpm_cli_data_dir(dir, sizeof dir, data ? data : "mnist", f.data_dir)) {
+        rc = fail();
+    } else {
+        rc = f.bpd ? run_bpd(&f, p, o.sampler.var, dir) : run(&f, p, &o, K, dir);
+    }
     ddpm_pipeline_free(p);
     return rc;
 }

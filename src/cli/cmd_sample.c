@@ -122,8 +122,8 @@ static int check_outputs(const sample_flags *f, const ddpm_pipeline_info *in, in
 
 /* Sampling progress and the trajectory: columns at evenly spaced steps. */
 typedef struct {
-    ddpm_progress prog;
-    int n, K, B, nchunks, cols, rows, cap[TRAJ_COLS];
+    ddpm_cli_draw_view dv;
+    int K, cols, rows, cap[TRAJ_COLS];
     size_t D;
     float *traj; /* [rows, cols, D] or NULL */
 } view;
@@ -133,9 +133,7 @@ static void on_step(void *ud, int first, int N, int step, int K, const float *x)
     for (int j = 0; v->traj && j < v->cols; j++)
         for (int i = 0; v->cap[j] == step && i < N && first + i < v->rows; i++)
             memcpy(v->traj + ((size_t)(first + i) * v->cols + j) * v->D, x + i * v->D, v->D * sizeof(float));
-    if (step == 1 && v->nchunks > 1)
-        snprintf(v->prog.what, sizeof v->prog.what, "sampling %d images, batch %d/%d", v->n, first / v->B + 1, v->nchunks);
-    if (step > 0) ddpm_progress_tick(&v->prog, (long)(first / v->B) * K + step);
+    ddpm_cli_draw_on_step(&v->dv, first, N, step, K, x);
 }
 
 static void print_header(const sample_flags *f, const ddpm_pipeline *p, const ddpm_draw_opts *o, int K, int threads) {
@@ -219,21 +217,18 @@ static int cmd_sample(int argc, char **argv) {
         ddpm_pipeline_free(p);
         return rc;
     }
-    int B = f.batch < f.n ? f.batch : f.n;
-    view v = {.n = f.n, .K = K, .B = B, .nchunks = (f.n + B - 1) / B, .D = in->D, .rows = f.n < TRAJ_ROWS ? f.n : TRAJ_ROWS};
+    view v = {.K = K, .D = in->D, .rows = f.n < TRAJ_ROWS ? f.n : TRAJ_ROWS};
     v.cols = f.traj ? (K + 1 < TRAJ_COLS ? K + 1 : TRAJ_COLS) : 0;
     for (int j = 0; j < v.cols; j++) v.cap[j] = v.cols > 1 ? (j * K + (v.cols - 1) / 2) / (v.cols - 1) : K;
     float *x = malloc((size_t)f.n * in->D * sizeof(float));
     v.traj = f.traj ? calloc((size_t)v.rows * v.cols * in->D, sizeof(float)) : NULL;
-    print_header(&f, p, &o, K, ddpm_cli_threads(f.threads));
-    char what[64];
-    snprintf(what, sizeof what, "sampling %d images", f.n);
-    ddpm_progress_start(&v.prog, stderr, what, (long)v.nchunks * K, "steps");
+    print_header(&f, p, &o, K, ddpm_set_threads(f.threads));
+    ddpm_cli_draw_view_start(&v.dv, f.n, f.batch, K);
     o.on_step = on_step, o.ud = &v;
     ddpm_status st = !x || (f.traj && !v.traj) ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d images", f.n)
                                                : ddpm_pipeline_draw(p, &o, 0, f.n, x);
-    if (!st) ddpm_progress_done(&v.prog);
-    else if (v.prog.tty) fputc('\n', stderr);
+    if (!st) ddpm_progress_done(&v.dv.p);
+    else if (v.dv.p.tty) fputc('\n', stderr);
     if (!st) st = write_outputs(&f, p, &o, x, &v, nrow);
     if (st) ddpm_cli_error(CMD);
     free(x);

@@ -208,7 +208,7 @@ static int cmd_toy(int argc, char **argv) {
     }
     ddpm_sampler_opts so = {(ddpm_sampler_kind)sampler, f.sample_steps, f.eta, DDPM_VAR_SMALL,
                             ddpm_opts_seen(opts, nopts, "--spacing") ? (ddpm_spacing)spacing : DDPM_SPACING_DEFAULT};
-    ddpm_cli_threads(f.threads);
+    ddpm_set_threads(f.threads);
     return run(&f, &so);
 }
 

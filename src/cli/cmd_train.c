@@ -70,7 +70,7 @@ static ddpm_status make_trainer(ddpm_trainer **tr, train_flags *f, ddpm_opt *opt
 static int setup(train_state *s, train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) {
     ddpm_data_opts *o = &f->d;
     const char *out = f->r.dir;
-    s->threads = ddpm_cli_threads(f->threads);
+    s->threads = ddpm_set_threads(f->threads);
     if (ddpm_dist_rank() == 0 && ddpm_run_lock_guard(&s->lock, out, f->resume, f->force)) return -1;
     o->env_dir = getenv("DDPM_DATA_DIR");
     o->alpha = !strcmp(f->alpha, "black") ? DDPM_ALPHA_BLACK : DDPM_ALPHA_WHITE;
@@ -98,9 +98,8 @@ static int setup(train_state *s, train_flags *f, ddpm_opt *opts, int nopts, ddpm
     s->nan_at = nan_env ? strtoll(nan_env, NULL, 10) : -1;
     if (nan_env) ddpm_trainer_set_batch_hook(s->tr, poison_hook, s);
     ddpm_run_opts *ro = &f->r;
-    ro->stop_after = f->stop_after, ro->eval_data = s->d.dir, ro->eval_cache = getenv("DDPM_EVAL_CACHE");
-    ro->progress = stderr, ro->stop = &g_stop, ro->command = s->cmdline, ro->threads = s->threads, ro->lock = &s->lock;
-    if (ro->eval_cache && !*ro->eval_cache) ro->eval_cache = NULL;
+    ro->stop_after = f->stop_after, ro->eval_data = s->d.dir, ro->progress = stderr, ro->stop = &g_stop;
+    ro->command = s->cmdline, ro->threads = s->threads, ro->lock = &s->lock;
     return ddpm_run_open(&s->run, s->tr, ro) ? -1 : 0;
 }
 
@@ -144,7 +143,7 @@ static int report(ddpm_status s, const ddpm_run_result *r, bool lead) {
         return 0;
     }
     char el[32];
-    ddpm_cli_fmt_duration(el, sizeof el, r->wall_s);
+    ddpm_fmt_duration(el, sizeof el, r->wall_s);
     printf("trained %" PRId64 " iterations in %s; final loss %.4f (smoothed)\n", r->iter - r->step0, el, r->loss_smooth);
     printf("wrote %s, %s/{log.csv,loss.png,run.txt}, %s\n", r->ckpt, r->dir, r->grid);
     return 0;

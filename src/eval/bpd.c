@@ -4,6 +4,7 @@
 #include "ddpm/data.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,4 +175,14 @@ ddpm_status ddpm_eval_bpd(ddpm_bpd_result *r, ddpm_pipeline *p, const ddpm_datas
     ddpm_free(rngs);
     ddpm_free(idx);
     return st;
+}
+
+ddpm_status ddpm_bpd_write_terms(const char *path, const ddpm_bpd_result *r) {
+    ddpm_atomic_file a;
+    ddpm_status st = ddpm_atomic_open(&a, path);
+    if (st) return st;
+    fprintf(a.f, "t,term,bits_per_dim\n");
+    for (int t = 0; t <= r->T; t++)
+        fprintf(a.f, "%d,%s,%.9g\n", t, t == r->T ? "prior" : t == 0 ? "decoder" : "kl", r->terms[t]);
+    return ferror(a.f) ? ddpm_atomic_fail(&a, "write error") : ddpm_atomic_commit(&a);
 }

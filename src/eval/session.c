@@ -2,6 +2,7 @@
  * eval.h): the metrics of a set of images, and of samples of a model. */
 #include "ddpm/eval.h"
 #include "ddpm/data.h"
+#include "ddpm/tensor.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -114,4 +115,46 @@ ddpm_status ddpm_eval_load_images(uint8_t **u8, int **labels, int *n, const char
     ddpm_idx_free(&im);
     ddpm_idx_free(&lb);
     return st;
+}
+
+#define SESSION_CLF_BATCH 256
+
+static ddpm_status session_net(ddpm_eval_session *s, const char *dir, const char *net, int threads,
+                               ddpm_clf_progress_fn on_train, void *ud) {
+    snprintf(s->net_path, sizeof s->net_path, "%s", net ? net : "");
+    if (!net) {
+        const char *env = getenv("DDPM_EVAL_CACHE");
+        ddpm_set_threads(1); /* conv weight gradients are summed per thread */
+        ddpm_status st = ddpm_clf_obtain(s->net_path, sizeof s->net_path, &s->trained, &s->trained_acc,
+                                         env && *env ? env : DDPM_EVAL_CACHE_DIR, dir, &s->test, on_train, ud);
+        ddpm_set_threads(threads);
+        if (st) return st;
+    }
+    ddpm_status st = ddpm_clf_load(&s->net, s->net_path, SESSION_CLF_BATCH, "test_accuracy", s->net_acc, sizeof s->net_acc);
+    if (!st) st = ddpm_file_hash16(s->net_hash, s->net_path);
+    if (st) return st;
+    const ddpm_clf_config *c = ddpm_clf_cfg(s->net);
+    const ddpm_dataset *t = &s->test;
+    if (c->in_ch != t->c || c->res != t->h || c->res != t->w || c->num_classes < t->num_classes)
+        return ddpm_error(DDPM_ERR_FORMAT, "'%s' takes %d x %d x %d images of %d classes; the reference '%s' has %d x %d x %d "
+                                           "images of %d classes", s->net_path, c->in_ch, c->res, c->res, c->num_classes,
+                          dir, t->c, t->h, t->w, t->num_classes);
+    return DDPM_OK;
+}
+
+ddpm_status ddpm_eval_session_open(ddpm_eval_session *s, const char *dir, const char *net, int threads,
+                                   ddpm_clf_progress_fn on_train, void *ud) {
+    memset(s, 0, sizeof *s);
+    ddpm_status st = ddpm_dataset_load(&s->test, dir, false);
+    if (!st) st = session_net(s, dir, net, threads, on_train, ud);
+    if (!st) st = ddpm_eval_ref_init(&s->ref, s->net, &s->test);
+    if (st) ddpm_eval_session_close(s);
+    return st;
+}
+
+void ddpm_eval_session_close(ddpm_eval_session *s) {
+    ddpm_eval_ref_free(&s->ref);
+    ddpm_clf_free(s->net);
+    ddpm_dataset_free(&s->test);
+    memset(s, 0, sizeof *s);
 }

@@ -128,7 +128,7 @@ static ddpm_status read_classes(ddpm_pipeline *p) {
         return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s': %s", p->path, DDPM_META_CLASSES, why);
     }
     p->info.num_class_names = n;
-    if (n != p->info.cfg.num_classes)
+    if (p->info.cfg.num_classes > 0 && n != p->info.cfg.num_classes)
         return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' names %d classes; the model has %d", p->path,
                           DDPM_META_CLASSES, n, p->info.cfg.num_classes);
     return DDPM_OK;

@@ -2,52 +2,37 @@
  * precision/recall, confidence, class entropy; label accuracy for
  * conditional models) on eval_n samples of the EMA weights, DDIM 50 steps
  * (eta 0, a fixed seed, so successive rows differ by the model only),
- * against the test split of the training data. */
+ * against the test split of the training data (an eval.h session). */
 #define _POSIX_C_SOURCE 200809L
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ddpm/image.h"
-#include "ddpm/tensor.h"
 #include "run/run_internal.h"
-
-static void set_threads(int n) {
-    omp_set_num_threads(n);
-    ddpm_blas_set_threads(n);
-}
 
 ddpm_status run_eval_open(run_eval *e, const ddpm_run_opts *o, int64_t iters) {
     memset(e, 0, sizeof *e);
     e->every = o->eval_every;
     e->n = o->eval_n;
     e->cap = (int)(iters / o->eval_every + 1);
-    bool trained;
-    double acc;
-    ddpm_status s = o->eval_data ? ddpm_dataset_load(&e->test, o->eval_data, false)
-                                 : ddpm_error(DDPM_ERR_ARG, "evaluation during training needs the data's directory");
-    e->fid = s ? NULL : calloc((size_t)e->cap, sizeof(float));
-    if (!s && !e->fid) s = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
-    if (!s && e->n > e->test.n * 10) s = ddpm_error(DDPM_ERR_ARG, "--eval-n %d is more than 10x the test split", e->n);
-    if (!s) {
-        int threads = omp_get_max_threads();
-        set_threads(1); /* the cached network must not depend on the thread count */
-        s = ddpm_clf_obtain(e->net_path, sizeof e->net_path, &trained, &acc, o->eval_cache ? o->eval_cache : "data/eval",
-                            o->eval_data, &e->test, NULL, NULL);
-        set_threads(threads);
-    }
-    if (!s && trained && o->progress)
-        fprintf(o->progress, "ddpm train: trained the evaluation network '%s': test accuracy %.2f%%\n", e->net_path,
-                100 * acc);
-    if (!s) s = ddpm_clf_load(&e->net, e->net_path, 256, NULL, NULL, 0);
-    if (!s) s = ddpm_eval_ref_init(&e->ref, e->net, &e->test);
+    if (!o->eval_data) return ddpm_error(DDPM_ERR_ARG, "evaluation during training needs the data's directory");
+    ddpm_status s = ddpm_eval_session_open(&e->session, o->eval_data, NULL, o->threads, NULL, NULL);
+    if (s) return s;
+    e->open = true;
+    if (!(e->fid = calloc((size_t)e->cap, sizeof(float)))) s = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
+    if (!s && e->n > e->session.test.n * 10)
+        s = ddpm_error(DDPM_ERR_ARG, "--eval-n %d is more than 10x the test split", e->n);
     if (s) {
         run_eval_close(e);
         return s;
     }
+    if (e->session.trained && o->progress)
+        fprintf(o->progress, "ddpm train: trained the evaluation network '%s': test accuracy %.2f%%\n",
+                e->session.net_path, 100 * e->session.trained_acc);
     if (o->progress)
         fprintf(o->progress, "ddpm train: every %d iterations: %d samples (EMA weights, ddim 50 steps) against the %d "
-                             "test images of '%s', network '%s'\n", e->every, e->n, e->test.n, o->eval_data, e->net_path);
+                             "test images of '%s', network '%s'\n", e->every, e->n, e->session.test.n, o->eval_data,
+                e->session.net_path);
     return DDPM_OK;
 }
 
@@ -57,7 +42,7 @@ ddpm_status run_eval_run(run_eval *e, ddpm_eval_metrics *m, ddpm_pipeline *p, in
     o.sampler = (ddpm_sampler_opts){.kind = DDPM_SAMPLER_DDIM, .steps = T < 50 ? T : 50, .eta = 0.0f,
                                     .var = DDPM_VAR_SMALL};
     o.seed = DDPM_RUN_EVAL_SEED;
-    ddpm_status s = ddpm_eval_pipeline(m, &e->ref, p, &o, e->n);
+    ddpm_status s = ddpm_eval_pipeline(m, &e->session.ref, p, &o, e->n);
     if (!s && e->nfid < e->cap) e->fid[e->nfid++] = (float)m->fid;
     return s;
 }
@@ -82,9 +67,7 @@ ddpm_status run_eval_plot(const run_eval *e, const char *dir) {
 }
 
 void run_eval_close(run_eval *e) {
-    ddpm_eval_ref_free(&e->ref);
-    ddpm_clf_free(e->net);
-    ddpm_dataset_free(&e->test);
+    if (e->open) ddpm_eval_session_close(&e->session);
     free(e->fid);
     memset(e, 0, sizeof *e);
 }

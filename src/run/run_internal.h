@@ -45,12 +45,10 @@ ddpm_status run_info_write(const run_info *ri);
 /* ---- run_eval.c: the `ddpm eval` metrics during training ---------------------------------- */
 
 typedef struct {
-    ddpm_dataset test;
-    ddpm_classifier *net;
-    ddpm_eval_ref ref;
+    ddpm_eval_session session;
+    bool open;
     int every, n, nfid, cap;
     float *fid; /* [cap] FID of each evaluation, for fid.png */
-    char net_path[1100];
 } run_eval;
 
 ddpm_status run_eval_open(run_eval *e, const ddpm_run_opts *o, int64_t iters);

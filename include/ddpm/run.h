@@ -50,7 +50,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "ddpm/eval.h"
 #include "ddpm/sampler.h"
 #include "ddpm/toy.h"
 #include "ddpm/train.h"

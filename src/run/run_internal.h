@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 
+#include "ddpm/eval.h"
 #include "ddpm/pipeline.h"
 #include "ddpm/progress.h"
 #include "ddpm/run.h"

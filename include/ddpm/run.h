@@ -93,7 +93,8 @@ typedef struct {
     FILE *progress;                /* progress lines and messages (NULL: silent) */
     volatile sig_atomic_t *stop;   /* set non-zero (a signal handler): stop after this iteration, save */
     const char *command;           /* for run.txt (NULL: "") */
-    int threads;                   /* for run.txt */
+    int threads;                   /* the thread count in use (ddpm_set_threads): for run.txt, and set again
+                                    * after the evaluation network's first-use training (one thread) */
     ddpm_run_lock *lock;           /* a lock on dir the caller holds, or NULL: the run takes one */
 } ddpm_run_opts;
 

@@ -6,7 +6,6 @@
 
 #include "args.h"
 #include "cli.h"
-#include "folder.h"
 #include "ddpm/checkpoint.h"
 #include "ddpm/unet.h"
 

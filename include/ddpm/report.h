@@ -7,8 +7,9 @@
  * run.txt (optional `key=value` lines: command, cpu, threads, precision,
  * started, wall_s, img_per_s, status, ...) and PNG grids (samples.png,
  * samples_NNNNNN.png, classes.png; a toy run's forward.png, reverse.png).
- * A directory holding none of ckpt.safetensors, log.csv and run.txt is not a
- * run (an error). Anything else missing or damaged (no checkpoint yet, a cut
+ * A toy run's checkpoint is toy.safetensors. A directory holding none of
+ * ckpt.safetensors, toy.safetensors, log.csv and run.txt is not a run (an
+ * error). Anything else missing or damaged (no checkpoint yet, a cut
  * last line, a non-numeric cell, a file that is not a PNG) is reported on
  * the page as a note and the rest is shown.
  *

@@ -41,6 +41,7 @@ typedef struct {
 
 typedef struct {
     const char *dir;
+    const char *ckpt;        /* "ckpt.safetensors", or a toy run's "toy.safetensors" */
     bool toy;                /* a `ddpm toy` run (log.csv's first column is "step", or forward.png) */
     bool has_ckpt, has_log, has_info;
     ddpm_kv *meta; int nmeta; /* checkpoint metadata, in file order */
@@ -52,7 +53,7 @@ typedef struct {
 } ddpm_run;
 
 /* Reads everything there is; DDPM_ERR_ARG when dir is not a run (none of
- * ckpt.safetensors, log.csv, run.txt), DDPM_ERR_NOMEM. */
+ * ckpt.safetensors, toy.safetensors, log.csv, run.txt), DDPM_ERR_NOMEM. */
 ddpm_status ddpm_run_load(ddpm_run *r, const char *dir);
 void ddpm_run_free(ddpm_run *r);
 /* printf-style note shown on the page (dropped past DDPM_RUN_MAX_NOTES). */

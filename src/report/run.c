@@ -67,10 +67,10 @@ static bool exists(const char *dir, const char *name) {
 
 static ddpm_status load_meta(ddpm_run *r) {
     char path[4200];
-    snprintf(path, sizeof path, "%s/ckpt.safetensors", r->dir);
+    snprintf(path, sizeof path, "%s/%s", r->dir, r->ckpt);
     ddpm_st_file f;
     if (ddpm_st_load(&f, path)) {
-        ddpm_run_note(r, "ckpt.safetensors: damaged, no recipe from it: %s", ddpm_last_error());
+        ddpm_run_note(r, "%s: damaged, no recipe from it: %s", r->ckpt, ddpm_last_error());
         return DDPM_OK;
     }
     r->meta = calloc((size_t)f.nmeta + 1, sizeof *r->meta);
@@ -312,11 +312,12 @@ ddpm_status ddpm_run_load(ddpm_run *r, const char *dir) {
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return ddpm_error(DDPM_ERR_ARG, "'%s' is not a run directory: %s", dir,
                           stat(dir, &st) != 0 ? strerror(errno) : "not a directory");
-    r->has_ckpt = exists(dir, "ckpt.safetensors");
+    r->ckpt = exists(dir, "ckpt.safetensors") || !exists(dir, "toy.safetensors") ? "ckpt.safetensors" : "toy.safetensors";
+    r->has_ckpt = exists(dir, r->ckpt);
     r->has_log = exists(dir, "log.csv");
     r->has_info = exists(dir, "run.txt");
     if (!r->has_ckpt && !r->has_log && !r->has_info)
-        return ddpm_error(DDPM_ERR_ARG, "'%s' is not a run directory (none of ckpt.safetensors, log.csv, run.txt)", dir);
+        return ddpm_error(DDPM_ERR_ARG, "'%s' is not a run directory (none of ckpt.safetensors, toy.safetensors, log.csv, run.txt)", dir);
     ddpm_status s = DDPM_OK;
     if (r->has_ckpt) s = load_meta(r);
     if (!s && r->has_info) s = load_info(r);
@@ -326,7 +327,7 @@ ddpm_status ddpm_run_load(ddpm_run *r, const char *dir) {
         ddpm_run_free(r);
         return s;
     }
-    r->toy = exists(dir, "forward.png") || (r->ncols && !strcmp(r->cols[0], "step"));
+    r->toy = exists(dir, "forward.png") || !strcmp(r->ckpt, "toy.safetensors") || (r->ncols && !strcmp(r->cols[0], "step"));
     if (!r->has_ckpt && !r->toy) ddpm_run_note(r, "ckpt.safetensors: not written yet (the recipe shows run.txt only)");
     if (!r->has_log) ddpm_run_note(r, "log.csv: missing");
     return DDPM_OK;

@@ -200,9 +200,12 @@ static void parse_row(ddpm_run *r, char *line, int lineno, bool cut, log_damage 
     }
     double *row = r->val + (size_t)r->nrows * r->ncols;
     for (int i = 0; i < n; i++) {
-        row[i] = NAN;
-        if (*f[i] && !number(f[i], &row[i]) && d->bad_cells++ == 0) d->first_bad_cell = lineno;
-        if (!isfinite(row[i])) row[i] = NAN;
+        double v = NAN;
+        if (*f[i] && !number(f[i], &v)) {
+            v = NAN;
+            if (d->bad_cells++ == 0) d->first_bad_cell = lineno;
+        }
+        row[i] = isfinite(v) ? v : NAN; /* a logged nan or inf is a gap in the curve */
     }
     r->nrows++;
 }

@@ -192,6 +192,12 @@ static ddpm_status write_plots(FILE *f, ddpm_run *const *runs, int nruns) {
     fputs("<h2>Training curves</h2><div class=\"plots\">\n", f);
     ddpm_status st = DDPM_OK;
     for (int i = 0; i < n && !st; i++) {
+        bool data = false; /* label_accuracy of an unconditional model: an empty column */
+        for (int k = 0; k < nruns; k++) {
+            int c = ddpm_run_col(runs[k], cols[i]);
+            data |= c >= 0 && finite_count(runs[k], c) > 0;
+        }
+        if (!data) continue;
         st = plot_column(f, runs, nruns, cols[i], false);
         if (!st && any_time && col_metric(cols[i])) st = plot_column(f, runs, nruns, cols[i], true);
     }
@@ -292,7 +298,7 @@ static void write_figures(FILE *f, const ddpm_run *r) {
     static const char *const metrics[] = {"fid", "precision", "recall", "label_accuracy"};
     for (int i = 0; i < 4; i++) {
         int c = ddpm_run_col(r, metrics[i]);
-        if (c < 0) continue;
+        if (c < 0 || !finite_count(r, c)) continue;
         fmt_num(b, sizeof b, ddpm_run_last(r, c), "%.4g");
         figure(f, b, metrics[i]);
     }

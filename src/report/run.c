@@ -194,7 +194,9 @@ static void parse_row(ddpm_run *r, char *line, int lineno, bool cut, log_damage 
     char *f[DDPM_REPORT_MAX_COLS + 1];
     int n = split(line, f, DDPM_REPORT_MAX_COLS);
     if (n != r->ncols) {
-        if (cut) ddpm_run_note(r, "log.csv: the last line is cut (%d of %d fields), left out", n, r->ncols);
+        const char *status = ddpm_run_info(r, "status");
+        bool live = status && !strcmp(status, "running"); /* the writer is mid-line: not damage */
+        if (cut && !live) ddpm_run_note(r, "log.csv: the last line is cut (%d of %d fields), left out", n, r->ncols);
         else if (d->bad_rows++ == 0) d->first_bad_row = lineno;
         return;
     }

@@ -210,6 +210,10 @@ static void test_running_reloads(void **state) {
     assert_non_null(strstr(html, "ckpt.safetensors: not written yet"));
     assert_non_null(strstr(html, "samples.png: missing (written when training ends)"));
     free(html);
+    /* the training loop's call: RUN_DIR/report.html */
+    assert_int_equal(ddpm_report_write_run(dir), DDPM_OK);
+    path_of(out, sizeof out, dir, "report.html");
+    assert_true(cli_exists(out));
 }
 
 static void test_damaged_log(void **state) {

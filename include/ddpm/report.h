@@ -55,4 +55,8 @@ void ddpm_report_opts_default(ddpm_report_opts *o);
 ddpm_status ddpm_report_write(const char *const *run_dirs, int nruns, const char *out_path,
                               const ddpm_report_opts *o);
 
+/* RUN_DIR/report.html with the default options: what a training loop calls
+ * after each checkpoint (flush log.csv first, so its last row is whole). */
+ddpm_status ddpm_report_write_run(const char *run_dir);
+
 #endif

@@ -136,6 +136,14 @@ static bool wants_log(ddpm_run *const *runs, int nruns, const char *col) {
     return hi > 10 * lo;
 }
 
+static const char *base_name(const char *dir) {
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    const char *s = dir + n;
+    while (s > dir && s[-1] != '/') s--;
+    return s;
+}
+
 /* One plot of column `col` of every run that has it, against the run's
  * iteration column or (vs_time) its wall-clock column. The loss is drawn
  * raw (faint) and smoothed. */
@@ -151,7 +159,7 @@ static ddpm_status plot_column(FILE *f, ddpm_run *const *runs, int nruns, const 
         if (c < 0 || xc < 0 || !r->nrows) continue;
         const char *color = single ? "#1f4e89" : COLORS[k % NCOLORS];
         ddpm_svg_series base = {r->val + xc, r->val + c, r->nrows, r->ncols, r->ncols, color, 1.8, 1.0,
-                                finite_count(r, c) <= 30, NULL};
+                                finite_count(r, c) <= 30, single ? NULL : base_name(r->dir)};
         if (loss && r->nrows > 1) {
             if (!(smooth[k] = malloc((size_t)r->nrows * sizeof(double)))) {
                 st = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
@@ -167,7 +175,7 @@ static ddpm_status plot_column(FILE *f, ddpm_run *const *runs, int nruns, const 
             base.y = smooth[k];
             base.ystride = 1;
             base.markers = false;
-            base.label = single ? "smoothed (EMA)" : NULL;
+            base.label = single ? "smoothed (EMA)" : base.label;
         }
         s[ns++] = base;
     }
@@ -378,13 +386,6 @@ static void write_toy_images(FILE *f, ddpm_run *r) {
 
 /* ---- pages ----------------------------------------------------------------------------- */
 
-static const char *base_name(const char *dir) {
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/') n--;
-    const char *s = dir + n;
-    while (s > dir && s[-1] != '/') s--;
-    return s;
-}
 
 static bool running(const ddpm_run *r) {
     const char *s = ddpm_run_info(r, "status");
@@ -614,4 +615,11 @@ ddpm_status ddpm_report_write(const char *const *run_dirs, int nruns, const char
     free(body);
     for (int k = 0; k < loaded; k++) ddpm_run_free(&runs[k]);
     return st;
+}
+
+ddpm_status ddpm_report_write_run(const char *run_dir) {
+    char out[4200];
+    if (!run_dir || snprintf(out, sizeof out, "%s/report.html", run_dir) >= (int)sizeof out)
+        return ddpm_error(DDPM_ERR_ARG, "report: run directory name missing or too long");
+    return ddpm_report_write(&run_dir, 1, out, NULL);
 }

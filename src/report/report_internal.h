@@ -89,7 +89,7 @@ typedef struct {
     const char *label;   /* for the legend, or NULL */
 } ddpm_svg_series;
 
-/* A line plot as inline <svg> (viewBox 520 x 280, scales with the page):
+/* A line plot as inline <svg> (viewBox 520 x 290, scales with the page):
  * title, axes with round ticks, grid, the series, a legend of the labelled
  * series. log_y plots log10 (non-positive values skipped). Series with no
  * finite point are skipped; none at all writes a "no data" panel. */

@@ -1,12 +1,13 @@
 /* svg.c: line plots as inline SVG for the run report: vector graphics stay
  * crisp at any zoom and cost a few kilobytes. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "report/report_internal.h"
 
-enum { W = 520, H = 280, ML = 60, MR = 14, MT = 30, MB = 40, MAX_POINTS = 1200 };
+enum { W = 520, H = 290, ML = 60, MR = 14, MT = 42, MB = 40, MAX_POINTS = 1200 }; /* legend on a line below the title */
 
 typedef struct {
     double lo, hi;
@@ -106,15 +107,22 @@ static void series_path(FILE *f, const ddpm_svg_series *s, range xr, range yr, b
     }
 }
 
+/* Labels right-aligned along the top, the last series rightmost, each cut
+ * to 24 bytes; those that would not fit are left out (the page's run
+ * table names every colour). */
 static void legend(FILE *f, const ddpm_svg_series *s, int ns) {
     double x = W - MR - 8;
-    for (int k = ns - 1; k >= 0; k--) { /* right-aligned, last series rightmost */
+    for (int k = ns - 1; k >= 0; k--) {
         if (!s[k].label) continue;
-        fprintf(f, "<text class=\"lg\" x=\"%.1f\" y=\"%d\" text-anchor=\"end\">", x, MT - 9);
-        ddpm_html_text(f, s[k].label);
+        char text[32];
+        snprintf(text, sizeof text, "%.24s", s[k].label);
+        double w = 6.4 * (double)strlen(text); /* ~ the width of 11 px text */
+        if (x - w - 14 < ML) break;
+        fprintf(f, "<text class=\"lg\" x=\"%.1f\" y=\"%d\" text-anchor=\"end\">", x, MT - 8);
+        ddpm_html_text(f, text);
         fputs("</text>", f);
-        x -= 6.4 * (double)strlen(s[k].label) + 6; /* ~ the width of 11 px text */
-        fprintf(f, "<rect x=\"%.1f\" y=\"%d\" width=\"14\" height=\"3\" fill=\"%s\"/>", x - 14, MT - 13, s[k].color);
+        x -= w + 6;
+        fprintf(f, "<rect x=\"%.1f\" y=\"%d\" width=\"14\" height=\"3\" fill=\"%s\"/>", x - 14, MT - 12, s[k].color);
         x -= 24;
     }
 }

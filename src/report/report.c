@@ -144,70 +144,119 @@ static const char *base_name(const char *dir) {
     return s;
 }
 
-/* One plot of column `col` of every run that has it, against the run's
- * iteration column or (vs_time) its wall-clock column. The loss is drawn
- * raw (faint) and smoothed. */
-static ddpm_status plot_column(FILE *f, ddpm_run *const *runs, int nruns, const char *col, bool vs_time) {
-    ddpm_svg_series s[2 * DDPM_REPORT_MAX_RUNS];
-    double *smooth[DDPM_REPORT_MAX_RUNS] = {0};
-    bool loss = !strcmp(col, "loss"), single = nruns == 1;
-    int ns = 0;
-    ddpm_status st = DDPM_OK;
+static bool has_data(ddpm_run *const *runs, int nruns, const char *col) {
     for (int k = 0; k < nruns; k++) {
-        const ddpm_run *r = runs[k];
-        int c = ddpm_run_col(r, col), xc = vs_time ? ddpm_run_tcol(r) : ddpm_run_xcol(r);
-        if (c < 0 || xc < 0 || !r->nrows) continue;
-        const char *color = single ? "#1f4e89" : COLORS[k % NCOLORS];
-        ddpm_svg_series base = {r->val + xc, r->val + c, r->nrows, r->ncols, r->ncols, color, 1.8, 1.0,
-                                finite_count(r, c) <= 30, single ? NULL : base_name(r->dir)};
-        if (loss && r->nrows > 1) {
-            if (!(smooth[k] = malloc((size_t)r->nrows * sizeof(double)))) {
-                st = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
-                break;
-            }
-            ddpm_smooth_ema(smooth[k], r->val + c, r->nrows, r->ncols);
-            s[ns] = base;
-            s[ns].color = single ? "#8fb3de" : color;
-            s[ns].width = 1;
-            s[ns].opacity = single ? 0.8 : 0.2;
-            s[ns].markers = false;
-            s[ns++].label = single ? "raw" : NULL;
-            base.y = smooth[k];
-            base.ystride = 1;
-            base.markers = false;
-            base.label = single ? "smoothed (EMA)" : base.label;
-        }
-        s[ns++] = base;
+        int c = ddpm_run_col(runs[k], col);
+        if (c >= 0 && finite_count(runs[k], c) > 0) return true;
     }
-    if (!st) {
-        char title[160];
-        snprintf(title, sizeof title, "%s%s", col_title(col), vs_time ? " vs wall time" : "");
+    return false; /* label_accuracy of an unconditional model: an empty column */
+}
+
+/* The x range of a plot: every finite x of the runs' iteration (or wall
+ * time) column, so sparse evaluations sit where they happened in the run. */
+static void x_limits(ddpm_run *const *runs, int nruns, bool vs_time, double lim[2]) {
+    lim[0] = INFINITY;
+    lim[1] = -INFINITY;
+    for (int k = 0; k < nruns; k++) {
+        int xc = vs_time ? ddpm_run_tcol(runs[k]) : ddpm_run_xcol(runs[k]);
+        for (int i = 0; xc >= 0 && i < runs[k]->nrows; i++) {
+            double v = runs[k]->val[(size_t)i * runs[k]->ncols + xc];
+            if (isfinite(v)) lim[0] = v < lim[0] ? v : lim[0], lim[1] = v > lim[1] ? v : lim[1];
+        }
+    }
+}
+
+/* The series of column c of run r into s: the loss raw (faint) and smoothed
+ * (*smooth, malloc'ed), anything else as it is. Returns the count, -1 when
+ * out of memory. */
+static int column_series(ddpm_svg_series *s, const ddpm_run *r, int c, int xc, const char *color,
+                         const char *label, bool single, double **smooth) {
+    s[0] = (ddpm_svg_series){r->val + xc, r->val + c, r->nrows, r->ncols, r->ncols, color, 1.8, 1.0,
+                             finite_count(r, c) <= 30, label};
+    if (strcmp(r->cols[c], "loss") || r->nrows < 2) return 1;
+    if (!(*smooth = malloc((size_t)r->nrows * sizeof(double)))) return -1;
+    ddpm_smooth_ema(*smooth, r->val + c, r->nrows, r->ncols);
+    s[1] = s[0];
+    s[1].y = *smooth;
+    s[1].ystride = 1;
+    s[1].markers = false;
+    s[0].color = single ? "#8fb3de" : color;
+    s[0].width = 1;
+    s[0].opacity = single ? 0.8 : 0.2;
+    s[0].markers = false;
+    s[0].label = single ? "raw" : NULL;
+    if (single) s[1].label = "smoothed (EMA)";
+    return 2;
+}
+
+#define MAX_GROUP 3
+
+/* One plot of the columns cols[0..ncols) (at most MAX_GROUP) of every run
+ * that has them, against the iteration column or (vs_time) wall time.
+ * Colours: one per run in a comparison, one per column in a single run. */
+static ddpm_status plot(FILE *f, ddpm_run *const *runs, int nruns, const char *const *cols, int ncols, bool vs_time,
+                        const char *title) {
+    static const char *const ONE[MAX_GROUP] = {"#1f4e89", "#d62728", "#2ca02c"};
+    ddpm_svg_series s[2 * MAX_GROUP * DDPM_REPORT_MAX_RUNS];
+    double *smooth[DDPM_REPORT_MAX_RUNS] = {0};
+    bool single = nruns == 1;
+    int ns = 0, got = 0;
+    for (int k = 0; k < nruns && got >= 0; k++)
+        for (int j = 0; j < ncols && got >= 0; j++) {
+            const ddpm_run *r = runs[k];
+            int c = ddpm_run_col(r, cols[j]), xc = vs_time ? ddpm_run_tcol(r) : ddpm_run_xcol(r);
+            if (c < 0 || xc < 0 || !r->nrows) continue;
+            const char *label = single ? (ncols > 1 ? col_title(cols[j]) : NULL) : base_name(r->dir);
+            got = column_series(s + ns, r, c, xc, single ? ONE[j] : COLORS[k % NCOLORS], label, single, &smooth[k]);
+            ns += got > 0 ? got : 0;
+        }
+    if (got >= 0) {
+        char full[200];
+        snprintf(full, sizeof full, "%s%s", title, vs_time ? " vs wall time" : "");
         const ddpm_run *r0 = runs[0];
-        const char *xl = vs_time ? "wall time (s)" : ddpm_run_xcol(r0) >= 0 ? r0->cols[ddpm_run_xcol(r0)] : "";
-        ddpm_svg_plot(f, title, vs_time ? xl : !strcmp(xl, "iter") ? "iteration" : xl, s, ns,
-                      wants_log(runs, nruns, col));
+        int x0 = ddpm_run_xcol(r0);
+        const char *xl = vs_time ? "wall time (s)" : x0 < 0 ? "" : !strcmp(r0->cols[x0], "iter") ? "iteration" : r0->cols[x0];
+        double lim[2];
+        x_limits(runs, nruns, vs_time, lim);
+        ddpm_svg_plot(f, full, xl, s, ns, ncols == 1 && wants_log(runs, nruns, cols[0]), lim);
     }
     for (int k = 0; k < nruns; k++) free(smooth[k]);
-    return st;
+    return got < 0 ? ddpm_error(DDPM_ERR_NOMEM, "out of memory") : DDPM_OK;
+}
+
+/* Shares on [0, 1] that read best on one plot in a single run's report. */
+static const char *const SHARES[MAX_GROUP] = {"precision", "recall", "label_accuracy"};
+
+static bool is_share(const char *c) {
+    for (int i = 0; i < MAX_GROUP; i++)
+        if (!strcmp(c, SHARES[i])) return true;
+    return false;
 }
 
 static ddpm_status write_plots(FILE *f, ddpm_run *const *runs, int nruns) {
     const char *cols[DDPM_REPORT_MAX_COLS * DDPM_REPORT_MAX_RUNS];
     int n = plot_columns(runs, nruns, cols, (int)(sizeof cols / sizeof *cols));
-    bool any_time = false;
+    bool any_time = false, shares_done = false;
     for (int k = 0; k < nruns; k++) any_time |= ddpm_run_tcol(runs[k]) >= 0;
     if (!n) return DDPM_OK;
     fputs("<h2>Training curves</h2><div class=\"plots\">\n", f);
     ddpm_status st = DDPM_OK;
     for (int i = 0; i < n && !st; i++) {
-        bool data = false; /* label_accuracy of an unconditional model: an empty column */
-        for (int k = 0; k < nruns; k++) {
-            int c = ddpm_run_col(runs[k], cols[i]);
-            data |= c >= 0 && finite_count(runs[k], c) > 0;
+        if (!has_data(runs, nruns, cols[i])) continue;
+        const char *group[MAX_GROUP] = {cols[i]};
+        int ng = 1;
+        char title[160];
+        snprintf(title, sizeof title, "%s", col_title(cols[i]));
+        if (nruns == 1 && is_share(cols[i])) {
+            if (shares_done) continue;
+            shares_done = true;
+            ng = 0;
+            for (int j = 0; j < MAX_GROUP; j++)
+                if (has_data(runs, 1, SHARES[j])) group[ng++] = SHARES[j];
+            if (ng > 1) snprintf(title, sizeof title, "Sample quality (higher is better)");
         }
-        if (!data) continue;
-        st = plot_column(f, runs, nruns, cols[i], false);
-        if (!st && any_time && col_metric(cols[i])) st = plot_column(f, runs, nruns, cols[i], true);
+        st = plot(f, runs, nruns, group, ng, false, title);
+        if (!st && any_time && col_metric(cols[i])) st = plot(f, runs, nruns, group, ng, true, title);
     }
     fputs("</div>\n", f);
     return st;

@@ -91,10 +91,11 @@ typedef struct {
 
 /* A line plot as inline <svg> (viewBox 520 x 290, scales with the page):
  * title, axes with round ticks, grid, the series, a legend of the labelled
- * series. log_y plots log10 (non-positive values skipped). Series with no
+ * series. log_y plots log10 (non-positive values skipped). The x axis
+ * spans the points and xlim[0..1] (NULL: the points only). Series with no
  * finite point are skipped; none at all writes a "no data" panel. */
 void ddpm_svg_plot(FILE *f, const char *title, const char *xlabel, const ddpm_svg_series *s, int ns,
-                   bool log_y);
+                   bool log_y, const double *xlim);
 
 /* Debiased exponential moving average of y[i*stride] over i < n into out[n],
  * span n/40 points (as the PNG plots), at least 8 but at most n/4; NaNs are skipped (carry the last). */

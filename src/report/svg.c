@@ -21,7 +21,7 @@ static void extend(range *r, double v) {
     if (v > r->hi) r->hi = v;
 }
 
-static void ranges(const ddpm_svg_series *s, int ns, bool log_y, range *x, range *y) {
+static void ranges(const ddpm_svg_series *s, int ns, bool log_y, const double *xlim, range *x, range *y) {
     *x = *y = (range){INFINITY, -INFINITY};
     for (int k = 0; k < ns; k++)
         for (int i = 0; i < s[k].n; i++) {
@@ -30,6 +30,10 @@ static void ranges(const ddpm_svg_series *s, int ns, bool log_y, range *x, range
             extend(x, xv);
             extend(y, yv);
         }
+    if (isfinite(y->lo) && xlim) { /* the run's whole x range, when there are points to show */
+        extend(x, xlim[0]);
+        extend(x, xlim[1]);
+    }
     range *both[2] = {x, y};
     for (int i = 0; i < 2; i++) { /* a single value gets a span around it */
         range *r = both[i];
@@ -128,9 +132,9 @@ static void legend(FILE *f, const ddpm_svg_series *s, int ns) {
 }
 
 void ddpm_svg_plot(FILE *f, const char *title, const char *xlabel, const ddpm_svg_series *s, int ns,
-                   bool log_y) {
+                   bool log_y, const double *xlim) {
     range xr, yr;
-    ranges(s, ns, log_y, &xr, &yr);
+    ranges(s, ns, log_y, xlim, &xr, &yr);
     fprintf(f, "<svg class=\"plot\" viewBox=\"0 0 %d %d\" xmlns=\"http://www.w3.org/2000/svg\" role=\"img\">", W, H);
     fputs("<text class=\"tt\" x=\"8\" y=\"18\">", f);
     ddpm_html_text(f, title);

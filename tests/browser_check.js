@@ -10,8 +10,8 @@
 // uncaught exception, a dialog (an injected alert()), a request that is not
 // file: or data: (the page must need no network), an <img> that does not
 // decode, fewer images or <svg> plots than expected, a <script> element, or
-// a screenshot that is (nearly) one flat colour. With SHOT.png, the
-// screenshot (1280 px wide, up to 2400 px of the page) is written there.
+// a screenshot that is (nearly) one flat colour. With SHOT.png, a
+// screenshot of the whole page (1280 px wide, up to 4000 px) is written there.
 'use strict';
 const { spawn } = require('child_process');
 const fs = require('fs');
@@ -140,7 +140,13 @@ async function main() {
   const png = Buffer.from(data, 'base64'), px = pngStats(png);
   if (px.differ < 0.05 || px.colours < 64)
     problems.push(`blank screenshot: ${(100 * px.differ).toFixed(1)} % of the pixels differ from the corner, ${px.colours} colours`);
-  if (shot) fs.writeFileSync(shot, png);
+  if (shot) { // the whole page (up to 4000 px), as the docs show it
+    const m = await s('Page.getLayoutMetrics');
+    const height = Math.min(4000, Math.ceil((m.cssContentSize || m.contentSize).height));
+    await s('Emulation.setDeviceMetricsOverride', { width: 1280, height, deviceScaleFactor: 1, mobile: false });
+    const full = await s('Page.captureScreenshot', { format: 'png' });
+    fs.writeFileSync(shot, Buffer.from(full.data, 'base64'));
+  }
   await new Promise((res) => setTimeout(res, 200)); // late console messages
   console.log(`${page}: ${st.imgs} images decoded, ${st.svgs} plots, ${(100 * px.differ).toFixed(0)} % non-background`);
   await send('Browser.close').catch(() => {});

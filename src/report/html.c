@@ -65,7 +65,7 @@ static bool png_header(const unsigned char *b, size_t n, unsigned *w, unsigned *
     return *w > 0 && *h > 0 && n >= 45 && !memcmp(b + n - 8, "IEND", 4);
 }
 
-bool ddpm_html_png(FILE *f, ddpm_run *r, const char *name, const char *cls, const char *alt) {
+bool ddpm_html_png(FILE *f, ddpm_run *r, const char *name, const char *cls, const char *alt, int box_w, int box_h) {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", r->dir, name);
     size_t n = 0;
@@ -88,7 +88,10 @@ bool ddpm_html_png(FILE *f, ddpm_run *r, const char *name, const char *cls, cons
         return false;
     }
     ddpm_base64_encode(b64, buf, n);
-    fprintf(f, "<img class=\"%s\" width=\"%u\" height=\"%u\" alt=\"", cls, w, h);
+    unsigned zoom = 1; /* whole pixels stay square and sharp */
+    if (box_w > 0 && box_h > 0 && w <= (unsigned)box_w && h <= (unsigned)box_h)
+        zoom = (unsigned)box_w / w < (unsigned)box_h / h ? (unsigned)box_w / w : (unsigned)box_h / h;
+    fprintf(f, "<img class=\"%s\" width=\"%u\" height=\"%u\" alt=\"", cls, w * zoom, h * zoom);
     ddpm_html_text(f, alt);
     fprintf(f, "\" src=\"data:image/png;base64,%s\">", b64);
     free(b64);

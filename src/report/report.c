@@ -48,7 +48,7 @@ static const char *const CSS =
     "figure{margin:0;background:#fff;border:1px solid #dde3ea;border-radius:6px;padding:8px;text-align:center}"
     "figcaption{font-size:12px;color:#4a5563;margin-top:4px;word-break:break-word}"
     "img{image-rendering:pixelated;max-width:100%;height:auto}"
-    "img.final{width:min(100%,560px)}img.wide{width:100%}img.small{width:100%}"
+    "img.wide{width:100%}img.small{width:100%}"
     ".grids{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px}"
     ".side{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:14px}"
     ".sw{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:6px;vertical-align:-1px}";
@@ -375,7 +375,8 @@ static bool image(FILE *f, ddpm_run *r, const char *name, const char *cls, const
     }
     fclose(probe);
     fputs("<figure>", f);
-    bool ok = ddpm_html_png(f, r, name, cls, caption);
+    bool final = !strcmp(cls, "final"); /* shown large: up to 880 x 560 px */
+    bool ok = ddpm_html_png(f, r, name, cls, caption, final ? 880 : 0, final ? 560 : 0);
     fputs("<figcaption>", f);
     ddpm_html_text(f, ok ? caption : "(not shown: see the notes above)");
     fputs("</figcaption></figure>\n", f);

@@ -74,9 +74,11 @@ int ddpm_run_tcol(const ddpm_run *r);
 double ddpm_run_last(const ddpm_run *r, int c);
 
 /* Embeds dir/name as <img src="data:image/png;base64,..."> with the given
- * class and alt text; a missing, oversized or non-PNG file becomes a note
- * on r and writes nothing. Returns true when the image was written. */
-bool ddpm_html_png(FILE *f, ddpm_run *r, const char *name, const char *cls, const char *alt);
+ * class and alt text, its size the PNG's times the largest whole zoom that
+ * fits box_w x box_h (0: no zoom); a missing, oversized or non-PNG file
+ * becomes a note on r and writes nothing. Returns true when the image was
+ * written. */
+bool ddpm_html_png(FILE *f, ddpm_run *r, const char *name, const char *cls, const char *alt, int box_w, int box_h);
 
 /* ---- svg.c ---- */
 

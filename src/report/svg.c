@@ -34,6 +34,7 @@ static void ranges(const ddpm_svg_series *s, int ns, bool log_y, const double *x
         extend(x, xlim[0]);
         extend(x, xlim[1]);
     }
+    if (x->lo > 0 && x->lo <= 0.1 * x->hi) x->lo = 0; /* iterations and seconds count from 0 */
     range *both[2] = {x, y};
     for (int i = 0; i < 2; i++) { /* a single value gets a span around it */
         range *r = both[i];
@@ -114,10 +115,16 @@ static void series_path(FILE *f, const ddpm_svg_series *s, range xr, range yr, b
 /* Labels right-aligned along the top, the last series rightmost, each cut
  * to 24 bytes; those that would not fit are left out (the page's run
  * table names every colour). */
-static void legend(FILE *f, const ddpm_svg_series *s, int ns) {
+static bool has_points(const ddpm_svg_series *s, bool log_y) {
+    for (int i = 0; i < s->n; i++)
+        if (isfinite(s->x[(size_t)i * s->xstride]) && isfinite(tr_y(s->y[(size_t)i * s->ystride], log_y))) return true;
+    return false;
+}
+
+static void legend(FILE *f, const ddpm_svg_series *s, int ns, bool log_y) {
     double x = W - MR - 8;
     for (int k = ns - 1; k >= 0; k--) {
-        if (!s[k].label) continue;
+        if (!s[k].label || !has_points(&s[k], log_y)) continue; /* nothing drawn: nothing to name */
         char text[32];
         snprintf(text, sizeof text, "%.24s", s[k].label);
         double w = 6.4 * (double)strlen(text); /* ~ the width of 11 px text */
@@ -146,7 +153,7 @@ void ddpm_svg_plot(FILE *f, const char *title, const char *xlabel, const ddpm_sv
     }
     axis_ticks(f, xr, yr, log_y);
     for (int k = 0; k < ns; k++) series_path(f, &s[k], xr, yr, log_y);
-    legend(f, s, ns);
+    legend(f, s, ns, log_y);
     fprintf(f, "<text class=\"xl\" x=\"%d\" y=\"%d\" text-anchor=\"middle\">", (ML + W - MR) / 2, H - 6);
     ddpm_html_text(f, xlabel);
     fputs("</text></svg>\n", f);

@@ -39,7 +39,7 @@ static const char *const CSS =
     "th,td{text-align:left;padding:4px 10px;border-bottom:1px solid #edf0f4;vertical-align:top}"
     "th{background:#eef2f7;font-weight:600}td.k{color:#4a5563;white-space:nowrap;width:1%}"
     "td.v{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;word-break:break-all}"
-    "td.num{text-align:right;font-variant-numeric:tabular-nums}"
+    "td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}"
     ".plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(460px,1fr));gap:14px}"
     "svg.plot{width:100%;height:auto;background:#fff;border:1px solid #dde3ea;border-radius:6px}"
     "svg .ax line{stroke:#e6eaf0;stroke-width:1}svg .ax text,svg .xl{font-size:11px;fill:#5b6675}"
@@ -549,9 +549,9 @@ static void write_runs_table(FILE *f, ddpm_run *const *runs, int nruns) {
 
 static void write_metrics_table(FILE *f, ddpm_run *const *runs, int nruns) {
     static const char *const metrics[] = {"fid", "precision", "recall", "label_accuracy"};
-    fputs("<h2>Final metrics</h2><table><tr><th>run</th><th>iterations</th><th>wall time</th><th>images/s</th>"
-          "<th>final loss (smoothed)</th>", f);
-    for (int i = 0; i < 4; i++) fprintf(f, "<th>%s</th>", metrics[i]);
+    fputs("<h2>Final metrics</h2><table><tr><th>run</th><th class=\"num\">iterations</th><th class=\"num\">wall time</th>"
+          "<th class=\"num\">images/s</th><th class=\"num\">final loss (smoothed)</th>", f);
+    for (int i = 0; i < 4; i++) fprintf(f, "<th class=\"num\">%s</th>", metrics[i]);
     fputs("</tr>\n", f);
     for (int k = 0; k < nruns; k++) {
         const ddpm_run *r = runs[k];

@@ -277,6 +277,34 @@ static void test_bad_headers(void **state) {
     free(html);
 }
 
+/* Values at the ends of the double range and spans below their precision
+ * still give finite coordinates (Chromium logs an error for "nan" in an SVG
+ * attribute) and terminate. */
+static void test_extreme_values(void **state) {
+    (void)state;
+    char dir[600], out[700];
+    make_dir(dir, sizeof dir, "extreme");
+    write_file(dir, "log.csv",
+               "iter,loss,lr,grad_norm,fid\n"
+               "1,1e308,1e-300,1e17,nan\n"
+               "2,-1e308,1e300,1.0000000000000002e17,inf\n"
+               "3,0,1e-320,1e17,-inf\n"
+               "100000000000000000000,5,0,1e17,1e-310\n");
+    path_of(out, sizeof out, dir, "r.html");
+    const char *dirs[] = {dir};
+    char *html = report(dirs, 1, out);
+    int plots = 0;
+    for (char *p = strstr(html, "<svg"); p; p = strstr(p + 1, "<svg"), plots++) {
+        char *end = strstr(p, "</svg>");
+        assert_non_null(end);
+        *end = '\0';
+        if (strstr(p, "nan") || strstr(p, "inf")) fail_msg("a non-finite coordinate: %.300s", p);
+        *end = '<';
+    }
+    assert_int_equal(plots, 3); /* loss, lr, grad_norm; fid has no finite value */
+    free(html);
+}
+
 static void test_not_a_run(void **state) {
     (void)state;
     char dir[600], out[700];
@@ -349,7 +377,8 @@ int main(void) {
         cmocka_unit_test(test_base64),         cmocka_unit_test(test_escape),
         cmocka_unit_test(test_single_run),     cmocka_unit_test(test_running_reloads),
         cmocka_unit_test(test_damaged_log),    cmocka_unit_test(test_bad_headers),
-        cmocka_unit_test(test_not_a_run),      cmocka_unit_test(test_compare),
+        cmocka_unit_test(test_extreme_values), cmocka_unit_test(test_not_a_run),
+        cmocka_unit_test(test_compare),
         cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -47,6 +47,8 @@ static void ranges(const ddpm_svg_series *s, int ns, bool log_y, const double *x
     double pad = (y->hi - y->lo) * 0.05;
     y->lo -= pad;
     y->hi += pad;
+    if (!isfinite(x->hi - x->lo) || !isfinite(y->hi - y->lo)) /* spans past DBL_MAX: not drawable */
+        x->lo = y->lo = INFINITY;
 }
 
 /* A round tick step: 1, 2 or 5 times a power of ten, about 5 ticks. */
@@ -63,27 +65,38 @@ static void y_tick(FILE *f, range yr, double v, double shown) {
 
 /* Log axis ticks at 1, 2, 5 times powers of ten (only the powers over more
  * than four decades). */
+/* Ticks from v0 in steps of `step` up to hi: a counted loop, so a step
+ * below the values' precision cannot spin. */
+#define MAX_TICKS 40
+
 static void log_ticks(FILE *f, range yr) {
-    bool dense = yr.hi - yr.lo <= 4;
-    for (double d = floor(yr.lo); d <= ceil(yr.hi); d++)
-        for (int m = 1; m <= (dense ? 5 : 1); m += m == 1 ? 1 : 3) { /* 1, 2, 5 */
+    double span = yr.hi - yr.lo, every = span <= 8 ? 1 : ceil(span / 8); /* decades per tick */
+    for (int i = 0; i < MAX_TICKS; i++) {
+        double d = floor(yr.lo) + i * every;
+        if (d > ceil(yr.hi)) break;
+        for (int m = 1; m <= (span <= 4 ? 5 : 1); m += m == 1 ? 1 : 3) { /* 1, 2, 5 times 10^d */
             double v = d + log10(m);
             if (v >= yr.lo && v <= yr.hi) y_tick(f, yr, v, m * pow(10, d));
         }
+    }
 }
 
 static void axis_ticks(FILE *f, range xr, range yr, bool log_y) {
-    double sx = tick_step(xr), sy = tick_step(yr);
+    double sx = tick_step(xr), sy = tick_step(yr), x0 = ceil(xr.lo / sx) * sx, y0 = ceil(yr.lo / sy) * sy;
     fputs("<g class=\"ax\">", f);
-    for (double v = ceil(xr.lo / sx) * sx; v <= xr.hi + sx * 1e-9; v += sx) {
-        double px = ML + (v - xr.lo) / (xr.hi - xr.lo) * (W - ML - MR);
+    for (int i = 0; i < MAX_TICKS && isfinite(x0); i++) {
+        double v = x0 + i * sx, px = ML + (v - xr.lo) / (xr.hi - xr.lo) * (W - ML - MR);
+        if (v > xr.hi + sx * 1e-9) break;
         fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\"/>", px, MT, px, H - MB);
         fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%.6g</text>", px, H - MB + 15,
                 fabs(v) < sx * 1e-6 ? 0.0 : v);
     }
     if (log_y) log_ticks(f, yr);
-    else
-        for (double v = ceil(yr.lo / sy) * sy; v <= yr.hi + sy * 1e-9; v += sy) y_tick(f, yr, v, fabs(v) < sy * 1e-6 ? 0.0 : v);
+    for (int i = 0; !log_y && i < MAX_TICKS && isfinite(y0); i++) {
+        double v = y0 + i * sy;
+        if (v > yr.hi + sy * 1e-9) break;
+        y_tick(f, yr, v, fabs(v) < sy * 1e-6 ? 0.0 : v);
+    }
     fprintf(f, "</g><rect class=\"frame\" x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\"/>", ML, MT, W - ML - MR,
             H - MT - MB);
 }

@@ -339,6 +339,18 @@ static void test_compare(void **state) {
     assert_non_null(strstr(html, ">40.25<")); /* the last FID of each run */
     assert_true(count(html, "<svg") >= 7);
     free(html);
+    /* a run without a checkpoint yet: its recipe values are unknown, not different */
+    char d[600];
+    make_dir(d, sizeof d, "cmp_d");
+    write_file(d, "run.txt", "command=x\ncpu=Test CPU\nthreads=1\nstatus=running\n");
+    write_file(d, "log.csv", "iter,loss\n1,0.5\n");
+    const char *partial[] = {a, d};
+    html = report(partial, 2, out);
+    assert_non_null(strstr(html, "threads=2"));
+    assert_non_null(strstr(html, "threads=1"));
+    assert_null(strstr(html, "lr=0.001"));
+    assert_null(strstr(html, "unknown"));
+    free(html);
     /* another image size is refused, naming both runs and the difference */
     make_run(c, sizeof c, "cmp_c", "0.001", 16);
     remove(out);

@@ -495,11 +495,6 @@ static ddpm_status single_body(FILE *f, ddpm_run *r) {
     return DDPM_OK;
 }
 
-static const char *run_value(const ddpm_run *r, const char *key) {
-    const char *v = ddpm_run_meta(r, key);
-    return v ? v : ddpm_run_info(r, key);
-}
-
 static bool volatile_key(const char *key) {
     for (size_t i = 0; i < sizeof VOLATILE / sizeof *VOLATILE; i++)
         if (!strcmp(VOLATILE[i], key)) return true;
@@ -508,18 +503,32 @@ static bool volatile_key(const char *key) {
 
 static bool same(const char *a, const char *b) { return (!a && !b) || (a && b && !strcmp(a, b)); }
 
-/* The recipe keys whose values are not the same in every run. */
-static int differing_keys(ddpm_run *const *runs, int nruns, const char **keys, int cap) {
+/* The value of key in a run's metadata (side 0) or run.txt (side 1); NULL
+ * when absent. *known is false when the run has no such source at all (no
+ * checkpoint yet): its value is unknown, not different. */
+static const char *side_value(const ddpm_run *r, int side, const char *key, bool *known) {
+    *known = side ? r->ninfo > 0 : r->nmeta > 0;
+    return side ? ddpm_run_info(r, key) : ddpm_run_meta(r, key);
+}
+
+/* The recipe keys whose values are not the same in every run that has
+ * their source; side[i] says where keys[i] comes from. */
+static int differing_keys(ddpm_run *const *runs, int nruns, const char **keys, int *sides, int cap) {
     int n = 0;
     for (int k = 0; k < nruns; k++)
         for (int side = 0; side < 2; side++) {
             const ddpm_kv *kv = side ? runs[k]->info : runs[k]->meta;
             for (int i = 0; i < (side ? runs[k]->ninfo : runs[k]->nmeta); i++) {
-                const char *key = kv[i].key;
-                bool differs = false, dup = false;
-                for (int j = 1; j < nruns; j++) differs |= !same(run_value(runs[0], key), run_value(runs[j], key));
+                const char *key = kv[i].key, *first = NULL;
+                bool differs = false, dup = false, have = false, known;
+                for (int j = 0; j < nruns; j++) {
+                    const char *v = side_value(runs[j], side, key, &known);
+                    if (!known) continue;
+                    differs |= have && !same(first, v);
+                    if (!have) first = v, have = true;
+                }
                 for (int j = 0; j < n; j++) dup |= !strcmp(keys[j], key);
-                if (differs && !dup && !volatile_key(key) && n < cap) keys[n++] = key;
+                if (differs && !dup && !volatile_key(key) && n < cap) keys[n] = key, sides[n++] = side;
             }
         }
     return n;
@@ -527,19 +536,20 @@ static int differing_keys(ddpm_run *const *runs, int nruns, const char **keys, i
 
 static void write_runs_table(FILE *f, ddpm_run *const *runs, int nruns) {
     const char *keys[128];
-    int nk = differing_keys(runs, nruns, keys, 128);
+    int sides[128], nk = differing_keys(runs, nruns, keys, sides, 128);
     fputs("<h2>Runs</h2><table><tr><th>run</th><th>what differs</th></tr>\n", f);
     for (int k = 0; k < nruns; k++) {
         fprintf(f, "<tr><td><span class=\"sw\" style=\"background:%s\"></span>", COLORS[k % NCOLORS]);
         ddpm_html_text(f, runs[k]->dir);
         fputs("</td><td class=\"v\">", f);
         for (int i = 0; i < nk; i++) {
-            const char *v = run_value(runs[k], keys[i]);
+            bool known;
+            const char *v = side_value(runs[k], sides[i], keys[i], &known);
             fputs(i ? ", " : "", f);
             ddpm_html_text(f, keys[i]);
             fputs("=", f);
             if (v) ddpm_html_text(f, v);
-            else fputs("<i>unset</i>", f);
+            else fputs(known ? "<i>unset</i>" : "<i>unknown</i>", f);
         }
         fputs(nk ? "" : "(same recipe)", f);
         fputs("</td></tr>\n", f);

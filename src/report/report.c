@@ -561,7 +561,9 @@ static void write_metrics_table(FILE *f, ddpm_run *const *runs, int nruns) {
     static const char *const metrics[] = {"fid", "precision", "recall", "label_accuracy"};
     fputs("<h2>Final metrics</h2><table><tr><th>run</th><th class=\"num\">iterations</th><th class=\"num\">wall time</th>"
           "<th class=\"num\">images/s</th><th class=\"num\">final loss (smoothed)</th>", f);
-    for (int i = 0; i < 4; i++) fprintf(f, "<th class=\"num\">%s</th>", metrics[i]);
+    bool show[4]; /* the metrics some run has evaluated */
+    for (int i = 0; i < 4; i++)
+        if ((show[i] = has_data(runs, nruns, metrics[i]))) fprintf(f, "<th class=\"num\">%s</th>", metrics[i]);
     fputs("</tr>\n", f);
     for (int k = 0; k < nruns; k++) {
         const ddpm_run *r = runs[k];
@@ -577,6 +579,7 @@ static void write_metrics_table(FILE *f, ddpm_run *const *runs, int nruns) {
         fmt_num(b, sizeof b, final_loss(r), "%.4g");
         fprintf(f, "<td class=\"num\">%s</td>", b);
         for (int i = 0; i < 4; i++) {
+            if (!show[i]) continue;
             fmt_num(b, sizeof b, ddpm_run_last(r, ddpm_run_col(r, metrics[i])), "%.4g");
             fprintf(f, "<td class=\"num\">%s</td>", b);
         }

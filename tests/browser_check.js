@@ -31,7 +31,7 @@ const proc = spawn(chrome, [
   '--no-first-run', '--no-default-browser-check', '--disable-extensions', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--hide-scrollbars', '--mute-audio',
   '--user-data-dir=' + profile, 'about:blank',
-], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
+], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'], detached: true }); // its own process group, see finish()
 let stderr = '';
 proc.stderr.on('data', (d) => { stderr = (stderr + d).slice(-4000); });
 
@@ -154,19 +154,27 @@ async function main() {
 
 const timer = setTimeout(() => { problems.push('timed out after 90 s'); finish(); }, 90000);
 let exited = false, finishing = false;
+// Chromium's helpers (zygote, renderer, crashpad) live in its process group:
+// killing the group after the browser exits leaves none writing to the profile.
+function killGroup() {
+  try { process.kill(-proc.pid, 'SIGKILL'); } catch (e) { /* already gone */ }
+}
 function finish() {
   if (finishing) return;
   finishing = true;
   clearTimeout(timer);
   const done = () => {
-    // Chromium may still be flushing its profile as it exits: retry the removal
-    try { fs.rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }); } catch (e) { /* left in tmp */ }
-    problems.forEach((p) => console.error(`browser_check: ${page}: ${p}`));
-    process.exit(problems.length ? 1 : 0);
+    killGroup();
+    // the profile may still be flushed for a moment: retry the removal
+    setTimeout(() => {
+      try { fs.rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }); } catch (e) { /* left in tmp */ }
+      problems.forEach((p) => console.error(`browser_check: ${page}: ${p}`));
+      process.exit(problems.length ? 1 : 0);
+    }, 200);
   };
   if (exited) return done();
   proc.on('exit', done);
-  proc.kill('SIGKILL');
+  setTimeout(killGroup, 3000); // Browser.close was sent: give it time to shut down cleanly
 }
 proc.on('exit', (code) => {
   exited = true;

@@ -9,6 +9,7 @@
 
 #include "core/util.h"
 #include "ddpm/image.h"
+#include "ddpm/report.h"
 #include "run/run_internal.h"
 
 struct ddpm_run {
@@ -75,9 +76,17 @@ static ddpm_status write_grid(ddpm_run *r, const char *path) {
     return s;
 }
 
+/* The page of the run (report.h), after everything it shows is on disk.
+ * A page that cannot be written is a warning: the run itself is fine. */
+static void write_report(ddpm_run *r) {
+    if (r->L.f) fflush(r->L.f);
+    if (ddpm_report_write_run(r->o.dir) && r->o.progress)
+        fprintf(r->o.progress, "%sddpm train: warning: no report: %s\n", ddpm_train_progress_clear(&r->prog),
+                ddpm_last_error());
+}
+
 /* The one place the run writes its checkpoint, with what describes it:
- * loss.png and run.txt (status: running, finished or stopped). Whatever
- * else should follow every checkpoint (a report of the run) goes here. */
+ * loss.png, run.txt (status: running, finished or stopped) and report.html. */
 static ddpm_status save_checkpoint(ddpm_run *r, const char *status) {
     double t = ddpm_now();
     ddpm_status s = ddpm_trainer_save(r->tr, r->ckpt);
@@ -91,6 +100,7 @@ static ddpm_status save_checkpoint(ddpm_run *r, const char *status) {
         r->info.status = status;
         s = run_info_write(&r->info);
     }
+    if (!s) write_report(r);
     r->pause_s += ddpm_now() - t;
     return s;
 }
@@ -242,7 +252,7 @@ ddpm_status ddpm_run_train(ddpm_run *r, ddpm_run_result *res) {
     }
     res->finished = !res->stopped && it >= c->iters;
     if ((s = save_checkpoint(r, res->finished ? "finished" : "stopped"))) return s;
-    if (res->finished) s = write_grid(r, res->grid);
+    if (res->finished && !(s = write_grid(r, res->grid))) write_report(r); /* with the final grid */
     res->wall_s = ddpm_now() - r->t0;
     return s;
 }

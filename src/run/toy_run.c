@@ -12,6 +12,7 @@
 #include "ddpm/energy.h"
 #include "ddpm/image.h"
 #include "ddpm/progress.h"
+#include "ddpm/report.h"
 #include "run/run_internal.h"
 
 #define PANELS 10
@@ -287,5 +288,7 @@ ddpm_status ddpm_toy_run(ddpm_toy *t, const ddpm_toy_run_opts *o, ddpm_toy_resul
     if (!s) s = distance(t, x, o->num, &st.ref, r);
     if (!s) s = near(t, x, o->num, r);
     ddpm_free(x);
+    if (!s && ddpm_report_write_run(o->dir) && o->progress) /* the page is a bonus: a warning, not a failure */
+        fprintf(o->progress, "ddpm toy: warning: no report: %s\n", ddpm_last_error());
     return s;
 }

@@ -217,6 +217,17 @@ static void toy_seeds(void) {
 static void toy_seeds(void) {}
 #endif
 
+/* fuzz_report: a log.csv as `ddpm train --eval-every` writes it, NUL, a
+ * run.txt; and a toy log alone. */
+static void report_seeds(void) {
+#define T(n, s) write_text("report", n, s, sizeof s - 1)
+    T("train.txt", "iter,loss,lr,grad_norm,time_s,fid,precision,recall,label_accuracy\n"
+                   "1,0.9,0.001,2.5,0.4,,,,\n2,0.5,0.001,1.5,0.8,80.5,0.1,0.2,\n3,0.3,0.0005,1,1.2,,,,\n"
+                   "\0command=ddpm train --out a\nstatus=running\nthreads=2\n");
+    T("toy.txt", "step,loss,grad_norm\n1,1.2,0.8\n2,0.9,0.7\n3,0.8");
+#undef T
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: make_seeds DIR\n");
@@ -230,5 +241,6 @@ int main(int argc, char **argv) {
     csv_folder_seeds();
     folder_cache_seeds();
     toy_seeds();
+    report_seeds();
     return 0;
 }

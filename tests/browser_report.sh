@@ -75,8 +75,8 @@ fi
 
 SHOTS=${DDPM_REPORT_SHOTS:-}
 shot() { [ -n "$SHOTS" ] && echo "$SHOTS/$1" || true; }
-# run: samples.png + 2 grids, >= 4 plots; toy: 3 panels; comparison: 2 grids, >= 3 plots
-"$NODE" "$SRC/tests/browser_check.js" "$CHROME" a/report.html 3 4 $(shot report.png)
+# run: samples.png + 2 grids, >= 3 plots (loss, lr, grad_norm); toy: 3 panels; comparison: 2 grids, >= 3 plots
+"$NODE" "$SRC/tests/browser_check.js" "$CHROME" a/report.html 3 3 $(shot report.png)
 "$NODE" "$SRC/tests/browser_check.js" "$CHROME" toy/report.html 3 1 $(shot toy.png)
 "$NODE" "$SRC/tests/browser_check.js" "$CHROME" compare.html 2 3 $(shot compare.png)
 echo "browser_report: all pages passed"

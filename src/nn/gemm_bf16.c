@@ -271,13 +271,18 @@ void ddpm_gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const fl
     if (M <= 0 || N <= 0) return;
     if (K < 0) K = 0;
     const ddpm_bf16_isa isa = ddpm_bf16_isa_selected();
-    if (isa == DDPM_BF16_PORTABLE) { /* rounded copies, then OpenBLAS as ddpm_gemm would */
+    if (isa == DDPM_BF16_PORTABLE) { /* rounded copies, then as ddpm_image_gemm */
         float *ar = malloc(((size_t)M * K + (size_t)K * N + 1) * sizeof(float));
         if (ar) {
             float *br = ar + (size_t)M * K;
             round_copy(ar, A, ta ? 1 : (size_t)lda, ta ? (size_t)lda : 1, M, K);
             round_copy(br, B, tb ? 1 : (size_t)ldb, tb ? (size_t)ldb : 1, K, N);
-            if (K > 0) ddpm_gemm(false, false, M, N, K, alpha, ar, K, br, N, beta, C, ldc);
+            const bool tile = alpha == 1.0f && (beta == 0.0f || beta == 1.0f) &&
+                              (omp_in_parallel() || omp_get_max_threads() == 1);
+            if (K > 0 && tile)
+                ddpm_tile_gemm(ddpm_isa_selected(), false, M, N, K, ar, K, br, N, C, ldc, beta == 1.0f);
+            else if (K > 0)
+                ddpm_gemm(false, false, M, N, K, alpha, ar, K, br, N, beta, C, ldc);
             free(ar);
             if (K > 0) return;
         }

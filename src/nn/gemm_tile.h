@@ -24,6 +24,9 @@
 
 #include <stdbool.h>
 
+#include "ddpm/common.h"
+#include "ddpm/tensor.h"
+
 typedef enum {
     DDPM_ISA_GENERIC,
     DDPM_ISA_AVX2,
@@ -100,9 +103,18 @@ void ddpm_tile_gemm_bf16(ddpm_bf16_isa isa, bool ta, bool tb, int M, int N, int 
                          bool acc);
 
 /* The ddpm_gemm contract (C = alpha op(A) op(B) + beta C, any thread context:
- * OpenBLAS threads a lone portable call) with op(A), op(B) rounded to bf16
+ * inside a parallel region or with one thread a single-threaded tile
+ * product, else (portable) OpenBLAS, which may thread it) with op(A), op(B) rounded to bf16
  * and float sums; alpha and beta are applied in float to the float product. */
 void ddpm_gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
                     const float *B, int ldb, float beta, float *C, int ldc);
+
+/* ddpm_gemm (FP32) or ddpm_gemm_bf16 (BF16). */
+static inline void ddpm_gemm_prec(ddpm_precision prec, bool ta, bool tb, int M, int N, int K,
+                                  float alpha, const float *A, int lda, const float *B, int ldb,
+                                  float beta, float *C, int ldc) {
+    if (prec == DDPM_PREC_BF16) ddpm_gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else ddpm_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 
 #endif

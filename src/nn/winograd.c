@@ -652,6 +652,16 @@ static void weight_grad(float *restrict dweight, const float *restrict parts, si
 
 /* ---- passes ------------------------------------------------------------------ */
 
+/* One tile product: float, or with bf16 operands (d->prec; the transformed
+ * tiles and weights are rounded, the sums stay float). */
+static void wgemm(const ddpm_conv2d_desc *d, ddpm_isa isa, bool ta, int M, int N, int K,
+                  const float *A, int lda, const float *B, int ldb, float *C, int ldc, bool acc) {
+    if (d->prec == DDPM_PREC_BF16)
+        ddpm_tile_gemm_bf16(ddpm_bf16_isa_selected(), ta, false, M, N, K, A, lda, B, ldb, C, ldc, acc);
+    else
+        ddpm_tile_gemm(isa, ta, M, N, K, A, lda, B, ldb, C, ldc, acc);
+}
+
 /* The next segment of the chunk of tile rows [r0, r1), from tile row *r on;
  * 0 when the chunk is done. Loop: for (int r = r0; next_segment(&s, &r, ...);).
  * m: output tile size. */
@@ -705,8 +715,8 @@ void ddpm_winograd_forward(float *out, const float *in, const float *weight, con
             }
             /* M[e] (tiles, F) = V[e] (tiles, C) @ U[e] (C, F) */
             for (int e = 0; e < p.ne; e++)
-                ddpm_tile_gemm(isa, false, tiles, F, C, V + e * ev, C, U + e * p.eu, F,
-                               M + e * em, F, false);
+                wgemm(d, isa, false, tiles, F, C, V + e * ev, C, U + e * p.eu, F, M + e * em, F,
+                      false);
             for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW, m);) {
                 output_tiles(Y, sink, M, em, bias, &s, F, H, W, TW, m);
                 float *y = out + (size_t)s.n * F * HW + (size_t)m * s.th0 * W;
@@ -758,12 +768,10 @@ void ddpm_winograd_backward(float *din, float *dweight, const float *dout, const
                 float *Ve = V + e * ev;
                 const float *De = D + e * ed;
                 /* dU[e] (C, F) += V[e]^T (C, tiles) @ dYhat[e] (tiles, F) */
-                ddpm_tile_gemm(isa, true, C, F, tiles, Ve, C, De, F, dU + e * p.eu, F,
-                               accumulate);
+                wgemm(d, isa, true, C, F, tiles, Ve, C, De, F, dU + e * p.eu, F, accumulate);
                 /* dV[e] (tiles, C) = dYhat[e] (tiles, F) @ U[e]^T (F, C), over V[e] */
                 if (din)
-                    ddpm_tile_gemm(isa, false, tiles, C, F, De, F, U + e * p.eu, C, Ve, C,
-                                   false);
+                    wgemm(d, isa, false, tiles, C, F, De, F, U + e * p.eu, C, Ve, C, false);
             }
             accumulate = true;
             if (!din) continue;

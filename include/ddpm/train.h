@@ -46,6 +46,7 @@
 #define DDPM_META_LOSS "loss"                 /* l2 | l1 | huber */
 #define DDPM_META_OBJECTIVE "objective"       /* eps | v | x0 (absent: eps, the only one before) */
 #define DDPM_META_SNR_GAMMA "snr_gamma"       /* min-SNR-gamma, 0 = off (absent: 0) */
+#define DDPM_META_PRECISION "precision"       /* fp32 | bf16 products (absent: fp32) */
 #define DDPM_META_BATCH "batch"               /* global batch */
 #define DDPM_META_ITERS "iters"               /* total iterations of the LR schedule */
 #define DDPM_META_LR "lr"
@@ -83,6 +84,7 @@ typedef struct {
     float ema_decay;       /* EMA of the weights, 0 disables */
     float cond_drop;       /* class-conditional: probability of training with "no label" */
     uint64_t seed;
+    ddpm_precision precision; /* of the UNet's products (common.h); 0 = FP32 */
 } ddpm_train_config;
 
 void ddpm_train_config_default(ddpm_train_config *c);

@@ -38,4 +38,9 @@ static inline float ddpm_bf16_to_f32(uint16_t h) {
 /* x rounded to the nearest bf16, as a float (exact: a bf16 is a float). */
 static inline float ddpm_bf16_round(float x) { return ddpm_bf16_to_f32(ddpm_bf16_from_f32(x)); }
 
+/* x[0..n) rounded to bf16 in place. */
+static inline void ddpm_bf16_round_inplace(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = ddpm_bf16_round(x[i]);
+}
+
 #endif

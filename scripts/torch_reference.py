@@ -6,6 +6,7 @@ checkpoint written by the C program loads straight into DDPMUNet and back.
 
     /usr/bin/python3 scripts/torch_reference.py                    # write tests/data/*.fix
     /usr/bin/python3 scripts/torch_reference.py --conv             # only tests/data/conv_shapes.fix
+    /usr/bin/python3 scripts/torch_reference.py --default-shape    # only tests/data/unet_default_shape.fix
     /usr/bin/python3 scripts/torch_reference.py --count            # parameter counts
     /usr/bin/python3 scripts/torch_reference.py --load ck.safetensors [--ema]
     /usr/bin/python3 scripts/torch_reference.py --save-init init.safetensors
@@ -371,12 +372,27 @@ TINY_COND = dict(in_ch=3, res=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_re
                  groups=2, dropout=0.0, num_classes=3)
 
 
+# The default model's structure (DEFAULT_CONFIG: 3 levels, 2 ResBlocks per
+# level, attention at 7x7, the 28x28 input) at a quarter of its width, so the
+# fixture stays under 1.5 MB; every other fixture has 2 levels of 1 block.
+DEFAULT_SHAPE = dict(DEFAULT_CONFIG, ch=8, groups=4)
+DEFAULT_SHAPE_MAX_BYTES = 1536 * 1024
+
+
+def write_default_shape_fixture(out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    size = make_fixture(os.path.join(out_dir, "unet_default_shape.fix"), DEFAULT_SHAPE, seed=2718,
+                        t=[17, 640])
+    assert size < DEFAULT_SHAPE_MAX_BYTES, size
+
+
 def write_fixtures(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     total = make_fixture(os.path.join(out_dir, "unet_tiny.fix"), TINY, seed=1234, t=[3, 917])
     total += make_fixture(os.path.join(out_dir, "unet_tiny_cond.fix"), TINY_COND, seed=4321,
                           t=[0, 451, 999], labels=[2, 3, 0])  # 3 = "no label"
     assert total < 2 * 1024 * 1024, total
+    write_default_shape_fixture(out_dir)
 
 
 # ---- conv-only fixture ----------------------------------------------------------
@@ -570,6 +586,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0, help="seed for --save-init")
     ap.add_argument("--conv", action="store_true",
                     help="write only tests/data/conv_shapes.fix (every conv shape of tests/test_conv.c)")
+    ap.add_argument("--default-shape", action="store_true",
+                    help="write only tests/data/unet_default_shape.fix (the default model's structure, ch 8)")
     args = ap.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     if args.ema and not args.load:
@@ -580,6 +598,8 @@ def main():
         cmd_load(args.load, args.ema)
     elif args.save_init:
         cmd_save_init(args.save_init, args.seed)
+    elif args.default_shape:
+        write_default_shape_fixture(os.path.normpath(args.out_dir))
     elif args.conv:
         here = os.path.dirname(os.path.abspath(__file__))
         write_conv_fixture(os.path.join(os.path.normpath(args.out_dir), "conv_shapes.fix"),

@@ -268,7 +268,7 @@ static void test_damaged_files(void **state) {
     meta[4].value = "eight";
     p = path_of("badcfg.safetensors");
     assert_int_equal(ddpm_st_save(p, e, f.n, meta, f.nmeta), DDPM_OK);
-    expect_reject(p, "metadata 'ch' is not a valid integer");
+    expect_reject(p, "metadata 'ch' is not an integer");
     memcpy(meta, f.meta, sizeof meta);
     meta[8].value = "3"; /* 8 channels in 3 groups */
     assert_int_equal(ddpm_st_save(p, e, f.n, meta, f.nmeta), DDPM_OK);
@@ -327,7 +327,7 @@ static void test_damaged_files(void **state) {
     memcpy(meta, f.meta, sizeof meta);
     meta[4].value = "8\n9";
     assert_int_equal(ddpm_st_save(p, e, f.n, meta, f.nmeta), DDPM_OK);
-    expect_reject(p, "metadata 'ch' is not a valid integer: '8?9'");
+    expect_reject(p, "metadata 'ch' is not an integer: '8?9'");
     meta[4].value = f.meta[4].value;
     meta[0].value = longname; /* 'format' */
     assert_int_equal(ddpm_st_save(p, e, f.n, meta, f.nmeta), DDPM_OK);

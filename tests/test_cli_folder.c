@@ -82,7 +82,7 @@ static void test_classes_info_and_label(void **state) {
     assert_non_null(strstr(r.err, "label 2"));
     assert_true(cli_exists(png_out));
     assert_int_equal(cli_run(&r, "sample -c %s -n 2 --sample-steps 2 --label moon -o %s", ck, png_out), 2);
-    assert_non_null(strstr(r.err, "--label 'moon': no such class"));
+    assert_non_null(strstr(r.err, "--label: 'moon': no such class"));
     assert_non_null(strstr(r.err, "circle square star"));
     assert_int_equal(cli_lines(r.err), 1);
     assert_int_equal(cli_run(&r, "sample -c %s -n 2 --sample-steps 2 --label 1 -o %s", ck, png_out), 0);

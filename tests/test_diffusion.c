@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "diffusion/loop.h"
 #include "ddpm/diffusion.h"
 #include "gradcheck.h"
 

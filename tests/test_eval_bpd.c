@@ -74,7 +74,8 @@ typedef struct {
     size_t D;
 } rec_ctx;
 
-static ddpm_status rec_eps(void *p, float *eps, const float *x, const int *t, int N) {
+static ddpm_status rec_eps(void *p, float *eps, const float *x, const int *t, const int *labels, int N) {
+    (void)labels;
     rec_ctx *c = p;
     ddpm_status st = ddpm_unet_forward(c->m, eps, x, t, NULL, N);
     if (st || !c->xt) return st;

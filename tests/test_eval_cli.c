@@ -250,8 +250,13 @@ static void test_bad_input(void **state) {
     expect_error("net is a checkpoint", 1, "not an evaluation network", "eval %s --net %s --data %s", g_real, ck, g_data);
     expect_error("n too small", 2, "at least 4 images", "eval %s --net %s --data %s -n 3", g_real, g_net, g_data);
     expect_error("no data meta", 1, "metadata lacks 'data'", "eval -c %s --net %s", ck, g_net);
-    expect_error("no schedule meta", 1, "metadata lacks 'schedule'", "eval -c %s --net %s --data %s", ck, g_net, g_data);
-    expect_error("bpd no schedule", 1, "metadata lacks 'schedule'", "eval --bpd -c %s --data %s", ck, g_data);
+    /* one policy for checkpoints without a schedule (as `ddpm sample`): linear, T = 1000, with a note */
+    cli_result nr;
+    assert_int_equal(cli_run(&nr, "eval -c %s --net %s --data %s -n 4 --sampler ddim --sample-steps 2", ck, g_net, g_data), 0);
+    assert_non_null(strstr(nr.err, "note"));
+    assert_non_null(strstr(nr.out, "fid="));
+    assert_int_equal(cli_run(&nr, "eval --bpd -c %s --data %s -n 1", ck, g_data), 0);
+    assert_non_null(strstr(nr.out, "timesteps=1000"));
     expect_error("bpd n", 2, "exceeds the 400 test images", "eval --bpd -c %s --data %s -n 401", ck, g_data);
     expect_error("no input", 2, "name an IDX file", "eval --data %s", g_data);
     expect_error("unknown flag", 2, "unknown option", "eval %s --frobnicate", g_real);

@@ -27,6 +27,7 @@
 
 #include <cmocka.h>
 
+#include "diffusion/loop.h"
 #include "ddpm/objective.h"
 #include "ddpm/sampler.h"
 #include "ddpm/unet.h"

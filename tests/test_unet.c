@@ -1,5 +1,6 @@
 /* test_unet.c: the whole UNet against PyTorch (tests/data fixtures written by
- * scripts/torch_reference.py), the default model's size, a finite-difference
+ * scripts/torch_reference.py: two tiny ones and one of the default model's
+ * structure at a narrower width), the default model's size, a finite-difference
  * check through the whole network, and inference == training forward. */
 #include <math.h>
 #include <setjmp.h>
@@ -336,6 +337,32 @@ static void test_bf16(void **state) {
     check_bf16("unet_tiny_cond.fix");
 }
 
+/* The default model's structure (3 levels, 2 ResBlocks per level, attention
+ * at 7x7 of the 28x28 input) at width ch 8, groups 4: the tiny fixtures have
+ * 2 levels of 1 block, so they never run a level between the first and the
+ * last, a second block of a level, or a third up block. The fixture's config
+ * must match the default's in everything but width, so a regenerated
+ * fixture cannot quietly lose that coverage. */
+static void test_matches_torch_default_shape(void **state) {
+    (void)state;
+    fx_file f;
+    load_fixture(&f, "unet_default_shape.fix");
+    ddpm_unet_config c, d;
+    config_from_fixture(&f, &c);
+    fx_free(&f);
+    ddpm_unet_config_default(&d);
+    assert_int_equal(c.in_ch, d.in_ch);
+    assert_int_equal(c.res, d.res);
+    assert_int_equal(c.num_levels, d.num_levels);
+    assert_memory_equal(c.ch_mult, d.ch_mult, (size_t)d.num_levels * sizeof *d.ch_mult);
+    assert_int_equal(c.num_res_blocks, d.num_res_blocks);
+    assert_int_equal(c.num_attn, d.num_attn);
+    assert_memory_equal(c.attn_res, d.attn_res, (size_t)d.num_attn * sizeof *d.attn_res);
+    assert_int_equal(c.num_classes, d.num_classes);
+    assert_true(c.ch < d.ch); /* only narrower */
+    check_against_torch("unet_default_shape.fix");
+}
+
 /* Finite differences through the whole network, on a few parameter tensors. */
 typedef struct {
     ddpm_unet *m;
@@ -497,6 +524,7 @@ int main(void) {
         cmocka_unit_test(test_matches_torch),
         cmocka_unit_test(test_matches_torch_conditional),
         cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_matches_torch_default_shape),
         cmocka_unit_test(test_finite_differences),
         cmocka_unit_test(test_dropout_gradients),
         cmocka_unit_test(test_bad_calls),

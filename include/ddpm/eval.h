@@ -11,6 +11,7 @@
 
 #include "ddpm/classifier.h"
 #include "ddpm/common.h"
+#include "ddpm/pipeline.h"
 #include "ddpm/diffusion.h"
 #include "ddpm/sampler.h"
 #include "ddpm/rng.h"
@@ -87,14 +88,33 @@ size_t ddpm_bpd_workspace(int N, size_t D);
 /* The whole bound of N images x0 (N, D) in [-1, 1]: for t = T-1 down to 0,
  * x_t = q_sample(x0, noise) with the noise of image n drawn by
  * ddpm_rng_fill_normal(&rngs[n], ., D) (images in order), then one eps_fn
- * call for the batch (N <= DDPM_BPD_MAX_BATCH) and ddpm_vb_term_bpd. terms (N, T + 1): column t the
+ * call (labels NULL) for the batch (N <= DDPM_BPD_MAX_BATCH) and ddpm_vb_term_bpd. terms (N, T + 1): column t the
  * term of timestep t (t = 0 the decoder), column T the prior L_T; the total
  * of image n is the sum of its row. on_t (may be NULL) is called after each
  * timestep with the number done (1..T); nonzero stops (DDPM_ERR_INTERRUPTED). */
 ddpm_status ddpm_bpd_loop(double *terms, const float *x0, int N, size_t D, const ddpm_schedule *s,
-                          ddpm_var_kind var, ddpm_eps_fn eps_fn, void *ctx, ddpm_rng *rngs, float *work,
+                          ddpm_var_kind var, ddpm_model_fn eps_fn, void *ctx, ddpm_rng *rngs, float *work,
                           int (*on_t)(void *ud, int done, int T), void *ud);
 
+
+/* The bound of a model on the first n images of a dataset, in batches of
+ * at most `batch` (<= DDPM_BPD_MAX_BATCH): image i's noise from a stream
+ * seeded from (seed, i), so the result does not depend on the batch. The
+ * mean bits/dim, its standard error over the images, and the mean of each
+ * term: terms[t] for t = 0..T-1 (t = 0 the decoder), terms[T] the prior. */
+typedef struct {
+    int n, T;
+    double bpd, bpd_stderr, prior, decoder, kl; /* kl: the sum of terms 1..T-1 */
+    double *terms;                              /* [T + 1], malloc'ed: ddpm_bpd_result_free */
+} ddpm_bpd_result;
+
+/* on_t as in ddpm_bpd_loop, with done counting timesteps over all batches
+ * (1 .. ceil(n / batch) T). */
+ddpm_status ddpm_eval_bpd(ddpm_bpd_result *r, ddpm_pipeline *p, const ddpm_dataset *ds, int n, int batch,
+                          uint64_t seed, ddpm_var_kind var, int (*on_t)(void *ud, int done, int total), void *ud);
+void ddpm_bpd_result_free(ddpm_bpd_result *r);
+/* The mean terms as CSV "t,term,bits_per_dim" (term: decoder, kl, prior), atomically. */
+ddpm_status ddpm_bpd_write_terms(const char *path, const ddpm_bpd_result *r);
 
 /* ---- the protocol: generated images against a test split ----------------------
  * A reference holds the evaluation network and the test split's features
@@ -126,14 +146,43 @@ void ddpm_eval_ref_free(ddpm_eval_ref *r);
 ddpm_status ddpm_eval_images(ddpm_eval_metrics *m, const ddpm_eval_ref *r, const uint8_t *u8, int n,
                              const int *labels);
 
-/* Samples n images from a noise predictor with the library's sampler (opts
- * against the base schedule s; image i from stream (seed, i); batches of
- * `batch`; a conditional model, num_classes > 0, gets labels cycling
- * 0..K-1 and label_accuracy) and evaluates them. This is the call for
- * metrics during training: `model` is e.g. ddpm_unet_eps over an inference
- * copy of the EMA weights. on_step as in ddpm_sampler_run (may be NULL). */
-ddpm_status ddpm_eval_model(ddpm_eval_metrics *m, const ddpm_eval_ref *r, ddpm_model_fn model, void *ctx,
-                            const ddpm_schedule *s, const ddpm_sampler_opts *o, int num_classes, int n,
-                            int batch, uint64_t seed, ddpm_step_fn on_step, void *ud);
+/* Generated images from an IDX file in the shape of `like` (c, h, w): the
+ * first n of them (n <= 0: all; *n gets the count), at least DDPM_EVAL_K + 1;
+ * labels_path (may be NULL) an IDX label file with at least n labels, each
+ * in 0..like->num_classes-1. *u8 [n, D] and *labels [n] (or NULL) are
+ * malloc'ed. Errors name the file and the problem: DDPM_ERR_ARG for an n
+ * beyond the file's count, DDPM_ERR_FORMAT for a file that does not fit. */
+ddpm_status ddpm_eval_load_images(uint8_t **u8, int **labels, int *n, const char *path, const char *labels_path,
+                                  const ddpm_dataset *like);
+
+/* ---- a session: test split, evaluation network, reference statistics -------- */
+
+#define DDPM_EVAL_CACHE_DIR "data/eval" /* where networks are cached; $DDPM_EVAL_CACHE overrides */
+
+typedef struct {
+    ddpm_dataset test;
+    ddpm_classifier *net;
+    ddpm_eval_ref ref;
+    char net_path[1100], net_hash[17]; /* the network file and its SHA-256 prefix */
+    char net_acc[32];                  /* its recorded test accuracy, "" if none */
+    bool trained;                      /* this call trained it (first use) */
+    double trained_acc;
+} ddpm_eval_session;
+
+/* The protocol for the IDX dataset in dir: its test split, the network
+ * `net` (NULL: the dataset's cached network, trained on first use with one
+ * thread so the file does not depend on the machine, progress through
+ * on_train; threads is restored after) and the reference statistics. The
+ * network must take the split's images. */
+ddpm_status ddpm_eval_session_open(ddpm_eval_session *s, const char *dir, const char *net, int threads,
+                                   ddpm_clf_progress_fn on_train, void *ud);
+void ddpm_eval_session_close(ddpm_eval_session *s);
+
+/* Draws images 0..n-1 through the pipeline with o (a conditional model
+ * with o->label = -1 gets labels cycling 0..K-1, and label_accuracy) and
+ * evaluates them. The call for `ddpm eval -c` and for metrics during
+ * training (over ddpm_pipeline_set_weights of the EMA weights). */
+ddpm_status ddpm_eval_pipeline(ddpm_eval_metrics *m, const ddpm_eval_ref *r, ddpm_pipeline *p,
+                               const ddpm_draw_opts *o, int n);
 
 #endif

@@ -10,6 +10,7 @@
 #define DDPM_IMAGE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ddpm/common.h"
@@ -37,6 +38,11 @@ ddpm_status ddpm_image_write_grid(const char *path, const float *x, int n, int c
 #define DDPM_GRID_MAX_SCALE 16
 ddpm_status ddpm_image_write_grid_scaled(const char *path, const float *x, int n, int c, int h,
                                          int w, int nrow, float lo, float hi, int zoom);
+
+/* Model-space values x[0..n) in [-1, 1] to pixels: round((x + 1) 127.5),
+ * clamped to 0..255 (NaN -> 0). The one conversion every u8 output uses
+ * (IDX files, evaluation), so they agree with each other byte for byte. */
+void ddpm_image_to_u8(uint8_t *out, const float *x, size_t n);
 
 /* Write an 8-bit RGB image rgb (h, w, 3), row-major, interleaved. */
 ddpm_status ddpm_image_write_rgb(const char *path, const uint8_t *rgb, int w, int h);

@@ -78,6 +78,22 @@ const char *ddpm_st_meta_get(const ddpm_st_file *f, const char *key);
 
 void ddpm_st_free(ddpm_st_file *f);
 
+/* Typed metadata values of f (read from `path`, named in messages). Each
+ * fails with DDPM_ERR_FORMAT and a one-line message naming the file, the
+ * key and the value: "'PATH': metadata lacks 'KEY'", or "'PATH': metadata
+ * 'KEY' is not an integer: 'VALUE'" (likewise out of range, not a number,
+ * an unknown value). Integers are decimal digits (a leading '-' only when
+ * lo < 0), without overflow; numbers are finite. */
+ddpm_status ddpm_meta_i64(const ddpm_st_file *f, const char *path, const char *key, int64_t lo, int64_t hi,
+                          int64_t *out);
+ddpm_status ddpm_meta_u64(const ddpm_st_file *f, const char *path, const char *key, uint64_t *out);
+ddpm_status ddpm_meta_float(const ddpm_st_file *f, const char *path, const char *key, float lo, float hi,
+                            float *out);
+/* parse maps a name to an enum value, -1 when unknown (e.g. ddpm_schedule_parse);
+ * expected (may be NULL) lists the names for the message, e.g. "eps, v or x0". */
+ddpm_status ddpm_meta_enum(const ddpm_st_file *f, const char *path, const char *key, int (*parse)(const char *),
+                           const char *expected, int *out);
+
 /* A tensor to save: data is [product of shape] floats in host byte order. */
 typedef struct {
     const char *name;

@@ -28,6 +28,7 @@
 #include "ddpm/diffusion.h"
 #include "ddpm/rng.h"
 #include "ddpm/schedule.h"
+#include "ddpm/unet.h" /* ddpm_unet_eps, the usual model */
 
 /* The noise predictor: eps_hat = eps_theta(x, t, labels). eps_hat, x: [N, D];
  * t: [N] original timesteps; labels: [N] class labels (num_classes = "no
@@ -35,10 +36,6 @@
  * ddpm_error); sampling stops with that status. */
 typedef ddpm_status (*ddpm_model_fn)(void *ctx, float *eps_hat, const float *x, const int *t,
                                      const int *labels, int N);
-
-/* A ddpm_model_fn over a ddpm_unet * (ctx). */
-ddpm_status ddpm_unet_eps(void *unet, float *eps_hat, const float *x, const int *t,
-                          const int *labels, int N);
 
 /* Called with images first..first+N-1 (x: [N, D]) after step `step` of
  * nsteps; step 0 is x_T, step nsteps is x_0. */

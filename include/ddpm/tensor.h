@@ -62,4 +62,8 @@ void ddpm_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha,
 void ddpm_blas_set_threads(int n);
 const char *ddpm_blas_core(void);
 
+/* Uses n threads for the library's OpenMP loops and OpenBLAS (n <= 0: all
+ * cores); returns n. Results never depend on it. */
+int ddpm_set_threads(int n);
+
 #endif

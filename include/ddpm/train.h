@@ -33,38 +33,14 @@
 #include "ddpm/checkpoint.h"
 #include "ddpm/data.h"
 #include "ddpm/loss.h"
+#include "ddpm/meta.h"
 #include "ddpm/objective.h"
 #include "ddpm/optim.h"
 #include "ddpm/rng.h"
 #include "ddpm/schedule.h"
 #include "ddpm/unet.h"
 
-/* The checkpoint metadata a training run writes besides the model config
- * (checkpoint.h), each key named only here. */
-#define DDPM_META_SCHEDULE "schedule"         /* linear | cosine | quadratic | sigmoid */
-#define DDPM_META_TIMESTEPS "timesteps"       /* T */
-#define DDPM_META_LOSS "loss"                 /* l2 | l1 | huber */
-#define DDPM_META_OBJECTIVE "objective"       /* eps | v | x0 (absent: eps, the only one before) */
-#define DDPM_META_SNR_GAMMA "snr_gamma"       /* min-SNR-gamma, 0 = off (absent: 0) */
-#define DDPM_META_PRECISION "precision"       /* fp32 | bf16 products (absent: fp32) */
-#define DDPM_META_BATCH "batch"               /* global batch */
-#define DDPM_META_ITERS "iters"               /* total iterations of the LR schedule */
-#define DDPM_META_LR "lr"
-#define DDPM_META_WARMUP "warmup"
-#define DDPM_META_LR_DECAY "lr_decay"         /* cosine | constant */
-#define DDPM_META_MIN_LR_RATIO "min_lr_ratio"
-#define DDPM_META_WEIGHT_DECAY "weight_decay"
-#define DDPM_META_CLIP "clip"
-#define DDPM_META_EMA_DECAY "ema_decay"
-#define DDPM_META_COND_DROP "cond_drop"
-#define DDPM_META_SEED "seed"
-#define DDPM_META_STEP "step"                 /* iterations done */
-#define DDPM_META_RNG "rng"                   /* xoshiro256** state, 64 hex digits */
-#define DDPM_META_DROPOUT_RNG "dropout_rng"
-#define DDPM_META_DATA_SEED "data_seed"       /* the epoch order (data.h) */
-#define DDPM_META_DATA_EPOCH "data_epoch"
-#define DDPM_META_DATA_POS "data_pos"
-#define DDPM_META_DATA "data"                 /* the dataset's name, as set_data got it */
+/* The checkpoint metadata keys (DDPM_META_*) are in meta.h. */
 
 typedef struct {
     ddpm_unet_config model;

@@ -101,6 +101,10 @@ void ddpm_unet_init_params(ddpm_unet *m, uint64_t seed);
 ddpm_status ddpm_unet_forward(ddpm_unet *m, float *out, const float *x, const int *t,
                               const int *labels, int N);
 
+/* ddpm_unet_forward as a noise predictor callback (a ddpm_model_fn of
+ * sampler.h, ctx = the ddpm_unet *). */
+ddpm_status ddpm_unet_eps(void *unet, float *eps_hat, const float *x, const int *t, const int *labels, int N);
+
 /* Back-propagates dout (N, in_ch, res, res), the gradient of the loss w.r.t.
  * the last forward's output, accumulating (+=) into the parameter gradients.
  * Training models only. */

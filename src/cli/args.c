@@ -1,6 +1,7 @@
 /* args.c: see args.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "args.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <math.h>
@@ -245,46 +246,84 @@ int ddpm_cli_check_writable(const char *cmd, const char *path) {
 
 void ddpm_cli_error(const char *cmd) { fprintf(stderr, "ddpm %s: %s\n", cmd, ddpm_last_error()); }
 
-int ddpm_cli_threads(int n) {
-    if (n <= 0) n = omp_get_num_procs();
-    omp_set_num_threads(n);
-    ddpm_blas_set_threads(n);
-    return n;
-}
-
 bool ddpm_cli_tty(void) { return isatty(STDERR_FILENO); }
 
-double ddpm_cli_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+/* ---- the sampling flags of `sample` and `eval` ----------------------------------- */
+
+int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const char *sampler, int steps, const char *spacing,
+                       float eta, bool eta_seen, const char *var, bool var_seen) {
+    ddpm_draw_opts_default(o);
+    int kind = ddpm_sampler_parse(sampler), v = ddpm_var_parse(var), sp = spacing ? ddpm_spacing_parse(spacing) : 0;
+    const char *why = NULL, *arg = NULL;
+    if (kind < 0) why = "unknown sampler '%s' (expected ddpm, ddim or dpm++2m)", arg = sampler;
+    else if (v < 0) why = "unknown variance '%s' (expected small or large)", arg = var;
+    else if (sp < 0) why = "unknown spacing '%s' (expected uniform, quadratic or logsnr)", arg = spacing;
+    else if (kind != DDPM_SAMPLER_DDIM && eta_seen) why = "--eta applies to --sampler ddim only";
+    else if (kind != DDPM_SAMPLER_DDPM && var_seen) why = "--var applies to --sampler ddpm only";
+    else if (kind == DDPM_SAMPLER_DDPM && spacing) why = "--spacing applies to --sampler ddim and dpm++2m";
+    if (why) {
+        fprintf(stderr, "ddpm %s: ", cmd);
+        fprintf(stderr, why, arg);
+        fputc('\n', stderr);
+        return 2;
+    }
+    o->sampler = (ddpm_sampler_opts){(ddpm_sampler_kind)kind, steps, eta, (ddpm_var_kind)v, (ddpm_spacing)sp};
+    return -1;
 }
 
-void ddpm_cli_fmt_duration(char *buf, size_t cap, double seconds) {
-    if (!isfinite(seconds) || seconds < 0) seconds = 0;
-    long t = (long)(seconds + 0.5);
-    if (t >= 3600) snprintf(buf, cap, "%ldh%02ldm", t / 3600, (t / 60) % 60);
-    else if (t >= 60) snprintf(buf, cap, "%ldm%02lds", t / 60, t % 60);
-    else snprintf(buf, cap, "%lds", t);
+void ddpm_cli_sampler_detail(char *buf, size_t cap, const ddpm_sampler_opts *o) {
+    if (o->kind == DDPM_SAMPLER_DDPM) snprintf(buf, cap, "var %s", ddpm_var_name(o->var));
+    else if (o->kind == DDPM_SAMPLER_DDIM) snprintf(buf, cap, "eta %g", (double)o->eta);
+    else snprintf(buf, cap, "deterministic");
+    ddpm_spacing sp = o->spacing ? o->spacing : ddpm_sampler_default_spacing(o->kind);
+    size_t n = strlen(buf);
+    if (o->kind != DDPM_SAMPLER_DDPM && n < cap) snprintf(buf + n, cap - n, ", %s spacing", ddpm_spacing_name(sp));
 }
 
-int ddpm_cli_make_dirs(const char *path) {
-    char buf[1024];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) && errno != EEXIST) return -1;
+int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt, bool raw_weights, int max_batch) {
     struct stat st;
-    if (stat(buf, &st) || !S_ISDIR(st.st_mode)) {
-        errno = ENOTDIR;
-        return -1;
+    if (!*ckpt) {
+        *ckpt = DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE;
+        if (stat(*ckpt, &st) != 0 && errno == ENOENT) {
+            fprintf(stderr, "ddpm %s: no checkpoint at '%s': run 'ddpm train' first, or name one with -c FILE\n", cmd,
+                    *ckpt);
+            return 1;
+        }
     }
-    return 0;
+    ddpm_pipeline_opts po = {.raw_weights = raw_weights, .max_batch = max_batch};
+    if (!ddpm_pipeline_open(p, *ckpt, &po)) return 0;
+    ddpm_cli_error(cmd);
+    return 1;
+}
+
+bool ddpm_ends_with_png(const char *path) {
+    size_t n = strlen(path);
+    return n >= 4 && (!strcmp(path + n - 4, ".png") || !strcmp(path + n - 4, ".PNG"));
+}
+
+void ddpm_cli_error_flag(const char *cmd, const char *flag) {
+    fprintf(stderr, "ddpm %s: %s: %s\n", cmd, flag, ddpm_last_error());
+}
+
+int ddpm_cli_check_draw(const char *cmd, const ddpm_pipeline *p, const ddpm_draw_opts *o, int *K) {
+    if (!ddpm_pipeline_check(p, o, K)) return -1;
+    const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
+    bool steps = o->sampler.steps > ddpm_sampler_max_steps(o->sampler.kind, in->T);
+    ddpm_cli_error_flag(cmd, steps ? "--sample-steps" : o->guided ? "--guidance" : "--label");
+    return 2;
+}
+
+void ddpm_cli_draw_view_start(ddpm_cli_draw_view *v, int n, int batch, int K) {
+    char what[64];
+    v->n = n, v->B = batch < n ? batch : n, v->nchunks = (n + v->B - 1) / v->B;
+    snprintf(what, sizeof what, "sampling %d images", n);
+    ddpm_progress_start(&v->p, stderr, what, (long)v->nchunks * K, "model calls");
+}
+
+void ddpm_cli_draw_on_step(void *ud, int first, int N, int step, int K, const float *x) {
+    (void)N, (void)x;
+    ddpm_cli_draw_view *v = ud;
+    if (step == 1 && v->nchunks > 1)
+        snprintf(v->p.what, sizeof v->p.what, "sampling %d images, batch %d/%d", v->n, first / v->B + 1, v->nchunks);
+    if (step > 0) ddpm_progress_tick(&v->p, (long)(first / v->B) * K + step);
 }

@@ -13,6 +13,8 @@
 #include <stdint.h>
 
 #include "ddpm/unet.h"
+#include "ddpm/progress.h" /* ddpm_now, ddpm_fmt_duration */
+#include "ddpm/tensor.h"   /* ddpm_set_threads */
 #include "core/util.h" /* DDPM_COUNT: option tables are counted by the compiler */
 
 typedef enum {
@@ -69,16 +71,6 @@ void ddpm_model_flags_apply(const ddpm_model_flags *f, ddpm_unet_config *cfg);
  * must hold the model options. */
 void ddpm_model_flags_preset(ddpm_model_flags *f, const ddpm_opt *opts, int nopts, bool size_known);
 
-/* Uses n threads for OpenMP loops and OpenBLAS (0 = all cores). They never
- * run at the same time (no GEMM inside a parallel region), so one count
- * serves both. Returns the count in use. */
-int ddpm_cli_threads(int n);
-
-/* Monotonic clock in seconds. */
-double ddpm_cli_now(void);
-/* 75 s -> "1m15s", 4000 s -> "1h06m". */
-void ddpm_cli_fmt_duration(char *buf, size_t cap, double seconds);
-
 /* True when stderr is a terminal (progress lines redraw in place). */
 bool ddpm_cli_tty(void);
 
@@ -89,10 +81,36 @@ bool ddpm_cli_tty(void);
  * exist" to stderr. */
 int ddpm_cli_check_writable(const char *cmd, const char *path);
 
-/* mkdir -p: 0, or -1 with errno set (ENOTDIR when path is not a directory). */
-int ddpm_cli_make_dirs(const char *path);
 
 /* Prints "ddpm CMD: <last library error>" to stderr. */
 void ddpm_cli_error(const char *cmd);
+
+/* ---- the sampling flags of `sample` and `eval` ------------------------------- */
+
+#include "ddpm/pipeline.h"
+/* o = ddpm_draw_opts_default with the sampler flags: names parsed, options
+ * that do not apply to the sampler refused. -1 to go on, else 2 after a
+ * usage error. spacing may be NULL. */
+int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const char *sampler, int steps, const char *spacing,
+                       float eta, bool eta_seen, const char *var, bool var_seen);
+/* "var small" / "eta 0" / "deterministic", then ", logsnr spacing" (ddim, dpm++2m). */
+void ddpm_cli_sampler_detail(char *buf, size_t cap, const ddpm_sampler_opts *o);
+/* Opens *ckpt (NULL: the default run's checkpoint, with a hint when it does
+ * not exist yet) for batches of max_batch images. 0, or 1 after the error. */
+int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt, bool raw_weights, int max_batch);
+bool ddpm_ends_with_png(const char *path);
+/* ddpm_pipeline_check, with the error printed under the flag it concerns
+ * (--sample-steps, --guidance or --label): -1 to go on, else 2. */
+int ddpm_cli_check_draw(const char *cmd, const ddpm_pipeline *p, const ddpm_draw_opts *o, int *K);
+/* The progress line of a pipeline draw of n images in batches of B with K
+ * steps, as a ddpm_step_fn (ud = the view). */
+typedef struct {
+    ddpm_progress p;
+    int n, B, nchunks;
+} ddpm_cli_draw_view;
+void ddpm_cli_draw_view_start(ddpm_cli_draw_view *v, int n, int batch, int K);
+void ddpm_cli_draw_on_step(void *ud, int first, int N, int step, int K, const float *x);
+/* Prints "ddpm CMD: FLAG: <last library error>" to stderr. */
+void ddpm_cli_error_flag(const char *cmd, const char *flag);
 
 #endif

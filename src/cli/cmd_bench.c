@@ -31,6 +31,7 @@
 #include "cli.h"
 #include "core/prof.h"
 #include "ddpm/bench.h"
+#include "ddpm/progress.h"
 #include "ddpm/tensor.h"
 #include "ddpm/unet.h"
 
@@ -45,8 +46,8 @@ typedef struct {
 static void progress(void *ctx, const char *part, int iters, double elapsed) {
     progress_state *p = ctx;
     if (p->tty && iters == 0) fprintf(stderr, "\r\033[Kddpm bench: %s: timing", part);
-    if (p->tty && iters > 0 && ddpm_cli_now() - p->shown > 0.5) {
-        p->shown = ddpm_cli_now();
+    if (p->tty && iters > 0 && ddpm_now() - p->shown > 0.5) {
+        p->shown = ddpm_now();
         fprintf(stderr, "\r\033[Kddpm bench: %s: %d iterations, %.1f s", part, iters, elapsed);
     }
 }
@@ -210,7 +211,7 @@ static int cmd_bench(int argc, char **argv) {
         ddpm_cli_error(CMD);
         return 2;
     }
-    return run(&c, ddpm_cli_threads(threads));
+    return run(&c, ddpm_set_threads(threads));
 }
 
 const ddpm_cli_command ddpm_cmd_bench = {"bench", cmd_bench, "time training, sampling and sgemm on a fixed workload"};

@@ -153,7 +153,7 @@ static int train(ddpm_toy *tr) {
     const ddpm_toy_config *c = ddpm_toy_get_config(tr);
     int64_t start = ddpm_toy_step_count(tr), every = c->iters / 10 > 0 ? c->iters / 10 : 1;
     if (start >= c->iters) return 0;
-    double t0 = ddpm_cli_now(), ema = NAN;
+    double t0 = ddpm_now(), ema = NAN;
     for (int64_t s = start; s < c->iters; s++) {
         ddpm_toy_stats st;
         if (ddpm_toy_step(tr, &st)) {
@@ -163,11 +163,11 @@ static int train(ddpm_toy *tr) {
         ema = isnan(ema) ? st.loss : 0.99 * ema + 0.01 * st.loss;
         if ((s + 1) % every == 0 || s + 1 == c->iters)
             fprintf(stderr, "ddpm %s: step %" PRId64 "/%" PRId64 "  loss %.4f (avg %.4f)  |grad| %.3f  %.1f s\n",
-                    CMD, s + 1, c->iters, st.loss, ema, st.grad_norm, ddpm_cli_now() - t0);
+                    CMD, s + 1, c->iters, st.loss, ema, st.grad_norm, ddpm_now() - t0);
     }
-    double dt = ddpm_cli_now() - t0;
+    double dt = ddpm_now() - t0;
     char buf[32];
-    ddpm_cli_fmt_duration(buf, sizeof buf, dt);
+    ddpm_fmt_duration(buf, sizeof buf, dt);
     fprintf(stderr, "ddpm %s: trained %" PRId64 " steps in %s (%.2f ms/step)\n", CMD,
             c->iters - start, buf, 1e3 * dt / (double)(c->iters - start));
     return 0;
@@ -270,12 +270,12 @@ static ddpm_status sample(ddpm_toy *tr, const toy_flags *f, const ddpm_sampler_o
     reverse_rec r = {ddpm_malloc((size_t)(PANELS + 1) * 2 * n * sizeof(float)), n, {{0}}};
     if (!r.snap) return DDPM_ERR_NOMEM;
     float *x = r.snap + (size_t)PANELS * 2 * n;
-    double t0 = ddpm_cli_now();
+    double t0 = ddpm_now();
     ddpm_status st = ddpm_toy_sample(tr, x, n, o, seed, on_step, &r);
     char path[4200];
     if (st == DDPM_OK) {
         fprintf(stderr, "ddpm %s: sampled %d points with %s in %.1f s\n", CMD, n, f->sampler,
-                ddpm_cli_now() - t0);
+                ddpm_now() - t0);
         st = write_panels(join(path, sizeof path, f->out, "reverse.png"), r.snap, n, r.titles,
                           "REVERSE PROCESS FROM N(0, I)");
     }
@@ -392,7 +392,7 @@ static int run(const toy_flags *f, const ddpm_sampler_opts *so) {
         rc = create_trainer(f, &data_rng, &tr);
     }
     if (rc) return rc;
-    if (ddpm_cli_make_dirs(f->out)) { /* only once the inputs are good */
+    if (ddpm_mkdirs(f->out)) { /* only once the inputs are good */
         fprintf(stderr, "ddpm %s: cannot create '%s': %s\n", CMD, f->out, strerror(errno));
         ddpm_toy_free(tr);
         return 1;
@@ -469,7 +469,7 @@ static int cmd_toy(int argc, char **argv) {
     }
     ddpm_sampler_opts so = {(ddpm_sampler_kind)sampler, f.sample_steps, f.eta, DDPM_VAR_SMALL,
                             ddpm_opts_seen(opts, nopts, "--spacing") ? (ddpm_spacing)spacing : DDPM_SPACING_DEFAULT};
-    ddpm_cli_threads(f.threads);
+    ddpm_set_threads(f.threads);
     return run(&f, &so);
 }
 

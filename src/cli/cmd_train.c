@@ -25,6 +25,7 @@
 #include "args.h"
 #include "cli.h"
 #include "folder.h"
+#include "diffusion/loop.h"
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
 #include "ddpm/image.h"
@@ -267,7 +268,7 @@ typedef struct {
 } progress;
 
 static void print_progress(progress *p, const ddpm_train_stats *st, const ddpm_eval_metrics *m) {
-    double t = ddpm_cli_now();
+    double t = ddpm_now();
     double ips = (double)(st->iter - p->it_last) * p->batch / (t - p->t_last), elapsed = t - p->t0;
     p->t_last = t;
     p->it_last = st->iter;
@@ -277,8 +278,8 @@ static void print_progress(progress *p, const ddpm_train_stats *st, const ddpm_e
             elapsed, ev);
     fflush(p->L.f);
     char eta[32], el[32];
-    ddpm_cli_fmt_duration(eta, sizeof eta, (double)(p->iters - st->iter) * p->batch / ips);
-    ddpm_cli_fmt_duration(el, sizeof el, elapsed);
+    ddpm_fmt_duration(eta, sizeof eta, (double)(p->iters - st->iter) * p->batch / ips);
+    ddpm_fmt_duration(el, sizeof el, elapsed);
     fprintf(stderr, "%siter %" PRId64 "/%" PRId64 "  loss %.4f  lr %.2e  grad %.3f  %.0f img/s  %s elapsed  ETA %s%s",
             p->tty ? "\r\033[K" : "", st->iter, p->iters, p->smooth, (double)st->lr, st->grad_norm, ips, el, eta,
             p->tty ? "" : "\n");
@@ -302,12 +303,12 @@ static ddpm_status on_iter(void *ctx, ddpm_trainer *tr, const ddpm_train_stats *
     ddpm_status s;
     if (f->eval_every > 0 && (it % f->eval_every == 0 || last)) {
         ddpm_eval_metrics m;
-        double t = ddpm_cli_now();
+        double t = ddpm_now();
         if ((s = ddpm_train_eval_run(&p->ev, &m, tr, p->inf, 16))) return s;
-        p->t_last += ddpm_cli_now() - t; /* keep img/s about training */
+        p->t_last += ddpm_now() - t; /* keep img/s about training */
         fprintf(stderr, "%seval at iter %" PRId64 ": fid %.3f  precision %.3f  recall %.3f  confidence %.3f  "
                         "class_entropy %.3f (%d samples, %.0f s)\n", p->tty ? "\r\033[K" : "", it, m.fid, m.precision,
-                m.recall, m.confidence, m.class_entropy, m.n, ddpm_cli_now() - t);
+                m.recall, m.confidence, m.class_entropy, m.n, ddpm_now() - t);
         print_progress(p, st, &m);
         ddpm_train_eval_plot(&p->ev, f->out);
     } else if (it % p->log_every == 0 || last) {
@@ -404,7 +405,7 @@ static int finish(progress *p, ddpm_trainer *tr, int64_t step0) {
     char path[1100], el[32];
     snprintf(path, sizeof path, "%s/samples.png", f->out);
     if (write_sample_grid(tr, p->inf, path, f->scale)) return -1;
-    ddpm_cli_fmt_duration(el, sizeof el, ddpm_cli_now() - p->t0);
+    ddpm_fmt_duration(el, sizeof el, ddpm_now() - p->t0);
     printf("trained %" PRId64 " iterations in %s; final loss %.4f (smoothed)\n", it - step0, el, p->smooth);
     printf("wrote %s, %s/log.csv, %s/loss.png, %s\n", p->ckpt, f->out, f->out, path);
     return 0;
@@ -436,7 +437,7 @@ static int train_loop(progress *p, ddpm_trainer *tr, const ddpm_train_config *c)
     p->tty = ddpm_cli_tty();
     p->log_every = f->log_every > 0 ? f->log_every
                                     : (int)(c->iters / 50 > 0 ? (c->iters / 50 < 100 ? c->iters / 50 : 100) : 1);
-    p->t0 = p->t_last = ddpm_cli_now();
+    p->t0 = p->t_last = ddpm_now();
     p->smooth = NAN;
     p->it_last = step0;
     p->stop_at = f->stop_after > 0 && step0 + f->stop_after < c->iters ? step0 + f->stop_after : c->iters;
@@ -465,7 +466,7 @@ typedef struct {
 /* Rank 0's output side: the directory, its lock, the log. */
 static int open_outputs(run_state *r, progress *p) {
     const train_flags *f = p->f;
-    if (ddpm_cli_make_dirs(f->out)) {
+    if (ddpm_mkdirs(f->out)) {
         fprintf(stderr, "ddpm train: cannot create '%s': %s\n", f->out, strerror(errno));
         return 1;
     }
@@ -479,7 +480,7 @@ static int open_outputs(run_state *r, progress *p) {
 /* Trainer, data and outputs. Returns 0, 1 after printing a message, or -1
  * when the library's message is still to be printed. */
 static int setup(run_state *r, progress *p, train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) {
-    r->threads = ddpm_cli_threads(f->threads);
+    r->threads = ddpm_set_threads(f->threads);
     snprintf(r->ckpt, sizeof r->ckpt, "%s/%s", f->out, DDPM_CKPT_FILE);
     if (p->lead && file_exists(f->out) && (r->lock_fd = lock_out(f->out, r->lock, sizeof r->lock)) < 0) return 1;
     if (p->lead && check_out(f, r->ckpt)) return 1;

@@ -102,7 +102,7 @@ typedef struct {
 
 static void on_progress(void *ctx, int done, int total) {
     load_ui *u = ctx;
-    double t = ddpm_cli_now();
+    double t = ddpm_now();
     if (!u->tty || (done < total && t - u->last < 0.2)) return;
     u->last = t;
     fprintf(stderr, "\r\033[Kddpm %s: decoding images %d/%d%s", u->cmd, done, total, done == total ? "\n" : "");
@@ -210,10 +210,10 @@ const ddpm_st_meta *ddpm_cli_data_meta(ddpm_cli_data *d, int *n) {
     /* IDX digits flip only when asked: without the key a resume keeps the
      * default (off), and a digit run's checkpoint is what it was before
      * folders existed, byte for byte. */
-    if (d->folder || d->hflip) d->meta[(*n)++] = (ddpm_st_meta){"data_hflip", d->hflip ? "1" : "0"};
+    if (d->folder || d->hflip) d->meta[(*n)++] = (ddpm_st_meta){DDPM_META_DATA_HFLIP, d->hflip ? "1" : "0"};
     if (d->folder) {
-        d->meta[(*n)++] = (ddpm_st_meta){"data_alpha", d->alpha};
-        d->meta[(*n)++] = (ddpm_st_meta){"data_crop", d->crop == DDPM_CROP_RANDOM ? "random" : "center"};
+        d->meta[(*n)++] = (ddpm_st_meta){DDPM_META_DATA_ALPHA, d->alpha};
+        d->meta[(*n)++] = (ddpm_st_meta){DDPM_META_DATA_CROP, d->crop == DDPM_CROP_RANDOM ? "random" : "center"};
         if (d->classes_json) d->meta[(*n)++] = (ddpm_st_meta){DDPM_META_CLASSES, d->classes_json};
     }
     return d->meta;
@@ -223,8 +223,8 @@ void ddpm_folder_flags_from_ckpt(ddpm_folder_flags *f, const char *path) {
     static char alpha[16], crop[16];
     ddpm_checkpoint ck;
     if (ddpm_checkpoint_open(&ck, path)) return; /* the trainer reports a bad checkpoint */
-    const char *a = ddpm_checkpoint_meta(&ck, "data_alpha"), *c = ddpm_checkpoint_meta(&ck, "data_crop"),
-               *h = ddpm_checkpoint_meta(&ck, "data_hflip");
+    const char *a = ddpm_checkpoint_meta(&ck, DDPM_META_DATA_ALPHA), *c = ddpm_checkpoint_meta(&ck, DDPM_META_DATA_CROP),
+               *h = ddpm_checkpoint_meta(&ck, DDPM_META_DATA_HFLIP);
     if (a) snprintf(alpha, sizeof alpha, "%s", a), f->alpha = alpha;
     if (c) snprintf(crop, sizeof crop, "%s", c), f->crop = crop;
     if (h) f->hflip = !strcmp(h, "1"), f->no_hflip = !f->hflip;

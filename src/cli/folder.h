@@ -9,9 +9,7 @@
 #include "ddpm/checkpoint.h"
 #include "ddpm/imagefolder.h"
 
-/* Checkpoint metadata key: the class names, a JSON array in index order
- * (ddpm_folder_classes_json). */
-#define DDPM_META_CLASSES "classes"
+#include "ddpm/meta.h"
 
 /* --label K|NAME -> *label: -1 when arg is NULL; digits are an index; any
  * other text is looked up in the checkpoint's class names. Returns 0, or 2

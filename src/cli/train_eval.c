@@ -27,10 +27,10 @@ int ddpm_train_eval_open(ddpm_train_eval *e, const char *dir, int every, int n, 
     e->fid = s ? NULL : calloc((size_t)e->cap, sizeof(float));
     if (!s && !e->fid) s = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
     if (!s && n > e->test.n * 10) s = ddpm_error(DDPM_ERR_ARG, "--eval-n %d is more than 10x the test split", n);
-    ddpm_cli_threads(1); /* the cached network does not depend on --threads */
+    ddpm_set_threads(1); /* the cached network does not depend on --threads */
     if (!s) s = ddpm_clf_obtain(e->net_path, sizeof e->net_path, &trained, &acc, cache && *cache ? cache : "data/eval",
                                 dir, &e->test, NULL, NULL);
-    ddpm_cli_threads(threads);
+    ddpm_set_threads(threads);
     if (!s && trained)
         fprintf(stderr, "ddpm train: trained the evaluation network '%s': test accuracy %.2f%%\n", e->net_path, 100 * acc);
     if (!s) s = ddpm_clf_load(&e->net, e->net_path, 256, NULL, NULL, 0);
@@ -47,14 +47,18 @@ int ddpm_train_eval_open(ddpm_train_eval *e, const char *dir, int every, int n, 
 
 ddpm_status ddpm_train_eval_run(ddpm_train_eval *e, ddpm_eval_metrics *m, ddpm_trainer *tr, ddpm_unet *inf,
                                 int batch) {
+    (void)inf;
     const ddpm_train_config *c = ddpm_trainer_config(tr);
-    memcpy(ddpm_unet_params(inf), ddpm_trainer_ema(tr), ddpm_unet_num_params(inf) * sizeof(float));
-    ddpm_sampler_opts o = {.kind = DDPM_SAMPLER_DDIM, .steps = c->T < 50 ? c->T : 50};
-    size_t D = (size_t)c->model.in_ch * c->model.res * c->model.res;
-    ddpm_objective_model om;
-    ddpm_status s = ddpm_objective_model_init(&om, ddpm_unet_eps, inf, c->objective, ddpm_trainer_schedule(tr), D);
-    if (!s) s = ddpm_eval_model(m, &e->ref, ddpm_objective_eps, &om, ddpm_trainer_schedule(tr), &o, c->model.num_classes,
-                                e->n, batch, EVAL_SEED, NULL, NULL);
+    ddpm_pipeline_model pm = {c->model, ddpm_trainer_ema(tr), c->schedule, c->T, c->objective};
+    ddpm_pipeline_opts po = {.max_batch = batch};
+    ddpm_draw_opts o;
+    ddpm_draw_opts_default(&o);
+    o.sampler = (ddpm_sampler_opts){.kind = DDPM_SAMPLER_DDIM, .steps = c->T < 50 ? c->T : 50};
+    o.seed = EVAL_SEED;
+    ddpm_pipeline *p;
+    ddpm_status s = ddpm_pipeline_create(&p, &pm, &po);
+    if (!s) s = ddpm_eval_pipeline(m, &e->ref, p, &o, e->n);
+    ddpm_pipeline_free(p);
     if (!s && e->nfid < e->cap) e->fid[e->nfid++] = (float)m->fid;
     return s;
 }

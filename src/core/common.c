@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -211,4 +212,37 @@ ddpm_status ddpm_atomic_commit(ddpm_atomic_file *a) {
     free(a->tmp);
     *a = (ddpm_atomic_file){NULL, NULL, -1, NULL};
     return s;
+}
+
+bool ddpm_grow(void **arr, int *cap, int need, size_t elem) {
+    if (need <= *cap) return true;
+    int ncap = *cap ? *cap : 16;
+    while (ncap < need) {
+        if (ncap > INT_MAX / 2) return false;
+        ncap *= 2;
+    }
+    void *p = realloc(*arr, (size_t)ncap * elem);
+    if (!p) return false;
+    *arr = p;
+    *cap = ncap;
+    return true;
+}
+
+int ddpm_mkdirs(const char *path) {
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p) continue;
+        char c = *p;
+        *p = '\0';
+        struct stat st;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+        if (stat(buf, &st) != 0) return -1;
+        if (!S_ISDIR(st.st_mode)) return errno = ENOTDIR, -1;
+        if (!(*p = c)) break;
+    }
+    return 0;
 }

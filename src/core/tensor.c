@@ -1,6 +1,8 @@
 /* tensor.c: arena and GEMM. See tensor.h. */
 #include "ddpm/tensor.h"
 
+#include <omp.h>
+
 #include <cblas.h>
 #include <stdint.h>
 #include <string.h>
@@ -74,5 +76,12 @@ extern void openblas_set_num_threads(int);
 extern char *openblas_get_corename(void);
 
 void ddpm_blas_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+
+int ddpm_set_threads(int n) {
+    if (n <= 0) n = omp_get_num_procs();
+    omp_set_num_threads(n);
+    ddpm_blas_set_threads(n);
+    return n;
+}
 
 const char *ddpm_blas_core(void) { return openblas_get_corename(); }

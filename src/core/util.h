@@ -27,6 +27,7 @@
 #ifndef DDPM_CORE_UTIL_H
 #define DDPM_CORE_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Elements of a memory-bound loop (copy, add, axpy, concat, Adam, EMA, the
@@ -53,6 +54,15 @@ static inline size_t ddpm_round16(size_t n) { return (n + 15) & ~(size_t)15; }
 int ddpm_enum_parse(const char *const *names, int n, const char *s);
 /* names[v], or "?" when v is outside [0, n). */
 const char *ddpm_enum_name(const char *const *names, int n, int v);
+
+/* Grows the array *arr of elem-byte entries to hold at least `need`
+ * entries (capacity doubling from 16). False, with *arr untouched, when
+ * memory or int range runs out. */
+bool ddpm_grow(void **arr, int *cap, int need, size_t elem);
+
+/* mkdir -p (mode 0777 less the umask): 0, or -1 with errno set (ENOTDIR when a part of
+ * path is not a directory, ENAMETOOLONG past 1023 bytes). */
+int ddpm_mkdirs(const char *path);
 
 /* Replaces control characters in s with '?', in place: a message quoting a
  * file name or text from a file stays one line. */

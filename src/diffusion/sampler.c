@@ -1,16 +1,10 @@
 /* sampler.c: the sampler driver (sampler.h) and the one-generator loop
  * ddpm_sample_loop (diffusion.h), both on one step loop (run_steps). */
+#include "diffusion/loop.h"
 #include "ddpm/sampler.h"
 
 #include <math.h>
 #include <string.h>
-
-#include "ddpm/unet.h"
-
-ddpm_status ddpm_unet_eps(void *unet, float *eps_hat, const float *x, const int *t,
-                          const int *labels, int N) {
-    return ddpm_unet_forward(unet, eps_hat, x, t, labels, N);
-}
 
 uint64_t ddpm_sampler_image_seed(uint64_t seed, int64_t i) {
     return ddpm_splitmix64(seed) ^ (DDPM_GOLDEN_GAMMA * ((uint64_t)i + 1));

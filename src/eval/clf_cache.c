@@ -2,6 +2,7 @@
  * and cached (see ddpm_clf_obtain in classifier.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "ddpm/classifier.h"
+#include "core/util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,21 +11,6 @@
 #include <sys/types.h>
 
 #define OBTAIN_BATCH 256
-
-static int mkdir_p(const char *dir) {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || !*p) {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-            *p = c;
-            if (!c) break;
-        }
-    }
-    return 0;
-}
 
 static ddpm_status train_and_save(const char *path, double *acc, const char *cache_dir, const char *data_dir,
                                   const ddpm_dataset *train, const ddpm_dataset *test, const ddpm_clf_train_opts *o,
@@ -42,7 +28,7 @@ static ddpm_status train_and_save(const char *path, double *acc, const char *cac
     snprintf(accs, sizeof accs, "%.4f", *acc);
     /* no timings: the same build, data and thread count give the same file, byte for byte */
     const ddpm_st_meta meta[2] = {{"dataset", data_dir}, {"test_accuracy", accs}};
-    if (!s && mkdir_p(cache_dir) != 0) s = ddpm_error(DDPM_ERR_IO, "cannot create '%s': %s", cache_dir, strerror(errno));
+    if (!s && ddpm_mkdirs(cache_dir) != 0) s = ddpm_error(DDPM_ERR_IO, "cannot create '%s': %s", cache_dir, strerror(errno));
     if (!s) s = ddpm_clf_save(m, path, meta, 2);
     ddpm_clf_free(m);
     return s;

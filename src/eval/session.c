@@ -1,8 +1,11 @@
 /* session.c: the evaluation protocol over a reference test split (see
  * eval.h): the metrics of a set of images, and of samples of a model. */
 #include "ddpm/eval.h"
+#include "ddpm/data.h"
+#include "ddpm/tensor.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,32 +60,101 @@ ddpm_status ddpm_eval_images(ddpm_eval_metrics *m, const ddpm_eval_ref *r, const
     return s;
 }
 
-static void to_u8(uint8_t *out, const float *x, size_t n) {
-    for (size_t j = 0; j < n; j++) {
-        float v = (x[j] + 1.0f) * 127.5f;
-        v = v > 0.0f ? (v < 255.0f ? v : 255.0f) : 0.0f;
-        out[j] = (uint8_t)floorf(v + 0.5f);
-    }
-}
-
-ddpm_status ddpm_eval_model(ddpm_eval_metrics *m, const ddpm_eval_ref *r, ddpm_model_fn model, void *ctx,
-                            const ddpm_schedule *s, const ddpm_sampler_opts *o, int num_classes, int n,
-                            int batch, uint64_t seed, ddpm_step_fn on_step, void *ud) {
-    size_t D = (size_t)r->test->c * r->test->h * r->test->w;
-    int B = batch < n ? batch : n;
-    ddpm_sampler sm = {0};
-    float *x = ddpm_malloc((size_t)n * D * sizeof(float));
+ddpm_status ddpm_eval_pipeline(ddpm_eval_metrics *m, const ddpm_eval_ref *r, ddpm_pipeline *p,
+                               const ddpm_draw_opts *o, int n) {
+    const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
+    const ddpm_dataset *t = r->test;
+    if (in->cfg.in_ch != t->c || in->cfg.res != t->h || in->cfg.res != t->w)
+        return ddpm_error(DDPM_ERR_ARG, "the model makes %d x %d x %d images; the reference has %d x %d x %d",
+                          in->cfg.in_ch, in->cfg.res, in->cfg.res, t->c, t->h, t->w);
+    size_t D = in->D;
     uint8_t *u8 = malloc((size_t)n * D);
-    int *labels = num_classes > 0 ? malloc((size_t)n * sizeof(int)) : NULL;
-    ddpm_status st = !x || !u8 || (num_classes > 0 && !labels) ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d samples", n)
-                                                             : ddpm_sampler_create(&sm, s, o, D, B);
-    if (!st && labels) ddpm_sampler_labels(labels, n, num_classes, -1);
-    if (!st) st = ddpm_sampler_run(&sm, x, 0, n, seed, labels, model, ctx, on_step, ud);
-    if (!st) to_u8(u8, x, (size_t)n * D);
+    int *labels = in->cfg.num_classes > 0 ? malloc((size_t)n * sizeof(int)) : NULL;
+    ddpm_status st = !u8 || (in->cfg.num_classes > 0 && !labels)
+                         ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d samples", n)
+                         : ddpm_pipeline_draw_u8(p, o, 0, n, u8);
+    if (!st && labels) ddpm_pipeline_labels(p, o, 0, n, labels);
     if (!st) st = ddpm_eval_images(m, r, u8, n, labels);
-    ddpm_sampler_destroy(&sm);
-    ddpm_free(x);
     free(u8);
     free(labels);
     return st;
+}
+
+ddpm_status ddpm_eval_load_images(uint8_t **u8, int **labels, int *n, const char *path, const char *labels_path,
+                                  const ddpm_dataset *like) {
+    ddpm_idx im = {0}, lb = {0};
+    *u8 = NULL, *labels = NULL;
+    ddpm_status st = ddpm_idx_read(&im, path, DDPM_IDX_IMAGES);
+    if (st) return st;
+    int c = im.ndim == 4 ? im.dims[1] : 1, h = im.dims[im.ndim - 2], w = im.dims[im.ndim - 1], count = im.dims[0];
+    if (c != like->c || h != like->h || w != like->w)
+        st = ddpm_error(DDPM_ERR_FORMAT, "'%s' holds %d x %d x %d images; the evaluation network for the reference takes "
+                                      "%d x %d x %d", path, c, h, w, like->c, like->h, like->w);
+    else if (*n > count)
+        st = ddpm_error(DDPM_ERR_ARG, "-n %d exceeds the %d images in '%s'", *n, count, path);
+    else if ((*n > 0 ? *n : count) < DDPM_EVAL_K + 1)
+        st = ddpm_error(DDPM_ERR_FORMAT, "'%s' holds %d images; the metrics need at least %d", path, count, DDPM_EVAL_K + 1);
+    if (!st && *n <= 0) *n = count;
+    if (!st && labels_path && !(st = ddpm_idx_read(&lb, labels_path, DDPM_IDX_LABELS))) {
+        if (lb.dims[0] < *n) st = ddpm_error(DDPM_ERR_FORMAT, "'%s' holds %d labels for %d images", labels_path, lb.dims[0], *n);
+        else if (!(*labels = malloc((size_t)*n * sizeof(int)))) st = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
+        for (int i = 0; !st && i < *n; i++) {
+            (*labels)[i] = lb.data[i];
+            if (lb.data[i] >= like->num_classes && like->num_classes > 0)
+                st = ddpm_error(DDPM_ERR_FORMAT, "'%s': label %d of image %d is outside the reference's %d classes",
+                                labels_path, lb.data[i], i, like->num_classes);
+        }
+    }
+    if (!st) {
+        *u8 = im.data; /* keep the pixels, drop the rest */
+        im.data = NULL;
+    } else {
+        free(*labels);
+        *labels = NULL;
+    }
+    ddpm_idx_free(&im);
+    ddpm_idx_free(&lb);
+    return st;
+}
+
+#define SESSION_CLF_BATCH 256
+
+static ddpm_status session_net(ddpm_eval_session *s, const char *dir, const char *net, int threads,
+                               ddpm_clf_progress_fn on_train, void *ud) {
+    snprintf(s->net_path, sizeof s->net_path, "%s", net ? net : "");
+    if (!net) {
+        const char *env = getenv("DDPM_EVAL_CACHE");
+        ddpm_set_threads(1); /* conv weight gradients are summed per thread */
+        ddpm_status st = ddpm_clf_obtain(s->net_path, sizeof s->net_path, &s->trained, &s->trained_acc,
+                                         env && *env ? env : DDPM_EVAL_CACHE_DIR, dir, &s->test, on_train, ud);
+        ddpm_set_threads(threads);
+        if (st) return st;
+    }
+    ddpm_status st = ddpm_clf_load(&s->net, s->net_path, SESSION_CLF_BATCH, "test_accuracy", s->net_acc, sizeof s->net_acc);
+    if (!st) st = ddpm_file_hash16(s->net_hash, s->net_path);
+    if (st) return st;
+    const ddpm_clf_config *c = ddpm_clf_cfg(s->net);
+    const ddpm_dataset *t = &s->test;
+    if (c->in_ch != t->c || c->res != t->h || c->res != t->w || c->num_classes < t->num_classes)
+        return ddpm_error(DDPM_ERR_FORMAT, "'%s' takes %d x %d x %d images of %d classes; the reference '%s' has %d x %d x %d "
+                                           "images of %d classes", s->net_path, c->in_ch, c->res, c->res, c->num_classes,
+                          dir, t->c, t->h, t->w, t->num_classes);
+    return DDPM_OK;
+}
+
+ddpm_status ddpm_eval_session_open(ddpm_eval_session *s, const char *dir, const char *net, int threads,
+                                   ddpm_clf_progress_fn on_train, void *ud) {
+    memset(s, 0, sizeof *s);
+    ddpm_status st = ddpm_dataset_load(&s->test, dir, false);
+    if (!st) st = session_net(s, dir, net, threads, on_train, ud);
+    if (!st) st = ddpm_eval_ref_init(&s->ref, s->net, &s->test);
+    if (st) ddpm_eval_session_close(s);
+    return st;
+}
+
+void ddpm_eval_session_close(ddpm_eval_session *s) {
+    ddpm_eval_ref_free(&s->ref);
+    ddpm_clf_free(s->net);
+    ddpm_dataset_free(&s->test);
+    memset(s, 0, sizeof *s);
 }

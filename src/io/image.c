@@ -131,3 +131,11 @@ ddpm_status ddpm_image_write_grid_scaled(const char *path, const float *x, int n
     return st;
 }
 
+
+void ddpm_image_to_u8(uint8_t *out, const float *x, size_t n) {
+    for (size_t j = 0; j < n; j++) {
+        float v = (x[j] + 1.0f) * 127.5f;
+        v = v > 0.0f ? (v < 255.0f ? v : 255.0f) : 0.0f; /* NaN fails both tests: 0 */
+        out[j] = (uint8_t)floorf(v + 0.5f);
+    }
+}

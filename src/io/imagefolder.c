@@ -117,15 +117,6 @@ static void scan_free(scan_state *s) {
     memset(s, 0, sizeof *s);
 }
 
-static bool grow(void **v, int *cap, int n, size_t elem) {
-    if (n < *cap) return true;
-    int c = *cap ? 2 * *cap : 64;
-    void *p = realloc(*v, (size_t)c * elem);
-    if (!p) return false;
-    *v = p, *cap = c;
-    return true;
-}
-
 /* Marks directory st as visited; false if it was already. */
 static ddpm_status mark_dir(scan_state *s, const struct stat *st, bool *fresh) {
     for (int i = 0; i < s->nseen; i++)
@@ -133,7 +124,7 @@ static ddpm_status mark_dir(scan_state *s, const struct stat *st, bool *fresh) {
             *fresh = false;
             return DDPM_OK;
         }
-    if (!grow((void **)&s->seen, &s->seencap, s->nseen, sizeof *s->seen))
+    if (!ddpm_grow((void **)&s->seen, &s->seencap, s->nseen + 1, sizeof *s->seen))
         return ddpm_error(DDPM_ERR_NOMEM, "out of memory");
     s->seen[s->nseen].dev = st->st_dev;
     s->seen[s->nseen++].ino = st->st_ino;
@@ -159,7 +150,7 @@ static ddpm_status list_dir(const char *path, char ***names, int *n, int *err) {
     while ((de = readdir(d))) {
         if (de->d_name[0] == '.') continue;
         char *dup = strdup(de->d_name);
-        if (!dup || !grow((void **)names, &cap, *n, sizeof **names)) {
+        if (!dup || !ddpm_grow((void **)names, &cap, *n + 1, sizeof **names)) {
             free(dup);
             st = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
             break;
@@ -176,7 +167,7 @@ static ddpm_status add_file(scan_state *s, char *rel, const struct stat *st, int
         free(rel);
         return ddpm_error(DDPM_ERR_ARG, "'%s': more than %d files", s->root, DDPM_FOLDER_MAX_FILES);
     }
-    if (!grow((void **)&s->files, &s->cap, s->n, sizeof *s->files)) {
+    if (!ddpm_grow((void **)&s->files, &s->cap, s->n + 1, sizeof *s->files)) {
         free(rel);
         return ddpm_error(DDPM_ERR_NOMEM, "out of memory");
     }
@@ -214,7 +205,7 @@ static ddpm_status scan_entry(scan_state *s, char *rel, int depth, int cls) {
             if (!fresh)
                 r = folder_skips_add(&s->skips, DDPM_SKIP_LOOP,
                                      str_printf("'%s': directory already visited (symlink loop?), skipped", full));
-            else if (depth == 0 && !grow((void **)&s->classes, &s->ccap, s->ncls, sizeof(char *)))
+            else if (depth == 0 && !ddpm_grow((void **)&s->classes, &s->ccap, s->ncls + 1, sizeof(char *)))
                 r = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
             else {
                 if (depth == 0) {
@@ -853,7 +844,7 @@ ddpm_status ddpm_folder_classes_parse(const char *json, char ***names, int *n) {
         if (*n && *p++ != ',') goto bad;
         if (*p++ != '"') goto bad;
         char *s = malloc(strlen(p) + 1);
-        if (!s || !grow((void **)names, &cap, *n, sizeof **names)) {
+        if (!s || !ddpm_grow((void **)names, &cap, *n + 1, sizeof **names)) {
             free(s);
             ddpm_folder_classes_free(*names, *n);
             *names = NULL, *n = 0;
@@ -884,20 +875,6 @@ bool ddpm_folder_is_idx_dir(const char *dir) {
     return file_exists(dir, "train-images-idx3-ubyte") || file_exists(dir, "train-images-idx3-ubyte.gz");
 }
 
-static ddpm_status mkdir_p(char *path) {
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        int r = mkdir(path, 0755);
-        *p = '/';
-        if (r != 0 && errno != EEXIST)
-            return ddpm_error(DDPM_ERR_IO, "cannot create cache directory '%s': %s", path, strerror(errno));
-    }
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return ddpm_error(DDPM_ERR_IO, "cannot create cache directory '%s': %s", path, strerror(errno));
-    return DDPM_OK;
-}
-
 ddpm_status ddpm_folder_default_cache_path(char *out, size_t cap, const char *dir,
                                            const ddpm_folder_options *o) {
     char base[PATH_CAP], abs[PATH_CAP];
@@ -907,8 +884,8 @@ ddpm_status ddpm_folder_default_cache_path(char *out, size_t cap, const char *di
     else if (home && *home) snprintf(base, sizeof base, "%s/.cache/ddpm", home);
     else return ddpm_error(DDPM_ERR_IO, "no cache directory: set DDPM_CACHE_DIR or HOME");
     if (!realpath(dir, abs)) return ddpm_error(DDPM_ERR_IO, "cannot open '%s': %s", dir, strerror(errno));
-    ddpm_status st = mkdir_p(base);
-    if (st != DDPM_OK) return st;
+    if (ddpm_mkdirs(base) != 0)
+        return ddpm_error(DDPM_ERR_IO, "cannot create cache directory '%s': %s", base, strerror(errno));
     hash128 h = {0xcbf29ce484222325ULL, 0};
     hash_bytes(&h, abs, strlen(abs));
     int n = snprintf(out, cap, "%s/folder-%016llx-s%d-c%d-%s.u8", base, (unsigned long long)h.a,

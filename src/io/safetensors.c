@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -331,24 +332,12 @@ static ddpm_status nomem(const loader *L) {
     return ddpm_error(DDPM_ERR_NOMEM, "'%s': out of memory", L->path);
 }
 
-/* Grows *arr (of elements of `size` bytes) to hold at least n+1 elements. */
-static bool grow(void **arr, int *cap, int n, size_t size) {
-    if (n < *cap) return true;
-    if (*cap > INT_MAX / 2) return false;
-    int ncap = *cap ? *cap * 2 : 16;
-    void *p = realloc(*arr, (size_t)ncap * size);
-    if (!p) return false;
-    *arr = p;
-    *cap = ncap;
-    return true;
-}
-
 static ddpm_status parse_tensor(loader *L, jparser *j, const char *name) {
     ddpm_st_file *f = L->f;
     ddpm_shown nm_ = ddpm_show(name);
     const char *nm = nm_.s;
     if (!accept(j, '{')) return fmt_err(L, "entry of tensor '%s' is not an object", nm);
-    if (!grow((void **)&f->tensors, &L->cap_tensors, f->ntensors, sizeof *f->tensors)) return nomem(L);
+    if (!ddpm_grow((void **)&f->tensors, &L->cap_tensors, f->ntensors + 1, sizeof *f->tensors)) return nomem(L);
     if (L->cap_spans < L->cap_tensors) { /* spans grow in step with tensors */
         span *s = realloc(L->spans, (size_t)L->cap_tensors * sizeof *s);
         if (!s) return nomem(L);
@@ -434,7 +423,7 @@ static ddpm_status parse_metadata(loader *L, jparser *j) {
         accept(j, ':');
         if (!at(j, '"')) return fmt_err(L, "metadata value of '%s' is not a string", ddpm_show(key).s);
         const char *value = read_string(j);
-        if (!grow((void **)&f->meta, &L->cap_meta, f->nmeta, sizeof *f->meta)) return nomem(L);
+        if (!ddpm_grow((void **)&f->meta, &L->cap_meta, f->nmeta + 1, sizeof *f->meta)) return nomem(L);
         f->meta[f->nmeta].key = key;
         f->meta[f->nmeta].value = value;
         f->nmeta++;
@@ -895,4 +884,70 @@ done:
     free(bytes);
     free(h.s);
     return s;
+}
+
+/* ---- typed metadata values ------------------------------------------------------ */
+
+static ddpm_status meta_need(const ddpm_st_file *f, const char *path, const char *key, const char **out) {
+    *out = ddpm_st_meta_get(f, key);
+    if (!*out) return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata lacks '%s'", path, key);
+    return DDPM_OK;
+}
+
+static ddpm_status meta_bad(const char *path, const char *key, const char *v, const char *why) {
+    return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' is %s: '%s'", path, key, why, ddpm_show(v).s);
+}
+
+ddpm_status ddpm_meta_i64(const ddpm_st_file *f, const char *path, const char *key, int64_t lo, int64_t hi,
+                          int64_t *out) {
+    const char *s;
+    ddpm_status st = meta_need(f, path, key, &s);
+    if (st) return st;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    bool digits = s[0] >= '0' && s[0] <= '9';
+    if (errno || end == s || *end || !(digits || (s[0] == '-' && lo < 0))) return meta_bad(path, key, s, "not an integer");
+    if (v < lo || v > hi) return meta_bad(path, key, s, "out of range");
+    *out = v;
+    return DDPM_OK;
+}
+
+ddpm_status ddpm_meta_u64(const ddpm_st_file *f, const char *path, const char *key, uint64_t *out) {
+    const char *s;
+    ddpm_status st = meta_need(f, path, key, &s);
+    if (st) return st;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || !(s[0] >= '0' && s[0] <= '9')) return meta_bad(path, key, s, "not an unsigned integer");
+    *out = v;
+    return DDPM_OK;
+}
+
+ddpm_status ddpm_meta_float(const ddpm_st_file *f, const char *path, const char *key, float lo, float hi,
+                            float *out) {
+    const char *s;
+    ddpm_status st = meta_need(f, path, key, &s);
+    if (st) return st;
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !isfinite(v)) return meta_bad(path, key, s, "not a number");
+    if (v < lo || v > hi) return meta_bad(path, key, s, "out of range");
+    *out = (float)v;
+    return DDPM_OK;
+}
+
+ddpm_status ddpm_meta_enum(const ddpm_st_file *f, const char *path, const char *key, int (*parse)(const char *),
+                           const char *expected, int *out) {
+    const char *s;
+    ddpm_status st = meta_need(f, path, key, &s);
+    if (st) return st;
+    int v = parse(s);
+    if (v < 0 && expected)
+        return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' is an unknown value (expected %s): '%s'", path, key,
+                          expected, ddpm_show(s).s);
+    if (v < 0) return meta_bad(path, key, s, "an unknown value");
+    *out = v;
+    return DDPM_OK;
 }

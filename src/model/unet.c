@@ -480,3 +480,7 @@ void ddpm_unet_set_precision(ddpm_unet *m, ddpm_precision prec) { m->prec = prec
 ddpm_precision ddpm_unet_precision(const ddpm_unet *m) { return m->prec; }
 size_t ddpm_unet_arena_bytes(const ddpm_unet *m) { return m->arena.capacity; }
 ddpm_rng *ddpm_unet_rng(ddpm_unet *m) { return &m->rng; }
+
+ddpm_status ddpm_unet_eps(void *unet, float *eps_hat, const float *x, const int *t, const int *labels, int N) {
+    return ddpm_unet_forward(unet, eps_hat, x, t, labels, N);
+}

@@ -2,6 +2,7 @@
  * parameter table (names, shapes and order of the PyTorch module's
  * state_dict), the ops and the streams between them. No buffers are sized
  * here (unet_plan.c does that). See unet_internal.h. */
+#include "core/util.h"
 #include "model/unet_internal.h"
 
 #include <stdarg.h>
@@ -9,23 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *grow(void *p, int *cap, int need, size_t elem) {
-    if (need <= *cap) return p;
-    int ncap = *cap ? *cap * 2 : 64;
-    while (ncap < need) ncap *= 2;
-    void *q = realloc(p, (size_t)ncap * elem);
-    if (q) *cap = ncap;
-    return q;
-}
-
 /* Adds one parameter tensor; returns its index or -1 on allocation failure. */
 static int add_param(ddpm_unet *m, ddpm_param_kind kind, int fan_in, int ndim, const int *shape,
                      const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 static int add_param(ddpm_unet *m, ddpm_param_kind kind, int fan_in, int ndim, const int *shape,
                      const char *fmt, ...) {
-    ddpm_param_info *q = grow(m->pinfo, &m->cap_params, m->nparams + 1, sizeof *q);
-    if (!q) return -1;
-    m->pinfo = q;
+    if (!ddpm_grow((void **)&m->pinfo, &m->cap_params, m->nparams + 1, sizeof *m->pinfo)) return -1;
     ddpm_param_info *p = &m->pinfo[m->nparams];
     memset(p, 0, sizeof *p);
     va_list ap;
@@ -67,17 +57,13 @@ static int add_norm(ddpm_unet *m, const char *prefix, int C) {
 }
 
 static int add_stream(ddpm_unet *m, int c, int h, int w) {
-    stream *q = grow(m->st, &m->cap_st, m->nst + 1, sizeof *q);
-    if (!q) return -1;
-    m->st = q;
+    if (!ddpm_grow((void **)&m->st, &m->cap_st, m->nst + 1, sizeof *m->st)) return -1;
     m->st[m->nst] = (stream){.c = c, .h = h, .w = w};
     return m->nst++;
 }
 
 static op *new_op(ddpm_unet *m, int kind, const char *name) {
-    op *q = grow(m->ops, &m->cap_ops, m->nops + 1, sizeof *q);
-    if (!q) return NULL;
-    m->ops = q;
+    if (!ddpm_grow((void **)&m->ops, &m->cap_ops, m->nops + 1, sizeof *m->ops)) return NULL;
     op *o = &m->ops[m->nops++];
     memset(o, 0, sizeof *o);
     o->kind = kind;

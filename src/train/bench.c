@@ -32,6 +32,7 @@ void ddpm_bench_config_default(ddpm_bench_config *c) {
     c->train = c->sample = c->sgemm = true;
 }
 
+/* Monotonic seconds (ddpm_now is on the run rung, above this one). */
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -87,53 +87,29 @@ static ddpm_status bad(const ddpm_checkpoint *ck, const char *key, const char *s
     return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' is %s: '%s'", ck->path, key, why, ddpm_show(s).s);
 }
 
-/* A decimal integer in [lo, hi]: digits only (an optional '-' when lo < 0), no overflow. */
+/* The typed readers of safetensors.h, after the resume-specific message for a missing key. */
 static ddpm_status need_i64(const ddpm_checkpoint *ck, const char *key, int64_t lo, int64_t hi, int64_t *out) {
     const char *s;
     ddpm_status st = need(ck, key, &s);
-    if (st) return st;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    bool digits = s[0] >= '0' && s[0] <= '9';
-    if (errno || end == s || *end || !(digits || (s[0] == '-' && lo < 0)))
-        return bad(ck, key, s, "not an integer");
-    if (v < lo || v > hi) return bad(ck, key, s, "out of range");
-    *out = v;
-    return DDPM_OK;
+    return st ? st : ddpm_meta_i64(&ck->file, ck->path, key, lo, hi, out);
 }
 
 static ddpm_status need_u64(const ddpm_checkpoint *ck, const char *key, uint64_t *out) {
     const char *s;
     ddpm_status st = need(ck, key, &s);
-    if (st) return st;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || !(s[0] >= '0' && s[0] <= '9')) return bad(ck, key, s, "not an unsigned integer");
-    *out = v;
-    return DDPM_OK;
+    return st ? st : ddpm_meta_u64(&ck->file, ck->path, key, out);
 }
 
 static ddpm_status need_f(const ddpm_checkpoint *ck, const char *key, float lo, float hi, float *out) {
     const char *s;
     ddpm_status st = need(ck, key, &s);
-    if (st) return st;
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || !isfinite(v)) return bad(ck, key, s, "not a number");
-    if (v < lo || v > hi) return bad(ck, key, s, "out of range");
-    *out = (float)v;
-    return DDPM_OK;
+    return st ? st : ddpm_meta_float(&ck->file, ck->path, key, lo, hi, out);
 }
 
 static ddpm_status need_enum(const ddpm_checkpoint *ck, const char *key, int (*parse)(const char *), int *out) {
     const char *s;
     ddpm_status st = need(ck, key, &s);
-    if (st) return st;
-    *out = parse(s);
-    if (*out < 0) return bad(ck, key, s, "an unknown value");
-    return DDPM_OK;
+    return st ? st : ddpm_meta_enum(&ck->file, ck->path, key, parse, NULL, out);
 }
 
 /* 64 hex digits, the four state words; the all-zero state is invalid. */
@@ -149,13 +125,12 @@ static ddpm_status need_rng(const ddpm_checkpoint *ck, const char *key, ddpm_rng
 
 ddpm_status ddpm_train_read_objective(const ddpm_checkpoint *ck, ddpm_objective *obj, bool *recorded) {
     const char *s = ddpm_checkpoint_meta(ck, DDPM_META_OBJECTIVE);
-    *obj = DDPM_OBJ_EPS;
+    int v = DDPM_OBJ_EPS;
     if (recorded) *recorded = s != NULL;
-    if (!s) return DDPM_OK;
-    int v = ddpm_objective_parse(s);
-    if (v < 0) return bad(ck, DDPM_META_OBJECTIVE, s, "an unknown value (expected eps, v or x0)");
+    ddpm_status st = s ? ddpm_meta_enum(&ck->file, ck->path, DDPM_META_OBJECTIVE, ddpm_objective_parse, "eps, v or x0", &v)
+                       : DDPM_OK;
     *obj = (ddpm_objective)v;
-    return DDPM_OK;
+    return st;
 }
 
 /* The objective, min-SNR gamma and precision, all absent in checkpoints from

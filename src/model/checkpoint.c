@@ -1,5 +1,6 @@
 /* checkpoint.c: see checkpoint.h. */
 #include "ddpm/checkpoint.h"
+#include "ddpm/meta.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -13,27 +14,22 @@ static const char *const PREFIXES[NPREFIX] = {"", "ema.", "adam_m.", "adam_v."};
 
 /* ---- config <-> metadata -------------------------------------------------------- */
 
-static const char *const CONFIG_KEYS[] = {"in_ch", "res", "ch", "ch_mult", "num_res_blocks",
-                                          "attn_res", "groups", "dropout", "num_classes"};
+static const char *const CONFIG_KEYS[] = {DDPM_META_IN_CH, DDPM_META_RES, DDPM_META_CH, DDPM_META_CH_MULT,
+                                          DDPM_META_NUM_RES_BLOCKS, DDPM_META_ATTN_RES, DDPM_META_GROUPS,
+                                          DDPM_META_DROPOUT, DDPM_META_NUM_CLASSES};
 #define NCONFIG ((int)(sizeof CONFIG_KEYS / sizeof *CONFIG_KEYS))
 
 static bool is_config_key(const char *k) {
     for (int i = 0; i < NCONFIG; i++)
         if (!strcmp(k, CONFIG_KEYS[i])) return true;
-    return !strcmp(k, "format") || !strcmp(k, "format_version");
+    return !strcmp(k, DDPM_META_FORMAT) || !strcmp(k, DDPM_META_FORMAT_VERSION);
 }
 
 static ddpm_status meta_int(const ddpm_st_file *f, const char *path, const char *key, int *out) {
-    const char *v = ddpm_st_meta_get(f, key);
-    if (!v) return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata lacks '%s'", path, key);
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < 0 || x > 1000000)
-        return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata '%s' is not a valid integer: '%s'", path, key,
-                          ddpm_show(v).s);
-    *out = (int)x;
-    return DDPM_OK;
+    int64_t v = 0;
+    ddpm_status s = ddpm_meta_i64(f, path, key, 0, 1000000, &v);
+    *out = (int)v;
+    return s;
 }
 
 static ddpm_status meta_list(const ddpm_st_file *f, const char *path, const char *key, int *out, int *n,
@@ -52,26 +48,20 @@ static ddpm_status meta_list(const ddpm_st_file *f, const char *path, const char
 
 ddpm_status ddpm_config_from_meta(ddpm_unet_config *c, const ddpm_st_file *f, const char *path) {
     memset(c, 0, sizeof *c);
-    const char *fmt = ddpm_st_meta_get(f, "format");
+    const char *fmt = ddpm_st_meta_get(f, DDPM_META_FORMAT);
     if (!fmt || strcmp(fmt, "ddpm"))
         return ddpm_error(DDPM_ERR_FORMAT, "'%s': not a ddpm checkpoint (metadata 'format' is %s%s%s)", path,
                           fmt ? "'" : "", fmt ? ddpm_show(fmt).s : "missing", fmt ? "'" : "");
     ddpm_status s;
-    if ((s = meta_int(f, path, "in_ch", &c->in_ch)) || (s = meta_int(f, path, "res", &c->res)) ||
-        (s = meta_int(f, path, "ch", &c->ch)) ||
-        (s = meta_list(f, path, "ch_mult", c->ch_mult, &c->num_levels, false)) ||
-        (s = meta_int(f, path, "num_res_blocks", &c->num_res_blocks)) ||
-        (s = meta_list(f, path, "attn_res", c->attn_res, &c->num_attn, true)) ||
-        (s = meta_int(f, path, "groups", &c->groups)) ||
-        (s = meta_int(f, path, "num_classes", &c->num_classes)))
+    if ((s = meta_int(f, path, DDPM_META_IN_CH, &c->in_ch)) || (s = meta_int(f, path, DDPM_META_RES, &c->res)) ||
+        (s = meta_int(f, path, DDPM_META_CH, &c->ch)) ||
+        (s = meta_list(f, path, DDPM_META_CH_MULT, c->ch_mult, &c->num_levels, false)) ||
+        (s = meta_int(f, path, DDPM_META_NUM_RES_BLOCKS, &c->num_res_blocks)) ||
+        (s = meta_list(f, path, DDPM_META_ATTN_RES, c->attn_res, &c->num_attn, true)) ||
+        (s = meta_int(f, path, DDPM_META_GROUPS, &c->groups)) ||
+        (s = meta_int(f, path, DDPM_META_NUM_CLASSES, &c->num_classes)))
         return s;
-    const char *d = ddpm_st_meta_get(f, "dropout");
-    if (!d) return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata lacks 'dropout'", path);
-    char *end;
-    double dv = strtod(d, &end);
-    if (end == d || *end || !isfinite(dv))
-        return ddpm_error(DDPM_ERR_FORMAT, "'%s': metadata 'dropout' is not a number: '%s'", path, ddpm_show(d).s);
-    c->dropout = (float)dv;
+    if ((s = ddpm_meta_float(f, path, DDPM_META_DROPOUT, -INFINITY, INFINITY, &c->dropout))) return s;
     if ((s = ddpm_unet_config_validate(c))) {
         char why[256]; /* the message is about to be overwritten */
         snprintf(why, sizeof why, "%s", ddpm_last_error());
@@ -129,8 +119,8 @@ ddpm_status ddpm_checkpoint_save(const char *path, const ddpm_unet_config *cfg, 
     snprintf(vals[8], 64, "%d", cfg->num_classes);
     ddpm_st_meta meta[2 + NCONFIG + DDPM_CKPT_MAX_EXTRA];
     int nm = 0;
-    meta[nm++] = (ddpm_st_meta){"format", "ddpm"};
-    meta[nm++] = (ddpm_st_meta){"format_version", "1"};
+    meta[nm++] = (ddpm_st_meta){DDPM_META_FORMAT, "ddpm"};
+    meta[nm++] = (ddpm_st_meta){DDPM_META_FORMAT_VERSION, "1"};
     for (int i = 0; i < NCONFIG; i++) meta[nm++] = (ddpm_st_meta){CONFIG_KEYS[i], vals[i]};
     for (int i = 0; i < x->nextra; i++) meta[nm++] = x->extra[i];
     s = ddpm_st_save(path, e, ne, meta, nm);

@@ -1,0 +1,134 @@
+/* pipeline.h: a trained model, ready to draw images.
+ *
+ * One object holds everything sampling needs: the UNet with the weights to
+ * use (EMA unless told otherwise), the noise schedule, what the network
+ * predicts (eps, v or x0: every sampler, guidance and bits/dim see it as
+ * eps through objective.h), the class names of a folder-trained model, and
+ * the buffers of the sampler. `ddpm sample`, `ddpm eval`, the grids and the
+ * metrics written during training all draw through it, so an image depends
+ * only on (weights, draw options, seed, its index), never on which command
+ * drew it, on the batch size or on the thread count.
+ *
+ *     ddpm_pipeline *p;
+ *     ddpm_pipeline_open(&p, "runs/mnist/ckpt.safetensors", NULL);
+ *     ddpm_draw_opts o;
+ *     ddpm_draw_opts_default(&o);            // ddpm sampler, 100 steps, seed 0
+ *     ddpm_pipeline_draw_u8(p, &o, 0, 16, u8); // images 0..15, [16, D] bytes
+ *     ddpm_pipeline_free(p);
+ *
+ * The policy for checkpoints of earlier versions and for safetensors files
+ * converted from the PyTorch module (model config only): a missing
+ * schedule is linear, a missing T is 1000, a missing objective is eps, and
+ * missing EMA tensors mean the raw weights; ddpm_pipeline_info says which
+ * of these were assumed, so a command can tell the user.
+ *
+ * Shape letters: n images, D = in_ch * res * res elements per image.
+ * Float images are in [-1, 1] (the model's space), u8 images in [0, 255]
+ * (ddpm_image_to_u8's rounding).
+ */
+#ifndef DDPM_PIPELINE_H
+#define DDPM_PIPELINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ddpm/common.h"
+#include "ddpm/diffusion.h"
+#include "ddpm/objective.h"
+#include "ddpm/sampler.h"
+#include "ddpm/schedule.h"
+#include "ddpm/unet.h"
+
+typedef struct ddpm_pipeline ddpm_pipeline;
+
+/* How to open a model. Zeroed (or NULL) = the defaults. */
+typedef struct {
+    bool raw_weights; /* the raw weights even when the checkpoint has EMA ones */
+    int max_batch;    /* images per model call; 0 = 64 (bounds memory) */
+} ddpm_pipeline_opts;
+
+/* A model in memory (e.g. a trainer's EMA weights): ddpm_pipeline_create. */
+typedef struct {
+    ddpm_unet_config cfg;
+    const float *params;          /* ddpm_unet_num_params floats, copied */
+    ddpm_schedule_kind schedule;
+    int T;
+    ddpm_objective objective;
+} ddpm_pipeline_model;
+
+/* What the pipeline holds, read-only. */
+typedef struct {
+    ddpm_unet_config cfg;
+    size_t D;                     /* in_ch * res * res */
+    ddpm_schedule_kind schedule;
+    int T;
+    ddpm_objective objective;
+    bool schedule_assumed;        /* the checkpoint recorded no schedule kind: linear */
+    bool T_assumed;               /* ... no T: 1000 */
+    bool objective_assumed;       /* ... no objective: eps */
+    bool has_ema, ema;            /* the file has EMA weights; they are the ones in use */
+    int num_class_names;          /* the class names of a folder-trained model (0: none) */
+    const char *path;             /* the checkpoint ("" when created in memory) */
+} ddpm_pipeline_info;
+
+/* Opens a checkpoint (checkpoint.h validates it whole) under the policy above.
+ * o may be NULL. */
+ddpm_status ddpm_pipeline_open(ddpm_pipeline **out, const char *path, const ddpm_pipeline_opts *o);
+/* A pipeline over weights in memory. o may be NULL. */
+ddpm_status ddpm_pipeline_create(ddpm_pipeline **out, const ddpm_pipeline_model *m,
+                                 const ddpm_pipeline_opts *o);
+/* Replaces the weights (ddpm_unet_num_params floats, copied): a trainer's
+ * EMA weights before each grid or evaluation. */
+void ddpm_pipeline_set_weights(ddpm_pipeline *p, const float *params);
+void ddpm_pipeline_free(ddpm_pipeline *p); /* NULL is fine */
+
+const ddpm_pipeline_info *ddpm_pipeline_info_get(const ddpm_pipeline *p);
+const ddpm_schedule *ddpm_pipeline_schedule(const ddpm_pipeline *p);
+/* The checkpoint's metadata value for key (meta.h), NULL when absent or
+ * when created in memory. */
+const char *ddpm_pipeline_meta(const ddpm_pipeline *p, const char *key);
+/* Class k's folder name, or NULL. */
+const char *ddpm_pipeline_class_name(const ddpm_pipeline *p, int k);
+/* "--label K|NAME": digits are an index, other text a class name. Fails
+ * (DDPM_ERR_ARG, a one-line message) on an unknown name, a name without
+ * class names, or an index outside 0..num_classes-1, or for an
+ * unconditional model. */
+ddpm_status ddpm_pipeline_label(const ddpm_pipeline *p, const char *arg, int *label);
+
+/* ---- drawing ------------------------------------------------------------------ */
+
+typedef struct {
+    ddpm_sampler_opts sampler; /* kind, steps (0: the sampler's default), eta, var, spacing */
+    uint64_t seed;             /* image i draws from stream ddpm_sampler_image_seed(seed, i) */
+    int label;                 /* conditional models: every image this class; -1: cycle 0..K-1 */
+    const int *labels;         /* [n] per-image labels (overrides label), or NULL */
+    bool guided;               /* classifier-free guidance (conditional models) */
+    float guidance;            /* its weight w >= 0: eps_u + w (eps_c - eps_u) */
+    ddpm_step_fn on_step;      /* sees every batch at steps 0..K (may be NULL) */
+    void *ud;
+} ddpm_draw_opts;
+
+/* The ddpm sampler with its default steps, seed 0, labels cycling, no guidance. */
+void ddpm_draw_opts_default(ddpm_draw_opts *o);
+/* Checks o against the model (sampler options against T, labels and
+ * guidance against the classes) without drawing; returns the number of
+ * sampler steps K it resolves to in *K (may be NULL). */
+ddpm_status ddpm_pipeline_check(const ddpm_pipeline *p, const ddpm_draw_opts *o, int *K);
+/* Images first..first+n-1 into x [n, D] floats in [-1, 1] (unclipped
+ * model space, as the sampler leaves them). */
+ddpm_status ddpm_pipeline_draw(ddpm_pipeline *p, const ddpm_draw_opts *o, int first, int n, float *x);
+/* The same as u8 pixels [n, D] (ddpm_image_to_u8). */
+ddpm_status ddpm_pipeline_draw_u8(ddpm_pipeline *p, const ddpm_draw_opts *o, int first, int n, uint8_t *u8);
+/* The labels a draw of images first..first+n-1 uses (into labels [n]);
+ * all -1 for an unconditional model. */
+void ddpm_pipeline_labels(const ddpm_pipeline *p, const ddpm_draw_opts *o, int first, int n, int *labels);
+
+/* The model as a noise predictor (ddpm_model_fn, ctx = the pipeline): the
+ * network's output converted to eps_hat, no guidance; batches of at most
+ * max_batch images. For bits/dim and anything that calls the model itself. */
+ddpm_status ddpm_pipeline_eps(void *p, float *eps_hat, const float *x, const int *t, const int *labels,
+                              int N);
+int ddpm_pipeline_max_batch(const ddpm_pipeline *p);
+
+#endif

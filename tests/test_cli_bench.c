@@ -96,6 +96,19 @@ static void check_workload(void) {
     const char *tk = get("tile_kernel");
     if (!tk || (strcmp(tk, "avx512") && strcmp(tk, "avx2") && strcmp(tk, "generic")))
         fail_msg("tile_kernel missing or not avx512, avx2 or generic: '%s'", tk ? tk : "(none)");
+    const char *bk = get("bf16_kernel");
+    if (!bk || (strcmp(bk, "avx512bf16") && strcmp(bk, "portable")))
+        fail_msg("bf16_kernel missing or not avx512bf16 or portable: '%s'", bk ? bk : "(none)");
+    /* the processor: keys present; on x86 a vendor id of 12 characters and a
+     * family (the features may be empty on a CPU without any of them) */
+    const char *vendor = get("cpu_vendor");
+    if (!vendor || !*vendor) fail_msg("cpu_vendor missing or empty");
+    if (!get("cpu_name") || !get("cpu_features") || !get("cpu_family") || !get("cpu_model"))
+        fail_msg("cpu_name, cpu_features, cpu_family or cpu_model missing:\n%s", g_r.out);
+#if defined(__x86_64__)
+    assert_int_equal((int)strlen(vendor), 12);
+    num("cpu_family");
+#endif
     for (int i = 0; i < COUNT(WORKLOAD_NUM); i++) num(WORKLOAD_NUM[i]);
     assert_int_equal((int)num("batch"), 2);
     assert_int_equal((int)num("threads"), 1);
@@ -154,7 +167,7 @@ static void check_sgemm(void) {
 
 static void test_help(void **state) {
     (void)state;
-    const char *const flags[] = {"--threads", "--seconds", "--batch", "--warmup", "--only", "--sgemm-size",
+    const char *const flags[] = {"--threads", "--seconds", "--batch", "--warmup", "--only", "--sgemm-size", "--precision",
                                  "--ch", "--ch-mult", "--attn", "train_gflops", "3 x"};
     cli_check_help("bench", flags, (int)(sizeof flags / sizeof *flags));
 }
@@ -276,6 +289,26 @@ static void test_conditional(void **state) {
     num("train_img_per_s");
 }
 
+/* --precision: the default is fp32, bf16 runs both model parts in bf16; the
+ * bf16 kernel is reported as avx512bf16 only when the CPU lists avx512_bf16. */
+static void test_precision(void **state) {
+    (void)state;
+    cli_run(&g_r, "bench " TINY " --only sample");
+    expect(0, NULL);
+    parse_out();
+    assert_string_equal(get("precision"), "fp32");
+    cli_run(&g_r, "bench " TINY " --precision bf16");
+    expect(0, NULL);
+    parse_out();
+    check_workload();
+    assert_string_equal(get("precision"), "bf16");
+    check_train();
+    check_sample();
+    check_sgemm();
+    if (!strcmp(get("bf16_kernel"), "avx512bf16") && !strstr(get("cpu_features"), "avx512_bf16"))
+        fail_msg("bf16_kernel avx512bf16 on a CPU without avx512_bf16: %s", get("cpu_features"));
+}
+
 static void test_usage_errors(void **state) {
     (void)state;
     static const struct {
@@ -284,6 +317,8 @@ static void test_usage_errors(void **state) {
         {"--bogus", "--bogus"},
         {"--only foo", "--only"},
         {"--only", "--only"},
+        {"--precision fp16", "--precision"},
+        {"--precision", "--precision"},
         {"--batch 0", "--batch"},
         {"--batch 2x", "--batch"},
         {"--seconds -1", "--seconds"},
@@ -313,6 +348,7 @@ int main(void) {
         cmocka_unit_test(test_only),
         cmocka_unit_test(test_profile),
         cmocka_unit_test(test_conditional),
+        cmocka_unit_test(test_precision),
         cmocka_unit_test(test_usage_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

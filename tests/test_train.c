@@ -593,42 +593,53 @@ static ddpm_status stop_at_3(void *ctx, ddpm_trainer *tr, const ddpm_train_stats
     return DDPM_OK;
 }
 
-static void test_resume_exact(void **state) {
-    (void)state;
-    ddpm_train_config c;
-    tiny_api(&c);
+/* Runs c straight into <g_dir>/<tag>-full.safetensors and as 3 iterations,
+ * save to ck, resume, the rest; both checkpoints must be the same bytes.
+ * Returns the bytes (n of them). */
+static char *resume_exact(const ddpm_train_config *c, const char *tag, const char *ck, size_t *n) {
     char full[400];
-    snprintf(full, sizeof full, "%s/full.safetensors", g_dir);
+    snprintf(full, sizeof full, "%s/%s-full.safetensors", g_dir, tag);
     ddpm_trainer *a, *b;
-    assert_int_equal(ddpm_trainer_create(&a, &c), DDPM_OK);
+    assert_int_equal(ddpm_trainer_create(&a, c), DDPM_OK);
     assert_int_equal(ddpm_trainer_next(a, NULL), DDPM_ERR_ARG); /* no data yet */
     assert_int_equal(ddpm_trainer_set_data(a, &g_ds, "synthetic"), DDPM_OK);
-    assert_int_equal(ddpm_trainer_run(a, c.iters, NULL, NULL), DDPM_OK);
+    assert_int_equal(ddpm_trainer_run(a, c->iters, NULL, NULL), DDPM_OK);
     assert_int_equal(ddpm_trainer_save(a, full), DDPM_OK);
     ddpm_trainer_free(a);
 
     int calls = 0;
-    assert_int_equal(ddpm_trainer_create(&a, &c), DDPM_OK);
+    assert_int_equal(ddpm_trainer_create(&a, c), DDPM_OK);
     assert_int_equal(ddpm_trainer_set_data(a, &g_ds, "synthetic"), DDPM_OK);
-    assert_int_equal(ddpm_trainer_run(a, c.iters, stop_at_3, &calls), DDPM_OK);
+    assert_int_equal(ddpm_trainer_run(a, c->iters, stop_at_3, &calls), DDPM_OK);
     assert_int_equal(calls, 3);
     assert_int_equal(ddpm_trainer_step_count(a), 3);
-    assert_int_equal(ddpm_trainer_save(a, g_ck), DDPM_OK);
+    assert_int_equal(ddpm_trainer_save(a, ck), DDPM_OK);
     ddpm_trainer_free(a);
-    assert_int_equal(ddpm_trainer_resume(&b, g_ck, 0), DDPM_OK);
+    assert_int_equal(ddpm_trainer_resume(&b, ck, 0), DDPM_OK);
     assert_string_equal(ddpm_trainer_data_name(b), "synthetic");
+    assert_int_equal(ddpm_trainer_config(b)->precision, c->precision);
+    assert_int_equal(ddpm_unet_precision(ddpm_trainer_model(b)), c->precision);
     assert_int_equal(ddpm_trainer_set_data(b, &g_ds, "synthetic"), DDPM_OK);
-    assert_int_equal(ddpm_trainer_run(b, c.iters, NULL, NULL), DDPM_OK);
+    assert_int_equal(ddpm_trainer_run(b, c->iters, NULL, NULL), DDPM_OK);
     char rest[400];
-    snprintf(rest, sizeof rest, "%s/rest.safetensors", g_dir);
+    snprintf(rest, sizeof rest, "%s/%s-rest.safetensors", g_dir, tag);
     assert_int_equal(ddpm_trainer_save(b, rest), DDPM_OK);
     ddpm_trainer_free(b);
     size_t n1, n2;
     char *x = cli_slurp(full, &n1), *y = cli_slurp(rest, &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(x, y, n1);
-    free(x);
     free(y);
+    *n = n1;
+    return x;
+}
+
+static void test_resume_exact(void **state) {
+    (void)state;
+    ddpm_train_config c;
+    tiny_api(&c);
+    size_t n;
+    free(resume_exact(&c, "fp32", g_ck, &n));
 }
 
 /* Replace `"key":"old"` by a value of the same length in the checkpoint's
@@ -753,6 +764,36 @@ static void test_objective_metadata(void **state) {
     ddpm_checkpoint_close(&ck);
 }
 
+/* A BF16 run resumes byte for byte too, records its precision ("absent" is
+ * fp32, a bad value names the file and key) and trains other weights than
+ * the FP32 run. */
+static void test_precision(void **state) {
+    (void)state;
+    ddpm_train_config c;
+    tiny_api(&c);
+    char ck[400], old[400];
+    snprintf(ck, sizeof ck, "%s/bf16-3.safetensors", g_dir);
+    snprintf(old, sizeof old, "%s/bf16-old.safetensors", g_dir);
+    size_t n32, n16;
+    char *a = resume_exact(&c, "p32", ck, &n32);
+    c.precision = DDPM_PREC_BF16;
+    char *b = resume_exact(&c, "p16", ck, &n16);
+    assert_true(n32 != n16 || memcmp(a, b, n16) != 0);
+    free(a), free(b);
+    expect_bad_in(ck, DDPM_META_PRECISION, "bf15", "an unknown value (expected fp32 or bf16)");
+    size_t n;
+    char *buf = cli_slurp(ck, &n);
+    hide_key(buf, DDPM_META_PRECISION);
+    spit(old, buf, n);
+    free(buf);
+    ddpm_trainer *tr;
+    assert_int_equal(ddpm_trainer_resume(&tr, old, 0), DDPM_OK);
+    assert_int_equal(ddpm_trainer_config(tr)->precision, DDPM_PREC_FP32);
+    ddpm_trainer_free(tr);
+    c.precision = (ddpm_precision)7;
+    assert_int_equal(ddpm_trainer_create(&tr, &c), DDPM_ERR_ARG);
+}
+
 /* A model that does not fit the data, with the library's own words. */
 static void test_data_mismatch(void **state) {
     (void)state;
@@ -774,6 +815,7 @@ int main(void) {
     setenv("OMP_WAIT_POLICY", "passive", 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_exact),
+        cmocka_unit_test(test_precision),
         cmocka_unit_test(test_bad_metadata), /* after test_resume_exact: uses its g_ck */
         cmocka_unit_test(test_data_mismatch),
         cmocka_unit_test(test_objective_metadata),

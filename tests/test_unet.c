@@ -240,6 +240,103 @@ static void test_matches_torch_conditional(void **state) {
     check_against_torch("unet_tiny_cond.fix");
 }
 
+/* BF16 products through the whole UNet against the same model in FP32 and
+ * against PyTorch (float64), forward output, every parameter gradient and
+ * the input gradient, all as max-norm relative errors.
+ *
+ * Tolerance. Each product layer rounds its operands: its output is off by at
+ * most R2 = 2^-7 + 2^-16 times its sum of |a||b| (test_bf16_layers.c); for
+ * the sums of many terms of either sign in these layers (random weights,
+ * normalised activations) we take the error relative to the layer's largest
+ * output as at most R2 (operand rounding errors have random signs and
+ * partly cancel; the per-layer bounds of test_bf16_layers.c measured 0.03 ..
+ * 0.56 of their worst case). GroupNorm rescales every ResBlock's input, so a
+ * relative error passes through a layer without growing, and the errors of
+ * the D products on a path add: output error <= D R2, D = the number of
+ * product layers on the longest path, counted here as every weight matrix
+ * (convs, linears; an upper bound on a path's) plus the two products of each
+ * attention block. A gradient passes the forward path's error on and adds its
+ * own backward products (again at most D): 2 D R2. The fp32 model's own
+ * error against PyTorch (<= 1e-4 output, 1e-3 gradients, test_matches_torch)
+ * is added for the comparison with the fixture. A model that ignored the
+ * precision would show an error of 0: the test requires more than 2^-12. */
+static void check_bf16(const char *fixture) {
+    fx_file f;
+    load_fixture(&f, fixture);
+    ddpm_unet_config c;
+    config_from_fixture(&f, &c);
+    const fx_entry *xe = fx_get(&f, "x", FX_F32), *te = fx_get(&f, "t", FX_I32);
+    const fx_entry *le = fx_get(&f, "labels", FX_I32);
+    assert_non_null(xe);
+    assert_non_null(te);
+    const int N = xe->dims[0];
+    const size_t n = xe->numel;
+    const float *ref_out = fx_f32(&f, "out", n), *noise = fx_f32(&f, "noise", n);
+    const float *ref_dx = fx_f32(&f, "grad_input.x", n);
+    assert_non_null(ref_out);
+    assert_non_null(noise);
+    assert_non_null(ref_dx);
+    ddpm_unet *m;
+    assert_int_equal(ddpm_unet_create(&m, &c, N, true), DDPM_OK);
+    load_params(m, &f);
+    assert_int_equal(ddpm_unet_precision(m), DDPM_PREC_FP32);
+    int np, D = 0;
+    const ddpm_param_info *pt = ddpm_unet_param_table(m, &np);
+    for (int i = 0; i < np; i++) {
+        D += pt[i].ndim >= 2;
+        D += 2 * (strstr(pt[i].name, ".qkv.weight") != NULL);
+    }
+    const size_t P = ddpm_unet_num_params(m);
+    float *out[2], *g[2], *dx[2], *dout = gc_alloc(n);
+    const ddpm_rng rng0 = *ddpm_unet_rng(m);
+    for (int p = 0; p < 2; p++) {
+        ddpm_unet_set_precision(m, p ? DDPM_PREC_BF16 : DDPM_PREC_FP32);
+        *ddpm_unet_rng(m) = rng0; /* the same dropout masks */
+        out[p] = gc_alloc(n), g[p] = gc_alloc(P), dx[p] = gc_alloc(n);
+        assert_int_equal(ddpm_unet_forward(m, out[p], xe->data, te->data, le ? le->data : NULL, N), DDPM_OK);
+        ddpm_loss(dout, out[p], noise, n, DDPM_LOSS_L2);
+        ddpm_unet_zero_grad(m);
+        assert_int_equal(ddpm_unet_backward(m, dout), DDPM_OK);
+        memcpy(g[p], ddpm_unet_grads(m), P * sizeof(float));
+        memcpy(dx[p], ddpm_unet_input_grad(m), n * sizeof(float));
+    }
+    const double R2 = 0x1p-7 + 0x1p-16, tol_out = D * R2, tol_grad = 2 * D * R2;
+    const double e_out = rel_err(out[1], out[0], n), e_torch = rel_err(out[1], ref_out, n);
+    double e_grad = 0, e_grad_torch = 0;
+    const char *worst = "";
+    for (int i = 0; i < np; i++) {
+        const float *a = g[1] + pt[i].offset, *b = g[0] + pt[i].offset;
+        char key[96];
+        snprintf(key, sizeof key, "grad.%s", pt[i].name);
+        const float *ref = fx_f32(&f, key, pt[i].numel);
+        assert_non_null(ref);
+        if (gc_max_abs(b, pt[i].numel) == 0) continue; /* (none in these fixtures) */
+        const double e = rel_err(a, b, pt[i].numel), et = rel_err(a, ref, pt[i].numel);
+        if (e > e_grad) e_grad = e, worst = pt[i].name;
+        if (et > e_grad_torch) e_grad_torch = et;
+    }
+    const double e_dx = rel_err(dx[1], dx[0], n), e_dx_torch = rel_err(dx[1], ref_dx, n);
+    printf("unet %s bf16 (D = %d products deep): output vs fp32 %.3g, vs torch %.3g (tolerance "
+           "%.3g); gradients vs fp32 max %.3g (%s), vs torch %.3g; input gradient vs fp32 %.3g, "
+           "vs torch %.3g (tolerance %.3g)\n",
+           fixture, D, e_out, e_torch, tol_out, e_grad, worst, e_grad_torch, e_dx, e_dx_torch,
+           tol_grad);
+    assert_true(e_out <= tol_out && e_torch <= tol_out + 1e-4);
+    assert_true(e_grad <= tol_grad && e_grad_torch <= tol_grad + 1e-3);
+    assert_true(e_dx <= tol_grad && e_dx_torch <= tol_grad + 1e-3);
+    assert_true(e_out > 0x1p-12 && e_grad > 0x1p-12); /* the products were rounded */
+    for (int p = 0; p < 2; p++) ddpm_free(out[p]), ddpm_free(g[p]), ddpm_free(dx[p]);
+    ddpm_free(dout);
+    ddpm_unet_free(m);
+    fx_free(&f);
+}
+
+static void test_bf16(void **state) {
+    (void)state;
+    check_bf16("unet_tiny.fix");
+    check_bf16("unet_tiny_cond.fix");
+}
+
 /* The default model's structure (3 levels, 2 ResBlocks per level, attention
  * at 7x7 of the 28x28 input) at width ch 8, groups 4: the tiny fixtures have
  * 2 levels of 1 block, so they never run a level between the first and the
@@ -426,6 +523,7 @@ int main(void) {
         cmocka_unit_test(test_largest_graph),
         cmocka_unit_test(test_matches_torch),
         cmocka_unit_test(test_matches_torch_conditional),
+        cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_matches_torch_default_shape),
         cmocka_unit_test(test_finite_differences),
         cmocka_unit_test(test_dropout_gradients),

@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 
+#include "ddpm/common.h"
+
 /* Floats of scratch `work` needed by backward: N*T*T (datt / dS). */
 size_t ddpm_attention_workspace(int N, int C, int T);
 
@@ -24,6 +26,16 @@ void ddpm_attention_forward(float *out, float *att, const float *qkv, int N, int
  * floats of scratch (contents on entry are ignored, clobbered on exit). */
 void ddpm_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
                              int N, int C, int T, float *work);
+
+/* The same with the products' precision chosen (the two above are FP32):
+ * BF16 rounds both operands of each product (q^T k, v att^T; in backward
+ * dout^T v, dout att, k dS^T, q dS) to bf16 and sums in float; the softmax,
+ * its backward and the 1/sqrt(C) scaling stay float. */
+void ddpm_attention_forward_prec(ddpm_precision prec, float *out, float *att, const float *qkv,
+                                 int N, int C, int T);
+void ddpm_attention_backward_prec(ddpm_precision prec, float *dqkv, const float *dout,
+                                  const float *qkv, const float *att, int N, int C, int T,
+                                  float *work);
 
 
 #endif

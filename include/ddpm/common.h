@@ -24,6 +24,17 @@ typedef enum {
     DDPM_ERR_INTERRUPTED
 } ddpm_status;
 
+/* Arithmetic of the network's products (convs, linear layers, attention):
+ * FP32 (the default, 0) or BF16, where both operands of every product are
+ * rounded to bfloat16 (nearest even) and the products summed in float.
+ * Everything else (normalisation statistics, softmax, losses, reductions,
+ * master weights, Adam, EMA) stays float either way. */
+typedef enum { DDPM_PREC_FP32 = 0, DDPM_PREC_BF16 } ddpm_precision;
+/* "fp32" -> DDPM_PREC_FP32, "bf16" -> DDPM_PREC_BF16; -1 for anything else. */
+int ddpm_precision_parse(const char *name);
+/* "fp32", "bf16", or "?" outside the enum. */
+const char *ddpm_precision_name(ddpm_precision p);
+
 /* The message of the last failure on this thread ("" if none). */
 const char *ddpm_last_error(void);
 

@@ -11,6 +11,8 @@
 
 #include <stddef.h>
 
+#include "ddpm/common.h"
+
 /* Algorithm. AUTO (0, what a designated initializer leaves) picks the faster
  * one for the shape; the others force it (for tests and benchmarks). WINOGRAD
  * and WINOGRAD4 apply to K 3, S 1, P 1 only: elsewhere they mean IM2COL. The
@@ -28,6 +30,7 @@ typedef struct {
     int F;                 /* output channels */
     int K, S, P;           /* kernel size, stride, padding */
     ddpm_conv2d_algo algo; /* usually left 0 (AUTO) */
+    ddpm_precision prec;   /* products in FP32 (0) or BF16 (forward and backward) */
 } ddpm_conv2d_desc;
 
 static inline int ddpm_conv2d_out(int in, int K, int S, int P) { return (in + 2 * P - K) / S + 1; }

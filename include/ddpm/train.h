@@ -60,6 +60,7 @@ typedef struct {
     float ema_decay;       /* EMA of the weights, 0 disables */
     float cond_drop;       /* class-conditional: probability of training with "no label" */
     uint64_t seed;
+    ddpm_precision precision; /* of the UNet's products (common.h); 0 = FP32 */
 } ddpm_train_config;
 
 void ddpm_train_config_default(ddpm_train_config *c);

@@ -123,6 +123,16 @@ const float *ddpm_unet_input_grad(const ddpm_unet *m);
 const ddpm_block_info *ddpm_unet_blocks(const ddpm_unet *m, int *count);
 double ddpm_unet_flops(const ddpm_unet *m); /* forward FLOPs per image */
 size_t ddpm_unet_arena_bytes(const ddpm_unet *m);
+
+/* The arithmetic of the model's products (every conv, the linear layers of
+ * the time embedding, attention), forward and backward: DDPM_PREC_FP32 (what
+ * ddpm_unet_create sets) or DDPM_PREC_BF16 (both operands rounded to bf16,
+ * float sums; see common.h). May change between calls. The parameters and
+ * gradients stay float: the weights are rounded where each product reads
+ * them, as Winograd reads its transformed weights anyway, so there is no
+ * bf16 copy to keep in step with the optimizer. */
+void ddpm_unet_set_precision(ddpm_unet *m, ddpm_precision prec);
+ddpm_precision ddpm_unet_precision(const ddpm_unet *m);
 ddpm_rng *ddpm_unet_rng(ddpm_unet *m); /* dropout masks */
 
 /* Parameter count and FLOPs of a config without allocating the model. */

@@ -122,6 +122,16 @@ int ddpm_enum_parse(const char *const *names, int n, const char *s) {
 
 const char *ddpm_enum_name(const char *const *names, int n, int v) { return v >= 0 && v < n ? names[v] : "?"; }
 
+static const char *const PRECISION_NAMES[] = {"fp32", "bf16"};
+
+int ddpm_precision_parse(const char *name) {
+    return ddpm_enum_parse(PRECISION_NAMES, (int)DDPM_COUNT(PRECISION_NAMES), name);
+}
+
+const char *ddpm_precision_name(ddpm_precision p) {
+    return ddpm_enum_name(PRECISION_NAMES, (int)DDPM_COUNT(PRECISION_NAMES), (int)p);
+}
+
 /* ---- atomic file replacement ---------------------------------------------------- */
 
 ddpm_status ddpm_atomic_open(ddpm_atomic_file *a, const char *path) {

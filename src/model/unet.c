@@ -128,6 +128,18 @@ void ddpm_unet_init_params(ddpm_unet *m, uint64_t seed) {
 #define GW(i) (m->grads + m->pinfo[i].offset)
 #define GB(i) (m->grads + m->pinfo[(i) + 1].offset)
 
+/* The conv descriptors of unet_internal.h with the model's precision. */
+static ddpm_conv2d_desc desc3(const ddpm_unet *m, int N, int C, int H, int W, int F, int K) {
+    ddpm_conv2d_desc d = ddpm_unet_desc3(N, C, H, W, F, K);
+    d.prec = m->prec;
+    return d;
+}
+static ddpm_conv2d_desc conv_desc(const ddpm_unet *m, const op *o, int N) {
+    ddpm_conv2d_desc d = ddpm_unet_conv_desc(o, N);
+    d.prec = m->prec;
+    return d;
+}
+
 static void add_inplace(float *y, const float *x, size_t n) {
 #pragma omp parallel for schedule(static) if (n > DDPM_PAR_MIN_ELEMS)
     for (size_t i = 0; i < n; i++) y[i] += x[i];
@@ -187,14 +199,19 @@ static void grad_add_split(ddpm_unet *m, int ia, int ib, const float *d) {
  * CB = 0) nor the shortcut's output is ever formed, and the residual add
  * costs no pass of its own. Images run on the threads, each GEMM
  * single-threaded inside the region, as in conv.c. */
-static void shortcut_add(float *out, const float *a, const float *b, const float *w,
-                         const float *bias, int N, int CA, int CB, int C, int HW) {
+static void shortcut_add(ddpm_precision prec, float *out, const float *a, const float *b,
+                         const float *w, const float *bias, int N, int CA, int CB, int C, int HW) {
     const int Ct = CA + CB;
 #pragma omp parallel for schedule(dynamic) if (N > 1 && 2.0 * N * C * Ct * HW >= DDPM_PAR_MIN_FLOPS)
     for (int n = 0; n < N; n++) {
         float *y = out + (size_t)n * C * HW; /* (C, HW) */
-        ddpm_image_gemm(false, C, HW, CA, w, Ct, a + (size_t)n * CA * HW, HW, y, HW, true);
-        if (CB) ddpm_image_gemm(false, C, HW, CB, w + CA, Ct, b + (size_t)n * CB * HW, HW, y, HW, true);
+        if (prec == DDPM_PREC_BF16) {
+            ddpm_gemm_bf16(false, false, C, HW, CA, 1.0f, w, Ct, a + (size_t)n * CA * HW, HW, 1.0f, y, HW);
+            if (CB) ddpm_gemm_bf16(false, false, C, HW, CB, 1.0f, w + CA, Ct, b + (size_t)n * CB * HW, HW, 1.0f, y, HW);
+        } else {
+            ddpm_image_gemm(false, C, HW, CA, w, Ct, a + (size_t)n * CA * HW, HW, y, HW, true);
+            if (CB) ddpm_image_gemm(false, C, HW, CB, w + CA, Ct, b + (size_t)n * CB * HW, HW, y, HW, true);
+        }
         for (int f = 0; f < C; f++) {
             float bf = bias[f], *yf = y + (size_t)f * HW;
             for (int i = 0; i < HW; i++) yf[i] += bf;
@@ -212,9 +229,9 @@ static void res_forward(ddpm_unet *m, op *o, int N) {
     float *out = m->st[o->out].x;
     /* a1 = silu(GN1(concat(x, skip))) */
     TIMED(NORM, ddpm_groupnorm_silu_forward_cat(b[B_A1], b[B_MEAN1], b[B_RSTD1], x, xs, o->cin, PW(o->norm1), PB(o->norm1), NULL, N, ct, HW, G));
-    ddpm_conv2d_desc d1 = ddpm_unet_desc3(N, ct, o->H, o->W, C, 3), d2 = ddpm_unet_desc3(N, C, o->H, o->W, C, 3);
+    ddpm_conv2d_desc d1 = desc3(m, N, ct, o->H, o->W, C, 3), d2 = desc3(m, N, C, o->H, o->W, C, 3);
     TIMED(CONV3, ddpm_conv2d_forward(b[B_H], b[B_A1], PW(o->conv1), PB(o->conv1), &d1, m->work));
-    TIMED(TEMB, ddpm_linear_forward(b[B_TP], m->temb_act, PW(o->temb_proj), PB(o->temb_proj), N, 4 * m->cfg.ch, C));
+    TIMED(TEMB, ddpm_linear_forward_prec(m->prec, b[B_TP], m->temb_act, PW(o->temb_proj), PB(o->temb_proj), N, 4 * m->cfg.ch, C));
     TIMED(ELEM, ddpm_add_bias_nc_forward(b[B_H], b[B_H], b[B_TP], N, C, HW));
     /* a2 = dropout(silu(GN2(h))); dropout only when training */
     const float *mask = NULL;
@@ -224,7 +241,7 @@ static void res_forward(ddpm_unet *m, op *o, int N) {
     }
     TIMED(NORM, ddpm_groupnorm_silu_forward(b[B_A2], b[B_MEAN2], b[B_RSTD2], b[B_H], PW(o->norm2), PB(o->norm2), mask, N, C, HW, G));
     TIMED(CONV3, ddpm_conv2d_forward(out, b[B_A2], PW(o->conv2), PB(o->conv2), &d2, m->work));
-    if (o->nin >= 0) TIMED(CONV1, shortcut_add(out, x, xs, PW(o->nin), PB(o->nin), N, o->cin, o->cskip, C, HW));
+    if (o->nin >= 0) TIMED(CONV1, shortcut_add(m->prec, out, x, xs, PW(o->nin), PB(o->nin), N, o->cin, o->cskip, C, HW));
     else TIMED(ELEM, add_inplace(out, x, n_out));
 }
 
@@ -233,9 +250,9 @@ static void attn_forward(ddpm_unet *m, op *o, int N) {
     const float *x = m->st[o->in].x;
     float *out = m->st[o->out].x, **b = o->buf;
     TIMED(NORM, ddpm_groupnorm_forward(b[B_N1], b[B_MEAN1], b[B_RSTD1], x, PW(o->norm1), PB(o->norm1), N, C, T, m->cfg.groups));
-    ddpm_conv2d_desc dq = ddpm_unet_desc3(N, C, o->H, o->W, 3 * C, 1), dp = ddpm_unet_desc3(N, C, o->H, o->W, C, 1);
+    ddpm_conv2d_desc dq = desc3(m, N, C, o->H, o->W, 3 * C, 1), dp = desc3(m, N, C, o->H, o->W, C, 1);
     TIMED(CONV1, ddpm_conv2d_forward(b[B_QKV], b[B_N1], PW(o->conv1), PB(o->conv1), &dq, m->work));
-    TIMED(ATTN, ddpm_attention_forward(b[B_H], b[B_ATT], b[B_QKV], N, C, T));
+    TIMED(ATTN, ddpm_attention_forward_prec(m->prec, b[B_H], b[B_ATT], b[B_QKV], N, C, T));
     TIMED(CONV1, ddpm_conv2d_forward(out, b[B_H], PW(o->conv2), PB(o->conv2), &dp, m->work));
     TIMED(ELEM, add_inplace(out, x, (size_t)N * C * T));
 }
@@ -247,12 +264,12 @@ static void op_forward(ddpm_unet *m, op *o, int N) {
     case OP_RES: res_forward(m, o, N); break;
     case OP_ATTN: attn_forward(m, o, N); break;
     case OP_CONV: {
-        ddpm_conv2d_desc d = ddpm_unet_conv_desc(o, N);
+        ddpm_conv2d_desc d = conv_desc(m, o, N);
         TIMED(CONV3, ddpm_conv2d_forward(out, x, PW(o->conv1), PB(o->conv1), &d, m->work));
         break;
     }
     case OP_UPCONV: {
-        ddpm_conv2d_desc d = ddpm_unet_conv_desc(o, N);
+        ddpm_conv2d_desc d = conv_desc(m, o, N);
         TIMED(ELEM, ddpm_upsample2x_forward(o->buf[B_UP], x, N, o->cin, o->H, o->W));
         TIMED(CONV3, ddpm_conv2d_forward(out, o->buf[B_UP], PW(o->conv1), PB(o->conv1), &d, m->work));
         break;
@@ -261,7 +278,7 @@ static void op_forward(ddpm_unet *m, op *o, int N) {
         int C = o->cin, HW = o->H * o->W;
         float **b = o->buf;
         TIMED(NORM, ddpm_groupnorm_silu_forward(b[B_A1], b[B_MEAN1], b[B_RSTD1], x, PW(o->norm1), PB(o->norm1), NULL, N, C, HW, m->cfg.groups));
-        ddpm_conv2d_desc d = ddpm_unet_desc3(N, C, o->H, o->W, o->cout, 3);
+        ddpm_conv2d_desc d = desc3(m, N, C, o->H, o->W, o->cout, 3);
         TIMED(CONV3, ddpm_conv2d_forward(out, b[B_A1], PW(o->conv1), PB(o->conv1), &d, m->work));
         break;
     }
@@ -287,9 +304,9 @@ ddpm_status ddpm_unet_forward(ddpm_unet *m, float *out, const float *x, const in
     m->pass = DDPM_PROF_FWD;
     /* time (and label) embedding: temb_act = SiLU(dense1(SiLU(dense0(sin(t))))) */
     TIMED(TEMB, ddpm_timestep_embedding(m->temb_sin, m->t, N, c->ch));
-    TIMED(TEMB, ddpm_linear_forward(m->t1, m->temb_sin, PW(m->temb0), PB(m->temb0), N, c->ch, E));
+    TIMED(TEMB, ddpm_linear_forward_prec(m->prec, m->t1, m->temb_sin, PW(m->temb0), PB(m->temb0), N, c->ch, E));
     TIMED(ACT, ddpm_silu_forward(m->t1a, m->t1, (size_t)N * E));
-    TIMED(TEMB, ddpm_linear_forward(m->temb, m->t1a, PW(m->temb1), PB(m->temb1), N, E, E));
+    TIMED(TEMB, ddpm_linear_forward_prec(m->prec, m->temb, m->t1a, PW(m->temb1), PB(m->temb1), N, E, E));
     if (K > 0)
         TIMED(TEMB, ddpm_embedding_forward_add(m->temb, m->labels, m->params + m->pinfo[m->label_emb].offset, N, E));
     TIMED(ACT, ddpm_silu_forward(m->temb_act, m->temb, (size_t)N * E));
@@ -322,11 +339,11 @@ static void res_backward(ddpm_unet *m, op *o, int N) {
      * scratch buffer that is split between the two concatenated inputs */
     float *gx = o->skip >= 0 ? m->scratch[2] : NULL;
     if (gx) TIMED(ELEM, zero(gx, n_in));
-    ddpm_conv2d_desc d1 = ddpm_unet_desc3(N, ct, o->H, o->W, C, 3), d2 = ddpm_unet_desc3(N, C, o->H, o->W, C, 3);
+    ddpm_conv2d_desc d1 = desc3(m, N, ct, o->H, o->W, C, 3), d2 = desc3(m, N, C, o->H, o->W, C, 3);
 
     /* out = skip(x) + conv2(a2), a2 = dropout(silu(GN2(h))) */
     if (o->nin >= 0) {
-        ddpm_conv2d_desc ds = ddpm_unet_desc3(N, ct, o->H, o->W, C, 1);
+        ddpm_conv2d_desc ds = desc3(m, N, ct, o->H, o->W, C, 1);
         if (!gx) gx = grad_acc(m, o->in);
         TIMED(CONV1, ddpm_conv2d_backward(gx, GW(o->nin), GB(o->nin), gout, x, PW(o->nin), &ds, m->work));
     } else { /* identity shortcut (never with a skip input: then ct != C) */
@@ -341,7 +358,7 @@ static void res_backward(ddpm_unet *m, op *o, int N) {
     /* h = conv1(a1) + temb_proj(silu(temb)), a1 = silu(GN1(x)) */
     TIMED(ELEM, zero(m->g_tp, (size_t)N * C));
     TIMED(ELEM, ddpm_add_bias_nc_backward(NULL, m->g_tp, Hs, N, C, HW));
-    TIMED(TEMB, ddpm_linear_backward(m->g_temb_act, GW(o->temb_proj), GB(o->temb_proj), m->g_tp, m->temb_act, PW(o->temb_proj), N, E, C));
+    TIMED(TEMB, ddpm_linear_backward_prec(m->prec, m->g_temb_act, GW(o->temb_proj), GB(o->temb_proj), m->g_tp, m->temb_act, PW(o->temb_proj), N, E, C));
     TIMED(NORM, ddpm_groupnorm_silu_apply(b[B_A1], x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), NULL, N, ct, HW, G));
     TIMED(ELEM, zero(A, n_in));
     TIMED(CONV3, ddpm_conv2d_backward(A, GW(o->conv1), GB(o->conv1), Hs, b[B_A1], PW(o->conv1), &d1, m->work));
@@ -354,13 +371,13 @@ static void attn_backward(ddpm_unet *m, op *o, int N) {
     size_t n = (size_t)N * C * T;
     const float *x = m->st[o->in].x, *gout = m->st[o->out].g;
     float **b = o->buf, *A = m->scratch[0], *B = m->scratch[1], *Cs = m->scratch[0];
-    ddpm_conv2d_desc dq = ddpm_unet_desc3(N, C, o->H, o->W, 3 * C, 1), dp = ddpm_unet_desc3(N, C, o->H, o->W, C, 1);
+    ddpm_conv2d_desc dq = desc3(m, N, C, o->H, o->W, 3 * C, 1), dp = desc3(m, N, C, o->H, o->W, C, 1);
     grad_add_split(m, o->in, -1, gout); /* residual */
     float *gx = m->st[o->in].g;
     TIMED(ELEM, zero(A, n));
     TIMED(CONV1, ddpm_conv2d_backward(A, GW(o->conv2), GB(o->conv2), gout, b[B_H], PW(o->conv2), &dp, m->work));
     TIMED(ELEM, zero(B, 3 * n));
-    TIMED(ATTN, ddpm_attention_backward(B, A, b[B_QKV], b[B_ATT], N, C, T, m->work));
+    TIMED(ATTN, ddpm_attention_backward_prec(m->prec, B, A, b[B_QKV], b[B_ATT], N, C, T, m->work));
     TIMED(ELEM, zero(Cs, n));
     TIMED(NORM, ddpm_groupnorm_apply(b[B_N1], x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), N, C, T, m->cfg.groups));
     TIMED(CONV1, ddpm_conv2d_backward(Cs, GW(o->conv1), GB(o->conv1), B, b[B_N1], PW(o->conv1), &dq, m->work));
@@ -380,12 +397,12 @@ static void op_backward(ddpm_unet *m, op *o, int N) {
     float *gx = grad_acc(m, o->in); /* the rest accumulate into it */
     switch (o->kind) {
     case OP_CONV: {
-        ddpm_conv2d_desc d = ddpm_unet_conv_desc(o, N);
+        ddpm_conv2d_desc d = conv_desc(m, o, N);
         TIMED(CONV3, ddpm_conv2d_backward(gx, GW(o->conv1), GB(o->conv1), gout, x, PW(o->conv1), &d, m->work));
         break;
     }
     case OP_UPCONV: {
-        ddpm_conv2d_desc d = ddpm_unet_conv_desc(o, N);
+        ddpm_conv2d_desc d = conv_desc(m, o, N);
         size_t n_up = (size_t)N * o->cin * o->H * o->W * 4;
         float *A = m->scratch[0];
         TIMED(ELEM, zero(A, n_up));
@@ -397,7 +414,7 @@ static void op_backward(ddpm_unet *m, op *o, int N) {
         int C = o->cin, HW = o->H * o->W;
         size_t n = (size_t)N * C * HW;
         float **b = o->buf, *A = m->scratch[0];
-        ddpm_conv2d_desc d = ddpm_unet_desc3(N, C, o->H, o->W, o->cout, 3);
+        ddpm_conv2d_desc d = desc3(m, N, C, o->H, o->W, o->cout, 3);
         /* recompute the conv input silu(GN(x)), then back through both */
         TIMED(NORM, ddpm_groupnorm_silu_apply(b[B_A1], x, b[B_MEAN1], b[B_RSTD1], PW(o->norm1), PB(o->norm1), NULL, N, C, HW, m->cfg.groups));
         TIMED(ELEM, zero(A, n));
@@ -427,10 +444,10 @@ ddpm_status ddpm_unet_backward(ddpm_unet *m, const float *dout) {
     if (m->label_emb >= 0)
         TIMED(TEMB, ddpm_embedding_backward(m->grads + m->pinfo[m->label_emb].offset, m->g_temb, m->labels, N, E));
     TIMED(ELEM, zero(m->g_t1a, ne));
-    TIMED(TEMB, ddpm_linear_backward(m->g_t1a, GW(m->temb1), GB(m->temb1), m->g_temb, m->t1a, PW(m->temb1), N, E, E));
+    TIMED(TEMB, ddpm_linear_backward_prec(m->prec, m->g_t1a, GW(m->temb1), GB(m->temb1), m->g_temb, m->t1a, PW(m->temb1), N, E, E));
     TIMED(ELEM, zero(m->g_t1, ne));
     TIMED(ACT, ddpm_silu_backward(m->g_t1, m->g_t1a, m->t1, ne));
-    TIMED(TEMB, ddpm_linear_backward(NULL, GW(m->temb0), GB(m->temb0), m->g_t1, m->temb_sin, PW(m->temb0), N, ch, E));
+    TIMED(TEMB, ddpm_linear_backward_prec(m->prec, NULL, GW(m->temb0), GB(m->temb0), m->g_t1, m->temb_sin, PW(m->temb0), N, ch, E));
     return DDPM_OK;
 }
 
@@ -459,6 +476,8 @@ const ddpm_block_info *ddpm_unet_blocks(const ddpm_unet *m, int *count) {
     return m->blocks;
 }
 double ddpm_unet_flops(const ddpm_unet *m) { return m->flops; }
+void ddpm_unet_set_precision(ddpm_unet *m, ddpm_precision prec) { m->prec = prec; }
+ddpm_precision ddpm_unet_precision(const ddpm_unet *m) { return m->prec; }
 size_t ddpm_unet_arena_bytes(const ddpm_unet *m) { return m->arena.capacity; }
 ddpm_rng *ddpm_unet_rng(ddpm_unet *m) { return &m->rng; }
 

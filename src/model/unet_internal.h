@@ -83,6 +83,7 @@ struct ddpm_unet {
     int max_batch, N;
     bool training, have_forward;
     int pass; /* DDPM_PROF_FWD or DDPM_PROF_BWD, for the profile */
+    ddpm_precision prec; /* of the products (ddpm_unet_set_precision) */
 
     ddpm_param_info *pinfo;
     int nparams, cap_params;

@@ -18,6 +18,7 @@
 #include "ddpm/act.h"
 #include "ddpm/tensor.h"
 #include "core/util.h"
+#include "nn/gemm_tile.h"
 
 /* Independent partial maxima / sums per softmax row, so the row loops
  * vectorise (a float reduction does not without -ffast-math). */
@@ -74,6 +75,16 @@ static void softmax_row_backward(float *restrict d, const float *restrict a, int
 }
 
 void ddpm_attention_forward(float *out, float *att, const float *qkv, int N, int C, int T) {
+    ddpm_attention_forward_prec(DDPM_PREC_FP32, out, att, qkv, N, C, T);
+}
+
+void ddpm_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
+                             int N, int C, int T, float *work) {
+    ddpm_attention_backward_prec(DDPM_PREC_FP32, dqkv, dout, qkv, att, N, C, T, work);
+}
+
+void ddpm_attention_forward_prec(ddpm_precision prec, float *out, float *att, const float *qkv,
+                                 int N, int C, int T) {
     /* out (N, C, T); att (N, T, T); qkv (N, 3C, T) */
     const float scale = 1.0f / sqrtf((float)C);
     const size_t CT = (size_t)C * T, TT = (size_t)T * T;
@@ -84,15 +95,16 @@ void ddpm_attention_forward(float *out, float *att, const float *qkv, int N, int
         const float *v = q + 2 * CT;               /* (C, T) */
         float *a = att + (size_t)n * TT;           /* (T, T) */
         /* S = scale * q^T k: (T, C) @ (C, T), then softmax of every row */
-        ddpm_gemm(true, false, T, T, C, scale, q, T, k, T, 0.0f, a, T);
+        ddpm_gemm_prec(prec, true, false, T, T, C, scale, q, T, k, T, 0.0f, a, T);
         for (int i = 0; i < T; i++) softmax_row(a + (size_t)i * T, T);
         /* out_n = v att_n^T: (C, T) @ (T, T)^T */
-        ddpm_gemm(false, true, C, T, T, 1.0f, v, T, a, T, 0.0f, out + (size_t)n * CT, T);
+        ddpm_gemm_prec(prec, false, true, C, T, T, 1.0f, v, T, a, T, 0.0f, out + (size_t)n * CT, T);
     }
 }
 
-void ddpm_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
-                             int N, int C, int T, float *work) {
+void ddpm_attention_backward_prec(ddpm_precision prec, float *dqkv, const float *dout,
+                                  const float *qkv, const float *att, int N, int C, int T,
+                                  float *work) {
     /* dqkv (N, 3C, T) accumulated; dout (N, C, T); qkv (N, 3C, T); att (N, T, T);
      * work (N, T, T): datt, turned into dS in place */
     const float scale = 1.0f / sqrtf((float)C);
@@ -108,14 +120,14 @@ void ddpm_attention_backward(float *dqkv, const float *dout, const float *qkv, c
         float *dk = dq + CT, *dv = dq + 2 * CT;      /* (C, T) */
         float *d = work + (size_t)n * TT;            /* (T, T) datt, then dS */
         /* datt = dout^T v: (T, C) @ (C, T) */
-        ddpm_gemm(true, false, T, T, C, 1.0f, dout_n, T, v, T, 0.0f, d, T);
+        ddpm_gemm_prec(prec, true, false, T, T, C, 1.0f, dout_n, T, v, T, 0.0f, d, T);
         /* dv += dout att: (C, T) @ (T, T) */
-        ddpm_gemm(false, false, C, T, T, 1.0f, dout_n, T, att_n, T, 1.0f, dv, T);
+        ddpm_gemm_prec(prec, false, false, C, T, T, 1.0f, dout_n, T, att_n, T, 1.0f, dv, T);
         for (int i = 0; i < T; i++) softmax_row_backward(d + (size_t)i * T, att_n + (size_t)i * T, T);
         /* dq += scale * k dS^T: (C, T) @ (T, T)^T */
-        ddpm_gemm(false, true, C, T, T, scale, k, T, d, T, 1.0f, dq, T);
+        ddpm_gemm_prec(prec, false, true, C, T, T, scale, k, T, d, T, 1.0f, dq, T);
         /* dk += scale * q dS: (C, T) @ (T, T) */
-        ddpm_gemm(false, false, C, T, T, scale, q, T, d, T, 1.0f, dk, T);
+        ddpm_gemm_prec(prec, false, false, C, T, T, scale, q, T, d, T, 1.0f, dk, T);
     }
 }
 

@@ -402,6 +402,19 @@ static double sum_planes(const float *x, int N, size_t stride, size_t len) {
     return s;
 }
 
+/* One product of an image: ddpm_image_gemm (tb false) or _nt (tb true), or
+ * with bf16 operands (d->prec). */
+static void conv_gemm(const ddpm_conv2d_desc *d, bool ta, bool tb, int M, int N, int K,
+                      const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                      bool acc) {
+    if (d->prec == DDPM_PREC_BF16)
+        ddpm_gemm_bf16(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, acc ? 1.0f : 0.0f, C, ldc);
+    else if (tb)
+        ddpm_image_gemm_nt(M, N, K, A, lda, B, ldb, C, ldc, acc);
+    else
+        ddpm_image_gemm(ta, M, N, K, A, lda, B, ldb, C, ldc, acc);
+}
+
 /* y (F, HW) += bias (F), one image. */
 static void add_bias(float *y, const float *bias, int F, size_t HW) {
     for (int f = 0; f < F; f++) {
@@ -447,7 +460,7 @@ void ddpm_conv2d_forward(float *out, const float *in, const float *weight, const
                 x = col; /* (CKK, HWO) */
             }
             /* y (F, HWO) = wm (F, CKK) @ x (CKK, HWO) */
-            ddpm_image_gemm(false, F, (int)HWO, CKK, wm, CKK, x, (int)HWO, y, (int)HWO, false);
+            conv_gemm(d, false, false, F, (int)HWO, CKK, wm, CKK, x, (int)HWO, y, (int)HWO, false);
             if (bias) add_bias(y, bias, F, HWO);
         }
     }
@@ -503,14 +516,14 @@ static void input_backward(const conv_bwd *a, float *dx, const float *g, float *
     const int HW = (int)a->HW, HWO = (int)a->HWO;
     if (a->direct) {
         /* dx (C, HW) += weight^T (C, F) @ g (F, HW) */
-        ddpm_image_gemm(true, C, HW, F, a->weight, C, g, HW, dx, HW, true);
+        conv_gemm(d, true, false, C, HW, F, a->weight, C, g, HW, dx, HW, true);
     } else if (a->transposed) {
         /* col (KK*F, HW) = im2col(g) with padding K-1-P; dx += wflip @ col */
         im2col(col, NULL, g, F, a->HO, a->WO, K, 1, K - 1 - P, H, W);
-        ddpm_image_gemm(false, C, HW, a->FKK, a->wt, a->FKK, col, HW, dx, HW, true);
+        conv_gemm(d, false, false, C, HW, a->FKK, a->wt, a->FKK, col, HW, dx, HW, true);
     } else {
         /* col (CKK, HWO) = wt^T (CKK, F) @ g (F, HWO); dx += col2im(col) */
-        ddpm_image_gemm(true, a->CKK, HWO, F, a->wt, a->CKK, g, HWO, col, HWO, false);
+        conv_gemm(d, true, false, a->CKK, HWO, F, a->wt, a->CKK, g, HWO, col, HWO, false);
         col2im_add(dx, col, col + a->wp.phoff, C, H, W, K, S, P, a->HO, a->WO);
     }
 }
@@ -539,7 +552,7 @@ static void images_backward(const conv_bwd *a, int t, int nt) {
             x = col; /* (CKK, HWO) */
         }
         /* dw (F, CKK) += g (F, HWO) @ x^T (HWO, CKK) */
-        ddpm_image_gemm_nt(F, CKK, (int)HWO, g, (int)HWO, x, (int)HWO, dw, CKK, beta != 0.0f);
+        conv_gemm(d, false, true, F, CKK, (int)HWO, g, (int)HWO, x, (int)HWO, dw, CKK, beta != 0.0f);
         beta = 1.0f;
         if (dx) input_backward(a, dx, g, col);
     }

@@ -24,6 +24,9 @@
 
 #include <stdbool.h>
 
+#include "ddpm/common.h"
+#include "ddpm/tensor.h"
+
 typedef enum {
     DDPM_ISA_GENERIC,
     DDPM_ISA_AVX2,
@@ -65,5 +68,53 @@ void ddpm_image_gemm(bool ta, int M, int N, int K, const float *A, int lda, cons
 /* The same for ddpm_tile_gemm_nt. */
 void ddpm_image_gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                         float *C, int ldc, bool acc);
+
+
+
+/* ---- bf16 products (gemm_bf16.c) -----------------------------------------------
+ * op(A) @ op(B) with both operands rounded to bf16 (nn/bf16.h, nearest even)
+ * and the products summed in float: each product of two bf16 values is exact
+ * in float (8 x 8 significant bits), so the two paths below differ only in the
+ * order of the float sums, never in the operands' rounding.
+ *   avx512bf16  AVX512_BF16 (vdpbf16ps: two bf16 products added into each
+ *               float lane per instruction); operands packed into pairs
+ *               along k, bf16 subnormal operands count as zero (the
+ *               instruction's DAZ)
+ *   portable    the operands rounded into float copies, then the float
+ *               path ddpm_isa_selected() (plain C with DDPM_KERNEL=generic)
+ * Selected at run time: avx512bf16 when the CPU has AVX512_BF16 (cpuid leaf 7
+ * subleaf 1, EAX bit 5) and the float path is avx512; portable otherwise, or
+ * when DDPM_BF16=portable or DDPM_KERNEL names a path other than avx512. */
+typedef enum { DDPM_BF16_PORTABLE, DDPM_BF16_AVX512, DDPM_BF16_ISA_COUNT } ddpm_bf16_isa;
+
+bool ddpm_bf16_isa_supported(ddpm_bf16_isa isa);
+const char *ddpm_bf16_isa_name(ddpm_bf16_isa isa); /* "portable", "avx512bf16" */
+ddpm_bf16_isa ddpm_bf16_isa_selected(void);        /* read once, then cached */
+
+/* C (M, N) = op(A) @ op(B), or += when acc, operands rounded to bf16, with
+ * path isa (which must be supported). op(A) is A (M, K) or, when ta, A^T of
+ * A (K, M); op(B) is B (K, N) or, when tb, B^T of B (N, K). C must not
+ * overlap A or B. M, N <= 0: nothing; K <= 0: C = 0 (or kept). Bits of an
+ * output depend only on its row of op(A) and column of op(B) (not on M, N or
+ * the threads). Allocates packed copies of the operands; should that fail,
+ * the same result comes from a slower loop without them. */
+void ddpm_tile_gemm_bf16(ddpm_bf16_isa isa, bool ta, bool tb, int M, int N, int K,
+                         const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                         bool acc);
+
+/* The ddpm_gemm contract (C = alpha op(A) op(B) + beta C, any thread context:
+ * inside a parallel region or with one thread a single-threaded tile
+ * product, else (portable) OpenBLAS, which may thread it) with op(A), op(B) rounded to bf16
+ * and float sums; alpha and beta are applied in float to the float product. */
+void ddpm_gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
+                    const float *B, int ldb, float beta, float *C, int ldc);
+
+/* ddpm_gemm (FP32) or ddpm_gemm_bf16 (BF16). */
+static inline void ddpm_gemm_prec(ddpm_precision prec, bool ta, bool tb, int M, int N, int K,
+                                  float alpha, const float *A, int lda, const float *B, int ldb,
+                                  float beta, float *C, int ldc) {
+    if (prec == DDPM_PREC_BF16) ddpm_gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else ddpm_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
 
 #endif

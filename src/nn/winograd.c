@@ -109,6 +109,7 @@
 #endif
 
 #include "core/util.h"
+#include "nn/bf16.h"
 #include "nn/gemm_tile.h"
 
 #define NE 16  /* elements of a transformed F(2x2) tile (4x4), e = 4i + j */
@@ -652,6 +653,29 @@ static void weight_grad(float *restrict dweight, const float *restrict parts, si
 
 /* ---- passes ------------------------------------------------------------------ */
 
+/* One tile product: float, or with bf16 operands (d->prec; the transformed
+ * tiles and weights are rounded, the sums stay float). With the portable
+ * bf16 path the operands are rounded in place where the transforms write
+ * them (round_slices, pre_round), which saves its rounded copies: the same
+ * arithmetic as ddpm_tile_gemm_bf16's portable path, bit for bit. */
+static bool pre_round(const ddpm_conv2d_desc *d) {
+    return d->prec == DDPM_PREC_BF16 && ddpm_bf16_isa_selected() == DDPM_BF16_PORTABLE;
+}
+
+/* ne slices of n floats, es apart, rounded to bf16 in place (when pre_round). */
+static void round_slices(const ddpm_conv2d_desc *d, float *x, int ne, size_t es, size_t n) {
+    if (!pre_round(d)) return;
+    for (int e = 0; e < ne; e++) ddpm_bf16_round_inplace(x + (size_t)e * es, n);
+}
+
+static void wgemm(const ddpm_conv2d_desc *d, ddpm_isa isa, bool ta, int M, int N, int K,
+                  const float *A, int lda, const float *B, int ldb, float *C, int ldc, bool acc) {
+    if (d->prec == DDPM_PREC_BF16 && !pre_round(d))
+        ddpm_tile_gemm_bf16(ddpm_bf16_isa_selected(), ta, false, M, N, K, A, lda, B, ldb, C, ldc, acc);
+    else
+        ddpm_tile_gemm(isa, ta, M, N, K, A, lda, B, ldb, C, ldc, acc);
+}
+
 /* The next segment of the chunk of tile rows [r0, r1), from tile row *r on;
  * 0 when the chunk is done. Loop: for (int r = r0; next_segment(&s, &r, ...);).
  * m: output tile size. */
@@ -686,6 +710,7 @@ void ddpm_winograd_forward(float *out, const float *in, const float *weight, con
             weight_tiles4(U, p.eu, weight, C, F, C * t / nt, C * (t + 1) / nt);
         else
             weight_tiles(U, p.eu, 0, weight, C, F, C * t / nt, C * (t + 1) / nt);
+        round_slices(d, U + (size_t)(C * t / nt) * F, p.ne, p.eu, (size_t)(C * (t + 1) / nt - C * t / nt) * F);
         float *V = work + p.usz + (size_t)t * p.thr; /* (ne, tiles, C) */
         float *M = V + p.vsz;                        /* (ne, tiles, F) */
         float *X = M + p.msz;                        /* (rows, W, C) staged input */
@@ -703,10 +728,11 @@ void ddpm_winograd_forward(float *out, const float *in, const float *weight, con
                 planes_to_cl(X, x, HW, C, (size_t)(s.yb - s.ya) * W);
                 input_tiles(V, ev, X, zero, &s, C, H, W, TW, m);
             }
+            round_slices(d, V, p.ne, ev, (size_t)tiles * C);
             /* M[e] (tiles, F) = V[e] (tiles, C) @ U[e] (C, F) */
             for (int e = 0; e < p.ne; e++)
-                ddpm_tile_gemm(isa, false, tiles, F, C, V + e * ev, C, U + e * p.eu, F,
-                               M + e * em, F, false);
+                wgemm(d, isa, false, tiles, F, C, V + e * ev, C, U + e * p.eu, F, M + e * em, F,
+                      false);
             for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW, m);) {
                 output_tiles(Y, sink, M, em, bias, &s, F, H, W, TW, m);
                 float *y = out + (size_t)s.n * F * HW + (size_t)m * s.th0 * W;
@@ -730,6 +756,7 @@ void ddpm_winograd_backward(float *din, float *dweight, const float *dout, const
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
         if (din) weight_tiles(U, p.eu, 1, weight, C, F, F * t / nt, F * (t + 1) / nt);
+        if (din) round_slices(d, U + (size_t)(F * t / nt) * C, NE, p.eu, (size_t)(F * (t + 1) / nt - F * t / nt) * C);
         float *V = work + p.usz + (size_t)t * p.thr; /* (16, tiles, C): V, then dV */
         float *D = V + p.vsz;                        /* (16, tiles, F): dYhat */
         float *X = D + p.msz;                        /* (rows, W, C) staged input, then din */
@@ -754,16 +781,16 @@ void ddpm_winograd_backward(float *din, float *dweight, const float *dout, const
                 planes_to_cl(Y, g, HW, F, (size_t)(s.yo - 2 * s.th0) * W);
                 dout_tiles(D, ed, Y, zero, &s, F, H, W, TW);
             }
+            round_slices(d, V, NE, ev, (size_t)tiles * C);
+            round_slices(d, D, NE, ed, (size_t)tiles * F);
             for (int e = 0; e < NE; e++) {
                 float *Ve = V + e * ev;
                 const float *De = D + e * ed;
                 /* dU[e] (C, F) += V[e]^T (C, tiles) @ dYhat[e] (tiles, F) */
-                ddpm_tile_gemm(isa, true, C, F, tiles, Ve, C, De, F, dU + e * p.eu, F,
-                               accumulate);
+                wgemm(d, isa, true, C, F, tiles, Ve, C, De, F, dU + e * p.eu, F, accumulate);
                 /* dV[e] (tiles, C) = dYhat[e] (tiles, F) @ U[e]^T (F, C), over V[e] */
                 if (din)
-                    ddpm_tile_gemm(isa, false, tiles, C, F, De, F, U + e * p.eu, C, Ve, C,
-                                   false);
+                    wgemm(d, isa, false, tiles, C, F, De, F, U + e * p.eu, C, Ve, C, false);
             }
             accumulate = true;
             if (!din) continue;

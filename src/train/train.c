@@ -50,6 +50,8 @@ ddpm_status ddpm_trainer_validate(const ddpm_train_config *c) {
     if (!(c->ema_decay >= 0.0f && c->ema_decay < 1.0f)) return ddpm_error(DDPM_ERR_ARG, "EMA decay must be in [0, 1)");
     if (!(c->cond_drop >= 0.0f && c->cond_drop <= 1.0f))
         return ddpm_error(DDPM_ERR_ARG, "label-drop probability must be in [0, 1]");
+    if (c->precision != DDPM_PREC_FP32 && c->precision != DDPM_PREC_BF16)
+        return ddpm_error(DDPM_ERR_ARG, "invalid precision %d", (int)c->precision);
     return DDPM_OK;
 }
 
@@ -64,6 +66,7 @@ ddpm_status ddpm_trainer_alloc(ddpm_trainer *tr) {
     tr->lb = c->batch / tr->world;
     tr->off = tr->rank * tr->lb;
     if ((s = ddpm_unet_create(&tr->model, &c->model, tr->lb, true))) return s;
+    ddpm_unet_set_precision(tr->model, c->precision);
     if ((s = ddpm_schedule_init(&tr->sched, c->schedule, c->T))) return s;
     tr->n = ddpm_unet_num_params(tr->model);
     tr->D = (size_t)c->model.in_ch * c->model.res * c->model.res;

@@ -15,7 +15,7 @@
 
 /* ---- save ------------------------------------------------------------------------------- */
 
-enum { NMETA = 23 + DDPM_TRAIN_MAX_USER_META, VALUE_CAP = 80 };
+enum { NMETA = 24 + DDPM_TRAIN_MAX_USER_META, VALUE_CAP = 80 };
 
 /* The metadata entries, in file order; values formatted into v. Returns the count. */
 static int fill_meta(const ddpm_trainer *tr, ddpm_st_meta *meta, char (*v)[VALUE_CAP]) {
@@ -27,6 +27,7 @@ static int fill_meta(const ddpm_trainer *tr, ddpm_st_meta *meta, char (*v)[VALUE
     PUT(DDPM_META_LOSS, "%s", ddpm_loss_name(c->loss));
     PUT(DDPM_META_OBJECTIVE, "%s", ddpm_objective_name(c->objective));
     PUT(DDPM_META_SNR_GAMMA, "%.9g", (double)c->snr_gamma);
+    PUT(DDPM_META_PRECISION, "%s", ddpm_precision_name(c->precision));
     PUT(DDPM_META_BATCH, "%d", c->batch);
     PUT(DDPM_META_ITERS, "%" PRId64, c->iters);
     PUT(DDPM_META_LR, "%.9g", (double)c->lr);
@@ -132,13 +133,20 @@ ddpm_status ddpm_train_read_objective(const ddpm_checkpoint *ck, ddpm_objective 
     return st;
 }
 
-/* The objective and min-SNR gamma, both absent in checkpoints from before them
- * (eps, 0: what those runs trained). */
+/* The objective, min-SNR gamma and precision, all absent in checkpoints from
+ * before them (eps, 0, fp32: what those runs trained). */
 static ddpm_status read_objective(const ddpm_checkpoint *ck, ddpm_train_config *c) {
     ddpm_status s = ddpm_train_read_objective(ck, &c->objective, NULL);
     c->snr_gamma = 0.0f;
     if (!s && ddpm_checkpoint_meta(ck, DDPM_META_SNR_GAMMA))
         s = need_f(ck, DDPM_META_SNR_GAMMA, 0.0f, INFINITY, &c->snr_gamma);
+    c->precision = DDPM_PREC_FP32;
+    const char *p = ddpm_checkpoint_meta(ck, DDPM_META_PRECISION);
+    if (!s && p) {
+        const int v = ddpm_precision_parse(p);
+        if (v < 0) return bad(ck, DDPM_META_PRECISION, p, "an unknown value (expected fp32 or bf16)");
+        c->precision = (ddpm_precision)v;
+    }
     return s;
 }
 

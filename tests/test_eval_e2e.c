@@ -10,7 +10,8 @@
  *   the fixture's precision and recall are far apart, so swapping the real
  *   and generated sets fails, and using the whole test split for
  *   precision/recall or part of it for FID is told apart too (the script
- *   checks both). The same through ddpm_eval_load_images from IDX files.
+ *   checks both). The same through ddpm_eval_load_images from IDX files;
+ *   and the C code's features themselves within the script's error bound.
  * - test_bpd_stats: ddpm_eval_bpd's mean, standard error (sd over images /
  *   sqrt(n)) and per-term means against a two-pass recomputation from
  *   ddpm_bpd_loop's per-image terms over the same noise; the batch size
@@ -115,6 +116,23 @@ static void test_protocol_numpy(void **state) {
     const int batches[2] = {64, 7}; /* the embedding's batch must not matter beyond rounding */
     for (int b = 0; b < 2; b++) {
         ddpm_classifier *net = classifier(&f, res, K, batches[b]);
+        /* the script's error bound holds for the C code's features (float32,
+         * Winograd conv2) of the first 8 generated images */
+        const float *want = fx_f32(&f, "gen.feats", 8 * DDPM_CLF_FEATURES);
+        assert_non_null(want);
+        float feats[8 * DDPM_CLF_FEATURES];
+        assert_int_equal(ddpm_clf_embed(net, feats, NULL, gu8, 8), DDPM_OK);
+        double worst = 0.0;
+        for (int i = 0; i < 8; i++) {
+            double e2 = 0.0;
+            for (int j = 0; j < DDPM_CLF_FEATURES; j++) {
+                double d = (double)feats[i * DDPM_CLF_FEATURES + j] - want[i * DDPM_CLF_FEATURES + j];
+                e2 += d * d;
+            }
+            worst = fmax(worst, sqrt(e2));
+        }
+        printf("feature error %.3g (bound %.3g)\n", worst, cfg_d(&f, "feat_err"));
+        assert_true(worst <= cfg_d(&f, "feat_err"));
         ddpm_eval_ref ref;
         assert_int_equal(ddpm_eval_ref_init(&ref, net, &test), DDPM_OK);
         ddpm_eval_metrics m;

@@ -4,7 +4,8 @@
 #
 # For every mutation (or only the IDs given): apply it to its file with sed
 # (it must change exactly one line), rebuild the ddpm binary and the listed
-# tests, run those tests with ctest (FULL=1: the whole suite), report
+# tests (FULL=1: everything), run those tests with ctest (FULL=1: the whole
+# suite), report
 # "caught by <failing tests>" or "MISSED", and restore the file with
 # `git checkout -- FILE`. Refuses to run on a work tree with uncommitted
 # changes (it would throw them away). Needs a configured build
@@ -117,7 +118,11 @@ while IFS=$'\t' read -r id file tests expr; do
   fi
   line=$(git diff -U0 -- "$file" | sed -n 's/^@@ -\([0-9]*\).*/\1/p' | head -1)
   # stdin from /dev/null: mpirun (test_dist) would otherwise read the rest of the table
-  if ! cmake --build "$BUILD" -j2 --target ddpm $tests >"$LOG/build" 2>&1 </dev/null; then
+  # FULL=1 runs every test, so every test is rebuilt (else a test built
+  # against the previous mutation would fail for it)
+  targets="--target ddpm $tests"
+  [ "${FULL:-0}" = 1 ] && targets=""
+  if ! cmake --build "$BUILD" -j2 $targets >"$LOG/build" 2>&1 </dev/null; then
     result="caught by the build"
   else
     regex="^($(echo $tests | tr ' ' '|'))\$"

@@ -196,6 +196,10 @@ static void test_usage_errors(void **state) {
     cli_run(&g_r, "sample -c '%s' extra", ck);
     expect(2, "extra");
     assert_false(cli_exists(P("same")));
+    /* an option given twice is an error, not "the last one wins": nothing drawn */
+    cli_run(&g_r, "sample -c '%s' -n 2 -n 3 -o '%s'", ck, P("twice.png"));
+    expect(2, "-n");
+    assert_false(cli_exists(P("twice.png")));
 }
 
 /* ---- runtime errors --------------------------------------------------------------- */

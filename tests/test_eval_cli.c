@@ -19,6 +19,7 @@
 #include "cliutil.h"
 #include "ddpm/checkpoint.h"
 #include "ddpm/data.h"
+#include "ddpm/pipeline.h"
 #include "ddpm/rng.h"
 #include "ddpm/unet.h"
 
@@ -185,6 +186,89 @@ static void test_checkpoint(void **state) {
     assert_int_equal(lines, 1 + 10 + 1); /* header, T terms, prior */
 }
 
+/* The u8 draw of a pipeline created over the tensors under prefix of ck,
+ * with the flags "--sampler ddim --sample-steps 2" (seed 0). */
+static void expected_u8(uint8_t *u8, const char *ck, const char *prefix, int n) {
+    ddpm_checkpoint c;
+    assert_int_equal(ddpm_checkpoint_open(&c, ck), DDPM_OK);
+    float *w = malloc(c.total * sizeof(float));
+    assert_int_equal(ddpm_checkpoint_read(&c, prefix, w), DDPM_OK);
+    ddpm_pipeline_model m = {.cfg = c.cfg, .params = w, .schedule = DDPM_SCHED_LINEAR, .T = 10, .objective = DDPM_OBJ_EPS};
+    ddpm_pipeline *p;
+    assert_int_equal(ddpm_pipeline_create(&p, &m, NULL), DDPM_OK);
+    ddpm_draw_opts o;
+    ddpm_draw_opts_default(&o);
+    o.sampler.kind = DDPM_SAMPLER_DDIM;
+    o.sampler.steps = 2;
+    assert_int_equal(ddpm_pipeline_draw_u8(p, &o, 0, n, u8), DDPM_OK);
+    ddpm_pipeline_free(p);
+    ddpm_checkpoint_close(&c);
+    free(w);
+}
+
+/* EMA by default, raw with --no-ema, the same in `ddpm sample` and `ddpm
+ * eval -c`: the IDX images are the pipeline's draw over the checkpoint's
+ * "ema." (or "") tensors, and eval -c scores exactly those images. */
+static void test_ema_weights_cli(void **state) {
+    (void)state;
+    if (!g_net[0]) fail_msg("no evaluation network: test_real_vs_noise failed");
+    char ck[520], idx[2][520], png[520];
+    snprintf(ck, sizeof ck, "%s/ema.safetensors", g_dir);
+    snprintf(png, sizeof png, "%s/ema.png", g_dir);
+    ddpm_unet_config c = {.in_ch = 1, .res = R, .ch = 8, .ch_mult = {1, 2}, .num_levels = 2, .num_res_blocks = 1,
+                          .num_attn = 0, .groups = 4, .dropout = 0.0f, .num_classes = 0};
+    float *w[2];
+    for (int k = 0; k < 2; k++) {
+        ddpm_unet *m;
+        assert_int_equal(ddpm_unet_create(&m, &c, 1, false), DDPM_OK);
+        ddpm_unet_init_params(m, 5 + k);
+        size_t np = ddpm_unet_num_params(m);
+        w[k] = malloc(np * sizeof(float));
+        ddpm_rng rng;
+        ddpm_rng_seed(&rng, 50 + k);
+        for (size_t i = 0; i < np; i++) w[k][i] = ddpm_unet_params(m)[i] + 0.05f * ddpm_rng_normal(&rng);
+        ddpm_unet_free(m);
+    }
+    ddpm_st_meta meta[3] = {{"schedule", "linear"}, {"timesteps", "10"}, {"data", g_data}};
+    ddpm_checkpoint_extras x = {.ema = w[1], .extra = meta, .nextra = 3};
+    assert_int_equal(ddpm_checkpoint_save(ck, &c, w[0], &x), DDPM_OK);
+    free(w[0]);
+    free(w[1]);
+    enum { N = 16 };
+    double fid[2];
+    uint8_t *got[2];
+    for (int k = 0; k < 2; k++) {
+        const char *flag = k ? " --no-ema" : "";
+        cli_result r;
+        snprintf(idx[k], sizeof idx[k], "%s/ema%d.idx", g_dir, k);
+        if (cli_run(&r, "sample -c %s -n %d --sampler ddim --sample-steps 2 --idx %s -o %s%s", ck, N, idx[k], png, flag))
+            fail_msg("%s", r.err);
+        ddpm_idx im;
+        assert_int_equal(ddpm_idx_read(&im, idx[k], DDPM_IDX_IMAGES), DDPM_OK);
+        assert_int_equal(im.dims[0], N);
+        uint8_t want[N * R * R];
+        expected_u8(want, ck, k ? "" : "ema.", N);
+        if (memcmp(im.data, want, sizeof want)) {
+            uint8_t other[N * R * R];
+            expected_u8(other, ck, k ? "ema." : "", N);
+            int dw = 0, dot = 0;
+            for (size_t i = 0; i < sizeof want; i++) dw += im.data[i] != want[i], dot += im.data[i] != other[i];
+            fail_msg("%s: %d of %zu pixels differ from the expected draw (%d from the other weights): %s", flag, dw,
+                     sizeof want, dot, r.err);
+        }
+        got[k] = im.data;
+        if (cli_run(&r, "eval -c %s --net %s -n %d --sampler ddim --sample-steps 2%s", ck, g_net, N, flag))
+            fail_msg("%s", r.err);
+        fid[k] = value(&r, "fid");
+        if (cli_run(&r, "eval %s --net %s --data %s", idx[k], g_net, g_data)) fail_msg("%s", r.err);
+        assert_true(isfinite(fid[k]) && value(&r, "fid") == fid[k]);
+    }
+    assert_true(memcmp(got[0], got[1], (size_t)N * R * R) != 0);
+    assert_true(fid[0] != fid[1]);
+    free(got[0]);
+    free(got[1]);
+}
+
 /* ddpm train --eval-every: rows with the metrics in log.csv, fid.png, a
  * progress line, and the cached network reused. */
 static void test_train_eval_every(void **state) {
@@ -280,6 +364,7 @@ int main(void) {
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_real_vs_noise),
         cmocka_unit_test(test_checkpoint),
+        cmocka_unit_test(test_ema_weights_cli),
         cmocka_unit_test(test_train_eval_every),
         cmocka_unit_test(test_bad_input),
     };

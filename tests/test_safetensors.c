@@ -405,6 +405,9 @@ static void test_damaged_files(void **state) {
                     "begin > end");
     expect_fail_hdr("size_mismatch", "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8,
                     "tensor 'a' has 8 bytes of data but F32 shape [3] needs 12");
+    /* more bytes than the shape needs (the tiling check alone would take them) */
+    expect_fail_hdr("bytes_extra", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8,
+                    "tensor 'a' has 8 bytes of data but F32 shape [1] needs 4");
     expect_fail_hdr("overlap",
                     "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                     "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",

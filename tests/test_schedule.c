@@ -186,6 +186,16 @@ static void test_respace(void **state) {
         }
         if (K > 1) assert_true(gmax - gmin <= 1);
     }
+    /* the rounding of i (T-1)/(K-1): to nearest, halves away from zero (C's
+     * round()), e.g. T = 10, K = 3: 0, 4.5 -> 5, 9 */
+    const int KT[4][2] = {{3, 10}, {7, 100}, {5, 12}, {4, 1000}};
+    for (int c = 0; c < 4; c++) {
+        int K = KT[c][0], T = KT[c][1];
+        assert_int_equal(ddpm_schedule_respace(tau, K, T), DDPM_OK);
+        for (int i = 0; i < K; i++) assert_int_equal(tau[i], (int)round(i * (double)(T - 1) / (K - 1)));
+    }
+    assert_int_equal(ddpm_schedule_respace(tau, 3, 10), DDPM_OK);
+    assert_int_equal(tau[1], 5);
     assert_int_equal(ddpm_schedule_respace(tau, 0, 10), DDPM_ERR_ARG);
     assert_int_equal(ddpm_schedule_respace(tau, 11, 10), DDPM_ERR_ARG);
 }

@@ -1,9 +1,9 @@
 /* classifier.h: the evaluation network of `ddpm eval`, a small CNN trained
  * in C with the library's own layers:
  *
- *   conv1 3x3 pad 1 (C -> 32), ReLU, max-pool 2x2      (32, H/2, W/2)
- *   conv2 3x3 pad 1 (32 -> 64), ReLU, max-pool 2x2     (64, H/4, W/4)
- *   fc1   linear (64 H/4 W/4 -> 128), ReLU             the features (128)
+ *   conv1 3x3 pad 1 (C -> 16), ReLU, max-pool 2x2      (16, H/2, W/2)
+ *   conv2 3x3 pad 1 (16 -> 32), ReLU, max-pool 2x2     (32, H/4, W/4)
+ *   fc1   linear (32 H/4 W/4 -> 128), ReLU             the features (128)
  *   fc2   linear (128 -> K)                            logits, softmax
  *
  * The 128 features after fc1's ReLU (the penultimate layer) are the space

@@ -7,7 +7,8 @@
  * the buffers of the sampler. `ddpm sample`, `ddpm eval`, the grids and the
  * metrics written during training all draw through it, so an image depends
  * only on (weights, draw options, seed, its index), never on which command
- * drew it, on the batch size or on the thread count.
+ * drew it or on the thread count; the batch size (max_batch) can move only
+ * the last bits of the floats (see sampler.h).
  *
  *     ddpm_pipeline *p;
  *     ddpm_pipeline_open(&p, "runs/mnist/ckpt.safetensors", NULL);

@@ -1,8 +1,11 @@
 /* sampler.h: the sampler driver. Runs DDPM, DDIM or DPM-Solver++(2M)
  * (diffusion.h) over any noise predictor, in batches, with one random stream
  * per image, so that an image depends only on (model, sampler options, seed,
- * its index): never on the batch size, on how many images are drawn, or on
- * the thread count. Also: the timestep spacings, classifier-free guidance
+ * its index): never on how many images are drawn or on the thread count.
+ * The batch size can move the last bits of the floats (the GEMM kernels
+ * OpenBLAS picks depend on a product's row count), so a u8 pixel at a
+ * rounding boundary can differ between --batch values; the same batch
+ * size gives the same bits. Also: the timestep spacings, classifier-free guidance
  * (docs/design.md §7) as a model wrapper, and the label layout of class grids.
  *
  * Shape letters: n images in all, B images per model call (max_batch),

@@ -37,7 +37,7 @@ run() {  # run BIN DIR: the fixed workload, all outputs under DIR
   "$bin" sample -c "$d/c/ckpt.safetensors" -n 4 --sampler ddim --sample-steps 5 \
     -o "$d/cond.png" >>"$d.log" 2>&1 || { echo "identity: $bin failed, see:" >&2; tail -3 "$d.log" >&2; exit 1; }
   "$bin" noise --data-dir "$DATA" --t 0,10,500 -o "$d/noise.png" >>"$d.log" 2>&1 || { echo "identity: $bin failed, see:" >&2; tail -3 "$d.log" >&2; exit 1; }
-  (cd "$d" && find . -type f ! -name log.csv ! -name run.txt ! -path './[urc]/samples*.png' | sort | xargs sha256sum
+  (cd "$d" && find . -type f ! -name log.csv ! -name run.txt ! -name report.html ! -path './[urc]/samples*.png' | sort | xargs sha256sum
    for l in $(find . -name log.csv | sort); do printf '%s  %s[iter,loss,lr]\n' "$(cut -d, -f1-3 "$l" | sha256sum | cut -c1-64)" "$l"; done)
 }
 

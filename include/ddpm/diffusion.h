@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "ddpm/common.h"
+#include "ddpm/data.h"
 #include "ddpm/rng.h"
 #include "ddpm/schedule.h"
 
@@ -45,6 +46,13 @@ const char *ddpm_spacing_name(ddpm_spacing sp);
  * xt, x0, eps: [N, D]; t: [N]. xt may alias x0 or eps. */
 void ddpm_q_sample(float *xt, const float *x0, const float *eps, const int *t,
                    const ddpm_schedule *s, int N, size_t D);
+
+/* Forward trajectories of the first n images of ds: grid [n, 1 + L, D] gets
+ * per image x_0, then x_t for t[0..L) (indices into s), with ONE eps per
+ * image for all its columns, drawn in image order by ddpm_rng_fill_normal
+ * from a generator seeded with seed. */
+void ddpm_q_trajectories(float *grid, const ddpm_dataset *ds, int n, const int *t, int L, const ddpm_schedule *s,
+                         uint64_t seed);
 
 /* t[0..N) uniform in [0, T), drawn in order with ddpm_rng_below. */
 void ddpm_sample_timesteps(int *t, int N, int T, ddpm_rng *rng);

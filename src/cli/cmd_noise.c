@@ -27,33 +27,22 @@
 #define MAX_T_LIST 64   /* timesteps (columns) at most */
 #define DEFAULT_COLS 10 /* default: 10 evenly spaced t from 0 to T-1 */
 
-/* Parses "0,100,999" into t[0..) with each value in [0, T-1]. Returns the
- * count, or -1 after printing a usage error. */
+/* "0,100,999" into t[0..) (at most MAX_T_LIST, each in [0, T-1]): the count,
+ * or -1 after printing a usage error. */
 static int parse_t_list(const char *s, int T, int *t) {
-    int n = 0;
-    const char *p = s;
-    for (;;) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || (*end && *end != ',') || isspace((unsigned char)*p) || *p == '+') {
-            fprintf(stderr, "ddpm %s: --t expects a comma-separated list of integers, got '%s' (see 'ddpm %s --help')\n",
-                    CMD, s, CMD);
+    int n = ddpm_parse_int_list(s, t, MAX_T_LIST);
+    if (n < 0 && ddpm_parse_int_list(s, (int[MAX_T_LIST + 1]){0}, MAX_T_LIST + 1) == MAX_T_LIST + 1)
+        fprintf(stderr, "ddpm %s: --t: at most %d timesteps\n", CMD, MAX_T_LIST);
+    else if (n < 0)
+        fprintf(stderr, "ddpm %s: --t expects a comma-separated list of integers, got '%s' (see 'ddpm %s --help')\n",
+                CMD, s, CMD);
+    for (int j = 0; j < n; j++)
+        if (t[j] > T - 1) {
+            fprintf(stderr, "ddpm %s: --t: timestep %d out of range [0, %d] (T = %d, set with --steps)\n", CMD, t[j],
+                    T - 1, T);
             return -1;
         }
-        if (v < 0 || v > T - 1) {
-            fprintf(stderr, "ddpm %s: --t: timestep %ld out of range [0, %d] (T = %d, set with --steps)\n",
-                    CMD, v, T - 1, T);
-            return -1;
-        }
-        if (n == MAX_T_LIST) {
-            fprintf(stderr, "ddpm %s: --t: at most %d timesteps\n", CMD, MAX_T_LIST);
-            return -1;
-        }
-        t[n++] = (int)v;
-        if (!*end) return n;
-        p = end + 1;
-    }
+    return n;
 }
 
 static const char *SYNOPSIS =
@@ -147,19 +136,9 @@ static int render(const noise_flags *f, int kind, const int *t, int L, const ddp
     size_t D = (size_t)ds->c * ds->h * ds->w;
     int n = f->n, cols = 1 + L, status = 1;
     float *grid = ddpm_malloc((size_t)n * cols * D * sizeof(float)); /* [n, cols, D] */
-    float *eps = ddpm_malloc(D * sizeof(float));                     /* [D] */
-    int *idx = ddpm_malloc((size_t)n * sizeof(int));                 /* [n] */
-    if (!grid || !eps || !idx || ddpm_schedule_init(&s, (ddpm_schedule_kind)kind, f->T)) goto error;
+    if (!grid || ddpm_schedule_init(&s, (ddpm_schedule_kind)kind, f->T)) goto error;
 
-    ddpm_rng rng;
-    ddpm_rng_seed(&rng, f->seed);
-    for (int i = 0; i < n; i++) idx[i] = i;
-    for (int i = 0; i < n; i++) {
-        float *row = grid + (size_t)i * cols * D; /* [cols, D] */
-        ddpm_dataset_to_float(row, ds, &idx[i], 1);
-        ddpm_rng_fill_normal(&rng, eps, D);
-        for (int j = 0; j < L; j++) ddpm_q_sample(row + (size_t)(1 + j) * D, row, eps, &t[j], &s, 1, D);
-    }
+    ddpm_q_trajectories(grid, ds, n, t, L, &s, f->seed);
     if (ddpm_image_write_grid_scaled(f->out, grid, n * cols, ds->c, ds->h, ds->w, cols, -1.0f, 1.0f, f->zoom))
         goto error;
     print_columns(&s, kind, f->T, t, L);
@@ -174,8 +153,6 @@ error:
 done:
     ddpm_schedule_free(&s);
     ddpm_free(grid);
-    ddpm_free(eps);
-    ddpm_free(idx);
     return status;
 }
 

@@ -27,7 +27,8 @@ static int fill_meta(const ddpm_trainer *tr, ddpm_st_meta *meta, char (*v)[VALUE
     PUT(DDPM_META_LOSS, "%s", ddpm_loss_name(c->loss));
     PUT(DDPM_META_OBJECTIVE, "%s", ddpm_objective_name(c->objective));
     PUT(DDPM_META_SNR_GAMMA, "%.9g", (double)c->snr_gamma);
-    PUT(DDPM_META_PRECISION, "%s", ddpm_precision_name(c->precision));
+    /* absent = fp32: fp32 checkpoints stay byte for byte what they were before bf16 */
+    if (c->precision != DDPM_PREC_FP32) PUT(DDPM_META_PRECISION, "%s", ddpm_precision_name(c->precision));
     PUT(DDPM_META_BATCH, "%d", c->batch);
     PUT(DDPM_META_ITERS, "%" PRId64, c->iters);
     PUT(DDPM_META_LR, "%.9g", (double)c->lr);

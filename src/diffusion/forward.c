@@ -1,0 +1,17 @@
+/* forward.c: the forward process on dataset images, as `ddpm noise` shows it. */
+#include "ddpm/diffusion.h"
+
+void ddpm_q_trajectories(float *grid, const ddpm_dataset *ds, int n, const int *t, int L, const ddpm_schedule *s,
+                         uint64_t seed) {
+    size_t D = (size_t)ds->c * ds->h * ds->w;
+    ddpm_rng rng;
+    ddpm_rng_seed(&rng, seed);
+    for (int i = 0; i < n; i++) {
+        float *row = grid + (size_t)i * (1 + L) * D; /* [1 + L, D] */
+        float *eps = row + D;                         /* the first noised column holds eps until it is made */
+        ddpm_dataset_to_float(row, ds, &i, 1);
+        ddpm_rng_fill_normal(&rng, eps, D);
+        /* last column first: every later q_sample still reads eps from column 1 */
+        for (int j = L - 1; j >= 0; j--) ddpm_q_sample(row + (size_t)(1 + j) * D, row, eps, &t[j], s, 1, D);
+    }
+}

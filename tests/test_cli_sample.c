@@ -535,6 +535,26 @@ static void test_reproducible(void **state) {
     free(g);
 }
 
+/* --precision: bf16 products draw other (close) images than fp32 from the
+ * same seed; an unknown name is a usage error that writes nothing. */
+static void test_precision(void **state) {
+    (void)state;
+    const char *ck = P("ck.safetensors");
+    cli_run(&g_r, "sample -c '%s' -n 3 --sample-steps 4 --seed 2 -o '%s' --idx '%s'", ck, P("p32.png"), P("p32.idx"));
+    expect(0, NULL);
+    cli_run(&g_r, "sample -c '%s' -n 3 --sample-steps 4 --seed 2 --precision fp32 -o '%s' --idx '%s'", ck, P("q32.png"),
+            P("q32.idx"));
+    expect(0, NULL);
+    assert_true(cli_same_file(P("p32.idx"), P("q32.idx"))); /* the checkpoint's precision is fp32 */
+    cli_run(&g_r, "sample -c '%s' -n 3 --sample-steps 4 --seed 2 --precision bf16 -o '%s' --idx '%s'", ck, P("p16.png"),
+            P("p16.idx"));
+    expect(0, "bf16 products");
+    assert_false(cli_same_file(P("p32.idx"), P("p16.idx")));
+    cli_run(&g_r, "sample -c '%s' --precision fp16 -o '%s'", ck, P("bad.png"));
+    expect(2, "unknown --precision 'fp16'");
+    assert_false(cli_exists(P("bad.png")));
+}
+
 int main(void) {
     /* The ddpm processes use every core; on a shared, oversubscribed machine
      * OpenMP threads spinning while they wait can stretch a 1 s run to 30 s.
@@ -555,6 +575,7 @@ int main(void) {
         cmocka_unit_test(test_dpmpp_and_spacing),
         cmocka_unit_test(test_guidance_and_scale),
         cmocka_unit_test(test_reproducible),
+        cmocka_unit_test(test_precision),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

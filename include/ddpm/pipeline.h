@@ -70,6 +70,7 @@ typedef struct {
     bool objective_assumed;       /* ... no objective: eps */
     bool has_ema, ema;            /* the file has EMA weights; they are the ones in use */
     int num_class_names;          /* the class names of a folder-trained model (0: none) */
+    ddpm_precision precision;     /* of the UNet's products: the checkpoint's (absent: fp32), or set */
     const char *path;             /* the checkpoint ("" when created in memory) */
 } ddpm_pipeline_info;
 
@@ -83,6 +84,9 @@ ddpm_status ddpm_pipeline_create(ddpm_pipeline **out, const ddpm_pipeline_model 
  * EMA weights before each grid or evaluation. */
 void ddpm_pipeline_set_weights(ddpm_pipeline *p, const float *params);
 void ddpm_pipeline_free(ddpm_pipeline *p); /* NULL is fine */
+/* The precision of the UNet's products (opening takes the checkpoint's;
+ * bf16 rounds the operands of every product, accumulating in fp32: unet.h). */
+void ddpm_pipeline_set_precision(ddpm_pipeline *p, ddpm_precision prec);
 
 const ddpm_pipeline_info *ddpm_pipeline_info_get(const ddpm_pipeline *p);
 const ddpm_schedule *ddpm_pipeline_schedule(const ddpm_pipeline *p);

@@ -311,8 +311,14 @@ void ddpm_cli_sampler_detail(char *buf, size_t cap, const ddpm_sampler_opts *o) 
     if (o->kind != DDPM_SAMPLER_DDPM && n < cap) snprintf(buf + n, cap - n, ", %s spacing", ddpm_spacing_name(sp));
 }
 
-int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt, bool raw_weights, int max_batch) {
+int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt, bool raw_weights, int max_batch,
+                           const char *precision) {
     struct stat st;
+    int prec = precision ? ddpm_precision_parse(precision) : 0;
+    if (prec < 0) {
+        fprintf(stderr, "ddpm %s: unknown --precision '%s' (expected fp32 or bf16)\n", cmd, precision);
+        return 2;
+    }
     if (!*ckpt) {
         *ckpt = DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE;
         if (stat(*ckpt, &st) != 0 && errno == ENOENT) {
@@ -322,7 +328,10 @@ int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt
         }
     }
     ddpm_pipeline_opts po = {.raw_weights = raw_weights, .max_batch = max_batch};
-    if (!ddpm_pipeline_open(p, *ckpt, &po)) return 0;
+    if (!ddpm_pipeline_open(p, *ckpt, &po)) {
+        if (precision) ddpm_pipeline_set_precision(*p, (ddpm_precision)prec);
+        return 0;
+    }
     ddpm_cli_error(cmd);
     return 1;
 }

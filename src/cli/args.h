@@ -100,8 +100,10 @@ int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const char *sampler, 
 /* "var small" / "eta 0" / "deterministic", then ", logsnr spacing" (ddim, dpm++2m). */
 void ddpm_cli_sampler_detail(char *buf, size_t cap, const ddpm_sampler_opts *o);
 /* Opens *ckpt (NULL: the default run's checkpoint, with a hint when it does
- * not exist yet) for batches of max_batch images. 0, or 1 after the error. */
-int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt, bool raw_weights, int max_batch);
+ * not exist yet) for batches of max_batch images, in `precision` (NULL: the
+ * checkpoint's). 0, 1 after the error, 2 after a usage error. */
+int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt, bool raw_weights, int max_batch,
+                           const char *precision);
 bool ddpm_ends_with_png(const char *path);
 /* ddpm_pipeline_check, with the error printed under the flag it concerns
  * (--sample-steps, --guidance or --label): -1 to go on, else 2. */

@@ -24,6 +24,7 @@ typedef struct {
     int n, steps, threads, batch;
     float eta, guidance;
     uint64_t seed;
+    const char *precision;
     bool json, bpd, no_ema, n_seen, var_seen, eta_seen, guided;
 } eval_flags;
 
@@ -253,6 +254,7 @@ static int cmd_eval(int argc, char **argv) {
         {"--no-ema", NULL, OPT_FLAG, &f.no_ema, 0, 0, NULL, "use the raw weights, not the EMA weights"},
         {"--batch", NULL, OPT_INT, &f.batch, 1, DDPM_BPD_MAX_BATCH, "B", "images per model call (default 64)"},
         {"--threads", NULL, OPT_INT, &f.threads, 0, 4096, "N", "threads (default 0: all cores)"},
+        {"--precision", NULL, OPT_STRING, &f.precision, 0, 0, "P", "the UNet's products: fp32 or bf16 (default: the checkpoint's)"},
     };
     int nopts = DDPM_COUNT(opts), rc = ddpm_opts_parse(CMD, argc, argv, opts, nopts, SYNOPSIS, EPILOG);
     if (rc) return rc == 1 ? 0 : rc;
@@ -273,7 +275,7 @@ static int cmd_eval(int argc, char **argv) {
     int K = 0;
     ddpm_draw_opts_default(&o);
     if (!f.file) {
-        if (ddpm_cli_open_pipeline(CMD, &p, &f.ckpt, f.no_ema, f.batch)) return 1;
+        if ((rc = ddpm_cli_open_pipeline(CMD, &p, &f.ckpt, f.no_ema, f.batch, f.precision))) return rc;
         if ((rc = draw_opts(&o, &K, &f, p)) >= 0) {
             ddpm_pipeline_free(p);
             return rc;

@@ -19,7 +19,7 @@
 #define PNG_MAX_BYTES (1 << 30)    /* image.c's limit, checked before sampling */
 
 typedef struct {
-    const char *ckpt, *out, *sampler, *var, *spacing, *idx, *traj, *lab, *label;
+    const char *precision, *ckpt, *out, *sampler, *var, *spacing, *idx, *traj, *lab, *label;
     int n, steps, nrow, threads, batch, scale;
     float eta, guidance;
     uint64_t seed;
@@ -80,6 +80,7 @@ static int parse_flags(sample_flags *f, ddpm_draw_opts *o, int argc, char **argv
         {"--no-ema", NULL, OPT_FLAG, &f->no_ema, 0, 0, NULL, "use the raw weights, not the EMA weights"},
         {"--batch", NULL, OPT_INT, &f->batch, 1, 4096, "B", "images per model call (default 64; bounds memory)"},
         {"--threads", NULL, OPT_INT, &f->threads, 0, 4096, "N", "threads (default 0: all cores)"},
+        {"--precision", NULL, OPT_STRING, &f->precision, 0, 0, "P", "the UNet's products: fp32 or bf16 (default: the checkpoint's)"},
         {"--idx", NULL, OPT_STRING, &f->idx, 0, 0, "FILE", "also write the images as an IDX file (u8)"},
         {"--trajectory", NULL, OPT_STRING, &f->traj, 0, 0, "FILE", "PNG of x_T ... x_0 in 10 columns, a row per image (first 100)"},
         {"--label-idx", NULL, OPT_STRING, &f->lab, 0, 0, "FILE", "also write the images' class labels as an IDX file (u8)"},
@@ -141,6 +142,7 @@ static void print_header(const sample_flags *f, const ddpm_pipeline *p, const dd
     char detail[96], obj[32] = "";
     ddpm_cli_sampler_detail(detail, sizeof detail, &o->sampler);
     if (in->objective != DDPM_OBJ_EPS) snprintf(obj, sizeof obj, ", %s-prediction", ddpm_objective_name(in->objective));
+    if (in->precision != DDPM_PREC_FP32) snprintf(obj + strlen(obj), sizeof obj - strlen(obj), ", bf16 products");
     if (in->schedule_assumed || in->T_assumed)
         fprintf(stderr, "ddpm %s: note: '%s' does not record its noise schedule; assuming %s %s, T=%d (the training "
                         "default)\n", CMD, f->ckpt, in->schedule_assumed ? "linear" : "the recorded",
@@ -197,7 +199,7 @@ static int cmd_sample(int argc, char **argv) {
     int rc = parse_flags(&f, &o, argc, argv), K, nrow;
     if (rc >= 0) return rc;
     ddpm_pipeline *p = NULL;
-    if ((rc = ddpm_cli_open_pipeline(CMD, &p, &f.ckpt, f.no_ema, f.batch))) return rc;
+    if ((rc = ddpm_cli_open_pipeline(CMD, &p, &f.ckpt, f.no_ema, f.batch, f.precision))) return rc;
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
     o.seed = f.seed, o.guided = f.guided, o.guidance = f.guidance;
     int C = in->cfg.num_classes;

@@ -23,7 +23,7 @@ typedef struct {
     ddpm_train_config c;
     ddpm_data_opts d;
     ddpm_run_opts r;
-    const char *schedule, *loss, *lr_decay, *objective, *alpha, *crop;
+    const char *schedule, *loss, *lr_decay, *objective, *alpha, *crop, *precision;
     int iters, warmup, threads, stop_after, check_sync;
     bool resume, force, hflip, no_hflip;
 } train_flags;
@@ -61,6 +61,7 @@ static ddpm_status make_trainer(ddpm_trainer **tr, train_flags *f, ddpm_opt *opt
     c.loss = (ddpm_loss_kind)ddpm_loss_parse(f->loss);
     c.objective = (ddpm_objective)ddpm_objective_parse(f->objective);
     c.decay = (ddpm_lr_decay)ddpm_lr_decay_parse(f->lr_decay);
+    c.precision = (ddpm_precision)ddpm_precision_parse(f->precision);
     c.iters = f->iters, c.warmup = f->warmup;
     return ddpm_trainer_create(tr, &c);
 }
@@ -69,9 +70,8 @@ static ddpm_status make_trainer(ddpm_trainer **tr, train_flags *f, ddpm_opt *opt
  * when the library's message is to be printed. */
 static int setup(train_state *s, train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) {
     ddpm_data_opts *o = &f->d;
-    const char *out = f->r.dir;
     s->threads = ddpm_set_threads(f->threads);
-    if (ddpm_dist_rank() == 0 && ddpm_run_lock_guard(&s->lock, out, f->resume, f->force)) return -1;
+    if (ddpm_dist_rank() == 0 && ddpm_run_lock_guard(&s->lock, f->r.dir, f->resume, f->force)) return -1;
     o->env_dir = getenv("DDPM_DATA_DIR");
     o->alpha = !strcmp(f->alpha, "black") ? DDPM_ALPHA_BLACK : DDPM_ALPHA_WHITE;
     o->crop = !strcmp(f->crop, "random") ? DDPM_CROP_RANDOM : DDPM_CROP_CENTER;
@@ -79,7 +79,7 @@ static int setup(train_state *s, train_flags *f, ddpm_opt *opts, int nopts, ddpm
     o->log = stderr, o->prefix = "ddpm train: ";
     if (f->resume) { /* the checkpoint fixes the model and how the data is read; the data defaults to the run's */
         char ckpt[1100];
-        snprintf(ckpt, sizeof ckpt, "%s/%s", out, DDPM_RUN_CKPT);
+        snprintf(ckpt, sizeof ckpt, "%s/%s", f->r.dir, DDPM_RUN_CKPT);
         if (ddpm_trainer_resume(&s->tr, ckpt, ddpm_opts_seen(opts, nopts, "--iters") ? f->iters : 0)) return -1;
         const char *name = ddpm_trainer_data_name(s->tr);
         if (!ddpm_opts_seen(opts, nopts, "--data") && !ddpm_opts_seen(opts, nopts, "--data-dir") && name) o->data = name;
@@ -95,10 +95,9 @@ static int setup(train_state *s, train_flags *f, ddpm_opt *opts, int nopts, ddpm
     if (ddpm_data_attach(&s->d, s->tr)) return -1;
     ddpm_trainer_set_check_sync(s->tr, f->check_sync);
     const char *nan_env = getenv("DDPM_TEST_NAN_AT");
-    s->nan_at = nan_env ? strtoll(nan_env, NULL, 10) : -1;
-    if (nan_env) ddpm_trainer_set_batch_hook(s->tr, poison_hook, s);
+    if ((s->nan_at = nan_env ? strtoll(nan_env, NULL, 10) : -1) >= 0) ddpm_trainer_set_batch_hook(s->tr, poison_hook, s);
     ddpm_run_opts *ro = &f->r;
-    ro->stop_after = f->stop_after, ro->eval_data = s->d.dir, ro->progress = stderr, ro->stop = &g_stop;
+    ro->stop_after = f->stop_after, ro->eval_data = s->d.dir, ro->progress = stderr, ro->stop = &g_stop,
     ro->command = s->cmdline, ro->threads = s->threads, ro->lock = &s->lock;
     return ddpm_run_open(&s->run, s->tr, ro) ? -1 : 0;
 }
@@ -160,8 +159,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf, 
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
         ddpm_run_result r;
-        ddpm_status st = ddpm_run_train(s.run, &r);
-        rc = report(st, &r, lead);
+        rc = report(ddpm_run_train(s.run, &r), &r, lead);
     }
     ddpm_run_free(s.run);
     ddpm_trainer_free(s.tr);
@@ -171,7 +169,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf, 
 }
 
 /* The flags train takes, then the DDPM_MODEL_OPTS model flags. */
-#define TRAIN_OPTS 34
+#define TRAIN_OPTS 35
 #define NOPTS (TRAIN_OPTS + DDPM_MODEL_OPTS)
 
 static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
@@ -185,6 +183,7 @@ static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
         {"--lr", NULL, OPT_FLOAT, &f->c.lr, 1e-8, 1.0, "LR", "peak learning rate (default 1e-3)"},
         {"--warmup", NULL, OPT_INT, &f->warmup, 0, 100000000, "N", "linear LR warmup steps (default 200)"},
         {"--lr-decay", NULL, OPT_STRING, &f->lr_decay, 0, 0, "KIND", "cosine or constant after warmup (default cosine)"},
+        {"--precision", NULL, OPT_STRING, &f->precision, 0, 0, "P", "the UNet's products: fp32, or bf16 with fp32 accumulation (default fp32)"},
         {"--clip", NULL, OPT_FLOAT, &f->c.clip, 0.0, 1e6, "NORM", "clip the global gradient norm, 0 = off (default 1)"},
         {"--ema", NULL, OPT_FLOAT, &f->c.ema_decay, 0.0, 0.999999, "DECAY", "EMA decay of the weights, 0 = off (default 0.999)"},
         {"--weight-decay", NULL, OPT_FLOAT, &f->c.weight_decay, 0.0, 1.0, "WD", "AdamW weight decay (default 0)"},
@@ -218,9 +217,9 @@ static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
 
 /* On --resume the checkpoint fixes the model and the training recipe. */
 static int check_resume_flags(const ddpm_opt *opts) {
-    static const char *fixed[] = {"--steps", "--schedule", "--batch", "--lr", "--warmup", "--lr-decay", "--clip",
-                                  "--ema", "--weight-decay", "--loss", "--objective", "--snr-gamma", "--cond-drop", "--seed",
-                                  "--alpha", "--crop", "--hflip", "--no-hflip"};
+    static const char *fixed[] = {"--steps", "--schedule", "--batch", "--lr", "--warmup", "--lr-decay", "--precision",
+                                  "--clip", "--ema", "--weight-decay", "--loss", "--objective", "--snr-gamma",
+                                  "--cond-drop", "--seed", "--alpha", "--crop", "--hflip", "--no-hflip"};
     for (int i = 0; i < NOPTS; i++) {
         bool recipe = i >= TRAIN_OPTS; /* a model flag */
         for (size_t k = 0; k < DDPM_COUNT(fixed); k++) recipe |= !strcmp(opts[i].name, fixed[k]);
@@ -256,6 +255,7 @@ static int check_names(const train_flags *f) {
         {"--loss", f->loss, "l2, l1, huber", ddpm_loss_parse(f->loss) >= 0},
         {"--objective", f->objective, "eps, v, x0", ddpm_objective_parse(f->objective) >= 0},
         {"--lr-decay", f->lr_decay, "cosine, constant", ddpm_lr_decay_parse(f->lr_decay) >= 0},
+        {"--precision", f->precision, "fp32, bf16", ddpm_precision_parse(f->precision) >= 0},
         {"--alpha", f->alpha, "white, black", !strcmp(f->alpha, "white") || !strcmp(f->alpha, "black")},
         {"--crop", f->crop, "center, random", !strcmp(f->crop, "center") || !strcmp(f->crop, "random")},
     };
@@ -275,7 +275,8 @@ static int cmd_train(int argc, char **argv) {
     ddpm_model_flags mf;
     ddpm_model_flags_init(&mf, &d.model);
     train_flags f = {.c = d, .schedule = "linear", .loss = "l2", .objective = ddpm_objective_name(d.objective),
-                     .lr_decay = "cosine", .alpha = "white", .crop = "center", .iters = (int)d.iters, .warmup = (int)d.warmup};
+                     .lr_decay = "cosine", .precision = "fp32", .alpha = "white", .crop = "center",
+                     .iters = (int)d.iters, .warmup = (int)d.warmup};
     ddpm_data_opts_default(&f.d);
     ddpm_run_opts_default(&f.r);
     f.r.dir = DDPM_DEFAULT_RUN_DIR;
@@ -284,7 +285,7 @@ static int cmd_train(int argc, char **argv) {
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, NOPTS,
                              "usage: ddpm train [options]\n\n"
                              "Train a UNet noise predictor (DDPM, L_simple) on an image dataset.",
-                             "Writes OUT/ckpt.safetensors, OUT/log.csv, OUT/run.txt, OUT/loss.png and OUT/samples.png.\n"
+                             "Writes OUT/ckpt.safetensors, log.csv, run.txt, loss.png, samples.png and report.html.\n"
                              "--steps is the number of diffusion timesteps T; --iters the number of optimizer steps.\n"
                              "Ctrl-C or SIGTERM finishes the current iteration, writes the checkpoint and exits.\n"
                              "A second train on the same --out fails while this one runs (OUT/.lock).");

@@ -37,6 +37,7 @@ static ddpm_status make_unet(ddpm_pipeline *p, int batch) {
     ddpm_status st = ddpm_unet_create(&m, &p->info.cfg, batch, false);
     if (st) return st;
     memcpy(ddpm_unet_params(m), p->params, p->nparams * sizeof(float));
+    ddpm_unet_set_precision(m, p->info.precision);
     ddpm_unet_free(p->unet);
     p->unet = m;
     p->unet_batch = batch;
@@ -115,6 +116,10 @@ static ddpm_status read_recipe(ddpm_pipeline *p, const ddpm_st_file *f) {
     in->schedule = (ddpm_schedule_kind)kind;
     in->T = (int)T;
     in->objective = (ddpm_objective)obj;
+    int prec = DDPM_PREC_FP32; /* absent: fp32, as every checkpoint before bf16 */
+    if (!st && ddpm_st_meta_get(f, DDPM_META_PRECISION))
+        st = ddpm_meta_enum(f, p->path, DDPM_META_PRECISION, ddpm_precision_parse, "fp32 or bf16", &prec);
+    in->precision = (ddpm_precision)prec;
     return st;
 }
 
@@ -289,4 +294,9 @@ ddpm_status ddpm_pipeline_eps(void *ctx, float *eps_hat, const float *x, const i
     if (N > p->max_batch)
         return ddpm_error(DDPM_ERR_ARG, "%d images in one model call; the pipeline takes at most %d", N, p->max_batch);
     return ddpm_objective_eps(&p->om, eps_hat, x, t, labels, N);
+}
+
+void ddpm_pipeline_set_precision(ddpm_pipeline *p, ddpm_precision prec) {
+    p->info.precision = prec;
+    ddpm_unet_set_precision(p->unet, prec);
 }

@@ -148,9 +148,11 @@ ddpm_status ddpm_run_open(ddpm_run **out, ddpm_trainer *tr, const ddpm_run_opts 
                              .objective = c->objective};
     ddpm_pipeline_opts po = {.max_batch = 16}; /* bounds memory beside the trainer's; no effect on the images */
     if ((s = ddpm_pipeline_create(&r->pipe, &m, &po))) goto done;
+    ddpm_pipeline_set_precision(r->pipe, c->precision); /* grids and metrics as the run computes */
     run_info_init(&r->info, o->dir, o->command, o->threads, r->step0 > 0);
     r->wall0 = r->info.wall_s;
     r->info.iter = r->step0, r->info.iters = c->iters;
+    r->info.precision = ddpm_precision_name(c->precision);
     s = run_info_write(&r->info);
 done:
     if (s) ddpm_run_free(r);

@@ -34,7 +34,7 @@ typedef struct {
     char command[2048], cpu[256], started[32];
     int threads;
     double wall_s, img_per_s;
-    const char *status;
+    const char *status, *precision;
     int64_t iter, iters;
 } run_info;
 

@@ -146,9 +146,9 @@ ddpm_status run_info_write(const run_info *ri) {
     ddpm_atomic_file a;
     ddpm_status s = ddpm_atomic_open(&a, ri->path);
     if (s) return s;
-    fprintf(a.f, "command=%s\ncpu=%s\nthreads=%d\nstarted=%s\nwall_s=%.1f\nimg_per_s=%.1f\nstatus=%s\niter=%" PRId64
-                 "\niters=%" PRId64 "\n", ri->command, ri->cpu, ri->threads, ri->started, ri->wall_s, ri->img_per_s,
-            ri->status, ri->iter, ri->iters);
+    fprintf(a.f, "command=%s\ncpu=%s\nthreads=%d\nprecision=%s\nstarted=%s\nwall_s=%.1f\nimg_per_s=%.1f\nstatus=%s\niter=%" PRId64
+                 "\niters=%" PRId64 "\n", ri->command, ri->cpu, ri->threads, ri->precision ? ri->precision : "fp32",
+            ri->started, ri->wall_s, ri->img_per_s, ri->status, ri->iter, ri->iters);
     if (ferror(a.f)) return ddpm_atomic_fail(&a, strerror(errno ? errno : EIO));
     return ddpm_atomic_commit(&a);
 }

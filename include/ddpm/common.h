@@ -85,6 +85,10 @@ typedef struct {
 
 /* Creates the temporary file. On failure nothing is left to clean up. */
 ddpm_status ddpm_atomic_open(ddpm_atomic_file *a, const char *path);
+/* Fails fast, before long work, when `path` could not be written later: a
+ * directory, a missing directory, no permission (probes with a temporary
+ * file it removes). The message names the path and the reason. */
+ddpm_status ddpm_check_writable(const char *path);
 /* Flush, fsync, close, rename over path, fsync the directory. On failure
  * before the rename the temporary file is removed. Releases `a` either way. */
 ddpm_status ddpm_atomic_commit(ddpm_atomic_file *a);

@@ -214,35 +214,8 @@ void ddpm_model_flags_preset(ddpm_model_flags *f, const ddpm_opt *opts, int nopt
 }
 
 int ddpm_cli_check_writable(const char *cmd, const char *path) {
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "ddpm %s: cannot write '%s': it is a directory\n", cmd, path);
-        return 1;
-    }
-    size_t cap = strlen(path) + 32;
-    char *buf = malloc(cap); /* the probe's name, then the directory's */
-    if (!buf) {
-        fprintf(stderr, "ddpm %s: out of memory\n", cmd);
-        return 1;
-    }
-    const char *slash = strrchr(path, '/');
-    int dlen = slash ? (int)(slash - path) + 1 : 0;
-    snprintf(buf, cap, "%.*s.ddpm-probe-XXXXXX", dlen, path);
-    int fd = mkstemp(buf);
-    if (fd >= 0) {
-        close(fd);
-        unlink(buf);
-        free(buf);
-        return 0;
-    }
-    int e = errno;
-    snprintf(buf, cap, "%.*s", dlen > 1 ? dlen - 1 : 0, path);
-    if (dlen > 1 && (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)))
-        fprintf(stderr, "ddpm %s: cannot write '%s': directory '%s' does not exist\n", cmd, path,
-                buf);
-    else
-        fprintf(stderr, "ddpm %s: cannot write '%s': %s\n", cmd, path, strerror(e));
-    free(buf);
+    if (!ddpm_check_writable(path)) return 0;
+    ddpm_cli_error(cmd);
     return 1;
 }
 

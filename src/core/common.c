@@ -246,3 +246,29 @@ int ddpm_mkdirs(const char *path) {
     }
     return 0;
 }
+
+ddpm_status ddpm_check_writable(const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return ddpm_error(DDPM_ERR_IO, "cannot write '%s': it is a directory", path);
+    size_t cap = strlen(path) + 32;
+    char *buf = malloc(cap); /* the probe's name, then the directory's */
+    if (!buf) return ddpm_error(DDPM_ERR_NOMEM, "out of memory");
+    const char *slash = strrchr(path, '/');
+    int dlen = slash ? (int)(slash - path) + 1 : 0;
+    snprintf(buf, cap, "%.*s.ddpm-probe-XXXXXX", dlen, path);
+    int fd = mkstemp(buf);
+    if (fd >= 0) {
+        close(fd);
+        unlink(buf);
+        free(buf);
+        return DDPM_OK;
+    }
+    int e = errno;
+    snprintf(buf, cap, "%.*s", dlen > 1 ? dlen - 1 : 0, path);
+    ddpm_status s = dlen > 1 && (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
+                        ? ddpm_error(DDPM_ERR_IO, "cannot write '%s': directory '%s' does not exist", path, buf)
+                        : ddpm_error(DDPM_ERR_IO, "cannot write '%s': %s", path, strerror(e));
+    free(buf);
+    return s;
+}

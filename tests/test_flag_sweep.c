@@ -9,7 +9,11 @@
  * a value outside it, empty, overlong and with a newline; a path or a name
  * empty and overlong; a flag that takes no value a value. Each run must exit
  * 2 with exactly one line on stderr that names the flag, and leave the
- * directory it ran in (fresh, empty) empty: no output file. */
+ * directory it ran in (fresh, empty) empty: no output file.
+ *
+ * Also: IDX labels outside the model's classes are an error whenever the
+ * labels are used: a new class-conditional run, and a resumed one given
+ * other data (the checkpoint fixes the classes). */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <errno.h>
@@ -204,9 +208,44 @@ static void test_every_flag(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* IDX dataset labels i % 4 (cliutil's), and one with labels up to 7. */
+static void test_labels_outside_classes(void **state) {
+    (void)state;
+    char dir[256], data[300], wide[300], out[300], lab[400];
+    static cli_result r;
+    cli_tmpdir(dir, sizeof dir);
+    snprintf(data, sizeof data, "%s/d4", dir);
+    snprintf(wide, sizeof wide, "%s/d8", dir);
+    snprintf(out, sizeof out, "%s/run", dir);
+    assert_int_equal(cli_write_dataset(data, 16, 8), 0);
+    assert_int_equal(cli_write_dataset(wide, 16, 8), 0);
+    snprintf(lab, sizeof lab, "%s/train-labels-idx1-ubyte", wide);
+    size_t n;
+    char *b = cli_slurp(lab, &n);
+    b[n - 1] = 7; /* the last image's label */
+    FILE *f = fopen(lab, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+    free(b);
+#define TINY "--ch 8 --ch-mult 1,2 --res-blocks 1 --attn none --groups 4 --steps 10 --batch 4 --threads 1"
+    cli_run(&r, "train --data '%s' " TINY " --iters 2 --classes 2 -o '%s'", data, out);
+    cli_expect(&r, 1, "the model has 2 classes, but the labels in");
+    assert_int_equal(cli_lines(r.err), 1);
+    assert_false(cli_exists(out));
+    cli_run(&r, "train --data '%s' " TINY " --iters 4 --stop-after 2 --classes 4 -o '%s'", data, out);
+    cli_expect(&r, 0, NULL);
+    cli_run(&r, "train --resume --data '%s' --threads 1 -o '%s'", wide, out);
+    cli_expect(&r, 1, "the model has 4 classes, but the labels in");
+    cli_run(&r, "train --resume --threads 1 -o '%s'", out); /* its own data still resumes */
+    cli_expect(&r, 0, NULL);
+    cli_rmtree(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_flag),
+        cmocka_unit_test(test_labels_outside_classes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,27 +7,28 @@
 # loss.png write; the rest fall at random moments. Then, if mpirun is there
 # and ddpm has MPI, the same with 2 ranks, one rank killed each time.
 #
-#   scripts/chaos.sh [ITERS] [KILLS]      (default 60 20)
+#   scripts/chaos.sh [ITERS] [KILLS]      (default 30 20)
 #
 # Environment: DDPM (default build/ddpm), DATA_DIR (MNIST; default
 # ../shared/mnist or data/mnist), SEED (the kill moments; default 1),
-# PIN (default "taskset -c 1"), MPI_KILLS (default 5; 0: no MPI part),
+# PIN (default "taskset -c 1"), MPI_KILLS (default 4; 0: no MPI part),
 # WORK (default a fresh directory under /tmp, removed at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ITERS=${1:-60}
+ITERS=${1:-30}
 KILLS=${2:-20}
 DDPM=${DDPM:-build/ddpm}
 SEED=${SEED:-1}
 PIN=${PIN:-taskset -c 1}
-MPI_KILLS=${MPI_KILLS:-5}
+MPI_KILLS=${MPI_KILLS:-4}
 if [ -z "${DATA_DIR:-}" ]; then
     DATA_DIR=../shared/mnist
     [ -e "$DATA_DIR/train-images-idx3-ubyte.gz" ] || DATA_DIR=data/mnist
 fi
 WORK=${WORK:-$(mktemp -d /tmp/ddpm-chaos-XXXXXX)}
+mkdir -p "$WORK"
 RANDOM=$SEED
-CADENCE=(--ckpt-every 5 --log-every 1 --sample-every 20 --threads 1)
+CADENCE=(--ckpt-every 3 --log-every 1 --sample-every 10 --threads 1)
 FRESH=(train --data-dir "$DATA_DIR" --iters "$ITERS" --seed 7 "${CADENCE[@]}")
 AIMED=(ckpt.safetensors:1 log.csv:3 samples_:1 ckpt.safetensors:2 log.csv:1 run.txt:2 loss.png:1)
 
@@ -68,7 +69,7 @@ chaos() {
         fi
         pid=$!
         if [ -z "$at" ]; then
-            sleep "$((RANDOM % 4)).$((RANDOM % 10))" # 0-3.9 s: the start (MNIST loading), a step or a write
+            sleep "$((RANDOM % 12)).$((RANDOM % 10))" # 0-11.9 s: the start (MNIST loading), a step or a write
             victim=$pid
             [ "$name" = mpi ] && victim=$(pgrep -P "$pid" | tail -1)
             kill -KILL "$victim" 2>/dev/null || true
@@ -82,7 +83,9 @@ chaos() {
         [ "$rc" -ne 0 ] || die "kill $k: the run finished before the kill (raise ITERS)"
         echo "kill $((k + 1))/$kills ${at:+(inside $at) }exit $rc; checkpoint at $(step "$out")"
     done
-    $PIN "$@" "$DDPM" train --resume "${CADENCE[@]}" --out "$out" 2>"$out.err" || die "the final resume failed: $(tail -1 "$out.err")"
+    local args=("${FRESH[@]}")
+    [ -e "$out/ckpt.safetensors" ] && args=(train --resume "${CADENCE[@]}")
+    $PIN "$@" "$DDPM" "${args[@]}" --out "$out" 2>"$out.err" || die "the final resume failed: $(tail -1 "$out.err")"
     local chaos_s=$(($(date +%s) - t0))
     same "$out" "$ref"
     echo "$name: $kills kills ($aimed inside a write), resumed to iteration $ITERS: checkpoint, grids and log identical" \

@@ -43,7 +43,7 @@ same() {
     ! ls "$1" | grep -q '\.tmp\.' || die "temporary files left in $1: $(ls "$1" | grep '\.tmp\.')"
 }
 
-step() { # the checkpoint's step (0: none)
+step() { # the iteration run.txt describes (0: no checkpoint); a kill between the checkpoint and run.txt leaves it one checkpoint behind
     [ -e "$1/ckpt.safetensors" ] || { echo 0; return; }
     tr -d '\0' < "$1/run.txt" | sed -n 's/^iter=//p'
 }
@@ -81,7 +81,7 @@ chaos() {
         local rc=0
         wait "$pid" || rc=$?
         [ "$rc" -ne 0 ] || die "kill $k: the run finished before the kill (raise ITERS)"
-        echo "kill $((k + 1))/$kills ${at:+(inside $at) }exit $rc; checkpoint at $(step "$out")"
+        echo "kill $((k + 1))/$kills ${at:+(inside $at) }exit $rc; run.txt at iteration $(step "$out")"
     done
     local args=("${FRESH[@]}")
     [ -e "$out/ckpt.safetensors" ] && args=(train --resume "${CADENCE[@]}")

@@ -19,8 +19,9 @@
  *   the file and "No space left on device", leaves the last checkpoint
  *   loadable and no temporary file; --resume then ends exactly like the
  *   uninterrupted run.
- * - The image-folder cache on a full disk: a warning naming it, no
- *   temporary file, and training goes on (the cache only saves decoding). */
+ * - The image-folder cache on a full disk (injected): a warning naming it,
+ *   no partial or temporary file, and training goes on (the cache only saves
+ *   decoding); with room, the next run writes it. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -39,6 +40,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <stb_image_write.h>
 
 #include "cliutil.h"
 #include "ddpm/checkpoint.h"
@@ -186,6 +188,9 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
+    char disk[400];
+    join(disk, sizeof disk, g_dir, "disk");
+    umount2(disk, MNT_DETACH); /* a failed test_full_disk may leave its tmpfs mounted */
     cli_rmtree(g_dir);
     return 0;
 }
@@ -309,10 +314,55 @@ static void test_full_disk(void **state) {
     full_at("log.csv:8", "log.csv", 6); /* the open's rewrite, then the row of iteration 7 */
 }
 
+/* Files in dir (0 when it does not exist). */
+static int count_files(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void test_full_disk_folder_cache(void **state) {
+    (void)state;
+    char folder[400], cache[400], out[400], err[600], path[500], msg[600], env_cache[500];
+    join(folder, sizeof folder, g_dir, "pngs");
+    join(cache, sizeof cache, g_dir, "cache");
+    join(out, sizeof out, g_dir, "folder-run");
+    join(err, sizeof err, g_dir, "stderr.txt"); /* run_ok's */
+    assert_int_equal(mkdir(folder, 0755), 0);
+    unsigned char px[8 * 8 * 3];
+    for (int i = 0; i < 6; i++) {
+        for (size_t p = 0; p < sizeof px; p++) px[p] = (unsigned char)(i * 40 + p * 7);
+        snprintf(path, sizeof path, "%s/%d.png", folder, i);
+        assert_true(stbi_write_png(path, 8, 8, 3, px, 8 * 3));
+    }
+    snprintf(env_cache, sizeof env_cache, "DDPM_CACHE_DIR=%s", cache);
+    char *argv[] = {"train", "--data", folder, "--ch", "8", "--ch-mult", "1,2", "--res-blocks", "1", "--attn", "none",
+                    "--groups", "4", "--steps", "10", "--batch", "4", "--iters", "2", "--threads", "1", "--force",
+                    "--out", out, NULL};
+    char *full[] = {env_cache, "DDPM_TEST_ENOSPC_AT=folder-:1", NULL}, *room[] = {env_cache, NULL};
+    run_ok(argv, full, 0); /* the cache only saves decoding: a warning, and training goes on */
+    size_t n;
+    char *said = cli_slurp(err, &n), *w = strstr(said, "warning: no cache: cannot write '");
+    if (!w || !strstr(w, cache) || !strstr(w, ".u8': No space left on device\n"))
+        fail_msg("no clear warning for a full disk at the cache:\n%s", said);
+    snprintf(msg, sizeof msg, "%.*s", (int)strcspn(w, "\n"), w);
+    print_message("%s\n", msg);
+    free(said);
+    assert_int_equal(count_files(cache), 0); /* no partial or temporary cache */
+    assert_true(ckpt_step(out) == 2);
+    run_ok(argv, room, 0);
+    assert_int_equal(count_files(cache), 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crash_anywhere),
         cmocka_unit_test(test_full_disk),
+        cmocka_unit_test(test_full_disk_folder_cache),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

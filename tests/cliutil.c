@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <errno.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -157,4 +158,36 @@ int cli_grid_min_spread(const unsigned char *px, int w, int h, int tw, int th, i
             best = hi - lo < best ? hi - lo : best;
         }
     return best;
+}
+
+int cli_spawn(char *const argv[], const char *err_path, char *const env[]) {
+    const char *bin = getenv("DDPM_BIN");
+    if (!bin) fail_msg("DDPM_BIN is not set (run the tests through ctest)");
+    pid_t pid = fork();
+    if (pid < 0) fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        if (!freopen("/dev/null", "r", stdin) || !freopen("/dev/null", "w", stdout) || !freopen(err_path, "w", stderr))
+            _exit(126);
+        for (int i = 0; env && env[i]; i++) {
+            char name[256], *eq = strchr(env[i], '=');
+            if (!eq || eq - env[i] >= (long)sizeof name) _exit(126);
+            snprintf(name, sizeof name, "%.*s", (int)(eq - env[i]), env[i]);
+            if (setenv(name, eq + 1, 1)) _exit(126);
+        }
+        char *args[128];
+        int n = 0;
+        args[n++] = (char *)bin;
+        for (int i = 0; argv[i] && n < 127; i++) args[n++] = argv[i];
+        args[n] = NULL;
+        execv(bin, args);
+        _exit(127);
+    }
+    return (int)pid;
+}
+
+int cli_wait(int pid) {
+    int st;
+    while (waitpid((pid_t)pid, &st, 0) < 0)
+        if (errno != EINTR) fail_msg("waitpid: %s", strerror(errno));
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

@@ -48,6 +48,12 @@ void cli_check_help(const char *cmd, const char *const *words, int n);
  * around and between them, as ddpm's PNG grids), measured inside each tile
  * only, so the padding's grey cannot pass a flat tile. Fails the test if the
  * image size is not a whole grid. */
+/* Starts $DDPM_BIN argv[0..] (NULL-terminated) in the background, stdin and
+ * stdout to /dev/null, stderr to err_path, with the environment variables
+ * env[0..] ("NAME=value", NULL-terminated; env itself may be NULL) added.
+ * cli_wait: its exit code, or 128 + the signal that ended it. */
+int cli_spawn(char *const argv[], const char *err_path, char *const env[]);
+int cli_wait(int pid);
 int cli_grid_min_spread(const unsigned char *px, int w, int h, int tw, int th, int pad);
 
 #endif

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "core/util.h"
 #include "ddpm/common.h"
 #include "ddpm/datasource.h"
 #include "ddpm/tensor.h"
@@ -19,8 +20,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* opt is what the user typed: quoted through ddpm_show (printable, cut), so
+ * the message stays one short line whatever the value holds. */
 static int usage_error(const char *cmd, const char *msg, const char *opt) {
-    fprintf(stderr, "ddpm %s: %s '%s' (see 'ddpm %s --help')\n", cmd, msg, opt, cmd);
+    fprintf(stderr, "ddpm %s: %s '%s' (see 'ddpm %s --help')\n", cmd, msg, ddpm_show(opt).s, cmd);
     return 2;
 }
 
@@ -86,6 +89,10 @@ static int set_value(const char *cmd, ddpm_opt *o, const char *val) {
     case OPT_STRING:
         if (!*val) {
             snprintf(msg, sizeof msg, "%s expects a non-empty value, got", o->name);
+            return usage_error(cmd, msg, val);
+        }
+        if (strlen(val) >= DDPM_CLI_MAX_VALUE) { /* no path or name is this long (PATH_MAX is 4096) */
+            snprintf(msg, sizeof msg, "%s: value longer than %d bytes:", o->name, DDPM_CLI_MAX_VALUE - 1);
             return usage_error(cmd, msg, val);
         }
         *(const char **)o->dst = val;
@@ -259,15 +266,15 @@ int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const char *sampler, 
     ddpm_draw_opts_default(o);
     int kind = ddpm_sampler_parse(sampler), v = ddpm_var_parse(var), sp = spacing ? ddpm_spacing_parse(spacing) : 0;
     const char *why = NULL, *arg = NULL;
-    if (kind < 0) why = "unknown sampler '%s' (expected ddpm, ddim or dpm++2m)", arg = sampler;
-    else if (v < 0) why = "unknown variance '%s' (expected small or large)", arg = var;
-    else if (sp < 0) why = "unknown spacing '%s' (expected uniform, quadratic or logsnr)", arg = spacing;
+    if (kind < 0) why = "unknown --sampler '%s' (expected ddpm, ddim or dpm++2m)", arg = sampler;
+    else if (v < 0) why = "unknown --var '%s' (expected small or large)", arg = var;
+    else if (sp < 0) why = "unknown --spacing '%s' (expected uniform, quadratic or logsnr)", arg = spacing;
     else if (kind != DDPM_SAMPLER_DDIM && eta_seen) why = "--eta applies to --sampler ddim only";
     else if (kind != DDPM_SAMPLER_DDPM && var_seen) why = "--var applies to --sampler ddpm only";
     else if (kind == DDPM_SAMPLER_DDPM && spacing) why = "--spacing applies to --sampler ddim and dpm++2m";
     if (why) {
         fprintf(stderr, "ddpm %s: ", cmd);
-        fprintf(stderr, why, arg);
+        fprintf(stderr, why, arg ? ddpm_show(arg).s : "");
         fputc('\n', stderr);
         return 2;
     }
@@ -289,7 +296,7 @@ int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt
     struct stat st;
     int prec = precision ? ddpm_precision_parse(precision) : 0;
     if (prec < 0) {
-        fprintf(stderr, "ddpm %s: unknown --precision '%s' (expected fp32 or bf16)\n", cmd, precision);
+        fprintf(stderr, "ddpm %s: unknown --precision '%s' (expected fp32 or bf16)\n", cmd, ddpm_show(precision).s);
         return 2;
     }
     if (!*ckpt) {

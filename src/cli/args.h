@@ -22,7 +22,7 @@ typedef enum {
     OPT_INT,    /* int,      within [min, max] */
     OPT_U64,    /* uint64_t, within [0, 2^64-1] */
     OPT_FLOAT,  /* float,    within [min, max], finite */
-    OPT_STRING, /* const char * (points into argv) */
+    OPT_STRING, /* const char * (points into argv; non-empty, shorter than DDPM_CLI_MAX_VALUE) */
     OPT_FLAG,   /* bool, no value */
     OPT_INTLIST /* int list "1,2,2" into an ddpm_opt_list */
 } ddpm_opt_type;
@@ -61,6 +61,7 @@ typedef struct {
     ddpm_opt_list ch_mult, attn;
 } ddpm_model_flags;
 
+#define DDPM_CLI_MAX_VALUE 4096 /* a string flag's value is shorter: a usage error past it */
 #define DDPM_MODEL_OPTS 9 /* checked against the table in args.c */
 void ddpm_model_flags_init(ddpm_model_flags *f, const ddpm_unet_config *defaults);
 /* Writes DDPM_MODEL_OPTS entries into opts. */

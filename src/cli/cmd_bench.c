@@ -195,12 +195,12 @@ static int cmd_bench(int argc, char **argv) {
     c.sample = all || !strcmp(only, "sample");
     c.sgemm = all || !strcmp(only, "sgemm");
     if (!c.train && !c.sample && !c.sgemm) {
-        fprintf(stderr, "ddpm bench: unknown --only '%s' (train, sample, sgemm)\n", only);
+        fprintf(stderr, "ddpm bench: unknown --only '%s' (train, sample, sgemm)\n", ddpm_show(only).s);
         return 2;
     }
     const int prec = ddpm_precision_parse(precision);
     if (prec < 0) {
-        fprintf(stderr, "ddpm bench: unknown --precision '%s' (fp32, bf16)\n", precision);
+        fprintf(stderr, "ddpm bench: unknown --precision '%s' (fp32, bf16)\n", ddpm_show(precision).s);
         return 2;
     }
     c.precision = (ddpm_precision)prec;

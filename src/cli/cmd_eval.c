@@ -218,6 +218,7 @@ static const char *EPILOG =
 
 /* Usage errors that need no file: NULL or the message. */
 static const char *usage_error(const eval_flags *f, bool sampler_flags) {
+    if (f->precision && ddpm_precision_parse(f->precision) < 0) return "unknown --precision (expected fp32 or bf16)";
     if (!f->file && !f->ckpt) return "name an IDX file of images or a checkpoint (-c CKPT)";
     if (f->file && f->ckpt) return "give an IDX file or -c CKPT, not both";
     if (f->bpd && !f->ckpt) return "--bpd needs a checkpoint (-c CKPT)";
@@ -263,6 +264,9 @@ static int cmd_eval(int argc, char **argv) {
     f.eta_seen = ddpm_opts_seen(opts, nopts, "--eta");
     f.guided = ddpm_opts_seen(opts, nopts, "--guidance");
     if (f.bpd && !f.n_seen) f.n = 100;
+    ddpm_draw_opts named; /* a value that names nothing is the first thing to say */
+    if ((rc = ddpm_cli_draw_opts(CMD, &named, f.sampler, f.steps, f.spacing, f.eta, f.eta_seen, f.var, f.var_seen)) >= 0)
+        return rc;
     const char *why = usage_error(&f, ddpm_opts_seen(opts, nopts, "--sampler") || ddpm_opts_seen(opts, nopts, "--sample-steps") ||
                                           f.eta_seen || f.guided || f.spacing);
     if (why) {

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "args.h"
+#include "core/util.h"
 #include "cli.h"
 #include "ddpm/data.h"
 #include "ddpm/diffusion.h"
@@ -35,7 +36,7 @@ static int parse_t_list(const char *s, int T, int *t) {
         fprintf(stderr, "ddpm %s: --t: at most %d timesteps\n", CMD, MAX_T_LIST);
     else if (n < 0)
         fprintf(stderr, "ddpm %s: --t expects a comma-separated list of integers, got '%s' (see 'ddpm %s --help')\n",
-                CMD, s, CMD);
+                CMD, ddpm_show(s).s, CMD);
     for (int j = 0; j < n; j++)
         if (t[j] > T - 1) {
             fprintf(stderr, "ddpm %s: --t: timestep %d out of range [0, %d] (T = %d, set with --steps)\n", CMD, t[j],
@@ -70,8 +71,8 @@ typedef struct {
 static int check_flags(const noise_flags *f, int *kind, int *t, int *L) {
     *kind = ddpm_schedule_parse(f->sched_name);
     if (*kind < 0) {
-        fprintf(stderr, "ddpm %s: unknown schedule '%s' (expected linear, cosine, quadratic or sigmoid)\n",
-                CMD, f->sched_name);
+        fprintf(stderr, "ddpm %s: unknown --schedule '%s' (expected linear, cosine, quadratic or sigmoid)\n",
+                CMD, ddpm_show(f->sched_name).s);
         return 2;
     }
     bool named = !strcmp(f->data, "mnist") || !strcmp(f->data, "fashion") || !strcmp(f->data, "fashion-mnist");

@@ -65,6 +65,10 @@ static int cmd_report(int argc, char **argv) {
     }
     int rc = ddpm_opts_parse(CMD, na, args, opts, nopts, SYNOPSIS, EPILOG);
     if (rc) return rc == 1 ? 0 : rc;
+    if (o.title && !*o.title) {
+        fprintf(stderr, "ddpm %s: --title is empty\n", CMD);
+        return 2;
+    }
     if (!nd) {
         fprintf(stderr, "ddpm %s: name a run directory (see 'ddpm %s --help')\n", CMD, CMD);
         return 2;

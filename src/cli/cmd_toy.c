@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "core/util.h"
 #include "cli.h"
 #include "ddpm/run.h"
 #include "ddpm/toy.h"
@@ -60,7 +61,7 @@ static const char *EPILOG =
 static int apply_preset(toy_flags *f, const ddpm_opt *opts, int nopts) {
     bool seed = !strcmp(f->preset, "seed");
     if (!seed && strcmp(f->preset, "default")) {
-        fprintf(stderr, "ddpm %s: unknown preset '%s' (expected default or seed)\n", CMD, f->preset);
+        fprintf(stderr, "ddpm %s: unknown --preset '%s' (expected default or seed)\n", CMD, ddpm_show(f->preset).s);
         return 2;
     }
     if (!ddpm_opts_seen(opts, nopts, "--schedule")) f->schedule = seed ? "seed-sigmoid" : "sigmoid";
@@ -96,19 +97,19 @@ static int create_trainer(const toy_flags *f, ddpm_toy **tr) {
     c.seed_betas = !strcmp(f->schedule, "seed-sigmoid");
     int kind = c.seed_betas ? DDPM_SCHED_SIGMOID : ddpm_schedule_parse(f->schedule);
     if (kind < 0) {
-        fprintf(stderr, "ddpm %s: unknown schedule '%s' (expected sigmoid, linear, cosine, quadratic or seed-sigmoid)\n",
-                CMD, f->schedule);
+        fprintf(stderr, "ddpm %s: unknown --schedule '%s' (expected sigmoid, linear, cosine, quadratic or seed-sigmoid)\n",
+                CMD, ddpm_show(f->schedule).s);
         return 2;
     }
     c.schedule = (ddpm_schedule_kind)kind;
     if (ddpm_toy_data_parse(f->data) < 0 && !looks_like_path(f->data)) {
-        fprintf(stderr, "ddpm %s: unknown dataset '%s' (expected scurve, swissroll, moons, 8gaussians, checkerboard or a FILE.csv)\n",
-                CMD, f->data);
+        fprintf(stderr, "ddpm %s: unknown --data '%s' (expected scurve, swissroll, moons, 8gaussians, checkerboard or a FILE.csv)\n",
+                CMD, ddpm_show(f->data).s);
         return 2;
     }
     bool unit = !strcmp(f->scale, "unit");
     if (!unit && strcmp(f->scale, "none")) {
-        fprintf(stderr, "ddpm %s: unknown --scale '%s' (expected unit or none)\n", CMD, f->scale);
+        fprintf(stderr, "ddpm %s: unknown --scale '%s' (expected unit or none)\n", CMD, ddpm_show(f->scale).s);
         return 2;
     }
     if (ddpm_toy_run_create(tr, &c, f->data, f->points, unit, f->seed)) {
@@ -201,9 +202,9 @@ static int cmd_toy(int argc, char **argv) {
     if (f.resume && !ddpm_opts_seen(opts, nopts, "--iters")) f.iters = 0; /* the checkpoint's */
     int sampler = ddpm_sampler_parse(f.sampler), spacing = ddpm_spacing_parse(f.spacing);
     if (sampler < 0 || spacing < 0) {
-        fprintf(stderr, sampler < 0 ? "ddpm %s: unknown sampler '%s' (expected ddpm, ddim or dpm++2m)\n"
-                                    : "ddpm %s: unknown spacing '%s' (expected uniform, quadratic or logsnr)\n",
-                CMD, sampler < 0 ? f.sampler : f.spacing);
+        fprintf(stderr, sampler < 0 ? "ddpm %s: unknown --sampler '%s' (expected ddpm, ddim or dpm++2m)\n"
+                                    : "ddpm %s: unknown --spacing '%s' (expected uniform, quadratic or logsnr)\n",
+                CMD, ddpm_show(sampler < 0 ? f.sampler : f.spacing).s);
         return 2;
     }
     ddpm_sampler_opts so = {(ddpm_sampler_kind)sampler, f.sample_steps, f.eta, DDPM_VAR_SMALL,

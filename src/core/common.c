@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,6 +133,27 @@ const char *ddpm_precision_name(ddpm_precision p) {
     return ddpm_enum_name(PRECISION_NAMES, (int)DDPM_COUNT(PRECISION_NAMES), (int)p);
 }
 
+/* ---- test hooks (util.h) ------------------------------------------------------- */
+
+/* Whether this write of path is the n-th of "<prefix>:<n>" in $env. */
+static bool test_hook(const char *env, const char *path, long *count) {
+    const char *v = getenv(env), *colon = v ? strrchr(v, ':') : NULL;
+    if (!colon) return false;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    return !strncmp(base, v, (size_t)(colon - v)) && ++*count == strtol(colon + 1, NULL, 10);
+}
+
+void ddpm_test_kill_point(const char *path) {
+    static long count;
+    if (test_hook("DDPM_TEST_KILL_AT", path, &count)) raise(SIGKILL);
+}
+
+bool ddpm_test_no_space(const char *path) {
+    static long count;
+    return test_hook("DDPM_TEST_ENOSPC_AT", path, &count);
+}
+
 /* ---- atomic file replacement ---------------------------------------------------- */
 
 ddpm_status ddpm_atomic_open(ddpm_atomic_file *a, const char *path) {
@@ -194,9 +216,11 @@ static int sync_dir(const char *path) {
 ddpm_status ddpm_atomic_commit(ddpm_atomic_file *a) {
     int err = 0;
     if (fflush(a->f) != 0 || fsync(a->fd) != 0) err = errno;
+    else if (ddpm_test_no_space(a->path)) err = ENOSPC;
     if (fclose(a->f) != 0 && !err) err = errno;
     a->f = NULL, a->fd = -1;
     if (err) return ddpm_atomic_fail(a, strerror(err));
+    ddpm_test_kill_point(a->path);
     if (rename(a->tmp, a->path) != 0) {
         err = errno;
         ddpm_status s = ddpm_error(DDPM_ERR_IO, "cannot rename '%s' to '%s': %s", a->tmp, a->path,

@@ -80,4 +80,18 @@ typedef struct {
 } ddpm_shown;
 ddpm_shown ddpm_show(const char *text);
 
+/* Test hooks, read from the environment (like git's GIT_TEST_*; see
+ * docs/reliability.md). Unset, they cost a getenv per write and do nothing.
+ * Both count, from 1 in this process, the writes of files whose base name
+ * starts with <prefix>; the hooks sit halfway through a write: in an atomic
+ * write the temporary file is complete but not renamed, of a log.csv row
+ * half is appended.
+ *
+ * DDPM_TEST_KILL_AT=<prefix>:<n>: the n-th such write raises SIGKILL
+ * (ddpm_test_kill_point).
+ * DDPM_TEST_ENOSPC_AT=<prefix>:<n>: the n-th such write finds the disk full:
+ * ddpm_test_no_space says so, and the writer fails with ENOSPC. */
+void ddpm_test_kill_point(const char *path);
+bool ddpm_test_no_space(const char *path);
+
 #endif

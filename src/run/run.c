@@ -169,14 +169,22 @@ void ddpm_run_free(ddpm_run *r) {
     free(r);
 }
 
-/* A log.csv row and the progress line; m: the metrics of an evaluation. */
-static void log_row(ddpm_run *r, const ddpm_train_stats *st, const ddpm_eval_metrics *m) {
-    char ev[200] = "";
+/* A log.csv row and the progress line; m: the metrics of an evaluation.
+ * A row that cannot be written (a full disk) stops the run: a resume cuts
+ * the log at its checkpoint, so a half-written row is never kept. */
+static ddpm_status log_row(ddpm_run *r, const ddpm_train_stats *st, const ddpm_eval_metrics *m) {
+    char ev[200] = "", row[400];
     if (r->eval) run_eval_csv(ev, sizeof ev, m);
-    fprintf(r->L.f, "%" PRId64 ",%.6f,%.6g,%.4f,%.1f%s\n", st->iter, st->loss, (double)st->lr, st->grad_norm,
-            r->wall0 + (ddpm_now() - r->t0), ev);
-    fflush(r->L.f);
+    int n = snprintf(row, sizeof row, "%" PRId64 ",%.6f,%.6g,%.4f,%.1f%s\n", st->iter, st->loss, (double)st->lr,
+                     st->grad_norm, r->wall0 + (ddpm_now() - r->t0), ev);
+    size_t half = (size_t)n / 2;
+    bool ok = fwrite(row, 1, half, r->L.f) == half && fflush(r->L.f) == 0;
+    if (ok) ddpm_test_kill_point(r->L.path);
+    if (ok && ddpm_test_no_space(r->L.path)) ok = false, errno = ENOSPC;
+    ok = ok && fwrite(row + half, 1, (size_t)n - half, r->L.f) == (size_t)n - half && fflush(r->L.f) == 0;
+    if (!ok) return ddpm_error(DDPM_ERR_IO, "cannot write '%s': %s", r->L.path, strerror(errno ? errno : EIO));
     ddpm_train_progress_line(&r->prog, st->iter, r->smooth, st->lr, st->grad_norm);
+    return DDPM_OK;
 }
 
 static ddpm_status evaluate(ddpm_run *r, const ddpm_train_stats *st) {
@@ -192,7 +200,7 @@ static ddpm_status evaluate(ddpm_run *r, const ddpm_train_stats *st) {
         fprintf(r->o.progress, "%seval at iter %" PRId64 ": fid %.3f  precision %.3f  recall %.3f  confidence %.3f  "
                                "class_entropy %.3f (%d samples, %.0f s)\n", ddpm_train_progress_clear(&r->prog),
                 st->iter, m.fid, m.precision, m.recall, m.confidence, m.class_entropy, m.n, dt);
-    log_row(r, st, &m);
+    if ((s = log_row(r, st, &m))) return s;
     return run_eval_plot(&r->ev, r->o.dir);
 }
 
@@ -212,7 +220,7 @@ static ddpm_status on_iter(void *ctx, ddpm_trainer *tr, const ddpm_train_stats *
     bool last = it == r->stop_at;
     ddpm_status s = DDPM_OK;
     if (r->eval && (it % o->eval_every == 0 || last)) s = evaluate(r, st);
-    else if (it % r->log_every == 0 || last) log_row(r, st, NULL);
+    else if (it % r->log_every == 0 || last) s = log_row(r, st, NULL);
     if (!s && o->ckpt_every > 0 && it % o->ckpt_every == 0 && !last) s = save_checkpoint(r, "running");
     if (!s && o->sample_every > 0 && it % o->sample_every == 0) {
         char path[1100];

@@ -56,9 +56,9 @@ typedef struct {
 /* mnist, no data_dir or env_dir, 32 px RGB folders composited on white,
  * center crops, flips by kind, seed 0. */
 void ddpm_data_opts_default(ddpm_data_opts *o);
-/* A resumed run: the loading options its checkpoint at `path` recorded
- * (alpha, crop, hflip); keys it lacks leave o as it is. */
-ddpm_status ddpm_data_opts_from_checkpoint(ddpm_data_opts *o, const char *path);
+/* A resumed run: the loading options its checkpoint recorded (alpha, crop,
+ * hflip), as the trainer read them; keys it lacks leave o as it is. */
+void ddpm_data_opts_from_trainer(ddpm_data_opts *o, const ddpm_trainer *tr);
 
 /* Where `data` lives: "mnist" is the first of data_dir, env_dir and
  * data/mnist that holds the files, "fashion" data_dir or Debian's

@@ -78,6 +78,13 @@ const char *ddpm_st_meta_get(const ddpm_st_file *f, const char *key);
 
 void ddpm_st_free(ddpm_st_file *f);
 
+/* A copy of f's metadata in one malloc'ed block (entries, then the strings;
+ * free() it), *n entries; NULL with *n = 0 when there is none, and NULL with
+ * DDPM_ERR_NOMEM set when memory runs out (*n = -1). */
+ddpm_st_meta *ddpm_st_meta_copy(const ddpm_st_file *f, int *n);
+/* The value of key in meta[0..n), or NULL. */
+const char *ddpm_st_meta_find(const ddpm_st_meta *meta, int n, const char *key);
+
 /* Typed metadata values of f (read from `path`, named in messages). Each
  * fails with DDPM_ERR_FORMAT and a one-line message naming the file, the
  * key and the value: "'PATH': metadata lacks 'KEY'", or "'PATH': metadata

@@ -138,6 +138,10 @@ ddpm_status ddpm_trainer_save(const ddpm_trainer *tr, const char *path);
 void ddpm_trainer_set_check_sync(ddpm_trainer *tr, int64_t every);
 
 const ddpm_train_config *ddpm_trainer_config(const ddpm_trainer *tr);
+/* A metadata value of the checkpoint the trainer was resumed from (e.g. the
+ * data front's loading options), NULL when absent or for a fresh trainer:
+ * resuming reads the file once. */
+const char *ddpm_trainer_resumed_meta(const ddpm_trainer *tr, const char *key);
 int64_t ddpm_trainer_step_count(const ddpm_trainer *tr);
 ddpm_unet *ddpm_trainer_model(ddpm_trainer *tr);
 const float *ddpm_trainer_ema(const ddpm_trainer *tr); /* parameters if EMA is off */

@@ -83,7 +83,7 @@ static int setup(train_state *s, train_flags *f, ddpm_opt *opts, int nopts, ddpm
         if (ddpm_trainer_resume(&s->tr, ckpt, ddpm_opts_seen(opts, nopts, "--iters") ? f->iters : 0)) return -1;
         const char *name = ddpm_trainer_data_name(s->tr);
         if (!ddpm_opts_seen(opts, nopts, "--data") && !ddpm_opts_seen(opts, nopts, "--data-dir") && name) o->data = name;
-        if (ddpm_data_opts_from_checkpoint(o, ckpt)) return -1;
+        ddpm_data_opts_from_trainer(o, s->tr);
     }
     const ddpm_unet_config *rm = s->tr ? &ddpm_trainer_config(s->tr)->model : NULL;
     o->size = rm ? rm->res : ddpm_opts_seen(opts, nopts, "--size") ? mf->res : 0;

@@ -951,3 +951,31 @@ ddpm_status ddpm_meta_enum(const ddpm_st_file *f, const char *path, const char *
     *out = v;
     return DDPM_OK;
 }
+
+ddpm_st_meta *ddpm_st_meta_copy(const ddpm_st_file *f, int *n) {
+    *n = 0;
+    if (f->nmeta == 0) return NULL;
+    size_t bytes = (size_t)f->nmeta * sizeof(ddpm_st_meta);
+    for (int i = 0; i < f->nmeta; i++) bytes += strlen(f->meta[i].key) + strlen(f->meta[i].value) + 2;
+    ddpm_st_meta *m = malloc(bytes);
+    if (!m) {
+        *n = -1;
+        ddpm_error(DDPM_ERR_NOMEM, "out of memory for metadata");
+        return NULL;
+    }
+    char *s = (char *)(m + f->nmeta);
+    for (int i = 0; i < f->nmeta; i++) {
+        size_t a = strlen(f->meta[i].key) + 1, b = strlen(f->meta[i].value) + 1;
+        m[i].key = memcpy(s, f->meta[i].key, a);
+        m[i].value = memcpy(s + a, f->meta[i].value, b);
+        s += a + b;
+    }
+    *n = f->nmeta;
+    return m;
+}
+
+const char *ddpm_st_meta_find(const ddpm_st_meta *meta, int n, const char *key) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(meta[i].key, key)) return meta[i].value;
+    return NULL;
+}

@@ -85,22 +85,6 @@ ddpm_status ddpm_pipeline_create(ddpm_pipeline **out, const ddpm_pipeline_model 
     return st;
 }
 
-/* A copy of the metadata in one block: entries, then the strings. */
-static ddpm_status copy_meta(ddpm_pipeline *p, const ddpm_st_file *f) {
-    size_t bytes = (size_t)f->nmeta * sizeof(ddpm_st_meta);
-    for (int i = 0; i < f->nmeta; i++) bytes += strlen(f->meta[i].key) + strlen(f->meta[i].value) + 2;
-    if (!(p->meta = malloc(bytes ? bytes : 1))) return ddpm_error(DDPM_ERR_NOMEM, "out of memory for metadata");
-    char *s = (char *)(p->meta + f->nmeta);
-    for (int i = 0; i < f->nmeta; i++) {
-        size_t a = strlen(f->meta[i].key) + 1, b = strlen(f->meta[i].value) + 1;
-        p->meta[i].key = memcpy(s, f->meta[i].key, a);
-        p->meta[i].value = memcpy(s + a, f->meta[i].value, b);
-        s += a + b;
-    }
-    p->nmeta = f->nmeta;
-    return DDPM_OK;
-}
-
 /* Schedule, T and objective under the policy for old files (pipeline.h). */
 static ddpm_status read_recipe(ddpm_pipeline *p, const ddpm_st_file *f) {
     ddpm_pipeline_info *in = &p->info;
@@ -152,7 +136,7 @@ ddpm_status ddpm_pipeline_open(ddpm_pipeline **out, const char *path, const ddpm
         p->info.ema = ck.has_ema && !(o && o->raw_weights);
         st = read_recipe(p, &ck.file);
     }
-    if (!st) st = copy_meta(p, &ck.file);
+    if (!st && !(p->meta = ddpm_st_meta_copy(&ck.file, &p->nmeta)) && p->nmeta < 0) st = DDPM_ERR_NOMEM;
     if (!st) st = ddpm_checkpoint_read(&ck, p->info.ema ? "ema." : "", p->params);
     ddpm_checkpoint_close(&ck);
     if (!st) st = read_classes(p);
@@ -186,9 +170,7 @@ const ddpm_schedule *ddpm_pipeline_schedule(const ddpm_pipeline *p) { return &p-
 int ddpm_pipeline_max_batch(const ddpm_pipeline *p) { return p->max_batch; }
 
 const char *ddpm_pipeline_meta(const ddpm_pipeline *p, const char *key) {
-    for (int i = 0; i < p->nmeta; i++)
-        if (!strcmp(p->meta[i].key, key)) return p->meta[i].value;
-    return NULL;
+    return ddpm_st_meta_find(p->meta, p->nmeta, key);
 }
 
 const char *ddpm_pipeline_class_name(const ddpm_pipeline *p, int k) {

@@ -22,17 +22,12 @@ void ddpm_data_opts_default(ddpm_data_opts *o) {
     *o = (ddpm_data_opts){.data = "mnist", .alpha = DDPM_ALPHA_WHITE, .crop = DDPM_CROP_CENTER, .hflip = -1};
 }
 
-ddpm_status ddpm_data_opts_from_checkpoint(ddpm_data_opts *o, const char *path) {
-    ddpm_checkpoint ck;
-    ddpm_status s = ddpm_checkpoint_open(&ck, path);
-    if (s) return s;
-    const char *a = ddpm_checkpoint_meta(&ck, DDPM_META_DATA_ALPHA), *c = ddpm_checkpoint_meta(&ck, DDPM_META_DATA_CROP),
-               *h = ddpm_checkpoint_meta(&ck, DDPM_META_DATA_HFLIP);
+void ddpm_data_opts_from_trainer(ddpm_data_opts *o, const ddpm_trainer *tr) {
+    const char *a = ddpm_trainer_resumed_meta(tr, DDPM_META_DATA_ALPHA), *c = ddpm_trainer_resumed_meta(tr, DDPM_META_DATA_CROP),
+               *h = ddpm_trainer_resumed_meta(tr, DDPM_META_DATA_HFLIP);
     if (a) o->alpha = !strcmp(a, "black") ? DDPM_ALPHA_BLACK : DDPM_ALPHA_WHITE;
     if (c) o->crop = !strcmp(c, "random") ? DDPM_CROP_RANDOM : DDPM_CROP_CENTER;
     if (h) o->hflip = !strcmp(h, "1");
-    ddpm_checkpoint_close(&ck);
-    return DDPM_OK;
 }
 
 ddpm_status ddpm_data_find(char *out_dir, size_t cap, const ddpm_data_opts *o) {

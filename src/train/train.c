@@ -144,6 +144,7 @@ void ddpm_trainer_free(ddpm_trainer *tr) {
     ddpm_free(tr->w);
     ddpm_epoch_order_free(&tr->order);
     free(tr->data_name);
+    free(tr->resumed_meta);
     free(tr);
 }
 

@@ -233,6 +233,11 @@ ddpm_status ddpm_trainer_resume(ddpm_trainer **out, const char *path, int64_t it
     if ((s = ddpm_trainer_validate(&tr->cfg)) || (s = ddpm_trainer_alloc(tr)) || (s = read_state(&ck, tr))) goto fail;
     ddpm_trainer_rank_dropout(tr);
     tr->step = step;
+    tr->resumed_meta = ddpm_st_meta_copy(&ck.file, &tr->n_resumed_meta);
+    if (tr->n_resumed_meta < 0) {
+        s = DDPM_ERR_NOMEM;
+        goto fail;
+    }
     ddpm_checkpoint_close(&ck);
     *out = tr;
     return DDPM_OK;
@@ -240,4 +245,8 @@ fail:
     ddpm_checkpoint_close(&ck);
     ddpm_trainer_free(tr);
     return s;
+}
+
+const char *ddpm_trainer_resumed_meta(const ddpm_trainer *tr, const char *key) {
+    return ddpm_st_meta_find(tr->resumed_meta, tr->n_resumed_meta, key);
 }

@@ -32,6 +32,8 @@ struct ddpm_trainer {
     int64_t order_pos;
     char *data_name;
     char ckpt_path[1024];  /* the checkpoint resumed from, for messages ("" if fresh) */
+    ddpm_st_meta *resumed_meta; /* its metadata (ddpm_trainer_resumed_meta) */
+    int n_resumed_meta;
     int64_t check_sync;    /* compare parameter checksums every this many iterations (0: never) */
     ddpm_batch_hook hook;
     void *hook_ctx;

@@ -224,7 +224,7 @@ void ddpm_draw_opts_default(ddpm_draw_opts *o) {
 ddpm_status ddpm_pipeline_check(const ddpm_pipeline *p, const ddpm_draw_opts *o, int *K) {
     int T = p->info.T, C = p->info.cfg.num_classes;
     ddpm_sampler_kind kind = o->sampler.kind;
-    if ((unsigned)kind > DDPM_SAMPLER_DPMPP_2M) return ddpm_error(DDPM_ERR_ARG, "unknown sampler %d", (int)kind);
+    if ((unsigned)kind > DDPM_SAMPLER_EULER_A) return ddpm_error(DDPM_ERR_ARG, "unknown sampler %d", (int)kind);
     int kmax = ddpm_sampler_max_steps(kind, T);
     if (o->sampler.steps > kmax && kind == DDPM_SAMPLER_DPMPP_2M)
         return ddpm_error(DDPM_ERR_ARG, "%d sampling steps: dpm++2m takes at most T-1 = %d steps for the model's T = %d "

@@ -114,7 +114,8 @@ typedef struct {
 typedef struct {
     ddpm_sampler_opts sampler; /* kind, steps (0: the sampler's default), eta, var, spacing */
     uint64_t seed;             /* image i draws from stream ddpm_sampler_image_seed(seed, i) */
-    int label;                 /* conditional models: every image this class; -1: cycle 0..K-1 */
+    int label;                 /* conditional models: every image this class; -1: cycle 0..K-1
+                                * (edits: K, "no label", the unconditional model) */
     const int *labels;         /* [n] per-image labels (overrides label), or NULL */
     bool guided;               /* classifier-free guidance (conditional models) */
     float guidance;            /* its weight w >= 0: eps_u + w (eps_c - eps_u) */

@@ -131,9 +131,6 @@ static int load_edit(sample_flags *f, ddpm_pipeline *p, ddpm_edit_opts *e, uint8
     }
     e->init = *init, e->mask = *mask;
     f->n = e->n_init * e->per_image;
-    fprintf(stderr, "ddpm %s: editing %d image%s from '%s' (%d each; strength %g%s%s%s)\n", CMD, e->n_init,
-            e->n_init == 1 ? "" : "s", f->init, e->per_image, (double)f->strength, f->mask ? ", inpainting the white of '" : "",
-            f->mask ? f->mask : "", f->mask ? "'" : "");
     return 0;
 }
 
@@ -193,12 +190,17 @@ static void print_header(const sample_flags *f, const ddpm_pipeline *p, const dd
             CMD, f->ckpt, in->ema ? "EMA" : "raw", in->has_ema || f->no_ema ? "" : "; the checkpoint has no EMA weights", obj,
             ddpm_schedule_name(in->schedule), in->T, f->sampler, K, detail, (unsigned long long)f->seed, threads,
             threads == 1 ? "" : "s");
+    const ddpm_edit_opts *e = o->edit;
+    if (e)
+        fprintf(stderr, "ddpm %s: editing %d image%s from '%s' (%d each; strength %g%s%s%s)\n", CMD, e->n_init,
+                e->n_init == 1 ? "" : "s", f->init, e->per_image, (double)f->strength,
+                f->mask ? ", inpainting the white of '" : "", f->mask ? f->mask : "", f->mask ? "'" : "");
     int C = in->cfg.num_classes;
     if (C == 0) return;
     char g[48] = "", l[48];
     if (f->guided) snprintf(g, sizeof g, ", guidance %g", (double)f->guidance);
     if (o->label >= 0) snprintf(l, sizeof l, "label %d", o->label);
-    else snprintf(l, sizeof l, "labels cycling 0..%d", C - 1);
+    else snprintf(l, sizeof l, o->edit ? "no label (unconditional edits)" : "labels cycling 0..%d", C - 1);
     fprintf(stderr, "ddpm %s: class-conditional model with %d classes, %s%s\n", CMD, C, l, g);
 }
 
@@ -261,7 +263,7 @@ static int cmd_sample(int argc, char **argv) {
         else if (in->cfg.in_ch != 1 && in->cfg.in_ch != 3)
             rc = 1, fprintf(stderr, "ddpm %s: the model makes %d-channel images; PNG grids need 1 or 3\n", CMD, in->cfg.in_ch);
     }
-    nrow = f.nrow_seen || C == 0 || o.label >= 0 || C > DDPM_LABEL_COLS_MAX ? f.nrow : C;
+    nrow = f.nrow_seen || C == 0 || o.label >= 0 || f.init || C > DDPM_LABEL_COLS_MAX ? f.nrow : C;
     if (rc || (rc = check_outputs(&f, in, K, nrow))) goto done;
     view v = {.K = K, .D = in->D, .rows = f.n < TRAJ_ROWS ? f.n : TRAJ_ROWS};
     v.cols = f.traj ? (K + 1 < TRAJ_COLS ? K + 1 : TRAJ_COLS) : 0;

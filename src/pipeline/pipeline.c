@@ -297,7 +297,7 @@ ddpm_status ddpm_pipeline_check(const ddpm_pipeline *p, const ddpm_draw_opts *o,
 void ddpm_pipeline_labels(const ddpm_pipeline *p, const ddpm_draw_opts *o, int first, int n, int *labels) {
     int C = p->info.cfg.num_classes;
     for (int i = 0; i < n; i++)
-        labels[i] = C == 0 ? -1 : o->labels ? o->labels[i] : o->label >= 0 ? o->label : (first + i) % C;
+        labels[i] = C == 0 ? -1 : o->labels ? o->labels[i] : o->label >= 0 ? o->label : o->edit ? C : (first + i) % C;
 }
 
 /* The model the sampler calls (guided or not), set up for batches of B. */

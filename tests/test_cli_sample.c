@@ -165,8 +165,8 @@ static void test_usage_errors(void **state) {
     expect(2, "100001");
     cli_run(&g_r, "sample -c '%s' -n 12x", ck);
     expect(2, "12x");
-    cli_run(&g_r, "sample -c '%s' --sampler euler", ck);
-    expect(2, "euler");
+    cli_run(&g_r, "sample -c '%s' --sampler plms", ck);
+    expect(2, "plms");
     cli_run(&g_r, "sample -c '%s' --var medium", ck);
     expect(2, "medium");
     cli_run(&g_r, "sample -c '%s' --sampler ddim --eta 1.5", ck);

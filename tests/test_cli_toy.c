@@ -61,8 +61,8 @@ static void test_usage_errors(void **state) {
     expect(2, "unknown --preset 'fast'");
     cli_run(&g_r, "toy --schedule zigzag -o '%s'", P("u"));
     expect(2, "unknown --schedule 'zigzag'");
-    cli_run(&g_r, "toy --sampler euler -o '%s'", P("u"));
-    expect(2, "unknown --sampler 'euler'");
+    cli_run(&g_r, "toy --sampler plms -o '%s'", P("u"));
+    expect(2, "unknown --sampler 'plms'");
     cli_run(&g_r, "toy --scale big -o '%s'", P("u"));
     expect(2, "unknown --scale 'big'");
     cli_run(&g_r, "toy --iters 0");

@@ -208,6 +208,95 @@ static void test_analytic_gaussian(void **state) {
     ddpm_schedule_free(&s);
 }
 
+/* ---- the Karras samplers against the analytic model ---------------------------------- */
+
+/* eps_hat of the analytic model at x_t = x~ / sqrt(sg^2 + 1), timestep t, as
+ * c1 x~ + c0. */
+static void eps_affine(const ddpm_schedule *s, double sg, double *c1, double *c0) {
+    int t = (int)floor(ddpm_sigma_to_t(s, sg) + 0.5);
+    double ab = s->alpha_bar[t], V = ab * SD * SD + 1.0 - ab;
+    *c1 = sqrt(1.0 - ab) / V / sqrt(sg * sg + 1.0);
+    *c0 = -sqrt(1.0 - ab) * sqrt(ab) * MU / V;
+}
+
+/* The exact law (mean, variance) of a Karras sampler's output: every update
+ * is affine in x~ plus independent noise (docs/design.md §9's rules written
+ * out here, not the library's code). */
+static void karras_law(const ddpm_sampler *sm, double *mean, double *var) {
+    const double *sig = sm->sig;
+    int K = sm->K;
+    double m = 0.0, v = sig[0] * sig[0] + 1.0, churn = sm->o.churn;
+    double gamma = churn > 0 ? fmin(churn / K, sqrt(2.0) - 1.0) : 0.0;
+    for (int j = 0; j < K; j++) {
+        double s = sig[j], sn = sig[j + 1], sh = s * (1.0 + gamma), c1, c0, A, B, noise = 0.0;
+        v += sh * sh - s * s;
+        eps_affine(sm->s, sh, &c1, &c0);
+        if (sm->o.kind == DDPM_SAMPLER_EULER_A) {
+            double su = sn > 0 ? sqrt(sn * sn * (s * s - sn * sn) / (s * s)) : 0.0, sd = sqrt(sn * sn - su * su);
+            A = 1.0 + (sd - s) * c1, B = (sd - s) * c0, noise = su * su;
+        } else if (sm->o.kind == DDPM_SAMPLER_EULER || sn == 0.0) {
+            A = 1.0 + (sn - sh) * c1, B = (sn - sh) * c0;
+        } else {
+            double d1, d0, dt = sn - sh;
+            eps_affine(sm->s, sn, &d1, &d0);
+            A = 1.0 + 0.5 * dt * (c1 + d1 * (1.0 + dt * c1));
+            B = 0.5 * dt * (c0 + d1 * dt * c0 + d0);
+        }
+        m = A * m + B;
+        v = A * A * v + noise;
+    }
+    *mean = m, *var = v;
+}
+
+static void check_karras(ddpm_sampler_kind kind, int K, float churn, ddpm_sigmas g, const ddpm_schedule *s, int truth,
+                         ddpm_objective obj) {
+    enum { N = 512, D = 32 };
+    ddpm_sampler sm;
+    ddpm_sampler_opts o = {kind, K, 0.0f, 0, 0, churn, g};
+    assert_int_equal(ddpm_sampler_create(&sm, s, &o, D, N), DDPM_OK);
+    float *x = gc_alloc((size_t)N * D);
+    gauss_ctx c = {s, 0, obj};
+    ddpm_objective_model om;
+    assert_int_equal(ddpm_objective_model_init(&om, gauss_pred, &c, obj, s, D), DDPM_OK);
+    assert_int_equal(ddpm_sampler_run(&sm, x, 0, N, 99, NULL, obj ? ddpm_objective_eps : gauss_eps,
+                                      obj ? (void *)&om : (void *)&c, NULL, NULL), DDPM_OK);
+    assert_int_equal(c.calls, kind == DDPM_SAMPLER_HEUN ? 2 * K - 1 : K);
+    double sum = 0.0, sq = 0.0, n = (double)N * D, em, ev;
+    for (int j = 0; j < N * D; j++) sum += x[j];
+    double mean = sum / n;
+    for (int j = 0; j < N * D; j++) sq += (x[j] - mean) * (x[j] - mean);
+    double v = sq / (n - 1);
+    karras_law(&sm, &em, &ev);
+    double tol_m = 5.0 * sqrt(ev / n), tol_v = 5.0 * ev * sqrt(2.0 / (n - 1));
+    printf("  %-3s %-8s K=%4d %-8s churn %.1f: mean %.5f (law %.5f, +-%.5f)  var %.6f (law %.6f, +-%.6f)\n",
+           ddpm_objective_name(obj), ddpm_sampler_name(kind), K, ddpm_sigmas_name(g), (double)churn, mean, em, tol_m,
+           v, ev, tol_v);
+    if (fabs(mean - em) > tol_m || fabs(v - ev) > tol_v) fail_msg("samples do not follow the sampler's law");
+    if (truth && (fabs(em - MU) > tol_m || fabs(ev - SD * SD) > tol_v))
+        fail_msg("the law N(%g, %g) is not the data's N(%g, %g)", em, ev, MU, SD * SD);
+    ddpm_free(x);
+    ddpm_sampler_destroy(&sm);
+}
+
+static void test_analytic_karras(void **state) {
+    (void)state;
+    ddpm_schedule s, cs;
+    assert_int_equal(ddpm_schedule_init(&s, DDPM_SCHED_LINEAR, 1000), DDPM_OK);
+    assert_int_equal(ddpm_schedule_init(&cs, DDPM_SCHED_COSINE, 1000), DDPM_OK);
+    check_karras(DDPM_SAMPLER_HEUN, 60, 0.0f, DDPM_SIGMAS_KARRAS, &s, 1, DDPM_OBJ_EPS);
+    check_karras(DDPM_SAMPLER_HEUN, 5, 0.0f, DDPM_SIGMAS_KARRAS, &s, 0, DDPM_OBJ_EPS);
+    check_karras(DDPM_SAMPLER_EULER, 500, 0.0f, DDPM_SIGMAS_KARRAS, &s, 1, DDPM_OBJ_EPS);
+    check_karras(DDPM_SAMPLER_EULER, 10, 0.0f, DDPM_SIGMAS_SCHEDULE, &s, 0, DDPM_OBJ_EPS);
+    check_karras(DDPM_SAMPLER_EULER_A, 500, 0.0f, DDPM_SIGMAS_KARRAS, &s, 1, DDPM_OBJ_EPS);
+    check_karras(DDPM_SAMPLER_EULER_A, 12, 0.0f, DDPM_SIGMAS_KARRAS, &cs, 0, DDPM_OBJ_EPS);
+    check_karras(DDPM_SAMPLER_HEUN, 60, 5.0f, DDPM_SIGMAS_KARRAS, &s, 1, DDPM_OBJ_EPS);
+    check_karras(DDPM_SAMPLER_EULER, 8, 3.0f, DDPM_SIGMAS_KARRAS, &cs, 0, DDPM_OBJ_EPS);
+    check_karras(DDPM_SAMPLER_HEUN, 20, 0.0f, DDPM_SIGMAS_KARRAS, &cs, 0, DDPM_OBJ_V);
+    check_karras(DDPM_SAMPLER_EULER_A, 30, 0.0f, DDPM_SIGMAS_KARRAS, &s, 0, DDPM_OBJ_X0);
+    ddpm_schedule_free(&s);
+    ddpm_schedule_free(&cs);
+}
+
 /* ---- DPM-Solver++(2M) against the numpy reference ----------------------------------- */
 
 typedef struct {
@@ -267,6 +356,94 @@ static void test_dpmpp_reference(void **state) {
             const float *want = fx_f32(&f, name, 24);
             assert_non_null(want);
             expect_close(got[k], want, 24, 2e-6, name);
+        }
+    }
+    ddpm_schedule_free(&s);
+    fx_free(&f);
+}
+
+/* ---- the Karras samplers against the numpy reference -------------------------------- */
+
+static ddpm_status gauss_eps6m(void *p, float *eps, const float *x, const int *t, const int *labels, int N) {
+    (void)labels;
+    return gauss_eps6(p, eps, x, t, N);
+}
+
+typedef struct {
+    int K;
+    float *states; /* [K + 1, 4, 6] */
+} karras_probe;
+
+static void grab_all(void *ud, int first, int N, int step, int K, const float *x) {
+    karras_probe *p = ud;
+    assert_int_equal(K, p->K);
+    memcpy(p->states + ((size_t)step * 4 + first) * 6, x, (size_t)N * 6 * sizeof(float));
+}
+
+/* scripts/karras_reference.py: diffusers' Euler, Heun and Euler-ancestral
+ * updates (and Algorithm 2's churn) in float64 with the library's own noise.
+ * Tolerance: every step rounds x~, the model input and eps to float
+ * (relative 2^-24 each, a handful per step, the Heun step twice as many)
+ * and this model's flow does not amplify errors (its slope in x is below 1
+ * in the x_t view), so after k steps the error is below 16 (k + 1) 2^-24
+ * times the state's largest magnitude. */
+static void test_karras_reference(void **state) {
+    (void)state;
+    char path[1024], err[256], name[64];
+    fx_file f;
+    assert_int_equal(fx_data_path(path, sizeof path, "karras_ref.fix"), 0);
+    if (fx_load(&f, path, err, sizeof err)) fail_msg("%s", err);
+    ddpm_schedule s;
+    assert_int_equal(ddpm_schedule_init(&s, DDPM_SCHED_LINEAR, 1000), DDPM_OK);
+    const struct { const char *name; ddpm_sampler_kind kind; int K; float churn; } cases[] = {
+        {"euler10", DDPM_SAMPLER_EULER, 10, 0.0f}, {"heun5", DDPM_SAMPLER_HEUN, 5, 0.0f},
+        {"eulera8", DDPM_SAMPLER_EULER_A, 8, 0.0f}, {"heun6c", DDPM_SAMPLER_HEUN, 6, 2.0f},
+        {"euler6c", DDPM_SAMPLER_EULER, 6, 1.0f}};
+    for (int c = 0; c < 5; c++) {
+        int K = cases[c].K;
+        ddpm_sampler_opts o = {cases[c].kind, K, 0.0f, 0, 0, cases[c].churn, DDPM_SIGMAS_KARRAS};
+        for (int B = 4; B >= 1; B -= 3) { /* one batch of 4, batches of 1 */
+            ddpm_sampler sm;
+            assert_int_equal(ddpm_sampler_create(&sm, &s, &o, 6, B), DDPM_OK);
+            snprintf(name, sizeof name, "%s.sigmas", cases[c].name);
+            const float *sig = fx_f32(&f, name, (size_t)K + 1);
+            assert_non_null(sig);
+            for (int j = 0; j <= K; j++) assert_true(fabs(sm.sig[j] - sig[j]) <= 1e-6 * sm.sig[j]);
+            snprintf(name, sizeof name, "%s.timesteps", cases[c].name);
+            const fx_entry *ts = fx_get(&f, name, FX_I32);
+            assert_non_null(ts);
+            for (int j = 0; j < K; j++) assert_int_equal(sm.tau[K - 1 - j], ((const int32_t *)ts->data)[j]);
+            snprintf(name, sizeof name, "%s.noise", cases[c].name);
+            const fx_entry *nz = fx_get(&f, name, FX_F32);
+            assert_non_null(nz);
+            int M = nz->dims[1]; /* the library's streams draw the fixture's noise */
+            float *z = gc_alloc((size_t)M);
+            for (int i = 0; i < 4; i++) {
+                ddpm_rng r;
+                ddpm_rng_seed(&r, ddpm_sampler_image_seed(7, i));
+                ddpm_rng_fill_normal(&r, z, (size_t)M);
+                assert_memory_equal(z, (const float *)nz->data + (size_t)i * M, (size_t)M * sizeof(float));
+            }
+            ddpm_free(z);
+            karras_probe p = {K, gc_alloc((size_t)(K + 1) * 24)};
+            float x[24];
+            assert_int_equal(ddpm_sampler_run(&sm, x, 0, 4, 7, NULL, gauss_eps6m, &s, grab_all, &p), DDPM_OK);
+            snprintf(name, sizeof name, "%s.states", cases[c].name);
+            const float *want = fx_f32(&f, name, (size_t)(K + 1) * 24);
+            assert_non_null(want);
+            double worst = 0.0;
+            for (int k = 0; k <= K; k++) {
+                double mx = 0.0;
+                for (int j = 0; j < 24; j++) mx = fmax(mx, fabs(want[k * 24 + j]));
+                double tol = 16.0 * (k + 1) * 0x1p-24 * mx;
+                snprintf(name, sizeof name, "%s step %d", cases[c].name, k);
+                expect_close(p.states + k * 24, want + k * 24, 24, tol, name);
+                for (int j = 0; j < 24; j++) worst = fmax(worst, fabs(p.states[k * 24 + j] - want[k * 24 + j]) / (tol / 16.0));
+            }
+            assert_memory_equal(x, p.states + K * 24, sizeof x);
+            if (B == 4) printf("  %-8s K=%2d: worst error %.2f of the per-step rounding unit\n", cases[c].name, K, worst);
+            ddpm_free(p.states);
+            ddpm_sampler_destroy(&sm);
         }
     }
     ddpm_schedule_free(&s);
@@ -378,9 +555,10 @@ static void test_streams(void **state) {
     enum { N = 5, D = 32 };
     ddpm_schedule s;
     assert_int_equal(ddpm_schedule_init(&s, DDPM_SCHED_LINEAR, 100), DDPM_OK);
-    const ddpm_sampler_kind kinds[3] = {DDPM_SAMPLER_DDPM, DDPM_SAMPLER_DDIM, DDPM_SAMPLER_DPMPP_2M};
-    for (int k = 0; k < 3; k++) {
-        ddpm_sampler_opts o = {kinds[k], 10, 0.5f * (k == 1), DDPM_VAR_SMALL, 0};
+    const ddpm_sampler_kind kinds[5] = {DDPM_SAMPLER_DDPM, DDPM_SAMPLER_DDIM, DDPM_SAMPLER_DPMPP_2M,
+                                        DDPM_SAMPLER_EULER_A, DDPM_SAMPLER_HEUN};
+    for (int k = 0; k < 5; k++) { /* the noisy ones: ddpm, ddim eta 0.5, euler_a, heun with churn */
+        ddpm_sampler_opts o = {kinds[k], 10, 0.5f * (k == 1), DDPM_VAR_SMALL, 0, 2.0f * (k == 4), 0};
         ddpm_sampler a, b;
         assert_int_equal(ddpm_sampler_create(&a, &s, &o, D, N), DDPM_OK);
         assert_int_equal(ddpm_sampler_create(&b, &s, &o, D, 2), DDPM_OK);
@@ -516,7 +694,8 @@ static void test_default_steps(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_analytic_gaussian), cmocka_unit_test(test_analytic_objectives),
-        cmocka_unit_test(test_dpmpp_reference),
+        cmocka_unit_test(test_analytic_karras),
+        cmocka_unit_test(test_dpmpp_reference),  cmocka_unit_test(test_karras_reference),
         cmocka_unit_test(test_guidance_bits),     cmocka_unit_test(test_streams),
         cmocka_unit_test(test_spacings),          cmocka_unit_test(test_options),
         cmocka_unit_test(test_labels),

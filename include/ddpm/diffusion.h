@@ -19,7 +19,20 @@
 #include "ddpm/schedule.h"
 
 typedef enum { DDPM_VAR_SMALL = 0, DDPM_VAR_LARGE } ddpm_var_kind;
-typedef enum { DDPM_SAMPLER_DDPM = 0, DDPM_SAMPLER_DDIM, DDPM_SAMPLER_DPMPP_2M } ddpm_sampler_kind;
+/* EULER, HEUN and EULER_A work in the sigma view on a Karras grid
+ * (docs/design.md §9; sampler.h). */
+typedef enum {
+    DDPM_SAMPLER_DDPM = 0,
+    DDPM_SAMPLER_DDIM,
+    DDPM_SAMPLER_DPMPP_2M,
+    DDPM_SAMPLER_EULER,
+    DDPM_SAMPLER_HEUN,
+    DDPM_SAMPLER_EULER_A
+} ddpm_sampler_kind;
+/* The sigma grid of the Karras samplers: Karras et al.'s rho = 7 grid
+ * between the schedule's sigma at t = T-1 and t = 0 (the default), or the
+ * schedule's own sigmas at the timesteps of the spacing. */
+typedef enum { DDPM_SIGMAS_KARRAS = 0, DDPM_SIGMAS_SCHEDULE } ddpm_sigmas;
 /* The timestep subsequence a sampler visits (see ddpm_sampler_timesteps in
  * sampler.h). DEFAULT = the sampler's default: uniform for ddpm and ddim,
  * logsnr for dpm++2m. */
@@ -30,7 +43,8 @@ typedef enum {
     DDPM_SPACING_LOGSNR
 } ddpm_spacing;
 
-/* "small" / "large", "ddpm" / "ddim" / "dpm++2m" and "uniform" / "quadratic" /
+/* "small" / "large", "ddpm" / "ddim" / "dpm++2m" / "euler" / "heun" / "euler_a",
+ * "karras" / "schedule" and "uniform" / "quadratic" /
  * "logsnr" <-> kind; parse returns -1 if unknown, name "?" if invalid. */
 int ddpm_var_parse(const char *name);
 const char *ddpm_var_name(ddpm_var_kind kind);
@@ -38,6 +52,10 @@ int ddpm_sampler_parse(const char *name);
 const char *ddpm_sampler_name(ddpm_sampler_kind kind);
 int ddpm_spacing_parse(const char *name);
 const char *ddpm_spacing_name(ddpm_spacing sp);
+int ddpm_sigmas_parse(const char *name);
+const char *ddpm_sigmas_name(ddpm_sigmas g);
+/* True for the sigma-view samplers (euler, heun, euler_a). */
+int ddpm_sampler_is_karras(ddpm_sampler_kind kind);
 
 /* ---- forward process ------------------------------------------------------ */
 
@@ -99,6 +117,15 @@ void ddpm_dpmpp_step(float *x_next, float *x0_out, const float *xt, const float 
                      const float *x0_prev, int t_last, int t, int t_next, const ddpm_schedule *s,
                      int N, size_t D);
 
+/* One deterministic DDIM step up the chain, for inversion (docs/design.md §9):
+ * from entry t (t = -1: alpha_bar = 1, x is x_0) to entry t_next > t of s,
+ * with eps_hat evaluated at x_t:
+ *   x0_hat = (x_t - sqrt(1 - ab_t) eps_hat) / sqrt(ab_t)      (not clipped)
+ *   x_next = sqrt(ab_next) x0_hat + sqrt(1 - ab_next) eps_hat
+ * x_next, xt, eps_hat: [N, D]; x_next may alias xt. */
+void ddpm_ddim_invert_step(float *x_next, const float *xt, const float *eps_hat, int t, int t_next,
+                           const ddpm_schedule *s, int N, size_t D);
+
 /* ---- sampler options (the driver is in sampler.h) ------------------------- */
 
 typedef struct {
@@ -107,6 +134,8 @@ typedef struct {
     float eta;           /* DDIM only: 0 = deterministic, 1 = DDPM-like noise */
     ddpm_var_kind var;   /* DDPM only */
     ddpm_spacing spacing; /* which K timesteps; 0 = the sampler's default */
+    float churn;          /* euler, heun: Karras et al.'s S_churn >= 0 (0: deterministic) */
+    ddpm_sigmas sigmas;   /* euler, heun, euler_a: the sigma grid */
 } ddpm_sampler_opts;
 
 #endif

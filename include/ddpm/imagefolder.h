@@ -155,6 +155,12 @@ ddpm_status ddpm_folder_default_cache_path(char *out, size_t cap, const char *di
 void ddpm_folder_batch(float *out, const ddpm_image_folder *f, const int *idx, int B,
                        ddpm_crop_mode crop, bool hflip, ddpm_rng *rng);
 
+/* One image file decoded as a folder's image is (size, channels, alpha and
+ * max_pixels of o; strict does not apply: any problem is the error, with the
+ * folder loader's message), center-cropped to size x size: *px (c, size,
+ * size) planar, malloc'ed. */
+ddpm_status ddpm_image_file_load(uint8_t **px, const char *path, const ddpm_folder_options *o);
+
 /* A ddpm_dataset of the images center-cropped to (n, c, size, size), planar,
  * with the labels (NULL when there are no classes or some image has none).
  * Free with ddpm_dataset_free. */

@@ -103,22 +103,38 @@ ddpm_status ddpm_pipeline_label(const ddpm_pipeline *p, const char *arg, int *la
 
 /* ---- drawing ------------------------------------------------------------------ */
 
+/* Editing (docs/design.md §9; the sampler side is ddpm_sampler_edit). The
+ * draw makes n_init * per_image images: image i edits input i / per_image
+ * (variation i % per_image) and draws from stream i as any image does. */
+typedef struct {
+    const uint8_t *init; /* [n_init, D] u8 images to edit (ddpm_pipeline_load_images) */
+    int n_init;
+    int per_image;       /* >= 1 */
+    float strength;      /* SDEdit: (0, 1]; 1 = from noise, the plain draw */
+    const uint8_t *mask; /* [res * res] 1 = regenerate, 0 = keep (RePaint), or NULL;
+                          * the kept pixels come out equal to init's, u8 for u8 */
+    int resample;        /* RePaint jumps per step (needs mask; not dpm++2m) */
+} ddpm_edit_opts;
+
 typedef struct {
     ddpm_sampler_opts sampler; /* kind, steps (0: the sampler's default), eta, var, spacing */
     uint64_t seed;             /* image i draws from stream ddpm_sampler_image_seed(seed, i) */
-    int label;                 /* conditional models: every image this class; -1: cycle 0..K-1 */
+    int label;                 /* conditional models: every image this class; -1: cycle 0..K-1
+                                * (edits: K, "no label", the unconditional model) */
     const int *labels;         /* [n] per-image labels (overrides label), or NULL */
     bool guided;               /* classifier-free guidance (conditional models) */
     float guidance;            /* its weight w >= 0: eps_u + w (eps_c - eps_u) */
     ddpm_step_fn on_step;      /* sees every batch at steps 0..K (may be NULL) */
     void *ud;
+    const ddpm_edit_opts *edit; /* NULL: plain sampling */
 } ddpm_draw_opts;
 
 /* The ddpm sampler with its default steps, seed 0, labels cycling, no guidance. */
 void ddpm_draw_opts_default(ddpm_draw_opts *o);
 /* Checks o against the model (sampler options against T, labels and
- * guidance against the classes) without drawing; returns the number of
- * sampler steps K it resolves to in *K (may be NULL). */
+ * guidance against the classes, the edit) without drawing; returns the
+ * number of sampler steps K it resolves to in *K (may be NULL; an SDEdit
+ * runs fewer: the steps at or below its start). */
 ddpm_status ddpm_pipeline_check(const ddpm_pipeline *p, const ddpm_draw_opts *o, int *K);
 /* Images first..first+n-1 into x [n, D] floats in [-1, 1] (unclipped
  * model space, as the sampler leaves them). */
@@ -128,6 +144,40 @@ ddpm_status ddpm_pipeline_draw_u8(ddpm_pipeline *p, const ddpm_draw_opts *o, int
 /* The labels a draw of images first..first+n-1 uses (into labels [n]);
  * all -1 for an unconditional model. */
 void ddpm_pipeline_labels(const ddpm_pipeline *p, const ddpm_draw_opts *o, int first, int n, int *labels);
+
+/* The number of images a draw with o makes when it edits (n_init *
+ * per_image), or 0 for plain sampling. */
+int ddpm_pipeline_edit_count(const ddpm_draw_opts *o);
+
+/* Images to edit from path, in the model's shape: a PNG/JPEG/... file
+ * (decoded, converted to the model's channels and resized as training
+ * images are: imagefolder.h), a folder of such files (every file must be
+ * one, in the folder's order), or an IDX file of images of exactly the
+ * model's channels and size. *u8 [*n, D] malloc'ed. Errors name the file. */
+ddpm_status ddpm_pipeline_load_images(const ddpm_pipeline *p, const char *path, uint8_t **u8, int *n);
+/* A mask image (any format the loader reads), gray, resized to the model's
+ * size: *mask [res * res] malloc'ed, 1 where the gray value is >= 128
+ * (white: regenerate), 0 where below (black: keep). */
+ddpm_status ddpm_pipeline_load_mask(const ddpm_pipeline *p, const char *path, uint8_t **mask);
+
+/* DDIM inversion (ddpm_sampler_invert) of x0 [n, D] (model space) into xT
+ * [n, D] with o's sampler, which must be ddim (eta is not used), labels
+ * and guidance as a draw of images first..first+n-1 has them. */
+ddpm_status ddpm_pipeline_invert(ddpm_pipeline *p, const ddpm_draw_opts *o, int first, int n, const float *x0,
+                                 float *xT);
+
+/* Interpolation: frames images x [frames, D] decoded by deterministic DDIM
+ * (o's sampler, which must be ddim; eta 0) from slerp(a_T, b_T; k / (frames - 1)),
+ * where a_T, b_T are either the latents of images a and b (u8 [D] each,
+ * inverted) or, when a or b is NULL, the x_T of image 0 of seeds seed_a,
+ * seed_b (the draw's own x_T: frame 0 of seeds A, B is what `ddpm sample
+ * --seed A -n 1 --sampler ddim --eta 0` draws). frames >= 2. */
+typedef struct {
+    const uint8_t *a, *b;
+    uint64_t seed_a, seed_b;
+    int frames;
+} ddpm_interp_opts;
+ddpm_status ddpm_pipeline_interp(ddpm_pipeline *p, const ddpm_draw_opts *o, const ddpm_interp_opts *io, float *x);
 
 /* The model as a noise predictor (ddpm_model_fn, ctx = the pipeline): the
  * network's output converted to eps_hat, no guidance; batches of at most

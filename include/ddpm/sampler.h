@@ -1,5 +1,6 @@
-/* sampler.h: the sampler driver. Runs DDPM, DDIM or DPM-Solver++(2M)
- * (diffusion.h) over any noise predictor, in batches, with one random stream
+/* sampler.h: the sampler driver. Runs DDPM, DDIM, DPM-Solver++(2M)
+ * (diffusion.h) or the Karras samplers Euler, Heun and Euler ancestral
+ * (below; docs/design.md §9) over any noise predictor, in batches, with one random stream
  * per image, so that an image depends only on (model, sampler options, seed,
  * its index): never on how many images are drawn or on the thread count.
  * The batch size can move the last bits of the floats (the GEMM kernels
@@ -13,7 +14,21 @@
  *
  * Random streams: image i draws from a ddpm_rng seeded with
  * ddpm_sampler_image_seed(seed, i); its x_T is the first D normals of that
- * stream and the noise z of each later noisy step the next D.
+ * stream and the noise z of each later noisy step the next D. Within a
+ * step the draws come in this order: the churn noise (euler, heun with
+ * churn), the step's own noise (ddpm, ddim with eta > 0, euler_a), then,
+ * when inpainting, the noise of the kept region and of each resampling
+ * jump (ddpm_sampler_edit). An edit's start noise is the x_T draw.
+ *
+ * The Karras samplers (euler, heun, euler_a) work in the sigma view:
+ * sigma_t = sqrt((1 - ab_t) / ab_t) and x~ = x_t / sqrt(ab_t) = x0 + sigma eps,
+ * on the grid sig[0..K] (decreasing, sig[K] = 0; ddpm_karras_sigmas). The
+ * model gets x~ / sqrt(sigma^2 + 1) (= x_t) at the integer timestep nearest
+ * to ddpm_sigma_to_t(sigma): diffusers' Euler and Heun schedulers pass the
+ * fractional t, our UNet's time embedding takes integers. K counts sigma
+ * steps: euler and euler_a call the model K times, heun 2K - 1 times (no
+ * correction on the last step, to sigma = 0). on_step sees x_t (x~ scaled
+ * back), so trajectories look alike for every sampler.
  *
  * Usage:
  *   ddpm_sampler sm;
@@ -47,10 +62,11 @@ typedef void (*ddpm_step_fn)(void *ud, int first, int N, int step, int nsteps, c
 /* The seed of image i's stream: mix64(seed) ^ (GOLDEN * (i + 1)). */
 uint64_t ddpm_sampler_image_seed(uint64_t seed, int64_t i);
 
-/* Default K: min(100, T) for ddpm (respaced), min(50, T) for ddim, min(20, T - 1) for dpm++2m. */
+/* Default K: min(100, T) for ddpm (respaced), min(50, T) for ddim, euler and
+ * euler_a, min(20, T - 1) for dpm++2m, min(10, T) for heun (19 model calls). */
 int ddpm_sampler_default_steps(ddpm_sampler_kind kind, int T);
-/* Largest K a sampler supports: T (ddpm, ddim), T - 1 (dpm++2m, which never
- * calls the model at t = 0; see ddpm_sampler_timesteps). */
+/* Largest K a sampler supports: T (ddpm, ddim, the Karras samplers), T - 1
+ * (dpm++2m, which never calls the model at t = 0; see ddpm_sampler_timesteps). */
 int ddpm_sampler_max_steps(ddpm_sampler_kind kind, int T);
 /* The default spacing: uniform for ddpm and ddim, logsnr for dpm++2m. */
 ddpm_spacing ddpm_sampler_default_spacing(ddpm_sampler_kind kind);
@@ -70,15 +86,29 @@ ddpm_spacing ddpm_sampler_default_spacing(ddpm_sampler_kind kind);
 ddpm_status ddpm_sampler_timesteps(int *tau, int K, const ddpm_schedule *s, ddpm_spacing sp,
                                    int skip_zero);
 
+/* ---- the sigma grid of the Karras samplers ------------------------------------ */
+
+/* The fractional t in [0, T-1] of a sigma: log sigma interpolated linearly
+ * between the schedule's neighbouring log sigma_t, clamped to the ends (as
+ * diffusers' _sigma_to_t). */
+double ddpm_sigma_to_t(const ddpm_schedule *s, double sigma);
+/* sig[0..K] (K >= 1), decreasing, sig[K] = 0. DDPM_SIGMAS_KARRAS: with
+ * smax = sigma_{T-1}, smin = sigma_0 and rho = 7,
+ *   sig[i] = (smax^(1/rho) + i/(K-1) (smin^(1/rho) - smax^(1/rho)))^rho
+ * (K = 1: smax). DDPM_SIGMAS_SCHEDULE: sigma_t at the K timesteps of the
+ * spacing sp (ddpm_sampler_timesteps), top first. */
+ddpm_status ddpm_karras_sigmas(double *sig, int K, const ddpm_schedule *s, ddpm_sigmas g, ddpm_spacing sp);
+
 /* The driver. Fields are private; read K and tau (the visited entries). */
 typedef struct {
     ddpm_sampler_opts o; /* resolved: steps = K > 0, spacing not DEFAULT */
     const ddpm_schedule *s;
     ddpm_schedule rs;    /* DDPM with K < T: s respaced to tau */
-    int K, *tau;         /* [K] entries of s, increasing */
+    int K, *tau;         /* [K] entries of s, increasing (Karras: the model's t of sig[K-1-i]) */
+    double *sig;         /* Karras samplers: [K + 1] the sigma grid, else NULL */
     size_t D;
     int max_batch;
-    float *work;         /* [3 B D] model output, noise, previous x0_hat */
+    float *work;         /* [6 B D] model outputs, noise, previous x0_hat, model input */
     int *tt;             /* [B] model timesteps */
     ddpm_rng *rngs;      /* [B] per-image streams */
 } ddpm_sampler;
@@ -100,6 +130,51 @@ void ddpm_sampler_destroy(ddpm_sampler *sm);
 ddpm_status ddpm_sampler_run(ddpm_sampler *sm, float *x, int first, int n, uint64_t seed,
                              const int *labels, ddpm_model_fn model, void *ctx,
                              ddpm_step_fn on_step, void *ud);
+
+/* ---- editing: SDEdit, RePaint, given latents, DDIM inversion (docs/design.md §9) ---- */
+
+typedef struct {
+    /* SDEdit: x_init [n, D] (the run's images, model space) noised to the
+     * start; NULL: none. The start is the visited timestep (Karras: grid
+     * sigma) at or below t_s = ceil(strength T) - 1, and
+     *   x = sqrt(ab) x_init + sqrt(1 - ab) eps   (eps: the x_T draw)
+     * with ab its alpha_bar (Karras: 1 / (sigma^2 + 1)). strength 1 starts
+     * from x_T = eps itself: the plain run, bit for bit. */
+    const float *x_init;
+    float strength;      /* (0, 1] */
+    /* RePaint: keep [D] (1 = keep x_init's value, 0 = regenerate) needs
+     * x_init. After every step to t' the kept elements become
+     * sqrt(ab_t') x_init + sqrt(1 - ab_t') eps (fresh eps; Karras: x_init +
+     * sigma' eps), after the last step x_init itself (bit for bit). With
+     * resample R, each step but the last is redone R more times, each after
+     * pushing x back from t' to t by q(x_t | x_t'). Not with dpm++2m. */
+    const uint8_t *keep;
+    int resample;
+    /* Start from these latents x_T [n, D] instead of the streams' draw (no
+     * SDEdit then); NULL: draw. */
+    const float *x_T;
+} ddpm_sampler_edit;
+
+/* The visited steps an edit runs (K, or fewer for SDEdit), or an error
+ * (DDPM_ERR_ARG) when the options do not fit the sampler. e may be NULL. */
+ddpm_status ddpm_sampler_edit_steps(const ddpm_sampler *sm, const ddpm_sampler_edit *e, int *steps);
+/* ddpm_sampler_run with an edit (e may be NULL: the plain run). on_step
+ * counts the steps the edit runs. */
+ddpm_status ddpm_sampler_run_edit(ddpm_sampler *sm, float *x, int first, int n, uint64_t seed,
+                                  const int *labels, ddpm_model_fn model, void *ctx,
+                                  ddpm_step_fn on_step, void *ud, const ddpm_sampler_edit *e);
+/* DDIM inversion of x [n, D] in place, x_0 in, x_T out: the sampler must be
+ * ddim (its K timesteps tau); ddpm_ddim_invert_step from t = -1 to tau[0]
+ * with eps_hat at (x_0, tau[0]), then tau[i] -> tau[i + 1] with eps_hat at
+ * x_{tau[i]}: K model calls. Deterministic; then a ddim run (eta 0) from
+ * x_T retraces the path. */
+ddpm_status ddpm_sampler_invert(ddpm_sampler *sm, float *x, int n, const int *labels, ddpm_model_fn model,
+                                void *ctx);
+
+/* Spherical interpolation of a and b [D] (docs/design.md §9):
+ * out = sin((1-l) th)/sin th a + sin(l th)/sin th b, cos th = a.b/(|a||b|);
+ * linear when th is below 1e-6. out may alias neither. */
+void ddpm_slerp(float *out, const float *a, const float *b, size_t D, double l);
 
 /* ---- classifier-free guidance (Ho & Salimans; docs/design.md §7) -------------- */
 

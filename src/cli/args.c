@@ -266,12 +266,13 @@ int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const char *sampler, 
     ddpm_draw_opts_default(o);
     int kind = ddpm_sampler_parse(sampler), v = ddpm_var_parse(var), sp = spacing ? ddpm_spacing_parse(spacing) : 0;
     const char *why = NULL, *arg = NULL;
-    if (kind < 0) why = "unknown --sampler '%s' (expected ddpm, ddim or dpm++2m)", arg = sampler;
+    if (kind < 0) why = "unknown --sampler '%s' (expected ddpm, ddim, dpm++2m, euler, heun or euler_a)", arg = sampler;
     else if (v < 0) why = "unknown --var '%s' (expected small or large)", arg = var;
     else if (sp < 0) why = "unknown --spacing '%s' (expected uniform, quadratic or logsnr)", arg = spacing;
     else if (kind != DDPM_SAMPLER_DDIM && eta_seen) why = "--eta applies to --sampler ddim only";
     else if (kind != DDPM_SAMPLER_DDPM && var_seen) why = "--var applies to --sampler ddpm only";
-    else if (kind == DDPM_SAMPLER_DDPM && spacing) why = "--spacing applies to --sampler ddim and dpm++2m";
+    else if ((kind == DDPM_SAMPLER_DDPM || ddpm_sampler_is_karras((ddpm_sampler_kind)kind)) && spacing)
+        why = "--spacing applies to --sampler ddim and dpm++2m";
     if (why) {
         fprintf(stderr, "ddpm %s: ", cmd);
         fprintf(stderr, why, arg ? ddpm_show(arg).s : "");
@@ -285,7 +286,12 @@ int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const char *sampler, 
 void ddpm_cli_sampler_detail(char *buf, size_t cap, const ddpm_sampler_opts *o) {
     if (o->kind == DDPM_SAMPLER_DDPM) snprintf(buf, cap, "var %s", ddpm_var_name(o->var));
     else if (o->kind == DDPM_SAMPLER_DDIM) snprintf(buf, cap, "eta %g", (double)o->eta);
-    else snprintf(buf, cap, "deterministic");
+    else if (ddpm_sampler_is_karras(o->kind)) {
+        snprintf(buf, cap, "%s, %s sigmas", o->kind == DDPM_SAMPLER_EULER_A ? "ancestral" : o->churn > 0.0f ? "churn" : "deterministic",
+                 ddpm_sigmas_name(o->sigmas));
+        if (o->churn > 0.0f) snprintf(buf + strlen(buf), cap - strlen(buf), ", S_churn %g", (double)o->churn);
+        return;
+    } else snprintf(buf, cap, "deterministic");
     ddpm_spacing sp = o->spacing ? o->spacing : ddpm_sampler_default_spacing(o->kind);
     size_t n = strlen(buf);
     if (o->kind != DDPM_SAMPLER_DDPM && n < cap) snprintf(buf + n, cap - n, ", %s spacing", ddpm_spacing_name(sp));

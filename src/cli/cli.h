@@ -37,6 +37,7 @@ extern const ddpm_cli_command ddpm_cmd_bench;
 extern const ddpm_cli_command ddpm_cmd_eval;
 extern const ddpm_cli_command ddpm_cmd_toy;
 extern const ddpm_cli_command ddpm_cmd_report;
+extern const ddpm_cli_command ddpm_cmd_interp;
 
 /* runtime.c: sets OpenBLAS's kernel choice and libgomp's spin count when the
  * user has not, re-executing the binary once (Linux) so they take effect. */

@@ -245,7 +245,7 @@ static int cmd_eval(int argc, char **argv) {
         {"--json", NULL, OPT_FLAG, &f.json, 0, 0, NULL, "print one JSON object instead of key=value lines"},
         {"--bpd", NULL, OPT_FLAG, &f.bpd, 0, 0, NULL, "the variational bound in bits/dim instead"},
         {"--terms", NULL, OPT_STRING, &f.terms, 0, 0, "FILE", "--bpd: write the per-timestep terms as CSV"},
-        {"--sampler", NULL, OPT_STRING, &f.sampler, 0, 0, "NAME", "ddpm, ddim or dpm++2m (default ddpm)"},
+        {"--sampler", NULL, OPT_STRING, &f.sampler, 0, 0, "NAME", "ddpm, ddim, dpm++2m, euler, heun or euler_a (default ddpm)"},
         {"--sample-steps", NULL, OPT_INT, &f.steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps (default: min(100, T) for ddpm, min(50, T) for ddim, min(20, T-1) for dpm++2m)"},
         {"--spacing", NULL, OPT_STRING, &f.spacing, 0, 0, "KIND", "ddim/dpm++2m timesteps: uniform, quadratic or logsnr"},
         {"--guidance", NULL, OPT_FLOAT, &f.guidance, 0.0, 100.0, "W", "classifier-free guidance weight (class-conditional models)"},
@@ -269,10 +269,7 @@ static int cmd_eval(int argc, char **argv) {
         return rc;
     const char *why = usage_error(&f, ddpm_opts_seen(opts, nopts, "--sampler") || ddpm_opts_seen(opts, nopts, "--sample-steps") ||
                                           f.eta_seen || f.guided || f.spacing);
-    if (why) {
-        fprintf(stderr, "ddpm %s: %s\n", CMD, why);
-        return 2;
-    }
+    if (why) return fprintf(stderr, "ddpm %s: %s\n", CMD, why), 2;
     ddpm_set_threads(f.threads);
     ddpm_pipeline *p = NULL;
     ddpm_draw_opts o;

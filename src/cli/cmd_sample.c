@@ -19,9 +19,9 @@
 #define PNG_MAX_BYTES (1 << 30)    /* image.c's limit, checked before sampling */
 
 typedef struct {
-    const char *precision, *ckpt, *out, *sampler, *var, *spacing, *idx, *traj, *lab, *label;
-    int n, steps, nrow, threads, batch, scale;
-    float eta, guidance;
+    const char *precision, *ckpt, *out, *sampler, *var, *spacing, *idx, *traj, *lab, *label, *init, *mask, *sigmas;
+    int n, steps, nrow, threads, batch, scale, per_image, resample;
+    float eta, guidance, strength, churn;
     uint64_t seed;
     bool no_ema, guided, nrow_seen, eta_seen, var_seen;
 } sample_flags;
@@ -42,6 +42,10 @@ static const char *EPILOG =
     "  ddim     Song et al., default 50 steps. --eta in [0, 1]: 0 = deterministic\n"
     "           (default), 1 = as noisy as DDPM.\n"
     "  dpm++2m  DPM-Solver++(2M) (Lu et al. 2022), deterministic, default 20 steps.\n"
+    "  euler, heun, euler_a  Karras et al. 2022 in the sigma view, on the Karras grid\n"
+    "           (--sigmas schedule: the schedule's own sigmas); --sample-steps counts sigma\n"
+    "           steps (default 50, heun 10): heun makes 2K-1 model calls. --churn S adds\n"
+    "           Algorithm 2's stochastic churn (euler, heun); euler_a is ancestral.\n"
     "--spacing (ddim, dpm++2m) picks the K timesteps: uniform in t (ddim's default),\n"
     "quadratic in t (dense near t = 0), or uniform in log-SNR (dpm++2m's default).\n\n"
     "Class-conditional models (trained with --classes K): labels cycle 0..K-1 with one\n"
@@ -49,6 +53,11 @@ static const char *EPILOG =
     "and unconditional predictions, eps = eps_u + W (eps_c - eps_u): W = 1 is plain\n"
     "conditional sampling (the default without --guidance), W = 0 unconditional,\n"
     "W > 1 stronger class adherence; it costs one double-size model call per step.\n\n"
+    "Editing: --init FILE (an image, a folder of images or an IDX file of the model's\n"
+    "size) makes one output per input image (--per-image K: K each; -n is ignored).\n"
+    "--strength S (SDEdit) noises each to t = ceil(S T) - 1 and denoises from there;\n"
+    "--mask FILE (white = regenerate, black = keep) inpaints (RePaint), --resample R\n"
+    "redoes each step R more times; kept pixels come out exactly as in the input.\n\n"
     "Each image has its own random stream derived from (--seed, its index): the same\n"
     "seed gives the same images whatever --batch or --threads, and -n 4 gives the\n"
     "first four images of -n 16.\n"
@@ -57,18 +66,26 @@ static const char *EPILOG =
     "examples:\n"
     "  ddpm sample -n 64 -o grid.png --scale 2\n"
     "  ddpm sample --sampler dpm++2m --sample-steps 20 --trajectory steps.png\n"
-    "  ddpm sample -c runs/cond/ckpt.safetensors --guidance 3 -n 40";
+    "  ddpm sample -c runs/cond/ckpt.safetensors --guidance 3 -n 40\n"
+    "  ddpm sample --init digits.idx --mask lower.png --resample 4 -o inpainted.png";
 
 /* Parses argv into f and o's sampler. Returns -1 to go on, else the exit code. */
 static int parse_flags(sample_flags *f, ddpm_draw_opts *o, int argc, char **argv) {
     *f = (sample_flags){.out = "samples.png", .sampler = "ddpm", .var = "small", .n = 16, .batch = 64,
-                        .scale = 1, .guidance = 1.0f};
+                        .scale = 1, .guidance = 1.0f, .per_image = 1, .strength = 1.0f};
     ddpm_opt opts[] = {
         {"--ckpt", "-c", OPT_STRING, &f->ckpt, 0, 0, "FILE", "checkpoint (default " DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE ")"},
         {"--num", "-n", OPT_INT, &f->n, 1, 100000, "N", "number of images (default 16)"},
         {"--out", "-o", OPT_STRING, &f->out, 0, 0, "FILE", "PNG grid to write (default samples.png)"},
-        {"--sampler", NULL, OPT_STRING, &f->sampler, 0, 0, "NAME", "ddpm, ddim or dpm++2m (default ddpm)"},
-        {"--sample-steps", NULL, OPT_INT, &f->steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps (default: min(100, T) for ddpm, min(50, T) for ddim, min(20, T-1) for dpm++2m)"},
+        {"--sampler", NULL, OPT_STRING, &f->sampler, 0, 0, "NAME", "ddpm, ddim, dpm++2m, euler, heun or euler_a (default ddpm)"},
+        {"--sample-steps", NULL, OPT_INT, &f->steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps (default: min(100, T) for ddpm, min(50, T) for ddim, euler, euler_a, min(20, T-1) for dpm++2m, min(10, T) for heun)"},
+        {"--sigmas", NULL, OPT_STRING, &f->sigmas, 0, 0, "GRID", "euler/heun/euler_a sigmas: karras (default) or schedule"},
+        {"--churn", NULL, OPT_FLOAT, &f->churn, 0.0, 1000.0, "S", "euler/heun stochastic churn S_churn (default 0)"},
+        {"--init", NULL, OPT_STRING, &f->init, 0, 0, "FILE", "edit these images (image, folder or IDX)"},
+        {"--strength", NULL, OPT_FLOAT, &f->strength, 0.0, 1.0, "S", "--init: SDEdit strength in (0, 1] (default 1: from noise)"},
+        {"--mask", NULL, OPT_STRING, &f->mask, 0, 0, "FILE", "--init: inpaint; white = regenerate, black = keep"},
+        {"--resample", NULL, OPT_INT, &f->resample, 0, 1000, "R", "--mask: RePaint jumps per step (default 0)"},
+        {"--per-image", NULL, OPT_INT, &f->per_image, 1, 100000, "K", "--init: outputs per input image (default 1)"},
         {"--spacing", NULL, OPT_STRING, &f->spacing, 0, 0, "KIND", "ddim/dpm++2m timesteps: uniform, quadratic or logsnr"},
         {"--eta", NULL, OPT_FLOAT, &f->eta, 0.0, 1.0, "E", "ddim noise in [0, 1] (default 0: deterministic)"},
         {"--var", NULL, OPT_STRING, &f->var, 0, 0, "KIND", "ddpm step variance: small or large (default small)"},
@@ -91,7 +108,31 @@ static int parse_flags(sample_flags *f, ddpm_draw_opts *o, int argc, char **argv
     f->nrow_seen = ddpm_opts_seen(opts, nopts, "--nrow");
     f->eta_seen = ddpm_opts_seen(opts, nopts, "--eta");
     f->var_seen = ddpm_opts_seen(opts, nopts, "--var");
-    return ddpm_cli_draw_opts(CMD, o, f->sampler, f->steps, f->spacing, f->eta, f->eta_seen, f->var, f->var_seen);
+    const char *why = f->mask && !f->init ? "--mask needs --init" : f->resample && !f->mask ? "--resample needs --mask"
+                      : !(f->strength > 0.0f) ? "--strength must be in (0, 1]"
+                      : !f->init && (ddpm_opts_seen(opts, nopts, "--strength") || ddpm_opts_seen(opts, nopts, "--per-image"))
+                          ? "--strength and --per-image need --init" : NULL;
+    rc = why ? (fprintf(stderr, "ddpm %s: %s\n", CMD, why), 2)
+             : ddpm_cli_draw_opts(CMD, o, f->sampler, f->steps, f->spacing, f->eta, f->eta_seen, f->var, f->var_seen);
+    int g = f->sigmas ? ddpm_sigmas_parse(f->sigmas) : 0;
+    bool karras = ddpm_sampler_is_karras(o->sampler.kind), churner = karras && o->sampler.kind != DDPM_SAMPLER_EULER_A;
+    why = g < 0 ? "unknown --sigmas (expected karras or schedule)" : f->sigmas && !karras ? "--sigmas applies to euler, heun and euler_a"
+          : f->churn > 0.0f && !churner ? "--churn applies to euler and heun" : NULL;
+    if (rc < 0 && why) rc = 2, fprintf(stderr, "ddpm %s: %s\n", CMD, why);
+    o->sampler.churn = f->churn, o->sampler.sigmas = (ddpm_sigmas)(g > 0 ? g : 0);
+    return rc;
+}
+
+/* The images (and mask) to edit: 0, or 1 after the error. */
+static int load_edit(sample_flags *f, ddpm_pipeline *p, ddpm_edit_opts *e, uint8_t **init, uint8_t **mask) {
+    *e = (ddpm_edit_opts){.per_image = f->per_image, .strength = f->strength, .resample = f->resample};
+    if (ddpm_pipeline_load_images(p, f->init, init, &e->n_init) || (f->mask && ddpm_pipeline_load_mask(p, f->mask, mask))) {
+        ddpm_cli_error_flag(CMD, *init ? "--mask" : "--init");
+        return 1;
+    }
+    e->init = *init, e->mask = *mask;
+    f->n = e->n_init * e->per_image;
+    return 0;
 }
 
 /* Distinct output names, each writable, each grid small enough for a PNG. */
@@ -151,12 +192,17 @@ static void print_header(const sample_flags *f, const ddpm_pipeline *p, const dd
             CMD, f->ckpt, in->ema ? "EMA" : "raw", in->has_ema || f->no_ema ? "" : "; the checkpoint has no EMA weights", obj,
             ddpm_schedule_name(in->schedule), in->T, f->sampler, K, detail, (unsigned long long)f->seed, threads,
             threads == 1 ? "" : "s");
+    const ddpm_edit_opts *e = o->edit;
+    if (e)
+        fprintf(stderr, "ddpm %s: editing %d image%s from '%s' (%d each; strength %g%s%s%s)\n", CMD, e->n_init,
+                e->n_init == 1 ? "" : "s", f->init, e->per_image, (double)f->strength,
+                f->mask ? ", inpainting the white of '" : "", f->mask ? f->mask : "", f->mask ? "'" : "");
     int C = in->cfg.num_classes;
     if (C == 0) return;
     char g[48] = "", l[48];
     if (f->guided) snprintf(g, sizeof g, ", guidance %g", (double)f->guidance);
     if (o->label >= 0) snprintf(l, sizeof l, "label %d", o->label);
-    else snprintf(l, sizeof l, "labels cycling 0..%d", C - 1);
+    else snprintf(l, sizeof l, o->edit ? "no label (unconditional edits)" : "labels cycling 0..%d", C - 1);
     fprintf(stderr, "ddpm %s: class-conditional model with %d classes, %s%s\n", CMD, C, l, g);
 }
 
@@ -199,26 +245,28 @@ static int cmd_sample(int argc, char **argv) {
     int rc = parse_flags(&f, &o, argc, argv), K, nrow;
     if (rc >= 0) return rc;
     ddpm_pipeline *p = NULL;
+    ddpm_edit_opts e;
+    uint8_t *init = NULL, *mask = NULL;
     if ((rc = ddpm_cli_open_pipeline(CMD, &p, &f.ckpt, f.no_ema, f.batch, f.precision))) return rc;
+    if (f.init && (rc = load_edit(&f, p, &e, &init, &mask))) goto done;
+    o.edit = f.init ? &e : NULL;
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
     o.seed = f.seed, o.guided = f.guided, o.guidance = f.guidance;
     int C = in->cfg.num_classes;
     if (f.label && ddpm_pipeline_label(p, f.label, &o.label)) {
         ddpm_cli_error_flag(CMD, "--label");
         rc = 2;
-    } else if ((rc = ddpm_cli_check_draw(CMD, p, &o, &K)) < 0) {
-        rc = 0;
-        if (f.lab && (C == 0 || C > 256))
+    } else if ((o.edit = NULL, rc = ddpm_cli_check_draw(CMD, p, &o, &K)) < 0) {
+        o.edit = f.init ? &e : NULL, rc = 0;
+        if (o.edit && ddpm_pipeline_check(p, &o, &K)) rc = 2, ddpm_cli_error_flag(CMD, f.mask ? "--mask" : "--strength");
+        else if (f.lab && (C == 0 || C > 256))
             rc = 2, fprintf(stderr, "ddpm %s: --label-idx: the model in '%s' %s\n", CMD, f.ckpt,
                             C ? "has more than 256 classes (u8 labels)" : "is unconditional (trained without --classes)");
         else if (in->cfg.in_ch != 1 && in->cfg.in_ch != 3)
             rc = 1, fprintf(stderr, "ddpm %s: the model makes %d-channel images; PNG grids need 1 or 3\n", CMD, in->cfg.in_ch);
     }
-    nrow = f.nrow_seen || C == 0 || o.label >= 0 || C > DDPM_LABEL_COLS_MAX ? f.nrow : C;
-    if (rc || (rc = check_outputs(&f, in, K, nrow))) {
-        ddpm_pipeline_free(p);
-        return rc;
-    }
+    nrow = f.nrow_seen || C == 0 || o.label >= 0 || f.init || C > DDPM_LABEL_COLS_MAX ? f.nrow : C;
+    if (rc || (rc = check_outputs(&f, in, K, nrow))) goto done;
     view v = {.K = K, .D = in->D, .rows = f.n < TRAJ_ROWS ? f.n : TRAJ_ROWS};
     v.cols = f.traj ? (K + 1 < TRAJ_COLS ? K + 1 : TRAJ_COLS) : 0;
     for (int j = 0; j < v.cols; j++) v.cap[j] = v.cols > 1 ? (j * K + (v.cols - 1) / 2) / (v.cols - 1) : K;
@@ -235,8 +283,12 @@ static int cmd_sample(int argc, char **argv) {
     if (st) ddpm_cli_error(CMD);
     free(x);
     free(v.traj);
+    rc = st ? 1 : 0;
+done:
+    free(init);
+    free(mask);
     ddpm_pipeline_free(p);
-    return st ? 1 : 0;
+    return rc;
 }
 
-const ddpm_cli_command ddpm_cmd_sample = {"sample", cmd_sample, "generate images from a checkpoint (DDPM, DDIM or DPM-Solver++)"};
+const ddpm_cli_command ddpm_cmd_sample = {"sample", cmd_sample, "generate or edit images with a checkpoint (DDPM, DDIM, DPM-Solver++, Euler, Heun)"};

@@ -17,6 +17,7 @@ static const ddpm_cli_command *const commands[] = {
     &ddpm_cmd_eval,
     &ddpm_cmd_toy,
     &ddpm_cmd_report,
+    &ddpm_cmd_interp,
     NULL,
 };
 

@@ -9,7 +9,8 @@
 #include "core/util.h"
 
 static const char *const VAR_NAMES[] = {"small", "large"};
-static const char *const SAMPLER_NAMES[] = {"ddpm", "ddim", "dpm++2m"};
+static const char *const SAMPLER_NAMES[] = {"ddpm", "ddim", "dpm++2m", "euler", "heun", "euler_a"};
+static const char *const SIGMAS_NAMES[] = {"karras", "schedule"};
 static const char *const SPACING_NAMES[] = {"default", "uniform", "quadratic", "logsnr"};
 
 int ddpm_var_parse(const char *name) { return ddpm_enum_parse(VAR_NAMES, DDPM_COUNT(VAR_NAMES), name); }
@@ -29,6 +30,13 @@ int ddpm_spacing_parse(const char *name) {
 }
 const char *ddpm_spacing_name(ddpm_spacing sp) {
     return ddpm_enum_name(SPACING_NAMES, DDPM_COUNT(SPACING_NAMES), sp);
+}
+
+int ddpm_sigmas_parse(const char *name) { return ddpm_enum_parse(SIGMAS_NAMES, DDPM_COUNT(SIGMAS_NAMES), name); }
+const char *ddpm_sigmas_name(ddpm_sigmas g) { return ddpm_enum_name(SIGMAS_NAMES, DDPM_COUNT(SIGMAS_NAMES), g); }
+
+int ddpm_sampler_is_karras(ddpm_sampler_kind kind) {
+    return kind == DDPM_SAMPLER_EULER || kind == DDPM_SAMPLER_HEUN || kind == DDPM_SAMPLER_EULER_A;
 }
 
 static inline double clip1(double v) { return v < -1.0 ? -1.0 : v > 1.0 ? 1.0 : v; }
@@ -125,5 +133,18 @@ void ddpm_dpmpp_step(float *x_next, float *x0_out, const float *xt, const float 
         double d = c1 != 0.0 ? c0 * x0 + c1 * (double)x0_prev[j] : x0;
         if (x0_out) x0_out[j] = (float)x0;
         x_next[j] = (float)(c_x * x + c_d * d);
+    }
+}
+
+void ddpm_ddim_invert_step(float *x_next, const float *xt, const float *eps_hat, int t, int t_next,
+                           const ddpm_schedule *s, int N, size_t D) {
+    /* x_next, xt, eps_hat: [N, D] */
+    double sa = t >= 0 ? s->sqrt_alpha_bar[t] : 1.0, sb = t >= 0 ? s->sqrt_one_minus_alpha_bar[t] : 0.0;
+    double na = s->sqrt_alpha_bar[t_next], nb = s->sqrt_one_minus_alpha_bar[t_next];
+    long long total = (long long)N * (long long)D;
+#pragma omp parallel for schedule(static) if (total >= DDPM_PAR_MIN_ELEMS)
+    for (long long j = 0; j < total; j++) {
+        double e = eps_hat[j], x0 = ((double)xt[j] - sb * e) / sa;
+        x_next[j] = (float)(na * x0 + nb * e);
     }
 }

@@ -733,6 +733,24 @@ void ddpm_folder_batch(float *out, const ddpm_image_folder *f, const int *idx, i
     }
 }
 
+ddpm_status ddpm_image_file_load(uint8_t **px, const char *path, const ddpm_folder_options *o) {
+    *px = NULL;
+    ddpm_status st = check_options(o);
+    if (st) return st;
+    decoded d;
+    if (!decode_file(&d, path, o)) st = ddpm_error(DDPM_ERR_NOMEM, "out of memory decoding '%s'", path);
+    else if (d.kind >= 0) st = ddpm_error(d.kind == DDPM_SKIP_UNREADABLE ? DDPM_ERR_IO : DDPM_ERR_FORMAT, "%s", d.msg);
+    else if (!(*px = malloc((size_t)o->channels * o->size * o->size)))
+        st = ddpm_error(DDPM_ERR_NOMEM, "out of memory decoding '%s'", path);
+    int S = o->size, C = o->channels, x0 = (d.w - S) / 2, y0 = (d.h - S) / 2;
+    for (int c = 0; !st && c < C; c++) /* the center crop, interleaved -> planar */
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++) (*px)[((size_t)c * S + y) * S + x] = d.px[((size_t)(y0 + y) * d.w + x0 + x) * C + c];
+    free(d.px);
+    free(d.msg);
+    return st;
+}
+
 ddpm_status ddpm_folder_to_dataset(ddpm_dataset *ds, const ddpm_image_folder *f) {
     memset(ds, 0, sizeof *ds);
     size_t D = (size_t)f->c * f->size * f->size;

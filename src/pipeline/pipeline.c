@@ -2,10 +2,15 @@
 #include "ddpm/pipeline.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/util.h"
+#include "ddpm/data.h"
 #include "ddpm/checkpoint.h"
 #include "ddpm/image.h"
 #include "ddpm/imagefolder.h"
@@ -208,10 +213,55 @@ void ddpm_draw_opts_default(ddpm_draw_opts *o) {
     *o = (ddpm_draw_opts){.sampler = {.kind = DDPM_SAMPLER_DDPM, .var = DDPM_VAR_SMALL}, .label = -1, .guidance = 1.0f};
 }
 
+int ddpm_pipeline_edit_count(const ddpm_draw_opts *o) { return o->edit ? o->edit->n_init * o->edit->per_image : 0; }
+
+/* The sampler-side edit of images first..first+n-1: x_init [n, D] and keep [D]
+ * (either may be NULL: then only checked). */
+static ddpm_status make_edit(const ddpm_pipeline *p, const ddpm_edit_opts *e, int first, int n, float *x_init,
+                             uint8_t *keep, ddpm_sampler_edit *se) {
+    size_t D = p->info.D, HW = (size_t)p->info.cfg.res * p->info.cfg.res;
+    if (!e->init || e->n_init < 1 || e->per_image < 1 || (int64_t)e->n_init * e->per_image > INT32_MAX)
+        return ddpm_error(DDPM_ERR_ARG, "an edit needs at least one image and per-image >= 1 (got %d images, %d per image)",
+                          e->n_init, e->per_image);
+    if (!(e->strength > 0.0f && e->strength <= 1.0f))
+        return ddpm_error(DDPM_ERR_ARG, "strength %g is outside (0, 1]", (double)e->strength);
+    if (e->resample < 0 || (e->resample > 0 && !e->mask))
+        return ddpm_error(DDPM_ERR_ARG, "resampling (%d) applies to inpainting (a mask) only", e->resample);
+    if (first < 0 || n < 0 || first + n > e->n_init * e->per_image)
+        return ddpm_error(DDPM_ERR_ARG, "images %d..%d of an edit that makes %d", first, first + n - 1,
+                          e->n_init * e->per_image);
+    for (int i = 0; x_init && i < n; i++) { /* as the training batches scale pixels */
+        const uint8_t *u = e->init + (size_t)((first + i) / e->per_image) * D;
+        for (size_t d = 0; d < D; d++) x_init[(size_t)i * D + d] = (float)u[d] / 127.5f - 1.0f;
+    }
+    for (size_t d = 0; keep && e->mask && d < D; d++) keep[d] = !e->mask[d % HW];
+    *se = (ddpm_sampler_edit){.x_init = x_init, .strength = e->strength, .keep = e->mask ? keep : NULL,
+                              .resample = e->resample};
+    return DDPM_OK;
+}
+
+/* The edit of o against the sampler; *K (may be NULL) the steps it runs. */
+static ddpm_status check_edit(const ddpm_pipeline *p, const ddpm_draw_opts *o, int *K) {
+    static const float present = 0.0f; /* stands for the images: only whether they exist is checked */
+    static const uint8_t yes = 1;
+    ddpm_sampler_edit se;
+    ddpm_status st = make_edit(p, o->edit, 0, 0, NULL, NULL, &se);
+    if (st) return st;
+    se.x_init = &present, se.keep = o->edit->mask ? &yes : NULL;
+    ddpm_sampler sm;
+    if (!(st = ddpm_sampler_create(&sm, &p->s, &o->sampler, 1, 1))) {
+        int steps = 0;
+        st = ddpm_sampler_edit_steps(&sm, &se, &steps);
+        if (!st && K) *K = steps;
+    }
+    ddpm_sampler_destroy(&sm);
+    return st;
+}
+
 ddpm_status ddpm_pipeline_check(const ddpm_pipeline *p, const ddpm_draw_opts *o, int *K) {
     int T = p->info.T, C = p->info.cfg.num_classes;
     ddpm_sampler_kind kind = o->sampler.kind;
-    if ((unsigned)kind > DDPM_SAMPLER_DPMPP_2M) return ddpm_error(DDPM_ERR_ARG, "unknown sampler %d", (int)kind);
+    if ((unsigned)kind > DDPM_SAMPLER_EULER_A) return ddpm_error(DDPM_ERR_ARG, "unknown sampler %d", (int)kind);
     int kmax = ddpm_sampler_max_steps(kind, T);
     if (o->sampler.steps > kmax && kind == DDPM_SAMPLER_DPMPP_2M)
         return ddpm_error(DDPM_ERR_ARG, "%d sampling steps: dpm++2m takes at most T-1 = %d steps for the model's T = %d "
@@ -228,13 +278,24 @@ ddpm_status ddpm_pipeline_check(const ddpm_pipeline *p, const ddpm_draw_opts *o,
     if (o->guided && !(o->guidance >= 0.0f && o->guidance <= 1e6f))
         return ddpm_error(DDPM_ERR_ARG, "guidance weight %g is not a finite number >= 0", (double)o->guidance);
     if (K) *K = o->sampler.steps ? o->sampler.steps : ddpm_sampler_default_steps(kind, T);
-    return DDPM_OK;
+    return o->edit ? check_edit(p, o, K) : DDPM_OK;
 }
 
 void ddpm_pipeline_labels(const ddpm_pipeline *p, const ddpm_draw_opts *o, int first, int n, int *labels) {
     int C = p->info.cfg.num_classes;
     for (int i = 0; i < n; i++)
-        labels[i] = C == 0 ? -1 : o->labels ? o->labels[i] : o->label >= 0 ? o->label : (first + i) % C;
+        labels[i] = C == 0 ? -1 : o->labels ? o->labels[i] : o->label >= 0 ? o->label : o->edit ? C : (first + i) % C;
+}
+
+/* The model the sampler calls (guided or not), set up for batches of B. */
+static ddpm_status model_for(ddpm_pipeline *p, const ddpm_draw_opts *o, int B, ddpm_guidance *g, ddpm_model_fn *fn,
+                             void **ctx) {
+    ddpm_status st = make_unet(p, o->guided ? 2 * B : B);
+    if (!st && o->guided) st = ddpm_guidance_init(g, ddpm_objective_eps, &p->om, o->guidance, p->info.cfg.num_classes,
+                                                  p->info.D, B);
+    *fn = o->guided ? ddpm_guidance_eps : ddpm_objective_eps;
+    *ctx = o->guided ? (void *)g : (void *)&p->om;
+    return st;
 }
 
 ddpm_status ddpm_pipeline_draw(ddpm_pipeline *p, const ddpm_draw_opts *o, int first, int n, float *x) {
@@ -245,19 +306,24 @@ ddpm_status ddpm_pipeline_draw(ddpm_pipeline *p, const ddpm_draw_opts *o, int fi
     size_t D = p->info.D;
     ddpm_sampler sm = {0};
     ddpm_guidance g = {0};
-    int *labels = NULL;
-    if (C > 0 && !(labels = malloc((size_t)n * sizeof(int))))
-        return ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d labels", n);
-    if (labels) ddpm_pipeline_labels(p, o, first, n, labels);
-    st = make_unet(p, o->guided ? 2 * B : B);
+    ddpm_sampler_edit se;
+    ddpm_model_fn fn;
+    void *ctx;
+    int *labels = C > 0 ? malloc((size_t)n * sizeof(int)) : NULL;
+    float *x_init = o->edit ? ddpm_malloc((size_t)n * D * sizeof(float)) : NULL; /* [n, D] */
+    uint8_t *keep = o->edit ? malloc(D) : NULL;                                  /* [D] */
+    if ((C > 0 && !labels) || (o->edit && (!x_init || !keep)))
+        st = ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d images", n);
+    if (!st && labels) ddpm_pipeline_labels(p, o, first, n, labels);
+    if (!st && o->edit) st = make_edit(p, o->edit, first, n, x_init, keep, &se);
+    if (!st) st = model_for(p, o, B, &g, &fn, &ctx);
     if (!st) st = ddpm_sampler_create(&sm, &p->s, &o->sampler, D, B);
-    if (!st && o->guided) st = ddpm_guidance_init(&g, ddpm_objective_eps, &p->om, o->guidance, C, D, B);
-    if (!st)
-        st = ddpm_sampler_run(&sm, x, first, n, o->seed, labels, o->guided ? ddpm_guidance_eps : ddpm_objective_eps,
-                              o->guided ? (void *)&g : (void *)&p->om, o->on_step, o->ud);
+    if (!st) st = ddpm_sampler_run_edit(&sm, x, first, n, o->seed, labels, fn, ctx, o->on_step, o->ud, o->edit ? &se : NULL);
     ddpm_guidance_free(&g);
     ddpm_sampler_destroy(&sm);
     free(labels);
+    ddpm_free(x_init);
+    free(keep);
     return st;
 }
 
@@ -281,4 +347,140 @@ ddpm_status ddpm_pipeline_eps(void *ctx, float *eps_hat, const float *x, const i
 void ddpm_pipeline_set_precision(ddpm_pipeline *p, ddpm_precision prec) {
     p->info.precision = prec;
     ddpm_unet_set_precision(p->unet, prec);
+}
+
+/* ---- editing inputs, inversion, interpolation ------------------------------------------------ */
+
+/* True when path starts like an IDX file (raw magic 0x0000080x, or gzip). */
+static bool looks_like_idx(const char *path) {
+    unsigned char b[4] = {0};
+    FILE *f = fopen(path, "rb");
+    size_t got = f ? fread(b, 1, 4, f) : 0;
+    if (f) fclose(f);
+    return (got >= 2 && b[0] == 0x1f && b[1] == 0x8b) || (got == 4 && !b[0] && !b[1] && b[2] == 0x08);
+}
+
+static void folder_opts(const ddpm_pipeline *p, ddpm_folder_options *fo, int channels) {
+    ddpm_folder_options_default(fo);
+    fo->size = p->info.cfg.res;
+    fo->channels = channels;
+    fo->strict = true; /* an input that is not an image is an error, not a skip */
+}
+
+ddpm_status ddpm_pipeline_load_images(const ddpm_pipeline *p, const char *path, uint8_t **u8, int *n) {
+    const ddpm_unet_config *c = &p->info.cfg;
+    ddpm_folder_options fo;
+    folder_opts(p, &fo, c->in_ch);
+    *u8 = NULL, *n = 0;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return ddpm_error(DDPM_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+    if (S_ISDIR(sb.st_mode)) {
+        ddpm_image_folder f;
+        ddpm_dataset ds;
+        ddpm_status st = ddpm_folder_load(&f, path, &fo, NULL);
+        if (st) return st;
+        st = ddpm_folder_to_dataset(&ds, &f);
+        ddpm_folder_free(&f);
+        if (st) return st;
+        *u8 = ds.pixels, *n = ds.n;
+        ds.pixels = NULL;
+        ddpm_dataset_free(&ds);
+        return DDPM_OK;
+    }
+    if (!looks_like_idx(path)) {
+        ddpm_status st = ddpm_image_file_load(u8, path, &fo);
+        if (!st) *n = 1;
+        return st;
+    }
+    ddpm_idx im;
+    ddpm_status st = ddpm_idx_read(&im, path, DDPM_IDX_IMAGES);
+    if (st) return st;
+    int ch = im.ndim == 4 ? im.dims[1] : 1, h = im.dims[im.ndim - 2], w = im.dims[im.ndim - 1];
+    if (ch != c->in_ch || h != c->res || w != c->res) {
+        ddpm_idx_free(&im);
+        return ddpm_error(DDPM_ERR_FORMAT, "'%s' holds %d x %d x %d images; the model takes %d x %d x %d", path, ch, h, w,
+                          c->in_ch, c->res, c->res);
+    }
+    *u8 = im.data, *n = im.dims[0];
+    return DDPM_OK;
+}
+
+ddpm_status ddpm_pipeline_load_mask(const ddpm_pipeline *p, const char *path, uint8_t **mask) {
+    ddpm_folder_options fo;
+    folder_opts(p, &fo, 1);
+    ddpm_status st = ddpm_image_file_load(mask, path, &fo);
+    for (int i = 0; !st && i < p->info.cfg.res * p->info.cfg.res; i++) (*mask)[i] = (*mask)[i] >= 128;
+    return st;
+}
+
+ddpm_status ddpm_pipeline_invert(ddpm_pipeline *p, const ddpm_draw_opts *o, int first, int n, const float *x0,
+                                 float *xT) {
+    ddpm_status st = ddpm_pipeline_check(p, o, NULL);
+    if (st) return st;
+    if (o->sampler.kind != DDPM_SAMPLER_DDIM) return ddpm_error(DDPM_ERR_ARG, "inversion runs the ddim sampler");
+    int B = n < p->max_batch ? n : p->max_batch, C = p->info.cfg.num_classes;
+    ddpm_sampler sm = {0};
+    ddpm_guidance g = {0};
+    ddpm_model_fn fn;
+    void *ctx;
+    int *labels = C > 0 ? malloc((size_t)n * sizeof(int)) : NULL;
+    if (C > 0 && !labels) return ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d labels", n);
+    if (labels) ddpm_pipeline_labels(p, o, first, n, labels);
+    memcpy(xT, x0, (size_t)n * p->info.D * sizeof(float));
+    st = model_for(p, o, B, &g, &fn, &ctx);
+    if (!st) st = ddpm_sampler_create(&sm, &p->s, &o->sampler, p->info.D, B);
+    if (!st) st = ddpm_sampler_invert(&sm, xT, n, labels, fn, ctx);
+    ddpm_guidance_free(&g);
+    ddpm_sampler_destroy(&sm);
+    free(labels);
+    return st;
+}
+
+/* The latent of image a (inverted) or of seed's image 0 (its x_T draw) into z [D]. */
+static ddpm_status interp_end(ddpm_pipeline *p, const ddpm_draw_opts *o, const uint8_t *a, uint64_t seed, float *z,
+                              float *tmp) {
+    size_t D = p->info.D;
+    if (!a) {
+        ddpm_rng r;
+        ddpm_rng_seed(&r, ddpm_sampler_image_seed(seed, 0));
+        ddpm_rng_fill_normal(&r, z, D);
+        return DDPM_OK;
+    }
+    for (size_t d = 0; d < D; d++) tmp[d] = (float)a[d] / 127.5f - 1.0f;
+    return ddpm_pipeline_invert(p, o, 0, 1, tmp, z);
+}
+
+ddpm_status ddpm_pipeline_interp(ddpm_pipeline *p, const ddpm_draw_opts *o, const ddpm_interp_opts *io, float *x) {
+    if (io->frames < 2) return ddpm_error(DDPM_ERR_ARG, "an interpolation needs at least 2 frames, got %d", io->frames);
+    if (o->sampler.kind != DDPM_SAMPLER_DDIM || o->sampler.eta != 0.0f)
+        return ddpm_error(DDPM_ERR_ARG, "interpolation decodes with the ddim sampler, eta 0");
+    size_t D = p->info.D;
+    int F = io->frames, C = p->info.cfg.num_classes;
+    ddpm_draw_opts od = *o;
+    od.edit = NULL;
+    if (C > 0 && od.label < 0 && !od.labels) od.label = 0; /* one class along the strip */
+    float *buf = ddpm_malloc((size_t)(F + 3) * D * sizeof(float)); /* [F, D] latents, a, b, scratch */
+    if (!buf) return ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d frames", F);
+    float *za = buf + (size_t)F * D, *zb = za + D, *tmp = zb + D;
+    bool use_images = io->a && io->b;
+    ddpm_status st = interp_end(p, &od, use_images ? io->a : NULL, io->seed_a, za, tmp);
+    if (!st) st = interp_end(p, &od, use_images ? io->b : NULL, io->seed_b, zb, tmp);
+    for (int k = 0; !st && k < F; k++) ddpm_slerp(buf + (size_t)k * D, za, zb, D, (double)k / (F - 1));
+    int B = F < p->max_batch ? F : p->max_batch;
+    ddpm_sampler sm = {0};
+    ddpm_guidance g = {0};
+    ddpm_model_fn fn;
+    void *ctx;
+    int *labels = C > 0 ? malloc((size_t)F * sizeof(int)) : NULL;
+    if (!st && C > 0 && !labels) st = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
+    if (!st && labels) ddpm_pipeline_labels(p, &od, 0, F, labels);
+    ddpm_sampler_edit se = {.x_T = buf};
+    if (!st) st = model_for(p, &od, B, &g, &fn, &ctx);
+    if (!st) st = ddpm_sampler_create(&sm, &p->s, &od.sampler, D, B);
+    if (!st) st = ddpm_sampler_run_edit(&sm, x, 0, F, od.seed, labels, fn, ctx, od.on_step, od.ud, &se);
+    ddpm_guidance_free(&g);
+    ddpm_sampler_destroy(&sm);
+    free(labels);
+    ddpm_free(buf);
+    return st;
 }

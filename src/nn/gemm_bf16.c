@@ -24,19 +24,7 @@
 #include "nn/bf16.h"
 #include "nn/gemm_tile.h"
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-#define DDPM_X86 1
-#include <cpuid.h>
-#include <immintrin.h>
-#endif
-
-#if defined(__clang__)
-#define UNROLL _Pragma("clang loop unroll(full)")
-#elif defined(__GNUC__)
-#define UNROLL _Pragma("GCC unroll 16")
-#else
-#define UNROLL
-#endif
+#include "nn/simd.h"
 
 /* Element (x, y) of a strided matrix: S[x*sx + y*sy]. */
 static inline float at(const float *S, size_t sx, size_t sy, int x, int y) {

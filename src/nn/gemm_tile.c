@@ -28,18 +28,7 @@
 
 #include "ddpm/tensor.h"
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-#define DDPM_X86 1
-#include <immintrin.h>
-#endif
-
-#if defined(__clang__)
-#define UNROLL _Pragma("clang loop unroll(full)")
-#elif defined(__GNUC__)
-#define UNROLL _Pragma("GCC unroll 16")
-#else
-#define UNROLL
-#endif
+#include "nn/simd.h"
 
 /* ---- portable path --------------------------------------------------------------- */
 

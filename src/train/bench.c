@@ -14,11 +14,7 @@
 #include "ddpm/train.h"
 #include "core/prof.h"
 #include "nn/gemm_tile.h"
-
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-#include <cpuid.h>
-#define DDPM_X86 1
-#endif
+#include "nn/simd.h" /* DDPM_X86, <cpuid.h> */
 
 _Static_assert(DDPM_PROF_KINDS <= DDPM_BENCH_PROF_KINDS, "bench.h: room for every profiler kind");
 

@@ -228,7 +228,6 @@ int ddpm_cli_check_writable(const char *cmd, const char *path) {
 
 void ddpm_cli_error(const char *cmd) { fprintf(stderr, "ddpm %s: %s\n", cmd, ddpm_last_error()); }
 
-bool ddpm_cli_tty(void) { return isatty(STDERR_FILENO); }
 
 void ddpm_cli_command_line(char *buf, size_t cap, int argc, char **argv) {
     size_t n = (size_t)snprintf(buf, cap, "ddpm");

@@ -73,9 +73,6 @@ void ddpm_model_flags_apply(const ddpm_model_flags *f, ddpm_unet_config *cfg);
  * must hold the model options. */
 void ddpm_model_flags_preset(ddpm_model_flags *f, const ddpm_opt *opts, int nopts, bool size_known);
 
-/* True when stderr is a terminal (progress lines redraw in place). */
-bool ddpm_cli_tty(void);
-
 /* Fails fast when the output `path` cannot be written: it must not be a
  * directory, and its directory must exist and accept a new file (a probe file
  * is created there and removed). Returns 0, or 1 (the exit code) after

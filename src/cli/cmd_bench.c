@@ -137,7 +137,7 @@ static int run(ddpm_bench_config *c, int threads) {
     fprintf(stderr, "ddpm bench: %s (family %d model %d; %s); model %s; batch %d; %d threads; %s; %s, tile kernels %s, bf16 %s\n",
             ci.name, ci.family, ci.model, ci.features, name, c->batch, threads, ddpm_precision_name(c->precision),
             ddpm_blas_core(), ddpm_bench_tile_kernel(), ddpm_bench_bf16_kernel());
-    progress_state ps = {ddpm_cli_tty(), 0};
+    progress_state ps = {ddpm_is_tty(stderr), 0};
     c->progress = progress;
     c->progress_ctx = &ps;
     ddpm_bench_result r;

@@ -1,6 +1,7 @@
 /* prof.c: wall-clock time per layer kind. See prof.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "core/prof.h"
+#include "ddpm/progress.h" /* ddpm_now */
 
 #include <string.h>
 #include <time.h>
@@ -17,10 +18,7 @@ bool ddpm_prof_enabled(void) { return on; }
 void ddpm_prof_reset(void) { memset(total, 0, sizeof total); }
 
 double ddpm_prof_tic(void) {
-    if (!on) return 0.0;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return on ? ddpm_now() : 0.0;
 }
 
 void ddpm_prof_toc(ddpm_prof_kind kind, int pass, double tic) {

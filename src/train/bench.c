@@ -13,6 +13,7 @@
 #include "ddpm/tensor.h"
 #include "ddpm/train.h"
 #include "core/prof.h"
+#include "ddpm/progress.h" /* ddpm_now */
 #include "nn/gemm_tile.h"
 #include "nn/simd.h" /* DDPM_X86, <cpuid.h> */
 
@@ -28,12 +29,6 @@ void ddpm_bench_config_default(ddpm_bench_config *c) {
     c->train = c->sample = c->sgemm = true;
 }
 
-/* Monotonic seconds (ddpm_now is on the run rung, above this one). */
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double peak_rss_mb(void) {
     struct rusage ru;
@@ -69,12 +64,12 @@ static ddpm_status measure(const ddpm_bench_config *c, const char *part, bench_f
     if (c->progress && !s) c->progress(c->progress_ctx, part, 0, 0.0);
     ddpm_prof_reset();
     ddpm_prof_enable(profile);
-    const double start = now();
-    while (!s && (n < DDPM_BENCH_MIN_ITERS || now() - start < c->seconds)) {
+    const double start = ddpm_now();
+    while (!s && (n < DDPM_BENCH_MIN_ITERS || ddpm_now() - start < c->seconds)) {
         if (prep && (s = prep(ctx))) break;
-        const double t0 = now();
+        const double t0 = ddpm_now();
         if ((s = fn(ctx))) break;
-        const double dt = now() - t0;
+        const double dt = ddpm_now() - t0;
         if (n == cap) {
             double *g = realloc(t, (size_t)(cap *= 2) * sizeof *t);
             if (!g) {
@@ -85,7 +80,7 @@ static ddpm_status measure(const ddpm_bench_config *c, const char *part, bench_f
         }
         t[n++] = dt;
         total += dt;
-        if (c->progress) c->progress(c->progress_ctx, part, n, now() - start);
+        if (c->progress) c->progress(c->progress_ctx, part, n, ddpm_now() - start);
     }
     ddpm_prof_enable(false);
     if (!s) {

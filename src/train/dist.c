@@ -8,13 +8,9 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "ddpm/progress.h"
 #include "ddpm/train.h"
 
-double ddpm_dist_time(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 #ifdef DDPM_HAVE_MPI
 #include <mpi.h>

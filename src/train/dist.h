@@ -15,8 +15,6 @@
 /* x[0..n) = the sum over ranks, on every rank (MPI_Allreduce in place). */
 ddpm_status ddpm_dist_sum_f32(float *x, size_t n);
 ddpm_status ddpm_dist_sum_f64(double *x, int n);
-/* Monotonic clock in seconds (for the time spent communicating). */
-double ddpm_dist_time(void);
 /* Whether h is the same on every rank. */
 bool ddpm_dist_same_u64(uint64_t h);
 

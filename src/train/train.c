@@ -10,6 +10,7 @@
 
 #include "core/prof.h"
 #include "ddpm/diffusion.h"
+#include "ddpm/progress.h" /* ddpm_now */
 #include "train/dist.h"
 #include "train/trainer.h"
 
@@ -221,20 +222,20 @@ static const int *draw_noise(ddpm_trainer *tr, const float *x0, const int *label
  * gradient, sum / R. Skipped entirely in a world of one. */
 static ddpm_status reduce_loss(ddpm_trainer *tr, double *loss, double *comm) {
     if (tr->world == 1) return DDPM_OK;
-    double t0 = ddpm_dist_time();
+    double t0 = ddpm_now();
     ddpm_status s = ddpm_dist_sum_f64(loss, 1);
     *loss /= tr->world;
-    *comm += ddpm_dist_time() - t0;
+    *comm += ddpm_now() - t0;
     return s;
 }
 
 static ddpm_status reduce_grads(ddpm_trainer *tr, float *grads, double *comm) {
     if (tr->world == 1) return DDPM_OK;
-    double t0 = ddpm_dist_time();
+    double t0 = ddpm_now();
     ddpm_status s = ddpm_dist_sum_f32(grads, tr->n);
     float inv = 1.0f / (float)tr->world;
     for (size_t i = 0; i < tr->n; i++) grads[i] *= inv;
-    *comm += ddpm_dist_time() - t0;
+    *comm += ddpm_now() - t0;
     return s;
 }
 

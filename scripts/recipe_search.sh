@@ -1,60 +1,67 @@
 #!/usr/bin/env bash
-# recipe_search.sh: train candidate recipes, time them and measure their FID.
+# recipe_search.sh: train candidate recipes on equal training-time budgets and
+# measure their FID.
 #
 # For each candidate (a line of the candidate file):
-#   1. the iteration count: the candidate's own --iters, else one chosen to fill
-#      the training budget (-b SECONDS) at the images/s a short probe run of
-#      that candidate measures (log.csv of a --log-every 1 run, iterations
-#      PROBE..end only, so startup is not counted);
-#   2. `ddpm train FLAGS --iters N` (wall time = train_s);
-#   3. `ddpm sample -n 16 -o grid.png SAMPLE_FLAGS`, the README quick start's
-#      second command (wall time = sample_s; the grid is kept for looking at);
-#   4. `ddpm eval -c ckpt -n 1000 SAMPLE_FLAGS`: FID (and precision, recall)
-#      of 1000 samples drawn with the same sampler flags (eval_s, not part of
-#      the quick start);
+#   1. its iteration count: the candidate's own --iters, else the number that
+#      fills the budget (-b SECONDS) at the candidate's images/s on RATE_THREADS
+#      threads (-T, default 2: the quick start's machine). The rate is looked
+#      up in the rate table (-R) by the flags that set a step's cost (--batch,
+#      --ch, --ch-mult, --res-blocks, --attn, --precision, --size, --channels);
+#      a missing one is measured by a short probe run and added. Measure rates
+#      on a quiet machine: the search itself may then run on fewer threads, two
+#      candidates at a time, without changing what each candidate trains;
+#   2. --warmup P% becomes P percent of those iterations; without --warmup a
+#      candidate warms up for 9 % of them (the quick start's 200 of 2200);
+#   3. `ddpm train FLAGS --iters N` (wall time = train_s), checkpointing every
+#      50 iterations: a search stopped at any point continues where it was
+#      when run again (a run with a checkpoint resumes; a candidate already in
+#      the results table is skipped);
+#   4. `ddpm sample -n 16 -o RUNS/NAME/grid.png SAMPLE_FLAGS` (kept for looking at);
+#   5. `ddpm eval -c ckpt -n EVAL_N SAMPLE_FLAGS`: FID, precision and recall of
+#      the EMA weights, and with -w also of the raw weights (fid_raw);
 # and appends one row to the results table (tab-separated, header on first use):
-#   name iters train_s sample_s quick_s fid precision recall eval_s threads
-#   load commit date train_flags sample_flags
-# quick_s = train_s + sample_s: the quick start's time without build and fetch.
+#   name iters train_s fid fid_raw precision recall eval_s threads load date
+#   train_flags sample_flags
 #
 # Candidate file: one candidate a line, '#' starts a comment, fields separated
 # by a TAB:  NAME <TAB> TRAIN FLAGS <TAB> SAMPLE FLAGS (may be empty)
-#   base	--iters 1400	--sampler dpm++2m --sample-steps 20
-#   v5	--objective v --snr-gamma 5	--sampler dpm++2m
+#   base	--objective v	--sampler dpm++2m --sample-steps 20
+#   b32	--batch 32 --warmup 5%	--sampler dpm++2m --sample-steps 20
 #
-# usage: scripts/recipe_search.sh -c CANDIDATES [-o RESULTS.tsv] [-b TRAIN_SECONDS]
-#            [-r RUNS_DIR] [-t THREADS] [-d DATA_DIR] [-n EVAL_N] [-p PROBE_ITERS] [-k]
+# usage: scripts/recipe_search.sh -c CANDIDATES [-o RESULTS.tsv] [-b SECONDS] [-R RATES.tsv]
+#            [-r RUNS_DIR] [-t THREADS] [-T RATE_THREADS] [-d DATA_DIR] [-n EVAL_N] [-w]
 #   -o  results table (default results/recipe_search.tsv)
-#   -b  training budget in seconds for candidates without --iters (default 900)
+#   -b  training budget in seconds on RATE_THREADS threads (default 770)
+#   -R  rate table: speed key <TAB> images/s (default RUNS/rates.tsv)
 #   -r  where runs go (default runs/search; each candidate in RUNS/NAME)
-#   -t  threads for every command (default 2, the quick start's machine)
+#   -t  threads for training and evaluation (default 2)
+#   -T  threads the budget is measured on (default 2)
 #   -d  MNIST directory (default data/mnist; also $DDPM_DATA_DIR)
 #   -n  samples for FID (default 1000)
-#   -p  probe iterations (default 30)
-#   -k  keep a candidate's run directory if it already has a checkpoint (skip training)
-# Speeds depend on the machine and its load: the table records `uptime`'s
-# 1-minute load at the start of each training, and a budget-derived --iters is
-# only as good as the probe's conditions.
+#   -w  also evaluate the raw weights (--no-ema)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 DDPM=${DDPM:-build/ddpm}
-CANDS="" OUT=results/recipe_search.tsv BUDGET=900 RUNS=runs/search THREADS=2
-DATA=${DDPM_DATA_DIR:-data/mnist} EVAL_N=1000 PROBE=30 KEEP=0
-while getopts "c:o:b:r:t:d:n:p:kh" opt; do
+CANDS="" OUT=results/recipe_search.tsv BUDGET=770 RUNS=runs/search THREADS=2 RTHREADS=2 RATES=""
+DATA=${DDPM_DATA_DIR:-data/mnist} EVAL_N=1000 RAW=0
+while getopts "c:o:b:R:r:t:T:d:n:wh" opt; do
   case $opt in
-    c) CANDS=$OPTARG ;; o) OUT=$OPTARG ;; b) BUDGET=$OPTARG ;; r) RUNS=$OPTARG ;;
-    t) THREADS=$OPTARG ;; d) DATA=$OPTARG ;; n) EVAL_N=$OPTARG ;; p) PROBE=$OPTARG ;; k) KEEP=1 ;;
+    c) CANDS=$OPTARG ;; o) OUT=$OPTARG ;; b) BUDGET=$OPTARG ;; R) RATES=$OPTARG ;; r) RUNS=$OPTARG ;;
+    t) THREADS=$OPTARG ;; T) RTHREADS=$OPTARG ;; d) DATA=$OPTARG ;; n) EVAL_N=$OPTARG ;; w) RAW=1 ;;
     h) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) exit 2 ;;
   esac
 done
 [[ -n $CANDS && -r $CANDS ]] || { echo "recipe_search: need a readable candidate file (-c FILE)" >&2; exit 2; }
 [[ -x $DDPM ]] || { echo "recipe_search: no $DDPM (run scripts/bootstrap.sh)" >&2; exit 1; }
-[[ $BUDGET =~ ^[0-9]+$ && $THREADS =~ ^[0-9]+$ && $EVAL_N =~ ^[0-9]+$ && $PROBE =~ ^[0-9]+$ ]] ||
-  { echo "recipe_search: -b, -t, -n and -p take whole numbers" >&2; exit 2; }
-mkdir -p "$RUNS" "$(dirname "$OUT")"
-[[ -s $OUT ]] || printf 'name\titers\ttrain_s\tsample_s\tquick_s\tfid\tprecision\trecall\teval_s\tthreads\tload\tcommit\tdate\ttrain_flags\tsample_flags\n' > "$OUT"
+[[ $BUDGET =~ ^[0-9]+$ && $THREADS =~ ^[0-9]+$ && $RTHREADS =~ ^[0-9]+$ && $EVAL_N =~ ^[0-9]+$ ]] ||
+  { echo "recipe_search: -b, -t, -T and -n take whole numbers" >&2; exit 2; }
+RATES=${RATES:-$RUNS/rates.tsv}
+mkdir -p "$RUNS" "$(dirname "$OUT")" "$(dirname "$RATES")"
+[[ -s $OUT ]] || printf 'name\titers\ttrain_s\tfid\tfid_raw\tprecision\trecall\teval_s\tthreads\tload\tdate\ttrain_flags\tsample_flags\n' > "$OUT"
+touch "$RATES"
 
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
@@ -66,42 +73,62 @@ without() {
   local s=$1; shift
   awk -v drop=" $* " '{ for (i = 1; i <= NF; i++) if (index(drop, " " $i " ")) i++; else o = o (o ? " " : "") $i } END { print o }' <<< "$s"
 }
+# The flags of $1 that set the cost of a step, in a fixed order: the rate table's key.
+speed_key() {
+  local k="" f v
+  for f in --batch --ch --ch-mult --res-blocks --attn --precision --size --channels; do
+    v=$(flag "$1" "$f" "")
+    [[ -n $v ]] && k="$k${k:+ }$f $v"
+  done
+  echo "${k:-default}"
+}
 # key=value from ddpm eval's output.
 value() { sed -n "s/^$2=//p" <<< "$1"; }
 
-# Iterations that fill $BUDGET seconds at the probe's measured rate.
-budget_iters() {
-  local name=$1 flags=$2 dir="$RUNS/$1.probe" batch rate
-  batch=$(flag "$flags" --batch 64)
-  # shellcheck disable=SC2086  # the flags are words
-  "$DDPM" train $(without "$flags" --iters --warmup --log-every) --iters $((PROBE + 10)) --warmup 1 --log-every 1 --threads "$THREADS" \
-    --data-dir "$DATA" --out "$dir" --force > /dev/null 2> "$dir.log" ||
-    { echo "recipe_search: $name: probe run failed (see $dir.log)" >&2; return 1; }
-  # iterations per second between iteration PROBE/3 and the last
-  rate=$(awk -F, -v from=$((PROBE / 3)) 'NR > 1 && $1 >= from { if (!n++) { i0 = $1; t0 = $6 } i1 = $1; t1 = $6 }
-         END { if (t1 > t0) printf "%.6f", (i1 - i0) / (t1 - t0) }' "$dir/log.csv")
-  [[ -n $rate ]] || { echo "recipe_search: $name: no rate in $dir/log.csv" >&2; return 1; }
-  echo "recipe_search: $name: probe $(awk -v r="$rate" -v b="$batch" 'BEGIN { printf "%.1f img/s", r * b }')" >&2
-  rm -rf "$dir"
-  awk -v r="$rate" -v s="$BUDGET" 'BEGIN { n = int(r * s); print (n > 0 ? n : 1) }'
+# Images/s of the flags $2 on RTHREADS threads: from the table, else a probe
+# (iterations 10 to 35 of a 35-iteration run) whose result joins the table.
+rate_of() {
+  local name=$1 flags=$2 key rate dir="$RUNS/$1.probe"
+  key=$(speed_key "$flags")
+  rate=$(awk -F'\t' -v k="$key" '$1 == k { r = $2 } END { print r }' "$RATES")
+  if [[ -z $rate ]]; then
+    # shellcheck disable=SC2086  # the flags are words
+    "$DDPM" train $(without "$flags" --iters --warmup --log-every --ckpt-every) --iters 35 --warmup 1 --log-every 1 \
+      --threads "$RTHREADS" --data-dir "$DATA" --out "$dir" --force > /dev/null 2> "$dir.log" ||
+      { echo "recipe_search: $name: probe run failed (see $dir.log)" >&2; return 1; }
+    rate=$(awk -F, -v b="$(flag "$flags" --batch 64)" '$1 == 10 { t0 = $5 } $1 == 35 { t1 = $5 }
+           END { if (t1 > t0) printf "%.2f", 25 * b / (t1 - t0) }' "$dir/log.csv")
+    [[ -n $rate ]] || { echo "recipe_search: $name: no rate in $dir/log.csv" >&2; return 1; }
+    printf '%s\t%s\n' "$key" "$rate" >> "$RATES"
+    rm -rf "$dir" "$dir.log"
+    echo "recipe_search: $name: $key: probe $rate img/s on $RTHREADS threads" >&2
+  fi
+  echo "$rate"
 }
 
 run_candidate() {
-  local name=$1 tflags=$2 sflags=$3 dir="$RUNS/$1" iters load t0 t1 t2 t3 ev fid
+  local name=$1 tflags=$2 sflags=$3 dir="$RUNS/$1" iters rate warm load t0 t1 t2 ev evr="" fid_raw=-
   iters=$(flag "$tflags" --iters "")
   if [[ -z $iters ]]; then
-    iters=$(budget_iters "$name" "$tflags") || return 1
+    rate=$(rate_of "$name" "$tflags") || return 1
+    iters=$(awk -v r="$rate" -v b="$(flag "$tflags" --batch 64)" -v s="$BUDGET" 'BEGIN { n = int(r * s / b); print (n > 0 ? n : 1) }')
     tflags="$tflags --iters $iters"
   fi
+  warm=$(flag "$tflags" --warmup 9%)
+  if [[ $warm == *% ]]; then
+    tflags="$(without "$tflags" --warmup) --warmup $(awk -v p="${warm%\%}" -v n="$iters" 'BEGIN { print int(p * n / 100 + 0.5) }')"
+  fi
   load=$(load1)
-  echo "recipe_search: $name: train $tflags ($THREADS threads, load $load)" >&2
   t0=$(now)
-  if [[ $KEEP == 1 && -f $dir/ckpt.safetensors ]]; then
-    echo "recipe_search: $name: keeping $dir/ckpt.safetensors (-k)" >&2
+  if [[ -f $dir/ckpt.safetensors ]] && grep -qx "iter=$iters" "$dir/run.txt" 2> /dev/null; then
+    echo "recipe_search: $name: trained already" >&2
   else
+    local again="--force"
+    [[ -f $dir/ckpt.safetensors ]] && again="--resume"
+    echo "recipe_search: $name: train $tflags ($again, $THREADS threads, load $load)" >&2
     # shellcheck disable=SC2086
-    "$DDPM" train $tflags --threads "$THREADS" --data-dir "$DATA" --out "$dir" --force > "$dir.train.log" 2>&1 ||
-      { echo "recipe_search: $name: training failed (see $dir.train.log)" >&2; return 1; }
+    "$DDPM" train $tflags --ckpt-every 50 --threads "$THREADS" --data-dir "$DATA" --out "$dir" $again \
+      >> "$dir.train.log" 2>&1 || { echo "recipe_search: $name: training failed (see $dir.train.log)" >&2; return 1; }
   fi
   t1=$(now)
   # shellcheck disable=SC2086
@@ -111,18 +138,25 @@ run_candidate() {
   # shellcheck disable=SC2086
   ev=$("$DDPM" eval -c "$dir/ckpt.safetensors" -n "$EVAL_N" $sflags --data-dir "$DATA" --threads "$THREADS" \
        2> "$dir.eval.log") || { echo "recipe_search: $name: eval failed (see $dir.eval.log)" >&2; return 1; }
-  t3=$(now)
-  fid=$(value "$ev" fid)
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$iters" "$(secs "$t0" "$t1")" \
-    "$(secs "$t1" "$t2")" "$(secs "$t0" "$t2")" "$fid" "$(value "$ev" precision)" "$(value "$ev" recall)" \
-    "$(secs "$t2" "$t3")" "$THREADS" "$load" "$(git rev-parse --short HEAD 2>/dev/null || echo -)" \
+  if [[ $RAW == 1 ]]; then
+    # shellcheck disable=SC2086
+    evr=$("$DDPM" eval -c "$dir/ckpt.safetensors" -n "$EVAL_N" $sflags --no-ema --data-dir "$DATA" \
+          --threads "$THREADS" 2>> "$dir.eval.log") || { echo "recipe_search: $name: eval failed" >&2; return 1; }
+    fid_raw=$(value "$evr" fid)
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$iters" \
+    "$(awk -F, 'NR > 1 { t = $5 } END { print t }' "$dir/log.csv")" "$(value "$ev" fid)" "$fid_raw" \
+    "$(value "$ev" precision)" "$(value "$ev" recall)" "$(secs "$t1" "$(now)")" "$THREADS" "$load" \
     "$(date -u +%FT%TZ)" "$tflags" "$sflags" >> "$OUT"
-  echo "recipe_search: $name: FID $fid, train $(secs "$t0" "$t1") s, sample $(secs "$t1" "$t2") s" >&2
+  echo "recipe_search: $name: FID $(value "$ev" fid) (raw $fid_raw), $iters iterations" >&2
 }
 
 fails=0
-while IFS=$'\t' read -r -u 3 name tflags sflags || [[ -n ${name:-} ]]; do
+while IFS= read -r -u 3 line || [[ -n ${line:-} ]]; do
+  # cut, not read: read would merge the two tabs around empty train flags
+  name=$(cut -f1 <<< "$line") tflags=$(cut -s -f2 <<< "$line") sflags=$(cut -s -f3 <<< "$line")
   [[ -z ${name// /} || $name == \#* ]] && continue
+  if awk -F'\t' -v n="$name" '$1 == n { found = 1 } END { exit !found }' "$OUT"; then continue; fi
   run_candidate "$name" "${tflags:-}" "${sflags:-}" || fails=$((fails + 1))
 done 3< "$CANDS"
 echo "recipe_search: results in $OUT$( ((fails)) && echo " ($fails candidate(s) failed)")" >&2

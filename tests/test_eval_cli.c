@@ -303,6 +303,65 @@ static void test_train_eval_every(void **state) {
     assert_true(cli_exists(path));
 }
 
+static void expect_error(const char *what, int status, const char *needle, const char *fmt, ...);
+
+/* The metadata value of key in a checkpoint, as a double (NAN when absent). */
+static double ckpt_meta(const char *path, const char *key) {
+    ddpm_checkpoint ck;
+    assert_int_equal(ddpm_checkpoint_open(&ck, path), DDPM_OK);
+    const char *v = ddpm_checkpoint_meta(&ck, key);
+    double x = v ? atof(v) : NAN;
+    ddpm_checkpoint_close(&ck);
+    return x;
+}
+
+/* --keep-best: best.safetensors holds the state of the lowest-FID evaluation
+ * (its FID and iteration in its metadata, the iteration's weights), survives
+ * a stop and resume, samples like any checkpoint, and a fresh run over the
+ * directory removes it. Without --eval-every the flag is an error. */
+static void test_train_keep_best(void **state) {
+    (void)state;
+    if (!g_net[0]) fail_msg("no evaluation network: test_real_vs_noise failed");
+    char out[520], best[600], log[600], line[512];
+    snprintf(out, sizeof out, "%s/best_run", g_dir);
+    snprintf(best, sizeof best, "%s/best.safetensors", out);
+    snprintf(log, sizeof log, "%s/log.csv", out);
+    const char *base = "train --data %s --ch 8 --ch-mult 1,2 --res-blocks 1 --attn 4 --groups 4 --batch 8 --iters 8 "
+                       "--steps 10 --eval-every 2 --eval-n 16 --threads 1 --out %s --keep-best --lr 0.01";
+    cli_result r;
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "%s --stop-after 4", base);
+    if (cli_run(&r, cmd, g_data, out)) fail_msg("%s", r.err);
+    assert_true(cli_exists(best));
+    double f4 = ckpt_meta(best, "best_fid");
+    if (cli_run(&r, "train --out %s --resume --threads 1 --eval-every 2 --eval-n 16 --keep-best", out))
+        fail_msg("%s", r.err);
+    /* the lowest FID of log.csv, and its iteration */
+    FILE *fp = fopen(log, "r");
+    assert_non_null(fp);
+    double lo = INFINITY;
+    long long lo_it = -1;
+    while (fgets(line, sizeof line, fp)) {
+        long long it;
+        double loss, lr, g, t, fid;
+        if (sscanf(line, "%lld,%lf,%lf,%lf,%lf,%lf", &it, &loss, &lr, &g, &t, &fid) == 6 && fid < lo) lo = fid, lo_it = it;
+    }
+    fclose(fp);
+    if (!(lo_it > 0 && lo <= f4 + 1e-4)) fail_msg("lowest fid %g at %lld, best after 4: %g", lo, lo_it, f4);
+    assert_true(fabs(ckpt_meta(best, "best_fid") - lo) < 1e-3);
+    assert_true(ckpt_meta(best, "best_iter") == (double)lo_it);
+    assert_true(ckpt_meta(best, "step") == (double)lo_it);
+    if (cli_run(&r, "sample -c %s -n 2 -o %s/best.png --sampler ddim --sample-steps 5 --threads 1", best, out))
+        fail_msg("%s", r.err);
+    /* a fresh run over the directory does not inherit the old best */
+    if (cli_run(&r, "train --data %s --ch 8 --ch-mult 1,2 --res-blocks 1 --attn 4 --groups 4 --batch 8 --iters 2 "
+                    "--steps 10 --threads 1 --out %s --force", g_data, out))
+        fail_msg("%s", r.err);
+    assert_false(cli_exists(best));
+    expect_error("--keep-best without --eval-every", 2, "--keep-best needs --eval-every", "train --keep-best --out %s/x",
+                 g_dir);
+}
+
 static void expect_error(const char *what, int status, const char *needle, const char *fmt, ...) {
     char args[2000];
     va_list ap;
@@ -359,13 +418,47 @@ static void test_help(void **state) {
     cli_check_help("eval", words, (int)(sizeof words / sizeof *words));
 }
 
+/* Two evaluations that need the same uncached network at once (a recipe
+ * search runs several): it is trained once, under the cache's lock, and both
+ * use the one complete file; no temporary is left behind. */
+static void test_cache_two_at_once(void **state) {
+    (void)state;
+    char cache[600], env[620], err[2][620];
+    snprintf(cache, sizeof cache, "%s/cache2", g_dir);
+    snprintf(env, sizeof env, "DDPM_EVAL_CACHE=%s", cache);
+    char *const envv[] = {env, NULL};
+    char *argv[] = {"eval", g_real, "--data", g_data, "--threads", "1", NULL};
+    int pid[2];
+    for (int i = 0; i < 2; i++) {
+        snprintf(err[i], sizeof err[i], "%s/two%d.err", g_dir, i);
+        pid[i] = cli_spawn(argv, err[i], envv);
+    }
+    int trained = 0;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(cli_wait(pid[i]), 0);
+        size_t n;
+        char *e = cli_slurp(err[i], &n);
+        assert_non_null(e);
+        trained += strstr(e, "training one") != NULL;
+        free(e);
+    }
+    assert_int_equal(trained, 1);
+    char cmd[2000];
+    snprintf(cmd, sizeof cmd, "test $(ls %s | grep -c .) = 2 && ls %s/*.safetensors.lock > /dev/null", cache, cache);
+    assert_int_equal(system(cmd), 0); /* the network and its lock, nothing else */
+    snprintf(cmd, sizeof cmd, "cmp -s %s/$(basename %s) %s", cache, g_net, g_net);
+    assert_int_equal(system(cmd), 0); /* byte for byte the network trained alone */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_real_vs_noise),
+        cmocka_unit_test(test_cache_two_at_once),
         cmocka_unit_test(test_checkpoint),
         cmocka_unit_test(test_ema_weights_cli),
         cmocka_unit_test(test_train_eval_every),
+        cmocka_unit_test(test_train_keep_best),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

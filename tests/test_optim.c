@@ -283,6 +283,29 @@ static void test_ema_decay_warmup(void **state) {
     assert_true(ddpm_ema_decay_at(8, 0.3f) == 0.3f);
 }
 
+/* The power-function profile: (1 - 1/k)^(g+1) for the k-th update, so the
+ * average weighs the k-th parameters about as k^g (Karras et al. 2024): for
+ * parameters equal to k at step k, the average after N steps is about
+ * N (g+1)/(g+2), and never the initial value after the first update. */
+static void test_ema_power_profile(void **state) {
+    (void)state;
+    assert_true(ddpm_ema_power_decay(0, 6.94f) == 0.0f);
+    assert_true(ddpm_ema_power_decay(-3, 6.94f) == 0.0f);
+    assert_true(fabsf(ddpm_ema_power_decay(9, 1.0f) - 0.81f) < 1e-7f); /* k = 10: 0.9^2 */
+    assert_true(fabsf(ddpm_ema_power_decay(1, 0.0f) - 0.5f) < 1e-7f);  /* g = 0: the plain mean */
+    const float gs[3] = {0.0f, 3.0f, 16.97f};
+    for (int i = 0; i < 3; i++) {
+        float e = 123.0f;
+        const int N = 20000;
+        for (int k = 1; k <= N; k++) {
+            float p = (float)k;
+            ddpm_ema_update(&e, &p, 1, ddpm_ema_power_decay(k - 1, gs[i]));
+        }
+        double want = N * (gs[i] + 1.0) / (gs[i] + 2.0);
+        if (fabs(e - want) > 2e-3 * want) fail_msg("gamma %g: average %g, want about %g", (double)gs[i], (double)e, want);
+    }
+}
+
 static void test_ema_update(void **state) {
     (void)state;
     /* dyadic values: exact */
@@ -364,6 +387,7 @@ int main(void) {
         cmocka_unit_test(test_lr_names),
         cmocka_unit_test(test_lr_schedule),
         cmocka_unit_test(test_ema_decay_warmup),
+        cmocka_unit_test(test_ema_power_profile),
         cmocka_unit_test(test_ema_update),
         cmocka_unit_test(test_all_finite),
     };

@@ -150,6 +150,7 @@ static double ref_lr(const ddpm_train_config *c, int64_t k) {
 }
 
 static double ref_ema_decay(const ddpm_train_config *c, int64_t k) {
+    if (c->ema_gamma > 0.0f) return k == 0 ? 0.0 : pow(1.0 - 1.0 / (double)(k + 1), (double)c->ema_gamma + 1.0);
     double d = (1.0 + (double)k) / (10.0 + (double)k);
     return d < (double)c->ema_decay ? d : (double)c->ema_decay;
 }
@@ -447,6 +448,18 @@ static void test_steps_no_clip_constant(void **state) {
     check_steps("noclip+constant", &c, 4, NULL);
 }
 
+/* The power-function EMA profile (--ema-gamma) against its closed form. */
+static void test_steps_power_ema(void **state) {
+    (void)state;
+    ddpm_train_config c;
+    tiny_config(&c, 0, 3);
+    c.iters = 5;
+    c.warmup = 1;
+    c.ema_gamma = 3.0f;
+    check_steps("power-ema", &c, 5, NULL);
+    assert_true(fabs(ref_ema_decay(&c, 1) - 1.0 / 16.0) < 1e-15); /* (1 - 1/2)^4 */
+}
+
 /* The v and x0 objectives and min-SNR-gamma weighting (gamma 2 sits inside
  * the SNR range of T = 20, so some weights are clipped and some are not). */
 static void test_steps_objectives(void **state) {
@@ -640,6 +653,8 @@ static void test_resume_exact(void **state) {
     tiny_api(&c);
     size_t n;
     free(resume_exact(&c, "fp32", g_ck, &n));
+    c.ema_gamma = 6.94f; /* the power profile's state is the step: resumed exactly too */
+    free(resume_exact(&c, "power", g_ck, &n));
 }
 
 /* Replace `"key":"old"` by a value of the same length in the checkpoint's
@@ -822,6 +837,7 @@ int main(void) {
         cmocka_unit_test(test_steps_objectives),
         cmocka_unit_test(test_steps_against_reference),
         cmocka_unit_test(test_steps_no_clip_constant),
+        cmocka_unit_test(test_steps_power_ema),
         cmocka_unit_test(test_label_drop),
         cmocka_unit_test(test_resume_across_epoch),
     };

@@ -40,6 +40,9 @@
 #define DDPM_META_WEIGHT_DECAY "weight_decay"
 #define DDPM_META_CLIP "clip"
 #define DDPM_META_EMA_DECAY "ema_decay"
+#define DDPM_META_BEST_FID "best_fid"   /* best.safetensors (run.h): its FID and iteration */
+#define DDPM_META_BEST_ITER "best_iter"
+#define DDPM_META_EMA_GAMMA "ema_gamma" /* absent = 0: ema_decay's profile */
 #define DDPM_META_COND_DROP "cond_drop"
 #define DDPM_META_SEED "seed"
 #define DDPM_META_STEP "step"                 /* iterations done */

@@ -16,6 +16,9 @@
  * The directory:
  *   ckpt.safetensors   the trainer's whole resume state (train.h), every
  *                      ckpt_every iterations and at the end or on a stop
+ *   best.safetensors   keep_best: the state (as ckpt.safetensors) of the
+ *                      evaluation with the lowest FID so far, with metadata
+ *                      best_fid and best_iter; a fresh run removes an old one
  *   log.csv            iter,loss,lr,grad_norm,time_s (+ the eval columns
  *                      fid,precision,recall,confidence,class_entropy,
  *                      label_accuracy when eval_every > 0): one row per logged
@@ -55,6 +58,7 @@
 #include "ddpm/train.h"
 
 #define DDPM_RUN_CKPT "ckpt.safetensors"
+#define DDPM_RUN_BEST "best.safetensors"
 #define DDPM_RUN_GRID_SEED 1234 /* the grids' noise: the same every time, so grids differ by the model only */
 #define DDPM_RUN_EVAL_SEED 4321
 
@@ -88,6 +92,7 @@ typedef struct {
     int grid_scale;                /* grid tiles enlarged S times (1..DDPM_GRID_MAX_SCALE) */
     int log_every;                 /* a log.csv row and a progress line every N (0: ~50 per run, <= 100 apart) */
     int eval_every, eval_n;        /* the `ddpm eval` metrics on eval_n samples every N (0: never) */
+    bool keep_best;                /* with eval_every: keep the lowest-FID state as best.safetensors */
     const char *eval_data;         /* with eval_every: the IDX directory whose test split is the reference
                                     * (its network cached as eval.h's sessions cache it) */
     FILE *progress;                /* progress lines and messages (NULL: silent) */

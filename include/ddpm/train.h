@@ -58,6 +58,7 @@ typedef struct {
     float weight_decay;    /* AdamW */
     float clip;            /* global gradient-norm clip, <= 0 disables */
     float ema_decay;       /* EMA of the weights, 0 disables */
+    float ema_gamma;       /* > 0: power-function EMA profile (ddpm_ema_power_decay) instead of ema_decay's */
     float cond_drop;       /* class-conditional: probability of training with "no label" */
     uint64_t seed;
     ddpm_precision precision; /* of the UNet's products (common.h); 0 = FP32 */
@@ -131,6 +132,10 @@ ddpm_status ddpm_trainer_set_user_meta(ddpm_trainer *tr, const ddpm_st_meta *met
 /* Writes model, EMA, Adam moments and the metadata above, atomically. In a
  * data-parallel run only rank 0 writes (the others return DDPM_OK). */
 ddpm_status ddpm_trainer_save(const ddpm_trainer *tr, const char *path);
+/* The same with up to DDPM_TRAIN_MAX_SAVE_META more entries for this file
+ * only (e.g. the FID of a kept best checkpoint). */
+#define DDPM_TRAIN_MAX_SAVE_META 4
+ddpm_status ddpm_trainer_save_with(const ddpm_trainer *tr, const char *path, const ddpm_st_meta *extra, int nextra);
 
 /* Debug check of a data-parallel run: every `every` iterations (0 = never)
  * compare a checksum of the parameters across ranks; a mismatch fails the

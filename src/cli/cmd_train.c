@@ -169,7 +169,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf, 
 }
 
 /* The flags train takes, then the DDPM_MODEL_OPTS model flags. */
-#define TRAIN_OPTS 35
+#define TRAIN_OPTS 37
 #define NOPTS (TRAIN_OPTS + DDPM_MODEL_OPTS)
 
 static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
@@ -186,6 +186,7 @@ static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
         {"--precision", NULL, OPT_STRING, &f->precision, 0, 0, "P", "the UNet's products: fp32, or bf16 with fp32 accumulation (default fp32)"},
         {"--clip", NULL, OPT_FLOAT, &f->c.clip, 0.0, 1e6, "NORM", "clip the global gradient norm, 0 = off (default 1)"},
         {"--ema", NULL, OPT_FLOAT, &f->c.ema_decay, 0.0, 0.999999, "DECAY", "EMA decay of the weights, 0 = off (default 0.999)"},
+        {"--ema-gamma", NULL, OPT_FLOAT, &f->c.ema_gamma, 0.0, 1000.0, "G", "power-function EMA, decay (1-1/k)^(G+1) at step k, instead of --ema's (default 0: off)"},
         {"--weight-decay", NULL, OPT_FLOAT, &f->c.weight_decay, 0.0, 1.0, "WD", "AdamW weight decay (default 0)"},
         {"--loss", NULL, OPT_STRING, &f->loss, 0, 0, "KIND", "l2, l1 or huber (default l2)"},
         {"--objective", NULL, OPT_STRING, &f->objective, 0, 0, "KIND", "what the network predicts: eps, v or x0 (default v)"},
@@ -199,6 +200,7 @@ static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
         {"--scale", NULL, OPT_INT, &f->r.grid_scale, 1, DDPM_GRID_MAX_SCALE, "S", "enlarge the sample grids' tiles S times (nearest neighbour; default 1)"},
         {"--eval-every", NULL, OPT_INT, &f->r.eval_every, 0, 100000000, "N", "ddpm eval's metrics every N iterations, in log.csv and fid.png (default 0: never)"},
         {"--eval-n", NULL, OPT_INT, &f->r.eval_n, 4, 100000, "N", "samples per evaluation (default 1000; ddim 50 steps)"},
+        {"--keep-best", NULL, OPT_FLAG, &f->r.keep_best, 0, 0, NULL, "with --eval-every: keep the lowest-FID state as OUT/best.safetensors"},
         {"--log-every", NULL, OPT_INT, &f->r.log_every, 0, 100000000, "N", "log every N iterations (default: about 50 lines per run)"},
         {"--resume", NULL, OPT_FLAG, &f->resume, 0, 0, NULL, "continue the run in --out exactly where its checkpoint left off"},
         {"--stop-after", NULL, OPT_INT, &f->stop_after, 1, 100000000, "N", "stop (and save) after N iterations of this run; --resume continues"},
@@ -218,7 +220,7 @@ static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
 /* On --resume the checkpoint fixes the model and the training recipe. */
 static int check_resume_flags(const ddpm_opt *opts) {
     static const char *fixed[] = {"--steps", "--schedule", "--batch", "--lr", "--warmup", "--lr-decay", "--precision",
-                                  "--clip", "--ema", "--weight-decay", "--loss", "--objective", "--snr-gamma",
+                                  "--clip", "--ema", "--ema-gamma", "--weight-decay", "--loss", "--objective", "--snr-gamma",
                                   "--cond-drop", "--seed", "--alpha", "--crop", "--hflip", "--no-hflip"};
     for (int i = 0; i < NOPTS; i++) {
         bool recipe = i >= TRAIN_OPTS; /* a model flag */
@@ -266,6 +268,10 @@ static int check_names(const train_flags *f) {
         }
     const char *clash = f->resume && f->force ? "--resume and --force" : f->hflip && f->no_hflip ? "--hflip and --no-hflip" : NULL;
     if (clash) fprintf(stderr, "ddpm train: %s contradict each other\n", clash);
+    if (!clash && f->r.keep_best && f->r.eval_every <= 0) {
+        fprintf(stderr, "ddpm train: --keep-best needs --eval-every N (the FID it keeps the best of)\n");
+        return 2;
+    }
     return clash ? 2 : 0;
 }
 

@@ -29,4 +29,9 @@ struct ddpm_classifier {
 
 void clf_layout(const ddpm_clf_config *c, clf_param t[CLF_NPARAMS], size_t *total);
 
+/* The network shipped in the library (clf_nets.c) for the cache name path
+ * ("<dir>/<name>-<hash>.safetensors": the hash of the recipe and the training
+ * data, whatever the directory is called): true and its file's bytes, or false. */
+bool ddpm_clf_shipped(const char *path, const unsigned char **bytes, size_t *n);
+
 #endif

@@ -2,12 +2,15 @@
  * and evaluations on their cadence. See run.h. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/util.h"
+#include "ddpm/checkpoint.h"
+#include "ddpm/meta.h"
 #include "ddpm/image.h"
 #include "ddpm/report.h"
 #include "run/run_internal.h"
@@ -28,7 +31,8 @@ struct ddpm_run {
     double wall0;              /* wall seconds of the run before this session (run.txt) */
     double t0, pause_s;        /* this session's start; its time not spent training */
     double smooth, comm_s;
-    char ckpt[1100];
+    double best_fid;           /* keep_best: the FID of best.safetensors (+inf: none yet) */
+    char ckpt[1100], best[1100];
 };
 
 /* mkdir -p with the library's message. */
@@ -105,6 +109,45 @@ static ddpm_status save_checkpoint(ddpm_run *r, const char *status) {
     return s;
 }
 
+/* A fresh run removes a best.safetensors an earlier run left in the
+ * directory; a resumed run with keep_best continues from its FID (an
+ * evaluation repeated after a crash gives the same FID, so it keeps the file
+ * as it is). */
+static ddpm_status best_open(ddpm_run *r) {
+    r->best_fid = INFINITY;
+    if (snprintf(r->best, sizeof r->best, "%s/%s", r->o.dir, DDPM_RUN_BEST) >= (int)sizeof r->best)
+        return ddpm_error(DDPM_ERR_ARG, "run directory path too long: '%s'", r->o.dir);
+    if (access(r->best, F_OK) != 0 || (r->step0 > 0 && !r->o.keep_best)) return DDPM_OK;
+    if (r->step0 == 0) {
+        if (unlink(r->best) == 0) return DDPM_OK;
+        return ddpm_error(DDPM_ERR_IO, "cannot remove the earlier run's '%s': %s", r->best, strerror(errno));
+    }
+    ddpm_checkpoint ck;
+    ddpm_status s = ddpm_checkpoint_open(&ck, r->best);
+    if (s) return s;
+    float fid;
+    s = ddpm_meta_float(&ck.file, r->best, DDPM_META_BEST_FID, 0.0f, INFINITY, &fid);
+    ddpm_checkpoint_close(&ck);
+    if (!s) r->best_fid = fid;
+    return s;
+}
+
+/* keep_best: best.safetensors becomes this iteration's state if its FID is
+ * the lowest so far (the whole trainer state, as a checkpoint). */
+static ddpm_status best_update(ddpm_run *r, const ddpm_eval_metrics *m, int64_t it) {
+    if (!(m->fid < r->best_fid)) return DDPM_OK;
+    char fid[32], iter[32];
+    snprintf(fid, sizeof fid, "%.9g", m->fid);
+    snprintf(iter, sizeof iter, "%" PRId64, it);
+    const ddpm_st_meta meta[2] = {{DDPM_META_BEST_FID, fid}, {DDPM_META_BEST_ITER, iter}};
+    ddpm_status s = ddpm_trainer_save_with(r->tr, r->best, meta, 2);
+    if (!s) r->best_fid = m->fid;
+    if (!s && r->o.progress)
+        fprintf(r->o.progress, "%sddpm train: best so far: '%s' (iter %" PRId64 ", fid %.3f)\n",
+                ddpm_train_progress_clear(&r->prog), r->best, it, m->fid);
+    return s;
+}
+
 /* What is trained on what, and how. */
 static void print_start(const ddpm_run *r) {
     const ddpm_train_config *c = ddpm_trainer_config(r->tr);
@@ -144,6 +187,9 @@ ddpm_status ddpm_run_open(ddpm_run **out, ddpm_trainer *tr, const ddpm_run_opts 
     }
     if ((s = run_log_open(&r->L, o->dir, r->step0, c->iters, r->eval))) goto done;
     if (r->eval && (s = run_eval_open(&r->ev, o, c->iters))) goto done;
+    if (o->keep_best && !r->eval) s = ddpm_error(DDPM_ERR_ARG, "keeping the best checkpoint needs evaluations (eval_every)");
+    if (!s) s = best_open(r);
+    if (s) goto done;
     ddpm_pipeline_model m = {.cfg = c->model, .params = ddpm_trainer_ema(tr), .schedule = c->schedule, .T = c->T,
                              .objective = c->objective};
     ddpm_pipeline_opts po = {.max_batch = 16}; /* bounds memory beside the trainer's; no effect on the images */
@@ -201,6 +247,7 @@ static ddpm_status evaluate(ddpm_run *r, const ddpm_train_stats *st) {
                                "class_entropy %.3f (%d samples, %.0f s)\n", ddpm_train_progress_clear(&r->prog),
                 st->iter, m.fid, m.precision, m.recall, m.confidence, m.class_entropy, m.n, dt);
     if ((s = log_row(r, st, &m))) return s;
+    if (r->o.keep_best && (s = best_update(r, &m, st->iter))) return s;
     return run_eval_plot(&r->ev, r->o.dir);
 }
 

@@ -119,6 +119,11 @@ float ddpm_ema_decay_at(int64_t step, float max_decay) {
     return d < (double)max_decay ? (float)d : max_decay;
 }
 
+float ddpm_ema_power_decay(int64_t step, float gamma) {
+    if (step < 1) return 0.0f; /* the first update copies the weights */
+    return (float)pow(1.0 - 1.0 / (double)(step + 1), (double)gamma + 1.0);
+}
+
 void ddpm_ema_update(float *ema, const float *params, size_t n, float decay) {
     float w = 1.0f - decay;
 #pragma omp parallel for schedule(static) if (n >= DDPM_PAR_MIN_ELEMS)

@@ -49,6 +49,8 @@ ddpm_status ddpm_trainer_validate(const ddpm_train_config *c) {
     if (!(c->lr > 0.0f) || !isfinite(c->lr)) return ddpm_error(DDPM_ERR_ARG, "learning rate must be > 0");
     if (c->warmup < 0) return ddpm_error(DDPM_ERR_ARG, "warmup must be >= 0");
     if (!(c->ema_decay >= 0.0f && c->ema_decay < 1.0f)) return ddpm_error(DDPM_ERR_ARG, "EMA decay must be in [0, 1)");
+    if (!(c->ema_gamma >= 0.0f && c->ema_gamma <= 1000.0f))
+        return ddpm_error(DDPM_ERR_ARG, "EMA gamma must be in [0, 1000], got %g", (double)c->ema_gamma);
     if (!(c->cond_drop >= 0.0f && c->cond_drop <= 1.0f))
         return ddpm_error(DDPM_ERR_ARG, "label-drop probability must be in [0, 1]");
     if (c->precision != DDPM_PREC_FP32 && c->precision != DDPM_PREC_BF16)
@@ -292,7 +294,10 @@ static ddpm_status step(ddpm_trainer *tr, const float *x0, const int *labels, dd
         return ddpm_error(DDPM_ERR_NUMERIC, "gradient norm is %g at iteration %" PRId64, gnorm, tr->step + 1);
     float lr = ddpm_lr_at(tr->step, c->iters, c->warmup, c->lr, c->decay, c->min_lr_ratio);
     ddpm_adamw_step(params, grads, tr->m, tr->v, tr->n, &tr->adam, lr, tr->step + 1);
-    if (c->ema_decay > 0.0f) ddpm_ema_update(tr->ema, params, tr->n, ddpm_ema_decay_at(tr->step, c->ema_decay));
+    if (c->ema_decay > 0.0f)
+        ddpm_ema_update(tr->ema, params, tr->n,
+                        c->ema_gamma > 0.0f ? ddpm_ema_power_decay(tr->step, c->ema_gamma)
+                                            : ddpm_ema_decay_at(tr->step, c->ema_decay));
     ddpm_prof_toc(DDPM_PROF_OPTIM, DDPM_PROF_BWD, t0);
     tr->step++;
     if (tr->check_sync > 0 && tr->step % tr->check_sync == 0 && (s = check_sync(tr))) return s;

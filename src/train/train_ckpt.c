@@ -15,7 +15,8 @@
 
 /* ---- save ------------------------------------------------------------------------------- */
 
-enum { NMETA = 24 + DDPM_TRAIN_MAX_USER_META, VALUE_CAP = 80 };
+/* the keys of fill_meta (25 at most), the user's and a save's own (ddpm_trainer_save_with) */
+enum { NMETA = 25 + DDPM_TRAIN_MAX_USER_META + DDPM_TRAIN_MAX_SAVE_META, VALUE_CAP = 80 };
 
 /* The metadata entries, in file order; values formatted into v. Returns the count. */
 static int fill_meta(const ddpm_trainer *tr, ddpm_st_meta *meta, char (*v)[VALUE_CAP]) {
@@ -38,6 +39,8 @@ static int fill_meta(const ddpm_trainer *tr, ddpm_st_meta *meta, char (*v)[VALUE
     PUT(DDPM_META_WEIGHT_DECAY, "%.9g", (double)c->weight_decay);
     PUT(DDPM_META_CLIP, "%.9g", (double)c->clip);
     PUT(DDPM_META_EMA_DECAY, "%.9g", (double)c->ema_decay);
+    /* absent = 0: checkpoints without a power profile stay byte for byte what they were */
+    if (c->ema_gamma > 0.0f) PUT(DDPM_META_EMA_GAMMA, "%.9g", (double)c->ema_gamma);
     PUT(DDPM_META_COND_DROP, "%.9g", (double)c->cond_drop);
     PUT(DDPM_META_SEED, "%" PRIu64, c->seed);
     PUT(DDPM_META_STEP, "%" PRId64, tr->step);
@@ -64,10 +67,17 @@ ddpm_status ddpm_trainer_set_user_meta(ddpm_trainer *tr, const ddpm_st_meta *met
 }
 
 ddpm_status ddpm_trainer_save(const ddpm_trainer *tr, const char *path) {
+    return ddpm_trainer_save_with(tr, path, NULL, 0);
+}
+
+ddpm_status ddpm_trainer_save_with(const ddpm_trainer *tr, const char *path, const ddpm_st_meta *extra, int nextra) {
+    if (nextra < 0 || nextra > DDPM_TRAIN_MAX_SAVE_META)
+        return ddpm_error(DDPM_ERR_ARG, "%d metadata entries (at most %d)", nextra, DDPM_TRAIN_MAX_SAVE_META);
     if (tr->rank != 0) return DDPM_OK;
     char v[NMETA][VALUE_CAP];
     ddpm_st_meta meta[NMETA];
     int k = fill_meta(tr, meta, v);
+    for (int i = 0; i < nextra; i++) meta[k++] = extra[i];
     const ddpm_train_config *c = &tr->cfg;
     ddpm_checkpoint_extras x = {.ema = c->ema_decay > 0.0f ? tr->ema : NULL,
                                 .adam_m = tr->m, .adam_v = tr->v, .extra = meta, .nextra = k};
@@ -178,6 +188,8 @@ static ddpm_status read_config(const ddpm_checkpoint *ck, ddpm_train_config *c, 
         (s = need_f(ck, DDPM_META_WEIGHT_DECAY, 0.0f, INFINITY, &c->weight_decay)) ||
         (s = need_f(ck, DDPM_META_CLIP, -INFINITY, INFINITY, &c->clip)) ||
         (s = need_f(ck, DDPM_META_EMA_DECAY, 0.0f, 1.0f, &c->ema_decay)) ||
+        (ddpm_checkpoint_meta(ck, DDPM_META_EMA_GAMMA) &&
+         (s = need_f(ck, DDPM_META_EMA_GAMMA, 0.0f, 1000.0f, &c->ema_gamma))) ||
         (s = need_f(ck, DDPM_META_COND_DROP, 0.0f, 1.0f, &c->cond_drop)) ||
         (s = need_u64(ck, DDPM_META_SEED, &c->seed)) || (s = need_i64(ck, DDPM_META_STEP, 0, INT64_MAX, step)))
         return s;

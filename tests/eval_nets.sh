@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# eval_nets.sh DDPM SOURCE_DIR: the evaluation networks are the ones the
+# library ships, so every machine measures FID with the same file: on an empty
+# cache, `ddpm eval` on MNIST (and on Fashion-MNIST when Debian's
+# dataset-fashion-mnist is installed; CI installs it) uses a network it does
+# not train, whose SHA-256 prefix is the one README.md (MNIST) and
+# docs/quality.md (both) print, and which is the file in src/eval/nets.
+# MNIST: $DDPM_SHARED_MNIST (CMake sets it).
+set -euo pipefail
+DDPM=$1 SRC=$2
+MNIST=${DDPM_SHARED_MNIST:-$SRC/data/mnist}
+FASHION=/usr/share/datasets/fashion-mnist
+W=$(mktemp -d "${TMPDIR:-/tmp}/eval_nets.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+fail() { echo "eval_nets: $*" >&2; exit 1; }
+
+# check NAME DATA_DIR DOC...: the hash ddpm eval reports, against the shipped file and each DOC
+check() {
+  local name=$1 dir=$2 out h f doc; shift 2
+  [[ -r $dir/t10k-images-idx3-ubyte.gz || -r $dir/t10k-images-idx3-ubyte ]] || fail "no $name test split in '$dir'"
+  out=$(DDPM_EVAL_CACHE="$W/cache" "$DDPM" eval "$dir"/t10k-images-idx3-ubyte* --data "$dir" -n 64 --threads 1 \
+        2> "$W/$name.err") || fail "ddpm eval on $name: $(cat "$W/$name.err")"
+  ! grep -q "training" "$W/$name.err" || fail "$name: ddpm eval trained a network instead of using the shipped one"
+  h=$(sed -n 's/^net_sha256=//p' <<< "$out")
+  [[ $h =~ ^[0-9a-f]{16}$ ]] || fail "$name: no net_sha256 in: $out"
+  f=$(ls "$SRC"/src/eval/nets/"$name"-*.safetensors)
+  [[ $(sha256sum "$f" | cut -c1-16) == "$h" ]] || fail "$name: net_sha256 $h is not the hash of $f"
+  for doc in "$@"; do
+    grep -q "net_sha256=$h" "$SRC/$doc" || fail "$name: $doc does not print net_sha256=$h"
+  done
+  echo "eval_nets: $name: net_sha256=$h (shipped, in $*)"
+}
+
+check mnist "$MNIST" README.md docs/quality.md
+if [[ -d $FASHION ]]; then
+  check fashion "$FASHION" docs/quality.md
+elif [[ -n ${CI:-} ]]; then
+  fail "CI must install dataset-fashion-mnist"
+else
+  echo "eval_nets: fashion: not checked (no $FASHION)"
+fi

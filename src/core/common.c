@@ -149,6 +149,11 @@ void ddpm_test_kill_point(const char *path) {
     if (test_hook("DDPM_TEST_KILL_AT", path, &count)) raise(SIGKILL);
 }
 
+void ddpm_test_kill_iter(int rank, int64_t iter) {
+    const char *v = getenv("DDPM_TEST_KILL_ITER"), *colon = v ? strchr(v, ':') : NULL;
+    if (colon && strtol(v, NULL, 10) == rank && strtoll(colon + 1, NULL, 10) == iter) raise(SIGKILL);
+}
+
 bool ddpm_test_no_space(const char *path) {
     static long count;
     return test_hook("DDPM_TEST_ENOSPC_AT", path, &count);

@@ -28,6 +28,7 @@
 #define DDPM_CORE_UTIL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 
 /* Elements of a memory-bound loop (copy, add, axpy, concat, Adam, EMA, the
@@ -93,5 +94,9 @@ ddpm_shown ddpm_show(const char *text);
  * ddpm_test_no_space says so, and the writer fails with ENOSPC. */
 void ddpm_test_kill_point(const char *path);
 bool ddpm_test_no_space(const char *path);
+/* DDPM_TEST_KILL_ITER=<rank>:<n>: the process of that rank (0 when not
+ * distributed) raises SIGKILL once its trainer has finished iteration n, so a
+ * test can kill a rank that writes nothing at a known point. */
+void ddpm_test_kill_iter(int rank, int64_t iter);
 
 #endif

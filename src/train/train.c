@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/prof.h"
+#include "core/util.h"
 #include "ddpm/diffusion.h"
 #include "ddpm/progress.h" /* ddpm_now */
 #include "train/dist.h"
@@ -329,6 +330,7 @@ ddpm_status ddpm_trainer_run(ddpm_trainer *tr, int64_t until, ddpm_train_progres
         ddpm_train_stats st;
         ddpm_status s = ddpm_trainer_next(tr, &st);
         if (s) return s;
+        ddpm_test_kill_iter(tr->rank, tr->step);
         if (fn && (s = fn(ctx, tr, &st, &stop))) return s;
         stop = ddpm_dist_any(stop); /* a signal on any rank stops all at this iteration */
     }

@@ -54,6 +54,26 @@ static void test_enum_tables(void **state) {
     assert_string_equal(ddpm_enum_name(names, n, n), "?");
 }
 
+/* The message lists names[first..n) from the table, "a, b or c", and quotes
+ * what was given through ddpm_show (one printable line). */
+static void test_enum_lookup(void **state) {
+    (void)state;
+    static const char *const names[] = {"default", "linear", "cosine", "quadratic"};
+    int n = (int)DDPM_COUNT(names);
+    ddpm_error(DDPM_OK, "before");
+    assert_int_equal(ddpm_enum_lookup("schedule", names, 1, n, "cosine"), 2);
+    assert_string_equal(ddpm_last_error(), "before"); /* a known name leaves the error alone */
+    assert_int_equal(ddpm_enum_lookup("schedule", names, 1, n, "default"), -1); /* before first: not a name */
+    assert_string_equal(ddpm_last_error(), "unknown schedule 'default' (expected linear, cosine or quadratic)");
+    assert_int_equal(ddpm_enum_lookup("kind", names, 0, 2, "a\nb"), -1);
+    assert_string_equal(ddpm_last_error(), "unknown kind 'a?b' (expected default or linear)");
+    assert_int_equal(ddpm_enum_lookup("kind", names, 3, n, NULL), -1);
+    assert_string_equal(ddpm_last_error(), "unknown kind '' (expected quadratic)");
+    /* the library's parse functions say the same through their own tables */
+    assert_int_equal(ddpm_precision_parse("fp16"), -1);
+    assert_string_equal(ddpm_last_error(), "unknown precision 'fp16' (expected fp32 or bf16)");
+}
+
 static void test_round16(void **state) {
     (void)state;
     assert_int_equal(ddpm_round16(0), 0);
@@ -67,6 +87,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_first_nonfinite),
         cmocka_unit_test(test_enum_tables),
+        cmocka_unit_test(test_enum_lookup),
         cmocka_unit_test(test_round16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

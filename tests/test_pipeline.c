@@ -604,6 +604,34 @@ static void test_set_weights(void **state) {
     free(w2);
 }
 
+/* The draw's progress line names the batch and counts model calls over all
+ * batches: 10 images in batches of 4 with K = 4 are 3 batches, 12 calls. */
+static void test_draw_progress(void **state) {
+    (void)state;
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    ddpm_draw_progress v;
+    ddpm_draw_progress_start(&v, f, 10, 4, 4);
+    assert_int_equal(v.nchunks, 3);
+    for (int first = 0; first < 10; first += 4)
+        for (int step = 0; step <= 4; step++) ddpm_draw_progress_step(&v, first, first + 4 <= 10 ? 4 : 2, step, 4, NULL);
+    ddpm_progress_done(&v.p);
+    char text[4096] = "";
+    rewind(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    assert_non_null(strstr(text, "sampling 10 images, batch 1/3: 2/12 model calls"));
+    assert_non_null(strstr(text, "sampling 10 images, batch 2/3: 5/12 model calls")); /* batch 2's first step */
+    assert_non_null(strstr(text, "sampling 10 images, batch 3/3: 12 model calls in"));
+    ddpm_draw_progress_start(&v, NULL, 3, 64, 5); /* one batch, silent */
+    assert_int_equal(v.B, 3);
+    assert_int_equal(v.nchunks, 1);
+    ddpm_draw_progress_step(&v, 0, 3, 1, 5, NULL);
+    assert_string_equal(v.p.what, "sampling 3 images");
+    assert_int_equal(v.p.done, 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ema_or_raw),
@@ -617,6 +645,7 @@ int main(void) {
         cmocka_unit_test(test_guidance),
         cmocka_unit_test(test_streams_and_batches),
         cmocka_unit_test(test_set_weights),
+        cmocka_unit_test(test_draw_progress),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -45,7 +45,8 @@ typedef enum {
 
 /* "small" / "large", "ddpm" / "ddim" / "dpm++2m" / "euler" / "heun" / "euler_a",
  * "karras" / "schedule" and "uniform" / "quadratic" /
- * "logsnr" <-> kind; parse returns -1 if unknown, name "?" if invalid. */
+ * "logsnr" <-> kind; parse returns -1 if unknown (the last error names the
+ * known ones: "unknown sampler 'X' (expected ddpm, ...)"), name "?" if invalid. */
 int ddpm_var_parse(const char *name);
 const char *ddpm_var_name(ddpm_var_kind kind);
 int ddpm_sampler_parse(const char *name);

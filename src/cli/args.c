@@ -1,24 +1,18 @@
 /* args.c: see args.h. */
 #define _POSIX_C_SOURCE 200809L
 #include "args.h"
-#include "cli.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "core/util.h"
 #include "ddpm/common.h"
 #include "ddpm/datasource.h"
-#include "ddpm/tensor.h"
-
-#include <omp.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* opt is what the user typed: quoted through ddpm_show (printable, cut), so
  * the message stays one short line whatever the value holds. */
@@ -228,7 +222,6 @@ int ddpm_cli_check_writable(const char *cmd, const char *path) {
 
 void ddpm_cli_error(const char *cmd) { fprintf(stderr, "ddpm %s: %s\n", cmd, ddpm_last_error()); }
 
-
 void ddpm_cli_command_line(char *buf, size_t cap, int argc, char **argv) {
     size_t n = (size_t)snprintf(buf, cap, "ddpm");
     for (int i = 0; i < argc && n < cap; i++) {
@@ -238,7 +231,7 @@ void ddpm_cli_command_line(char *buf, size_t cap, int argc, char **argv) {
     }
 }
 
-/* ---- where --data NAME lives (cmd_eval, cmd_noise), class names (cmd_info) ---- */
+/* ---- where --data NAME lives (cmd_eval, cmd_noise) ---- */
 
 ddpm_status ddpm_cli_data_dir(char *out_dir, size_t cap, const char *data, const char *data_dir) {
     ddpm_data_opts o;
@@ -247,63 +240,50 @@ ddpm_status ddpm_cli_data_dir(char *out_dir, size_t cap, const char *data, const
     return ddpm_data_find(out_dir, cap, &o);
 }
 
-void ddpm_cli_print_classes(const ddpm_checkpoint *ck) {
-    const char *json = ddpm_checkpoint_meta(ck, DDPM_META_CLASSES);
-    char **names;
-    int n;
-    if (!json || ddpm_folder_classes_parse(json, &names, &n)) return;
-    printf("classes (folder name -> label):\n");
-    for (int i = 0; i < n; i++) printf("  %5d  %s\n", i, names[i]);
-    printf("\n");
-    ddpm_folder_classes_free(names, n);
-}
-
 /* ---- the sampling flags of `sample` and `eval` ----------------------------------- */
 
-int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const char *sampler, int steps, const char *spacing,
-                       float eta, bool eta_seen, const char *var, bool var_seen) {
-    ddpm_draw_opts_default(o);
-    int kind = ddpm_sampler_parse(sampler), v = ddpm_var_parse(var), sp = spacing ? ddpm_spacing_parse(spacing) : 0;
-    const char *why = NULL, *arg = NULL;
-    if (kind < 0) why = "unknown --sampler '%s' (expected ddpm, ddim, dpm++2m, euler, heun or euler_a)", arg = sampler;
-    else if (v < 0) why = "unknown --var '%s' (expected small or large)", arg = var;
-    else if (sp < 0) why = "unknown --spacing '%s' (expected uniform, quadratic or logsnr)", arg = spacing;
-    else if (kind != DDPM_SAMPLER_DDIM && eta_seen) why = "--eta applies to --sampler ddim only";
-    else if (kind != DDPM_SAMPLER_DDPM && var_seen) why = "--var applies to --sampler ddpm only";
-    else if ((kind == DDPM_SAMPLER_DDPM || ddpm_sampler_is_karras((ddpm_sampler_kind)kind)) && spacing)
-        why = "--spacing applies to --sampler ddim and dpm++2m";
-    if (why) {
-        fprintf(stderr, "ddpm %s: ", cmd);
-        fprintf(stderr, why, arg ? ddpm_show(arg).s : "");
-        fputc('\n', stderr);
-        return 2;
-    }
-    o->sampler = (ddpm_sampler_opts){(ddpm_sampler_kind)kind, steps, eta, (ddpm_var_kind)v, (ddpm_spacing)sp};
-    return -1;
+void ddpm_sampler_flags_opts(ddpm_opt *o, ddpm_sampler_flags *f) {
+    *f = (ddpm_sampler_flags){.sampler = "ddpm", .var = "small", .guidance = 1.0f};
+    const ddpm_opt t[] = {
+        {"--sampler", NULL, OPT_STRING, &f->sampler, 0, 0, "NAME", "ddpm, ddim, dpm++2m, euler, heun or euler_a (default ddpm)"},
+        {"--sample-steps", NULL, OPT_INT, &f->steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps (default: min(100, T) for ddpm, min(50, T) for ddim, euler, euler_a, min(20, T-1) for dpm++2m, min(10, T) for heun)"},
+        {"--spacing", NULL, OPT_STRING, &f->spacing, 0, 0, "KIND", "ddim/dpm++2m timesteps: uniform, quadratic or logsnr"},
+        {"--eta", NULL, OPT_FLOAT, &f->eta, 0.0, 1.0, "E", "ddim noise in [0, 1] (default 0: deterministic)"},
+        {"--var", NULL, OPT_STRING, &f->var, 0, 0, "KIND", "ddpm reverse step variance: small or large (default small)"},
+        {"--guidance", NULL, OPT_FLOAT, &f->guidance, 0.0, 100.0, "W", "classifier-free guidance weight >= 0 (class-conditional models)"},
+        {"--seed", NULL, OPT_U64, &f->seed, 0, 0, "S", "random seed (default 0)"},
+    };
+    _Static_assert(DDPM_COUNT(t) == DDPM_SAMPLER_OPTS, "DDPM_SAMPLER_OPTS must count the sampler flags");
+    memcpy(o, t, sizeof t);
 }
 
-void ddpm_cli_sampler_detail(char *buf, size_t cap, const ddpm_sampler_opts *o) {
-    if (o->kind == DDPM_SAMPLER_DDPM) snprintf(buf, cap, "var %s", ddpm_var_name(o->var));
-    else if (o->kind == DDPM_SAMPLER_DDIM) snprintf(buf, cap, "eta %g", (double)o->eta);
-    else if (ddpm_sampler_is_karras(o->kind)) {
-        snprintf(buf, cap, "%s, %s sigmas", o->kind == DDPM_SAMPLER_EULER_A ? "ancestral" : o->churn > 0.0f ? "churn" : "deterministic",
-                 ddpm_sigmas_name(o->sigmas));
-        if (o->churn > 0.0f) snprintf(buf + strlen(buf), cap - strlen(buf), ", S_churn %g", (double)o->churn);
-        return;
-    } else snprintf(buf, cap, "deterministic");
-    ddpm_spacing sp = o->spacing ? o->spacing : ddpm_sampler_default_spacing(o->kind);
-    size_t n = strlen(buf);
-    if (o->kind != DDPM_SAMPLER_DDPM && n < cap) snprintf(buf + n, cap - n, ", %s spacing", ddpm_spacing_name(sp));
+int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const ddpm_sampler_flags *f, const ddpm_opt *opts, int nopts) {
+    ddpm_draw_opts_default(o);
+    int kind = ddpm_sampler_parse(f->sampler), v = kind < 0 ? 0 : ddpm_var_parse(f->var);
+    int sp = kind < 0 || v < 0 || !f->spacing ? 0 : ddpm_spacing_parse(f->spacing);
+    if (ddpm_cli_check_name(cmd, "--sampler", kind) || ddpm_cli_check_name(cmd, "--var", v) ||
+        ddpm_cli_check_name(cmd, "--spacing", sp))
+        return 2;
+    const char *why = NULL;
+    if (kind != DDPM_SAMPLER_DDIM && ddpm_opts_seen(opts, nopts, "--eta")) why = "--eta applies to --sampler ddim only";
+    else if (kind != DDPM_SAMPLER_DDPM && ddpm_opts_seen(opts, nopts, "--var")) why = "--var applies to --sampler ddpm only";
+    else if ((kind == DDPM_SAMPLER_DDPM || ddpm_sampler_is_karras((ddpm_sampler_kind)kind)) && f->spacing)
+        why = "--spacing applies to --sampler ddim and dpm++2m";
+    if (why) {
+        fprintf(stderr, "ddpm %s: %s\n", cmd, why);
+        return 2;
+    }
+    o->sampler = (ddpm_sampler_opts){(ddpm_sampler_kind)kind, f->steps, f->eta, (ddpm_var_kind)v, (ddpm_spacing)sp};
+    o->seed = f->seed, o->guidance = f->guidance;
+    o->guided = ddpm_opts_seen(opts, nopts, "--guidance");
+    return -1;
 }
 
 int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt, bool raw_weights, int max_batch,
                            const char *precision) {
     struct stat st;
     int prec = precision ? ddpm_precision_parse(precision) : 0;
-    if (prec < 0) {
-        fprintf(stderr, "ddpm %s: unknown --precision '%s' (expected fp32 or bf16)\n", cmd, ddpm_show(precision).s);
-        return 2;
-    }
+    if (ddpm_cli_check_name(cmd, "--precision", prec)) return 2;
     if (!*ckpt) {
         *ckpt = DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE;
         if (stat(*ckpt, &st) != 0 && errno == ENOENT) {
@@ -330,25 +310,16 @@ void ddpm_cli_error_flag(const char *cmd, const char *flag) {
     fprintf(stderr, "ddpm %s: %s: %s\n", cmd, flag, ddpm_last_error());
 }
 
+int ddpm_cli_check_name(const char *cmd, const char *flag, int v) {
+    if (v >= 0) return 0;
+    ddpm_cli_error_flag(cmd, flag);
+    return 2;
+}
+
 int ddpm_cli_check_draw(const char *cmd, const ddpm_pipeline *p, const ddpm_draw_opts *o, int *K) {
     if (!ddpm_pipeline_check(p, o, K)) return -1;
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
     bool steps = o->sampler.steps > ddpm_sampler_max_steps(o->sampler.kind, in->T);
     ddpm_cli_error_flag(cmd, steps ? "--sample-steps" : o->guided ? "--guidance" : "--label");
     return 2;
-}
-
-void ddpm_cli_draw_view_start(ddpm_cli_draw_view *v, int n, int batch, int K) {
-    char what[64];
-    v->n = n, v->B = batch < n ? batch : n, v->nchunks = (n + v->B - 1) / v->B;
-    snprintf(what, sizeof what, "sampling %d images", n);
-    ddpm_progress_start(&v->p, stderr, what, (long)v->nchunks * K, "model calls");
-}
-
-void ddpm_cli_draw_on_step(void *ud, int first, int N, int step, int K, const float *x) {
-    (void)N, (void)x;
-    ddpm_cli_draw_view *v = ud;
-    if (step == 1 && v->nchunks > 1)
-        snprintf(v->p.what, sizeof v->p.what, "sampling %d images, batch %d/%d", v->n, first / v->B + 1, v->nchunks);
-    if (step > 0) ddpm_progress_tick(&v->p, (long)(first / v->B) * K + step);
 }

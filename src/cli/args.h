@@ -12,9 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ddpm/progress.h"
-#include "ddpm/unet.h"
 #include "ddpm/progress.h" /* ddpm_now, ddpm_fmt_duration */
+#include "ddpm/unet.h"
 #include "ddpm/tensor.h"   /* ddpm_set_threads */
 #include "core/util.h" /* DDPM_COUNT: option tables are counted by the compiler */
 
@@ -86,17 +85,32 @@ void ddpm_cli_command_line(char *buf, size_t cap, int argc, char **argv);
 
 /* Prints "ddpm CMD: <last library error>" to stderr. */
 void ddpm_cli_error(const char *cmd);
+/* Prints "ddpm CMD: FLAG: <last library error>" to stderr. */
+void ddpm_cli_error_flag(const char *cmd, const char *flag);
+/* v is what a parse function made of FLAG's value (ddpm_schedule_parse, ...,
+ * ddpm_enum_lookup): 0 when it named something, else 2 after
+ * "ddpm CMD: FLAG: unknown schedule 'X' (expected ...)". */
+int ddpm_cli_check_name(const char *cmd, const char *flag, int v);
 
 /* ---- the sampling flags of `sample` and `eval` ------------------------------- */
 
 #include "ddpm/pipeline.h"
-/* o = ddpm_draw_opts_default with the sampler flags: names parsed, options
- * that do not apply to the sampler refused. -1 to go on, else 2 after a
- * usage error. spacing may be NULL. */
-int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const char *sampler, int steps, const char *spacing,
-                       float eta, bool eta_seen, const char *var, bool var_seen);
-/* "var small" / "eta 0" / "deterministic", then ", logsnr spacing" (ddim, dpm++2m). */
-void ddpm_cli_sampler_detail(char *buf, size_t cap, const ddpm_sampler_opts *o);
+/* --sampler, --sample-steps, --spacing, --eta, --var, --guidance, --seed. */
+typedef struct {
+    const char *sampler, *spacing, *var;
+    int steps;
+    float eta, guidance;
+    uint64_t seed;
+} ddpm_sampler_flags;
+#define DDPM_SAMPLER_OPTS 7 /* checked against the table in args.c */
+/* Sets f to the defaults (ddpm, var small, guidance 1, seed 0) and writes
+ * DDPM_SAMPLER_OPTS entries into opts. */
+void ddpm_sampler_flags_opts(ddpm_opt *opts, ddpm_sampler_flags *f);
+/* After ddpm_opts_parse (opts[0..nopts) holds the sampler options): o =
+ * ddpm_draw_opts_default with the flags: names parsed, options that do not
+ * apply to the sampler refused, seed and guidance set (guided when
+ * --guidance was given). -1 to go on, else 2 after a usage error. */
+int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const ddpm_sampler_flags *f, const ddpm_opt *opts, int nopts);
 /* Opens *ckpt (NULL: the default run's checkpoint, with a hint when it does
  * not exist yet) for batches of max_batch images, in `precision` (NULL: the
  * checkpoint's). 0, 1 after the error, 2 after a usage error. */
@@ -106,15 +120,5 @@ bool ddpm_ends_with_png(const char *path);
 /* ddpm_pipeline_check, with the error printed under the flag it concerns
  * (--sample-steps, --guidance or --label): -1 to go on, else 2. */
 int ddpm_cli_check_draw(const char *cmd, const ddpm_pipeline *p, const ddpm_draw_opts *o, int *K);
-/* The progress line of a pipeline draw of n images in batches of B with K
- * steps, as a ddpm_step_fn (ud = the view). */
-typedef struct {
-    ddpm_progress p;
-    int n, B, nchunks;
-} ddpm_cli_draw_view;
-void ddpm_cli_draw_view_start(ddpm_cli_draw_view *v, int n, int batch, int K);
-void ddpm_cli_draw_on_step(void *ud, int first, int N, int step, int K, const float *x);
-/* Prints "ddpm CMD: FLAG: <last library error>" to stderr. */
-void ddpm_cli_error_flag(const char *cmd, const char *flag);
 
 #endif

@@ -24,10 +24,6 @@ typedef struct {
  * to the dataset's directory (ddpm_data_find, with $DDPM_DATA_DIR). */
 ddpm_status ddpm_cli_data_dir(char *out_dir, size_t cap, const char *data, const char *data_dir);
 
-/* When the checkpoint holds class names: "classes (folder name -> label):"
- * and one "  index  name" line each. */
-void ddpm_cli_print_classes(const ddpm_checkpoint *ck);
-
 /* one per src/cli/cmd_<name>.c */
 extern const ddpm_cli_command ddpm_cmd_info;
 extern const ddpm_cli_command ddpm_cmd_train;

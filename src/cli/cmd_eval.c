@@ -20,12 +20,10 @@
 #define CMD "eval"
 
 typedef struct {
-    const char *file, *ckpt, *data, *data_dir, *net, *sampler, *var, *labels, *terms, *spacing;
-    int n, steps, threads, batch;
-    float eta, guidance;
-    uint64_t seed;
-    const char *precision;
-    bool json, bpd, no_ema, n_seen, var_seen, eta_seen, guided;
+    ddpm_sampler_flags s;
+    const char *file, *ckpt, *data, *data_dir, *net, *labels, *terms, *precision;
+    int n, threads, batch;
+    bool json, bpd, no_ema, n_seen;
 } eval_flags;
 
 static int fail(void) {
@@ -70,28 +68,20 @@ static void put_model(const ddpm_pipeline *p) {
             in->ema ? "EMA" : "raw", ddpm_objective_name(in->objective), ddpm_schedule_name(in->schedule), in->T);
 }
 
-/* The sampling flags checked against the model: -1 to go on, else 2. */
-static int draw_opts(ddpm_draw_opts *o, int *K, const eval_flags *f, const ddpm_pipeline *p) {
-    int rc = ddpm_cli_draw_opts(CMD, o, f->sampler, f->steps, f->spacing, f->eta, f->eta_seen, f->var, f->var_seen);
-    if (rc >= 0) return rc;
-    o->seed = f->seed, o->guided = f->guided, o->guidance = f->guidance;
-    return ddpm_cli_check_draw(CMD, p, o, K);
-}
-
 static int eval_samples(ddpm_eval_metrics *m, ddpm_kv *r, const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *od,
                         int K, const ddpm_eval_ref *ref) {
     ddpm_draw_opts o = *od;
-    ddpm_cli_draw_view v;
-    ddpm_cli_draw_view_start(&v, f->n, f->batch, K);
-    o.on_step = ddpm_cli_draw_on_step, o.ud = &v;
+    ddpm_draw_progress v;
+    ddpm_draw_progress_start(&v, stderr, f->n, f->batch, K);
+    o.on_step = ddpm_draw_progress_step, o.ud = &v;
     if (ddpm_eval_pipeline(m, ref, p, &o, f->n)) return fail();
     ddpm_progress_done(&v.p);
     ddpm_kv_put(r, "sampler", true, "%s", ddpm_sampler_name(o.sampler.kind));
     ddpm_kv_put(r, "sample_steps", false, "%d", K);
-    if (o.sampler.kind == DDPM_SAMPLER_DDIM) ddpm_kv_put(r, "eta", false, "%g", (double)f->eta);
+    if (o.sampler.kind == DDPM_SAMPLER_DDIM) ddpm_kv_put(r, "eta", false, "%g", (double)o.sampler.eta);
     if (o.sampler.kind == DDPM_SAMPLER_DDPM) ddpm_kv_put(r, "variance", true, "%s", ddpm_var_name(o.sampler.var));
-    if (f->guided) ddpm_kv_put(r, "guidance", false, "%g", (double)f->guidance);
-    ddpm_kv_put(r, "seed", false, "%llu", (unsigned long long)f->seed);
+    if (o.guided) ddpm_kv_put(r, "guidance", false, "%g", (double)o.guidance);
+    ddpm_kv_put(r, "seed", false, "%llu", (unsigned long long)o.seed);
     return 0;
 }
 
@@ -158,7 +148,7 @@ static int run_bpd(const eval_flags *f, ddpm_pipeline *p, ddpm_var_kind var, con
     } else {
         put_model(p);
         ddpm_progress_start(&prog, stderr, what, (long)((f->n + B - 1) / B) * T, "model calls");
-        if (ddpm_eval_bpd(&b, p, &test, f->n, f->batch, f->seed, var, on_t, &prog) ||
+        if (ddpm_eval_bpd(&b, p, &test, f->n, f->batch, f->s.seed, var, on_t, &prog) ||
             (f->terms && ddpm_bpd_write_terms(f->terms, &b)))
             rc = fail();
     }
@@ -218,7 +208,6 @@ static const char *EPILOG =
 
 /* Usage errors that need no file: NULL or the message. */
 static const char *usage_error(const eval_flags *f, bool sampler_flags) {
-    if (f->precision && ddpm_precision_parse(f->precision) < 0) return "unknown --precision (expected fp32 or bf16)";
     if (!f->file && !f->ckpt) return "name an IDX file of images or a checkpoint (-c CKPT)";
     if (f->file && f->ckpt) return "give an IDX file or -c CKPT, not both";
     if (f->bpd && !f->ckpt) return "--bpd needs a checkpoint (-c CKPT)";
@@ -230,12 +219,12 @@ static const char *usage_error(const eval_flags *f, bool sampler_flags) {
 }
 
 static int cmd_eval(int argc, char **argv) {
-    eval_flags f = {.n = 1000, .sampler = "ddpm", .var = "small", .batch = 64};
+    eval_flags f = {.n = 1000, .batch = 64};
     if (argc > 1 && argv[1][0] != '-') { /* ddpm eval FILE.idx ... */
         f.file = argv[1];
         argv[1] = argv[0], argv++, argc--;
     }
-    ddpm_opt opts[] = {
+    ddpm_opt own[] = {
         {"--ckpt", "-c", OPT_STRING, &f.ckpt, 0, 0, "FILE", "checkpoint to sample from (or to bound with --bpd)"},
         {"--num", "-n", OPT_INT, &f.n, 1, 1000000, "N", "images (default: 1000 samples; all of FILE; 100 for --bpd)"},
         {"--data", NULL, OPT_STRING, &f.data, 0, 0, "NAME", "reference: mnist, fashion, or a directory of IDX files"},
@@ -245,39 +234,31 @@ static int cmd_eval(int argc, char **argv) {
         {"--json", NULL, OPT_FLAG, &f.json, 0, 0, NULL, "print one JSON object instead of key=value lines"},
         {"--bpd", NULL, OPT_FLAG, &f.bpd, 0, 0, NULL, "the variational bound in bits/dim instead"},
         {"--terms", NULL, OPT_STRING, &f.terms, 0, 0, "FILE", "--bpd: write the per-timestep terms as CSV"},
-        {"--sampler", NULL, OPT_STRING, &f.sampler, 0, 0, "NAME", "ddpm, ddim, dpm++2m, euler, heun or euler_a (default ddpm)"},
-        {"--sample-steps", NULL, OPT_INT, &f.steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps (default: min(100, T) for ddpm, min(50, T) for ddim, min(20, T-1) for dpm++2m)"},
-        {"--spacing", NULL, OPT_STRING, &f.spacing, 0, 0, "KIND", "ddim/dpm++2m timesteps: uniform, quadratic or logsnr"},
-        {"--guidance", NULL, OPT_FLOAT, &f.guidance, 0.0, 100.0, "W", "classifier-free guidance weight (class-conditional models)"},
-        {"--eta", NULL, OPT_FLOAT, &f.eta, 0.0, 1.0, "E", "ddim noise in [0, 1] (default 0)"},
-        {"--var", NULL, OPT_STRING, &f.var, 0, 0, "KIND", "reverse variance small or large (default small)"},
-        {"--seed", NULL, OPT_U64, &f.seed, 0, 0, "S", "random seed (default 0)"},
         {"--no-ema", NULL, OPT_FLAG, &f.no_ema, 0, 0, NULL, "use the raw weights, not the EMA weights"},
         {"--batch", NULL, OPT_INT, &f.batch, 1, DDPM_BPD_MAX_BATCH, "B", "images per model call (default 64)"},
         {"--threads", NULL, OPT_INT, &f.threads, 0, 4096, "N", "threads (default 0: all cores)"},
         {"--precision", NULL, OPT_STRING, &f.precision, 0, 0, "P", "the UNet's products: fp32 or bf16 (default: the checkpoint's)"},
     };
+    ddpm_opt opts[DDPM_COUNT(own) + DDPM_SAMPLER_OPTS];
+    memcpy(opts, own, sizeof own);
+    ddpm_sampler_flags_opts(opts + DDPM_COUNT(own), &f.s);
     int nopts = DDPM_COUNT(opts), rc = ddpm_opts_parse(CMD, argc, argv, opts, nopts, SYNOPSIS, EPILOG);
     if (rc) return rc == 1 ? 0 : rc;
     f.n_seen = ddpm_opts_seen(opts, nopts, "--num");
-    f.var_seen = ddpm_opts_seen(opts, nopts, "--var");
-    f.eta_seen = ddpm_opts_seen(opts, nopts, "--eta");
-    f.guided = ddpm_opts_seen(opts, nopts, "--guidance");
     if (f.bpd && !f.n_seen) f.n = 100;
-    ddpm_draw_opts named; /* a value that names nothing is the first thing to say */
-    if ((rc = ddpm_cli_draw_opts(CMD, &named, f.sampler, f.steps, f.spacing, f.eta, f.eta_seen, f.var, f.var_seen)) >= 0)
+    ddpm_draw_opts o; /* a value that names nothing is the first thing to say */
+    if ((rc = ddpm_cli_draw_opts(CMD, &o, &f.s, opts, nopts)) >= 0 ||
+        (f.precision && (rc = ddpm_cli_check_name(CMD, "--precision", ddpm_precision_parse(f.precision)))))
         return rc;
-    const char *why = usage_error(&f, ddpm_opts_seen(opts, nopts, "--sampler") || ddpm_opts_seen(opts, nopts, "--sample-steps") ||
-                                          f.eta_seen || f.guided || f.spacing);
+    const char *why = usage_error(&f, o.guided || f.s.spacing || ddpm_opts_seen(opts, nopts, "--sampler") ||
+                                          ddpm_opts_seen(opts, nopts, "--sample-steps") || ddpm_opts_seen(opts, nopts, "--eta"));
     if (why) return fprintf(stderr, "ddpm %s: %s\n", CMD, why), 2;
     ddpm_set_threads(f.threads);
     ddpm_pipeline *p = NULL;
-    ddpm_draw_opts o;
     int K = 0;
-    ddpm_draw_opts_default(&o);
     if (!f.file) {
         if ((rc = ddpm_cli_open_pipeline(CMD, &p, &f.ckpt, f.no_ema, f.batch, f.precision))) return rc;
-        if ((rc = draw_opts(&o, &K, &f, p)) >= 0) {
+        if ((rc = ddpm_cli_check_draw(CMD, p, &o, &K)) >= 0) {
             ddpm_pipeline_free(p);
             return rc;
         }

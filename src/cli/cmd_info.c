@@ -7,6 +7,7 @@
 #include "args.h"
 #include "cli.h"
 #include "ddpm/checkpoint.h"
+#include "ddpm/imagefolder.h"
 #include "ddpm/unet.h"
 
 static void print_count(size_t n) {
@@ -30,6 +31,19 @@ static void print_config(const ddpm_unet_config *c) {
            "dropout=%g num_classes=%d\n\n",
            c->in_ch, c->res, c->ch, mult, c->num_res_blocks, attn, c->groups, (double)c->dropout,
            c->num_classes);
+}
+
+/* When the checkpoint holds class names: "classes (folder name -> label):"
+ * and one "  index  name" line each. */
+static void print_classes(const ddpm_checkpoint *ck) {
+    const char *json = ddpm_checkpoint_meta(ck, DDPM_META_CLASSES);
+    char **names;
+    int n;
+    if (!json || ddpm_folder_classes_parse(json, &names, &n)) return;
+    printf("classes (folder name -> label):\n");
+    for (int i = 0; i < n; i++) printf("  %5d  %s\n", i, names[i]);
+    printf("\n");
+    ddpm_folder_classes_free(names, n);
 }
 
 static int print_model(const char *cmd, const ddpm_unet_config *c) {
@@ -102,7 +116,7 @@ static int cmd_info(int argc, char **argv) {
         }
         printf("objective: %s%s\n\n", ddpm_objective_name(obj),
                recorded ? "" : " (not recorded: a checkpoint from before --objective, which trained eps)");
-        ddpm_cli_print_classes(&ck);
+        print_classes(&ck);
         ddpm_unet_config c = ck.cfg;
         ddpm_checkpoint_close(&ck);
         return print_model(cmd, &c);

@@ -19,11 +19,11 @@
 #define PNG_MAX_BYTES (1 << 30)    /* image.c's limit, checked before sampling */
 
 typedef struct {
-    const char *precision, *ckpt, *out, *sampler, *var, *spacing, *idx, *traj, *lab, *label, *init, *mask, *sigmas;
-    int n, steps, nrow, threads, batch, scale, per_image, resample;
-    float eta, guidance, strength, churn;
-    uint64_t seed;
-    bool no_ema, guided, nrow_seen, eta_seen, var_seen;
+    ddpm_sampler_flags s;
+    const char *precision, *ckpt, *out, *idx, *traj, *lab, *label, *init, *mask, *sigmas;
+    int n, nrow, threads, batch, scale, per_image, resample;
+    float strength, churn;
+    bool no_ema, nrow_seen;
 } sample_flags;
 
 static const char *SYNOPSIS =
@@ -71,14 +71,11 @@ static const char *EPILOG =
 
 /* Parses argv into f and o's sampler. Returns -1 to go on, else the exit code. */
 static int parse_flags(sample_flags *f, ddpm_draw_opts *o, int argc, char **argv) {
-    *f = (sample_flags){.out = "samples.png", .sampler = "ddpm", .var = "small", .n = 16, .batch = 64,
-                        .scale = 1, .guidance = 1.0f, .per_image = 1, .strength = 1.0f};
-    ddpm_opt opts[] = {
+    *f = (sample_flags){.out = "samples.png", .n = 16, .batch = 64, .scale = 1, .per_image = 1, .strength = 1.0f};
+    ddpm_opt own[] = {
         {"--ckpt", "-c", OPT_STRING, &f->ckpt, 0, 0, "FILE", "checkpoint (default " DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE ")"},
         {"--num", "-n", OPT_INT, &f->n, 1, 100000, "N", "number of images (default 16)"},
         {"--out", "-o", OPT_STRING, &f->out, 0, 0, "FILE", "PNG grid to write (default samples.png)"},
-        {"--sampler", NULL, OPT_STRING, &f->sampler, 0, 0, "NAME", "ddpm, ddim, dpm++2m, euler, heun or euler_a (default ddpm)"},
-        {"--sample-steps", NULL, OPT_INT, &f->steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps (default: min(100, T) for ddpm, min(50, T) for ddim, euler, euler_a, min(20, T-1) for dpm++2m, min(10, T) for heun)"},
         {"--sigmas", NULL, OPT_STRING, &f->sigmas, 0, 0, "GRID", "euler/heun/euler_a sigmas: karras (default) or schedule"},
         {"--churn", NULL, OPT_FLOAT, &f->churn, 0.0, 1000.0, "S", "euler/heun stochastic churn S_churn (default 0)"},
         {"--init", NULL, OPT_STRING, &f->init, 0, 0, "FILE", "edit these images (image, folder or IDX)"},
@@ -86,12 +83,7 @@ static int parse_flags(sample_flags *f, ddpm_draw_opts *o, int argc, char **argv
         {"--mask", NULL, OPT_STRING, &f->mask, 0, 0, "FILE", "--init: inpaint; white = regenerate, black = keep"},
         {"--resample", NULL, OPT_INT, &f->resample, 0, 1000, "R", "--mask: RePaint jumps per step (default 0)"},
         {"--per-image", NULL, OPT_INT, &f->per_image, 1, 100000, "K", "--init: outputs per input image (default 1)"},
-        {"--spacing", NULL, OPT_STRING, &f->spacing, 0, 0, "KIND", "ddim/dpm++2m timesteps: uniform, quadratic or logsnr"},
-        {"--eta", NULL, OPT_FLOAT, &f->eta, 0.0, 1.0, "E", "ddim noise in [0, 1] (default 0: deterministic)"},
-        {"--var", NULL, OPT_STRING, &f->var, 0, 0, "KIND", "ddpm step variance: small or large (default small)"},
-        {"--guidance", NULL, OPT_FLOAT, &f->guidance, 0.0, 100.0, "W", "classifier-free guidance weight >= 0 (class-conditional models)"},
         {"--label", NULL, OPT_STRING, &f->label, 0, 0, "K|NAME", "class index, or its folder name for a model trained on an image folder (default: cycle 0..K-1)"},
-        {"--seed", NULL, OPT_U64, &f->seed, 0, 0, "S", "random seed (default 0)"},
         {"--nrow", NULL, OPT_INT, &f->nrow, 1, 100000, "N", "grid columns (default ceil(sqrt(n)); K with cycled labels)"},
         {"--scale", NULL, OPT_INT, &f->scale, 1, DDPM_GRID_MAX_SCALE, "S", "enlarge the grid's tiles S times (nearest neighbour; default 1)"},
         {"--no-ema", NULL, OPT_FLAG, &f->no_ema, 0, 0, NULL, "use the raw weights, not the EMA weights"},
@@ -102,23 +94,24 @@ static int parse_flags(sample_flags *f, ddpm_draw_opts *o, int argc, char **argv
         {"--trajectory", NULL, OPT_STRING, &f->traj, 0, 0, "FILE", "PNG of x_T ... x_0 in 10 columns, a row per image (first 100)"},
         {"--label-idx", NULL, OPT_STRING, &f->lab, 0, 0, "FILE", "also write the images' class labels as an IDX file (u8)"},
     };
+    ddpm_opt opts[DDPM_COUNT(own) + DDPM_SAMPLER_OPTS];
+    memcpy(opts, own, sizeof own);
+    ddpm_sampler_flags_opts(opts + DDPM_COUNT(own), &f->s);
     int nopts = DDPM_COUNT(opts), rc = ddpm_opts_parse(CMD, argc, argv, opts, nopts, SYNOPSIS, EPILOG);
     if (rc) return rc == 1 ? 0 : rc;
-    f->guided = ddpm_opts_seen(opts, nopts, "--guidance");
     f->nrow_seen = ddpm_opts_seen(opts, nopts, "--nrow");
-    f->eta_seen = ddpm_opts_seen(opts, nopts, "--eta");
-    f->var_seen = ddpm_opts_seen(opts, nopts, "--var");
     const char *why = f->mask && !f->init ? "--mask needs --init" : f->resample && !f->mask ? "--resample needs --mask"
                       : !(f->strength > 0.0f) ? "--strength must be in (0, 1]"
                       : !f->init && (ddpm_opts_seen(opts, nopts, "--strength") || ddpm_opts_seen(opts, nopts, "--per-image"))
                           ? "--strength and --per-image need --init" : NULL;
     rc = why ? (fprintf(stderr, "ddpm %s: %s\n", CMD, why), 2)
-             : ddpm_cli_draw_opts(CMD, o, f->sampler, f->steps, f->spacing, f->eta, f->eta_seen, f->var, f->var_seen);
-    int g = f->sigmas ? ddpm_sigmas_parse(f->sigmas) : 0;
+             : ddpm_cli_draw_opts(CMD, o, &f->s, opts, nopts);
+    int g = rc < 0 && f->sigmas ? ddpm_sigmas_parse(f->sigmas) : 0;
     bool karras = ddpm_sampler_is_karras(o->sampler.kind), churner = karras && o->sampler.kind != DDPM_SAMPLER_EULER_A;
-    why = g < 0 ? "unknown --sigmas (expected karras or schedule)" : f->sigmas && !karras ? "--sigmas applies to euler, heun and euler_a"
+    why = f->sigmas && !karras ? "--sigmas applies to euler, heun and euler_a"
           : f->churn > 0.0f && !churner ? "--churn applies to euler and heun" : NULL;
-    if (rc < 0 && why) rc = 2, fprintf(stderr, "ddpm %s: %s\n", CMD, why);
+    if (rc < 0 && g < 0) rc = ddpm_cli_check_name(CMD, "--sigmas", g);
+    else if (rc < 0 && why) rc = 2, fprintf(stderr, "ddpm %s: %s\n", CMD, why);
     o->sampler.churn = f->churn, o->sampler.sigmas = (ddpm_sigmas)(g > 0 ? g : 0);
     return rc;
 }
@@ -164,7 +157,7 @@ static int check_outputs(const sample_flags *f, const ddpm_pipeline_info *in, in
 
 /* Sampling progress and the trajectory: columns at evenly spaced steps. */
 typedef struct {
-    ddpm_cli_draw_view dv;
+    ddpm_draw_progress dv;
     int K, cols, rows, cap[TRAJ_COLS];
     size_t D;
     float *traj; /* [rows, cols, D] or NULL */
@@ -175,13 +168,13 @@ static void on_step(void *ud, int first, int N, int step, int K, const float *x)
     for (int j = 0; v->traj && j < v->cols; j++)
         for (int i = 0; v->cap[j] == step && i < N && first + i < v->rows; i++)
             memcpy(v->traj + ((size_t)(first + i) * v->cols + j) * v->D, x + i * v->D, v->D * sizeof(float));
-    ddpm_cli_draw_on_step(&v->dv, first, N, step, K, x);
+    ddpm_draw_progress_step(&v->dv, first, N, step, K, x);
 }
 
 static void print_header(const sample_flags *f, const ddpm_pipeline *p, const ddpm_draw_opts *o, int K, int threads) {
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
     char detail[96], obj[32] = "";
-    ddpm_cli_sampler_detail(detail, sizeof detail, &o->sampler);
+    ddpm_sampler_describe(detail, sizeof detail, &o->sampler);
     if (in->objective != DDPM_OBJ_EPS) snprintf(obj, sizeof obj, ", %s-prediction", ddpm_objective_name(in->objective));
     if (in->precision != DDPM_PREC_FP32) snprintf(obj + strlen(obj), sizeof obj - strlen(obj), ", bf16 products");
     if (in->schedule_assumed || in->T_assumed)
@@ -190,7 +183,7 @@ static void print_header(const sample_flags *f, const ddpm_pipeline *p, const dd
                 ddpm_schedule_name(in->schedule), in->T);
     fprintf(stderr, "ddpm %s: '%s' (%s weights%s%s), %s schedule T=%d; %s sampler, %d steps, %s; seed %llu, %d thread%s\n",
             CMD, f->ckpt, in->ema ? "EMA" : "raw", in->has_ema || f->no_ema ? "" : "; the checkpoint has no EMA weights", obj,
-            ddpm_schedule_name(in->schedule), in->T, f->sampler, K, detail, (unsigned long long)f->seed, threads,
+            ddpm_schedule_name(in->schedule), in->T, f->s.sampler, K, detail, (unsigned long long)o->seed, threads,
             threads == 1 ? "" : "s");
     const ddpm_edit_opts *e = o->edit;
     if (e)
@@ -200,7 +193,7 @@ static void print_header(const sample_flags *f, const ddpm_pipeline *p, const dd
     int C = in->cfg.num_classes;
     if (C == 0) return;
     char g[48] = "", l[48];
-    if (f->guided) snprintf(g, sizeof g, ", guidance %g", (double)f->guidance);
+    if (o->guided) snprintf(g, sizeof g, ", guidance %g", (double)o->guidance);
     if (o->label >= 0) snprintf(l, sizeof l, "label %d", o->label);
     else snprintf(l, sizeof l, o->edit ? "no label (unconditional edits)" : "labels cycling 0..%d", C - 1);
     fprintf(stderr, "ddpm %s: class-conditional model with %d classes, %s%s\n", CMD, C, l, g);
@@ -251,7 +244,6 @@ static int cmd_sample(int argc, char **argv) {
     if (f.init && (rc = load_edit(&f, p, &e, &init, &mask))) goto done;
     o.edit = f.init ? &e : NULL;
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
-    o.seed = f.seed, o.guided = f.guided, o.guidance = f.guidance;
     int C = in->cfg.num_classes;
     if (f.label && ddpm_pipeline_label(p, f.label, &o.label)) {
         ddpm_cli_error_flag(CMD, "--label");
@@ -273,7 +265,7 @@ static int cmd_sample(int argc, char **argv) {
     float *x = malloc((size_t)f.n * in->D * sizeof(float));
     v.traj = f.traj ? calloc((size_t)v.rows * v.cols * in->D, sizeof(float)) : NULL;
     print_header(&f, p, &o, K, ddpm_set_threads(f.threads));
-    ddpm_cli_draw_view_start(&v.dv, f.n, f.batch, K);
+    ddpm_draw_progress_start(&v.dv, stderr, f.n, f.batch, K);
     o.on_step = on_step, o.ud = &v;
     ddpm_status st = !x || (f.traj && !v.traj) ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d images", f.n)
                                                : ddpm_pipeline_draw(p, &o, 0, f.n, x);

@@ -73,8 +73,8 @@ static int setup(train_state *s, train_flags *f, ddpm_opt *opts, int nopts, ddpm
     s->threads = ddpm_set_threads(f->threads);
     if (ddpm_dist_rank() == 0 && ddpm_run_lock_guard(&s->lock, f->r.dir, f->resume, f->force)) return -1;
     o->env_dir = getenv("DDPM_DATA_DIR");
-    o->alpha = !strcmp(f->alpha, "black") ? DDPM_ALPHA_BLACK : DDPM_ALPHA_WHITE;
-    o->crop = !strcmp(f->crop, "random") ? DDPM_CROP_RANDOM : DDPM_CROP_CENTER;
+    o->alpha = (ddpm_alpha_mode)ddpm_alpha_parse(f->alpha);
+    o->crop = (ddpm_crop_mode)ddpm_crop_parse(f->crop);
     o->hflip = f->no_hflip ? 0 : f->hflip ? 1 : -1;
     o->log = stderr, o->prefix = "ddpm train: ";
     if (f->resume) { /* the checkpoint fixes the model and how the data is read; the data defaults to the run's */
@@ -252,20 +252,15 @@ static int check_new_run(train_flags *f, ddpm_opt *opts, ddpm_model_flags *mf) {
 }
 
 static int check_names(const train_flags *f) {
-    const struct { const char *flag, *value, *names; bool ok; } k[] = {
-        {"--schedule", f->schedule, "linear, cosine, quadratic, sigmoid", ddpm_schedule_parse(f->schedule) >= 0},
-        {"--loss", f->loss, "l2, l1, huber", ddpm_loss_parse(f->loss) >= 0},
-        {"--objective", f->objective, "eps, v, x0", ddpm_objective_parse(f->objective) >= 0},
-        {"--lr-decay", f->lr_decay, "cosine, constant", ddpm_lr_decay_parse(f->lr_decay) >= 0},
-        {"--precision", f->precision, "fp32, bf16", ddpm_precision_parse(f->precision) >= 0},
-        {"--alpha", f->alpha, "white, black", !strcmp(f->alpha, "white") || !strcmp(f->alpha, "black")},
-        {"--crop", f->crop, "center, random", !strcmp(f->crop, "center") || !strcmp(f->crop, "random")},
-    };
-    for (size_t i = 0; i < DDPM_COUNT(k); i++)
-        if (!k[i].ok) {
-            fprintf(stderr, "ddpm train: unknown %s '%s' (%s)\n", k[i].flag, ddpm_show(k[i].value).s, k[i].names);
-            return 2;
-        }
+    const char *const decays[] = {ddpm_lr_decay_name(DDPM_LR_COSINE), ddpm_lr_decay_name(DDPM_LR_CONSTANT)};
+    if (ddpm_cli_check_name(CMD, "--schedule", ddpm_schedule_parse(f->schedule)) ||
+        ddpm_cli_check_name(CMD, "--loss", ddpm_loss_parse(f->loss)) ||
+        ddpm_cli_check_name(CMD, "--objective", ddpm_objective_parse(f->objective)) ||
+        ddpm_cli_check_name(CMD, "--lr-decay", ddpm_enum_lookup("LR decay", decays, 0, 2, f->lr_decay)) ||
+        ddpm_cli_check_name(CMD, "--precision", ddpm_precision_parse(f->precision)) ||
+        ddpm_cli_check_name(CMD, "--alpha", ddpm_alpha_parse(f->alpha)) ||
+        ddpm_cli_check_name(CMD, "--crop", ddpm_crop_parse(f->crop)))
+        return 2;
     const char *clash = f->resume && f->force ? "--resume and --force" : f->hflip && f->no_hflip ? "--hflip and --no-hflip" : NULL;
     if (clash) fprintf(stderr, "ddpm train: %s contradict each other\n", clash);
     if (!clash && f->r.keep_best && f->r.eval_every <= 0) {

@@ -484,3 +484,20 @@ ddpm_status ddpm_pipeline_interp(ddpm_pipeline *p, const ddpm_draw_opts *o, cons
     ddpm_free(buf);
     return st;
 }
+
+/* ---- the progress line of a draw --------------------------------------------- */
+
+void ddpm_draw_progress_start(ddpm_draw_progress *v, FILE *out, int n, int batch, int K) {
+    char what[64];
+    v->n = n, v->B = batch < n ? batch : n, v->nchunks = (n + v->B - 1) / v->B;
+    snprintf(what, sizeof what, "sampling %d images", n);
+    ddpm_progress_start(&v->p, out, what, (long)v->nchunks * K, "model calls");
+}
+
+void ddpm_draw_progress_step(void *ud, int first, int N, int step, int K, const float *x) {
+    (void)N, (void)x;
+    ddpm_draw_progress *v = ud;
+    if (step == 1 && v->nchunks > 1)
+        snprintf(v->p.what, sizeof v->p.what, "sampling %d images, batch %d/%d", v->n, first / v->B + 1, v->nchunks);
+    if (step > 0) ddpm_progress_tick(&v->p, (long)(first / v->B) * K + step);
+}

@@ -92,14 +92,13 @@ static int set_value(const char *cmd, ddpm_opt *o, const char *val) {
         *(const char **)o->dst = val;
         return 0;
     case OPT_INTLIST: {
-        ddpm_opt_list *l = o->dst;
-        int n = !strcmp(val, "none") ? 0 : ddpm_parse_int_list(val, l->v, DDPM_MAX_LEVELS);
+        int n = !strcmp(val, "none") ? 0 : ddpm_parse_int_list(val, o->dst, DDPM_MAX_LEVELS);
         if (n < 0) {
             snprintf(msg, sizeof msg, "%s expects a comma-separated list of up to %d integers, got",
                      o->name, DDPM_MAX_LEVELS);
             return usage_error(cmd, msg, val);
         }
-        l->n = n;
+        *o->count = n;
         return 0;
     }
     case OPT_FLAG: *(bool *)o->dst = true; return 0;
@@ -109,6 +108,11 @@ static int set_value(const char *cmd, ddpm_opt *o, const char *val) {
 
 int ddpm_opts_parse(const char *cmd, int argc, char **argv, ddpm_opt *opts, int nopts,
                     const char *synopsis, const char *epilog) {
+    return ddpm_opts_parse_args(cmd, argc, argv, opts, nopts, synopsis, epilog, NULL, 0, NULL, NULL);
+}
+
+int ddpm_opts_parse_args(const char *cmd, int argc, char **argv, ddpm_opt *opts, int nopts, const char *synopsis,
+                         const char *epilog, const char **args, int max, int *nargs, const char *what) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -123,6 +127,11 @@ int ddpm_opts_parse(const char *cmd, int argc, char **argv, ddpm_opt *opts, int 
                 (!eq && opts[k].alias && !strcmp(opts[k].alias, a)))
                 o = &opts[k];
         }
+        if (!o && a[0] != '-' && args && *nargs < max) {
+            args[(*nargs)++] = a;
+            continue;
+        }
+        if (!o && a[0] != '-' && args) return fprintf(stderr, "ddpm %s: at most %d %s\n", cmd, max, what), 2;
         if (!o) return usage_error(cmd, a[0] == '-' ? "unknown option" : "unexpected argument", a);
         if (o->seen) return usage_error(cmd, "option given twice:", o->name);
         o->seen = true;
@@ -153,64 +162,47 @@ bool ddpm_opts_seen(const ddpm_opt *opts, int nopts, const char *name) {
     return o && o->seen;
 }
 
-void ddpm_model_flags_init(ddpm_model_flags *f, const ddpm_unet_config *d) {
-    memset(f, 0, sizeof *f);
-    f->in_ch = d->in_ch;
-    f->res = d->res;
-    f->ch = d->ch;
-    f->num_res_blocks = d->num_res_blocks;
-    f->groups = d->groups;
-    f->num_classes = d->num_classes;
-    f->dropout = d->dropout;
-    f->ch_mult.n = d->num_levels;
-    memcpy(f->ch_mult.v, d->ch_mult, sizeof d->ch_mult);
-    f->attn.n = d->num_attn;
-    memcpy(f->attn.v, d->attn_res, sizeof d->attn_res);
+int ddpm_opts_refuse(const char *cmd, const ddpm_opt *opts, int nopts, const char *const *names, int n, const char *why) {
+    for (int i = 0; i < nopts; i++) {
+        bool listed = !names;
+        for (int k = 0; k < n; k++) listed |= !strcmp(opts[i].name, names[k]);
+        if (opts[i].seen && listed) {
+            fprintf(stderr, "ddpm %s: %s %s\n", cmd, opts[i].name, why);
+            return 2;
+        }
+    }
+    return 0;
 }
 
-void ddpm_model_opts(ddpm_opt *o, ddpm_model_flags *f) {
+void ddpm_model_opts(ddpm_opt *o, ddpm_unet_config *c) {
     const ddpm_opt t[] = {
-        {"--channels", NULL, OPT_INT, &f->in_ch, 1, 64, "C", "image channels (default: the dataset's, 1 for MNIST)"},
-        {"--size", NULL, OPT_INT, &f->res, 4, 1024, "PX", "image height = width (default: the dataset's, 28)"},
-        {"--ch", NULL, OPT_INT, &f->ch, 2, 4096, "N", "base channel width (default 32)"},
-        {"--ch-mult", NULL, OPT_INTLIST, &f->ch_mult, 0, 0, "LIST", "width multiplier per level (default 1,2,2)"},
-        {"--res-blocks", NULL, OPT_INT, &f->num_res_blocks, 1, 16, "N", "ResBlocks per level (default 2)"},
-        {"--attn", NULL, OPT_INTLIST, &f->attn, 0, 0, "LIST", "resolutions with self-attention, or none (default 7)"},
-        {"--groups", NULL, OPT_INT, &f->groups, 1, 1024, "N", "GroupNorm groups (default 8)"},
-        {"--classes", NULL, OPT_INT, &f->num_classes, 0, 100000, "K", "class-conditional with K classes (default 0: unconditional)"},
-        {"--dropout", NULL, OPT_FLOAT, &f->dropout, 0.0, 0.99, "P", "dropout in ResBlocks (default 0)"},
+        {"--channels", NULL, OPT_INT, &c->in_ch, 1, 64, "C", "image channels (default: the dataset's, 1 for MNIST)"},
+        {"--size", NULL, OPT_INT, &c->res, 4, 1024, "PX", "image height = width (default: the dataset's, 28)"},
+        {"--ch", NULL, OPT_INT, &c->ch, 2, 4096, "N", "base channel width (default 32)"},
+        {"--ch-mult", NULL, OPT_INTLIST, c->ch_mult, 0, 0, "LIST", "width multiplier per level (default 1,2,2)", .count = &c->num_levels},
+        {"--res-blocks", NULL, OPT_INT, &c->num_res_blocks, 1, 16, "N", "ResBlocks per level (default 2)"},
+        {"--attn", NULL, OPT_INTLIST, c->attn_res, 0, 0, "LIST", "resolutions with self-attention, or none (default 7)", .count = &c->num_attn},
+        {"--groups", NULL, OPT_INT, &c->groups, 1, 1024, "N", "GroupNorm groups (default 8)"},
+        {"--classes", NULL, OPT_INT, &c->num_classes, 0, 100000, "K", "class-conditional with K classes (default 0: unconditional)"},
+        {"--dropout", NULL, OPT_FLOAT, &c->dropout, 0.0, 0.99, "P", "dropout in ResBlocks (default 0)"},
     };
     _Static_assert(DDPM_COUNT(t) == DDPM_MODEL_OPTS, "DDPM_MODEL_OPTS must count the model flags");
     memcpy(o, t, sizeof t);
 }
 
-void ddpm_model_flags_apply(const ddpm_model_flags *f, ddpm_unet_config *c) {
-    c->in_ch = f->in_ch;
-    c->res = f->res;
-    c->ch = f->ch;
-    c->num_res_blocks = f->num_res_blocks;
-    c->groups = f->groups;
-    c->num_classes = f->num_classes;
-    c->dropout = f->dropout;
-    c->num_levels = f->ch_mult.n;
-    memcpy(c->ch_mult, f->ch_mult.v, sizeof c->ch_mult);
-    c->num_attn = f->attn.n;
-    memcpy(c->attn_res, f->attn.v, sizeof c->attn_res);
-}
-
-void ddpm_model_flags_preset(ddpm_model_flags *f, const ddpm_opt *opts, int nopts, bool size_known) {
+void ddpm_model_flags_preset(ddpm_unet_config *c, const ddpm_opt *opts, int nopts, bool size_known) {
     ddpm_unet_config p;
-    if (!(size_known || ddpm_opts_seen(opts, nopts, "--size")) || !ddpm_unet_preset(&p, f->in_ch, f->res)) return;
-    if (!ddpm_opts_seen(opts, nopts, "--ch")) f->ch = p.ch;
-    if (!ddpm_opts_seen(opts, nopts, "--res-blocks")) f->num_res_blocks = p.num_res_blocks;
-    if (!ddpm_opts_seen(opts, nopts, "--groups")) f->groups = p.groups;
+    if (!(size_known || ddpm_opts_seen(opts, nopts, "--size")) || !ddpm_unet_preset(&p, c->in_ch, c->res)) return;
+    if (!ddpm_opts_seen(opts, nopts, "--ch")) c->ch = p.ch;
+    if (!ddpm_opts_seen(opts, nopts, "--res-blocks")) c->num_res_blocks = p.num_res_blocks;
+    if (!ddpm_opts_seen(opts, nopts, "--groups")) c->groups = p.groups;
     if (!ddpm_opts_seen(opts, nopts, "--ch-mult")) {
-        f->ch_mult.n = p.num_levels;
-        memcpy(f->ch_mult.v, p.ch_mult, sizeof p.ch_mult);
+        c->num_levels = p.num_levels;
+        memcpy(c->ch_mult, p.ch_mult, sizeof p.ch_mult);
     }
     if (!ddpm_opts_seen(opts, nopts, "--attn")) {
-        f->attn.n = p.num_attn;
-        memcpy(f->attn.v, p.attn_res, sizeof p.attn_res);
+        c->num_attn = p.num_attn;
+        memcpy(c->attn_res, p.attn_res, sizeof p.attn_res);
     }
 }
 

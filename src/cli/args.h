@@ -23,13 +23,8 @@ typedef enum {
     OPT_FLOAT,  /* float,    within [min, max], finite */
     OPT_STRING, /* const char * (points into argv; non-empty, shorter than DDPM_CLI_MAX_VALUE) */
     OPT_FLAG,   /* bool, no value */
-    OPT_INTLIST /* int list "1,2,2" into an ddpm_opt_list */
+    OPT_INTLIST /* int list "1,2,2" (or "none") into int[DDPM_MAX_LEVELS], its length into *count */
 } ddpm_opt_type;
-
-typedef struct {
-    int v[DDPM_MAX_LEVELS];
-    int n;
-} ddpm_opt_list;
 
 typedef struct {
     const char *name;  /* "--steps" */
@@ -40,6 +35,7 @@ typedef struct {
     const char *metavar;
     const char *help;
     bool seen;         /* set by the parser */
+    int *count;        /* OPT_INTLIST: the list's length */
 } ddpm_opt;
 
 /* Parses argv[1..argc) (argv[0] is the command name). Returns 0 on success,
@@ -48,29 +44,31 @@ typedef struct {
  * first help line; `epilog` (may be NULL) is printed after the options. */
 int ddpm_opts_parse(const char *cmd, int argc, char **argv, ddpm_opt *opts, int nopts,
                     const char *synopsis, const char *epilog);
+/* The same, also taking up to max arguments that are not options (nor an
+ * option's value) into args[0..*nargs), in order; one more is a usage error
+ * "at most MAX WHAT". */
+int ddpm_opts_parse_args(const char *cmd, int argc, char **argv, ddpm_opt *opts, int nopts, const char *synopsis,
+                         const char *epilog, const char **args, int max, int *nargs, const char *what);
+/* Refuses any option of opts[0..nopts) given on the command line that names[0..n)
+ * holds (names NULL: any of them): 2 after "ddpm CMD: FLAG WHY", else 0. */
+int ddpm_opts_refuse(const char *cmd, const ddpm_opt *opts, int nopts, const char *const *names, int n, const char *why);
 
 const ddpm_opt *ddpm_opts_find(const ddpm_opt *opts, int nopts, const char *name);
 bool ddpm_opts_seen(const ddpm_opt *opts, int nopts, const char *name);
 
-/* The model-shape flags shared by `train` and `info`: --channels, --size,
- * --ch, --ch-mult, --res-blocks, --attn, --groups, --classes, --dropout. */
-typedef struct {
-    int in_ch, res, ch, num_res_blocks, groups, num_classes;
-    float dropout;
-    ddpm_opt_list ch_mult, attn;
-} ddpm_model_flags;
-
 #define DDPM_CLI_MAX_VALUE 4096 /* a string flag's value is shorter: a usage error past it */
+
+/* The model-shape flags of `train`, `info` and `bench`: --channels, --size,
+ * --ch, --ch-mult, --res-blocks, --attn, --groups, --classes, --dropout,
+ * parsed straight into c (which holds the defaults). */
 #define DDPM_MODEL_OPTS 9 /* checked against the table in args.c */
-void ddpm_model_flags_init(ddpm_model_flags *f, const ddpm_unet_config *defaults);
 /* Writes DDPM_MODEL_OPTS entries into opts. */
-void ddpm_model_opts(ddpm_opt *opts, ddpm_model_flags *f);
-void ddpm_model_flags_apply(const ddpm_model_flags *f, ddpm_unet_config *cfg);
-/* After ddpm_opts_parse: when --size was given (or size_known: the data fixes f->res) and has a preset
+void ddpm_model_opts(ddpm_opt *opts, ddpm_unet_config *c);
+/* After ddpm_opts_parse: when --size was given (or size_known: the data fixes c->res) and has a preset
  * (ddpm_unet_preset: 32, 64), the preset's --ch, --ch-mult, --res-blocks,
  * --attn and --groups replace the defaults of those not given. opts[0..n)
  * must hold the model options. */
-void ddpm_model_flags_preset(ddpm_model_flags *f, const ddpm_opt *opts, int nopts, bool size_known);
+void ddpm_model_flags_preset(ddpm_unet_config *c, const ddpm_opt *opts, int nopts, bool size_known);
 
 /* Fails fast when the output `path` cannot be written: it must not be a
  * directory, and its directory must exist and accept a new file (a probe file

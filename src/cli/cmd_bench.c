@@ -78,17 +78,6 @@ static void print_profile(const char *part, const ddpm_bench_stats *st, bool bac
     fprintf(stderr, "  %-12s %9s %9s %9.2f\n", "total", "", "", mean);
 }
 
-/* "ch32-mult1,2,2-rb2-attn7-g8" (+ "-cls10", "-drop0.1" when set) */
-static void model_name(char *buf, size_t cap, const ddpm_unet_config *c) {
-    char mult[64], attn[64];
-    ddpm_format_int_list(mult, sizeof mult, c->ch_mult, c->num_levels);
-    if (c->num_attn) ddpm_format_int_list(attn, sizeof attn, c->attn_res, c->num_attn);
-    else snprintf(attn, sizeof attn, "none");
-    int n = snprintf(buf, cap, "ch%d-mult%s-rb%d-attn%s-g%d", c->ch, mult, c->num_res_blocks, attn, c->groups);
-    if (c->num_classes > 0 && n > 0 && (size_t)n < cap) n += snprintf(buf + n, cap - (size_t)n, "-cls%d", c->num_classes);
-    if (c->dropout > 0 && n > 0 && (size_t)n < cap) snprintf(buf + n, cap - (size_t)n, "-drop%g", (double)c->dropout);
-}
-
 /* The report: the machine and the workload, then one block per part. */
 static void print_report(const ddpm_bench_config *c, const ddpm_bench_result *r, const char *name, int threads) {
     const int B = c->batch;
@@ -131,7 +120,7 @@ static void print_report(const ddpm_bench_config *c, const ddpm_bench_result *r,
 
 static int run(ddpm_bench_config *c, int threads) {
     char name[256];
-    model_name(name, sizeof name, &c->model);
+    ddpm_unet_config_name(name, sizeof name, &c->model);
     ddpm_cpu_info ci;
     ddpm_cpu_info_get(&ci);
     fprintf(stderr, "ddpm bench: %s (family %d model %d; %s); model %s; batch %d; %d threads; %s; %s, tile kernels %s, bf16 %s\n",
@@ -156,8 +145,6 @@ static int run(ddpm_bench_config *c, int threads) {
 static int cmd_bench(int argc, char **argv) {
     ddpm_bench_config c;
     ddpm_bench_config_default(&c);
-    ddpm_model_flags mf;
-    ddpm_model_flags_init(&mf, &c.model);
     int threads = 0;
     float seconds = 10.0f;
     const char *only = "all", *precision = "fp32";
@@ -174,7 +161,7 @@ static int cmd_bench(int argc, char **argv) {
     };
     ddpm_opt opts[DDPM_COUNT(own) + DDPM_MODEL_OPTS];
     memcpy(opts, own, sizeof own);
-    ddpm_model_opts(opts + DDPM_COUNT(own), &mf);
+    ddpm_model_opts(opts + DDPM_COUNT(own), &c.model);
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, (int)DDPM_COUNT(opts),
                              "usage: ddpm bench [options] [model options]\n\n"
                              "Time the training step and the denoiser on random data (no dataset needed)\n"
@@ -190,23 +177,15 @@ static int cmd_bench(int argc, char **argv) {
                              "peak_rss_mb is the process's peak resident memory after the training part.\n"
                              "scripts/bench.sh runs this next to scripts/bench_torch.py (PyTorch).");
     if (rc) return rc == 1 ? 0 : rc;
-    bool all = !strcmp(only, "all");
-    c.train = all || !strcmp(only, "train");
-    c.sample = all || !strcmp(only, "sample");
-    c.sgemm = all || !strcmp(only, "sgemm");
-    if (!c.train && !c.sample && !c.sgemm) {
-        fprintf(stderr, "ddpm bench: unknown --only '%s' (train, sample, sgemm)\n", ddpm_show(only).s);
-        return 2;
-    }
-    const int prec = ddpm_precision_parse(precision);
-    if (prec < 0) {
-        fprintf(stderr, "ddpm bench: unknown --precision '%s' (fp32, bf16)\n", ddpm_show(precision).s);
-        return 2;
-    }
+    static const char *const parts[] = {"all", "train", "sample", "sgemm"};
+    const int part = ddpm_enum_lookup("part", parts, 0, 4, only), prec = part < 0 ? 0 : ddpm_precision_parse(precision);
+    if (ddpm_cli_check_name(CMD, "--only", part) || ddpm_cli_check_name(CMD, "--precision", prec)) return 2;
+    c.train = part == 0 || part == 1;
+    c.sample = part == 0 || part == 2;
+    c.sgemm = part == 0 || part == 3;
     c.precision = (ddpm_precision)prec;
     c.seconds = seconds;
-    ddpm_model_flags_preset(&mf, opts + DDPM_COUNT(own), DDPM_MODEL_OPTS, false);
-    ddpm_model_flags_apply(&mf, &c.model);
+    ddpm_model_flags_preset(&c.model, opts + DDPM_COUNT(own), DDPM_MODEL_OPTS, false);
     if (ddpm_unet_config_validate(&c.model)) {
         ddpm_cli_error(CMD);
         return 2;

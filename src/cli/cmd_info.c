@@ -75,17 +75,15 @@ static int print_model(const char *cmd, const ddpm_unet_config *c) {
 
 static int cmd_info(int argc, char **argv) {
     const char *cmd = "info";
-    ddpm_unet_config def;
-    ddpm_unet_config_default(&def);
-    ddpm_model_flags mf;
-    ddpm_model_flags_init(&mf, &def);
+    ddpm_unet_config c;
+    ddpm_unet_config_default(&c);
     const char *ckpt = NULL;
     ddpm_opt own[] = {
         {"--ckpt", "-c", OPT_STRING, &ckpt, 0, 0, "FILE", "describe the model in this checkpoint"},
     };
     ddpm_opt opts[DDPM_COUNT(own) + DDPM_MODEL_OPTS];
     memcpy(opts, own, sizeof own);
-    ddpm_model_opts(opts + DDPM_COUNT(own), &mf);
+    ddpm_model_opts(opts + DDPM_COUNT(own), &c);
     int n = (int)DDPM_COUNT(opts);
     int rc = ddpm_opts_parse(cmd, argc, argv, opts, n,
                              "usage: ddpm info [-c CKPT] [model options]\n\n"
@@ -93,11 +91,8 @@ static int cmd_info(int argc, char **argv) {
                              NULL);
     if (rc) return rc == 1 ? 0 : rc;
     if (ckpt) {
-        for (int i = (int)DDPM_COUNT(own); i < n; i++) /* the model flags */
-            if (opts[i].seen) {
-                fprintf(stderr, "ddpm info: %s cannot be combined with -c (the checkpoint fixes the model)\n", opts[i].name);
-                return 2;
-            }
+        if (ddpm_opts_refuse(cmd, opts + 1, DDPM_MODEL_OPTS, NULL, 0, "cannot be combined with -c (the checkpoint fixes the model)"))
+            return 2;
         ddpm_checkpoint ck;
         if (ddpm_checkpoint_open(&ck, ckpt)) {
             ddpm_cli_error(cmd);
@@ -117,13 +112,11 @@ static int cmd_info(int argc, char **argv) {
         printf("objective: %s%s\n\n", ddpm_objective_name(obj),
                recorded ? "" : " (not recorded: a checkpoint from before --objective, which trained eps)");
         print_classes(&ck);
-        ddpm_unet_config c = ck.cfg;
+        c = ck.cfg;
         ddpm_checkpoint_close(&ck);
         return print_model(cmd, &c);
     }
-    ddpm_unet_config c = def;
-    ddpm_model_flags_preset(&mf, opts + 1, DDPM_MODEL_OPTS, false);
-    ddpm_model_flags_apply(&mf, &c);
+    ddpm_model_flags_preset(&c, opts + 1, DDPM_MODEL_OPTS, false);
     if (ddpm_unet_config_validate(&c)) {
         ddpm_cli_error(cmd);
         return 2;

@@ -27,15 +27,6 @@ static const char *const EPILOG =
     "  ddpm report runs/mnist                 # runs/mnist/report.html\n"
     "  ddpm report runs/a runs/b -o ab.html   # a comparison";
 
-/* True when argv[i] is the value of the option before it ("-o FILE"). */
-static bool is_value(const ddpm_opt *opts, int nopts, char **argv, int i) {
-    if (i < 2 || argv[i - 1][0] != '-' || strchr(argv[i - 1], '=')) return false;
-    for (int k = 0; k < nopts; k++)
-        if (!strcmp(argv[i - 1], opts[k].name) || (opts[k].alias && !strcmp(argv[i - 1], opts[k].alias)))
-            return opts[k].type != OPT_FLAG;
-    return false;
-}
-
 static int cmd_report(int argc, char **argv) {
     const char *out = NULL;
     ddpm_report_opts o;
@@ -45,25 +36,9 @@ static int cmd_report(int argc, char **argv) {
         {"--title", NULL, OPT_STRING, &o.title, 0, 0, "TEXT", "the page's heading (default: the run's name)"},
         {"--refresh", NULL, OPT_INT, &o.refresh_s, 1, 86400, "S", "reload interval while a run trains (default 30)"},
     };
-    int nopts = (int)DDPM_COUNT(opts);
-    char *args[64];
     const char *dirs[DDPM_REPORT_MAX_RUNS];
-    int na = 0, nd = 0;
-    args[na++] = argv[0];
-    for (int i = 1; i < argc; i++) {
-        bool dir = argv[i][0] != '-' && !is_value(opts, nopts, argv, i);
-        if (dir && nd == DDPM_REPORT_MAX_RUNS) {
-            fprintf(stderr, "ddpm %s: at most %d run directories\n", CMD, DDPM_REPORT_MAX_RUNS);
-            return 2;
-        }
-        if (!dir && na == (int)DDPM_COUNT(args)) {
-            fprintf(stderr, "ddpm %s: too many options\n", CMD);
-            return 2;
-        }
-        if (dir) dirs[nd++] = argv[i];
-        else args[na++] = argv[i];
-    }
-    int rc = ddpm_opts_parse(CMD, na, args, opts, nopts, SYNOPSIS, EPILOG);
+    int nd = 0, rc = ddpm_opts_parse_args(CMD, argc, argv, opts, (int)DDPM_COUNT(opts), SYNOPSIS, EPILOG, dirs,
+                                          DDPM_REPORT_MAX_RUNS, &nd, "run directories");
     if (rc) return rc == 1 ? 0 : rc;
     if (o.title && !*o.title) {
         fprintf(stderr, "ddpm %s: --title is empty\n", CMD);

@@ -59,11 +59,9 @@ static const char *EPILOG =
 
 /* The preset's value for every flag the user did not give. */
 static int apply_preset(toy_flags *f, const ddpm_opt *opts, int nopts) {
-    bool seed = !strcmp(f->preset, "seed");
-    if (!seed && strcmp(f->preset, "default")) {
-        fprintf(stderr, "ddpm %s: unknown --preset '%s' (expected default or seed)\n", CMD, ddpm_show(f->preset).s);
-        return 2;
-    }
+    static const char *const presets[] = {"default", "seed"};
+    int seed = ddpm_enum_lookup("preset", presets, 0, 2, f->preset);
+    if (ddpm_cli_check_name(CMD, "--preset", seed)) return 2;
     if (!ddpm_opts_seen(opts, nopts, "--schedule")) f->schedule = seed ? "seed-sigmoid" : "sigmoid";
     if (!ddpm_opts_seen(opts, nopts, "--scale")) f->scale = seed ? "none" : "unit";
     return 0;
@@ -73,13 +71,7 @@ static int apply_preset(toy_flags *f, const ddpm_opt *opts, int nopts) {
 static int check_resume_flags(const ddpm_opt *opts, int nopts) {
     static const char *const fixed[] = {"--preset", "--data", "--points", "--steps", "--schedule",
                                         "--scale", "--batch", "--hidden", "--lr", "--clip", "--seed"};
-    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
-        if (ddpm_opts_seen(opts, nopts, fixed[i])) {
-            fprintf(stderr, "ddpm %s: %s cannot be combined with --resume (the checkpoint fixes it)\n",
-                    CMD, fixed[i]);
-            return 2;
-        }
-    return 0;
+    return ddpm_opts_refuse(CMD, opts, nopts, fixed, DDPM_COUNT(fixed), "cannot be combined with --resume (the checkpoint fixes it)");
 }
 
 /* A --data that names neither a dataset nor a path is a typo, not a file. */
@@ -107,12 +99,10 @@ static int create_trainer(const toy_flags *f, ddpm_toy **tr) {
                 CMD, ddpm_show(f->data).s);
         return 2;
     }
-    bool unit = !strcmp(f->scale, "unit");
-    if (!unit && strcmp(f->scale, "none")) {
-        fprintf(stderr, "ddpm %s: unknown --scale '%s' (expected unit or none)\n", CMD, ddpm_show(f->scale).s);
-        return 2;
-    }
-    if (ddpm_toy_run_create(tr, &c, f->data, f->points, unit, f->seed)) {
+    static const char *const scales[] = {"unit", "none"};
+    int scale = ddpm_enum_lookup("scale", scales, 0, 2, f->scale);
+    if (ddpm_cli_check_name(CMD, "--scale", scale)) return 2;
+    if (ddpm_toy_run_create(tr, &c, f->data, f->points, scale == 0, f->seed)) {
         ddpm_cli_error(CMD);
         return 1;
     }
@@ -200,13 +190,8 @@ static int cmd_toy(int argc, char **argv) {
     if ((rc = apply_preset(&f, opts, nopts)) || (f.resume && (rc = check_resume_flags(opts, nopts))))
         return rc;
     if (f.resume && !ddpm_opts_seen(opts, nopts, "--iters")) f.iters = 0; /* the checkpoint's */
-    int sampler = ddpm_sampler_parse(f.sampler), spacing = ddpm_spacing_parse(f.spacing);
-    if (sampler < 0 || spacing < 0) {
-        fprintf(stderr, sampler < 0 ? "ddpm %s: unknown --sampler '%s' (expected ddpm, ddim or dpm++2m)\n"
-                                    : "ddpm %s: unknown --spacing '%s' (expected uniform, quadratic or logsnr)\n",
-                CMD, ddpm_show(sampler < 0 ? f.sampler : f.spacing).s);
-        return 2;
-    }
+    int sampler = ddpm_sampler_parse(f.sampler), spacing = sampler < 0 ? 0 : ddpm_spacing_parse(f.spacing);
+    if (ddpm_cli_check_name(CMD, "--sampler", sampler) || ddpm_cli_check_name(CMD, "--spacing", spacing)) return 2;
     ddpm_sampler_opts so = {(ddpm_sampler_kind)sampler, f.sample_steps, f.eta, DDPM_VAR_SMALL,
                             ddpm_opts_seen(opts, nopts, "--spacing") ? (ddpm_spacing)spacing : DDPM_SPACING_DEFAULT};
     ddpm_set_threads(f.threads);

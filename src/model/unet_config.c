@@ -80,3 +80,13 @@ void ddpm_format_int_list(char *buf, size_t cap, const int *v, int n) {
     for (int i = 0; i < n && len < cap; i++)
         len += (size_t)snprintf(buf + len, cap - len, i ? ",%d" : "%d", v[i]);
 }
+
+void ddpm_unet_config_name(char *buf, size_t cap, const ddpm_unet_config *c) {
+    char mult[64], attn[64];
+    ddpm_format_int_list(mult, sizeof mult, c->ch_mult, c->num_levels);
+    if (c->num_attn) ddpm_format_int_list(attn, sizeof attn, c->attn_res, c->num_attn);
+    else snprintf(attn, sizeof attn, "none");
+    int n = snprintf(buf, cap, "ch%d-mult%s-rb%d-attn%s-g%d", c->ch, mult, c->num_res_blocks, attn, c->groups);
+    if (c->num_classes > 0 && n > 0 && (size_t)n < cap) n += snprintf(buf + n, cap - (size_t)n, "-cls%d", c->num_classes);
+    if (c->dropout > 0 && n > 0 && (size_t)n < cap) snprintf(buf + n, cap - (size_t)n, "-drop%g", (double)c->dropout);
+}

@@ -85,6 +85,24 @@ static void test_grid_geometry(void **state) {
 }
 
 /* Pixel (k, i, j) of image k lands at row PAD + r*(h+PAD) + i, column PAD + c*(w+PAD) + j. */
+/* The size check before drawing agrees with the writer's limit (2^30 bytes):
+ * 28 px tiles at zoom 16 (448 px, + padding). */
+static void test_grid_check(void **state) {
+    (void)state;
+    int gw, gh;
+    ddpm_image_grid_size(4, 28 * 16, 28 * 16, 0, &gw, &gh);
+    assert_int_equal(ddpm_image_grid_check("g.png", 4, 3, 28, 28, 0, 16), DDPM_OK);
+    int n = 2000; /* a 45 x 45 grid: about 20250^2 px, over 2^30 bytes in RGB, not in gray */
+    ddpm_image_grid_size(n, 28 * 16, 28 * 16, 0, &gw, &gh);
+    assert_true((int64_t)gw * gh * 3 > ((int64_t)1 << 30));
+    assert_int_equal(ddpm_image_grid_check("g.png", n, 3, 28, 28, 0, 16), DDPM_ERR_ARG);
+    char want[128];
+    snprintf(want, sizeof want, "'g.png' would be a %d x %d grid, too large for a PNG", gw, gh);
+    assert_string_equal(ddpm_last_error(), want);
+    assert_true((int64_t)gw * gh * 1 <= ((int64_t)1 << 30)); /* the same grid in gray fits */
+    assert_int_equal(ddpm_image_grid_check("g.png", n, 1, 28, 28, 0, 16), DDPM_OK);
+}
+
 static void test_grid_pixels_gray(void **state) {
     (void)state;
     int n = 5, h = 4, w = 3, nrow = 2;
@@ -343,6 +361,7 @@ static void test_grid_tile_spread(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_grid_check),
         cmocka_unit_test_setup_teardown(test_grid_geometry, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_grid_tile_spread, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_grid_pixels_gray, make_dir, remove_dir),

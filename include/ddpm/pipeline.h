@@ -152,6 +152,23 @@ typedef struct {
 } ddpm_draw_progress;
 void ddpm_draw_progress_start(ddpm_draw_progress *v, FILE *out, int n, int batch, int K);
 void ddpm_draw_progress_step(void *ud, int first, int N, int step, int K, const float *x);
+/* A draw's trajectory, as `ddpm sample --trajectory` shows it: the images
+ * at `cols` evenly spaced steps of 0..K (cols = min(K + 1, 10); step 0 is
+ * x_T, step K is x_0) for the first rows = min(n, 100) images, in x as a
+ * [rows, cols, D] grid. ddpm_trajectory_step is the draw's on_step, with
+ * the struct as its ud; it passes every call on to next (may be NULL). */
+#define DDPM_TRAJ_COLS 10
+#define DDPM_TRAJ_ROWS 100
+typedef struct {
+    int K, cols, rows, step[DDPM_TRAJ_COLS]; /* the step of each column */
+    size_t D;
+    float *x;
+    ddpm_step_fn next;
+    void *next_ud;
+} ddpm_trajectory;
+ddpm_status ddpm_trajectory_init(ddpm_trajectory *t, int n, int K, size_t D);
+void ddpm_trajectory_step(void *ud, int first, int N, int step, int K, const float *x);
+void ddpm_trajectory_free(ddpm_trajectory *t);
 /* The labels a draw of images first..first+n-1 uses (into labels [n]);
  * all -1 for an unconditional model. */
 void ddpm_pipeline_labels(const ddpm_pipeline *p, const ddpm_draw_opts *o, int first, int n, int *labels);

@@ -14,9 +14,6 @@
 #include "ddpm/progress.h"
 
 #define CMD "sample"
-#define TRAJ_COLS 10
-#define TRAJ_ROWS 100              /* --trajectory shows at most the first 100 images */
-#define PNG_MAX_BYTES (1 << 30)    /* image.c's limit, checked before sampling */
 
 typedef struct {
     ddpm_sampler_flags s;
@@ -129,7 +126,7 @@ static int load_edit(sample_flags *f, ddpm_pipeline *p, ddpm_edit_opts *e, uint8
 }
 
 /* Distinct output names, each writable, each grid small enough for a PNG. */
-static int check_outputs(const sample_flags *f, const ddpm_pipeline_info *in, int K, int nrow) {
+static int check_outputs(const sample_flags *f, const ddpm_pipeline_info *in, const ddpm_trajectory *t, int nrow) {
     const char *outs[4] = {f->out, f->idx, f->traj, f->lab}, *flag[4] = {"-o", "--idx", "--trajectory", "--label-idx"};
     for (int a = 0; a < 4; a++)
         for (int b = a + 1; b < 4; b++)
@@ -139,36 +136,15 @@ static int check_outputs(const sample_flags *f, const ddpm_pipeline_info *in, in
             }
     for (int a = 0; a < 4; a++)
         if (outs[a] && ddpm_cli_check_writable(CMD, outs[a])) return 1;
-    int cols = K + 1 < TRAJ_COLS ? K + 1 : TRAJ_COLS, rows = f->n < TRAJ_ROWS ? f->n : TRAJ_ROWS;
-    for (int g = 0; g < 2; g++) {
-        int n = g ? rows * cols : f->n, gw, gh, z = f->scale, r = in->cfg.res;
-        if (g && !f->traj) continue;
-        ddpm_image_grid_size(n, r * z, r * z, g ? cols : nrow, &gw, &gh);
-        if ((int64_t)gw * gh * in->cfg.in_ch > PNG_MAX_BYTES) {
-            fprintf(stderr, "ddpm %s: '%s' would be a %d x %d grid, too large for a PNG: use fewer images (-n) or a "
-                            "smaller --scale\n", CMD, g ? f->traj : f->out, gw, gh);
-            return 1;
-        }
+    int c = in->cfg.in_ch, r = in->cfg.res;
+    if (ddpm_image_grid_check(f->out, f->n, c, r, r, nrow, f->scale) ||
+        (f->traj && ddpm_image_grid_check(f->traj, t->rows * t->cols, c, r, r, t->cols, f->scale))) {
+        fprintf(stderr, "ddpm %s: %s: use fewer images (-n) or a smaller --scale\n", CMD, ddpm_last_error());
+        return 1;
     }
     for (int a = 0; a < 3; a += 2)
         if (outs[a] && !ddpm_ends_with_png(outs[a])) fprintf(stderr, "ddpm %s: note: '%s' will be a PNG file\n", CMD, outs[a]);
     return 0;
-}
-
-/* Sampling progress and the trajectory: columns at evenly spaced steps. */
-typedef struct {
-    ddpm_draw_progress dv;
-    int K, cols, rows, cap[TRAJ_COLS];
-    size_t D;
-    float *traj; /* [rows, cols, D] or NULL */
-} view;
-
-static void on_step(void *ud, int first, int N, int step, int K, const float *x) {
-    view *v = ud;
-    for (int j = 0; v->traj && j < v->cols; j++)
-        for (int i = 0; v->cap[j] == step && i < N && first + i < v->rows; i++)
-            memcpy(v->traj + ((size_t)(first + i) * v->cols + j) * v->D, x + i * v->D, v->D * sizeof(float));
-    ddpm_draw_progress_step(&v->dv, first, N, step, K, x);
 }
 
 static void print_header(const sample_flags *f, const ddpm_pipeline *p, const ddpm_draw_opts *o, int K, int threads) {
@@ -200,7 +176,7 @@ static void print_header(const sample_flags *f, const ddpm_pipeline *p, const dd
 }
 
 static ddpm_status write_outputs(const sample_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *o, const float *x,
-                                 const view *v, int nrow) {
+                                 const ddpm_trajectory *t, int nrow) {
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
     int n = f->n, c = in->cfg.in_ch, r = in->cfg.res, z = f->scale, gw, gh;
     ddpm_status st = ddpm_image_write_grid_scaled(f->out, x, n, c, r, r, nrow, -1.0f, 1.0f, z);
@@ -222,12 +198,12 @@ static ddpm_status write_outputs(const sample_flags *f, ddpm_pipeline *p, const 
     }
     free(u8);
     free(lab);
-    if (!st && f->traj && !(st = ddpm_image_write_grid_scaled(f->traj, v->traj, v->rows * v->cols, c, r, r, v->cols,
+    if (!st && f->traj && !(st = ddpm_image_write_grid_scaled(f->traj, t->x, t->rows * t->cols, c, r, r, t->cols,
                                                               -1.0f, 1.0f, z))) {
-        fprintf(stderr, "ddpm %s: wrote the trajectory of %d image%s to '%s' (steps", CMD, v->rows,
-                v->rows == 1 ? "" : "s", f->traj);
-        for (int j = 0; j < v->cols; j++) fprintf(stderr, "%s%d", j ? "," : " ", v->cap[j]);
-        fprintf(stderr, " of %d)\n", v->K);
+        fprintf(stderr, "ddpm %s: wrote the trajectory of %d image%s to '%s' (steps", CMD, t->rows,
+                t->rows == 1 ? "" : "s", f->traj);
+        for (int j = 0; j < t->cols; j++) fprintf(stderr, "%s%d", j ? "," : " ", t->step[j]);
+        fprintf(stderr, " of %d)\n", t->K);
     }
     return st;
 }
@@ -239,6 +215,7 @@ static int cmd_sample(int argc, char **argv) {
     if (rc >= 0) return rc;
     ddpm_pipeline *p = NULL;
     ddpm_edit_opts e;
+    ddpm_trajectory t = {0};
     uint8_t *init = NULL, *mask = NULL;
     if ((rc = ddpm_cli_open_pipeline(CMD, &p, &f.ckpt, f.no_ema, f.batch, f.precision))) return rc;
     if (f.init && (rc = load_edit(&f, p, &e, &init, &mask))) goto done;
@@ -258,25 +235,23 @@ static int cmd_sample(int argc, char **argv) {
             rc = 1, fprintf(stderr, "ddpm %s: the model makes %d-channel images; PNG grids need 1 or 3\n", CMD, in->cfg.in_ch);
     }
     nrow = f.nrow_seen || C == 0 || o.label >= 0 || f.init || C > DDPM_LABEL_COLS_MAX ? f.nrow : C;
-    if (rc || (rc = check_outputs(&f, in, K, nrow))) goto done;
-    view v = {.K = K, .D = in->D, .rows = f.n < TRAJ_ROWS ? f.n : TRAJ_ROWS};
-    v.cols = f.traj ? (K + 1 < TRAJ_COLS ? K + 1 : TRAJ_COLS) : 0;
-    for (int j = 0; j < v.cols; j++) v.cap[j] = v.cols > 1 ? (j * K + (v.cols - 1) / 2) / (v.cols - 1) : K;
+    if (!rc && f.traj && ddpm_trajectory_init(&t, f.n, K, in->D)) rc = 1, ddpm_cli_error(CMD);
+    if (rc || (rc = check_outputs(&f, in, &t, nrow))) goto done;
     float *x = malloc((size_t)f.n * in->D * sizeof(float));
-    v.traj = f.traj ? calloc((size_t)v.rows * v.cols * in->D, sizeof(float)) : NULL;
     print_header(&f, p, &o, K, ddpm_set_threads(f.threads));
-    ddpm_draw_progress_start(&v.dv, stderr, f.n, f.batch, K);
-    o.on_step = on_step, o.ud = &v;
-    ddpm_status st = !x || (f.traj && !v.traj) ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d images", f.n)
-                                               : ddpm_pipeline_draw(p, &o, 0, f.n, x);
-    if (!st) ddpm_progress_done(&v.dv.p);
-    else if (v.dv.p.tty) fputc('\n', stderr);
-    if (!st) st = write_outputs(&f, p, &o, x, &v, nrow);
+    ddpm_draw_progress dv;
+    ddpm_draw_progress_start(&dv, stderr, f.n, f.batch, K);
+    t.next = ddpm_draw_progress_step, t.next_ud = &dv;
+    o.on_step = f.traj ? ddpm_trajectory_step : ddpm_draw_progress_step, o.ud = f.traj ? (void *)&t : &dv;
+    ddpm_status st = !x ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d images", f.n) : ddpm_pipeline_draw(p, &o, 0, f.n, x);
+    if (!st) ddpm_progress_done(&dv.p);
+    else if (dv.p.tty) fputc('\n', stderr);
+    if (!st) st = write_outputs(&f, p, &o, x, &t, nrow);
     if (st) ddpm_cli_error(CMD);
     free(x);
-    free(v.traj);
     rc = st ? 1 : 0;
 done:
+    ddpm_trajectory_free(&t);
     free(init);
     free(mask);
     ddpm_pipeline_free(p);

@@ -70,6 +70,14 @@ void ddpm_image_grid_size(int n, int h, int w, int nrow, int *out_w, int *out_h)
     *out_h = rows * (h + DDPM_GRID_PAD) + DDPM_GRID_PAD;
 }
 
+ddpm_status ddpm_image_grid_check(const char *path, int n, int c, int h, int w, int nrow, int zoom) {
+    int gw, gh;
+    ddpm_image_grid_size(n, h * zoom, w * zoom, nrow, &gw, &gh);
+    if ((int64_t)gw * gh * c > MAX_PNG_BYTES)
+        return ddpm_error(DDPM_ERR_ARG, "'%s' would be a %d x %d grid, too large for a PNG", path, gw, gh);
+    return DDPM_OK;
+}
+
 ddpm_status ddpm_image_write_grid(const char *path, const float *x, int n, int c, int h, int w,
                                   int nrow, float lo, float hi) {
     return ddpm_image_write_grid_scaled(path, x, n, c, h, w, nrow, lo, hi, 1);

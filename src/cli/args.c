@@ -1,6 +1,6 @@
-/* args.c: see args.h. */
+/* args.c: the option parser and the flag groups and messages the commands share; see cli.h. */
 #define _POSIX_C_SOURCE 200809L
-#include "args.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <math.h>
@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli.h"
 #include "core/util.h"
 #include "ddpm/common.h"
 #include "ddpm/datasource.h"

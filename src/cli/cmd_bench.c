@@ -3,31 +3,13 @@
  *
  * Output: `key=value` lines on stdout and nothing else (progress on stderr),
  * the same keys as scripts/bench_torch.py, so scripts/bench.sh can put them
- * side by side:
- *   cpu_vendor, cpu_family, cpu_model, cpu_name, cpu_features = the
- *     processor (cpuid) and the SIMD features of it that ddpm's kernels use
- *   precision    = fp32 | bf16: the UNet's products in train and sample
- *   train_gflops = 3 x ddpm_unet_flops x batch / median seconds per iteration
- *     (forward FLOPs per image as `ddpm info` counts them; backward ~ 2x
- *     forward, so one step ~ 3x forward. Norms, activations and the
- *     optimizer are not counted.)
- *   sgemm_gflops = 2 n^3 / median seconds per product
- *   peak_rss_mb  = getrusage ru_maxrss right after the first part run: the
- *     process's high-water resident memory (parameters, gradients, Adam
- *     moments, EMA, the activation arena, the binary, OpenBLAS's buffers)
- *   base_rss_mb  = the same before any model exists
- *   blas_core    = OpenBLAS's kernel family, for the products outside the
- *     tile kernels (sgemm, and in fp32 attention, linears, dweight of 1x1 /
- *     im2col convs)
- *   tile_kernel  = the float tile GEMMs (avx512, avx2, generic; DDPM_KERNEL
- *     forces one); bf16_kernel = the bf16 products (avx512bf16, portable;
- *     DDPM_BF16=portable forces the latter)
+ * side by side; what each key measures is listed in docs/performance.md
+ * ("The benchmark").
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "args.h"
 #include "cli.h"
 #include "core/prof.h"
 #include "ddpm/bench.h"

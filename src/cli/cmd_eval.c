@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "args.h"
 #include "cli.h"
 #include "ddpm/classifier.h"
 #include "ddpm/data.h"
@@ -177,33 +176,20 @@ static const char *SYNOPSIS =
     "Measure sample quality against a dataset's test split, or the variational bound.";
 
 static const char *EPILOG =
-    "Prints key=value lines (--json: one JSON object) on stdout: the protocol (network\n"
-    "file and its SHA-256 prefix, reference directory and split, N) and the metrics:\n"
-    "  fid            Frechet distance of the evaluation network's 128 penultimate\n"
-    "                 features, N images vs the whole test split\n"
-    "  precision      k-NN precision and recall (Kynkaanniemi et al. 2019, k = 3)\n"
-    "  recall         vs the first min(N, test size) test images\n"
-    "  confidence     mean top-class probability of the evaluation network\n"
-    "  class_entropy  entropy in bits of the predicted-class histogram (log2 10 = 3.32\n"
-    "                 for balanced digits)\n"
-    "  label_accuracy fraction classified as the label they were sampled with\n"
-    "                 (class-conditional models, labels cycling 0..K-1; --labels FILE\n"
-    "                 for an IDX input)\n"
-    "The evaluation network (conv-ReLU-maxpool x2, linear 128, linear K) is trained on\n"
-    "the reference's training split on first use (one thread, a few minutes) and cached\n"
-    "as " DDPM_EVAL_CACHE_DIR "/<dataset>-<hash>.safetensors ($DDPM_EVAL_CACHE: another directory);\n"
-    "--net FILE uses another network.\n"
-    "The reference defaults to the checkpoint's training data (its 'data' metadata), else mnist.\n"
-    "-c samples through the same pipeline as 'ddpm sample', image i from its own stream\n"
-    "(--seed, i), so the images are those of 'ddpm sample' with the same flags. A checkpoint\n"
-    "that records no noise schedule is taken as linear, T = 1000 (with a note).\n\n"
-    "--bpd: the variational bound L_T + sum L_{t-1} + L_0 (Ho et al. eq. 5) in bits/dim on\n"
-    "the first N test images (default 100), T model calls per image, with the reverse\n"
-    "variance --var (default small). --terms writes the mean per-timestep terms as CSV.\n\n"
+    "Prints key=value lines (--json: one JSON object): the protocol (network file and its\n"
+    "SHA-256 prefix, reference directory and split, N) and the metrics (docs/usage.md#evaluation):\n"
+    "  fid, precision, recall  of the evaluation network's features, N images vs the test\n"
+    "                 split (k-NN precision/recall, k = 3, vs its first min(N, size) images)\n"
+    "  confidence, class_entropy  mean top-class probability, entropy (bits) of the classes\n"
+    "  label_accuracy  class-conditional models: classified as the label they were drawn with\n"
+    "The evaluation network is trained on the reference's training split on first use and\n"
+    "cached in " DDPM_EVAL_CACHE_DIR " ($DDPM_EVAL_CACHE). The reference defaults to the\n"
+    "checkpoint's training data, else mnist. -c draws exactly the images of 'ddpm sample'.\n"
+    "--bpd: the variational bound (Ho et al. eq. 5) in bits/dim on the first N test images,\n"
+    "T model calls each, with the reverse variance --var; --terms: per-timestep terms as CSV.\n\n"
     "examples:\n"
     "  ddpm sample -n 1000 --sampler ddim --idx s.idx -o s.png && ddpm eval s.idx\n"
     "  ddpm eval -c runs/mnist/ckpt.safetensors -n 1000 --sampler ddim --sample-steps 50\n"
-    "  ddpm eval -c runs/cond/ckpt.safetensors -n 1000 --sampler dpm++2m --guidance 2\n"
     "  ddpm eval --bpd -c runs/mnist/ckpt.safetensors -n 100 --terms terms.csv";
 
 /* Usage errors that need no file: NULL or the message. */

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "args.h"
 #include "cli.h"
 #include "ddpm/checkpoint.h"
 #include "ddpm/imagefolder.h"

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "args.h"
 #include "cli.h"
 #include "ddpm/image.h"
 #include "ddpm/pipeline.h"

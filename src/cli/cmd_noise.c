@@ -15,7 +15,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "args.h"
 #include "core/util.h"
 #include "cli.h"
 #include "ddpm/data.h"
@@ -26,25 +25,6 @@
 
 #define CMD "noise"
 #define MAX_T_LIST 64   /* timesteps (columns) at most */
-#define DEFAULT_COLS 10 /* default: 10 evenly spaced t from 0 to T-1 */
-
-/* "0,100,999" into t[0..) (at most MAX_T_LIST, each in [0, T-1]): the count,
- * or -1 after printing a usage error. */
-static int parse_t_list(const char *s, int T, int *t) {
-    int n = ddpm_parse_int_list(s, t, MAX_T_LIST);
-    if (n < 0 && ddpm_parse_int_list(s, (int[MAX_T_LIST + 1]){0}, MAX_T_LIST + 1) == MAX_T_LIST + 1)
-        fprintf(stderr, "ddpm %s: --t: at most %d timesteps\n", CMD, MAX_T_LIST);
-    else if (n < 0)
-        fprintf(stderr, "ddpm %s: --t expects a comma-separated list of integers, got '%s' (see 'ddpm %s --help')\n",
-                CMD, ddpm_show(s).s, CMD);
-    for (int j = 0; j < n; j++)
-        if (t[j] > T - 1) {
-            fprintf(stderr, "ddpm %s: --t: timestep %d out of range [0, %d] (T = %d, set with --steps)\n", CMD, t[j],
-                    T - 1, T);
-            return -1;
-        }
-    return n;
-}
 
 static const char *SYNOPSIS =
     "usage: ddpm noise [--data mnist|fashion|DIR] [--t LIST] [-n N] [-o FILE] [options]\n\n"
@@ -70,25 +50,16 @@ typedef struct {
  * columns into t). Returns 0, or the exit code after printing the error. */
 static int check_flags(const noise_flags *f, int *kind, int *t, int *L) {
     *kind = ddpm_schedule_parse(f->sched_name);
-    if (*kind < 0) {
-        fprintf(stderr, "ddpm %s: unknown --schedule '%s' (expected linear, cosine, quadratic or sigmoid)\n",
-                CMD, ddpm_show(f->sched_name).s);
-        return 2;
-    }
+    if (ddpm_cli_check_name(CMD, "--schedule", *kind)) return 2;
     bool named = !strcmp(f->data, "mnist") || !strcmp(f->data, "fashion") || !strcmp(f->data, "fashion-mnist");
     if (f->data_dir && !named) {
         fprintf(stderr, "ddpm %s: --data-dir goes with --data mnist or fashion; --data '%s' is already a directory\n",
                 CMD, f->data);
         return 2;
     }
-    if (f->tlist) {
-        *L = parse_t_list(f->tlist, f->T, t);
-        return *L < 0 ? 2 : 0;
-    }
-    *L = f->T < DEFAULT_COLS ? f->T : DEFAULT_COLS;
-    if (ddpm_schedule_respace(t, *L, f->T)) {
-        ddpm_cli_error(CMD);
-        return 1;
+    if ((*L = ddpm_timesteps_parse(f->tlist, f->T, t, MAX_T_LIST)) < 0) {
+        ddpm_cli_error_flag(CMD, "--t");
+        return 2;
     }
     return 0;
 }

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "args.h"
 #include "cli.h"
 #include "ddpm/report.h"
 
@@ -11,14 +10,10 @@
 
 static const char *const SYNOPSIS =
     "usage: ddpm report RUN_DIR [RUN_DIR ...] [-o FILE] [--title TEXT] [--refresh S]\n\n"
-    "Write one self-contained HTML page (no network, no scripts: images embedded,\n"
-    "plots as SVG) about a run directory of `ddpm train` or `ddpm toy`: the recipe\n"
-    "(checkpoint metadata and run.txt), loss, learning rate, gradient norm and the\n"
-    "evaluation metrics against iterations and wall time, and the sample grids.\n"
-    "Several RUN_DIRs make a comparison: curves overlaid, one colour per run, the\n"
-    "settings that differ, final metrics and final grids side by side; runs of\n"
-    "different datasets or image shapes are refused. Missing or damaged files are\n"
-    "listed on the page. While run.txt says status=running the page reloads itself.";
+    "Write one self-contained HTML page (images embedded, plots as SVG) about a run\n"
+    "directory of `ddpm train` or `ddpm toy`: the recipe, the curves against iterations\n"
+    "and time, the sample grids. Several RUN_DIRs make a comparison. While run.txt says\n"
+    "status=running the page reloads itself.";
 
 static const char *const EPILOG =
     "The output defaults to RUN_DIR/report.html for one run and to compare.html in\n"

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "args.h"
 #include "core/util.h"
 #include "cli.h"
 #include "ddpm/run.h"
@@ -29,32 +28,17 @@ static const char *SYNOPSIS =
     "process. The default run (50,000 steps) takes about 40 s of CPU time on one core.";
 
 static const char *EPILOG =
-    "datasets: scurve (scikit-learn's S-curve, the seed's data), swissroll, moons,\n"
-    "8gaussians, checkerboard, or FILE.csv with one 'x,y' point per line (header\n"
-    "optional).\n\n"
-    "presets:\n"
-    "  default  T = 100 steps of the library's sigmoid schedule, which ends at noise\n"
-    "           (alpha_bar_T = 1.7e-5), data centred and scaled into [-1, 1] (--scale unit).\n"
-    "  seed     the seed's recipe exactly: beta = sigmoid(linspace(-6, 6, 100)) *\n"
-    "           (0.5e-2 - 1e-5) + 1e-5 (--schedule seed-sigmoid) on the S-curve / 10\n"
-    "           (--scale none). Its betas sum to 0.25, so alpha_bar_T = 0.78: x_T keeps\n"
-    "           88 % of the signal, yet sampling starts from N(0, I). Measured at 50,000\n"
-    "           steps: 70 % of its samples lie near the curve, 98 % of the default's.\n"
-    "  Both: MLP 2-128-128-128-2 with ReLU and a learned step embedding added after\n"
-    "  each of the first three layers, eps-prediction L2 loss with antithetic\n"
-    "  timesteps, Adam lr 1e-3, batch 128, gradient clipping at 1, 10,000 points.\n"
-    "  Flags given explicitly override the preset.\n\n"
-    "writes in DIR: toy.safetensors (checkpoint: --resume continues it, or samples\n"
-    "from it when its --iters are done), forward.png and reverse.png (10 scatter\n"
-    "panels each, model coordinates), samples.csv and samples.png (the samples next\n"
-    "to the training data, data coordinates), loss.png, log.csv. At the end it\n"
-    "prints the energy distance between the samples and fresh data next to its\n"
-    "floor (the distance between two fresh samples), and the fraction of the\n"
-    "samples within 2 % of the data's extent of a training point.\n\n"
+    "datasets: scurve (the seed's), swissroll, moons, 8gaussians, checkerboard, or FILE.csv\n"
+    "with one 'x,y' point per line. Presets (docs/usage.md#the-2-d-toy):\n"
+    "  default  T = 100 on the sigmoid schedule, which ends at noise; data scaled into [-1, 1]\n"
+    "  seed     the seed's recipe exactly: --schedule seed-sigmoid (betas sum to 0.25, so\n"
+    "           alpha_bar_T = 0.78: x_T keeps 88 % of the signal), data / 10 (--scale none)\n"
+    "  Both: MLP 2-128-128-128-2, eps-prediction L2 loss, Adam lr 1e-3, batch 128, clip 1.\n"
+    "writes in DIR: toy.safetensors (--resume continues it), forward.png, reverse.png,\n"
+    "samples.csv, samples.png, loss.png, log.csv; prints the energy distance of the samples\n"
+    "to fresh data next to its floor, and the share of samples near a training point.\n\n"
     "examples:\n"
-    "  ddpm toy                              # S-curve, 50,000 steps\n"
     "  ddpm toy --preset seed -o runs/seed   # the seed's recipe, and its failure\n"
-    "  ddpm toy --data moons --iters 4000\n"
     "  ddpm toy --resume runs/toy/toy.safetensors --sampler ddim --sample-steps 20";
 
 /* The preset's value for every flag the user did not give. */

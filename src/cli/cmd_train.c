@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "args.h"
 #include "cli.h"
 #include "ddpm/datasource.h"
 #include "ddpm/image.h"

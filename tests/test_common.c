@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "ddpm/common.h"
+#include "ddpm/progress.h"
 #include "core/util.h"
 
 static void test_first_nonfinite(void **state) {
@@ -74,6 +75,20 @@ static void test_enum_lookup(void **state) {
     assert_string_equal(ddpm_last_error(), "unknown precision 'fp16' (expected fp32 or bf16)");
 }
 
+/* Thousands separators, and a buffer too small cuts but terminates. */
+static void test_fmt_count(void **state) {
+    (void)state;
+    char buf[32];
+    const struct { size_t n; const char *s; } k[] = {{0, "0"}, {999, "999"}, {1000, "1,000"}, {1623169, "1,623,169"},
+                                                     {123456789012, "123,456,789,012"}};
+    for (size_t i = 0; i < DDPM_COUNT(k); i++) {
+        ddpm_fmt_count(buf, sizeof buf, k[i].n);
+        assert_string_equal(buf, k[i].s);
+    }
+    ddpm_fmt_count(buf, 4, 1623169);
+    assert_string_equal(buf, "1,6");
+}
+
 static void test_round16(void **state) {
     (void)state;
     assert_int_equal(ddpm_round16(0), 0);
@@ -88,6 +103,7 @@ int main(void) {
         cmocka_unit_test(test_first_nonfinite),
         cmocka_unit_test(test_enum_tables),
         cmocka_unit_test(test_enum_lookup),
+        cmocka_unit_test(test_fmt_count),
         cmocka_unit_test(test_round16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -112,6 +112,12 @@ static void test_config_name(void **state) {
     assert_string_equal(buf, "ch64-mult1,2,2-rb2-attnnone-g32-cls10-drop0.1");
     ddpm_unet_config_name(buf, 10, &c); /* cut, still terminated */
     assert_string_equal(buf, "ch64-mult");
+    ddpm_unet_config_describe(buf, sizeof buf, &c);
+    assert_string_equal(buf, "in_ch=1 res=28 ch=64 ch_mult=1,2,2 num_res_blocks=2 attn_res=none groups=32 dropout=0.1 "
+                             "num_classes=10");
+    ddpm_unet_config_default(&c);
+    ddpm_unet_config_describe(buf, sizeof buf, &c);
+    assert_string_equal(buf, "in_ch=1 res=28 ch=32 ch_mult=1,2,2 num_res_blocks=2 attn_res=7 groups=8 dropout=0 num_classes=0");
 }
 
 static void test_config_validation(void **state) {

@@ -58,5 +58,7 @@ bool ddpm_is_tty(FILE *f);
 double ddpm_now(void);
 /* 75 s -> "1m15s", 4000 s -> "1h06m". */
 void ddpm_fmt_duration(char *buf, size_t cap, double seconds);
+/* 1623169 -> "1,623,169". */
+void ddpm_fmt_count(char *buf, size_t cap, size_t n);
 
 #endif

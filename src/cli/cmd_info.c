@@ -9,29 +9,6 @@
 #include "ddpm/imagefolder.h"
 #include "ddpm/unet.h"
 
-static void print_count(size_t n) {
-    /* 1623169 -> 1,623,169 */
-    char digits[32], out[48];
-    int len = snprintf(digits, sizeof digits, "%zu", n), o = 0;
-    for (int i = 0; i < len; i++) {
-        if (i && (len - i) % 3 == 0) out[o++] = ',';
-        out[o++] = digits[i];
-    }
-    out[o] = '\0';
-    fputs(out, stdout);
-}
-
-static void print_config(const ddpm_unet_config *c) {
-    char mult[64], attn[64];
-    ddpm_format_int_list(mult, sizeof mult, c->ch_mult, c->num_levels);
-    if (c->num_attn) ddpm_format_int_list(attn, sizeof attn, c->attn_res, c->num_attn);
-    else snprintf(attn, sizeof attn, "none");
-    printf("model: in_ch=%d res=%d ch=%d ch_mult=%s num_res_blocks=%d attn_res=%s groups=%d "
-           "dropout=%g num_classes=%d\n\n",
-           c->in_ch, c->res, c->ch, mult, c->num_res_blocks, attn, c->groups, (double)c->dropout,
-           c->num_classes);
-}
-
 /* When the checkpoint holds class names: "classes (folder name -> label):"
  * and one "  index  name" line each. */
 static void print_classes(const ddpm_checkpoint *ck) {
@@ -51,7 +28,9 @@ static int print_model(const char *cmd, const ddpm_unet_config *c) {
         ddpm_cli_error(cmd);
         return 1;
     }
-    print_config(c);
+    char text[512];
+    ddpm_unet_config_describe(text, sizeof text, c);
+    printf("model: %s\n\n", text);
     int nb;
     const ddpm_block_info *b = ddpm_unet_blocks(m, &nb);
     printf("%-26s %-16s %12s %14s\n", "block", "output", "params", "MFLOPs/image");
@@ -60,14 +39,11 @@ static int print_model(const char *cmd, const ddpm_unet_config *c) {
         snprintf(shape, sizeof shape, "%d x %d x %d", b[i].c, b[i].h, b[i].w);
         printf("%-26s %-16s %12zu %14.2f\n", b[i].name, shape, b[i].params, b[i].flops / 1e6);
     }
-    printf("\nparameters: ");
-    print_count(ddpm_unet_num_params(m));
-    printf(" (%.2f MB as float32)\n", ddpm_unet_num_params(m) * 4.0 / 1e6);
-    printf("forward FLOPs per image: %.1f MFLOPs (convolutions, linears and attention; "
-           "1 multiply-add = 2 FLOPs)\n",
+    ddpm_fmt_count(text, sizeof text, ddpm_unet_num_params(m));
+    printf("\nparameters: %s (%.2f MB as float32)\n", text, ddpm_unet_num_params(m) * 4.0 / 1e6);
+    printf("forward FLOPs per image: %.1f MFLOPs (convolutions, linears and attention; 1 multiply-add = 2 FLOPs)\n",
            ddpm_unet_flops(m) / 1e6);
-    printf("training FLOPs per image: ~%.1f MFLOPs (forward + backward = 3x forward)\n",
-           3 * ddpm_unet_flops(m) / 1e6);
+    printf("training FLOPs per image: ~%.1f MFLOPs (forward + backward = 3x forward)\n", 3 * ddpm_unet_flops(m) / 1e6);
     ddpm_unet_free(m);
     return 0;
 }

@@ -23,6 +23,17 @@ void ddpm_fmt_duration(char *buf, size_t cap, double seconds) {
     else snprintf(buf, cap, "%lds", t);
 }
 
+void ddpm_fmt_count(char *buf, size_t cap, size_t n) {
+    char digits[32];
+    int len = snprintf(digits, sizeof digits, "%zu", n);
+    size_t o = 0;
+    for (int i = 0; i < len && o + 2 < cap; i++) {
+        if (i && (len - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    if (cap) buf[o < cap ? o : cap - 1] = '\0';
+}
+
 bool ddpm_is_tty(FILE *f) { return f && isatty(fileno(f)); }
 
 void ddpm_progress_start(ddpm_progress *p, FILE *out, const char *what, long total, const char *unit) {

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +14,19 @@
 #include "ddpm/common.h"
 #include "ddpm/datasource.h"
 
-/* opt is what the user typed: quoted through ddpm_show (printable, cut), so
- * the message stays one short line whatever the value holds. */
-static int usage_error(const char *cmd, const char *msg, const char *opt) {
-    fprintf(stderr, "ddpm %s: %s '%s' (see 'ddpm %s --help')\n", cmd, msg, ddpm_show(opt).s, cmd);
+/* "ddpm CMD: <the printf message> 'OPT' (see 'ddpm CMD --help')": 2. opt is
+ * what the user typed: quoted through ddpm_show (printable, cut), so the
+ * message stays one short line whatever the value holds. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int usage_error(const char *cmd, const char *opt, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "ddpm %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " '%s' (see 'ddpm %s --help')\n", ddpm_show(opt).s, cmd);
+    va_end(ap);
     return 2;
 }
 
@@ -34,69 +44,42 @@ static void print_help(const ddpm_opt *opts, int nopts, const char *synopsis, co
 }
 
 static int set_value(const char *cmd, ddpm_opt *o, const char *val) {
-    char msg[160];
     char *end;
+    errno = 0;
     switch (o->type) {
     case OPT_INT: {
-        errno = 0;
         long long v = strtoll(val, &end, 10);
-        if (errno || end == val || *end) {
-            snprintf(msg, sizeof msg, "%s expects an integer, got", o->name);
-            return usage_error(cmd, msg, val);
-        }
-        if (v < (long long)o->min || v > (long long)o->max) {
-            snprintf(msg, sizeof msg, "%s must be in [%.0f, %.0f], got", o->name, o->min, o->max);
-            return usage_error(cmd, msg, val);
-        }
+        if (errno || end == val || *end) return usage_error(cmd, val, "%s expects an integer, got", o->name);
+        if (v < (long long)o->min || v > (long long)o->max)
+            return usage_error(cmd, val, "%s must be in [%.0f, %.0f], got", o->name, o->min, o->max);
         *(int *)o->dst = (int)v;
         return 0;
     }
     case OPT_U64: {
-        errno = 0;
-        if (val[0] == '-') {
-            snprintf(msg, sizeof msg, "%s expects a non-negative integer, got", o->name);
-            return usage_error(cmd, msg, val);
-        }
+        if (val[0] == '-') return usage_error(cmd, val, "%s expects a non-negative integer, got", o->name);
         unsigned long long v = strtoull(val, &end, 10);
-        if (errno || end == val || *end) {
-            snprintf(msg, sizeof msg, "%s expects a non-negative 64-bit integer, got", o->name);
-            return usage_error(cmd, msg, val);
-        }
+        if (errno || end == val || *end) return usage_error(cmd, val, "%s expects a non-negative 64-bit integer, got", o->name);
         *(uint64_t *)o->dst = (uint64_t)v;
         return 0;
     }
     case OPT_FLOAT: {
-        errno = 0;
         double v = strtod(val, &end);
-        if (errno || end == val || *end || !isfinite(v)) {
-            snprintf(msg, sizeof msg, "%s expects a number, got", o->name);
-            return usage_error(cmd, msg, val);
-        }
-        if (v < o->min || v > o->max) {
-            snprintf(msg, sizeof msg, "%s must be in [%g, %g], got", o->name, o->min, o->max);
-            return usage_error(cmd, msg, val);
-        }
+        if (errno || end == val || *end || !isfinite(v)) return usage_error(cmd, val, "%s expects a number, got", o->name);
+        if (v < o->min || v > o->max) return usage_error(cmd, val, "%s must be in [%g, %g], got", o->name, o->min, o->max);
         *(float *)o->dst = (float)v;
         return 0;
     }
     case OPT_STRING:
-        if (!*val) {
-            snprintf(msg, sizeof msg, "%s expects a non-empty value, got", o->name);
-            return usage_error(cmd, msg, val);
-        }
-        if (strlen(val) >= DDPM_CLI_MAX_VALUE) { /* no path or name is this long (PATH_MAX is 4096) */
-            snprintf(msg, sizeof msg, "%s: value longer than %d bytes:", o->name, DDPM_CLI_MAX_VALUE - 1);
-            return usage_error(cmd, msg, val);
-        }
+        if (!*val) return usage_error(cmd, val, "%s expects a non-empty value, got", o->name);
+        if (strlen(val) >= DDPM_CLI_MAX_VALUE) /* no path or name is this long (PATH_MAX is 4096) */
+            return usage_error(cmd, val, "%s: value longer than %d bytes:", o->name, DDPM_CLI_MAX_VALUE - 1);
         *(const char **)o->dst = val;
         return 0;
     case OPT_INTLIST: {
         int n = !strcmp(val, "none") ? 0 : ddpm_parse_int_list(val, o->dst, DDPM_MAX_LEVELS);
-        if (n < 0) {
-            snprintf(msg, sizeof msg, "%s expects a comma-separated list of up to %d integers, got",
-                     o->name, DDPM_MAX_LEVELS);
-            return usage_error(cmd, msg, val);
-        }
+        if (n < 0)
+            return usage_error(cmd, val, "%s expects a comma-separated list of up to %d integers, got", o->name,
+                               DDPM_MAX_LEVELS);
         *o->count = n;
         return 0;
     }
@@ -131,17 +114,17 @@ int ddpm_opts_parse_args(const char *cmd, int argc, char **argv, ddpm_opt *opts,
             continue;
         }
         if (!o && a[0] != '-' && args) return fprintf(stderr, "ddpm %s: at most %d %s\n", cmd, max, what), 2;
-        if (!o) return usage_error(cmd, a[0] == '-' ? "unknown option" : "unexpected argument", a);
-        if (o->seen) return usage_error(cmd, "option given twice:", o->name);
+        if (!o) return usage_error(cmd, a, "%s", a[0] == '-' ? "unknown option" : "unexpected argument");
+        if (o->seen) return usage_error(cmd, o->name, "option given twice:");
         o->seen = true;
         if (o->type == OPT_FLAG) {
-            if (eq) return usage_error(cmd, "option takes no value:", a);
+            if (eq) return usage_error(cmd, a, "option takes no value:");
             *(bool *)o->dst = true;
             continue;
         }
         const char *val = eq ? eq + 1 : NULL;
         if (!val) {
-            if (i + 1 >= argc) return usage_error(cmd, "missing value for", a);
+            if (i + 1 >= argc) return usage_error(cmd, a, "missing value for");
             val = argv[++i];
         }
         int rc = set_value(cmd, o, val);

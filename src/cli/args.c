@@ -113,7 +113,7 @@ int ddpm_opts_parse_args(const char *cmd, int argc, char **argv, ddpm_opt *opts,
             args[(*nargs)++] = a;
             continue;
         }
-        if (!o && a[0] != '-' && args) return fprintf(stderr, "ddpm %s: at most %d %s\n", cmd, max, what), 2;
+        if (!o && a[0] != '-' && args) return ddpm_cli_fail(cmd, 2, "at most %d %s", max, what);
         if (!o) return usage_error(cmd, a, "%s", a[0] == '-' ? "unknown option" : "unexpected argument");
         if (o->seen) return usage_error(cmd, o->name, "option given twice:");
         o->seen = true;
@@ -148,10 +148,7 @@ int ddpm_opts_refuse(const char *cmd, const ddpm_opt *opts, int nopts, const cha
     for (int i = 0; i < nopts; i++) {
         bool listed = !names;
         for (int k = 0; k < n; k++) listed |= !strcmp(opts[i].name, names[k]);
-        if (opts[i].seen && listed) {
-            fprintf(stderr, "ddpm %s: %s %s\n", cmd, opts[i].name, why);
-            return 2;
-        }
+        if (opts[i].seen && listed) return ddpm_cli_fail(cmd, 2, "%s %s", opts[i].name, why);
     }
     return 0;
 }
@@ -194,7 +191,17 @@ int ddpm_cli_check_writable(const char *cmd, const char *path) {
     return 1;
 }
 
-void ddpm_cli_error(const char *cmd) { fprintf(stderr, "ddpm %s: %s\n", cmd, ddpm_last_error()); }
+int ddpm_cli_error(const char *cmd) { return ddpm_cli_fail(cmd, 1, "%s", ddpm_last_error()); }
+
+int ddpm_cli_fail(const char *cmd, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "ddpm %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return code;
+}
 
 void ddpm_cli_command_line(char *buf, size_t cap, int argc, char **argv) {
     size_t n = (size_t)snprintf(buf, cap, "ddpm");
@@ -243,10 +250,7 @@ int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const ddpm_sampler_fl
     else if (kind != DDPM_SAMPLER_DDPM && ddpm_opts_seen(opts, nopts, "--var")) why = "--var applies to --sampler ddpm only";
     else if ((kind == DDPM_SAMPLER_DDPM || ddpm_sampler_is_karras((ddpm_sampler_kind)kind)) && f->spacing)
         why = "--spacing applies to --sampler ddim and dpm++2m";
-    if (why) {
-        fprintf(stderr, "ddpm %s: %s\n", cmd, why);
-        return 2;
-    }
+    if (why) return ddpm_cli_fail(cmd, 2, "%s", why);
     o->sampler = (ddpm_sampler_opts){(ddpm_sampler_kind)kind, f->steps, f->eta, (ddpm_var_kind)v, (ddpm_spacing)sp};
     o->seed = f->seed, o->guidance = f->guidance;
     o->guided = ddpm_opts_seen(opts, nopts, "--guidance");
@@ -260,11 +264,8 @@ int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt
     if (ddpm_cli_check_name(cmd, "--precision", prec)) return 2;
     if (!*ckpt) {
         *ckpt = DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE;
-        if (stat(*ckpt, &st) != 0 && errno == ENOENT) {
-            fprintf(stderr, "ddpm %s: no checkpoint at '%s': run 'ddpm train' first, or name one with -c FILE\n", cmd,
-                    *ckpt);
-            return 1;
-        }
+        if (stat(*ckpt, &st) != 0 && errno == ENOENT)
+            return ddpm_cli_fail(cmd, 1, "no checkpoint at '%s': run 'ddpm train' first, or name one with -c FILE", *ckpt);
     }
     ddpm_pipeline_opts po = {.raw_weights = raw_weights, .max_batch = max_batch};
     if (!ddpm_pipeline_open(p, *ckpt, &po)) {
@@ -280,20 +281,15 @@ bool ddpm_ends_with_png(const char *path) {
     return n >= 4 && (!strcmp(path + n - 4, ".png") || !strcmp(path + n - 4, ".PNG"));
 }
 
-void ddpm_cli_error_flag(const char *cmd, const char *flag) {
-    fprintf(stderr, "ddpm %s: %s: %s\n", cmd, flag, ddpm_last_error());
+int ddpm_cli_error_flag(const char *cmd, const char *flag, int code) {
+    return ddpm_cli_fail(cmd, code, "%s: %s", flag, ddpm_last_error());
 }
 
-int ddpm_cli_check_name(const char *cmd, const char *flag, int v) {
-    if (v >= 0) return 0;
-    ddpm_cli_error_flag(cmd, flag);
-    return 2;
-}
+int ddpm_cli_check_name(const char *cmd, const char *flag, int v) { return v >= 0 ? 0 : ddpm_cli_error_flag(cmd, flag, 2); }
 
 int ddpm_cli_check_draw(const char *cmd, const ddpm_pipeline *p, const ddpm_draw_opts *o, int *K) {
     if (!ddpm_pipeline_check(p, o, K)) return -1;
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
     bool steps = o->sampler.steps > ddpm_sampler_max_steps(o->sampler.kind, in->T);
-    ddpm_cli_error_flag(cmd, steps ? "--sample-steps" : o->guided ? "--guidance" : "--label");
-    return 2;
+    return ddpm_cli_error_flag(cmd, steps ? "--sample-steps" : o->guided ? "--guidance" : "--label", 2);
 }

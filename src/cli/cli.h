@@ -118,10 +118,17 @@ int ddpm_cli_check_writable(const char *cmd, const char *path);
  * a space or shell character in single quotes. */
 void ddpm_cli_command_line(char *buf, size_t cap, int argc, char **argv);
 
-/* Prints "ddpm CMD: <last library error>" to stderr. */
-void ddpm_cli_error(const char *cmd);
-/* Prints "ddpm CMD: FLAG: <last library error>" to stderr. */
-void ddpm_cli_error_flag(const char *cmd, const char *flag);
+/* Prints "ddpm CMD: <last library error>" to stderr; returns 1 (the exit code
+ * of a runtime failure). */
+int ddpm_cli_error(const char *cmd);
+/* Prints "ddpm CMD: <the printf message>" to stderr; returns code. */
+int ddpm_cli_fail(const char *cmd, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Prints "ddpm CMD: FLAG: <last library error>" to stderr; returns code. */
+int ddpm_cli_error_flag(const char *cmd, const char *flag, int code);
 /* v is what a parse function made of FLAG's value (ddpm_schedule_parse, ...,
  * ddpm_enum_lookup): 0 when it named something, else 2 after
  * "ddpm CMD: FLAG: unknown schedule 'X' (expected ...)". */

@@ -25,11 +25,6 @@ typedef struct {
     bool json, bpd, no_ema, n_seen;
 } eval_flags;
 
-static int fail(void) {
-    ddpm_cli_error(CMD);
-    return 1;
-}
-
 /* ---- the evaluation network ------------------------------------------------------------- */
 
 typedef struct {
@@ -73,7 +68,7 @@ static int eval_samples(ddpm_eval_metrics *m, ddpm_kv *r, const eval_flags *f, d
     ddpm_draw_progress v;
     ddpm_draw_progress_start(&v, stderr, f->n, f->batch, K);
     o.on_step = ddpm_draw_progress_step, o.ud = &v;
-    if (ddpm_eval_pipeline(m, ref, p, &o, f->n)) return fail();
+    if (ddpm_eval_pipeline(m, ref, p, &o, f->n)) return ddpm_cli_error(CMD);
     ddpm_progress_done(&v.p);
     ddpm_kv_put(r, "sampler", true, "%s", ddpm_sampler_name(o.sampler.kind));
     ddpm_kv_put(r, "sample_steps", false, "%d", K);
@@ -104,7 +99,7 @@ static int run(const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *o, i
     int *labels = NULL, n = f->n_seen ? f->n : 0, rc = 0;
     ddpm_kv r = {0};
     clf_view cv = {.dir = dir, .path = es.net_path};
-    if (ddpm_eval_session_open(&es, dir, f->net, f->threads, clf_on_step, &cv)) return fail();
+    if (ddpm_eval_session_open(&es, dir, f->net, f->threads, clf_on_step, &cv)) return ddpm_cli_error(CMD);
     if (es.trained) fprintf(stderr, "ddpm %s: evaluation network: test accuracy %.2f%%\n", CMD, 100 * es.trained_acc);
     ddpm_kv_put(&r, f->file ? "images" : "checkpoint", true, "%s", f->file ? f->file : f->ckpt);
     ddpm_kv_put(&r, "net", true, "%s", es.net_path);
@@ -115,7 +110,7 @@ static int run(const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *o, i
     ddpm_kv_put(&r, "n_reference", false, "%d", es.test.n);
     if (f->file) {
         ddpm_status st = ddpm_eval_load_images(&u8, &labels, &n, f->file, f->labels, &es.test);
-        if (st || ddpm_eval_images(&m, &es.ref, u8, n, labels)) rc = fail() + (st == DDPM_ERR_ARG);
+        if (st || ddpm_eval_images(&m, &es.ref, u8, n, labels)) rc = ddpm_cli_error(CMD) + (st == DDPM_ERR_ARG);
     } else {
         put_model(p);
         rc = eval_samples(&m, &r, f, p, o, K, &es.ref);
@@ -136,20 +131,19 @@ static int run_bpd(const eval_flags *f, ddpm_pipeline *p, ddpm_var_kind var, con
     ddpm_dataset test;
     ddpm_kv r = {0};
     ddpm_bpd_result b = {0};
-    if (ddpm_dataset_load(&test, dir, false)) return fail();
+    if (ddpm_dataset_load(&test, dir, false)) return ddpm_cli_error(CMD);
     int T = ddpm_pipeline_info_get(p)->T, B = f->batch < f->n ? f->batch : f->n, rc = 0;
     ddpm_progress prog;
     char what[64];
     snprintf(what, sizeof what, "bits/dim of %d test images", f->n);
     if (f->n > test.n) {
-        fprintf(stderr, "ddpm %s: -n %d exceeds the %d test images of '%s'\n", CMD, f->n, test.n, dir);
-        rc = 2;
+        rc = ddpm_cli_fail(CMD, 2, "-n %d exceeds the %d test images of '%s'", f->n, test.n, dir);
     } else {
         put_model(p);
         ddpm_progress_start(&prog, stderr, what, (long)((f->n + B - 1) / B) * T, "model calls");
         if (ddpm_eval_bpd(&b, p, &test, f->n, f->batch, f->s.seed, var, on_t, &prog) ||
             (f->terms && ddpm_bpd_write_terms(f->terms, &b)))
-            rc = fail();
+            rc = ddpm_cli_error(CMD);
     }
     if (!rc) {
         ddpm_progress_done(&prog);
@@ -238,7 +232,7 @@ static int cmd_eval(int argc, char **argv) {
         return rc;
     const char *why = usage_error(&f, o.guided || f.s.spacing || ddpm_opts_seen(opts, nopts, "--sampler") ||
                                           ddpm_opts_seen(opts, nopts, "--sample-steps") || ddpm_opts_seen(opts, nopts, "--eta"));
-    if (why) return fprintf(stderr, "ddpm %s: %s\n", CMD, why), 2;
+    if (why) return ddpm_cli_fail(CMD, 2, "%s", why);
     ddpm_set_threads(f.threads);
     ddpm_pipeline *p = NULL;
     int K = 0;
@@ -251,15 +245,12 @@ static int cmd_eval(int argc, char **argv) {
     }
     const char *data = f.data ? f.data : p ? ddpm_pipeline_meta(p, DDPM_META_DATA) : NULL;
     char dir[1024];
-    if (p && !data && !f.data_dir) {
-        fprintf(stderr, "ddpm %s: '%s': metadata lacks 'data' (the training set); name the reference with --data\n", CMD,
-                f.ckpt);
-        rc = 1;
-    } else if (ddpm_cli_data_dir(dir, sizeof dir, data ? data : "mnist", f.data_dir)) {
-        rc = fail();
-    } else {
+    if (p && !data && !f.data_dir)
+        rc = ddpm_cli_fail(CMD, 1, "'%s': metadata lacks 'data' (the training set); name the reference with --data", f.ckpt);
+    else if (ddpm_cli_data_dir(dir, sizeof dir, data ? data : "mnist", f.data_dir))
+        rc = ddpm_cli_error(CMD);
+    else
         rc = f.bpd ? run_bpd(&f, p, o.sampler.var, dir) : run(&f, p, &o, K, dir);
-    }
     ddpm_pipeline_free(p);
     return rc;
 }

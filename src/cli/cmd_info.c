@@ -24,10 +24,7 @@ static void print_classes(const ddpm_checkpoint *ck) {
 
 static int print_model(const char *cmd, const ddpm_unet_config *c) {
     ddpm_unet *m;
-    if (ddpm_unet_create(&m, c, 1, false)) {
-        ddpm_cli_error(cmd);
-        return 1;
-    }
+    if (ddpm_unet_create(&m, c, 1, false)) return ddpm_cli_error(cmd);
     char text[512];
     ddpm_unet_config_describe(text, sizeof text, c);
     printf("model: %s\n\n", text);
@@ -69,10 +66,7 @@ static int cmd_info(int argc, char **argv) {
         if (ddpm_opts_refuse(cmd, opts + 1, DDPM_MODEL_OPTS, NULL, 0, "cannot be combined with -c (the checkpoint fixes the model)"))
             return 2;
         ddpm_checkpoint ck;
-        if (ddpm_checkpoint_open(&ck, ckpt)) {
-            ddpm_cli_error(cmd);
-            return 1;
-        }
+        if (ddpm_checkpoint_open(&ck, ckpt)) return ddpm_cli_error(cmd);
         printf("checkpoint: %s\n", ckpt);
         printf("contents: model%s%s\n", ck.has_ema ? ", EMA weights" : "", ck.has_adam ? ", Adam moments" : "");
         printf("metadata:\n");

@@ -52,16 +52,11 @@ static int check_flags(const noise_flags *f, int *kind, int *t, int *L) {
     *kind = ddpm_schedule_parse(f->sched_name);
     if (ddpm_cli_check_name(CMD, "--schedule", *kind)) return 2;
     bool named = !strcmp(f->data, "mnist") || !strcmp(f->data, "fashion") || !strcmp(f->data, "fashion-mnist");
-    if (f->data_dir && !named) {
-        fprintf(stderr, "ddpm %s: --data-dir goes with --data mnist or fashion; --data '%s' is already a directory\n",
-                CMD, f->data);
-        return 2;
-    }
-    if ((*L = ddpm_timesteps_parse(f->tlist, f->T, t, MAX_T_LIST)) < 0) {
-        ddpm_cli_error_flag(CMD, "--t");
-        return 2;
-    }
-    return 0;
+    if (f->data_dir && !named)
+        return ddpm_cli_fail(CMD, 2, "--data-dir goes with --data mnist or fashion; --data '%s' is already a directory",
+                             f->data);
+    *L = ddpm_timesteps_parse(f->tlist, f->T, t, MAX_T_LIST);
+    return *L < 0 ? ddpm_cli_error_flag(CMD, "--t", 2) : 0;
 }
 
 /* Cheap checks first (the output, --data-dir), then the test split into ds
@@ -70,16 +65,12 @@ static int load_data(const noise_flags *f, char *dir, size_t cap, ddpm_dataset *
     if (ddpm_cli_check_writable(CMD, f->out)) return 1;
     if (f->data_dir) {
         struct stat st;
-        if (stat(f->data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            fprintf(stderr, "ddpm %s: --data-dir '%s': %s\n", CMD, f->data_dir,
+        if (stat(f->data_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            return ddpm_cli_fail(CMD, 1, "--data-dir '%s': %s", f->data_dir,
                     stat(f->data_dir, &st) != 0 ? strerror(errno) : "not a directory");
-            return 1;
-        }
     }
-    if (ddpm_cli_data_dir(dir, cap, f->data, f->data_dir) || ddpm_dataset_load(ds, dir, false)) {
-        ddpm_cli_error(CMD);
-        return 1;
-    }
+    if (ddpm_cli_data_dir(dir, cap, f->data, f->data_dir) || ddpm_dataset_load(ds, dir, false))
+        return ddpm_cli_error(CMD);
     if (f->n > ds->n) {
         fprintf(stderr, "ddpm %s: -n %d: the test split in '%s' has only %d images\n", CMD, f->n, dir, ds->n);
     } else if (ds->c != 1 && ds->c != 3) {
@@ -143,7 +134,7 @@ static int cmd_noise(int argc, char **argv) {
     };
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, (int)DDPM_COUNT(opts), SYNOPSIS, EPILOG);
     if (rc) return rc == 1 ? 0 : rc;
-    int kind, t[MAX_T_LIST], L;
+    int kind, t[MAX_T_LIST], L = 0;
     if ((rc = check_flags(&f, &kind, t, &L))) return rc;
     char dir[4096];
     ddpm_dataset ds;

@@ -35,23 +35,14 @@ static int cmd_report(int argc, char **argv) {
     int nd = 0, rc = ddpm_opts_parse_args(CMD, argc, argv, opts, (int)DDPM_COUNT(opts), SYNOPSIS, EPILOG, dirs,
                                           DDPM_REPORT_MAX_RUNS, &nd, "run directories");
     if (rc) return rc == 1 ? 0 : rc;
-    if (o.title && !*o.title) {
-        fprintf(stderr, "ddpm %s: --title is empty\n", CMD);
-        return 2;
-    }
-    if (!nd) {
-        fprintf(stderr, "ddpm %s: name a run directory (see 'ddpm %s --help')\n", CMD, CMD);
-        return 2;
-    }
+    if (o.title && !*o.title) return ddpm_cli_fail(CMD, 2, "--title is empty");
+    if (!nd) return ddpm_cli_fail(CMD, 2, "name a run directory (see 'ddpm %s --help')", CMD);
     char def[4200];
     if (!out) {
         snprintf(def, sizeof def, "%s/report.html", dirs[0]);
         out = nd > 1 ? "compare.html" : def;
     }
-    if (ddpm_report_write(dirs, nd, out, &o)) {
-        ddpm_cli_error(CMD);
-        return 1;
-    }
+    if (ddpm_report_write(dirs, nd, out, &o)) return ddpm_cli_error(CMD);
     printf("wrote %s\n", out);
     return 0;
 }

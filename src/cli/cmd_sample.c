@@ -83,14 +83,13 @@ static int parse_flags(sample_flags *f, ddpm_draw_opts *o, int argc, char **argv
                       : !(f->strength > 0.0f) ? "--strength must be in (0, 1]"
                       : !f->init && (ddpm_opts_seen(opts, nopts, "--strength") || ddpm_opts_seen(opts, nopts, "--per-image"))
                           ? "--strength and --per-image need --init" : NULL;
-    rc = why ? (fprintf(stderr, "ddpm %s: %s\n", CMD, why), 2)
-             : ddpm_cli_draw_opts(CMD, o, &f->s, opts, nopts);
+    rc = why ? ddpm_cli_fail(CMD, 2, "%s", why) : ddpm_cli_draw_opts(CMD, o, &f->s, opts, nopts);
     int g = rc < 0 && f->sigmas ? ddpm_sigmas_parse(f->sigmas) : 0;
     bool karras = ddpm_sampler_is_karras(o->sampler.kind), churner = karras && o->sampler.kind != DDPM_SAMPLER_EULER_A;
     why = f->sigmas && !karras ? "--sigmas applies to euler, heun and euler_a"
           : f->churn > 0.0f && !churner ? "--churn applies to euler and heun" : NULL;
     if (rc < 0 && g < 0) rc = ddpm_cli_check_name(CMD, "--sigmas", g);
-    else if (rc < 0 && why) rc = 2, fprintf(stderr, "ddpm %s: %s\n", CMD, why);
+    else if (rc < 0 && why) rc = ddpm_cli_fail(CMD, 2, "%s", why);
     o->sampler.churn = f->churn, o->sampler.sigmas = (ddpm_sigmas)(g > 0 ? g : 0);
     return rc;
 }
@@ -98,10 +97,8 @@ static int parse_flags(sample_flags *f, ddpm_draw_opts *o, int argc, char **argv
 /* The images (and mask) to edit: 0, or 1 after the error. */
 static int load_edit(sample_flags *f, ddpm_pipeline *p, ddpm_edit_opts *e, uint8_t **init, uint8_t **mask) {
     *e = (ddpm_edit_opts){.per_image = f->per_image, .strength = f->strength, .resample = f->resample};
-    if (ddpm_pipeline_load_images(p, f->init, init, &e->n_init) || (f->mask && ddpm_pipeline_load_mask(p, f->mask, mask))) {
-        ddpm_cli_error_flag(CMD, *init ? "--mask" : "--init");
-        return 1;
-    }
+    if (ddpm_pipeline_load_images(p, f->init, init, &e->n_init) || (f->mask && ddpm_pipeline_load_mask(p, f->mask, mask)))
+        return ddpm_cli_error_flag(CMD, *init ? "--mask" : "--init", 1);
     e->init = *init, e->mask = *mask;
     f->n = e->n_init * e->per_image;
     return 0;
@@ -112,18 +109,14 @@ static int check_outputs(const sample_flags *f, const ddpm_pipeline_info *in, co
     const char *outs[4] = {f->out, f->idx, f->traj, f->lab}, *flag[4] = {"-o", "--idx", "--trajectory", "--label-idx"};
     for (int a = 0; a < 4; a++)
         for (int b = a + 1; b < 4; b++)
-            if (outs[a] && outs[b] && !strcmp(outs[a], outs[b])) {
-                fprintf(stderr, "ddpm %s: %s and %s name the same file '%s'\n", CMD, flag[a], flag[b], outs[a]);
-                return 2;
-            }
+            if (outs[a] && outs[b] && !strcmp(outs[a], outs[b]))
+                return ddpm_cli_fail(CMD, 2, "%s and %s name the same file '%s'", flag[a], flag[b], outs[a]);
     for (int a = 0; a < 4; a++)
         if (outs[a] && ddpm_cli_check_writable(CMD, outs[a])) return 1;
     int c = in->cfg.in_ch, r = in->cfg.res;
     if (ddpm_image_grid_check(f->out, f->n, c, r, r, nrow, f->scale) ||
-        (f->traj && ddpm_image_grid_check(f->traj, t->rows * t->cols, c, r, r, t->cols, f->scale))) {
-        fprintf(stderr, "ddpm %s: %s: use fewer images (-n) or a smaller --scale\n", CMD, ddpm_last_error());
-        return 1;
-    }
+        (f->traj && ddpm_image_grid_check(f->traj, t->rows * t->cols, c, r, r, t->cols, f->scale)))
+        return ddpm_cli_fail(CMD, 1, "%s: use fewer images (-n) or a smaller --scale", ddpm_last_error());
     for (int a = 0; a < 3; a += 2)
         if (outs[a] && !ddpm_ends_with_png(outs[a])) fprintf(stderr, "ddpm %s: note: '%s' will be a PNG file\n", CMD, outs[a]);
     return 0;
@@ -205,16 +198,15 @@ static int cmd_sample(int argc, char **argv) {
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
     int C = in->cfg.num_classes;
     if (f.label && ddpm_pipeline_label(p, f.label, &o.label)) {
-        ddpm_cli_error_flag(CMD, "--label");
-        rc = 2;
+        rc = ddpm_cli_error_flag(CMD, "--label", 2);
     } else if ((o.edit = NULL, rc = ddpm_cli_check_draw(CMD, p, &o, &K)) < 0) {
         o.edit = f.init ? &e : NULL, rc = 0;
-        if (o.edit && ddpm_pipeline_check(p, &o, &K)) rc = 2, ddpm_cli_error_flag(CMD, f.mask ? "--mask" : "--strength");
+        if (o.edit && ddpm_pipeline_check(p, &o, &K)) rc = ddpm_cli_error_flag(CMD, f.mask ? "--mask" : "--strength", 2);
         else if (f.lab && (C == 0 || C > 256))
-            rc = 2, fprintf(stderr, "ddpm %s: --label-idx: the model in '%s' %s\n", CMD, f.ckpt,
-                            C ? "has more than 256 classes (u8 labels)" : "is unconditional (trained without --classes)");
+            rc = ddpm_cli_fail(CMD, 2, "--label-idx: the model in '%s' %s", f.ckpt,
+                               C ? "has more than 256 classes (u8 labels)" : "is unconditional (trained without --classes)");
         else if (in->cfg.in_ch != 1 && in->cfg.in_ch != 3)
-            rc = 1, fprintf(stderr, "ddpm %s: the model makes %d-channel images; PNG grids need 1 or 3\n", CMD, in->cfg.in_ch);
+            rc = ddpm_cli_fail(CMD, 1, "the model makes %d-channel images; PNG grids need 1 or 3", in->cfg.in_ch);
     }
     nrow = f.nrow_seen || C == 0 || o.label >= 0 || f.init || C > DDPM_LABEL_COLS_MAX ? f.nrow : C;
     if (!rc && f.traj && ddpm_trajectory_init(&t, f.n, K, in->D)) rc = 1, ddpm_cli_error(CMD);

@@ -58,12 +58,6 @@ static int check_resume_flags(const ddpm_opt *opts, int nopts) {
     return ddpm_opts_refuse(CMD, opts, nopts, fixed, DDPM_COUNT(fixed), "cannot be combined with --resume (the checkpoint fixes it)");
 }
 
-/* A --data that names neither a dataset nor a path is a typo, not a file. */
-static bool looks_like_path(const char *s) {
-    size_t n = strlen(s);
-    return strchr(s, '/') || strchr(s, '.') || (n > 4 && !strcmp(s + n - 4, ".csv"));
-}
-
 /* A fresh trainer from the flags (usage errors: 2, runtime: 1 after the message). */
 static int create_trainer(const toy_flags *f, ddpm_toy **tr) {
     ddpm_toy_config c;
@@ -72,24 +66,15 @@ static int create_trainer(const toy_flags *f, ddpm_toy **tr) {
     c.lr = f->lr, c.clip = f->clip, c.seed = f->seed;
     c.seed_betas = !strcmp(f->schedule, "seed-sigmoid");
     int kind = c.seed_betas ? DDPM_SCHED_SIGMOID : ddpm_schedule_parse(f->schedule);
-    if (kind < 0) {
-        fprintf(stderr, "ddpm %s: unknown --schedule '%s' (expected sigmoid, linear, cosine, quadratic or seed-sigmoid)\n",
-                CMD, ddpm_show(f->schedule).s);
-        return 2;
-    }
+    if (kind < 0)
+        return ddpm_cli_fail(CMD, 2, "unknown --schedule '%s' (expected sigmoid, linear, cosine, quadratic or seed-sigmoid)",
+                             ddpm_show(f->schedule).s);
     c.schedule = (ddpm_schedule_kind)kind;
-    if (ddpm_toy_data_parse(f->data) < 0 && !looks_like_path(f->data)) {
-        fprintf(stderr, "ddpm %s: unknown --data '%s' (expected scurve, swissroll, moons, 8gaussians, checkerboard or a FILE.csv)\n",
-                CMD, ddpm_show(f->data).s);
-        return 2;
-    }
+    if (ddpm_toy_data_check(f->data)) return ddpm_cli_error_flag(CMD, "--data", 2);
     static const char *const scales[] = {"unit", "none"};
     int scale = ddpm_enum_lookup("scale", scales, 0, 2, f->scale);
     if (ddpm_cli_check_name(CMD, "--scale", scale)) return 2;
-    if (ddpm_toy_run_create(tr, &c, f->data, f->points, scale == 0, f->seed)) {
-        ddpm_cli_error(CMD);
-        return 1;
-    }
+    if (ddpm_toy_run_create(tr, &c, f->data, f->points, scale == 0, f->seed)) return ddpm_cli_error(CMD);
     return 0;
 }
 
@@ -117,10 +102,10 @@ static int run(const toy_flags *f, const ddpm_sampler_opts *so) {
     if (rc) return rc;
     const ddpm_toy_config *c = ddpm_toy_get_config(tr);
     if (f->sample_steps > ddpm_sampler_max_steps(so->kind, c->T)) {
-        fprintf(stderr, "ddpm %s: --sample-steps %d exceeds %d, the most %s takes with T = %d\n", CMD,
-                f->sample_steps, ddpm_sampler_max_steps(so->kind, c->T), f->sampler, c->T);
+        rc = ddpm_cli_fail(CMD, 2, "--sample-steps %d exceeds %d, the most %s takes with T = %d", f->sample_steps,
+                           ddpm_sampler_max_steps(so->kind, c->T), f->sampler, c->T);
         ddpm_toy_free(tr);
-        return 2;
+        return rc;
     }
     int nd;
     ddpm_toy_data(tr, &nd);

@@ -233,10 +233,8 @@ static int check_new_run(train_flags *f, ddpm_opt *opts) {
         return 2;
     }
     if (!ddpm_opts_seen(opts, NOPTS, "--warmup") && f->warmup >= f->iters) f->warmup = f->iters / 10;
-    if (f->warmup >= f->iters && f->warmup > 0) {
-        fprintf(stderr, "ddpm train: --warmup %d must be smaller than --iters %d\n", f->warmup, f->iters);
-        return 2;
-    }
+    if (f->warmup >= f->iters && f->warmup > 0)
+        return ddpm_cli_fail(CMD, 2, "--warmup %d must be smaller than --iters %d", f->warmup, f->iters);
     return 0;
 }
 
@@ -251,12 +249,10 @@ static int check_names(const train_flags *f) {
         ddpm_cli_check_name(CMD, "--crop", ddpm_crop_parse(f->crop)))
         return 2;
     const char *clash = f->resume && f->force ? "--resume and --force" : f->hflip && f->no_hflip ? "--hflip and --no-hflip" : NULL;
-    if (clash) fprintf(stderr, "ddpm train: %s contradict each other\n", clash);
-    if (!clash && f->r.keep_best && f->r.eval_every <= 0) {
-        fprintf(stderr, "ddpm train: --keep-best needs --eval-every N (the FID it keeps the best of)\n");
-        return 2;
-    }
-    return clash ? 2 : 0;
+    if (clash) return ddpm_cli_fail(CMD, 2, "%s contradict each other", clash);
+    if (f->r.keep_best && f->r.eval_every <= 0)
+        return ddpm_cli_fail(CMD, 2, "--keep-best needs --eval-every N (the FID it keeps the best of)");
+    return 0;
 }
 
 static int cmd_train(int argc, char **argv) {

@@ -185,11 +185,12 @@ void ddpm_model_flags_preset(ddpm_unet_config *c, const ddpm_opt *opts, int nopt
     }
 }
 
-int ddpm_cli_check_writable(const char *cmd, const char *path) {
-    if (!ddpm_check_writable(path)) return 0;
-    ddpm_cli_error(cmd);
-    return 1;
+int ddpm_model_flags_check(const char *cmd, ddpm_unet_config *c, const ddpm_opt *opts, int nopts) {
+    ddpm_model_flags_preset(c, opts, nopts, false);
+    return ddpm_unet_config_validate(c) ? ddpm_cli_fail(cmd, 2, "%s", ddpm_last_error()) : 0;
 }
+
+int ddpm_cli_check_writable(const char *cmd, const char *path) { return ddpm_check_writable(path) ? ddpm_cli_error(cmd) : 0; }
 
 int ddpm_cli_error(const char *cmd) { return ddpm_cli_fail(cmd, 1, "%s", ddpm_last_error()); }
 
@@ -272,8 +273,7 @@ int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt
         if (precision) ddpm_pipeline_set_precision(*p, (ddpm_precision)prec);
         return 0;
     }
-    ddpm_cli_error(cmd);
-    return 1;
+    return ddpm_cli_error(cmd);
 }
 
 bool ddpm_ends_with_png(const char *path) {

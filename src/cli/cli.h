@@ -106,6 +106,9 @@ void ddpm_model_opts(ddpm_opt *opts, ddpm_unet_config *c);
  * --attn and --groups replace the defaults of those not given. opts[0..n)
  * must hold the model options. */
 void ddpm_model_flags_preset(ddpm_unet_config *c, const ddpm_opt *opts, int nopts, bool size_known);
+/* The preset (size_known false), then ddpm_unet_config_validate: 0, or 2
+ * after its message. */
+int ddpm_model_flags_check(const char *cmd, ddpm_unet_config *c, const ddpm_opt *opts, int nopts);
 
 /* Fails fast when the output `path` cannot be written: it must not be a
  * directory, and its directory must exist and accept a new file (a probe file

@@ -114,8 +114,7 @@ static int run(ddpm_bench_config *c, int threads) {
     ddpm_bench_result r;
     if (ddpm_bench_run(c, &r)) {
         if (ps.tty) fputc('\n', stderr);
-        ddpm_cli_error(CMD);
-        return 1;
+        return ddpm_cli_error(CMD);
     }
     if (c->train) part_done(&ps, "train", &r.train);
     if (c->sample) part_done(&ps, "sample", &r.sample);
@@ -148,16 +147,12 @@ static int cmd_bench(int argc, char **argv) {
                              "usage: ddpm bench [options] [model options]\n\n"
                              "Time the training step and the denoiser on random data (no dataset needed)\n"
                              "and a large sgemm; print key=value lines (medians over timed iterations).",
-                             "Parts: train = ddpm_trainer_step (q_sample, forward, L2 loss, backward, clip,\n"
-                             "AdamW, EMA), as `ddpm train` runs it; sample = one forward of the inference\n"
-                             "model on --batch images at random t (one denoising step); sgemm = a square\n"
-                             "float32 matrix product through OpenBLAS with the same threads.\n"
-                             "train_gflops = 3 x forward FLOPs x batch / median step time (forward +\n"
-                             "backward ~ 3x forward, as in `ddpm info`); gflops_ratio = train / sgemm.\n"
-                             "--precision bf16 rounds both operands of every conv, linear and attention\n"
-                             "product to bfloat16 and sums in float (AVX512_BF16 where the CPU has it).\n"
-                             "peak_rss_mb is the process's peak resident memory after the training part.\n"
-                             "scripts/bench.sh runs this next to scripts/bench_torch.py (PyTorch).");
+                             "Parts: train = ddpm_trainer_step, as `ddpm train` runs it; sample = one forward\n"
+                             "of the inference model on --batch images at random t; sgemm = a square float32\n"
+                             "product through OpenBLAS with the same threads. train_gflops = 3 x forward FLOPs\n"
+                             "x batch / median step time; gflops_ratio = train / sgemm. --precision bf16 rounds\n"
+                             "both operands of every product to bfloat16 and sums in float. The keys are in\n"
+                             "docs/performance.md; scripts/bench.sh runs this next to PyTorch.");
     if (rc) return rc == 1 ? 0 : rc;
     static const char *const parts[] = {"all", "train", "sample", "sgemm"};
     const int part = ddpm_enum_lookup("part", parts, 0, 4, only), prec = part < 0 ? 0 : ddpm_precision_parse(precision);
@@ -167,11 +162,7 @@ static int cmd_bench(int argc, char **argv) {
     c.sgemm = part == 0 || part == 3;
     c.precision = (ddpm_precision)prec;
     c.seconds = seconds;
-    ddpm_model_flags_preset(&c.model, opts + DDPM_COUNT(own), DDPM_MODEL_OPTS, false);
-    if (ddpm_unet_config_validate(&c.model)) {
-        ddpm_cli_error(CMD);
-        return 2;
-    }
+    if (ddpm_model_flags_check(CMD, &c.model, opts + DDPM_COUNT(own), DDPM_MODEL_OPTS)) return 2;
     return run(&c, ddpm_set_threads(threads));
 }
 

@@ -85,11 +85,7 @@ static int cmd_info(int argc, char **argv) {
         ddpm_checkpoint_close(&ck);
         return print_model(cmd, &c);
     }
-    ddpm_model_flags_preset(&c, opts + 1, DDPM_MODEL_OPTS, false);
-    if (ddpm_unet_config_validate(&c)) {
-        ddpm_cli_error(cmd);
-        return 2;
-    }
+    if (ddpm_model_flags_check(cmd, &c, opts + 1, DDPM_MODEL_OPTS)) return 2;
     return print_model(cmd, &c);
 }
 

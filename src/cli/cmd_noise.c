@@ -67,19 +67,15 @@ static int load_data(const noise_flags *f, char *dir, size_t cap, ddpm_dataset *
         struct stat st;
         if (stat(f->data_dir, &st) != 0 || !S_ISDIR(st.st_mode))
             return ddpm_cli_fail(CMD, 1, "--data-dir '%s': %s", f->data_dir,
-                    stat(f->data_dir, &st) != 0 ? strerror(errno) : "not a directory");
+                                 stat(f->data_dir, &st) != 0 ? strerror(errno) : "not a directory");
     }
     if (ddpm_cli_data_dir(dir, cap, f->data, f->data_dir) || ddpm_dataset_load(ds, dir, false))
         return ddpm_cli_error(CMD);
-    if (f->n > ds->n) {
-        fprintf(stderr, "ddpm %s: -n %d: the test split in '%s' has only %d images\n", CMD, f->n, dir, ds->n);
-    } else if (ds->c != 1 && ds->c != 3) {
-        fprintf(stderr, "ddpm %s: '%s' holds %d-channel images; PNG grids need 1 or 3\n", CMD, dir, ds->c);
-    } else {
-        return 0;
-    }
-    ddpm_dataset_free(ds);
-    return 1;
+    int rc = 0;
+    if (f->n > ds->n) rc = ddpm_cli_fail(CMD, 1, "-n %d: the test split in '%s' has only %d images", f->n, dir, ds->n);
+    else if (ds->c != 1 && ds->c != 3) rc = ddpm_cli_fail(CMD, 1, "'%s' holds %d-channel images; PNG grids need 1 or 3", dir, ds->c);
+    if (rc) ddpm_dataset_free(ds);
+    return rc;
 }
 
 /* The coefficients of each column, on stdout. */
@@ -97,26 +93,21 @@ static void print_columns(const ddpm_schedule *s, int kind, int T, const int *t,
 static int render(const noise_flags *f, int kind, const int *t, int L, const ddpm_dataset *ds, const char *dir) {
     ddpm_schedule s = {0};
     size_t D = (size_t)ds->c * ds->h * ds->w;
-    int n = f->n, cols = 1 + L, status = 1;
+    int n = f->n, cols = 1 + L, gw, gh;
     float *grid = ddpm_malloc((size_t)n * cols * D * sizeof(float)); /* [n, cols, D] */
-    if (!grid || ddpm_schedule_init(&s, (ddpm_schedule_kind)kind, f->T)) goto error;
-
-    ddpm_q_trajectories(grid, ds, n, t, L, &s, f->seed);
-    if (ddpm_image_write_grid_scaled(f->out, grid, n * cols, ds->c, ds->h, ds->w, cols, -1.0f, 1.0f, f->zoom))
-        goto error;
-    print_columns(&s, kind, f->T, t, L);
-    int gw, gh;
-    ddpm_image_grid_size(n * cols, ds->h * f->zoom, ds->w * f->zoom, cols, &gw, &gh);
-    fprintf(stderr, "ddpm %s: wrote '%s' (%d x %d px): %d image%s from '%s', x_0 and %d noised column%s each\n",
-            CMD, f->out, gw, gh, n, n == 1 ? "" : "s", dir, L, L == 1 ? "" : "s");
-    status = 0;
-    goto done;
-error:
-    ddpm_cli_error(CMD);
-done:
+    ddpm_status st = !grid ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d images", n * cols)
+                           : ddpm_schedule_init(&s, (ddpm_schedule_kind)kind, f->T);
+    if (!st) ddpm_q_trajectories(grid, ds, n, t, L, &s, f->seed);
+    if (!st) st = ddpm_image_write_grid_scaled(f->out, grid, n * cols, ds->c, ds->h, ds->w, cols, -1.0f, 1.0f, f->zoom);
+    if (!st) {
+        print_columns(&s, kind, f->T, t, L);
+        ddpm_image_grid_size(n * cols, ds->h * f->zoom, ds->w * f->zoom, cols, &gw, &gh);
+        fprintf(stderr, "ddpm %s: wrote '%s' (%d x %d px): %d image%s from '%s', x_0 and %d noised column%s each\n",
+                CMD, f->out, gw, gh, n, n == 1 ? "" : "s", dir, L, L == 1 ? "" : "s");
+    }
     ddpm_schedule_free(&s);
     ddpm_free(grid);
-    return status;
+    return st ? ddpm_cli_error(CMD) : 0;
 }
 
 static int cmd_noise(int argc, char **argv) {

@@ -94,12 +94,8 @@ static void print_result(const ddpm_toy_result *r) {
 static int run(const toy_flags *f, const ddpm_sampler_opts *so) {
     ddpm_toy *tr = NULL;
     int rc = 0;
-    if (f->resume) {
-        if (ddpm_toy_resume(&tr, f->resume, f->iters)) rc = 1, ddpm_cli_error(CMD);
-    } else {
-        rc = create_trainer(f, &tr);
-    }
-    if (rc) return rc;
+    if (f->resume && ddpm_toy_resume(&tr, f->resume, f->iters)) return ddpm_cli_error(CMD);
+    if (!f->resume && (rc = create_trainer(f, &tr))) return rc;
     const ddpm_toy_config *c = ddpm_toy_get_config(tr);
     if (f->sample_steps > ddpm_sampler_max_steps(so->kind, c->T)) {
         rc = ddpm_cli_fail(CMD, 2, "--sample-steps %d exceeds %d, the most %s takes with T = %d", f->sample_steps,
@@ -115,8 +111,7 @@ static int run(const toy_flags *f, const ddpm_sampler_opts *so) {
     ddpm_toy_run_opts o = {.dir = f->out, .sampler = *so, .num = f->num, .seed = f->seed, .progress = stderr};
     ddpm_toy_result r;
     if (ddpm_toy_run(tr, &o, &r)) {
-        ddpm_cli_error(CMD);
-        rc = 1;
+        rc = ddpm_cli_error(CMD);
     } else {
         print_result(&r);
         fprintf(stderr, "ddpm %s: wrote %s/{%s,forward.png,reverse.png,samples.csv,samples.png,loss.png,log.csv}\n", CMD,

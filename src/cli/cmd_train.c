@@ -227,11 +227,8 @@ static int check_resume_flags(const ddpm_opt *opts) {
 
 /* A fresh run: the model flags form a valid config, the warmup fits. */
 static int check_new_run(train_flags *f, ddpm_opt *opts) {
-    ddpm_model_flags_preset(&f->c.model, opts + NOPTS - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS, false);
-    if (ddpm_unet_config_validate(&f->c.model)) { /* checked against the data again once it is loaded */
-        ddpm_cli_error(CMD);
-        return 2;
-    }
+    /* checked against the data again once it is loaded */
+    if (ddpm_model_flags_check(CMD, &f->c.model, opts + NOPTS - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS)) return 2;
     if (!ddpm_opts_seen(opts, NOPTS, "--warmup") && f->warmup >= f->iters) f->warmup = f->iters / 10;
     if (f->warmup >= f->iters && f->warmup > 0)
         return ddpm_cli_fail(CMD, 2, "--warmup %d must be smaller than --iters %d", f->warmup, f->iters);

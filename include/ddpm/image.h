@@ -48,6 +48,9 @@ ddpm_status ddpm_image_write_grid_scaled(const char *path, const float *x, int n
  * clamped to 0..255 (NaN -> 0). The one conversion every u8 output uses
  * (IDX files, evaluation), so they agree with each other byte for byte. */
 void ddpm_image_to_u8(uint8_t *out, const float *x, size_t n);
+/* Model-space images x (n, c, h, w) through ddpm_image_to_u8 into an IDX file
+ * (ddpm_idx_write_images). */
+ddpm_status ddpm_image_write_idx(const char *path, const float *x, int n, int c, int h, int w);
 
 /* Write an 8-bit RGB image rgb (h, w, 3), row-major, interleaved. */
 ddpm_status ddpm_image_write_rgb(const char *path, const uint8_t *rgb, int w, int h);

@@ -61,12 +61,11 @@ static void print_profile(const char *part, const ddpm_bench_stats *st, bool bac
 }
 
 /* The report: the machine and the workload, then one block per part. */
-static void print_report(const ddpm_bench_config *c, const ddpm_bench_result *r, const char *name, int threads) {
+static void print_report(const ddpm_bench_config *c, const ddpm_bench_result *r, const ddpm_cpu_info *ci,
+                         const char *name, int threads) {
     const int B = c->batch;
-    ddpm_cpu_info ci;
-    ddpm_cpu_info_get(&ci);
-    printf("cpu_vendor=%s\ncpu_family=%d\ncpu_model=%d\n", ci.vendor, ci.family, ci.model);
-    printf("cpu_name=%s\ncpu_features=%s\n", ci.name, ci.features);
+    printf("cpu_vendor=%s\ncpu_family=%d\ncpu_model=%d\n", ci->vendor, ci->family, ci->model);
+    printf("cpu_name=%s\ncpu_features=%s\n", ci->name, ci->features);
     printf("model=%s\n", name);
     printf("image=%dx%dx%d\n", c->model.in_ch, c->model.res, c->model.res);
     printf("timesteps=%d\nbatch=%d\nthreads=%d\nparams=%zu\n", r->T, B, threads, r->params);
@@ -119,7 +118,7 @@ static int run(ddpm_bench_config *c, int threads) {
     if (c->train) part_done(&ps, "train", &r.train);
     if (c->sample) part_done(&ps, "sample", &r.sample);
     if (c->sgemm) part_done(&ps, "sgemm", &r.sgemm);
-    print_report(c, &r, name, threads);
+    print_report(c, &r, &ci, name, threads);
     return 0;
 }
 

@@ -158,20 +158,13 @@ static ddpm_status write_outputs(const sample_flags *f, ddpm_pipeline *p, const 
     if (st) return st;
     ddpm_image_grid_size(n, r * z, r * z, nrow, &gw, &gh);
     fprintf(stderr, "ddpm %s: wrote %d image%s to '%s' (%d x %d px grid)\n", CMD, n, n == 1 ? "" : "s", f->out, gw, gh);
-    uint8_t *u8 = malloc((size_t)n * (f->idx ? in->D : 1));
-    int *lab = malloc((size_t)n * sizeof(int));
-    if (!u8 || !lab) st = ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d images", n);
-    if (!st && f->idx) {
-        ddpm_image_to_u8(u8, x, (size_t)n * in->D);
-        if (!(st = ddpm_idx_write_images(f->idx, u8, n, c, r, r)))
-            fprintf(stderr, "ddpm %s: wrote %d x %d x %d x %d u8 images to '%s'\n", CMD, n, c, r, r, f->idx);
-    }
-    if (!st && f->lab) {
-        ddpm_pipeline_labels(p, o, 0, n, lab);
-        for (int i = 0; i < n; i++) u8[i] = (uint8_t)lab[i];
-        if (!(st = ddpm_idx_write(f->lab, u8, 1, &n))) fprintf(stderr, "ddpm %s: wrote %d u8 labels to '%s'\n", CMD, n, f->lab);
-    }
-    free(u8);
+    if (f->idx && !(st = ddpm_image_write_idx(f->idx, x, n, c, r, r)))
+        fprintf(stderr, "ddpm %s: wrote %d x %d x %d x %d u8 images to '%s'\n", CMD, n, c, r, r, f->idx);
+    int *lab = f->lab ? malloc((size_t)n * sizeof(int)) : NULL;
+    if (!st && f->lab && !lab) st = ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d labels", n);
+    if (!st && f->lab) ddpm_pipeline_labels(p, o, 0, n, lab);
+    if (!st && f->lab && !(st = ddpm_idx_write_labels(f->lab, lab, n)))
+        fprintf(stderr, "ddpm %s: wrote %d u8 labels to '%s'\n", CMD, n, f->lab);
     free(lab);
     if (!st && f->traj && !(st = ddpm_image_write_grid_scaled(f->traj, t->x, t->rows * t->cols, c, r, r, t->cols,
                                                               -1.0f, 1.0f, z))) {

@@ -5,6 +5,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "ddpm/image.h"
+#include "ddpm/data.h"
 #include "io/png.h"
 
 #include <errno.h>
@@ -139,6 +140,16 @@ ddpm_status ddpm_image_write_grid_scaled(const char *path, const float *x, int n
     return st;
 }
 
+
+ddpm_status ddpm_image_write_idx(const char *path, const float *x, int n, int c, int h, int w) {
+    size_t count = (size_t)n * c * h * w;
+    uint8_t *u8 = malloc(count ? count : 1);
+    if (!u8) return ddpm_error(DDPM_ERR_NOMEM, "cannot write '%s': out of memory for %d images", path, n);
+    ddpm_image_to_u8(u8, x, count);
+    ddpm_status st = ddpm_idx_write_images(path, u8, n, c, h, w);
+    free(u8);
+    return st;
+}
 
 void ddpm_image_to_u8(uint8_t *out, const float *x, size_t n) {
     for (size_t j = 0; j < n; j++) {

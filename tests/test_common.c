@@ -89,6 +89,17 @@ static void test_fmt_count(void **state) {
     assert_string_equal(buf, "1,6");
 }
 
+/* The progress line as a (done, total) callback ticks it and says go on. */
+static void test_progress_on(void **state) {
+    (void)state;
+    ddpm_progress p;
+    ddpm_progress_start(&p, NULL, "x", 10, "steps");
+    assert_int_equal(ddpm_progress_on(&p, 4, 10), 0);
+    assert_int_equal(p.done, 4);
+    assert_int_equal(ddpm_progress_on(&p, 9, 10), 0);
+    assert_int_equal(p.done, 9);
+}
+
 static void test_round16(void **state) {
     (void)state;
     assert_int_equal(ddpm_round16(0), 0);
@@ -104,6 +115,7 @@ int main(void) {
         cmocka_unit_test(test_enum_tables),
         cmocka_unit_test(test_enum_lookup),
         cmocka_unit_test(test_fmt_count),
+        cmocka_unit_test(test_progress_on),
         cmocka_unit_test(test_round16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -133,15 +133,10 @@ int ddpm_opts_parse_args(const char *cmd, int argc, char **argv, ddpm_opt *opts,
     return 0;
 }
 
-const ddpm_opt *ddpm_opts_find(const ddpm_opt *opts, int nopts, const char *name) {
-    for (int i = 0; i < nopts; i++)
-        if (!strcmp(opts[i].name, name)) return &opts[i];
-    return NULL;
-}
-
 bool ddpm_opts_seen(const ddpm_opt *opts, int nopts, const char *name) {
-    const ddpm_opt *o = ddpm_opts_find(opts, nopts, name);
-    return o && o->seen;
+    for (int i = 0; i < nopts; i++)
+        if (!strcmp(opts[i].name, name)) return opts[i].seen;
+    return false;
 }
 
 int ddpm_opts_refuse(const char *cmd, const ddpm_opt *opts, int nopts, const char *const *names, int n, const char *why) {
@@ -274,11 +269,6 @@ int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt
         return 0;
     }
     return ddpm_cli_error(cmd);
-}
-
-bool ddpm_ends_with_png(const char *path) {
-    size_t n = strlen(path);
-    return n >= 4 && (!strcmp(path + n - 4, ".png") || !strcmp(path + n - 4, ".PNG"));
 }
 
 int ddpm_cli_error_flag(const char *cmd, const char *flag, int code) {

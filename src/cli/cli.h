@@ -90,7 +90,6 @@ int ddpm_opts_parse_args(const char *cmd, int argc, char **argv, ddpm_opt *opts,
  * holds (names NULL: any of them): 2 after "ddpm CMD: FLAG WHY", else 0. */
 int ddpm_opts_refuse(const char *cmd, const ddpm_opt *opts, int nopts, const char *const *names, int n, const char *why);
 
-const ddpm_opt *ddpm_opts_find(const ddpm_opt *opts, int nopts, const char *name);
 bool ddpm_opts_seen(const ddpm_opt *opts, int nopts, const char *name);
 
 #define DDPM_CLI_MAX_VALUE 4096 /* a string flag's value is shorter: a usage error past it */
@@ -160,7 +159,6 @@ int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const ddpm_sampler_fl
  * checkpoint's). 0, 1 after the error, 2 after a usage error. */
 int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt, bool raw_weights, int max_batch,
                            const char *precision);
-bool ddpm_ends_with_png(const char *path);
 /* ddpm_pipeline_check, with the error printed under the flag it concerns
  * (--sample-steps, --guidance or --label): -1 to go on, else 2. */
 int ddpm_cli_check_draw(const char *cmd, const ddpm_pipeline *p, const ddpm_draw_opts *o, int *K);

@@ -47,12 +47,6 @@ static int clf_on_step(void *ud, int step, int steps, double loss) {
 
 /* ---- a checkpoint's samples, or its bound ------------------------------------------------- */
 
-static int on_t(void *ud, int done, int total) {
-    (void)total;
-    ddpm_progress_tick(ud, done);
-    return 0;
-}
-
 static void put_model(const ddpm_pipeline *p) {
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
     if (in->schedule_assumed || in->T_assumed)
@@ -84,12 +78,10 @@ static int eval_samples(ddpm_eval_metrics *m, ddpm_kv *r, const eval_flags *f, d
 static void put_metrics(ddpm_kv *r, const ddpm_eval_metrics *m) {
     ddpm_kv_put(r, "n", false, "%d", m->n);
     ddpm_kv_put(r, "pr_reference", true, "first %d test images, k=%d", m->n_pr, DDPM_EVAL_K);
-    ddpm_kv_put(r, "fid", false, "%.4f", m->fid);
-    ddpm_kv_put(r, "precision", false, "%.4f", m->precision);
-    ddpm_kv_put(r, "recall", false, "%.4f", m->recall);
-    ddpm_kv_put(r, "confidence", false, "%.4f", m->confidence);
-    ddpm_kv_put(r, "class_entropy", false, "%.4f", m->class_entropy);
-    if (m->label_accuracy >= 0) ddpm_kv_put(r, "label_accuracy", false, "%.4f", m->label_accuracy);
+    const char *k[] = {"fid", "precision", "recall", "confidence", "class_entropy", "label_accuracy"};
+    const double v[] = {m->fid, m->precision, m->recall, m->confidence, m->class_entropy, m->label_accuracy};
+    for (int i = 0; i < 6; i++) /* label_accuracy < 0: not a class-conditional draw */
+        if (i < 5 || v[i] >= 0) ddpm_kv_put(r, k[i], false, "%.4f", v[i]);
 }
 
 static int run(const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *o, int K, const char *dir) {
@@ -141,7 +133,7 @@ static int run_bpd(const eval_flags *f, ddpm_pipeline *p, ddpm_var_kind var, con
     } else {
         put_model(p);
         ddpm_progress_start(&prog, stderr, what, (long)((f->n + B - 1) / B) * T, "model calls");
-        if (ddpm_eval_bpd(&b, p, &test, f->n, f->batch, f->s.seed, var, on_t, &prog) ||
+        if (ddpm_eval_bpd(&b, p, &test, f->n, f->batch, f->s.seed, var, ddpm_progress_on, &prog) ||
             (f->terms && ddpm_bpd_write_terms(f->terms, &b)))
             rc = ddpm_cli_error(CMD);
     }

@@ -104,6 +104,11 @@ static int load_edit(sample_flags *f, ddpm_pipeline *p, ddpm_edit_opts *e, uint8
     return 0;
 }
 
+static bool ends_with_png(const char *path) {
+    size_t n = strlen(path);
+    return n >= 4 && (!strcmp(path + n - 4, ".png") || !strcmp(path + n - 4, ".PNG"));
+}
+
 /* Distinct output names, each writable, each grid small enough for a PNG. */
 static int check_outputs(const sample_flags *f, const ddpm_pipeline_info *in, const ddpm_trajectory *t, int nrow) {
     const char *outs[4] = {f->out, f->idx, f->traj, f->lab}, *flag[4] = {"-o", "--idx", "--trajectory", "--label-idx"};
@@ -118,7 +123,7 @@ static int check_outputs(const sample_flags *f, const ddpm_pipeline_info *in, co
         (f->traj && ddpm_image_grid_check(f->traj, t->rows * t->cols, c, r, r, t->cols, f->scale)))
         return ddpm_cli_fail(CMD, 1, "%s: use fewer images (-n) or a smaller --scale", ddpm_last_error());
     for (int a = 0; a < 3; a += 2)
-        if (outs[a] && !ddpm_ends_with_png(outs[a])) fprintf(stderr, "ddpm %s: note: '%s' will be a PNG file\n", CMD, outs[a]);
+        if (outs[a] && !ends_with_png(outs[a])) fprintf(stderr, "ddpm %s: note: '%s' will be a PNG file\n", CMD, outs[a]);
     return 0;
 }
 

@@ -66,6 +66,12 @@ void ddpm_progress_tick(ddpm_progress *p, long done) {
     fflush(p->out);
 }
 
+int ddpm_progress_on(void *p, int done, int total) {
+    (void)total;
+    ddpm_progress_tick(p, done);
+    return 0;
+}
+
 void ddpm_progress_done(ddpm_progress *p) {
     if (!p->out) return;
     double el = ddpm_now() - p->t0;

@@ -38,10 +38,8 @@ static int cmd_report(int argc, char **argv) {
     if (o.title && !*o.title) return ddpm_cli_fail(CMD, 2, "--title is empty");
     if (!nd) return ddpm_cli_fail(CMD, 2, "name a run directory (see 'ddpm %s --help')", CMD);
     char def[4200];
-    if (!out) {
-        snprintf(def, sizeof def, "%s/report.html", dirs[0]);
-        out = nd > 1 ? "compare.html" : def;
-    }
+    ddpm_report_default_path(def, sizeof def, dirs, nd); /* a directory argument is shorter than 4096 bytes */
+    if (!out) out = def;
     if (ddpm_report_write(dirs, nd, out, &o)) return ddpm_cli_error(CMD);
     printf("wrote %s\n", out);
     return 0;

@@ -10,8 +10,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/util.h"
-#include "ddpm/common.h"
 #include "ddpm/datasource.h"
 
 /* "ddpm CMD: <the printf message> 'OPT' (see 'ddpm CMD --help')": 2. opt is

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* What every command uses, so a cmd_*.c includes only its own library parts. */
 #include "core/util.h" /* DDPM_COUNT: option tables are counted by the compiler */
 #include "ddpm/pipeline.h"
 #include "ddpm/progress.h" /* ddpm_now, ddpm_fmt_duration */

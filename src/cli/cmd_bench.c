@@ -13,9 +13,6 @@
 #include "cli.h"
 #include "core/prof.h"
 #include "ddpm/bench.h"
-#include "ddpm/progress.h"
-#include "ddpm/tensor.h"
-#include "ddpm/unet.h"
 
 static const char *CMD = "bench";
 

@@ -13,8 +13,6 @@
 #include "ddpm/data.h"
 #include "ddpm/eval.h"
 #include "ddpm/kv.h"
-#include "ddpm/pipeline.h"
-#include "ddpm/progress.h"
 
 #define CMD "eval"
 
@@ -128,9 +126,9 @@ static int run_bpd(const eval_flags *f, ddpm_pipeline *p, ddpm_var_kind var, con
     ddpm_progress prog;
     char what[64];
     snprintf(what, sizeof what, "bits/dim of %d test images", f->n);
-    if (f->n > test.n) {
+    if (f->n > test.n)
         rc = ddpm_cli_fail(CMD, 2, "-n %d exceeds the %d test images of '%s'", f->n, test.n, dir);
-    } else {
+    else {
         put_model(p);
         ddpm_progress_start(&prog, stderr, what, (long)((f->n + B - 1) / B) * T, "model calls");
         if (ddpm_eval_bpd(&b, p, &test, f->n, f->batch, f->s.seed, var, ddpm_progress_on, &prog) ||
@@ -175,7 +173,6 @@ static const char *EPILOG =
     "T model calls each, with the reverse variance --var; --terms: per-timestep terms as CSV.\n\n"
     "examples:\n"
     "  ddpm sample -n 1000 --sampler ddim --idx s.idx -o s.png && ddpm eval s.idx\n"
-    "  ddpm eval -c runs/mnist/ckpt.safetensors -n 1000 --sampler ddim --sample-steps 50\n"
     "  ddpm eval --bpd -c runs/mnist/ckpt.safetensors -n 100 --terms terms.csv";
 
 /* Usage errors that need no file: NULL or the message. */

@@ -7,7 +7,6 @@
 #include "cli.h"
 #include "ddpm/checkpoint.h"
 #include "ddpm/imagefolder.h"
-#include "ddpm/unet.h"
 
 /* When the checkpoint holds class names: "classes (folder name -> label):"
  * and one "  index  name" line each. */

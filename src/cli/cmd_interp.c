@@ -7,7 +7,6 @@
 
 #include "cli.h"
 #include "ddpm/image.h"
-#include "ddpm/pipeline.h"
 
 #define CMD "interp"
 
@@ -75,7 +74,7 @@ static int cmd_interp(int argc, char **argv) {
     ddpm_status st = rc ? DDPM_OK : !x ? ddpm_error(DDPM_ERR_NOMEM, "out of memory") : ddpm_pipeline_interp(p, &o, &io, x);
     int c = in->cfg.in_ch, r = in->cfg.res;
     if (!rc && !st) st = ddpm_image_write_grid_scaled(out, x, frames, c, r, r, frames, -1.0f, 1.0f, scale);
-    if (!rc && st) rc = 1, ddpm_cli_error(CMD);
+    if (!rc && st) rc = ddpm_cli_error(CMD);
     if (!rc) fprintf(stderr, "ddpm %s: wrote %d frames between %s %s and %s (ddim, %d steps) to '%s'\n", CMD, frames,
                      seeds ? "seeds" : "images", a, b, K, out);
     free(x), free(ua), free(ub);

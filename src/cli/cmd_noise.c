@@ -8,20 +8,15 @@
  * on stdout.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/util.h"
 #include "cli.h"
 #include "ddpm/data.h"
-#include "ddpm/diffusion.h"
 #include "ddpm/image.h"
-#include "ddpm/rng.h"
-#include "ddpm/schedule.h"
 
 #define CMD "noise"
 #define MAX_T_LIST 64   /* timesteps (columns) at most */

@@ -9,8 +9,6 @@
 #include "cli.h"
 #include "ddpm/data.h"
 #include "ddpm/image.h"
-#include "ddpm/pipeline.h"
-#include "ddpm/progress.h"
 
 #define CMD "sample"
 
@@ -44,7 +42,6 @@ static const char *EPILOG =
     "Image i draws from its own stream (--seed, i): the same images whatever --batch,\n"
     "--threads or -n. Outputs are written only after sampling finished.\n\n"
     "examples:\n"
-    "  ddpm sample -n 64 -o grid.png --scale 2\n"
     "  ddpm sample --sampler dpm++2m --sample-steps 20 --trajectory steps.png\n"
     "  ddpm sample --init digits.idx --mask lower.png --resample 4 -o inpainted.png";
 
@@ -195,9 +192,9 @@ static int cmd_sample(int argc, char **argv) {
     o.edit = f.init ? &e : NULL;
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
     int C = in->cfg.num_classes;
-    if (f.label && ddpm_pipeline_label(p, f.label, &o.label)) {
+    if (f.label && ddpm_pipeline_label(p, f.label, &o.label))
         rc = ddpm_cli_error_flag(CMD, "--label", 2);
-    } else if ((o.edit = NULL, rc = ddpm_cli_check_draw(CMD, p, &o, &K)) < 0) {
+    else if ((o.edit = NULL, rc = ddpm_cli_check_draw(CMD, p, &o, &K)) < 0) {
         o.edit = f.init ? &e : NULL, rc = 0;
         if (o.edit && ddpm_pipeline_check(p, &o, &K)) rc = ddpm_cli_error_flag(CMD, f.mask ? "--mask" : "--strength", 2);
         else if (f.lab && (C == 0 || C > 256))

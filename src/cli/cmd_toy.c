@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/util.h"
 #include "cli.h"
 #include "ddpm/run.h"
 #include "ddpm/toy.h"
@@ -52,11 +51,8 @@ static int apply_preset(toy_flags *f, const ddpm_opt *opts, int nopts) {
 }
 
 /* Flags that fix the model or its data cannot change when resuming. */
-static int check_resume_flags(const ddpm_opt *opts, int nopts) {
-    static const char *const fixed[] = {"--preset", "--data", "--points", "--steps", "--schedule",
-                                        "--scale", "--batch", "--hidden", "--lr", "--clip", "--seed"};
-    return ddpm_opts_refuse(CMD, opts, nopts, fixed, DDPM_COUNT(fixed), "cannot be combined with --resume (the checkpoint fixes it)");
-}
+static const char *const FIXED[] = {"--preset", "--data", "--points", "--steps", "--schedule", "--scale",
+                                    "--batch", "--hidden", "--lr", "--clip", "--seed"};
 
 /* A fresh trainer from the flags (usage errors: 2, runtime: 1 after the message). */
 static int create_trainer(const toy_flags *f, ddpm_toy **tr) {
@@ -110,9 +106,9 @@ static int run(const toy_flags *f, const ddpm_sampler_opts *so) {
             f->resume ? "resuming at" : "from", ddpm_toy_step_count(tr), c->iters);
     ddpm_toy_run_opts o = {.dir = f->out, .sampler = *so, .num = f->num, .seed = f->seed, .progress = stderr};
     ddpm_toy_result r;
-    if (ddpm_toy_run(tr, &o, &r)) {
+    if (ddpm_toy_run(tr, &o, &r))
         rc = ddpm_cli_error(CMD);
-    } else {
+    else {
         print_result(&r);
         fprintf(stderr, "ddpm %s: wrote %s/{%s,forward.png,reverse.png,samples.csv,samples.png,loss.png,log.csv}\n", CMD,
                 f->out, DDPM_TOY_CKPT);
@@ -151,7 +147,9 @@ static int cmd_toy(int argc, char **argv) {
     int nopts = (int)(sizeof opts / sizeof *opts);
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, nopts, SYNOPSIS, EPILOG);
     if (rc) return rc == 1 ? 0 : rc;
-    if ((rc = apply_preset(&f, opts, nopts)) || (f.resume && (rc = check_resume_flags(opts, nopts))))
+    const char *why = "cannot be combined with --resume (the checkpoint fixes it)";
+    if ((rc = apply_preset(&f, opts, nopts)) ||
+        (f.resume && (rc = ddpm_opts_refuse(CMD, opts, nopts, FIXED, DDPM_COUNT(FIXED), why))))
         return rc;
     if (f.resume && !ddpm_opts_seen(opts, nopts, "--iters")) f.iters = 0; /* the checkpoint's */
     int sampler = ddpm_sampler_parse(f.sampler), spacing = sampler < 0 ? 0 : ddpm_spacing_parse(f.spacing);

@@ -37,12 +37,12 @@ static const char *EPILOG =
     "--spacing (ddim, dpm++2m): uniform in t, quadratic in t, or uniform in log-SNR.\n"
     "Class-conditional models: labels cycle 0..K-1, one class per grid column, or --label.\n"
     "--guidance W: eps_u + W (eps_c - eps_u); 1 = conditional, 0 = unconditional.\n"
-    "Editing (--init): one output per input image; --strength S (SDEdit) starts at\n"
-    "t = ceil(S T) - 1; --mask (RePaint) keeps the black pixels exactly.\n"
-    "Image i draws from its own stream (--seed, i): the same images whatever --batch,\n"
-    "--threads or -n. Outputs are written only after sampling finished.\n\n"
+    "Editing (--init): --per-image outputs per input image (-n is ignored); --strength S\n"
+    "(SDEdit) starts at t = ceil(S T) - 1; --mask (RePaint) keeps the black pixels exactly.\n"
+    "Image i draws from its own stream (--seed, i): the same images whatever --batch or\n"
+    "--threads, and -n 4 gives the first four of -n 16. Outputs are written after sampling.\n\n"
     "examples:\n"
-    "  ddpm sample --sampler dpm++2m --sample-steps 20 --trajectory steps.png\n"
+    "  ddpm sample -c runs/cond/ckpt.safetensors --guidance 3 -n 40\n"
     "  ddpm sample --init digits.idx --mask lower.png --resample 4 -o inpainted.png";
 
 /* Parses argv into f and o's sampler. Returns -1 to go on, else the exit code. */

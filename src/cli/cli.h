@@ -121,8 +121,7 @@ int ddpm_cli_check_writable(const char *cmd, const char *path);
  * a space or shell character in single quotes. */
 void ddpm_cli_command_line(char *buf, size_t cap, int argc, char **argv);
 
-/* Prints "ddpm CMD: <last library error>" to stderr; returns 1 (the exit code
- * of a runtime failure). */
+/* Prints "ddpm CMD: <last library error>" to stderr; returns 1 (a runtime failure). */
 int ddpm_cli_error(const char *cmd);
 /* Prints "ddpm CMD: <the printf message>" to stderr; returns code. */
 int ddpm_cli_fail(const char *cmd, int code, const char *fmt, ...)

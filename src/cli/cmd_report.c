@@ -12,7 +12,8 @@ static const char *const SYNOPSIS =
     "usage: ddpm report RUN_DIR [RUN_DIR ...] [-o FILE] [--title TEXT] [--refresh S]\n\n"
     "Write one self-contained HTML page (images embedded, plots as SVG) about a run\n"
     "directory of `ddpm train` or `ddpm toy`: the recipe, the curves against iterations\n"
-    "and time, the sample grids. Several RUN_DIRs make a comparison. While run.txt says\n"
+    "and time, the sample grids. Several RUN_DIRs make a comparison (of one dataset and\n"
+    "image shape). Missing or damaged files are listed on the page. While run.txt says\n"
     "status=running the page reloads itself.";
 
 static const char *const EPILOG =

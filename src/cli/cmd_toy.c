@@ -28,7 +28,7 @@ static const char *SYNOPSIS =
 
 static const char *EPILOG =
     "datasets: scurve (the seed's), swissroll, moons, 8gaussians, checkerboard, or FILE.csv\n"
-    "with one 'x,y' point per line. Presets (docs/usage.md#the-2-d-toy):\n"
+    "with one 'x,y' point per line. Presets (docs/usage.md#the-2-d-toy; flags given win):\n"
     "  default  T = 100 on the sigmoid schedule, which ends at noise; data scaled into [-1, 1]\n"
     "  seed     the seed's recipe exactly: --schedule seed-sigmoid (betas sum to 0.25, so\n"
     "           alpha_bar_T = 0.78: x_T keeps 88 % of the signal), data / 10 (--scale none)\n"

@@ -128,7 +128,7 @@ static void test_bad_input(void **state) {
         {"--sampler ddim --churn 1", 2, "--churn applies to euler and heun"},
         {"--sampler euler_a --churn 1", 2, "--churn applies to euler and heun"},
         {"--sampler ddpm --sigmas karras", 2, "--sigmas applies"},
-        {"--sampler heun --sigmas log", 2, "unknown --sigmas"},
+        {"--sampler heun --sigmas log", 2, "--sigmas: unknown sigma grid"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         char args[1200];

@@ -116,9 +116,9 @@ static void test_bad_flags(void **state) {
     (void)state;
     cli_result r;
     assert_int_equal(cli_run(&r, "train --data %s --alpha grey", g_data), 2);
-    assert_non_null(strstr(r.err, "unknown --alpha 'grey' (white, black)"));
+    assert_non_null(strstr(r.err, "--alpha: unknown background 'grey' (expected white or black)"));
     assert_int_equal(cli_run(&r, "train --data %s --crop left", g_data), 2);
-    assert_non_null(strstr(r.err, "unknown --crop 'left'"));
+    assert_non_null(strstr(r.err, "--crop: unknown crop 'left'"));
     assert_int_equal(cli_run(&r, "train --data %s --hflip --no-hflip", g_data), 2);
     char empty[400];
     snprintf(empty, sizeof empty, "%s/empty", g_dir);

@@ -551,7 +551,7 @@ static void test_precision(void **state) {
     expect(0, "bf16 products");
     assert_false(cli_same_file(P("p32.idx"), P("p16.idx")));
     cli_run(&g_r, "sample -c '%s' --precision fp16 -o '%s'", ck, P("bad.png"));
-    expect(2, "unknown --precision 'fp16'");
+    expect(2, "--precision: unknown precision 'fp16'");
     assert_false(cli_exists(P("bad.png")));
 }
 

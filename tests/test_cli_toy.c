@@ -58,13 +58,13 @@ static void test_help(void **state) {
 static void test_usage_errors(void **state) {
     (void)state;
     cli_run(&g_r, "toy --preset fast -o '%s'", P("u"));
-    expect(2, "unknown --preset 'fast'");
+    expect(2, "--preset: unknown preset 'fast'");
     cli_run(&g_r, "toy --schedule zigzag -o '%s'", P("u"));
     expect(2, "unknown --schedule 'zigzag'");
     cli_run(&g_r, "toy --sampler plms -o '%s'", P("u"));
-    expect(2, "unknown --sampler 'plms'");
+    expect(2, "--sampler: unknown sampler 'plms'");
     cli_run(&g_r, "toy --scale big -o '%s'", P("u"));
-    expect(2, "unknown --scale 'big'");
+    expect(2, "--scale: unknown scale 'big'");
     cli_run(&g_r, "toy --iters 0");
     expect(2, "--iters must be in");
     cli_run(&g_r, "toy --hidden 12x");
@@ -78,7 +78,7 @@ static void test_usage_errors(void **state) {
     cli_run(&g_r, "toy --iters 10 --sampler dpm++2m --sample-steps 100 -o '%s'", P("u"));
     expect(2, "exceeds 99");
     cli_run(&g_r, "toy --spacing cubic -o '%s'", P("u"));
-    expect(2, "unknown --spacing 'cubic'");
+    expect(2, "--spacing: unknown spacing 'cubic'");
     assert_false(cli_exists(P("u/toy.safetensors")));
 }
 

@@ -73,8 +73,8 @@ static void test_bad_arguments(void **state) {
     expect(2, "--iters expects an integer", "--iters 12x");
     expect(2, "--lr expects a number", "--lr fast");
     expect(2, "--batch must be in", "--batch -3");
-    expect(2, "unknown --schedule 'cubic'", "--schedule cubic");
-    expect(2, "unknown --loss 'l3'", "--loss l3");
+    expect(2, "--schedule: unknown schedule 'cubic'", "--schedule cubic");
+    expect(2, "--loss: unknown loss 'l3'", "--loss l3");
     expect(2, "missing value for '--out'", "--out");
     expect(2, "--resume and --force", "--resume --force");
     expect(2, "not divisible", "--ch 30");
@@ -278,7 +278,7 @@ static char g_vck[500]; /* the v checkpoint of test_objective_flags */
  * eval --bpd. */
 static void test_objective_flags(void **state) {
     (void)state;
-    expect(2, "unknown --objective 'noise' (eps, v, x0)", "--objective noise");
+    expect(2, "--objective: unknown objective 'noise' (expected eps, v or x0)", "--objective noise");
     expect(2, "--snr-gamma must be in [0, 1e+06]", "--snr-gamma -1");
     expect(2, "--snr-gamma expects a number", "--snr-gamma nan");
     expect(2, "--snr-gamma expects a number", "--snr-gamma inf");

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "ddpm/common.h"
+#include "ddpm/progress.h"
 #include "core/util.h"
 
 static void test_first_nonfinite(void **state) {
@@ -54,6 +55,51 @@ static void test_enum_tables(void **state) {
     assert_string_equal(ddpm_enum_name(names, n, n), "?");
 }
 
+/* The message lists names[first..n) from the table, "a, b or c", and quotes
+ * what was given through ddpm_show (one printable line). */
+static void test_enum_lookup(void **state) {
+    (void)state;
+    static const char *const names[] = {"default", "linear", "cosine", "quadratic"};
+    int n = (int)DDPM_COUNT(names);
+    ddpm_error(DDPM_OK, "before");
+    assert_int_equal(ddpm_enum_lookup("schedule", names, 1, n, "cosine"), 2);
+    assert_string_equal(ddpm_last_error(), "before"); /* a known name leaves the error alone */
+    assert_int_equal(ddpm_enum_lookup("schedule", names, 1, n, "default"), -1); /* before first: not a name */
+    assert_string_equal(ddpm_last_error(), "unknown schedule 'default' (expected linear, cosine or quadratic)");
+    assert_int_equal(ddpm_enum_lookup("kind", names, 0, 2, "a\nb"), -1);
+    assert_string_equal(ddpm_last_error(), "unknown kind 'a?b' (expected default or linear)");
+    assert_int_equal(ddpm_enum_lookup("kind", names, 3, n, NULL), -1);
+    assert_string_equal(ddpm_last_error(), "unknown kind '' (expected quadratic)");
+    /* the library's parse functions say the same through their own tables */
+    assert_int_equal(ddpm_precision_parse("fp16"), -1);
+    assert_string_equal(ddpm_last_error(), "unknown precision 'fp16' (expected fp32 or bf16)");
+}
+
+/* Thousands separators, and a buffer too small cuts but terminates. */
+static void test_fmt_count(void **state) {
+    (void)state;
+    char buf[32];
+    const struct { size_t n; const char *s; } k[] = {{0, "0"}, {999, "999"}, {1000, "1,000"}, {1623169, "1,623,169"},
+                                                     {123456789012, "123,456,789,012"}};
+    for (size_t i = 0; i < DDPM_COUNT(k); i++) {
+        ddpm_fmt_count(buf, sizeof buf, k[i].n);
+        assert_string_equal(buf, k[i].s);
+    }
+    ddpm_fmt_count(buf, 4, 1623169);
+    assert_string_equal(buf, "1,6");
+}
+
+/* The progress line as a (done, total) callback ticks it and says go on. */
+static void test_progress_on(void **state) {
+    (void)state;
+    ddpm_progress p;
+    ddpm_progress_start(&p, NULL, "x", 10, "steps");
+    assert_int_equal(ddpm_progress_on(&p, 4, 10), 0);
+    assert_int_equal(p.done, 4);
+    assert_int_equal(ddpm_progress_on(&p, 9, 10), 0);
+    assert_int_equal(p.done, 9);
+}
+
 static void test_round16(void **state) {
     (void)state;
     assert_int_equal(ddpm_round16(0), 0);
@@ -67,6 +113,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_first_nonfinite),
         cmocka_unit_test(test_enum_tables),
+        cmocka_unit_test(test_enum_lookup),
+        cmocka_unit_test(test_fmt_count),
+        cmocka_unit_test(test_progress_on),
         cmocka_unit_test(test_round16),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

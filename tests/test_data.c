@@ -519,6 +519,16 @@ static void test_idx_write_roundtrip(void **state) {
     assert_int_equal(ddpm_idx_read(&idx, tpath("lab.gz"), DDPM_IDX_LABELS), DDPM_OK);
     assert_memory_equal(idx.data, lab, 7);
     ddpm_idx_free(&idx);
+    const int ilab[3] = {0, 255, 7}; /* ints that fit a byte, and one that does not */
+    assert_int_equal(ddpm_idx_write_labels(tpath("ilab.idx"), ilab, 3), DDPM_OK);
+    assert_int_equal(ddpm_idx_read(&idx, tpath("ilab.idx"), DDPM_IDX_LABELS), DDPM_OK);
+    assert_int_equal(idx.dims[0], 3);
+    assert_int_equal(idx.data[1], 255);
+    assert_int_equal(idx.data[2], 7);
+    ddpm_idx_free(&idx);
+    assert_int_equal(ddpm_idx_write_labels(tpath("big.idx"), (int[]){3, 256}, 2), DDPM_ERR_ARG);
+    assert_non_null(strstr(ddpm_last_error(), "label 256 does not fit in a byte"));
+    assert_int_equal(unlink(tpath("ilab.idx")), 0);
     int before = count_entries(g_dir);
     /* failures leave nothing behind */
     ddpm_clear_error();

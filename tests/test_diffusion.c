@@ -476,6 +476,30 @@ static void test_names(void **state) {
     assert_string_equal(ddpm_sampler_name(DDPM_SAMPLER_DDIM), "ddim");
 }
 
+/* `ddpm noise --t`: a list within [0, T-1], or ten evenly spaced steps. */
+static void test_timesteps_parse(void **state) {
+    (void)state;
+    int t[8];
+    assert_int_equal(ddpm_timesteps_parse("0,100,999", 1000, t, 8), 3);
+    assert_int_equal(t[0], 0);
+    assert_int_equal(t[1], 100);
+    assert_int_equal(t[2], 999);
+    assert_int_equal(ddpm_timesteps_parse("1000", 1000, t, 8), -1);
+    assert_string_equal(ddpm_last_error(), "timestep 1000 out of range [0, 999] (T = 1000)");
+    assert_int_equal(ddpm_timesteps_parse("1,2,3,4,5,6,7,8,9", 1000, t, 8), -1);
+    assert_string_equal(ddpm_last_error(), "at most 8 timesteps");
+    assert_int_equal(ddpm_timesteps_parse("1,,2", 1000, t, 8), -1);
+    assert_string_equal(ddpm_last_error(), "expected a comma-separated list of integers, got '1,,2'");
+    assert_int_equal(ddpm_timesteps_parse("-1", 1000, t, 8), -1);
+    int d[10];
+    assert_int_equal(ddpm_timesteps_parse(NULL, 1000, d, 10), 10); /* round(j 999 / 9) */
+    assert_int_equal(d[0], 0);
+    assert_int_equal(d[1], 111);
+    assert_int_equal(d[9], 999);
+    assert_int_equal(ddpm_timesteps_parse(NULL, 4, d, 10), 4); /* T < 10: every step */
+    for (int j = 0; j < 4; j++) assert_int_equal(d[j], j);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_q_sample),
@@ -489,6 +513,7 @@ int main(void) {
         cmocka_unit_test(test_loop_errors),
         cmocka_unit_test(test_parallel_matches_serial),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_timesteps_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,7 @@
 #include <stb_image.h>
 
 #include "cliutil.h"
+#include "ddpm/data.h"
 #include "ddpm/image.h"
 #include "ddpm/rng.h"
 
@@ -85,6 +86,43 @@ static void test_grid_geometry(void **state) {
 }
 
 /* Pixel (k, i, j) of image k lands at row PAD + r*(h+PAD) + i, column PAD + c*(w+PAD) + j. */
+/* The size check before drawing agrees with the writer's limit (2^30 bytes):
+ * 28 px tiles at zoom 16 (448 px, + padding). */
+static void test_grid_check(void **state) {
+    (void)state;
+    int gw, gh;
+    ddpm_image_grid_size(4, 28 * 16, 28 * 16, 0, &gw, &gh);
+    assert_int_equal(ddpm_image_grid_check("g.png", 4, 3, 28, 28, 0, 16), DDPM_OK);
+    int n = 2000; /* a 45 x 45 grid: about 20250^2 px, over 2^30 bytes in RGB, not in gray */
+    ddpm_image_grid_size(n, 28 * 16, 28 * 16, 0, &gw, &gh);
+    assert_true((int64_t)gw * gh * 3 > ((int64_t)1 << 30));
+    assert_int_equal(ddpm_image_grid_check("g.png", n, 3, 28, 28, 0, 16), DDPM_ERR_ARG);
+    char want[128];
+    snprintf(want, sizeof want, "'g.png' would be a %d x %d grid, too large for a PNG", gw, gh);
+    assert_string_equal(ddpm_last_error(), want);
+    assert_true((int64_t)gw * gh * 1 <= ((int64_t)1 << 30)); /* the same grid in gray fits */
+    assert_int_equal(ddpm_image_grid_check("g.png", n, 1, 28, 28, 0, 16), DDPM_OK);
+}
+
+/* Model-space images as a u8 IDX file: the layout (N, C, H, W) and
+ * ddpm_image_to_u8's rounding and clamping. */
+static void test_write_idx(void **state) {
+    (void)state;
+    const float x[2 * 3 * 1 * 2] = {-1.0f, 1.0f, 0.0f, -2.0f, 5.0f, NAN, 0.5f, -0.5f, 0.1f, 0.2f, 0.3f, 0.4f};
+    uint8_t want[12];
+    ddpm_image_to_u8(want, x, 12);
+    assert_int_equal(want[0], 0);
+    assert_int_equal(want[1], 255);
+    assert_int_equal(ddpm_image_write_idx(tpath("x.idx"), x, 2, 3, 1, 2), DDPM_OK);
+    ddpm_idx idx;
+    assert_int_equal(ddpm_idx_read(&idx, tpath("x.idx"), DDPM_IDX_IMAGES), DDPM_OK);
+    assert_int_equal(idx.ndim, 4);
+    assert_int_equal(idx.dims[0], 2);
+    assert_int_equal(idx.dims[1], 3);
+    assert_memory_equal(idx.data, want, 12);
+    ddpm_idx_free(&idx);
+}
+
 static void test_grid_pixels_gray(void **state) {
     (void)state;
     int n = 5, h = 4, w = 3, nrow = 2;
@@ -343,6 +381,7 @@ static void test_grid_tile_spread(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_grid_check),
         cmocka_unit_test_setup_teardown(test_grid_geometry, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_grid_tile_spread, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_grid_pixels_gray, make_dir, remove_dir),
@@ -351,6 +390,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_bad_arguments, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_unwritable_path, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_overwrite, make_dir, remove_dir),
+        cmocka_unit_test_setup_teardown(test_write_idx, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_loss_plot, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_scatter_plot, make_dir, remove_dir),
     };

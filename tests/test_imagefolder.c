@@ -576,6 +576,21 @@ static void test_default_cache_path(void **state) {
     unsetenv("DDPM_CACHE_DIR");
 }
 
+/* The --alpha and --crop names, both ways, and the message for a wrong one. */
+static void test_mode_names(void **state) {
+    (void)state;
+    assert_int_equal(ddpm_alpha_parse("black"), DDPM_ALPHA_BLACK);
+    assert_int_equal(ddpm_alpha_parse("white"), DDPM_ALPHA_WHITE);
+    assert_string_equal(ddpm_alpha_name(DDPM_ALPHA_BLACK), "black");
+    assert_int_equal(ddpm_crop_parse("random"), DDPM_CROP_RANDOM);
+    assert_string_equal(ddpm_crop_name(DDPM_CROP_CENTER), "center");
+    assert_string_equal(ddpm_crop_name((ddpm_crop_mode)2), "?");
+    assert_int_equal(ddpm_alpha_parse("grey"), -1);
+    assert_string_equal(ddpm_last_error(), "unknown background 'grey' (expected white or black)");
+    assert_int_equal(ddpm_crop_parse("Center"), -1);
+    assert_string_equal(ddpm_last_error(), "unknown crop 'Center' (expected center or random)");
+}
+
 static void test_classes_json(void **state) {
     (void)state;
     char *names[4] = {"cat", "a \"quoted\" name", "back\\slash", "tab\there"};
@@ -610,6 +625,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_cache, make_dir, remove_dir),
         cmocka_unit_test_setup_teardown(test_default_cache_path, make_dir, remove_dir),
         cmocka_unit_test(test_classes_json),
+        cmocka_unit_test(test_mode_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -604,6 +604,71 @@ static void test_set_weights(void **state) {
     free(w2);
 }
 
+/* The draw's progress line names the batch and counts model calls over all
+ * batches: 10 images in batches of 4 with K = 4 are 3 batches, 12 calls. */
+static void test_draw_progress(void **state) {
+    (void)state;
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    ddpm_draw_progress v;
+    ddpm_draw_progress_start(&v, f, 10, 4, 4);
+    assert_int_equal(v.nchunks, 3);
+    for (int first = 0; first < 10; first += 4)
+        for (int step = 0; step <= 4; step++) ddpm_draw_progress_step(&v, first, first + 4 <= 10 ? 4 : 2, step, 4, NULL);
+    ddpm_progress_done(&v.p);
+    char text[4096] = "";
+    rewind(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    assert_non_null(strstr(text, "sampling 10 images, batch 1/3: 2/12 model calls"));
+    assert_non_null(strstr(text, "sampling 10 images, batch 2/3: 5/12 model calls")); /* batch 2's first step */
+    assert_non_null(strstr(text, "sampling 10 images, batch 3/3: 12 model calls in"));
+    ddpm_draw_progress_start(&v, NULL, 3, 64, 5); /* one batch, silent */
+    assert_int_equal(v.B, 3);
+    assert_int_equal(v.nchunks, 1);
+    ddpm_draw_progress_step(&v, 0, 3, 1, 5, NULL);
+    assert_string_equal(v.p.what, "sampling 3 images");
+    assert_int_equal(v.p.done, 1);
+}
+
+/* The trajectory keeps the first 100 images at 10 evenly spaced steps of
+ * 0..K, whatever the batches, and passes every call on. */
+static int g_calls;
+static void count_calls(void *ud, int first, int N, int step, int K, const float *x) {
+    (void)ud, (void)first, (void)N, (void)step, (void)K, (void)x;
+    g_calls++;
+}
+
+static void test_trajectory(void **state) {
+    (void)state;
+    enum { K = 20, DIM = 2, B = 64 };
+    ddpm_trajectory t;
+    assert_int_equal(ddpm_trajectory_init(&t, 130, K, DIM), DDPM_OK);
+    assert_int_equal(t.rows, DDPM_TRAJ_ROWS);
+    assert_int_equal(t.cols, DDPM_TRAJ_COLS);
+    const int want[DDPM_TRAJ_COLS] = {0, 2, 4, 7, 9, 11, 13, 16, 18, 20}; /* round(j K / 9) */
+    for (int j = 0; j < DDPM_TRAJ_COLS; j++) assert_int_equal(t.step[j], want[j]);
+    t.next = count_calls, g_calls = 0;
+    static float x[B * DIM];
+    for (int first = 0; first < 130; first += B)
+        for (int step = 0; step <= K; step++) {
+            for (int i = 0; i < B * DIM; i++) x[i] = (float)(1000 * (first + i / DIM) + step); /* image, step */
+            ddpm_trajectory_step(&t, first, first + B <= 130 ? B : 130 - first, step, K, x);
+        }
+    assert_int_equal(g_calls, 3 * (K + 1));
+    for (int r = 0; r < t.rows; r++)
+        for (int j = 0; j < t.cols; j++)
+            for (int d = 0; d < DIM; d++)
+                assert_true(t.x[((size_t)r * t.cols + j) * DIM + d] == (float)(1000 * r + want[j]));
+    ddpm_trajectory_free(&t);
+    assert_int_equal(ddpm_trajectory_init(&t, 3, 4, DIM), DDPM_OK); /* fewer steps than columns: all K + 1 */
+    assert_int_equal(t.cols, 5);
+    assert_int_equal(t.rows, 3);
+    assert_int_equal(t.step[4], 4);
+    ddpm_trajectory_free(&t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ema_or_raw),
@@ -617,6 +682,8 @@ int main(void) {
         cmocka_unit_test(test_guidance),
         cmocka_unit_test(test_streams_and_batches),
         cmocka_unit_test(test_set_weights),
+        cmocka_unit_test(test_draw_progress),
+        cmocka_unit_test(test_trajectory),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

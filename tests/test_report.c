@@ -362,6 +362,18 @@ static void test_compare(void **state) {
     assert_false(cli_exists(out));
 }
 
+/* The default page: inside the run for one, compare.html for several. */
+static void test_default_path(void **state) {
+    (void)state;
+    char buf[64];
+    const char *dirs[] = {"runs/a", "runs/b"};
+    assert_true(ddpm_report_default_path(buf, sizeof buf, dirs, 1));
+    assert_string_equal(buf, "runs/a/report.html");
+    assert_true(ddpm_report_default_path(buf, sizeof buf, dirs, 2));
+    assert_string_equal(buf, "compare.html");
+    assert_false(ddpm_report_default_path(buf, 10, dirs, 1)); /* cut: refused */
+}
+
 static void test_cli(void **state) {
     (void)state;
     char dir[600], e[600];
@@ -391,6 +403,7 @@ int main(void) {
         cmocka_unit_test(test_damaged_log),    cmocka_unit_test(test_bad_headers),
         cmocka_unit_test(test_extreme_values), cmocka_unit_test(test_not_a_run),
         cmocka_unit_test(test_compare),
+        cmocka_unit_test(test_default_path),
         cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -666,8 +666,37 @@ static void test_options(void **state) {
     assert_string_equal(ddpm_sampler_name(DDPM_SAMPLER_DPMPP_2M), "dpm++2m");
     assert_int_equal(ddpm_spacing_parse("logsnr"), DDPM_SPACING_LOGSNR);
     assert_int_equal(ddpm_spacing_parse("default"), -1);
+    assert_string_equal(ddpm_last_error(), "unknown spacing 'default' (expected uniform, quadratic or logsnr)");
+    assert_int_equal(ddpm_sampler_parse("plms"), -1);
+    assert_string_equal(ddpm_last_error(), "unknown sampler 'plms' (expected ddpm, ddim, dpm++2m, euler, heun or euler_a)");
     assert_string_equal(ddpm_spacing_name(DDPM_SPACING_QUADRATIC), "quadratic");
     ddpm_schedule_free(&s);
+}
+
+/* The header line's words for each kind of sampler options. */
+static void test_describe(void **state) {
+    (void)state;
+    char buf[96];
+    ddpm_sampler_opts o = {.kind = DDPM_SAMPLER_DDPM, .var = DDPM_VAR_LARGE};
+    ddpm_sampler_describe(buf, sizeof buf, &o);
+    assert_string_equal(buf, "var large");
+    o = (ddpm_sampler_opts){.kind = DDPM_SAMPLER_DDIM, .eta = 0.5f};
+    ddpm_sampler_describe(buf, sizeof buf, &o);
+    assert_string_equal(buf, "eta 0.5, uniform spacing");
+    o = (ddpm_sampler_opts){.kind = DDPM_SAMPLER_DPMPP_2M};
+    ddpm_sampler_describe(buf, sizeof buf, &o);
+    assert_string_equal(buf, "deterministic, logsnr spacing"); /* the sampler's default spacing */
+    o.spacing = DDPM_SPACING_QUADRATIC;
+    ddpm_sampler_describe(buf, sizeof buf, &o);
+    assert_string_equal(buf, "deterministic, quadratic spacing");
+    o = (ddpm_sampler_opts){.kind = DDPM_SAMPLER_HEUN, .churn = 2.0f, .sigmas = DDPM_SIGMAS_SCHEDULE};
+    ddpm_sampler_describe(buf, sizeof buf, &o);
+    assert_string_equal(buf, "churn, schedule sigmas, S_churn 2");
+    o = (ddpm_sampler_opts){.kind = DDPM_SAMPLER_EULER_A};
+    ddpm_sampler_describe(buf, sizeof buf, &o);
+    assert_string_equal(buf, "ancestral, karras sigmas");
+    ddpm_sampler_describe(buf, 8, &o); /* cut, still terminated */
+    assert_string_equal(buf, "ancestr");
 }
 
 static void test_labels(void **state) {
@@ -698,6 +727,7 @@ int main(void) {
         cmocka_unit_test(test_dpmpp_reference),  cmocka_unit_test(test_karras_reference),
         cmocka_unit_test(test_guidance_bits),     cmocka_unit_test(test_streams),
         cmocka_unit_test(test_spacings),          cmocka_unit_test(test_options),
+        cmocka_unit_test(test_describe),
         cmocka_unit_test(test_labels),
         cmocka_unit_test(test_default_steps),
     };

@@ -136,6 +136,12 @@ static void test_datasets_on_their_shapes(void **state) {
         }
     }
     assert_int_equal(ddpm_toy_data_parse("circles"), -1);
+    assert_int_equal(ddpm_toy_data_check("moons"), DDPM_OK);
+    assert_int_equal(ddpm_toy_data_check("points.csv"), DDPM_OK); /* a path: a '.' or a '/' */
+    assert_int_equal(ddpm_toy_data_check("runs/pts"), DDPM_OK);
+    assert_int_equal(ddpm_toy_data_check("circles"), DDPM_ERR_ARG);
+    assert_string_equal(ddpm_last_error(), "unknown toy dataset 'circles' (expected scurve, swissroll, moons, 8gaussians, "
+                                           "checkerboard or a FILE.csv)");
 }
 
 static void test_scaling(void **state) {

@@ -99,6 +99,27 @@ static void test_default_model_size(void **state) {
     ddpm_unet_free(m);
 }
 
+/* The shape's short name: every field it names, the optional ones only when set. */
+static void test_config_name(void **state) {
+    (void)state;
+    ddpm_unet_config c;
+    ddpm_unet_config_default(&c);
+    char buf[128];
+    ddpm_unet_config_name(buf, sizeof buf, &c);
+    assert_string_equal(buf, "ch32-mult1,2,2-rb2-attn7-g8");
+    c.num_attn = 0, c.num_classes = 10, c.dropout = 0.1f, c.ch = 64, c.groups = 32;
+    ddpm_unet_config_name(buf, sizeof buf, &c);
+    assert_string_equal(buf, "ch64-mult1,2,2-rb2-attnnone-g32-cls10-drop0.1");
+    ddpm_unet_config_name(buf, 10, &c); /* cut, still terminated */
+    assert_string_equal(buf, "ch64-mult");
+    ddpm_unet_config_describe(buf, sizeof buf, &c);
+    assert_string_equal(buf, "in_ch=1 res=28 ch=64 ch_mult=1,2,2 num_res_blocks=2 attn_res=none groups=32 dropout=0.1 "
+                             "num_classes=10");
+    ddpm_unet_config_default(&c);
+    ddpm_unet_config_describe(buf, sizeof buf, &c);
+    assert_string_equal(buf, "in_ch=1 res=28 ch=32 ch_mult=1,2,2 num_res_blocks=2 attn_res=7 groups=8 dropout=0 num_classes=0");
+}
+
 static void test_config_validation(void **state) {
     (void)state;
     ddpm_unet_config c;
@@ -519,6 +540,7 @@ static void test_bad_calls(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_model_size),
+        cmocka_unit_test(test_config_name),
         cmocka_unit_test(test_config_validation),
         cmocka_unit_test(test_largest_graph),
         cmocka_unit_test(test_matches_torch),

@@ -30,7 +30,8 @@ typedef enum {
  * Everything else (normalisation statistics, softmax, losses, reductions,
  * master weights, Adam, EMA) stays float either way. */
 typedef enum { DDPM_PREC_FP32 = 0, DDPM_PREC_BF16 } ddpm_precision;
-/* "fp32" -> DDPM_PREC_FP32, "bf16" -> DDPM_PREC_BF16; -1 for anything else. */
+/* "fp32" -> DDPM_PREC_FP32, "bf16" -> DDPM_PREC_BF16; -1 for anything else,
+ * with "unknown precision 'X' (expected fp32 or bf16)" as the last error. */
 int ddpm_precision_parse(const char *name);
 /* "fp32", "bf16", or "?" outside the enum. */
 const char *ddpm_precision_name(ddpm_precision p);

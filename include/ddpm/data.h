@@ -58,6 +58,9 @@ ddpm_status ddpm_idx_write(const char *path, const uint8_t *data, int ndim, cons
 /* Images (n, c, h, w): magic 0x803 (N, H, W) when c == 1, else 0x804. */
 ddpm_status ddpm_idx_write_images(const char *path, const uint8_t *pixels, int n, int c, int h,
                                   int w);
+/* Labels [n] in 0..255 as a u8 IDX file (magic 0x801); DDPM_ERR_ARG, and no
+ * file, for one outside. */
+ddpm_status ddpm_idx_write_labels(const char *path, const int *labels, int n);
 
 /* ---- datasets --------------------------------------------------------------- */
 

@@ -45,7 +45,8 @@ typedef enum {
 
 /* "small" / "large", "ddpm" / "ddim" / "dpm++2m" / "euler" / "heun" / "euler_a",
  * "karras" / "schedule" and "uniform" / "quadratic" /
- * "logsnr" <-> kind; parse returns -1 if unknown, name "?" if invalid. */
+ * "logsnr" <-> kind; parse returns -1 if unknown (the last error names the
+ * known ones: "unknown sampler 'X' (expected ddpm, ...)"), name "?" if invalid. */
 int ddpm_var_parse(const char *name);
 const char *ddpm_var_name(ddpm_var_kind kind);
 int ddpm_sampler_parse(const char *name);
@@ -71,6 +72,11 @@ void ddpm_q_sample(float *xt, const float *x0, const float *eps, const int *t,
  * from a generator seeded with seed. */
 void ddpm_q_trajectories(float *grid, const ddpm_dataset *ds, int n, const int *t, int L, const ddpm_schedule *s,
                          uint64_t seed);
+/* The timesteps of those columns: list "0,100,999" (at most max, each in
+ * [0, T-1]) into t, or for list NULL min(T, 10) evenly spaced from 0 to
+ * T-1 (ddpm_schedule_respace). The count, or -1 with the error ("timestep
+ * 1000 out of range [0, 999] (T = 1000)", "at most 64 timesteps", ...). */
+int ddpm_timesteps_parse(const char *list, int T, int *t, int max);
 
 /* t[0..N) uniform in [0, T), drawn in order with ddpm_rng_below. */
 void ddpm_sample_timesteps(int *t, int N, int T, ddpm_rng *rng);

@@ -22,6 +22,11 @@
  * row (nrow <= 0: ceil(sqrt(n))), rows = ceil(n / cols),
  *   width  = cols * (w + PAD) + PAD,   height = rows * (h + PAD) + PAD. */
 void ddpm_image_grid_size(int n, int h, int w, int nrow, int *out_w, int *out_h);
+/* Whether that grid of n c-channel tiles, zoom times enlarged, fits in a PNG
+ * (what ddpm_image_write_grid_scaled accepts), so a caller can refuse before
+ * computing the images: DDPM_OK, or DDPM_ERR_ARG with "'PATH' would be a
+ * W x H grid, too large for a PNG". */
+ddpm_status ddpm_image_grid_check(const char *path, int n, int c, int h, int w, int nrow, int zoom);
 
 /* Write images x (n, c, h, w), values in [lo, hi], as one PNG grid with nrow
  * tiles per row, DDPM_GRID_PAD pixels of mid-grey padding around and between
@@ -43,6 +48,9 @@ ddpm_status ddpm_image_write_grid_scaled(const char *path, const float *x, int n
  * clamped to 0..255 (NaN -> 0). The one conversion every u8 output uses
  * (IDX files, evaluation), so they agree with each other byte for byte. */
 void ddpm_image_to_u8(uint8_t *out, const float *x, size_t n);
+/* Model-space images x (n, c, h, w) through ddpm_image_to_u8 into an IDX file
+ * (ddpm_idx_write_images). */
+ddpm_status ddpm_image_write_idx(const char *path, const float *x, int n, int c, int h, int w);
 
 /* Write an 8-bit RGB image rgb (h, w, 3), row-major, interleaved. */
 ddpm_status ddpm_image_write_rgb(const char *path, const uint8_t *rgb, int w, int h);

@@ -77,6 +77,12 @@
 
 typedef enum { DDPM_ALPHA_WHITE = 0, DDPM_ALPHA_BLACK = 1 } ddpm_alpha_mode;
 typedef enum { DDPM_CROP_CENTER = 0, DDPM_CROP_RANDOM = 1 } ddpm_crop_mode;
+/* "white" / "black" and "center" / "random" <-> mode; parse returns -1 if
+ * unknown (the last error lists the known ones), name "?" if invalid. */
+int ddpm_alpha_parse(const char *name);
+const char *ddpm_alpha_name(ddpm_alpha_mode m);
+int ddpm_crop_parse(const char *name);
+const char *ddpm_crop_name(ddpm_crop_mode m);
 
 /* Why a file was skipped. */
 typedef enum {

@@ -24,7 +24,8 @@ double ddpm_loss(float *dpred, const float *pred, const float *target, size_t n,
 double ddpm_loss_weighted(float *dpred, const float *pred, const float *target, const double *w, int N,
                           size_t D, ddpm_loss_kind kind);
 
-/* "l2" / "l1" / "huber" <-> kind. Returns -1 for an unknown name. */
+/* "l2" / "l1" / "huber" <-> kind. Returns -1 for an unknown name (the last
+ * error lists the known ones). */
 int ddpm_loss_parse(const char *name);
 const char *ddpm_loss_name(ddpm_loss_kind kind);
 

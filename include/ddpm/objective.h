@@ -47,7 +47,8 @@
 
 typedef enum { DDPM_OBJ_EPS = 0, DDPM_OBJ_V, DDPM_OBJ_X0 } ddpm_objective;
 
-/* "eps" / "v" / "x0" <-> objective; parse returns -1 if unknown, name "?" if invalid. */
+/* "eps" / "v" / "x0" <-> objective; parse returns -1 if unknown (the last error
+ * lists the known ones), name "?" if invalid. */
 int ddpm_objective_parse(const char *name);
 const char *ddpm_objective_name(ddpm_objective obj);
 

@@ -37,6 +37,7 @@
 #include "ddpm/common.h"
 #include "ddpm/diffusion.h"
 #include "ddpm/objective.h"
+#include "ddpm/progress.h"
 #include "ddpm/sampler.h"
 #include "ddpm/schedule.h"
 #include "ddpm/unet.h"
@@ -141,6 +142,33 @@ ddpm_status ddpm_pipeline_check(const ddpm_pipeline *p, const ddpm_draw_opts *o,
 ddpm_status ddpm_pipeline_draw(ddpm_pipeline *p, const ddpm_draw_opts *o, int first, int n, float *x);
 /* The same as u8 pixels [n, D] (ddpm_image_to_u8). */
 ddpm_status ddpm_pipeline_draw_u8(ddpm_pipeline *p, const ddpm_draw_opts *o, int first, int n, uint8_t *u8);
+/* The progress line of a draw of n images in batches of `batch` with K steps
+ * per batch, counted in model calls ("sampling 64 images, batch 2/4"), to
+ * `out` (NULL: silent): ddpm_draw_progress_step is the draw's on_step, with
+ * the struct as its ud; ddpm_progress_done(&v->p) ends it. */
+typedef struct {
+    ddpm_progress p;
+    int n, B, nchunks;
+} ddpm_draw_progress;
+void ddpm_draw_progress_start(ddpm_draw_progress *v, FILE *out, int n, int batch, int K);
+void ddpm_draw_progress_step(void *ud, int first, int N, int step, int K, const float *x);
+/* A draw's trajectory, as `ddpm sample --trajectory` shows it: the images
+ * at `cols` evenly spaced steps of 0..K (cols = min(K + 1, 10); step 0 is
+ * x_T, step K is x_0) for the first rows = min(n, 100) images, in x as a
+ * [rows, cols, D] grid. ddpm_trajectory_step is the draw's on_step, with
+ * the struct as its ud; it passes every call on to next (may be NULL). */
+#define DDPM_TRAJ_COLS 10
+#define DDPM_TRAJ_ROWS 100
+typedef struct {
+    int K, cols, rows, step[DDPM_TRAJ_COLS]; /* the step of each column */
+    size_t D;
+    float *x;
+    ddpm_step_fn next;
+    void *next_ud;
+} ddpm_trajectory;
+ddpm_status ddpm_trajectory_init(ddpm_trajectory *t, int n, int K, size_t D);
+void ddpm_trajectory_step(void *ud, int first, int N, int step, int K, const float *x);
+void ddpm_trajectory_free(ddpm_trajectory *t);
 /* The labels a draw of images first..first+n-1 uses (into labels [n]);
  * all -1 for an unconditional model. */
 void ddpm_pipeline_labels(const ddpm_pipeline *p, const ddpm_draw_opts *o, int first, int n, int *labels);

@@ -29,6 +29,9 @@ typedef struct {
 void ddpm_progress_start(ddpm_progress *p, FILE *out, const char *what, long total, const char *unit);
 void ddpm_progress_tick(ddpm_progress *p, long done); /* done units so far, 1..total */
 void ddpm_progress_done(ddpm_progress *p);            /* a finished line, even if ticks stopped short */
+/* ddpm_progress_tick(p, done) as a (ud, done, total) callback for a loop that
+ * reports through one (ddpm_eval_bpd); returns 0 (go on). */
+int ddpm_progress_on(void *p, int done, int total);
 
 /* The training loop's line, one per logged iteration:
  *   iter 400/2200  loss 0.0412  lr 9.87e-04  grad 0.315  88 img/s  1m10s elapsed  ETA 5m27s
@@ -58,5 +61,7 @@ bool ddpm_is_tty(FILE *f);
 double ddpm_now(void);
 /* 75 s -> "1m15s", 4000 s -> "1h06m". */
 void ddpm_fmt_duration(char *buf, size_t cap, double seconds);
+/* 1623169 -> "1,623,169". */
+void ddpm_fmt_count(char *buf, size_t cap, size_t n);
 
 #endif

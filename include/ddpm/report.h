@@ -29,6 +29,8 @@
 #ifndef DDPM_REPORT_H
 #define DDPM_REPORT_H
 
+#include <stdbool.h>
+
 #include "ddpm/common.h"
 
 #define DDPM_REPORT_MAX_RUNS 16
@@ -54,6 +56,11 @@ void ddpm_report_opts_default(ddpm_report_opts *o);
  * the output cannot be written. */
 ddpm_status ddpm_report_write(const char *const *run_dirs, int nruns, const char *out_path,
                               const ddpm_report_opts *o);
+
+/* Where the page goes by default: RUN_DIR/report.html for one run,
+ * compare.html (in the current directory) for several. False when it does
+ * not fit in cap. */
+bool ddpm_report_default_path(char *buf, size_t cap, const char *const *run_dirs, int nruns);
 
 /* RUN_DIR/report.html with the default options: what a training loop calls
  * after each checkpoint (flush log.csv first, so its last row is whole). */

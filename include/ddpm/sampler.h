@@ -70,6 +70,11 @@ int ddpm_sampler_default_steps(ddpm_sampler_kind kind, int T);
 int ddpm_sampler_max_steps(ddpm_sampler_kind kind, int T);
 /* The default spacing: uniform for ddpm and ddim, logsnr for dpm++2m. */
 ddpm_spacing ddpm_sampler_default_spacing(ddpm_sampler_kind kind);
+/* The options beyond kind and steps in words, for a header line: "var small",
+ * "eta 0" or "deterministic", then ", uniform spacing" (ddim, dpm++2m: the
+ * default spacing when o->spacing is 0); the Karras samplers: "deterministic",
+ * "churn" or "ancestral", ", karras sigmas" (", S_churn 2" with churn). */
+void ddpm_sampler_describe(char *buf, size_t cap, const ddpm_sampler_opts *o);
 
 /* tau[0..K): the strictly increasing entries of s a sampler visits, from
  * a grid of P points in [0, T-1] that always holds 0 and T-1 (P = K; P = K+1

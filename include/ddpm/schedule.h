@@ -59,7 +59,8 @@ typedef struct {
 } ddpm_schedule;
 
 /* "linear" / "cosine" / "quadratic" / "sigmoid" <-> kind. Parse returns -1
- * for an unknown name; name returns "?" for an invalid kind. */
+ * for an unknown name (the last error lists the known ones); name returns "?"
+ * for an invalid kind. */
 int ddpm_schedule_parse(const char *name);
 const char *ddpm_schedule_name(ddpm_schedule_kind kind);
 

@@ -34,6 +34,10 @@ typedef enum {
 /* "scurve" ... "checkerboard" <-> kind; parse returns -1 for another name. */
 int ddpm_toy_data_parse(const char *name);
 const char *ddpm_toy_data_name(ddpm_toy_data_kind kind);
+/* `ddpm toy --data`: a dataset's name, or a path (it holds a '/' or a '.',
+ * e.g. points.csv). Anything else is a typo: DDPM_ERR_ARG with "unknown toy
+ * dataset 'X' (expected scurve, ..., checkerboard or a FILE.csv)". */
+ddpm_status ddpm_toy_data_check(const char *data);
 
 /* xy [n, 2] = n points of the dataset. */
 void ddpm_toy_data_draw(float *xy, int n, ddpm_toy_data_kind kind, ddpm_rng *rng);

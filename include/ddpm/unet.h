@@ -54,6 +54,13 @@ ddpm_status ddpm_unet_config_validate(const ddpm_unet_config *cfg);
 /* "1,2,2" <-> int list; returns the count or -1 on a malformed list. */
 int ddpm_parse_int_list(const char *s, int *out, int cap);
 void ddpm_format_int_list(char *buf, size_t cap, const int *v, int n);
+/* A short name of the shape, as `ddpm bench` reports it:
+ * "ch32-mult1,2,2-rb2-attn7-g8" ("attnnone" without attention), then
+ * "-cls10" and "-drop0.1" when set. */
+void ddpm_unet_config_name(char *buf, size_t cap, const ddpm_unet_config *c);
+/* Every field, as `ddpm info` prints it: "in_ch=1 res=28 ch=32 ch_mult=1,2,2
+ * num_res_blocks=2 attn_res=7 groups=8 dropout=0 num_classes=0". */
+void ddpm_unet_config_describe(char *buf, size_t cap, const ddpm_unet_config *c);
 
 typedef enum {
     DDPM_PARAM_WEIGHT, /* conv / linear weight: kaiming-uniform */

@@ -3,37 +3,16 @@
  *
  * Output: `key=value` lines on stdout and nothing else (progress on stderr),
  * the same keys as scripts/bench_torch.py, so scripts/bench.sh can put them
- * side by side:
- *   cpu_vendor, cpu_family, cpu_model, cpu_name, cpu_features = the
- *     processor (cpuid) and the SIMD features of it that ddpm's kernels use
- *   precision    = fp32 | bf16: the UNet's products in train and sample
- *   train_gflops = 3 x ddpm_unet_flops x batch / median seconds per iteration
- *     (forward FLOPs per image as `ddpm info` counts them; backward ~ 2x
- *     forward, so one step ~ 3x forward. Norms, activations and the
- *     optimizer are not counted.)
- *   sgemm_gflops = 2 n^3 / median seconds per product
- *   peak_rss_mb  = getrusage ru_maxrss right after the first part run: the
- *     process's high-water resident memory (parameters, gradients, Adam
- *     moments, EMA, the activation arena, the binary, OpenBLAS's buffers)
- *   base_rss_mb  = the same before any model exists
- *   blas_core    = OpenBLAS's kernel family, for the products outside the
- *     tile kernels (sgemm, and in fp32 attention, linears, dweight of 1x1 /
- *     im2col convs)
- *   tile_kernel  = the float tile GEMMs (avx512, avx2, generic; DDPM_KERNEL
- *     forces one); bf16_kernel = the bf16 products (avx512bf16, portable;
- *     DDPM_BF16=portable forces the latter)
+ * side by side; what each key measures is listed in docs/performance.md
+ * ("The benchmark").
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "args.h"
 #include "cli.h"
 #include "core/prof.h"
 #include "ddpm/bench.h"
-#include "ddpm/progress.h"
-#include "ddpm/tensor.h"
-#include "ddpm/unet.h"
 
 static const char *CMD = "bench";
 
@@ -78,24 +57,12 @@ static void print_profile(const char *part, const ddpm_bench_stats *st, bool bac
     fprintf(stderr, "  %-12s %9s %9s %9.2f\n", "total", "", "", mean);
 }
 
-/* "ch32-mult1,2,2-rb2-attn7-g8" (+ "-cls10", "-drop0.1" when set) */
-static void model_name(char *buf, size_t cap, const ddpm_unet_config *c) {
-    char mult[64], attn[64];
-    ddpm_format_int_list(mult, sizeof mult, c->ch_mult, c->num_levels);
-    if (c->num_attn) ddpm_format_int_list(attn, sizeof attn, c->attn_res, c->num_attn);
-    else snprintf(attn, sizeof attn, "none");
-    int n = snprintf(buf, cap, "ch%d-mult%s-rb%d-attn%s-g%d", c->ch, mult, c->num_res_blocks, attn, c->groups);
-    if (c->num_classes > 0 && n > 0 && (size_t)n < cap) n += snprintf(buf + n, cap - (size_t)n, "-cls%d", c->num_classes);
-    if (c->dropout > 0 && n > 0 && (size_t)n < cap) snprintf(buf + n, cap - (size_t)n, "-drop%g", (double)c->dropout);
-}
-
 /* The report: the machine and the workload, then one block per part. */
-static void print_report(const ddpm_bench_config *c, const ddpm_bench_result *r, const char *name, int threads) {
+static void print_report(const ddpm_bench_config *c, const ddpm_bench_result *r, const ddpm_cpu_info *ci,
+                         const char *name, int threads) {
     const int B = c->batch;
-    ddpm_cpu_info ci;
-    ddpm_cpu_info_get(&ci);
-    printf("cpu_vendor=%s\ncpu_family=%d\ncpu_model=%d\n", ci.vendor, ci.family, ci.model);
-    printf("cpu_name=%s\ncpu_features=%s\n", ci.name, ci.features);
+    printf("cpu_vendor=%s\ncpu_family=%d\ncpu_model=%d\n", ci->vendor, ci->family, ci->model);
+    printf("cpu_name=%s\ncpu_features=%s\n", ci->name, ci->features);
     printf("model=%s\n", name);
     printf("image=%dx%dx%d\n", c->model.in_ch, c->model.res, c->model.res);
     printf("timesteps=%d\nbatch=%d\nthreads=%d\nparams=%zu\n", r->T, B, threads, r->params);
@@ -131,7 +98,7 @@ static void print_report(const ddpm_bench_config *c, const ddpm_bench_result *r,
 
 static int run(ddpm_bench_config *c, int threads) {
     char name[256];
-    model_name(name, sizeof name, &c->model);
+    ddpm_unet_config_name(name, sizeof name, &c->model);
     ddpm_cpu_info ci;
     ddpm_cpu_info_get(&ci);
     fprintf(stderr, "ddpm bench: %s (family %d model %d; %s); model %s; batch %d; %d threads; %s; %s, tile kernels %s, bf16 %s\n",
@@ -143,21 +110,18 @@ static int run(ddpm_bench_config *c, int threads) {
     ddpm_bench_result r;
     if (ddpm_bench_run(c, &r)) {
         if (ps.tty) fputc('\n', stderr);
-        ddpm_cli_error(CMD);
-        return 1;
+        return ddpm_cli_error(CMD);
     }
     if (c->train) part_done(&ps, "train", &r.train);
     if (c->sample) part_done(&ps, "sample", &r.sample);
     if (c->sgemm) part_done(&ps, "sgemm", &r.sgemm);
-    print_report(c, &r, name, threads);
+    print_report(c, &r, &ci, name, threads);
     return 0;
 }
 
 static int cmd_bench(int argc, char **argv) {
     ddpm_bench_config c;
     ddpm_bench_config_default(&c);
-    ddpm_model_flags mf;
-    ddpm_model_flags_init(&mf, &c.model);
     int threads = 0;
     float seconds = 10.0f;
     const char *only = "all", *precision = "fp32";
@@ -174,43 +138,27 @@ static int cmd_bench(int argc, char **argv) {
     };
     ddpm_opt opts[DDPM_COUNT(own) + DDPM_MODEL_OPTS];
     memcpy(opts, own, sizeof own);
-    ddpm_model_opts(opts + DDPM_COUNT(own), &mf);
+    ddpm_model_opts(opts + DDPM_COUNT(own), &c.model);
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, (int)DDPM_COUNT(opts),
                              "usage: ddpm bench [options] [model options]\n\n"
                              "Time the training step and the denoiser on random data (no dataset needed)\n"
                              "and a large sgemm; print key=value lines (medians over timed iterations).",
-                             "Parts: train = ddpm_trainer_step (q_sample, forward, L2 loss, backward, clip,\n"
-                             "AdamW, EMA), as `ddpm train` runs it; sample = one forward of the inference\n"
-                             "model on --batch images at random t (one denoising step); sgemm = a square\n"
-                             "float32 matrix product through OpenBLAS with the same threads.\n"
-                             "train_gflops = 3 x forward FLOPs x batch / median step time (forward +\n"
-                             "backward ~ 3x forward, as in `ddpm info`); gflops_ratio = train / sgemm.\n"
-                             "--precision bf16 rounds both operands of every conv, linear and attention\n"
-                             "product to bfloat16 and sums in float (AVX512_BF16 where the CPU has it).\n"
-                             "peak_rss_mb is the process's peak resident memory after the training part.\n"
-                             "scripts/bench.sh runs this next to scripts/bench_torch.py (PyTorch).");
+                             "Parts: train = ddpm_trainer_step, as `ddpm train` runs it; sample = one forward\n"
+                             "of the inference model on --batch images at random t; sgemm = a square float32\n"
+                             "product through OpenBLAS with the same threads. train_gflops = 3 x forward FLOPs\n"
+                             "x batch / median step time; gflops_ratio = train / sgemm. --precision bf16 rounds\n"
+                             "both operands of every product to bfloat16 and sums in float. The keys are in\n"
+                             "docs/performance.md; scripts/bench.sh runs this next to PyTorch.");
     if (rc) return rc == 1 ? 0 : rc;
-    bool all = !strcmp(only, "all");
-    c.train = all || !strcmp(only, "train");
-    c.sample = all || !strcmp(only, "sample");
-    c.sgemm = all || !strcmp(only, "sgemm");
-    if (!c.train && !c.sample && !c.sgemm) {
-        fprintf(stderr, "ddpm bench: unknown --only '%s' (train, sample, sgemm)\n", ddpm_show(only).s);
-        return 2;
-    }
-    const int prec = ddpm_precision_parse(precision);
-    if (prec < 0) {
-        fprintf(stderr, "ddpm bench: unknown --precision '%s' (fp32, bf16)\n", ddpm_show(precision).s);
-        return 2;
-    }
+    static const char *const parts[] = {"all", "train", "sample", "sgemm"};
+    const int part = ddpm_enum_lookup("part", parts, 0, 4, only), prec = part < 0 ? 0 : ddpm_precision_parse(precision);
+    if (ddpm_cli_check_name(CMD, "--only", part) || ddpm_cli_check_name(CMD, "--precision", prec)) return 2;
+    c.train = part == 0 || part == 1;
+    c.sample = part == 0 || part == 2;
+    c.sgemm = part == 0 || part == 3;
     c.precision = (ddpm_precision)prec;
     c.seconds = seconds;
-    ddpm_model_flags_preset(&mf, opts + DDPM_COUNT(own), DDPM_MODEL_OPTS, false);
-    ddpm_model_flags_apply(&mf, &c.model);
-    if (ddpm_unet_config_validate(&c.model)) {
-        ddpm_cli_error(CMD);
-        return 2;
-    }
+    if (ddpm_model_flags_check(CMD, &c.model, opts + DDPM_COUNT(own), DDPM_MODEL_OPTS)) return 2;
     return run(&c, ddpm_set_threads(threads));
 }
 

@@ -8,30 +8,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "args.h"
 #include "cli.h"
 #include "ddpm/classifier.h"
 #include "ddpm/data.h"
 #include "ddpm/eval.h"
 #include "ddpm/kv.h"
-#include "ddpm/pipeline.h"
-#include "ddpm/progress.h"
 
 #define CMD "eval"
 
 typedef struct {
-    const char *file, *ckpt, *data, *data_dir, *net, *sampler, *var, *labels, *terms, *spacing;
-    int n, steps, threads, batch;
-    float eta, guidance;
-    uint64_t seed;
-    const char *precision;
-    bool json, bpd, no_ema, n_seen, var_seen, eta_seen, guided;
+    ddpm_sampler_flags s;
+    const char *file, *ckpt, *data, *data_dir, *net, *labels, *terms, *precision;
+    int n, threads, batch;
+    bool json, bpd, no_ema, n_seen;
 } eval_flags;
-
-static int fail(void) {
-    ddpm_cli_error(CMD);
-    return 1;
-}
 
 /* ---- the evaluation network ------------------------------------------------------------- */
 
@@ -55,12 +45,6 @@ static int clf_on_step(void *ud, int step, int steps, double loss) {
 
 /* ---- a checkpoint's samples, or its bound ------------------------------------------------- */
 
-static int on_t(void *ud, int done, int total) {
-    (void)total;
-    ddpm_progress_tick(ud, done);
-    return 0;
-}
-
 static void put_model(const ddpm_pipeline *p) {
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
     if (in->schedule_assumed || in->T_assumed)
@@ -70,28 +54,20 @@ static void put_model(const ddpm_pipeline *p) {
             in->ema ? "EMA" : "raw", ddpm_objective_name(in->objective), ddpm_schedule_name(in->schedule), in->T);
 }
 
-/* The sampling flags checked against the model: -1 to go on, else 2. */
-static int draw_opts(ddpm_draw_opts *o, int *K, const eval_flags *f, const ddpm_pipeline *p) {
-    int rc = ddpm_cli_draw_opts(CMD, o, f->sampler, f->steps, f->spacing, f->eta, f->eta_seen, f->var, f->var_seen);
-    if (rc >= 0) return rc;
-    o->seed = f->seed, o->guided = f->guided, o->guidance = f->guidance;
-    return ddpm_cli_check_draw(CMD, p, o, K);
-}
-
 static int eval_samples(ddpm_eval_metrics *m, ddpm_kv *r, const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *od,
                         int K, const ddpm_eval_ref *ref) {
     ddpm_draw_opts o = *od;
-    ddpm_cli_draw_view v;
-    ddpm_cli_draw_view_start(&v, f->n, f->batch, K);
-    o.on_step = ddpm_cli_draw_on_step, o.ud = &v;
-    if (ddpm_eval_pipeline(m, ref, p, &o, f->n)) return fail();
+    ddpm_draw_progress v;
+    ddpm_draw_progress_start(&v, stderr, f->n, f->batch, K);
+    o.on_step = ddpm_draw_progress_step, o.ud = &v;
+    if (ddpm_eval_pipeline(m, ref, p, &o, f->n)) return ddpm_cli_error(CMD);
     ddpm_progress_done(&v.p);
     ddpm_kv_put(r, "sampler", true, "%s", ddpm_sampler_name(o.sampler.kind));
     ddpm_kv_put(r, "sample_steps", false, "%d", K);
-    if (o.sampler.kind == DDPM_SAMPLER_DDIM) ddpm_kv_put(r, "eta", false, "%g", (double)f->eta);
+    if (o.sampler.kind == DDPM_SAMPLER_DDIM) ddpm_kv_put(r, "eta", false, "%g", (double)o.sampler.eta);
     if (o.sampler.kind == DDPM_SAMPLER_DDPM) ddpm_kv_put(r, "variance", true, "%s", ddpm_var_name(o.sampler.var));
-    if (f->guided) ddpm_kv_put(r, "guidance", false, "%g", (double)f->guidance);
-    ddpm_kv_put(r, "seed", false, "%llu", (unsigned long long)f->seed);
+    if (o.guided) ddpm_kv_put(r, "guidance", false, "%g", (double)o.guidance);
+    ddpm_kv_put(r, "seed", false, "%llu", (unsigned long long)o.seed);
     return 0;
 }
 
@@ -100,12 +76,10 @@ static int eval_samples(ddpm_eval_metrics *m, ddpm_kv *r, const eval_flags *f, d
 static void put_metrics(ddpm_kv *r, const ddpm_eval_metrics *m) {
     ddpm_kv_put(r, "n", false, "%d", m->n);
     ddpm_kv_put(r, "pr_reference", true, "first %d test images, k=%d", m->n_pr, DDPM_EVAL_K);
-    ddpm_kv_put(r, "fid", false, "%.4f", m->fid);
-    ddpm_kv_put(r, "precision", false, "%.4f", m->precision);
-    ddpm_kv_put(r, "recall", false, "%.4f", m->recall);
-    ddpm_kv_put(r, "confidence", false, "%.4f", m->confidence);
-    ddpm_kv_put(r, "class_entropy", false, "%.4f", m->class_entropy);
-    if (m->label_accuracy >= 0) ddpm_kv_put(r, "label_accuracy", false, "%.4f", m->label_accuracy);
+    const char *k[] = {"fid", "precision", "recall", "confidence", "class_entropy", "label_accuracy"};
+    const double v[] = {m->fid, m->precision, m->recall, m->confidence, m->class_entropy, m->label_accuracy};
+    for (int i = 0; i < 6; i++) /* label_accuracy < 0: not a class-conditional draw */
+        if (i < 5 || v[i] >= 0) ddpm_kv_put(r, k[i], false, "%.4f", v[i]);
 }
 
 static int run(const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *o, int K, const char *dir) {
@@ -115,7 +89,7 @@ static int run(const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *o, i
     int *labels = NULL, n = f->n_seen ? f->n : 0, rc = 0;
     ddpm_kv r = {0};
     clf_view cv = {.dir = dir, .path = es.net_path};
-    if (ddpm_eval_session_open(&es, dir, f->net, f->threads, clf_on_step, &cv)) return fail();
+    if (ddpm_eval_session_open(&es, dir, f->net, f->threads, clf_on_step, &cv)) return ddpm_cli_error(CMD);
     if (es.trained) fprintf(stderr, "ddpm %s: evaluation network: test accuracy %.2f%%\n", CMD, 100 * es.trained_acc);
     ddpm_kv_put(&r, f->file ? "images" : "checkpoint", true, "%s", f->file ? f->file : f->ckpt);
     ddpm_kv_put(&r, "net", true, "%s", es.net_path);
@@ -126,7 +100,7 @@ static int run(const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *o, i
     ddpm_kv_put(&r, "n_reference", false, "%d", es.test.n);
     if (f->file) {
         ddpm_status st = ddpm_eval_load_images(&u8, &labels, &n, f->file, f->labels, &es.test);
-        if (st || ddpm_eval_images(&m, &es.ref, u8, n, labels)) rc = fail() + (st == DDPM_ERR_ARG);
+        if (st || ddpm_eval_images(&m, &es.ref, u8, n, labels)) rc = ddpm_cli_error(CMD) + (st == DDPM_ERR_ARG);
     } else {
         put_model(p);
         rc = eval_samples(&m, &r, f, p, o, K, &es.ref);
@@ -147,20 +121,19 @@ static int run_bpd(const eval_flags *f, ddpm_pipeline *p, ddpm_var_kind var, con
     ddpm_dataset test;
     ddpm_kv r = {0};
     ddpm_bpd_result b = {0};
-    if (ddpm_dataset_load(&test, dir, false)) return fail();
+    if (ddpm_dataset_load(&test, dir, false)) return ddpm_cli_error(CMD);
     int T = ddpm_pipeline_info_get(p)->T, B = f->batch < f->n ? f->batch : f->n, rc = 0;
     ddpm_progress prog;
     char what[64];
     snprintf(what, sizeof what, "bits/dim of %d test images", f->n);
-    if (f->n > test.n) {
-        fprintf(stderr, "ddpm %s: -n %d exceeds the %d test images of '%s'\n", CMD, f->n, test.n, dir);
-        rc = 2;
-    } else {
+    if (f->n > test.n)
+        rc = ddpm_cli_fail(CMD, 2, "-n %d exceeds the %d test images of '%s'", f->n, test.n, dir);
+    else {
         put_model(p);
         ddpm_progress_start(&prog, stderr, what, (long)((f->n + B - 1) / B) * T, "model calls");
-        if (ddpm_eval_bpd(&b, p, &test, f->n, f->batch, f->seed, var, on_t, &prog) ||
+        if (ddpm_eval_bpd(&b, p, &test, f->n, f->batch, f->s.seed, var, ddpm_progress_on, &prog) ||
             (f->terms && ddpm_bpd_write_terms(f->terms, &b)))
-            rc = fail();
+            rc = ddpm_cli_error(CMD);
     }
     if (!rc) {
         ddpm_progress_done(&prog);
@@ -187,38 +160,23 @@ static const char *SYNOPSIS =
     "Measure sample quality against a dataset's test split, or the variational bound.";
 
 static const char *EPILOG =
-    "Prints key=value lines (--json: one JSON object) on stdout: the protocol (network\n"
-    "file and its SHA-256 prefix, reference directory and split, N) and the metrics:\n"
-    "  fid            Frechet distance of the evaluation network's 128 penultimate\n"
-    "                 features, N images vs the whole test split\n"
-    "  precision      k-NN precision and recall (Kynkaanniemi et al. 2019, k = 3)\n"
-    "  recall         vs the first min(N, test size) test images\n"
-    "  confidence     mean top-class probability of the evaluation network\n"
-    "  class_entropy  entropy in bits of the predicted-class histogram (log2 10 = 3.32\n"
-    "                 for balanced digits)\n"
-    "  label_accuracy fraction classified as the label they were sampled with\n"
-    "                 (class-conditional models, labels cycling 0..K-1; --labels FILE\n"
-    "                 for an IDX input)\n"
-    "The evaluation network (conv-ReLU-maxpool x2, linear 128, linear K) is trained on\n"
-    "the reference's training split on first use (one thread, a few minutes) and cached\n"
-    "as " DDPM_EVAL_CACHE_DIR "/<dataset>-<hash>.safetensors ($DDPM_EVAL_CACHE: another directory);\n"
-    "--net FILE uses another network.\n"
-    "The reference defaults to the checkpoint's training data (its 'data' metadata), else mnist.\n"
-    "-c samples through the same pipeline as 'ddpm sample', image i from its own stream\n"
-    "(--seed, i), so the images are those of 'ddpm sample' with the same flags. A checkpoint\n"
-    "that records no noise schedule is taken as linear, T = 1000 (with a note).\n\n"
-    "--bpd: the variational bound L_T + sum L_{t-1} + L_0 (Ho et al. eq. 5) in bits/dim on\n"
-    "the first N test images (default 100), T model calls per image, with the reverse\n"
-    "variance --var (default small). --terms writes the mean per-timestep terms as CSV.\n\n"
+    "Prints key=value lines (--json: one JSON object): the protocol (network file and its\n"
+    "SHA-256 prefix, reference directory and split, N) and the metrics (docs/usage.md#evaluation):\n"
+    "  fid, precision, recall  of the evaluation network's features, N images vs the test\n"
+    "                 split (k-NN precision/recall, k = 3, vs its first min(N, size) images)\n"
+    "  confidence, class_entropy  mean top-class probability, entropy (bits) of the classes\n"
+    "  label_accuracy  class-conditional models: classified as the label they were drawn with\n"
+    "The evaluation network, trained on the reference's training split on first use, is cached\n"
+    "in " DDPM_EVAL_CACHE_DIR " ($DDPM_EVAL_CACHE; --net FILE: another). The reference defaults to\n"
+    "the checkpoint's training data, else mnist. -c draws the images 'ddpm sample' draws.\n"
+    "--bpd: the variational bound (Ho et al. eq. 5) in bits/dim on the first N test images,\n"
+    "T model calls each, with the reverse variance --var; --terms: per-timestep terms as CSV.\n\n"
     "examples:\n"
     "  ddpm sample -n 1000 --sampler ddim --idx s.idx -o s.png && ddpm eval s.idx\n"
-    "  ddpm eval -c runs/mnist/ckpt.safetensors -n 1000 --sampler ddim --sample-steps 50\n"
-    "  ddpm eval -c runs/cond/ckpt.safetensors -n 1000 --sampler dpm++2m --guidance 2\n"
     "  ddpm eval --bpd -c runs/mnist/ckpt.safetensors -n 100 --terms terms.csv";
 
 /* Usage errors that need no file: NULL or the message. */
 static const char *usage_error(const eval_flags *f, bool sampler_flags) {
-    if (f->precision && ddpm_precision_parse(f->precision) < 0) return "unknown --precision (expected fp32 or bf16)";
     if (!f->file && !f->ckpt) return "name an IDX file of images or a checkpoint (-c CKPT)";
     if (f->file && f->ckpt) return "give an IDX file or -c CKPT, not both";
     if (f->bpd && !f->ckpt) return "--bpd needs a checkpoint (-c CKPT)";
@@ -230,12 +188,12 @@ static const char *usage_error(const eval_flags *f, bool sampler_flags) {
 }
 
 static int cmd_eval(int argc, char **argv) {
-    eval_flags f = {.n = 1000, .sampler = "ddpm", .var = "small", .batch = 64};
+    eval_flags f = {.n = 1000, .batch = 64};
     if (argc > 1 && argv[1][0] != '-') { /* ddpm eval FILE.idx ... */
         f.file = argv[1];
         argv[1] = argv[0], argv++, argc--;
     }
-    ddpm_opt opts[] = {
+    ddpm_opt own[] = {
         {"--ckpt", "-c", OPT_STRING, &f.ckpt, 0, 0, "FILE", "checkpoint to sample from (or to bound with --bpd)"},
         {"--num", "-n", OPT_INT, &f.n, 1, 1000000, "N", "images (default: 1000 samples; all of FILE; 100 for --bpd)"},
         {"--data", NULL, OPT_STRING, &f.data, 0, 0, "NAME", "reference: mnist, fashion, or a directory of IDX files"},
@@ -245,54 +203,43 @@ static int cmd_eval(int argc, char **argv) {
         {"--json", NULL, OPT_FLAG, &f.json, 0, 0, NULL, "print one JSON object instead of key=value lines"},
         {"--bpd", NULL, OPT_FLAG, &f.bpd, 0, 0, NULL, "the variational bound in bits/dim instead"},
         {"--terms", NULL, OPT_STRING, &f.terms, 0, 0, "FILE", "--bpd: write the per-timestep terms as CSV"},
-        {"--sampler", NULL, OPT_STRING, &f.sampler, 0, 0, "NAME", "ddpm, ddim, dpm++2m, euler, heun or euler_a (default ddpm)"},
-        {"--sample-steps", NULL, OPT_INT, &f.steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps (default: min(100, T) for ddpm, min(50, T) for ddim, min(20, T-1) for dpm++2m)"},
-        {"--spacing", NULL, OPT_STRING, &f.spacing, 0, 0, "KIND", "ddim/dpm++2m timesteps: uniform, quadratic or logsnr"},
-        {"--guidance", NULL, OPT_FLOAT, &f.guidance, 0.0, 100.0, "W", "classifier-free guidance weight (class-conditional models)"},
-        {"--eta", NULL, OPT_FLOAT, &f.eta, 0.0, 1.0, "E", "ddim noise in [0, 1] (default 0)"},
-        {"--var", NULL, OPT_STRING, &f.var, 0, 0, "KIND", "reverse variance small or large (default small)"},
-        {"--seed", NULL, OPT_U64, &f.seed, 0, 0, "S", "random seed (default 0)"},
         {"--no-ema", NULL, OPT_FLAG, &f.no_ema, 0, 0, NULL, "use the raw weights, not the EMA weights"},
         {"--batch", NULL, OPT_INT, &f.batch, 1, DDPM_BPD_MAX_BATCH, "B", "images per model call (default 64)"},
         {"--threads", NULL, OPT_INT, &f.threads, 0, 4096, "N", "threads (default 0: all cores)"},
         {"--precision", NULL, OPT_STRING, &f.precision, 0, 0, "P", "the UNet's products: fp32 or bf16 (default: the checkpoint's)"},
     };
+    ddpm_opt opts[DDPM_COUNT(own) + DDPM_SAMPLER_OPTS];
+    memcpy(opts, own, sizeof own);
+    ddpm_sampler_flags_opts(opts + DDPM_COUNT(own), &f.s);
     int nopts = DDPM_COUNT(opts), rc = ddpm_opts_parse(CMD, argc, argv, opts, nopts, SYNOPSIS, EPILOG);
     if (rc) return rc == 1 ? 0 : rc;
     f.n_seen = ddpm_opts_seen(opts, nopts, "--num");
-    f.var_seen = ddpm_opts_seen(opts, nopts, "--var");
-    f.eta_seen = ddpm_opts_seen(opts, nopts, "--eta");
-    f.guided = ddpm_opts_seen(opts, nopts, "--guidance");
     if (f.bpd && !f.n_seen) f.n = 100;
-    ddpm_draw_opts named; /* a value that names nothing is the first thing to say */
-    if ((rc = ddpm_cli_draw_opts(CMD, &named, f.sampler, f.steps, f.spacing, f.eta, f.eta_seen, f.var, f.var_seen)) >= 0)
+    ddpm_draw_opts o; /* a value that names nothing is the first thing to say */
+    if ((rc = ddpm_cli_draw_opts(CMD, &o, &f.s, opts, nopts)) >= 0 ||
+        (f.precision && (rc = ddpm_cli_check_name(CMD, "--precision", ddpm_precision_parse(f.precision)))))
         return rc;
-    const char *why = usage_error(&f, ddpm_opts_seen(opts, nopts, "--sampler") || ddpm_opts_seen(opts, nopts, "--sample-steps") ||
-                                          f.eta_seen || f.guided || f.spacing);
-    if (why) return fprintf(stderr, "ddpm %s: %s\n", CMD, why), 2;
+    const char *why = usage_error(&f, o.guided || f.s.spacing || ddpm_opts_seen(opts, nopts, "--sampler") ||
+                                          ddpm_opts_seen(opts, nopts, "--sample-steps") || ddpm_opts_seen(opts, nopts, "--eta"));
+    if (why) return ddpm_cli_fail(CMD, 2, "%s", why);
     ddpm_set_threads(f.threads);
     ddpm_pipeline *p = NULL;
-    ddpm_draw_opts o;
     int K = 0;
-    ddpm_draw_opts_default(&o);
     if (!f.file) {
         if ((rc = ddpm_cli_open_pipeline(CMD, &p, &f.ckpt, f.no_ema, f.batch, f.precision))) return rc;
-        if ((rc = draw_opts(&o, &K, &f, p)) >= 0) {
+        if ((rc = ddpm_cli_check_draw(CMD, p, &o, &K)) >= 0) {
             ddpm_pipeline_free(p);
             return rc;
         }
     }
     const char *data = f.data ? f.data : p ? ddpm_pipeline_meta(p, DDPM_META_DATA) : NULL;
     char dir[1024];
-    if (p && !data && !f.data_dir) {
-        fprintf(stderr, "ddpm %s: '%s': metadata lacks 'data' (the training set); name the reference with --data\n", CMD,
-                f.ckpt);
-        rc = 1;
-    } else if (ddpm_cli_data_dir(dir, sizeof dir, data ? data : "mnist", f.data_dir)) {
-        rc = fail();
-    } else {
+    if (p && !data && !f.data_dir)
+        rc = ddpm_cli_fail(CMD, 1, "'%s': metadata lacks 'data' (the training set); name the reference with --data", f.ckpt);
+    else if (ddpm_cli_data_dir(dir, sizeof dir, data ? data : "mnist", f.data_dir))
+        rc = ddpm_cli_error(CMD);
+    else
         rc = f.bpd ? run_bpd(&f, p, o.sampler.var, dir) : run(&f, p, &o, K, dir);
-    }
     ddpm_pipeline_free(p);
     return rc;
 }

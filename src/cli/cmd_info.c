@@ -4,41 +4,29 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "args.h"
 #include "cli.h"
 #include "ddpm/checkpoint.h"
-#include "ddpm/unet.h"
+#include "ddpm/imagefolder.h"
 
-static void print_count(size_t n) {
-    /* 1623169 -> 1,623,169 */
-    char digits[32], out[48];
-    int len = snprintf(digits, sizeof digits, "%zu", n), o = 0;
-    for (int i = 0; i < len; i++) {
-        if (i && (len - i) % 3 == 0) out[o++] = ',';
-        out[o++] = digits[i];
-    }
-    out[o] = '\0';
-    fputs(out, stdout);
-}
-
-static void print_config(const ddpm_unet_config *c) {
-    char mult[64], attn[64];
-    ddpm_format_int_list(mult, sizeof mult, c->ch_mult, c->num_levels);
-    if (c->num_attn) ddpm_format_int_list(attn, sizeof attn, c->attn_res, c->num_attn);
-    else snprintf(attn, sizeof attn, "none");
-    printf("model: in_ch=%d res=%d ch=%d ch_mult=%s num_res_blocks=%d attn_res=%s groups=%d "
-           "dropout=%g num_classes=%d\n\n",
-           c->in_ch, c->res, c->ch, mult, c->num_res_blocks, attn, c->groups, (double)c->dropout,
-           c->num_classes);
+/* When the checkpoint holds class names: "classes (folder name -> label):"
+ * and one "  index  name" line each. */
+static void print_classes(const ddpm_checkpoint *ck) {
+    const char *json = ddpm_checkpoint_meta(ck, DDPM_META_CLASSES);
+    char **names;
+    int n;
+    if (!json || ddpm_folder_classes_parse(json, &names, &n)) return;
+    printf("classes (folder name -> label):\n");
+    for (int i = 0; i < n; i++) printf("  %5d  %s\n", i, names[i]);
+    printf("\n");
+    ddpm_folder_classes_free(names, n);
 }
 
 static int print_model(const char *cmd, const ddpm_unet_config *c) {
     ddpm_unet *m;
-    if (ddpm_unet_create(&m, c, 1, false)) {
-        ddpm_cli_error(cmd);
-        return 1;
-    }
-    print_config(c);
+    if (ddpm_unet_create(&m, c, 1, false)) return ddpm_cli_error(cmd);
+    char text[512];
+    ddpm_unet_config_describe(text, sizeof text, c);
+    printf("model: %s\n\n", text);
     int nb;
     const ddpm_block_info *b = ddpm_unet_blocks(m, &nb);
     printf("%-26s %-16s %12s %14s\n", "block", "output", "params", "MFLOPs/image");
@@ -47,31 +35,26 @@ static int print_model(const char *cmd, const ddpm_unet_config *c) {
         snprintf(shape, sizeof shape, "%d x %d x %d", b[i].c, b[i].h, b[i].w);
         printf("%-26s %-16s %12zu %14.2f\n", b[i].name, shape, b[i].params, b[i].flops / 1e6);
     }
-    printf("\nparameters: ");
-    print_count(ddpm_unet_num_params(m));
-    printf(" (%.2f MB as float32)\n", ddpm_unet_num_params(m) * 4.0 / 1e6);
-    printf("forward FLOPs per image: %.1f MFLOPs (convolutions, linears and attention; "
-           "1 multiply-add = 2 FLOPs)\n",
+    ddpm_fmt_count(text, sizeof text, ddpm_unet_num_params(m));
+    printf("\nparameters: %s (%.2f MB as float32)\n", text, ddpm_unet_num_params(m) * 4.0 / 1e6);
+    printf("forward FLOPs per image: %.1f MFLOPs (convolutions, linears and attention; 1 multiply-add = 2 FLOPs)\n",
            ddpm_unet_flops(m) / 1e6);
-    printf("training FLOPs per image: ~%.1f MFLOPs (forward + backward = 3x forward)\n",
-           3 * ddpm_unet_flops(m) / 1e6);
+    printf("training FLOPs per image: ~%.1f MFLOPs (forward + backward = 3x forward)\n", 3 * ddpm_unet_flops(m) / 1e6);
     ddpm_unet_free(m);
     return 0;
 }
 
 static int cmd_info(int argc, char **argv) {
     const char *cmd = "info";
-    ddpm_unet_config def;
-    ddpm_unet_config_default(&def);
-    ddpm_model_flags mf;
-    ddpm_model_flags_init(&mf, &def);
+    ddpm_unet_config c;
+    ddpm_unet_config_default(&c);
     const char *ckpt = NULL;
     ddpm_opt own[] = {
         {"--ckpt", "-c", OPT_STRING, &ckpt, 0, 0, "FILE", "describe the model in this checkpoint"},
     };
     ddpm_opt opts[DDPM_COUNT(own) + DDPM_MODEL_OPTS];
     memcpy(opts, own, sizeof own);
-    ddpm_model_opts(opts + DDPM_COUNT(own), &mf);
+    ddpm_model_opts(opts + DDPM_COUNT(own), &c);
     int n = (int)DDPM_COUNT(opts);
     int rc = ddpm_opts_parse(cmd, argc, argv, opts, n,
                              "usage: ddpm info [-c CKPT] [model options]\n\n"
@@ -79,16 +62,10 @@ static int cmd_info(int argc, char **argv) {
                              NULL);
     if (rc) return rc == 1 ? 0 : rc;
     if (ckpt) {
-        for (int i = (int)DDPM_COUNT(own); i < n; i++) /* the model flags */
-            if (opts[i].seen) {
-                fprintf(stderr, "ddpm info: %s cannot be combined with -c (the checkpoint fixes the model)\n", opts[i].name);
-                return 2;
-            }
+        if (ddpm_opts_refuse(cmd, opts + 1, DDPM_MODEL_OPTS, NULL, 0, "cannot be combined with -c (the checkpoint fixes the model)"))
+            return 2;
         ddpm_checkpoint ck;
-        if (ddpm_checkpoint_open(&ck, ckpt)) {
-            ddpm_cli_error(cmd);
-            return 1;
-        }
+        if (ddpm_checkpoint_open(&ck, ckpt)) return ddpm_cli_error(cmd);
         printf("checkpoint: %s\n", ckpt);
         printf("contents: model%s%s\n", ck.has_ema ? ", EMA weights" : "", ck.has_adam ? ", Adam moments" : "");
         printf("metadata:\n");
@@ -102,18 +79,12 @@ static int cmd_info(int argc, char **argv) {
         }
         printf("objective: %s%s\n\n", ddpm_objective_name(obj),
                recorded ? "" : " (not recorded: a checkpoint from before --objective, which trained eps)");
-        ddpm_cli_print_classes(&ck);
-        ddpm_unet_config c = ck.cfg;
+        print_classes(&ck);
+        c = ck.cfg;
         ddpm_checkpoint_close(&ck);
         return print_model(cmd, &c);
     }
-    ddpm_unet_config c = def;
-    ddpm_model_flags_preset(&mf, opts + 1, DDPM_MODEL_OPTS, false);
-    ddpm_model_flags_apply(&mf, &c);
-    if (ddpm_unet_config_validate(&c)) {
-        ddpm_cli_error(cmd);
-        return 2;
-    }
+    if (ddpm_model_flags_check(cmd, &c, opts + 1, DDPM_MODEL_OPTS)) return 2;
     return print_model(cmd, &c);
 }
 

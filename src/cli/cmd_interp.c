@@ -5,10 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "args.h"
 #include "cli.h"
 #include "ddpm/image.h"
-#include "ddpm/pipeline.h"
 
 #define CMD "interp"
 
@@ -52,16 +50,12 @@ static int cmd_interp(int argc, char **argv) {
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, DDPM_COUNT(opts), SYNOPSIS, EPILOG);
     if (rc) return rc == 1 ? 0 : rc;
     char a[1024], b[1024];
-    if (!seeds == !images || split2(seeds ? seeds : images, a, b, sizeof a)) {
-        fprintf(stderr, "ddpm %s: give exactly one of --seeds A,B and --images A,B (two items, one comma)\n", CMD);
-        return 2;
-    }
+    if (!seeds == !images || split2(seeds ? seeds : images, a, b, sizeof a))
+        return ddpm_cli_fail(CMD, 2, "give exactly one of --seeds A,B and --images A,B (two items, one comma)");
     ddpm_interp_opts io = {.frames = frames};
     char *end_a, *end_b;
-    if (seeds && ((io.seed_a = strtoull(a, &end_a, 10)), (io.seed_b = strtoull(b, &end_b, 10)), *end_a || *end_b || a[0] == '-' || b[0] == '-')) {
-        fprintf(stderr, "ddpm %s: --seeds '%s': two non-negative integers expected\n", CMD, seeds);
-        return 2;
-    }
+    if (seeds && ((io.seed_a = strtoull(a, &end_a, 10)), (io.seed_b = strtoull(b, &end_b, 10)), *end_a || *end_b || a[0] == '-' || b[0] == '-'))
+        return ddpm_cli_fail(CMD, 2, "--seeds '%s': two non-negative integers expected", seeds);
     ddpm_pipeline *p = NULL;
     if ((rc = ddpm_cli_open_pipeline(CMD, &p, &ckpt, false, batch, NULL)) || (rc = ddpm_cli_check_writable(CMD, out))) goto done;
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
@@ -70,17 +64,17 @@ static int cmd_interp(int argc, char **argv) {
     o.sampler.kind = DDPM_SAMPLER_DDIM, o.sampler.steps = steps, o.label = -1;
     uint8_t *ua = NULL, *ub = NULL;
     int na = 0, nb = 0;
-    if (label && ddpm_pipeline_label(p, label, &o.label)) rc = 2, ddpm_cli_error_flag(CMD, "--label");
+    if (label && ddpm_pipeline_label(p, label, &o.label)) rc = ddpm_cli_error_flag(CMD, "--label", 2);
     else if ((rc = ddpm_cli_check_draw(CMD, p, &o, &K)) < 0) rc = 0;
     if (!rc && images && (ddpm_pipeline_load_images(p, a, &ua, &na) || ddpm_pipeline_load_images(p, b, &ub, &nb)))
-        rc = 1, ddpm_cli_error_flag(CMD, "--images");
+        rc = ddpm_cli_error_flag(CMD, "--images", 1);
     io.a = ua, io.b = ub;
     float *x = rc ? NULL : malloc((size_t)frames * in->D * sizeof(float));
     ddpm_set_threads(threads);
     ddpm_status st = rc ? DDPM_OK : !x ? ddpm_error(DDPM_ERR_NOMEM, "out of memory") : ddpm_pipeline_interp(p, &o, &io, x);
     int c = in->cfg.in_ch, r = in->cfg.res;
     if (!rc && !st) st = ddpm_image_write_grid_scaled(out, x, frames, c, r, r, frames, -1.0f, 1.0f, scale);
-    if (!rc && st) rc = 1, ddpm_cli_error(CMD);
+    if (!rc && st) rc = ddpm_cli_error(CMD);
     if (!rc) fprintf(stderr, "ddpm %s: wrote %d frames between %s %s and %s (ddim, %d steps) to '%s'\n", CMD, frames,
                      seeds ? "seeds" : "images", a, b, K, out);
     free(x), free(ua), free(ub);

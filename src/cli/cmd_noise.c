@@ -8,43 +8,18 @@
  * on stdout.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "args.h"
-#include "core/util.h"
 #include "cli.h"
 #include "ddpm/data.h"
-#include "ddpm/diffusion.h"
 #include "ddpm/image.h"
-#include "ddpm/rng.h"
-#include "ddpm/schedule.h"
 
 #define CMD "noise"
 #define MAX_T_LIST 64   /* timesteps (columns) at most */
-#define DEFAULT_COLS 10 /* default: 10 evenly spaced t from 0 to T-1 */
-
-/* "0,100,999" into t[0..) (at most MAX_T_LIST, each in [0, T-1]): the count,
- * or -1 after printing a usage error. */
-static int parse_t_list(const char *s, int T, int *t) {
-    int n = ddpm_parse_int_list(s, t, MAX_T_LIST);
-    if (n < 0 && ddpm_parse_int_list(s, (int[MAX_T_LIST + 1]){0}, MAX_T_LIST + 1) == MAX_T_LIST + 1)
-        fprintf(stderr, "ddpm %s: --t: at most %d timesteps\n", CMD, MAX_T_LIST);
-    else if (n < 0)
-        fprintf(stderr, "ddpm %s: --t expects a comma-separated list of integers, got '%s' (see 'ddpm %s --help')\n",
-                CMD, ddpm_show(s).s, CMD);
-    for (int j = 0; j < n; j++)
-        if (t[j] > T - 1) {
-            fprintf(stderr, "ddpm %s: --t: timestep %d out of range [0, %d] (T = %d, set with --steps)\n", CMD, t[j],
-                    T - 1, T);
-            return -1;
-        }
-    return n;
-}
 
 static const char *SYNOPSIS =
     "usage: ddpm noise [--data mnist|fashion|DIR] [--t LIST] [-n N] [-o FILE] [options]\n\n"
@@ -70,27 +45,13 @@ typedef struct {
  * columns into t). Returns 0, or the exit code after printing the error. */
 static int check_flags(const noise_flags *f, int *kind, int *t, int *L) {
     *kind = ddpm_schedule_parse(f->sched_name);
-    if (*kind < 0) {
-        fprintf(stderr, "ddpm %s: unknown --schedule '%s' (expected linear, cosine, quadratic or sigmoid)\n",
-                CMD, ddpm_show(f->sched_name).s);
-        return 2;
-    }
+    if (ddpm_cli_check_name(CMD, "--schedule", *kind)) return 2;
     bool named = !strcmp(f->data, "mnist") || !strcmp(f->data, "fashion") || !strcmp(f->data, "fashion-mnist");
-    if (f->data_dir && !named) {
-        fprintf(stderr, "ddpm %s: --data-dir goes with --data mnist or fashion; --data '%s' is already a directory\n",
-                CMD, f->data);
-        return 2;
-    }
-    if (f->tlist) {
-        *L = parse_t_list(f->tlist, f->T, t);
-        return *L < 0 ? 2 : 0;
-    }
-    *L = f->T < DEFAULT_COLS ? f->T : DEFAULT_COLS;
-    if (ddpm_schedule_respace(t, *L, f->T)) {
-        ddpm_cli_error(CMD);
-        return 1;
-    }
-    return 0;
+    if (f->data_dir && !named)
+        return ddpm_cli_fail(CMD, 2, "--data-dir goes with --data mnist or fashion; --data '%s' is already a directory",
+                             f->data);
+    *L = ddpm_timesteps_parse(f->tlist, f->T, t, MAX_T_LIST);
+    return *L < 0 ? ddpm_cli_error_flag(CMD, "--t", 2) : 0;
 }
 
 /* Cheap checks first (the output, --data-dir), then the test split into ds
@@ -99,25 +60,17 @@ static int load_data(const noise_flags *f, char *dir, size_t cap, ddpm_dataset *
     if (ddpm_cli_check_writable(CMD, f->out)) return 1;
     if (f->data_dir) {
         struct stat st;
-        if (stat(f->data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            fprintf(stderr, "ddpm %s: --data-dir '%s': %s\n", CMD, f->data_dir,
-                    stat(f->data_dir, &st) != 0 ? strerror(errno) : "not a directory");
-            return 1;
-        }
+        if (stat(f->data_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            return ddpm_cli_fail(CMD, 1, "--data-dir '%s': %s", f->data_dir,
+                                 stat(f->data_dir, &st) != 0 ? strerror(errno) : "not a directory");
     }
-    if (ddpm_cli_data_dir(dir, cap, f->data, f->data_dir) || ddpm_dataset_load(ds, dir, false)) {
-        ddpm_cli_error(CMD);
-        return 1;
-    }
-    if (f->n > ds->n) {
-        fprintf(stderr, "ddpm %s: -n %d: the test split in '%s' has only %d images\n", CMD, f->n, dir, ds->n);
-    } else if (ds->c != 1 && ds->c != 3) {
-        fprintf(stderr, "ddpm %s: '%s' holds %d-channel images; PNG grids need 1 or 3\n", CMD, dir, ds->c);
-    } else {
-        return 0;
-    }
-    ddpm_dataset_free(ds);
-    return 1;
+    if (ddpm_cli_data_dir(dir, cap, f->data, f->data_dir) || ddpm_dataset_load(ds, dir, false))
+        return ddpm_cli_error(CMD);
+    int rc = 0;
+    if (f->n > ds->n) rc = ddpm_cli_fail(CMD, 1, "-n %d: the test split in '%s' has only %d images", f->n, dir, ds->n);
+    else if (ds->c != 1 && ds->c != 3) rc = ddpm_cli_fail(CMD, 1, "'%s' holds %d-channel images; PNG grids need 1 or 3", dir, ds->c);
+    if (rc) ddpm_dataset_free(ds);
+    return rc;
 }
 
 /* The coefficients of each column, on stdout. */
@@ -135,26 +88,21 @@ static void print_columns(const ddpm_schedule *s, int kind, int T, const int *t,
 static int render(const noise_flags *f, int kind, const int *t, int L, const ddpm_dataset *ds, const char *dir) {
     ddpm_schedule s = {0};
     size_t D = (size_t)ds->c * ds->h * ds->w;
-    int n = f->n, cols = 1 + L, status = 1;
+    int n = f->n, cols = 1 + L, gw, gh;
     float *grid = ddpm_malloc((size_t)n * cols * D * sizeof(float)); /* [n, cols, D] */
-    if (!grid || ddpm_schedule_init(&s, (ddpm_schedule_kind)kind, f->T)) goto error;
-
-    ddpm_q_trajectories(grid, ds, n, t, L, &s, f->seed);
-    if (ddpm_image_write_grid_scaled(f->out, grid, n * cols, ds->c, ds->h, ds->w, cols, -1.0f, 1.0f, f->zoom))
-        goto error;
-    print_columns(&s, kind, f->T, t, L);
-    int gw, gh;
-    ddpm_image_grid_size(n * cols, ds->h * f->zoom, ds->w * f->zoom, cols, &gw, &gh);
-    fprintf(stderr, "ddpm %s: wrote '%s' (%d x %d px): %d image%s from '%s', x_0 and %d noised column%s each\n",
-            CMD, f->out, gw, gh, n, n == 1 ? "" : "s", dir, L, L == 1 ? "" : "s");
-    status = 0;
-    goto done;
-error:
-    ddpm_cli_error(CMD);
-done:
+    ddpm_status st = !grid ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d images", n * cols)
+                           : ddpm_schedule_init(&s, (ddpm_schedule_kind)kind, f->T);
+    if (!st) ddpm_q_trajectories(grid, ds, n, t, L, &s, f->seed);
+    if (!st) st = ddpm_image_write_grid_scaled(f->out, grid, n * cols, ds->c, ds->h, ds->w, cols, -1.0f, 1.0f, f->zoom);
+    if (!st) {
+        print_columns(&s, kind, f->T, t, L);
+        ddpm_image_grid_size(n * cols, ds->h * f->zoom, ds->w * f->zoom, cols, &gw, &gh);
+        fprintf(stderr, "ddpm %s: wrote '%s' (%d x %d px): %d image%s from '%s', x_0 and %d noised column%s each\n",
+                CMD, f->out, gw, gh, n, n == 1 ? "" : "s", dir, L, L == 1 ? "" : "s");
+    }
     ddpm_schedule_free(&s);
     ddpm_free(grid);
-    return status;
+    return st ? ddpm_cli_error(CMD) : 0;
 }
 
 static int cmd_noise(int argc, char **argv) {
@@ -172,7 +120,7 @@ static int cmd_noise(int argc, char **argv) {
     };
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, (int)DDPM_COUNT(opts), SYNOPSIS, EPILOG);
     if (rc) return rc == 1 ? 0 : rc;
-    int kind, t[MAX_T_LIST], L;
+    int kind, t[MAX_T_LIST], L = 0;
     if ((rc = check_flags(&f, &kind, t, &L))) return rc;
     char dir[4096];
     ddpm_dataset ds;

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "args.h"
 #include "cli.h"
 #include "ddpm/report.h"
 
@@ -11,14 +10,11 @@
 
 static const char *const SYNOPSIS =
     "usage: ddpm report RUN_DIR [RUN_DIR ...] [-o FILE] [--title TEXT] [--refresh S]\n\n"
-    "Write one self-contained HTML page (no network, no scripts: images embedded,\n"
-    "plots as SVG) about a run directory of `ddpm train` or `ddpm toy`: the recipe\n"
-    "(checkpoint metadata and run.txt), loss, learning rate, gradient norm and the\n"
-    "evaluation metrics against iterations and wall time, and the sample grids.\n"
-    "Several RUN_DIRs make a comparison: curves overlaid, one colour per run, the\n"
-    "settings that differ, final metrics and final grids side by side; runs of\n"
-    "different datasets or image shapes are refused. Missing or damaged files are\n"
-    "listed on the page. While run.txt says status=running the page reloads itself.";
+    "Write one self-contained HTML page (images embedded, plots as SVG) about a run\n"
+    "directory of `ddpm train` or `ddpm toy`: the recipe, the curves against iterations\n"
+    "and time, the sample grids. Several RUN_DIRs make a comparison (of one dataset and\n"
+    "image shape). Missing or damaged files are listed on the page. While run.txt says\n"
+    "status=running the page reloads itself.";
 
 static const char *const EPILOG =
     "The output defaults to RUN_DIR/report.html for one run and to compare.html in\n"
@@ -26,15 +22,6 @@ static const char *const EPILOG =
     "examples:\n"
     "  ddpm report runs/mnist                 # runs/mnist/report.html\n"
     "  ddpm report runs/a runs/b -o ab.html   # a comparison";
-
-/* True when argv[i] is the value of the option before it ("-o FILE"). */
-static bool is_value(const ddpm_opt *opts, int nopts, char **argv, int i) {
-    if (i < 2 || argv[i - 1][0] != '-' || strchr(argv[i - 1], '=')) return false;
-    for (int k = 0; k < nopts; k++)
-        if (!strcmp(argv[i - 1], opts[k].name) || (opts[k].alias && !strcmp(argv[i - 1], opts[k].alias)))
-            return opts[k].type != OPT_FLAG;
-    return false;
-}
 
 static int cmd_report(int argc, char **argv) {
     const char *out = NULL;
@@ -45,43 +32,16 @@ static int cmd_report(int argc, char **argv) {
         {"--title", NULL, OPT_STRING, &o.title, 0, 0, "TEXT", "the page's heading (default: the run's name)"},
         {"--refresh", NULL, OPT_INT, &o.refresh_s, 1, 86400, "S", "reload interval while a run trains (default 30)"},
     };
-    int nopts = (int)DDPM_COUNT(opts);
-    char *args[64];
     const char *dirs[DDPM_REPORT_MAX_RUNS];
-    int na = 0, nd = 0;
-    args[na++] = argv[0];
-    for (int i = 1; i < argc; i++) {
-        bool dir = argv[i][0] != '-' && !is_value(opts, nopts, argv, i);
-        if (dir && nd == DDPM_REPORT_MAX_RUNS) {
-            fprintf(stderr, "ddpm %s: at most %d run directories\n", CMD, DDPM_REPORT_MAX_RUNS);
-            return 2;
-        }
-        if (!dir && na == (int)DDPM_COUNT(args)) {
-            fprintf(stderr, "ddpm %s: too many options\n", CMD);
-            return 2;
-        }
-        if (dir) dirs[nd++] = argv[i];
-        else args[na++] = argv[i];
-    }
-    int rc = ddpm_opts_parse(CMD, na, args, opts, nopts, SYNOPSIS, EPILOG);
+    int nd = 0, rc = ddpm_opts_parse_args(CMD, argc, argv, opts, (int)DDPM_COUNT(opts), SYNOPSIS, EPILOG, dirs,
+                                          DDPM_REPORT_MAX_RUNS, &nd, "run directories");
     if (rc) return rc == 1 ? 0 : rc;
-    if (o.title && !*o.title) {
-        fprintf(stderr, "ddpm %s: --title is empty\n", CMD);
-        return 2;
-    }
-    if (!nd) {
-        fprintf(stderr, "ddpm %s: name a run directory (see 'ddpm %s --help')\n", CMD, CMD);
-        return 2;
-    }
+    if (o.title && !*o.title) return ddpm_cli_fail(CMD, 2, "--title is empty");
+    if (!nd) return ddpm_cli_fail(CMD, 2, "name a run directory (see 'ddpm %s --help')", CMD);
     char def[4200];
-    if (!out) {
-        snprintf(def, sizeof def, "%s/report.html", dirs[0]);
-        out = nd > 1 ? "compare.html" : def;
-    }
-    if (ddpm_report_write(dirs, nd, out, &o)) {
-        ddpm_cli_error(CMD);
-        return 1;
-    }
+    ddpm_report_default_path(def, sizeof def, dirs, nd); /* a directory argument is shorter than 4096 bytes */
+    if (!out) out = def;
+    if (ddpm_report_write(dirs, nd, out, &o)) return ddpm_cli_error(CMD);
     printf("wrote %s\n", out);
     return 0;
 }

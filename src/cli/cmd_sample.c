@@ -6,24 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "args.h"
 #include "cli.h"
 #include "ddpm/data.h"
 #include "ddpm/image.h"
-#include "ddpm/pipeline.h"
-#include "ddpm/progress.h"
 
 #define CMD "sample"
-#define TRAJ_COLS 10
-#define TRAJ_ROWS 100              /* --trajectory shows at most the first 100 images */
-#define PNG_MAX_BYTES (1 << 30)    /* image.c's limit, checked before sampling */
 
 typedef struct {
-    const char *precision, *ckpt, *out, *sampler, *var, *spacing, *idx, *traj, *lab, *label, *init, *mask, *sigmas;
-    int n, steps, nrow, threads, batch, scale, per_image, resample;
-    float eta, guidance, strength, churn;
-    uint64_t seed;
-    bool no_ema, guided, nrow_seen, eta_seen, var_seen;
+    ddpm_sampler_flags s;
+    const char *precision, *ckpt, *out, *idx, *traj, *lab, *label, *init, *mask, *sigmas;
+    int n, nrow, threads, batch, scale, per_image, resample;
+    float strength, churn;
+    bool no_ema, nrow_seen;
 } sample_flags;
 
 static const char *SYNOPSIS =
@@ -31,54 +25,33 @@ static const char *SYNOPSIS =
     "Generate images with a trained model and write them as a PNG grid.";
 
 static const char *EPILOG =
-    "The checkpoint defaults to " DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE ", where 'ddpm train' writes it.\n"
-    "Its metadata gives the noise schedule, T and what the network predicts (eps, v or x0:\n"
-    "every sampler and guidance see it as eps); its EMA weights are used when present.\n\n"
-    "Samplers (one model call per step):\n"
-    "  ddpm     ancestral sampling (Ho et al.), default 100 steps: K < T respaces the\n"
-    "           schedule (Nichol & Dhariwal; --sample-steps 1000 is the paper's chain),\n"
-    "           --var picks the step variance: small = posterior variance (default),\n"
-    "           large = beta_t.\n"
-    "  ddim     Song et al., default 50 steps. --eta in [0, 1]: 0 = deterministic\n"
-    "           (default), 1 = as noisy as DDPM.\n"
-    "  dpm++2m  DPM-Solver++(2M) (Lu et al. 2022), deterministic, default 20 steps.\n"
-    "  euler, heun, euler_a  Karras et al. 2022 in the sigma view, on the Karras grid\n"
-    "           (--sigmas schedule: the schedule's own sigmas); --sample-steps counts sigma\n"
-    "           steps (default 50, heun 10): heun makes 2K-1 model calls. --churn S adds\n"
-    "           Algorithm 2's stochastic churn (euler, heun); euler_a is ancestral.\n"
-    "--spacing (ddim, dpm++2m) picks the K timesteps: uniform in t (ddim's default),\n"
-    "quadratic in t (dense near t = 0), or uniform in log-SNR (dpm++2m's default).\n\n"
-    "Class-conditional models (trained with --classes K): labels cycle 0..K-1 with one\n"
-    "class per grid column, or --label picks one. --guidance W mixes the conditional\n"
-    "and unconditional predictions, eps = eps_u + W (eps_c - eps_u): W = 1 is plain\n"
-    "conditional sampling (the default without --guidance), W = 0 unconditional,\n"
-    "W > 1 stronger class adherence; it costs one double-size model call per step.\n\n"
-    "Editing: --init FILE (an image, a folder of images or an IDX file of the model's\n"
-    "size) makes one output per input image (--per-image K: K each; -n is ignored).\n"
-    "--strength S (SDEdit) noises each to t = ceil(S T) - 1 and denoises from there;\n"
-    "--mask FILE (white = regenerate, black = keep) inpaints (RePaint), --resample R\n"
-    "redoes each step R more times; kept pixels come out exactly as in the input.\n\n"
-    "Each image has its own random stream derived from (--seed, its index): the same\n"
-    "seed gives the same images whatever --batch or --threads, and -n 4 gives the\n"
-    "first four images of -n 16.\n"
-    "Outputs are written only after sampling finished; their directories are checked\n"
-    "before it starts.\n\n"
+    "The checkpoint's metadata gives the schedule, T and what the network predicts; its EMA\n"
+    "weights are used when present. Samplers (docs/usage.md#sampling), one model call per step:\n"
+    "  ddpm     ancestral (Ho et al.); K < T respaces the schedule; --var small = posterior\n"
+    "           variance (default), large = beta_t\n"
+    "  ddim     Song et al.; --eta 0 = deterministic (default) to 1 = as noisy as ddpm\n"
+    "  dpm++2m  DPM-Solver++(2M) (Lu et al. 2022), deterministic\n"
+    "  euler, heun, euler_a  Karras et al. 2022 on the Karras sigma grid (--sigmas schedule:\n"
+    "           the schedule's own); heun makes 2K-1 model calls; --churn S adds stochastic\n"
+    "           churn (euler, heun); euler_a is ancestral\n"
+    "--spacing (ddim, dpm++2m): uniform in t, quadratic in t, or uniform in log-SNR.\n"
+    "Class-conditional models: labels cycle 0..K-1, one class per grid column, or --label.\n"
+    "--guidance W: eps_u + W (eps_c - eps_u); 1 = conditional, 0 = unconditional.\n"
+    "Editing (--init): --per-image outputs per input image (-n is ignored); --strength S\n"
+    "(SDEdit) starts at t = ceil(S T) - 1; --mask (RePaint) keeps the black pixels exactly.\n"
+    "Image i draws from its own stream (--seed, i): the same images whatever --batch or\n"
+    "--threads, and -n 4 gives the first four of -n 16. Outputs are written after sampling.\n\n"
     "examples:\n"
-    "  ddpm sample -n 64 -o grid.png --scale 2\n"
-    "  ddpm sample --sampler dpm++2m --sample-steps 20 --trajectory steps.png\n"
     "  ddpm sample -c runs/cond/ckpt.safetensors --guidance 3 -n 40\n"
     "  ddpm sample --init digits.idx --mask lower.png --resample 4 -o inpainted.png";
 
 /* Parses argv into f and o's sampler. Returns -1 to go on, else the exit code. */
 static int parse_flags(sample_flags *f, ddpm_draw_opts *o, int argc, char **argv) {
-    *f = (sample_flags){.out = "samples.png", .sampler = "ddpm", .var = "small", .n = 16, .batch = 64,
-                        .scale = 1, .guidance = 1.0f, .per_image = 1, .strength = 1.0f};
-    ddpm_opt opts[] = {
+    *f = (sample_flags){.out = "samples.png", .n = 16, .batch = 64, .scale = 1, .per_image = 1, .strength = 1.0f};
+    ddpm_opt own[] = {
         {"--ckpt", "-c", OPT_STRING, &f->ckpt, 0, 0, "FILE", "checkpoint (default " DDPM_DEFAULT_RUN_DIR "/" DDPM_CKPT_FILE ")"},
         {"--num", "-n", OPT_INT, &f->n, 1, 100000, "N", "number of images (default 16)"},
         {"--out", "-o", OPT_STRING, &f->out, 0, 0, "FILE", "PNG grid to write (default samples.png)"},
-        {"--sampler", NULL, OPT_STRING, &f->sampler, 0, 0, "NAME", "ddpm, ddim, dpm++2m, euler, heun or euler_a (default ddpm)"},
-        {"--sample-steps", NULL, OPT_INT, &f->steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps (default: min(100, T) for ddpm, min(50, T) for ddim, euler, euler_a, min(20, T-1) for dpm++2m, min(10, T) for heun)"},
         {"--sigmas", NULL, OPT_STRING, &f->sigmas, 0, 0, "GRID", "euler/heun/euler_a sigmas: karras (default) or schedule"},
         {"--churn", NULL, OPT_FLOAT, &f->churn, 0.0, 1000.0, "S", "euler/heun stochastic churn S_churn (default 0)"},
         {"--init", NULL, OPT_STRING, &f->init, 0, 0, "FILE", "edit these images (image, folder or IDX)"},
@@ -86,12 +59,7 @@ static int parse_flags(sample_flags *f, ddpm_draw_opts *o, int argc, char **argv
         {"--mask", NULL, OPT_STRING, &f->mask, 0, 0, "FILE", "--init: inpaint; white = regenerate, black = keep"},
         {"--resample", NULL, OPT_INT, &f->resample, 0, 1000, "R", "--mask: RePaint jumps per step (default 0)"},
         {"--per-image", NULL, OPT_INT, &f->per_image, 1, 100000, "K", "--init: outputs per input image (default 1)"},
-        {"--spacing", NULL, OPT_STRING, &f->spacing, 0, 0, "KIND", "ddim/dpm++2m timesteps: uniform, quadratic or logsnr"},
-        {"--eta", NULL, OPT_FLOAT, &f->eta, 0.0, 1.0, "E", "ddim noise in [0, 1] (default 0: deterministic)"},
-        {"--var", NULL, OPT_STRING, &f->var, 0, 0, "KIND", "ddpm step variance: small or large (default small)"},
-        {"--guidance", NULL, OPT_FLOAT, &f->guidance, 0.0, 100.0, "W", "classifier-free guidance weight >= 0 (class-conditional models)"},
         {"--label", NULL, OPT_STRING, &f->label, 0, 0, "K|NAME", "class index, or its folder name for a model trained on an image folder (default: cycle 0..K-1)"},
-        {"--seed", NULL, OPT_U64, &f->seed, 0, 0, "S", "random seed (default 0)"},
         {"--nrow", NULL, OPT_INT, &f->nrow, 1, 100000, "N", "grid columns (default ceil(sqrt(n)); K with cycled labels)"},
         {"--scale", NULL, OPT_INT, &f->scale, 1, DDPM_GRID_MAX_SCALE, "S", "enlarge the grid's tiles S times (nearest neighbour; default 1)"},
         {"--no-ema", NULL, OPT_FLAG, &f->no_ema, 0, 0, NULL, "use the raw weights, not the EMA weights"},
@@ -102,23 +70,23 @@ static int parse_flags(sample_flags *f, ddpm_draw_opts *o, int argc, char **argv
         {"--trajectory", NULL, OPT_STRING, &f->traj, 0, 0, "FILE", "PNG of x_T ... x_0 in 10 columns, a row per image (first 100)"},
         {"--label-idx", NULL, OPT_STRING, &f->lab, 0, 0, "FILE", "also write the images' class labels as an IDX file (u8)"},
     };
+    ddpm_opt opts[DDPM_COUNT(own) + DDPM_SAMPLER_OPTS];
+    memcpy(opts, own, sizeof own);
+    ddpm_sampler_flags_opts(opts + DDPM_COUNT(own), &f->s);
     int nopts = DDPM_COUNT(opts), rc = ddpm_opts_parse(CMD, argc, argv, opts, nopts, SYNOPSIS, EPILOG);
     if (rc) return rc == 1 ? 0 : rc;
-    f->guided = ddpm_opts_seen(opts, nopts, "--guidance");
     f->nrow_seen = ddpm_opts_seen(opts, nopts, "--nrow");
-    f->eta_seen = ddpm_opts_seen(opts, nopts, "--eta");
-    f->var_seen = ddpm_opts_seen(opts, nopts, "--var");
     const char *why = f->mask && !f->init ? "--mask needs --init" : f->resample && !f->mask ? "--resample needs --mask"
                       : !(f->strength > 0.0f) ? "--strength must be in (0, 1]"
                       : !f->init && (ddpm_opts_seen(opts, nopts, "--strength") || ddpm_opts_seen(opts, nopts, "--per-image"))
                           ? "--strength and --per-image need --init" : NULL;
-    rc = why ? (fprintf(stderr, "ddpm %s: %s\n", CMD, why), 2)
-             : ddpm_cli_draw_opts(CMD, o, f->sampler, f->steps, f->spacing, f->eta, f->eta_seen, f->var, f->var_seen);
-    int g = f->sigmas ? ddpm_sigmas_parse(f->sigmas) : 0;
+    rc = why ? ddpm_cli_fail(CMD, 2, "%s", why) : ddpm_cli_draw_opts(CMD, o, &f->s, opts, nopts);
+    int g = rc < 0 && f->sigmas ? ddpm_sigmas_parse(f->sigmas) : 0;
     bool karras = ddpm_sampler_is_karras(o->sampler.kind), churner = karras && o->sampler.kind != DDPM_SAMPLER_EULER_A;
-    why = g < 0 ? "unknown --sigmas (expected karras or schedule)" : f->sigmas && !karras ? "--sigmas applies to euler, heun and euler_a"
+    why = f->sigmas && !karras ? "--sigmas applies to euler, heun and euler_a"
           : f->churn > 0.0f && !churner ? "--churn applies to euler and heun" : NULL;
-    if (rc < 0 && why) rc = 2, fprintf(stderr, "ddpm %s: %s\n", CMD, why);
+    if (rc < 0 && g < 0) rc = ddpm_cli_check_name(CMD, "--sigmas", g);
+    else if (rc < 0 && why) rc = ddpm_cli_fail(CMD, 2, "%s", why);
     o->sampler.churn = f->churn, o->sampler.sigmas = (ddpm_sigmas)(g > 0 ? g : 0);
     return rc;
 }
@@ -126,62 +94,40 @@ static int parse_flags(sample_flags *f, ddpm_draw_opts *o, int argc, char **argv
 /* The images (and mask) to edit: 0, or 1 after the error. */
 static int load_edit(sample_flags *f, ddpm_pipeline *p, ddpm_edit_opts *e, uint8_t **init, uint8_t **mask) {
     *e = (ddpm_edit_opts){.per_image = f->per_image, .strength = f->strength, .resample = f->resample};
-    if (ddpm_pipeline_load_images(p, f->init, init, &e->n_init) || (f->mask && ddpm_pipeline_load_mask(p, f->mask, mask))) {
-        ddpm_cli_error_flag(CMD, *init ? "--mask" : "--init");
-        return 1;
-    }
+    if (ddpm_pipeline_load_images(p, f->init, init, &e->n_init) || (f->mask && ddpm_pipeline_load_mask(p, f->mask, mask)))
+        return ddpm_cli_error_flag(CMD, *init ? "--mask" : "--init", 1);
     e->init = *init, e->mask = *mask;
     f->n = e->n_init * e->per_image;
     return 0;
 }
 
+static bool ends_with_png(const char *path) {
+    size_t n = strlen(path);
+    return n >= 4 && (!strcmp(path + n - 4, ".png") || !strcmp(path + n - 4, ".PNG"));
+}
+
 /* Distinct output names, each writable, each grid small enough for a PNG. */
-static int check_outputs(const sample_flags *f, const ddpm_pipeline_info *in, int K, int nrow) {
+static int check_outputs(const sample_flags *f, const ddpm_pipeline_info *in, const ddpm_trajectory *t, int nrow) {
     const char *outs[4] = {f->out, f->idx, f->traj, f->lab}, *flag[4] = {"-o", "--idx", "--trajectory", "--label-idx"};
     for (int a = 0; a < 4; a++)
         for (int b = a + 1; b < 4; b++)
-            if (outs[a] && outs[b] && !strcmp(outs[a], outs[b])) {
-                fprintf(stderr, "ddpm %s: %s and %s name the same file '%s'\n", CMD, flag[a], flag[b], outs[a]);
-                return 2;
-            }
+            if (outs[a] && outs[b] && !strcmp(outs[a], outs[b]))
+                return ddpm_cli_fail(CMD, 2, "%s and %s name the same file '%s'", flag[a], flag[b], outs[a]);
     for (int a = 0; a < 4; a++)
         if (outs[a] && ddpm_cli_check_writable(CMD, outs[a])) return 1;
-    int cols = K + 1 < TRAJ_COLS ? K + 1 : TRAJ_COLS, rows = f->n < TRAJ_ROWS ? f->n : TRAJ_ROWS;
-    for (int g = 0; g < 2; g++) {
-        int n = g ? rows * cols : f->n, gw, gh, z = f->scale, r = in->cfg.res;
-        if (g && !f->traj) continue;
-        ddpm_image_grid_size(n, r * z, r * z, g ? cols : nrow, &gw, &gh);
-        if ((int64_t)gw * gh * in->cfg.in_ch > PNG_MAX_BYTES) {
-            fprintf(stderr, "ddpm %s: '%s' would be a %d x %d grid, too large for a PNG: use fewer images (-n) or a "
-                            "smaller --scale\n", CMD, g ? f->traj : f->out, gw, gh);
-            return 1;
-        }
-    }
+    int c = in->cfg.in_ch, r = in->cfg.res;
+    if (ddpm_image_grid_check(f->out, f->n, c, r, r, nrow, f->scale) ||
+        (f->traj && ddpm_image_grid_check(f->traj, t->rows * t->cols, c, r, r, t->cols, f->scale)))
+        return ddpm_cli_fail(CMD, 1, "%s: use fewer images (-n) or a smaller --scale", ddpm_last_error());
     for (int a = 0; a < 3; a += 2)
-        if (outs[a] && !ddpm_ends_with_png(outs[a])) fprintf(stderr, "ddpm %s: note: '%s' will be a PNG file\n", CMD, outs[a]);
+        if (outs[a] && !ends_with_png(outs[a])) fprintf(stderr, "ddpm %s: note: '%s' will be a PNG file\n", CMD, outs[a]);
     return 0;
-}
-
-/* Sampling progress and the trajectory: columns at evenly spaced steps. */
-typedef struct {
-    ddpm_cli_draw_view dv;
-    int K, cols, rows, cap[TRAJ_COLS];
-    size_t D;
-    float *traj; /* [rows, cols, D] or NULL */
-} view;
-
-static void on_step(void *ud, int first, int N, int step, int K, const float *x) {
-    view *v = ud;
-    for (int j = 0; v->traj && j < v->cols; j++)
-        for (int i = 0; v->cap[j] == step && i < N && first + i < v->rows; i++)
-            memcpy(v->traj + ((size_t)(first + i) * v->cols + j) * v->D, x + i * v->D, v->D * sizeof(float));
-    ddpm_cli_draw_on_step(&v->dv, first, N, step, K, x);
 }
 
 static void print_header(const sample_flags *f, const ddpm_pipeline *p, const ddpm_draw_opts *o, int K, int threads) {
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
     char detail[96], obj[32] = "";
-    ddpm_cli_sampler_detail(detail, sizeof detail, &o->sampler);
+    ddpm_sampler_describe(detail, sizeof detail, &o->sampler);
     if (in->objective != DDPM_OBJ_EPS) snprintf(obj, sizeof obj, ", %s-prediction", ddpm_objective_name(in->objective));
     if (in->precision != DDPM_PREC_FP32) snprintf(obj + strlen(obj), sizeof obj - strlen(obj), ", bf16 products");
     if (in->schedule_assumed || in->T_assumed)
@@ -190,7 +136,7 @@ static void print_header(const sample_flags *f, const ddpm_pipeline *p, const dd
                 ddpm_schedule_name(in->schedule), in->T);
     fprintf(stderr, "ddpm %s: '%s' (%s weights%s%s), %s schedule T=%d; %s sampler, %d steps, %s; seed %llu, %d thread%s\n",
             CMD, f->ckpt, in->ema ? "EMA" : "raw", in->has_ema || f->no_ema ? "" : "; the checkpoint has no EMA weights", obj,
-            ddpm_schedule_name(in->schedule), in->T, f->sampler, K, detail, (unsigned long long)f->seed, threads,
+            ddpm_schedule_name(in->schedule), in->T, f->s.sampler, K, detail, (unsigned long long)o->seed, threads,
             threads == 1 ? "" : "s");
     const ddpm_edit_opts *e = o->edit;
     if (e)
@@ -200,41 +146,34 @@ static void print_header(const sample_flags *f, const ddpm_pipeline *p, const dd
     int C = in->cfg.num_classes;
     if (C == 0) return;
     char g[48] = "", l[48];
-    if (f->guided) snprintf(g, sizeof g, ", guidance %g", (double)f->guidance);
+    if (o->guided) snprintf(g, sizeof g, ", guidance %g", (double)o->guidance);
     if (o->label >= 0) snprintf(l, sizeof l, "label %d", o->label);
     else snprintf(l, sizeof l, o->edit ? "no label (unconditional edits)" : "labels cycling 0..%d", C - 1);
     fprintf(stderr, "ddpm %s: class-conditional model with %d classes, %s%s\n", CMD, C, l, g);
 }
 
 static ddpm_status write_outputs(const sample_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *o, const float *x,
-                                 const view *v, int nrow) {
+                                 const ddpm_trajectory *t, int nrow) {
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
     int n = f->n, c = in->cfg.in_ch, r = in->cfg.res, z = f->scale, gw, gh;
     ddpm_status st = ddpm_image_write_grid_scaled(f->out, x, n, c, r, r, nrow, -1.0f, 1.0f, z);
     if (st) return st;
     ddpm_image_grid_size(n, r * z, r * z, nrow, &gw, &gh);
     fprintf(stderr, "ddpm %s: wrote %d image%s to '%s' (%d x %d px grid)\n", CMD, n, n == 1 ? "" : "s", f->out, gw, gh);
-    uint8_t *u8 = malloc((size_t)n * (f->idx ? in->D : 1));
-    int *lab = malloc((size_t)n * sizeof(int));
-    if (!u8 || !lab) st = ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d images", n);
-    if (!st && f->idx) {
-        ddpm_image_to_u8(u8, x, (size_t)n * in->D);
-        if (!(st = ddpm_idx_write_images(f->idx, u8, n, c, r, r)))
-            fprintf(stderr, "ddpm %s: wrote %d x %d x %d x %d u8 images to '%s'\n", CMD, n, c, r, r, f->idx);
-    }
-    if (!st && f->lab) {
-        ddpm_pipeline_labels(p, o, 0, n, lab);
-        for (int i = 0; i < n; i++) u8[i] = (uint8_t)lab[i];
-        if (!(st = ddpm_idx_write(f->lab, u8, 1, &n))) fprintf(stderr, "ddpm %s: wrote %d u8 labels to '%s'\n", CMD, n, f->lab);
-    }
-    free(u8);
+    if (f->idx && !(st = ddpm_image_write_idx(f->idx, x, n, c, r, r)))
+        fprintf(stderr, "ddpm %s: wrote %d x %d x %d x %d u8 images to '%s'\n", CMD, n, c, r, r, f->idx);
+    int *lab = f->lab ? malloc((size_t)n * sizeof(int)) : NULL;
+    if (!st && f->lab && !lab) st = ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d labels", n);
+    if (!st && f->lab) ddpm_pipeline_labels(p, o, 0, n, lab);
+    if (!st && f->lab && !(st = ddpm_idx_write_labels(f->lab, lab, n)))
+        fprintf(stderr, "ddpm %s: wrote %d u8 labels to '%s'\n", CMD, n, f->lab);
     free(lab);
-    if (!st && f->traj && !(st = ddpm_image_write_grid_scaled(f->traj, v->traj, v->rows * v->cols, c, r, r, v->cols,
+    if (!st && f->traj && !(st = ddpm_image_write_grid_scaled(f->traj, t->x, t->rows * t->cols, c, r, r, t->cols,
                                                               -1.0f, 1.0f, z))) {
-        fprintf(stderr, "ddpm %s: wrote the trajectory of %d image%s to '%s' (steps", CMD, v->rows,
-                v->rows == 1 ? "" : "s", f->traj);
-        for (int j = 0; j < v->cols; j++) fprintf(stderr, "%s%d", j ? "," : " ", v->cap[j]);
-        fprintf(stderr, " of %d)\n", v->K);
+        fprintf(stderr, "ddpm %s: wrote the trajectory of %d image%s to '%s' (steps", CMD, t->rows,
+                t->rows == 1 ? "" : "s", f->traj);
+        for (int j = 0; j < t->cols; j++) fprintf(stderr, "%s%d", j ? "," : " ", t->step[j]);
+        fprintf(stderr, " of %d)\n", t->K);
     }
     return st;
 }
@@ -246,45 +185,42 @@ static int cmd_sample(int argc, char **argv) {
     if (rc >= 0) return rc;
     ddpm_pipeline *p = NULL;
     ddpm_edit_opts e;
+    ddpm_trajectory t = {0};
     uint8_t *init = NULL, *mask = NULL;
     if ((rc = ddpm_cli_open_pipeline(CMD, &p, &f.ckpt, f.no_ema, f.batch, f.precision))) return rc;
     if (f.init && (rc = load_edit(&f, p, &e, &init, &mask))) goto done;
     o.edit = f.init ? &e : NULL;
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
-    o.seed = f.seed, o.guided = f.guided, o.guidance = f.guidance;
     int C = in->cfg.num_classes;
-    if (f.label && ddpm_pipeline_label(p, f.label, &o.label)) {
-        ddpm_cli_error_flag(CMD, "--label");
-        rc = 2;
-    } else if ((o.edit = NULL, rc = ddpm_cli_check_draw(CMD, p, &o, &K)) < 0) {
+    if (f.label && ddpm_pipeline_label(p, f.label, &o.label))
+        rc = ddpm_cli_error_flag(CMD, "--label", 2);
+    else if ((o.edit = NULL, rc = ddpm_cli_check_draw(CMD, p, &o, &K)) < 0) {
         o.edit = f.init ? &e : NULL, rc = 0;
-        if (o.edit && ddpm_pipeline_check(p, &o, &K)) rc = 2, ddpm_cli_error_flag(CMD, f.mask ? "--mask" : "--strength");
+        if (o.edit && ddpm_pipeline_check(p, &o, &K)) rc = ddpm_cli_error_flag(CMD, f.mask ? "--mask" : "--strength", 2);
         else if (f.lab && (C == 0 || C > 256))
-            rc = 2, fprintf(stderr, "ddpm %s: --label-idx: the model in '%s' %s\n", CMD, f.ckpt,
-                            C ? "has more than 256 classes (u8 labels)" : "is unconditional (trained without --classes)");
+            rc = ddpm_cli_fail(CMD, 2, "--label-idx: the model in '%s' %s", f.ckpt,
+                               C ? "has more than 256 classes (u8 labels)" : "is unconditional (trained without --classes)");
         else if (in->cfg.in_ch != 1 && in->cfg.in_ch != 3)
-            rc = 1, fprintf(stderr, "ddpm %s: the model makes %d-channel images; PNG grids need 1 or 3\n", CMD, in->cfg.in_ch);
+            rc = ddpm_cli_fail(CMD, 1, "the model makes %d-channel images; PNG grids need 1 or 3", in->cfg.in_ch);
     }
     nrow = f.nrow_seen || C == 0 || o.label >= 0 || f.init || C > DDPM_LABEL_COLS_MAX ? f.nrow : C;
-    if (rc || (rc = check_outputs(&f, in, K, nrow))) goto done;
-    view v = {.K = K, .D = in->D, .rows = f.n < TRAJ_ROWS ? f.n : TRAJ_ROWS};
-    v.cols = f.traj ? (K + 1 < TRAJ_COLS ? K + 1 : TRAJ_COLS) : 0;
-    for (int j = 0; j < v.cols; j++) v.cap[j] = v.cols > 1 ? (j * K + (v.cols - 1) / 2) / (v.cols - 1) : K;
+    if (!rc && f.traj && ddpm_trajectory_init(&t, f.n, K, in->D)) rc = 1, ddpm_cli_error(CMD);
+    if (rc || (rc = check_outputs(&f, in, &t, nrow))) goto done;
     float *x = malloc((size_t)f.n * in->D * sizeof(float));
-    v.traj = f.traj ? calloc((size_t)v.rows * v.cols * in->D, sizeof(float)) : NULL;
     print_header(&f, p, &o, K, ddpm_set_threads(f.threads));
-    ddpm_cli_draw_view_start(&v.dv, f.n, f.batch, K);
-    o.on_step = on_step, o.ud = &v;
-    ddpm_status st = !x || (f.traj && !v.traj) ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d images", f.n)
-                                               : ddpm_pipeline_draw(p, &o, 0, f.n, x);
-    if (!st) ddpm_progress_done(&v.dv.p);
-    else if (v.dv.p.tty) fputc('\n', stderr);
-    if (!st) st = write_outputs(&f, p, &o, x, &v, nrow);
+    ddpm_draw_progress dv;
+    ddpm_draw_progress_start(&dv, stderr, f.n, f.batch, K);
+    t.next = ddpm_draw_progress_step, t.next_ud = &dv;
+    o.on_step = f.traj ? ddpm_trajectory_step : ddpm_draw_progress_step, o.ud = f.traj ? (void *)&t : &dv;
+    ddpm_status st = !x ? ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d images", f.n) : ddpm_pipeline_draw(p, &o, 0, f.n, x);
+    if (!st) ddpm_progress_done(&dv.p);
+    else if (dv.p.tty) fputc('\n', stderr);
+    if (!st) st = write_outputs(&f, p, &o, x, &t, nrow);
     if (st) ddpm_cli_error(CMD);
     free(x);
-    free(v.traj);
     rc = st ? 1 : 0;
 done:
+    ddpm_trajectory_free(&t);
     free(init);
     free(mask);
     ddpm_pipeline_free(p);

@@ -7,8 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "args.h"
-#include "core/util.h"
 #include "cli.h"
 #include "ddpm/run.h"
 #include "ddpm/toy.h"
@@ -29,64 +27,32 @@ static const char *SYNOPSIS =
     "process. The default run (50,000 steps) takes about 40 s of CPU time on one core.";
 
 static const char *EPILOG =
-    "datasets: scurve (scikit-learn's S-curve, the seed's data), swissroll, moons,\n"
-    "8gaussians, checkerboard, or FILE.csv with one 'x,y' point per line (header\n"
-    "optional).\n\n"
-    "presets:\n"
-    "  default  T = 100 steps of the library's sigmoid schedule, which ends at noise\n"
-    "           (alpha_bar_T = 1.7e-5), data centred and scaled into [-1, 1] (--scale unit).\n"
-    "  seed     the seed's recipe exactly: beta = sigmoid(linspace(-6, 6, 100)) *\n"
-    "           (0.5e-2 - 1e-5) + 1e-5 (--schedule seed-sigmoid) on the S-curve / 10\n"
-    "           (--scale none). Its betas sum to 0.25, so alpha_bar_T = 0.78: x_T keeps\n"
-    "           88 % of the signal, yet sampling starts from N(0, I). Measured at 50,000\n"
-    "           steps: 70 % of its samples lie near the curve, 98 % of the default's.\n"
-    "  Both: MLP 2-128-128-128-2 with ReLU and a learned step embedding added after\n"
-    "  each of the first three layers, eps-prediction L2 loss with antithetic\n"
-    "  timesteps, Adam lr 1e-3, batch 128, gradient clipping at 1, 10,000 points.\n"
-    "  Flags given explicitly override the preset.\n\n"
-    "writes in DIR: toy.safetensors (checkpoint: --resume continues it, or samples\n"
-    "from it when its --iters are done), forward.png and reverse.png (10 scatter\n"
-    "panels each, model coordinates), samples.csv and samples.png (the samples next\n"
-    "to the training data, data coordinates), loss.png, log.csv. At the end it\n"
-    "prints the energy distance between the samples and fresh data next to its\n"
-    "floor (the distance between two fresh samples), and the fraction of the\n"
-    "samples within 2 % of the data's extent of a training point.\n\n"
+    "datasets: scurve (the seed's), swissroll, moons, 8gaussians, checkerboard, or FILE.csv\n"
+    "with one 'x,y' point per line. Presets (docs/usage.md#the-2-d-toy; flags given win):\n"
+    "  default  T = 100 on the sigmoid schedule, which ends at noise; data scaled into [-1, 1]\n"
+    "  seed     the seed's recipe exactly: --schedule seed-sigmoid (betas sum to 0.25, so\n"
+    "           alpha_bar_T = 0.78: x_T keeps 88 % of the signal), data / 10 (--scale none)\n"
+    "  Both: MLP 2-128-128-128-2, eps-prediction L2 loss, Adam lr 1e-3, batch 128, clip 1.\n"
+    "writes in DIR: toy.safetensors (--resume continues it), forward.png, reverse.png,\n"
+    "samples.csv, samples.png, loss.png, log.csv; prints the energy distance of the samples\n"
+    "to fresh data next to its floor, and the share of samples near a training point.\n\n"
     "examples:\n"
-    "  ddpm toy                              # S-curve, 50,000 steps\n"
     "  ddpm toy --preset seed -o runs/seed   # the seed's recipe, and its failure\n"
-    "  ddpm toy --data moons --iters 4000\n"
     "  ddpm toy --resume runs/toy/toy.safetensors --sampler ddim --sample-steps 20";
 
 /* The preset's value for every flag the user did not give. */
 static int apply_preset(toy_flags *f, const ddpm_opt *opts, int nopts) {
-    bool seed = !strcmp(f->preset, "seed");
-    if (!seed && strcmp(f->preset, "default")) {
-        fprintf(stderr, "ddpm %s: unknown --preset '%s' (expected default or seed)\n", CMD, ddpm_show(f->preset).s);
-        return 2;
-    }
+    static const char *const presets[] = {"default", "seed"};
+    int seed = ddpm_enum_lookup("preset", presets, 0, 2, f->preset);
+    if (ddpm_cli_check_name(CMD, "--preset", seed)) return 2;
     if (!ddpm_opts_seen(opts, nopts, "--schedule")) f->schedule = seed ? "seed-sigmoid" : "sigmoid";
     if (!ddpm_opts_seen(opts, nopts, "--scale")) f->scale = seed ? "none" : "unit";
     return 0;
 }
 
 /* Flags that fix the model or its data cannot change when resuming. */
-static int check_resume_flags(const ddpm_opt *opts, int nopts) {
-    static const char *const fixed[] = {"--preset", "--data", "--points", "--steps", "--schedule",
-                                        "--scale", "--batch", "--hidden", "--lr", "--clip", "--seed"};
-    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
-        if (ddpm_opts_seen(opts, nopts, fixed[i])) {
-            fprintf(stderr, "ddpm %s: %s cannot be combined with --resume (the checkpoint fixes it)\n",
-                    CMD, fixed[i]);
-            return 2;
-        }
-    return 0;
-}
-
-/* A --data that names neither a dataset nor a path is a typo, not a file. */
-static bool looks_like_path(const char *s) {
-    size_t n = strlen(s);
-    return strchr(s, '/') || strchr(s, '.') || (n > 4 && !strcmp(s + n - 4, ".csv"));
-}
+static const char *const FIXED[] = {"--preset", "--data", "--points", "--steps", "--schedule", "--scale",
+                                    "--batch", "--hidden", "--lr", "--clip", "--seed"};
 
 /* A fresh trainer from the flags (usage errors: 2, runtime: 1 after the message). */
 static int create_trainer(const toy_flags *f, ddpm_toy **tr) {
@@ -96,26 +62,15 @@ static int create_trainer(const toy_flags *f, ddpm_toy **tr) {
     c.lr = f->lr, c.clip = f->clip, c.seed = f->seed;
     c.seed_betas = !strcmp(f->schedule, "seed-sigmoid");
     int kind = c.seed_betas ? DDPM_SCHED_SIGMOID : ddpm_schedule_parse(f->schedule);
-    if (kind < 0) {
-        fprintf(stderr, "ddpm %s: unknown --schedule '%s' (expected sigmoid, linear, cosine, quadratic or seed-sigmoid)\n",
-                CMD, ddpm_show(f->schedule).s);
-        return 2;
-    }
+    if (kind < 0)
+        return ddpm_cli_fail(CMD, 2, "unknown --schedule '%s' (expected sigmoid, linear, cosine, quadratic or seed-sigmoid)",
+                             ddpm_show(f->schedule).s);
     c.schedule = (ddpm_schedule_kind)kind;
-    if (ddpm_toy_data_parse(f->data) < 0 && !looks_like_path(f->data)) {
-        fprintf(stderr, "ddpm %s: unknown --data '%s' (expected scurve, swissroll, moons, 8gaussians, checkerboard or a FILE.csv)\n",
-                CMD, ddpm_show(f->data).s);
-        return 2;
-    }
-    bool unit = !strcmp(f->scale, "unit");
-    if (!unit && strcmp(f->scale, "none")) {
-        fprintf(stderr, "ddpm %s: unknown --scale '%s' (expected unit or none)\n", CMD, ddpm_show(f->scale).s);
-        return 2;
-    }
-    if (ddpm_toy_run_create(tr, &c, f->data, f->points, unit, f->seed)) {
-        ddpm_cli_error(CMD);
-        return 1;
-    }
+    if (ddpm_toy_data_check(f->data)) return ddpm_cli_error_flag(CMD, "--data", 2);
+    static const char *const scales[] = {"unit", "none"};
+    int scale = ddpm_enum_lookup("scale", scales, 0, 2, f->scale);
+    if (ddpm_cli_check_name(CMD, "--scale", scale)) return 2;
+    if (ddpm_toy_run_create(tr, &c, f->data, f->points, scale == 0, f->seed)) return ddpm_cli_error(CMD);
     return 0;
 }
 
@@ -135,18 +90,14 @@ static void print_result(const ddpm_toy_result *r) {
 static int run(const toy_flags *f, const ddpm_sampler_opts *so) {
     ddpm_toy *tr = NULL;
     int rc = 0;
-    if (f->resume) {
-        if (ddpm_toy_resume(&tr, f->resume, f->iters)) rc = 1, ddpm_cli_error(CMD);
-    } else {
-        rc = create_trainer(f, &tr);
-    }
-    if (rc) return rc;
+    if (f->resume && ddpm_toy_resume(&tr, f->resume, f->iters)) return ddpm_cli_error(CMD);
+    if (!f->resume && (rc = create_trainer(f, &tr))) return rc;
     const ddpm_toy_config *c = ddpm_toy_get_config(tr);
     if (f->sample_steps > ddpm_sampler_max_steps(so->kind, c->T)) {
-        fprintf(stderr, "ddpm %s: --sample-steps %d exceeds %d, the most %s takes with T = %d\n", CMD,
-                f->sample_steps, ddpm_sampler_max_steps(so->kind, c->T), f->sampler, c->T);
+        rc = ddpm_cli_fail(CMD, 2, "--sample-steps %d exceeds %d, the most %s takes with T = %d", f->sample_steps,
+                           ddpm_sampler_max_steps(so->kind, c->T), f->sampler, c->T);
         ddpm_toy_free(tr);
-        return 2;
+        return rc;
     }
     int nd;
     ddpm_toy_data(tr, &nd);
@@ -155,10 +106,9 @@ static int run(const toy_flags *f, const ddpm_sampler_opts *so) {
             f->resume ? "resuming at" : "from", ddpm_toy_step_count(tr), c->iters);
     ddpm_toy_run_opts o = {.dir = f->out, .sampler = *so, .num = f->num, .seed = f->seed, .progress = stderr};
     ddpm_toy_result r;
-    if (ddpm_toy_run(tr, &o, &r)) {
-        ddpm_cli_error(CMD);
-        rc = 1;
-    } else {
+    if (ddpm_toy_run(tr, &o, &r))
+        rc = ddpm_cli_error(CMD);
+    else {
         print_result(&r);
         fprintf(stderr, "ddpm %s: wrote %s/{%s,forward.png,reverse.png,samples.csv,samples.png,loss.png,log.csv}\n", CMD,
                 f->out, DDPM_TOY_CKPT);
@@ -197,16 +147,13 @@ static int cmd_toy(int argc, char **argv) {
     int nopts = (int)(sizeof opts / sizeof *opts);
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, nopts, SYNOPSIS, EPILOG);
     if (rc) return rc == 1 ? 0 : rc;
-    if ((rc = apply_preset(&f, opts, nopts)) || (f.resume && (rc = check_resume_flags(opts, nopts))))
+    const char *why = "cannot be combined with --resume (the checkpoint fixes it)";
+    if ((rc = apply_preset(&f, opts, nopts)) ||
+        (f.resume && (rc = ddpm_opts_refuse(CMD, opts, nopts, FIXED, DDPM_COUNT(FIXED), why))))
         return rc;
     if (f.resume && !ddpm_opts_seen(opts, nopts, "--iters")) f.iters = 0; /* the checkpoint's */
-    int sampler = ddpm_sampler_parse(f.sampler), spacing = ddpm_spacing_parse(f.spacing);
-    if (sampler < 0 || spacing < 0) {
-        fprintf(stderr, sampler < 0 ? "ddpm %s: unknown --sampler '%s' (expected ddpm, ddim or dpm++2m)\n"
-                                    : "ddpm %s: unknown --spacing '%s' (expected uniform, quadratic or logsnr)\n",
-                CMD, ddpm_show(sampler < 0 ? f.sampler : f.spacing).s);
-        return 2;
-    }
+    int sampler = ddpm_sampler_parse(f.sampler), spacing = sampler < 0 ? 0 : ddpm_spacing_parse(f.spacing);
+    if (ddpm_cli_check_name(CMD, "--sampler", sampler) || ddpm_cli_check_name(CMD, "--spacing", spacing)) return 2;
     ddpm_sampler_opts so = {(ddpm_sampler_kind)sampler, f.sample_steps, f.eta, DDPM_VAR_SMALL,
                             ddpm_opts_seen(opts, nopts, "--spacing") ? (ddpm_spacing)spacing : DDPM_SPACING_DEFAULT};
     ddpm_set_threads(f.threads);

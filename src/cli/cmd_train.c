@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "args.h"
 #include "cli.h"
 #include "ddpm/datasource.h"
 #include "ddpm/image.h"
@@ -47,14 +46,12 @@ static void poison_hook(void *ctx, float *x0, int *labels, const int *idx, int n
     if (iter == s->nan_at) x0[0] = NAN;
 }
 
-static ddpm_status make_trainer(ddpm_trainer **tr, train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf,
-                                const ddpm_data *d) {
-    ddpm_train_config c = f->c;
+static ddpm_status make_trainer(ddpm_trainer **tr, train_flags *f, ddpm_opt *opts, int nopts, const ddpm_data *d) {
     if (d->folder) { /* the folder fixes the size: its preset, unless flags say otherwise */
-        mf->in_ch = d->c, mf->res = d->h;
-        ddpm_model_flags_preset(mf, opts + nopts - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS, true);
+        f->c.model.in_ch = d->c, f->c.model.res = d->h;
+        ddpm_model_flags_preset(&f->c.model, opts + nopts - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS, true);
     }
-    ddpm_model_flags_apply(mf, &c.model);
+    ddpm_train_config c = f->c;
     if (!ddpm_opts_seen(opts, nopts, "--channels")) c.model.in_ch = d->c;
     if (!ddpm_opts_seen(opts, nopts, "--size")) c.model.res = d->h;
     c.schedule = (ddpm_schedule_kind)ddpm_schedule_parse(f->schedule);
@@ -68,13 +65,13 @@ static ddpm_status make_trainer(ddpm_trainer **tr, train_flags *f, ddpm_opt *opt
 
 /* Lock and overwrite guard, trainer, data, run directory. Returns 0, or -1
  * when the library's message is to be printed. */
-static int setup(train_state *s, train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf) {
+static int setup(train_state *s, train_flags *f, ddpm_opt *opts, int nopts) {
     ddpm_data_opts *o = &f->d;
     s->threads = ddpm_set_threads(f->threads);
     if (ddpm_dist_rank() == 0 && ddpm_run_lock_guard(&s->lock, f->r.dir, f->resume, f->force)) return -1;
     o->env_dir = getenv("DDPM_DATA_DIR");
-    o->alpha = !strcmp(f->alpha, "black") ? DDPM_ALPHA_BLACK : DDPM_ALPHA_WHITE;
-    o->crop = !strcmp(f->crop, "random") ? DDPM_CROP_RANDOM : DDPM_CROP_CENTER;
+    o->alpha = (ddpm_alpha_mode)ddpm_alpha_parse(f->alpha);
+    o->crop = (ddpm_crop_mode)ddpm_crop_parse(f->crop);
     o->hflip = f->no_hflip ? 0 : f->hflip ? 1 : -1;
     o->log = stderr, o->prefix = "ddpm train: ";
     if (f->resume) { /* the checkpoint fixes the model and how the data is read; the data defaults to the run's */
@@ -86,12 +83,12 @@ static int setup(train_state *s, train_flags *f, ddpm_opt *opts, int nopts, ddpm
         ddpm_data_opts_from_trainer(o, s->tr);
     }
     const ddpm_unet_config *rm = s->tr ? &ddpm_trainer_config(s->tr)->model : NULL;
-    o->size = rm ? rm->res : ddpm_opts_seen(opts, nopts, "--size") ? mf->res : 0;
-    o->channels = rm ? rm->in_ch : ddpm_opts_seen(opts, nopts, "--channels") ? mf->in_ch : 0;
+    o->size = rm ? rm->res : ddpm_opts_seen(opts, nopts, "--size") ? f->c.model.res : 0;
+    o->channels = rm ? rm->in_ch : ddpm_opts_seen(opts, nopts, "--channels") ? f->c.model.in_ch : 0;
     o->seed = s->tr ? ddpm_trainer_config(s->tr)->seed : f->c.seed;
     if (ddpm_data_open(&s->d, o)) return -1;
     if (ddpm_dist_rank() == 0) ddpm_data_print_report(&s->d, stderr, "ddpm train: ");
-    if (!f->resume && make_trainer(&s->tr, f, opts, nopts, mf, &s->d)) return -1;
+    if (!f->resume && make_trainer(&s->tr, f, opts, nopts, &s->d)) return -1;
     if (ddpm_data_attach(&s->d, s->tr)) return -1;
     ddpm_trainer_set_check_sync(s->tr, f->check_sync);
     const char *nan_env = getenv("DDPM_TEST_NAN_AT");
@@ -148,11 +145,11 @@ static int report(ddpm_status s, const ddpm_run_result *r, bool lead) {
     return 0;
 }
 
-static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf, int argc, char **argv) {
+static int run(train_flags *f, ddpm_opt *opts, int nopts, int argc, char **argv) {
     train_state s = {.lock = {.fd = -1}};
     bool lead = ddpm_dist_rank() == 0;
     ddpm_cli_command_line(s.cmdline, sizeof s.cmdline, argc, argv);
-    int rc = agree(setup(&s, f, opts, nopts, mf), lead);
+    int rc = agree(setup(&s, f, opts, nopts), lead);
     if (!rc) {
         struct sigaction sa = {.sa_handler = on_signal};
         sigemptyset(&sa.sa_mask);
@@ -172,7 +169,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, ddpm_model_flags *mf, 
 #define TRAIN_OPTS 37
 #define NOPTS (TRAIN_OPTS + DDPM_MODEL_OPTS)
 
-static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
+static void train_opts(ddpm_opt *opts, train_flags *f) {
     const ddpm_opt own[] = {
         {"--data", NULL, OPT_STRING, &f->d.data, 0, 0, "NAME", "mnist, fashion, a directory of IDX files, or a folder of images (default mnist)"},
         {"--data-dir", NULL, OPT_STRING, &f->d.data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
@@ -214,7 +211,7 @@ static void train_opts(ddpm_opt *opts, train_flags *f, ddpm_model_flags *mf) {
     };
     _Static_assert(DDPM_COUNT(own) == TRAIN_OPTS, "TRAIN_OPTS counts the table");
     memcpy(opts, own, sizeof own);
-    ddpm_model_opts(opts + TRAIN_OPTS, mf);
+    ddpm_model_opts(opts + TRAIN_OPTS, &f->c.model);
 }
 
 /* On --resume the checkpoint fixes the model and the training recipe. */
@@ -222,64 +219,42 @@ static int check_resume_flags(const ddpm_opt *opts) {
     static const char *fixed[] = {"--steps", "--schedule", "--batch", "--lr", "--warmup", "--lr-decay", "--precision",
                                   "--clip", "--ema", "--ema-gamma", "--weight-decay", "--loss", "--objective", "--snr-gamma",
                                   "--cond-drop", "--seed", "--alpha", "--crop", "--hflip", "--no-hflip"};
-    for (int i = 0; i < NOPTS; i++) {
-        bool recipe = i >= TRAIN_OPTS; /* a model flag */
-        for (size_t k = 0; k < DDPM_COUNT(fixed); k++) recipe |= !strcmp(opts[i].name, fixed[k]);
-        if (opts[i].seen && recipe) {
-            fprintf(stderr, "ddpm train: %s cannot be changed on --resume (the checkpoint fixes it)\n", opts[i].name);
-            return 2;
-        }
-    }
-    return 0;
+    const char *why = "cannot be changed on --resume (the checkpoint fixes it)";
+    return ddpm_opts_refuse(CMD, opts, TRAIN_OPTS, fixed, DDPM_COUNT(fixed), why) ||
+                   ddpm_opts_refuse(CMD, opts + TRAIN_OPTS, DDPM_MODEL_OPTS, NULL, 0, why) /* the model flags */
+               ? 2 : 0;
 }
 
 /* A fresh run: the model flags form a valid config, the warmup fits. */
-static int check_new_run(train_flags *f, ddpm_opt *opts, ddpm_model_flags *mf) {
-    ddpm_unet_config c;
-    ddpm_unet_config_default(&c);
-    ddpm_model_flags_preset(mf, opts + NOPTS - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS, false);
-    ddpm_model_flags_apply(mf, &c);
-    if (ddpm_unet_config_validate(&c)) { /* checked against the data again once it is loaded */
-        ddpm_cli_error(CMD);
-        return 2;
-    }
+static int check_new_run(train_flags *f, ddpm_opt *opts) {
+    /* checked against the data again once it is loaded */
+    if (ddpm_model_flags_check(CMD, &f->c.model, opts + NOPTS - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS)) return 2;
     if (!ddpm_opts_seen(opts, NOPTS, "--warmup") && f->warmup >= f->iters) f->warmup = f->iters / 10;
-    if (f->warmup >= f->iters && f->warmup > 0) {
-        fprintf(stderr, "ddpm train: --warmup %d must be smaller than --iters %d\n", f->warmup, f->iters);
-        return 2;
-    }
+    if (f->warmup >= f->iters && f->warmup > 0)
+        return ddpm_cli_fail(CMD, 2, "--warmup %d must be smaller than --iters %d", f->warmup, f->iters);
     return 0;
 }
 
 static int check_names(const train_flags *f) {
-    const struct { const char *flag, *value, *names; bool ok; } k[] = {
-        {"--schedule", f->schedule, "linear, cosine, quadratic, sigmoid", ddpm_schedule_parse(f->schedule) >= 0},
-        {"--loss", f->loss, "l2, l1, huber", ddpm_loss_parse(f->loss) >= 0},
-        {"--objective", f->objective, "eps, v, x0", ddpm_objective_parse(f->objective) >= 0},
-        {"--lr-decay", f->lr_decay, "cosine, constant", ddpm_lr_decay_parse(f->lr_decay) >= 0},
-        {"--precision", f->precision, "fp32, bf16", ddpm_precision_parse(f->precision) >= 0},
-        {"--alpha", f->alpha, "white, black", !strcmp(f->alpha, "white") || !strcmp(f->alpha, "black")},
-        {"--crop", f->crop, "center, random", !strcmp(f->crop, "center") || !strcmp(f->crop, "random")},
-    };
-    for (size_t i = 0; i < DDPM_COUNT(k); i++)
-        if (!k[i].ok) {
-            fprintf(stderr, "ddpm train: unknown %s '%s' (%s)\n", k[i].flag, ddpm_show(k[i].value).s, k[i].names);
-            return 2;
-        }
-    const char *clash = f->resume && f->force ? "--resume and --force" : f->hflip && f->no_hflip ? "--hflip and --no-hflip" : NULL;
-    if (clash) fprintf(stderr, "ddpm train: %s contradict each other\n", clash);
-    if (!clash && f->r.keep_best && f->r.eval_every <= 0) {
-        fprintf(stderr, "ddpm train: --keep-best needs --eval-every N (the FID it keeps the best of)\n");
+    const char *const decays[] = {ddpm_lr_decay_name(DDPM_LR_COSINE), ddpm_lr_decay_name(DDPM_LR_CONSTANT)};
+    if (ddpm_cli_check_name(CMD, "--schedule", ddpm_schedule_parse(f->schedule)) ||
+        ddpm_cli_check_name(CMD, "--loss", ddpm_loss_parse(f->loss)) ||
+        ddpm_cli_check_name(CMD, "--objective", ddpm_objective_parse(f->objective)) ||
+        ddpm_cli_check_name(CMD, "--lr-decay", ddpm_enum_lookup("LR decay", decays, 0, 2, f->lr_decay)) ||
+        ddpm_cli_check_name(CMD, "--precision", ddpm_precision_parse(f->precision)) ||
+        ddpm_cli_check_name(CMD, "--alpha", ddpm_alpha_parse(f->alpha)) ||
+        ddpm_cli_check_name(CMD, "--crop", ddpm_crop_parse(f->crop)))
         return 2;
-    }
-    return clash ? 2 : 0;
+    const char *clash = f->resume && f->force ? "--resume and --force" : f->hflip && f->no_hflip ? "--hflip and --no-hflip" : NULL;
+    if (clash) return ddpm_cli_fail(CMD, 2, "%s contradict each other", clash);
+    if (f->r.keep_best && f->r.eval_every <= 0)
+        return ddpm_cli_fail(CMD, 2, "--keep-best needs --eval-every N (the FID it keeps the best of)");
+    return 0;
 }
 
 static int cmd_train(int argc, char **argv) {
     ddpm_train_config d;
     ddpm_train_config_default(&d);
-    ddpm_model_flags mf;
-    ddpm_model_flags_init(&mf, &d.model);
     train_flags f = {.c = d, .schedule = "linear", .loss = "l2", .objective = ddpm_objective_name(d.objective),
                      .lr_decay = "cosine", .precision = "fp32", .alpha = "white", .crop = "center",
                      .iters = (int)d.iters, .warmup = (int)d.warmup};
@@ -287,7 +262,7 @@ static int cmd_train(int argc, char **argv) {
     ddpm_run_opts_default(&f.r);
     f.r.dir = DDPM_DEFAULT_RUN_DIR;
     ddpm_opt opts[NOPTS];
-    train_opts(opts, &f, &mf);
+    train_opts(opts, &f);
     int rc = ddpm_opts_parse(CMD, argc, argv, opts, NOPTS,
                              "usage: ddpm train [options]\n\n"
                              "Train a UNet noise predictor (DDPM, L_simple) on an image dataset.",
@@ -296,9 +271,9 @@ static int cmd_train(int argc, char **argv) {
                              "Ctrl-C or SIGTERM finishes the current iteration, writes the checkpoint and exits.\n"
                              "A second train on the same --out fails while this one runs (OUT/.lock).");
     if (rc) return rc == 1 ? 0 : rc;
-    if ((rc = check_names(&f)) || (rc = f.resume ? check_resume_flags(opts) : check_new_run(&f, opts, &mf))) return rc;
+    if ((rc = check_names(&f)) || (rc = f.resume ? check_resume_flags(opts) : check_new_run(&f, opts))) return rc;
     if (ddpm_dist_init(NULL, NULL)) return ddpm_cli_error(CMD), 1;
-    rc = run(&f, opts, NOPTS, &mf, argc, argv);
+    rc = run(&f, opts, NOPTS, argc, argv);
     ddpm_dist_finalize();
     return rc;
 }

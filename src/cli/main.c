@@ -1,7 +1,6 @@
 /* main.c: `ddpm <command> [options]`, a git-style command table. */
 #define _POSIX_C_SOURCE 200809L
 #include <signal.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -17,7 +17,6 @@
  * Linux gives reliably (/proc/self/exe); elsewhere ddpm runs with the
  * settings the environment gave it, which is correct, only perhaps slower. */
 #define _POSIX_C_SOURCE 200809L
-#include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
 

@@ -121,12 +121,24 @@ int ddpm_enum_parse(const char *const *names, int n, const char *s) {
     return -1;
 }
 
+int ddpm_enum_lookup(const char *what, const char *const *names, int first, int n, const char *s) {
+    int v = ddpm_enum_parse(names + first, n - first, s);
+    if (v >= 0) return first + v;
+    char list[256] = "";
+    size_t len = 0;
+    for (int k = first; k < n && len < sizeof list; k++)
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", k == first ? "" : k + 1 < n ? ", " : " or ",
+                                names[k]);
+    ddpm_error(DDPM_ERR_ARG, "unknown %s '%s' (expected %s)", what, ddpm_show(s).s, list);
+    return -1;
+}
+
 const char *ddpm_enum_name(const char *const *names, int n, int v) { return v >= 0 && v < n ? names[v] : "?"; }
 
 static const char *const PRECISION_NAMES[] = {"fp32", "bf16"};
 
 int ddpm_precision_parse(const char *name) {
-    return ddpm_enum_parse(PRECISION_NAMES, (int)DDPM_COUNT(PRECISION_NAMES), name);
+    return ddpm_enum_lookup("precision", PRECISION_NAMES, 0, (int)DDPM_COUNT(PRECISION_NAMES), name);
 }
 
 const char *ddpm_precision_name(ddpm_precision p) {

@@ -23,6 +23,17 @@ void ddpm_fmt_duration(char *buf, size_t cap, double seconds) {
     else snprintf(buf, cap, "%lds", t);
 }
 
+void ddpm_fmt_count(char *buf, size_t cap, size_t n) {
+    char digits[32];
+    int len = snprintf(digits, sizeof digits, "%zu", n);
+    size_t o = 0;
+    for (int i = 0; i < len && o + 2 < cap; i++) {
+        if (i && (len - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    if (cap) buf[o < cap ? o : cap - 1] = '\0';
+}
+
 bool ddpm_is_tty(FILE *f) { return f && isatty(fileno(f)); }
 
 void ddpm_progress_start(ddpm_progress *p, FILE *out, const char *what, long total, const char *unit) {
@@ -53,6 +64,12 @@ void ddpm_progress_tick(ddpm_progress *p, long done) {
     fprintf(p->out, "%s%s: %ld/%ld %s  %.1f %s/s  eta %s%s", p->tty ? "\r" : "", p->what, done, p->total, p->unit,
             rate, p->unit, eta, p->tty ? "\033[K" : "\n");
     fflush(p->out);
+}
+
+int ddpm_progress_on(void *p, int done, int total) {
+    (void)total;
+    ddpm_progress_tick(p, done);
+    return 0;
 }
 
 void ddpm_progress_done(ddpm_progress *p) {

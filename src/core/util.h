@@ -53,6 +53,10 @@ static inline size_t ddpm_round16(size_t n) { return (n + 15) & ~(size_t)15; }
 /* The index of `s` in names[0..n), or -1 (also for s == NULL): the parse half
  * of an enum whose values are 0..n-1 in the order of `names`. */
 int ddpm_enum_parse(const char *const *names, int n, const char *s);
+/* ddpm_enum_parse over names[first..n) that, for a name not there, also
+ * leaves "unknown WHAT 'S' (expected a, b or c)" for ddpm_last_error(), so
+ * the list in the message is the table itself. */
+int ddpm_enum_lookup(const char *what, const char *const *names, int first, int n, const char *s);
 /* names[v], or "?" when v is outside [0, n). */
 const char *ddpm_enum_name(const char *const *names, int n, int v);
 

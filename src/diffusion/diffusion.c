@@ -13,11 +13,11 @@ static const char *const SAMPLER_NAMES[] = {"ddpm", "ddim", "dpm++2m", "euler", 
 static const char *const SIGMAS_NAMES[] = {"karras", "schedule"};
 static const char *const SPACING_NAMES[] = {"default", "uniform", "quadratic", "logsnr"};
 
-int ddpm_var_parse(const char *name) { return ddpm_enum_parse(VAR_NAMES, DDPM_COUNT(VAR_NAMES), name); }
+int ddpm_var_parse(const char *name) { return ddpm_enum_lookup("variance", VAR_NAMES, 0, DDPM_COUNT(VAR_NAMES), name); }
 const char *ddpm_var_name(ddpm_var_kind kind) { return ddpm_enum_name(VAR_NAMES, DDPM_COUNT(VAR_NAMES), kind); }
 
 int ddpm_sampler_parse(const char *name) {
-    return ddpm_enum_parse(SAMPLER_NAMES, DDPM_COUNT(SAMPLER_NAMES), name);
+    return ddpm_enum_lookup("sampler", SAMPLER_NAMES, 0, DDPM_COUNT(SAMPLER_NAMES), name);
 }
 const char *ddpm_sampler_name(ddpm_sampler_kind kind) {
     return ddpm_enum_name(SAMPLER_NAMES, DDPM_COUNT(SAMPLER_NAMES), kind);
@@ -25,14 +25,13 @@ const char *ddpm_sampler_name(ddpm_sampler_kind kind) {
 
 /* "default" is not a name a user can give. */
 int ddpm_spacing_parse(const char *name) {
-    int v = ddpm_enum_parse(SPACING_NAMES, DDPM_COUNT(SPACING_NAMES), name);
-    return v == DDPM_SPACING_DEFAULT ? -1 : v;
+    return ddpm_enum_lookup("spacing", SPACING_NAMES, DDPM_SPACING_UNIFORM, DDPM_COUNT(SPACING_NAMES), name);
 }
 const char *ddpm_spacing_name(ddpm_spacing sp) {
     return ddpm_enum_name(SPACING_NAMES, DDPM_COUNT(SPACING_NAMES), sp);
 }
 
-int ddpm_sigmas_parse(const char *name) { return ddpm_enum_parse(SIGMAS_NAMES, DDPM_COUNT(SIGMAS_NAMES), name); }
+int ddpm_sigmas_parse(const char *name) { return ddpm_enum_lookup("sigma grid", SIGMAS_NAMES, 0, DDPM_COUNT(SIGMAS_NAMES), name); }
 const char *ddpm_sigmas_name(ddpm_sigmas g) { return ddpm_enum_name(SIGMAS_NAMES, DDPM_COUNT(SIGMAS_NAMES), g); }
 
 int ddpm_sampler_is_karras(ddpm_sampler_kind kind) {

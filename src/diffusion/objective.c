@@ -10,7 +10,7 @@
 static const char *const OBJ_NAMES[] = {"eps", "v", "x0"};
 
 int ddpm_objective_parse(const char *name) {
-    return ddpm_enum_parse(OBJ_NAMES, DDPM_COUNT(OBJ_NAMES), name);
+    return ddpm_enum_lookup("objective", OBJ_NAMES, 0, DDPM_COUNT(OBJ_NAMES), name);
 }
 const char *ddpm_objective_name(ddpm_objective obj) {
     return ddpm_enum_name(OBJ_NAMES, DDPM_COUNT(OBJ_NAMES), obj);

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 uint64_t ddpm_sampler_image_seed(uint64_t seed, int64_t i) {
@@ -24,6 +25,20 @@ int ddpm_sampler_max_steps(ddpm_sampler_kind kind, int T) {
 
 ddpm_spacing ddpm_sampler_default_spacing(ddpm_sampler_kind kind) {
     return kind == DDPM_SAMPLER_DPMPP_2M ? DDPM_SPACING_LOGSNR : DDPM_SPACING_UNIFORM;
+}
+
+void ddpm_sampler_describe(char *buf, size_t cap, const ddpm_sampler_opts *o) {
+    if (o->kind == DDPM_SAMPLER_DDPM) snprintf(buf, cap, "var %s", ddpm_var_name(o->var));
+    else if (o->kind == DDPM_SAMPLER_DDIM) snprintf(buf, cap, "eta %g", (double)o->eta);
+    else if (ddpm_sampler_is_karras(o->kind)) {
+        snprintf(buf, cap, "%s, %s sigmas", o->kind == DDPM_SAMPLER_EULER_A ? "ancestral" : o->churn > 0.0f ? "churn" : "deterministic",
+                 ddpm_sigmas_name(o->sigmas));
+        if (o->churn > 0.0f) snprintf(buf + strlen(buf), cap - strlen(buf), ", S_churn %g", (double)o->churn);
+        return;
+    } else snprintf(buf, cap, "deterministic");
+    ddpm_spacing sp = o->spacing ? o->spacing : ddpm_sampler_default_spacing(o->kind);
+    size_t n = strlen(buf);
+    if (o->kind != DDPM_SAMPLER_DDPM && n < cap) snprintf(buf + n, cap - n, ", %s spacing", ddpm_spacing_name(sp));
 }
 
 /* ---- timestep spacings ------------------------------------------------------ */

@@ -12,7 +12,7 @@
 static const char *const g_names[] = {"linear", "cosine", "quadratic", "sigmoid"};
 #define NUM_KINDS ((int)(sizeof g_names / sizeof *g_names))
 
-int ddpm_schedule_parse(const char *name) { return ddpm_enum_parse(g_names, NUM_KINDS, name); }
+int ddpm_schedule_parse(const char *name) { return ddpm_enum_lookup("schedule", g_names, 0, NUM_KINDS, name); }
 const char *ddpm_schedule_name(ddpm_schedule_kind kind) { return ddpm_enum_name(g_names, NUM_KINDS, kind); }
 
 void ddpm_schedule_free(ddpm_schedule *s) {

@@ -324,6 +324,18 @@ ddpm_status ddpm_idx_write_images(const char *path, const uint8_t *pixels, int n
     return ddpm_idx_write(path, pixels, 4, (int[]){n, c, h, w});
 }
 
+ddpm_status ddpm_idx_write_labels(const char *path, const int *labels, int n) {
+    uint8_t *u8 = malloc(n > 0 ? (size_t)n : 1);
+    if (!u8) return ddpm_error(DDPM_ERR_NOMEM, "cannot write '%s': out of memory for %d labels", path, n);
+    for (int i = 0; i < n; i++) u8[i] = (uint8_t)labels[i];
+    int bad = 0;
+    while (bad < n && labels[bad] >= 0 && labels[bad] <= 255) bad++;
+    ddpm_status st = bad < n ? ddpm_error(DDPM_ERR_ARG, "cannot write '%s': label %d does not fit in a byte", path, labels[bad])
+                             : ddpm_idx_write(path, u8, 1, &n);
+    free(u8);
+    return st;
+}
+
 /* ---- dataset directories -------------------------------------------------------- */
 
 static bool is_file(const char *path) {

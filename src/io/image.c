@@ -5,6 +5,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "ddpm/image.h"
+#include "ddpm/data.h"
 #include "io/png.h"
 
 #include <errno.h>
@@ -70,6 +71,14 @@ void ddpm_image_grid_size(int n, int h, int w, int nrow, int *out_w, int *out_h)
     *out_h = rows * (h + DDPM_GRID_PAD) + DDPM_GRID_PAD;
 }
 
+ddpm_status ddpm_image_grid_check(const char *path, int n, int c, int h, int w, int nrow, int zoom) {
+    int gw, gh;
+    ddpm_image_grid_size(n, h * zoom, w * zoom, nrow, &gw, &gh);
+    if ((int64_t)gw * gh * c > MAX_PNG_BYTES)
+        return ddpm_error(DDPM_ERR_ARG, "'%s' would be a %d x %d grid, too large for a PNG", path, gw, gh);
+    return DDPM_OK;
+}
+
 ddpm_status ddpm_image_write_grid(const char *path, const float *x, int n, int c, int h, int w,
                                   int nrow, float lo, float hi) {
     return ddpm_image_write_grid_scaled(path, x, n, c, h, w, nrow, lo, hi, 1);
@@ -131,6 +140,16 @@ ddpm_status ddpm_image_write_grid_scaled(const char *path, const float *x, int n
     return st;
 }
 
+
+ddpm_status ddpm_image_write_idx(const char *path, const float *x, int n, int c, int h, int w) {
+    size_t count = (size_t)n * c * h * w;
+    uint8_t *u8 = malloc(count ? count : 1);
+    if (!u8) return ddpm_error(DDPM_ERR_NOMEM, "cannot write '%s': out of memory for %d images", path, n);
+    ddpm_image_to_u8(u8, x, count);
+    ddpm_status st = ddpm_idx_write_images(path, u8, n, c, h, w);
+    free(u8);
+    return st;
+}
 
 void ddpm_image_to_u8(uint8_t *out, const float *x, size_t n) {
     for (size_t j = 0; j < n; j++) {

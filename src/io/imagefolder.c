@@ -69,6 +69,16 @@ void folder_skips_free(folder_skips *s) {
     memset(s, 0, sizeof *s);
 }
 
+static const char *const ALPHA_NAMES[] = {"white", "black"};
+static const char *const CROP_NAMES[] = {"center", "random"};
+
+int ddpm_alpha_parse(const char *name) {
+    return ddpm_enum_lookup("background", ALPHA_NAMES, 0, (int)DDPM_COUNT(ALPHA_NAMES), name);
+}
+const char *ddpm_alpha_name(ddpm_alpha_mode m) { return ddpm_enum_name(ALPHA_NAMES, (int)DDPM_COUNT(ALPHA_NAMES), m); }
+int ddpm_crop_parse(const char *name) { return ddpm_enum_lookup("crop", CROP_NAMES, 0, (int)DDPM_COUNT(CROP_NAMES), name); }
+const char *ddpm_crop_name(ddpm_crop_mode m) { return ddpm_enum_name(CROP_NAMES, (int)DDPM_COUNT(CROP_NAMES), m); }
+
 const char *ddpm_skip_kind_name(ddpm_skip_kind k) {
     static const char *const names[DDPM_SKIP_KINDS] = {"not an image", "corrupt", "too large",
                                                        "unreadable", "symlink loop"};
@@ -907,7 +917,7 @@ ddpm_status ddpm_folder_default_cache_path(char *out, size_t cap, const char *di
     hash128 h = {0xcbf29ce484222325ULL, 0};
     hash_bytes(&h, abs, strlen(abs));
     int n = snprintf(out, cap, "%s/folder-%016llx-s%d-c%d-%s.u8", base, (unsigned long long)h.a,
-                     o->size, o->channels, o->alpha == DDPM_ALPHA_BLACK ? "black" : "white");
+                     o->size, o->channels, ddpm_alpha_name(o->alpha));
     if (n < 0 || (size_t)n >= cap) return ddpm_error(DDPM_ERR_ARG, "cache path too long under '%s'", base);
     return DDPM_OK;
 }

@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "core/util.h"
+
 #define PI 3.14159265358979323846
 
 static const char *const NAMES[] = {"scurve", "swissroll", "moons", "8gaussians", "checkerboard"};
@@ -18,6 +20,15 @@ int ddpm_toy_data_parse(const char *name) {
 
 const char *ddpm_toy_data_name(ddpm_toy_data_kind kind) {
     return (int)kind >= 0 && (int)kind < NKINDS ? NAMES[kind] : "?";
+}
+
+ddpm_status ddpm_toy_data_check(const char *data) {
+    if (ddpm_toy_data_parse(data) >= 0 || strchr(data, '/') || strchr(data, '.')) return DDPM_OK;
+    const char *names[NKINDS + 1]; /* the message's list ends "or a FILE.csv" */
+    memcpy(names, NAMES, sizeof NAMES);
+    names[NKINDS] = "a FILE.csv";
+    ddpm_enum_lookup("toy dataset", names, 0, NKINDS + 1, data);
+    return DDPM_ERR_ARG;
 }
 
 /* One point of `kind` into p[0..2). */

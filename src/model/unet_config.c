@@ -80,3 +80,25 @@ void ddpm_format_int_list(char *buf, size_t cap, const int *v, int n) {
     for (int i = 0; i < n && len < cap; i++)
         len += (size_t)snprintf(buf + len, cap - len, i ? ",%d" : "%d", v[i]);
 }
+
+/* ch_mult as "1,2,2", attn_res as "7" or "none". */
+static void format_lists(char *mult, char *attn, size_t cap, const ddpm_unet_config *c) {
+    ddpm_format_int_list(mult, cap, c->ch_mult, c->num_levels);
+    if (c->num_attn) ddpm_format_int_list(attn, cap, c->attn_res, c->num_attn);
+    else snprintf(attn, cap, "none");
+}
+
+void ddpm_unet_config_describe(char *buf, size_t cap, const ddpm_unet_config *c) {
+    char mult[64], attn[64];
+    format_lists(mult, attn, sizeof mult, c);
+    snprintf(buf, cap, "in_ch=%d res=%d ch=%d ch_mult=%s num_res_blocks=%d attn_res=%s groups=%d dropout=%g num_classes=%d",
+             c->in_ch, c->res, c->ch, mult, c->num_res_blocks, attn, c->groups, (double)c->dropout, c->num_classes);
+}
+
+void ddpm_unet_config_name(char *buf, size_t cap, const ddpm_unet_config *c) {
+    char mult[64], attn[64];
+    format_lists(mult, attn, sizeof mult, c);
+    int n = snprintf(buf, cap, "ch%d-mult%s-rb%d-attn%s-g%d", c->ch, mult, c->num_res_blocks, attn, c->groups);
+    if (c->num_classes > 0 && n > 0 && (size_t)n < cap) n += snprintf(buf + n, cap - (size_t)n, "-cls%d", c->num_classes);
+    if (c->dropout > 0 && n > 0 && (size_t)n < cap) snprintf(buf + n, cap - (size_t)n, "-drop%g", (double)c->dropout);
+}

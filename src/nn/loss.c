@@ -65,7 +65,7 @@ double ddpm_loss_weighted(float *dpred, const float *pred, const float *target, 
 /* Indexed by ddpm_loss_kind. */
 static const char *const g_names[] = {"l2", "l1", "huber"};
 
-int ddpm_loss_parse(const char *name) { return ddpm_enum_parse(g_names, (int)DDPM_COUNT(g_names), name); }
+int ddpm_loss_parse(const char *name) { return ddpm_enum_lookup("loss", g_names, 0, (int)DDPM_COUNT(g_names), name); }
 
 const char *ddpm_loss_name(ddpm_loss_kind kind) {
     return ddpm_enum_name(g_names, (int)DDPM_COUNT(g_names), (int)kind);

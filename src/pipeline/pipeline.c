@@ -484,3 +484,43 @@ ddpm_status ddpm_pipeline_interp(ddpm_pipeline *p, const ddpm_draw_opts *o, cons
     ddpm_free(buf);
     return st;
 }
+
+/* ---- the progress line of a draw --------------------------------------------- */
+
+void ddpm_draw_progress_start(ddpm_draw_progress *v, FILE *out, int n, int batch, int K) {
+    char what[64];
+    v->n = n, v->B = batch < n ? batch : n, v->nchunks = (n + v->B - 1) / v->B;
+    snprintf(what, sizeof what, "sampling %d images", n);
+    ddpm_progress_start(&v->p, out, what, (long)v->nchunks * K, "model calls");
+}
+
+void ddpm_draw_progress_step(void *ud, int first, int N, int step, int K, const float *x) {
+    (void)N, (void)x;
+    ddpm_draw_progress *v = ud;
+    if (step == 1 && v->nchunks > 1)
+        snprintf(v->p.what, sizeof v->p.what, "sampling %d images, batch %d/%d", v->n, first / v->B + 1, v->nchunks);
+    if (step > 0) ddpm_progress_tick(&v->p, (long)(first / v->B) * K + step);
+}
+
+/* ---- a draw's trajectory ------------------------------------------------------ */
+
+ddpm_status ddpm_trajectory_init(ddpm_trajectory *t, int n, int K, size_t D) {
+    *t = (ddpm_trajectory){.K = K, .D = D, .rows = n < DDPM_TRAJ_ROWS ? n : DDPM_TRAJ_ROWS};
+    t->cols = K + 1 < DDPM_TRAJ_COLS ? K + 1 : DDPM_TRAJ_COLS;
+    for (int j = 0; j < t->cols; j++) t->step[j] = t->cols > 1 ? (j * K + (t->cols - 1) / 2) / (t->cols - 1) : K;
+    t->x = calloc((size_t)t->rows * t->cols * D, sizeof(float));
+    return t->x ? DDPM_OK : ddpm_error(DDPM_ERR_NOMEM, "out of memory for a trajectory of %d images", t->rows);
+}
+
+void ddpm_trajectory_step(void *ud, int first, int N, int step, int K, const float *x) {
+    ddpm_trajectory *t = ud;
+    for (int j = 0; j < t->cols; j++)
+        for (int i = 0; t->step[j] == step && i < N && first + i < t->rows; i++)
+            memcpy(t->x + ((size_t)(first + i) * t->cols + j) * t->D, x + i * t->D, t->D * sizeof(float));
+    if (t->next) t->next(t->next_ud, first, N, step, K, x);
+}
+
+void ddpm_trajectory_free(ddpm_trajectory *t) {
+    free(t->x);
+    t->x = NULL;
+}

@@ -680,9 +680,14 @@ ddpm_status ddpm_report_write(const char *const *run_dirs, int nruns, const char
     return st;
 }
 
+bool ddpm_report_default_path(char *buf, size_t cap, const char *const *run_dirs, int nruns) {
+    int n = nruns > 1 ? snprintf(buf, cap, "compare.html") : snprintf(buf, cap, "%s/report.html", run_dirs[0]);
+    return n >= 0 && (size_t)n < cap;
+}
+
 ddpm_status ddpm_report_write_run(const char *run_dir) {
     char out[4200];
-    if (!run_dir || snprintf(out, sizeof out, "%s/report.html", run_dir) >= (int)sizeof out)
+    if (!run_dir || !ddpm_report_default_path(out, sizeof out, &run_dir, 1))
         return ddpm_error(DDPM_ERR_ARG, "report: run directory name missing or too long");
     return ddpm_report_write(&run_dir, 1, out, NULL);
 }

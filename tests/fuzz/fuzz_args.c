@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "cli/args.h"
+#include "cli/cli.h"
 #include "ddpm/unet.h"
 
 #define MAX_ARGS 64
@@ -47,11 +47,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     float f_val = 0.0f, f_wide = 0.0f;
     const char *s_val = NULL;
     bool flag = false;
-    ddpm_opt_list l_val = {{0}, 0};
-    ddpm_unet_config def;
-    ddpm_unet_config_default(&def);
-    ddpm_model_flags mf;
-    ddpm_model_flags_init(&mf, &def);
+    int l_val[DDPM_MAX_LEVELS] = {0}, l_n = 0;
+    ddpm_unet_config cfg;
+    ddpm_unet_config_default(&cfg);
     ddpm_opt opts[8 + DDPM_MODEL_OPTS] = {
         {"--iters", "-i", OPT_INT, &i_val, 1, 2147483647.0, "N", "int", false},
         {"--shift", NULL, OPT_INT, &i_neg, -1000, 1000, "N", "int", false},
@@ -60,9 +58,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         {"--guidance", "-w", OPT_FLOAT, &f_wide, -100.0, 100.0, "W", "float", false},
         {"--out", "-o", OPT_STRING, &s_val, 0, 0, "PATH", "string", false},
         {"--force", "-f", OPT_FLAG, &flag, 0, 0, NULL, "flag", false},
-        {"--list", NULL, OPT_INTLIST, &l_val, 0, 0, "LIST", "list", false},
+        {"--list", NULL, OPT_INTLIST, l_val, 0, 0, "LIST", "list", false, &l_n},
     };
-    ddpm_model_opts(opts + 8, &mf);
+    ddpm_model_opts(opts + 8, &cfg);
     int nopts = 8 + DDPM_MODEL_OPTS;
     int rc = ddpm_opts_parse("fuzz", argc, argv, opts, nopts, "usage: fuzz", NULL);
     FUZZ_CHECK(rc == 0 || rc == 1 || rc == 2);
@@ -72,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_CHECK(!opts[3].seen || (isfinite(f_val) && f_val >= 0.0f && f_val <= 1.0f));
         FUZZ_CHECK(!opts[4].seen || (isfinite(f_wide) && f_wide >= -100.0f && f_wide <= 100.0f));
         FUZZ_CHECK(!opts[5].seen || (s_val && *s_val));
-        FUZZ_CHECK(l_val.n >= 0 && l_val.n <= DDPM_MAX_LEVELS);
+        FUZZ_CHECK(l_n >= 0 && l_n <= DDPM_MAX_LEVELS);
         for (int k = 8; k < nopts; k++) {
             const ddpm_opt *o = &opts[k];
             if (!o->seen) continue;
@@ -84,9 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 FUZZ_CHECK(isfinite(v) && v >= (float)o->min && v <= (float)o->max);
             }
         }
-        ddpm_unet_config cfg = def;
-        ddpm_model_flags_apply(&mf, &cfg);
-        (void)ddpm_unet_config_validate(&cfg);
+        (void)ddpm_unet_config_validate(&cfg); /* the flags parse straight into the config */
     }
     free(buf);
     return 0;

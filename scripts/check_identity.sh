@@ -41,10 +41,12 @@ run() {  # run BIN DIR: the fixed workload, all outputs under DIR
    for l in $(find . -name log.csv | sort); do printf '%s  %s[iter,loss,lr]\n' "$(cut -d, -f1-3 "$l" | sha256sum | cut -c1-64)" "$l"; done)
 }
 
-# The old binary's sums are kept by its hash: a baseline is run once.
+# The old binary's sums are kept by its hash and the CPU's model and flags
+# (the kernels, and so the last bits, depend on them): a baseline is run once
+# per machine.
 CACHE=${TMPDIR:-/tmp}/ddpm-identity-cache
 mkdir -p "$CACHE"
-key=$(cat "$OLD" "$0" | sha256sum | cut -c1-16)
+key=$( (cat "$OLD" "$0"; grep -m1 '^model name' /proc/cpuinfo; grep -m1 '^flags' /proc/cpuinfo) | sha256sum | cut -c1-16)
 if [ -s "$CACHE/$key.sums" ]; then cp "$CACHE/$key.sums" "$WORK/old.sums"
 else run "$OLD" "$WORK/old" > "$WORK/old.sums" && cp "$WORK/old.sums" "$CACHE/$key.sums"; fi
 run "$NEW" "$WORK/new" > "$WORK/new.sums"

@@ -198,7 +198,7 @@ static int cmd_eval(int argc, char **argv) {
         {"--num", "-n", OPT_INT, &f.n, 1, 1000000, "N", "images (default: 1000 samples; all of FILE; 100 for --bpd)"},
         {"--data", NULL, OPT_STRING, &f.data, 0, 0, "NAME", "reference: mnist, fashion, or a directory of IDX files"},
         {"--data-dir", NULL, OPT_STRING, &f.data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
-        {"--net", NULL, OPT_STRING, &f.net, 0, 0, "FILE", "evaluation network (default: cached, trained on first use)"},
+        {"--net", NULL, OPT_STRING, &f.net, 0, 0, "FILE", "evaluation network (default: the shipped one for MNIST and Fashion-MNIST, else trained on first use and cached)"},
         {"--labels", NULL, OPT_STRING, &f.labels, 0, 0, "FILE", "IDX labels of FILE.idx (for label_accuracy)"},
         {"--json", NULL, OPT_FLAG, &f.json, 0, 0, NULL, "print one JSON object instead of key=value lines"},
         {"--bpd", NULL, OPT_FLAG, &f.bpd, 0, 0, NULL, "the variational bound in bits/dim instead"},

@@ -68,8 +68,8 @@ double ddpm_clip_grad_norm(float *g, size_t n, double max_norm);
 
 typedef enum { DDPM_LR_COSINE = 0, DDPM_LR_CONSTANT } ddpm_lr_decay;
 
-/* "cosine" / "constant" <-> decay. Parse returns -1 for an unknown name;
- * name returns "?" for an invalid value. */
+/* "cosine" / "constant" <-> decay. Parse returns -1 for an unknown name,
+ * with an error listing the known ones; name returns "?" for an invalid value. */
 int ddpm_lr_decay_parse(const char *name);
 const char *ddpm_lr_decay_name(ddpm_lr_decay decay);
 

@@ -236,11 +236,10 @@ static int check_new_run(train_flags *f, ddpm_opt *opts) {
 }
 
 static int check_names(const train_flags *f) {
-    const char *const decays[] = {ddpm_lr_decay_name(DDPM_LR_COSINE), ddpm_lr_decay_name(DDPM_LR_CONSTANT)};
     if (ddpm_cli_check_name(CMD, "--schedule", ddpm_schedule_parse(f->schedule)) ||
         ddpm_cli_check_name(CMD, "--loss", ddpm_loss_parse(f->loss)) ||
         ddpm_cli_check_name(CMD, "--objective", ddpm_objective_parse(f->objective)) ||
-        ddpm_cli_check_name(CMD, "--lr-decay", ddpm_enum_lookup("LR decay", decays, 0, 2, f->lr_decay)) ||
+        ddpm_cli_check_name(CMD, "--lr-decay", ddpm_lr_decay_parse(f->lr_decay)) ||
         ddpm_cli_check_name(CMD, "--precision", ddpm_precision_parse(f->precision)) ||
         ddpm_cli_check_name(CMD, "--alpha", ddpm_alpha_parse(f->alpha)) ||
         ddpm_cli_check_name(CMD, "--crop", ddpm_crop_parse(f->crop)))

@@ -93,7 +93,7 @@ double ddpm_clip_grad_norm(float *g, size_t n, double max_norm) {
 static const char *const g_decay_names[] = {"cosine", "constant"};
 #define NUM_DECAYS ((int)(sizeof g_decay_names / sizeof *g_decay_names))
 
-int ddpm_lr_decay_parse(const char *name) { return ddpm_enum_parse(g_decay_names, NUM_DECAYS, name); }
+int ddpm_lr_decay_parse(const char *name) { return ddpm_enum_lookup("LR decay", g_decay_names, 0, NUM_DECAYS, name); }
 const char *ddpm_lr_decay_name(ddpm_lr_decay decay) { return ddpm_enum_name(g_decay_names, NUM_DECAYS, decay); }
 
 float ddpm_lr_at(int64_t step, int64_t total, int64_t warmup, float base_lr,

@@ -17,7 +17,7 @@
 #      takes tens of seconds on 2 cores); both sides pick the preset's widths
 #      from --size alone (--no-presets skips them)
 # and prints the key=value results side by side per setting, then one line
-# per target of the performance issue (#15) with its ratio under every
+# per target of the performance targets (docs/performance.md) with its ratio under every
 # setting, each PASS or MISS:
 #   training img/s         ours / torch                  >= 3
 #   sampling img-steps/s   ours / torch                  >= 3
@@ -291,7 +291,7 @@ for t in "${tags[@]}"; do report "$t"; done
 
 # the targets, one column per setting
 echo
-echo "targets (#15):"
+echo "targets:"
 hdr=$(for t in "${tags[@]}"; do printf " %-27s" "$(setting_name "$t")"; done)
 printf "  %-58s %-7s%s\n" "" "goal" "$hdr"
 awk -F'|' -v ntags="${#tags[@]}" '

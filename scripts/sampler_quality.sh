@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# sampler_quality.sh: the evidence of issue #11 (README, "Samplers and guidance").
+# sampler_quality.sh: sample quality against model calls, and guidance (docs/usage.md).
 #
 #   (a) sample quality against the number of model calls: ddpm, ddim and
 #       dpm++2m at 10, 20, 50, 100 and 1000 steps on an unconditional model,
@@ -39,7 +39,7 @@ OUT=${OUT:-runs/sampler_quality}
 EVAL_FLAGS=()
 [ -n "${DATA_DIR:-}" ] && EVAL_FLAGS+=(--data-dir "$DATA_DIR")
 mkdir -p "$OUT/results"
-"$DDPM" eval --help >/dev/null 2>&1 || { echo "sampler_quality: '$DDPM eval' is missing (issue #10)" >&2; exit 1; }
+"$DDPM" eval --help >/dev/null 2>&1 || { echo "sampler_quality: '$DDPM eval' is missing (scripts/bootstrap.sh builds it)" >&2; exit 1; }
 
 # T of a checkpoint, from `ddpm sample`'s header line (1000 when unknown).
 timesteps() { "$DDPM" sample -c "$1" -n 1 --sampler ddim --sample-steps 1 -o "$OUT/probe.png" 2>&1 |

@@ -1,5 +1,5 @@
 /* test_gradcheck.c: the finite-difference checker itself must fail on the
- * bugs it exists to catch (issue #10): a NaN gradient element, wrong
+ * bugs it exists to catch: a NaN gradient element, wrong
  * elements among the checked subset, wrong small entries, a dead backward,
  * and it must pass a correct gradient. The layer is y = W x (W 1 x n), whose
  * exact gradient dL/dx = proj * W is known. */

@@ -709,7 +709,7 @@ static void test_labels(void **state) {
     assert_int_equal(ddpm_sampler_labels(lab, 12, DDPM_LABEL_COLS_MAX + 1, -1), 0);
 }
 
-/* The default step counts: ddpm respaced to 100 (the #18 default), ddim 50,
+/* The default step counts: ddpm respaced to 100 (the default, docs/quality.md), ddim 50,
  * dpm++2m 20, each capped by what the schedule allows. */
 static void test_default_steps(void **state) {
     (void)state;

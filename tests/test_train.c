@@ -1,5 +1,5 @@
 /* test_train.c: what a training step computes, checked against closed forms
- * and an independent reference (issue #10), and resume across an epoch
+ * and an independent reference, and resume across an epoch
  * boundary.
  *
  * The reference of step k (0-based) redraws the step's timesteps, noise and

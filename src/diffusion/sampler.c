@@ -16,7 +16,7 @@ int ddpm_sampler_default_steps(ddpm_sampler_kind kind, int T) {
     if (kind == DDPM_SAMPLER_HEUN) return T < 10 ? T : 10;
     if (kind == DDPM_SAMPLER_DDIM || kind == DDPM_SAMPLER_EULER || kind == DDPM_SAMPLER_EULER_A) return T < 50 ? T : 50;
     if (kind == DDPM_SAMPLER_DPMPP_2M) return T - 1 < 20 ? T - 1 : 20;
-    return T < 100 ? T : 100; /* respaced: as good as T = 1000 steps by FID (README, #18) */
+    return T < 100 ? T : 100; /* respaced: as good as T = 1000 steps by FID (docs/quality.md) */
 }
 
 int ddpm_sampler_max_steps(ddpm_sampler_kind kind, int T) {

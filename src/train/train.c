@@ -21,7 +21,7 @@ void ddpm_train_config_default(ddpm_train_config *c) {
     c->schedule = DDPM_SCHED_LINEAR;
     c->T = 1000;
     c->loss = DDPM_LOSS_L2;
-    c->objective = DDPM_OBJ_V; /* v with min-SNR-5 and 2200 iterations: chosen by FID (#18, README) */
+    c->objective = DDPM_OBJ_V; /* v with min-SNR-5 and 2200 iterations: chosen by FID (docs/quality.md) */
     c->snr_gamma = 5.0f;
     c->batch = 64;
     c->iters = 2200;

@@ -18,7 +18,7 @@
 
 typedef struct {
     ddpm_sampler_flags s;
-    const char *file, *ckpt, *data, *data_dir, *net, *labels, *terms, *precision;
+    const char *file, *ckpt, *data, *data_dir, *net, *labels, *terms, *precision, *alpha;
     int n, threads, batch;
     bool json, bpd, no_ema, n_seen;
 } eval_flags;
@@ -73,13 +73,14 @@ static int eval_samples(ddpm_eval_metrics *m, ddpm_kv *r, const eval_flags *f, d
 
 /* ---- the command ------------------------------------------------------------------------------- */
 
-static void put_metrics(ddpm_kv *r, const ddpm_eval_metrics *m) {
+static void put_metrics(ddpm_kv *r, const ddpm_eval_metrics *m, bool folder) {
     ddpm_kv_put(r, "n", false, "%d", m->n);
-    ddpm_kv_put(r, "pr_reference", true, "first %d test images, k=%d", m->n_pr, DDPM_EVAL_K);
-    const char *k[] = {"fid", "precision", "recall", "confidence", "class_entropy", "label_accuracy"};
-    const double v[] = {m->fid, m->precision, m->recall, m->confidence, m->class_entropy, m->label_accuracy};
-    for (int i = 0; i < 6; i++) /* label_accuracy < 0: not a class-conditional draw */
-        if (i < 5 || v[i] >= 0) ddpm_kv_put(r, k[i], false, "%.4f", v[i]);
+    ddpm_kv_put(r, "pr_reference", true, "first %d %s images, k=%d", m->n_pr, folder ? "reference" : "test", DDPM_EVAL_K);
+    ddpm_kv_put(r, "kid_subsets", true, "%d of %d", DDPM_KID_SUBSETS, m->n_kid);
+    const char *k[] = {"fid", "kid", "kid_std", "precision", "recall", "confidence", "class_entropy", "label_accuracy"};
+    const double v[] = {m->fid, m->kid, m->kid_std, m->precision, m->recall, m->confidence, m->class_entropy, m->label_accuracy};
+    for (int i = 0; i < 8; i++) /* label_accuracy < 0: not a class-conditional draw */
+        if (i < 7 || v[i] >= 0) ddpm_kv_put(r, k[i], false, i == 1 || i == 2 ? "%.6f" : "%.4f", v[i]);
 }
 
 static int run(const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *o, int K, const char *dir) {
@@ -89,25 +90,31 @@ static int run(const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *o, i
     int *labels = NULL, n = f->n_seen ? f->n : 0, rc = 0;
     ddpm_kv r = {0};
     clf_view cv = {.dir = dir, .path = es.net_path};
-    if (ddpm_eval_session_open(&es, dir, f->net, f->threads, clf_on_step, &cv)) return ddpm_cli_error(CMD);
+    const char *alpha = f->alpha ? f->alpha : p ? ddpm_pipeline_meta(p, DDPM_META_DATA_ALPHA) : NULL;
+    ddpm_eval_folder_opts fo = {.alpha = alpha && !strcmp(alpha, "black"), .images = f->file};
+    if (p) fo.size = ddpm_pipeline_info_get(p)->cfg.res, fo.channels = ddpm_pipeline_info_get(p)->cfg.in_ch;
+    if (ddpm_eval_session_open_ex(&es, dir, &fo, f->net, f->threads, clf_on_step, &cv)) return ddpm_cli_error(CMD);
     if (es.trained) fprintf(stderr, "ddpm %s: evaluation network: test accuracy %.2f%%\n", CMD, 100 * es.trained_acc);
     ddpm_kv_put(&r, f->file ? "images" : "checkpoint", true, "%s", f->file ? f->file : f->ckpt);
     ddpm_kv_put(&r, "net", true, "%s", es.net_path);
     ddpm_kv_put(&r, "net_sha256", true, "%s", es.net_hash);
     if (es.net_acc[0]) ddpm_kv_put(&r, "net_test_accuracy", false, "%s", es.net_acc);
     ddpm_kv_put(&r, "reference", true, "%s", dir);
-    ddpm_kv_put(&r, "split", true, "test");
+    ddpm_kv_put(&r, "split", true, es.folder ? "all" : "test");
+    if (es.folder) ddpm_kv_put(&r, "reference_images", true, "%d px, %d channels, alpha %s, center crop; the network sees "
+                               "%d px; trained on %d, held out %d", es.size, es.channels, ddpm_alpha_name(fo.alpha),
+                               es.test.h, es.n_train, es.n_held);
     ddpm_kv_put(&r, "n_reference", false, "%d", es.test.n);
     if (f->file) {
-        ddpm_status st = ddpm_eval_load_images(&u8, &labels, &n, f->file, f->labels, &es.test);
+        ddpm_status st = ddpm_eval_session_load(&u8, &labels, &n, &es, f->file, f->labels, &fo);
         if (st || ddpm_eval_images(&m, &es.ref, u8, n, labels)) rc = ddpm_cli_error(CMD) + (st == DDPM_ERR_ARG);
     } else {
         put_model(p);
         rc = eval_samples(&m, &r, f, p, o, K, &es.ref);
     }
     if (!rc) {
-        fprintf(stderr, "ddpm %s: %d images against the %d test images of '%s'\n", CMD, m.n, es.test.n, dir);
-        put_metrics(&r, &m);
+        fprintf(stderr, "ddpm %s: %d images against the %d%s images of '%s'\n", CMD, m.n, es.test.n, es.folder ? "" : " test", dir);
+        put_metrics(&r, &m, es.folder);
         ddpm_kv_print(&r, stdout, f->json);
     }
     ddpm_eval_session_close(&es);
@@ -200,6 +207,7 @@ static int cmd_eval(int argc, char **argv) {
         {"--data-dir", NULL, OPT_STRING, &f.data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
         {"--net", NULL, OPT_STRING, &f.net, 0, 0, "FILE", "evaluation network (default: the shipped one for MNIST and Fashion-MNIST, else trained on first use and cached)"},
         {"--labels", NULL, OPT_STRING, &f.labels, 0, 0, "FILE", "IDX labels of FILE.idx (for label_accuracy)"},
+        {"--alpha", NULL, OPT_STRING, &f.alpha, 0, 0, "MODE", "folder reference: transparency as white or black (default: the checkpoint's, else white)"},
         {"--json", NULL, OPT_FLAG, &f.json, 0, 0, NULL, "print one JSON object instead of key=value lines"},
         {"--bpd", NULL, OPT_FLAG, &f.bpd, 0, 0, NULL, "the variational bound in bits/dim instead"},
         {"--terms", NULL, OPT_STRING, &f.terms, 0, 0, "FILE", "--bpd: write the per-timestep terms as CSV"},
@@ -217,7 +225,8 @@ static int cmd_eval(int argc, char **argv) {
     if (f.bpd && !f.n_seen) f.n = 100;
     ddpm_draw_opts o; /* a value that names nothing is the first thing to say */
     if ((rc = ddpm_cli_draw_opts(CMD, &o, &f.s, opts, nopts)) >= 0 ||
-        (f.precision && (rc = ddpm_cli_check_name(CMD, "--precision", ddpm_precision_parse(f.precision)))))
+        (f.precision && (rc = ddpm_cli_check_name(CMD, "--precision", ddpm_precision_parse(f.precision)))) ||
+        (f.alpha && (rc = ddpm_cli_check_name(CMD, "--alpha", ddpm_alpha_parse(f.alpha)))))
         return rc;
     const char *why = usage_error(&f, o.guided || f.s.spacing || ddpm_opts_seen(opts, nopts, "--sampler") ||
                                           ddpm_opts_seen(opts, nopts, "--sample-steps") || ddpm_opts_seen(opts, nopts, "--eta"));

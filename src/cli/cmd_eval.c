@@ -207,7 +207,7 @@ static int cmd_eval(int argc, char **argv) {
         {"--data-dir", NULL, OPT_STRING, &f.data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
         {"--net", NULL, OPT_STRING, &f.net, 0, 0, "FILE", "evaluation network (default: the shipped one for MNIST and Fashion-MNIST, else trained on first use and cached)"},
         {"--labels", NULL, OPT_STRING, &f.labels, 0, 0, "FILE", "IDX labels of FILE.idx (for label_accuracy)"},
-        {"--alpha", NULL, OPT_STRING, &f.alpha, 0, 0, "MODE", "folder reference: transparency as white or black (default: the checkpoint's, else white)"},
+        {"--alpha", NULL, OPT_STRING, &f.alpha, 0, 0, "BG", "image folders: transparency as white or black (default: the checkpoint's, else white)"},
         {"--json", NULL, OPT_FLAG, &f.json, 0, 0, NULL, "print one JSON object instead of key=value lines"},
         {"--bpd", NULL, OPT_FLAG, &f.bpd, 0, 0, NULL, "the variational bound in bits/dim instead"},
         {"--terms", NULL, OPT_STRING, &f.terms, 0, 0, "FILE", "--bpd: write the per-timestep terms as CSV"},

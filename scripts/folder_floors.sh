@@ -13,8 +13,8 @@ SIZES=${2:-32 64}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 link=$(sed -n 's/.*-o ddpm *//p' "$build/CMakeFiles/ddpm.dir/link.txt")
-cc -O2 -std=c11 -I"$src/include" "$src/scripts/folder_floors.c" -o "$tmp/floors" -L"$build" $link
-echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs) model $(grep -m1 '^model' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+(cd "$build" && cc -O2 -std=c11 -I"$src/include" "$src/scripts/folder_floors.c" -o "$tmp/floors" $link)
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs) model $(grep -m1 '^model' /proc/cpuinfo | cut -d: -f2 | xargs), $(grep -c ^processor /proc/cpuinfo) cores (this run pinned to $(nproc))"
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
 for S in $SIZES; do
   mkdir -p "$tmp/$S"

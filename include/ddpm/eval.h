@@ -209,6 +209,7 @@ typedef struct {
     bool folder;
     int size, channels;                /* the images' size and channels (before ref.down) */
     int n_train, n_held;               /* the network's split */
+    char folder_desc[160];             /* "32 px, 3 channels, alpha white, ...": the protocol line */
 } ddpm_eval_session;
 
 /* An image folder with class subfolders as a reference: loaded through the
@@ -219,6 +220,11 @@ typedef struct {
     ddpm_alpha_mode alpha;
     const char *images;        /* generated images (a file or directory), or NULL */
 } ddpm_eval_folder_opts;
+
+/* The folder options for evaluating a checkpoint p's samples (p non-NULL:
+ * its size, channels and recorded alpha mode) or generated images at path
+ * `images`; alpha (NULL: p's or white) a valid ddpm_alpha_parse name. */
+ddpm_eval_folder_opts ddpm_eval_folder_opts_for(const ddpm_pipeline *p, const char *images, const char *alpha);
 
 /* Image i of a folder is held out when the first 8 bytes of the SHA-256 of
  * its pixels at the network's size and its label, as a little-endian

@@ -90,9 +90,7 @@ static int run(const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *o, i
     int *labels = NULL, n = f->n_seen ? f->n : 0, rc = 0;
     ddpm_kv r = {0};
     clf_view cv = {.dir = dir, .path = es.net_path};
-    const char *alpha = f->alpha ? f->alpha : p ? ddpm_pipeline_meta(p, DDPM_META_DATA_ALPHA) : NULL;
-    ddpm_eval_folder_opts fo = {.alpha = alpha && !strcmp(alpha, "black"), .images = f->file};
-    if (p) fo.size = ddpm_pipeline_info_get(p)->cfg.res, fo.channels = ddpm_pipeline_info_get(p)->cfg.in_ch;
+    ddpm_eval_folder_opts fo = ddpm_eval_folder_opts_for(p, f->file, f->alpha);
     if (ddpm_eval_session_open_ex(&es, dir, &fo, f->net, f->threads, clf_on_step, &cv)) return ddpm_cli_error(CMD);
     if (es.trained) fprintf(stderr, "ddpm %s: evaluation network: test accuracy %.2f%%\n", CMD, 100 * es.trained_acc);
     ddpm_kv_put(&r, f->file ? "images" : "checkpoint", true, "%s", f->file ? f->file : f->ckpt);
@@ -101,9 +99,7 @@ static int run(const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *o, i
     if (es.net_acc[0]) ddpm_kv_put(&r, "net_test_accuracy", false, "%s", es.net_acc);
     ddpm_kv_put(&r, "reference", true, "%s", dir);
     ddpm_kv_put(&r, "split", true, es.folder ? "all" : "test");
-    if (es.folder) ddpm_kv_put(&r, "reference_images", true, "%d px, %d channels, alpha %s, center crop; the network sees "
-                               "%d px; trained on %d, held out %d", es.size, es.channels, ddpm_alpha_name(fo.alpha),
-                               es.test.h, es.n_train, es.n_held);
+    if (es.folder) ddpm_kv_put(&r, "reference_images", true, "%s", es.folder_desc);
     ddpm_kv_put(&r, "n_reference", false, "%d", es.test.n);
     if (f->file) {
         ddpm_status st = ddpm_eval_session_load(&u8, &labels, &n, &es, f->file, f->labels, &fo);
@@ -161,21 +157,22 @@ static int run_bpd(const eval_flags *f, ddpm_pipeline *p, ddpm_var_kind var, con
 }
 
 static const char *SYNOPSIS =
-    "usage: ddpm eval FILE.idx [options]\n"
+    "usage: ddpm eval FILE.idx|PNG_DIR [options]\n"
     "       ddpm eval -c CKPT [-n N] [sampler options] [options]\n"
     "       ddpm eval --bpd -c CKPT [-n N] [--terms FILE.csv]\n\n"
-    "Measure sample quality against a dataset's test split, or the variational bound.";
+    "Measure sample quality against a dataset's test split or an image folder, or the variational bound.";
 
 static const char *EPILOG =
     "Prints key=value lines (--json: one JSON object): the protocol (network file and its\n"
     "SHA-256 prefix, reference directory and split, N) and the metrics (docs/usage.md#evaluation):\n"
-    "  fid, precision, recall  of the evaluation network's features, N images vs the test\n"
-    "                 split (k-NN precision/recall, k = 3, vs its first min(N, size) images)\n"
+    "  fid, kid, kid_std, precision, recall  in the evaluation network's features, N images vs the\n"
+    "    reference (KID: 100 subsets of min(1000, N, size); k-NN, k = 3, vs its first min(N, size))\n"
     "  confidence, class_entropy  mean top-class probability, entropy (bits) of the classes\n"
     "  label_accuracy  class-conditional models: classified as the label they were drawn with\n"
-    "The evaluation network, trained on the reference's training split on first use, is cached\n"
-    "in " DDPM_EVAL_CACHE_DIR " ($DDPM_EVAL_CACHE; --net FILE: another). The reference defaults to\n"
-    "the checkpoint's training data, else mnist. -c draws the images 'ddpm sample' draws.\n"
+    "The evaluation network trains on first use on the reference's training split (an image folder\n"
+    "with class subfolders is the reference as a whole; its network trains on all but 10 % held out\n"
+    "by image hash) and is cached in " DDPM_EVAL_CACHE_DIR " ($DDPM_EVAL_CACHE; --net FILE: another). The\n"
+    "reference defaults to the checkpoint's training data, else mnist. -c draws as 'ddpm sample'.\n"
     "--bpd: the variational bound (Ho et al. eq. 5) in bits/dim on the first N test images,\n"
     "T model calls each, with the reverse variance --var; --terms: per-timestep terms as CSV.\n\n"
     "examples:\n"
@@ -184,8 +181,8 @@ static const char *EPILOG =
 
 /* Usage errors that need no file: NULL or the message. */
 static const char *usage_error(const eval_flags *f, bool sampler_flags) {
-    if (!f->file && !f->ckpt) return "name an IDX file of images or a checkpoint (-c CKPT)";
-    if (f->file && f->ckpt) return "give an IDX file or -c CKPT, not both";
+    if (!f->file && !f->ckpt) return "name an IDX file or folder of images or a checkpoint (-c CKPT)";
+    if (f->file && f->ckpt) return "give images or -c CKPT, not both";
     if (f->bpd && !f->ckpt) return "--bpd needs a checkpoint (-c CKPT)";
     if (f->terms && !f->bpd) return "--terms applies to --bpd only";
     if (!f->bpd && f->n_seen && f->n < DDPM_EVAL_K + 1) return "-n: the metrics need at least 4 images (k = 3)";
@@ -205,7 +202,7 @@ static int cmd_eval(int argc, char **argv) {
         {"--num", "-n", OPT_INT, &f.n, 1, 1000000, "N", "images (default: 1000 samples; all of FILE; 100 for --bpd)"},
         {"--data", NULL, OPT_STRING, &f.data, 0, 0, "NAME", "reference: mnist, fashion, or a directory of IDX files"},
         {"--data-dir", NULL, OPT_STRING, &f.data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
-        {"--net", NULL, OPT_STRING, &f.net, 0, 0, "FILE", "evaluation network (default: the shipped one for MNIST and Fashion-MNIST, else trained on first use and cached)"},
+        {"--net", NULL, OPT_STRING, &f.net, 0, 0, "FILE", "evaluation network (default: the shipped one for MNIST, Fashion-MNIST and emoji, else trained on first use and cached)"},
         {"--labels", NULL, OPT_STRING, &f.labels, 0, 0, "FILE", "IDX labels of FILE.idx (for label_accuracy)"},
         {"--alpha", NULL, OPT_STRING, &f.alpha, 0, 0, "BG", "image folders: transparency as white or black (default: the checkpoint's, else white)"},
         {"--json", NULL, OPT_FLAG, &f.json, 0, 0, NULL, "print one JSON object instead of key=value lines"},

@@ -14,6 +14,7 @@
 
 #include "core/util.h"
 #include "ddpm/datasource.h"
+#include "ddpm/meta.h"
 #include "eval/sha256.h"
 
 /* A folder's network trains for about this many steps (at least 3 epochs,
@@ -110,6 +111,14 @@ static ddpm_status folder_net(ddpm_eval_session *s, const char *dir, const char 
     return st ? st : eval_session_load_net(s, dir);
 }
 
+ddpm_eval_folder_opts ddpm_eval_folder_opts_for(const ddpm_pipeline *p, const char *images, const char *alpha) {
+    if (!alpha && p) alpha = ddpm_pipeline_meta(p, DDPM_META_DATA_ALPHA);
+    ddpm_eval_folder_opts fo = {.alpha = alpha && !strcmp(alpha, "black") ? DDPM_ALPHA_BLACK : DDPM_ALPHA_WHITE,
+                                .images = images};
+    if (p) fo.size = ddpm_pipeline_info_get(p)->cfg.res, fo.channels = ddpm_pipeline_info_get(p)->cfg.in_ch;
+    return fo;
+}
+
 ddpm_status ddpm_eval_session_open_ex(ddpm_eval_session *s, const char *dir, const ddpm_eval_folder_opts *fo,
                                       const char *net, int threads, ddpm_clf_progress_fn on_train, void *ud) {
     if (ddpm_folder_is_idx_dir(dir)) return ddpm_eval_session_open(s, dir, net, threads, on_train, ud);
@@ -127,6 +136,8 @@ ddpm_status ddpm_eval_session_open_ex(ddpm_eval_session *s, const char *dir, con
     if (!st) st = folder_net(s, dir, net, threads, on_train, ud);
     if (!st) st = ddpm_eval_ref_init(&s->ref, s->net, &s->test);
     s->ref.down = down;
+    snprintf(s->folder_desc, sizeof s->folder_desc, "%d px, %d channels, alpha %s, center crop; the network sees %d px, "
+             "trained on %d, held out %d", s->size, s->channels, ddpm_alpha_name(fo->alpha), s->test.h, s->n_train, s->n_held);
     if (st) ddpm_eval_session_close(s);
     return st;
 }

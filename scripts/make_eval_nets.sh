@@ -26,7 +26,8 @@ for d in "$MNIST" /usr/share/datasets/fashion-mnist; do
     --threads 1 -n 16 | grep '^net'
 done
 mkdir -p "$tmp/gen" # 8 emoji as generated images: the folder at 64 px, the network at 32
-find "$EMOJI" -name '*.png' | LC_ALL=C sort | head -8 | while read -r f; do cp "$f" "$tmp/gen/"; done
+find "$EMOJI" -name '*.png' | LC_ALL=C sort > "$tmp/pngs" # no pipe into head: pipefail and SIGPIPE
+head -8 "$tmp/pngs" | while read -r f; do cp "$f" "$tmp/gen/"; done
 DDPM_EVAL_RETRAIN=1 DDPM_EVAL_CACHE="$tmp/nets" "$DDPM" eval "$tmp/gen" --data "$EMOJI" --threads 1 | grep '^net'
 mkdir -p src/eval/nets
 for f in "$tmp"/nets/*.safetensors; do

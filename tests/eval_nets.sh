@@ -40,7 +40,8 @@ check_emoji() {
   if [[ $size == 64 ]]; then
     in=$W/png64
     mkdir -p "$in"
-    find "$dir" -name '*.png' | LC_ALL=C sort | head -8 | xargs -I{} cp {} "$in/"
+    find "$dir" -name '*.png' | LC_ALL=C sort > "$W/pngs" # no pipe into head: pipefail and SIGPIPE
+    head -8 "$W/pngs" | xargs -I{} cp {} "$in/"
   else
     in=$W/blank32.idx
     printf '\x00\x00\x08\x04\x00\x00\x00\x08\x00\x00\x00\x03\x00\x00\x00\x20\x00\x00\x00\x20' > "$in"

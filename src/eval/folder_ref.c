@@ -183,13 +183,13 @@ static bool is_dir(const char *path) {
 ddpm_status ddpm_eval_input_shape(int *size, int *channels, const char *path) {
     if (is_dir(path)) {
         char **names, file[4096];
-        int n, w, h, comp;
+        int n, w = 0, h = 0, comp = 0;
         ddpm_status st = list_pngs(&names, &n, path);
         if (!st) snprintf(file, sizeof file, "%s/%s", path, names[0]);
         if (!st) st = ddpm_image_file_info(file, &w, &h, &comp);
         free_names(names, n);
         if (!st && w != h) st = ddpm_error(DDPM_ERR_FORMAT, "'%s' is %d x %d; generated images are square", file, w, h);
-        *size = w, *channels = comp <= 2 ? 1 : 3;
+        if (!st) *size = w, *channels = comp <= 2 ? 1 : 3;
         return st;
     }
     ddpm_idx im = {0};

@@ -5,8 +5,8 @@
  * here (three classes of coloured shapes on a transparent background, 32 px
  * PNGs evaluated at 16 px): the network trains on first use, real images
  * score better than blurred ones and those better than noise, PNG folders
- * as input, -c CKPT finds the folder in the checkpoint, and the one-line
- * errors for bad input. */
+ * as input, -c CKPT finds the folder in the checkpoint, `ddpm train
+ * --eval-every` on the folder, and the one-line errors for bad input. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <setjmp.h>
@@ -330,6 +330,35 @@ static void test_checkpoint_finds_folder(void **state) {
     assert_non_null(strstr(r.err, "class subfolders"));
 }
 
+/* `ddpm train --eval-every` on the folder: the metrics against the folder in log.csv. */
+static void test_train_eval_every(void **state) {
+    (void)state;
+    cli_result r;
+    if (cli_run(&r, "train --data %s --size %d --ch 8 --ch-mult 1,2 --res-blocks 1 --attn none --groups 4 --batch 4 "
+                    "--iters 4 --steps 10 --eval-every 2 --eval-n 8 --threads 1 --out %s/run",
+                g_data, E, g_dir))
+        fail_msg("%s", r.err);
+    assert_non_null(strstr(r.err, "against the 210 images of"));
+    assert_non_null(strstr(r.err, "eval at iter 4: fid "));
+    char path[600], line[512];
+    snprintf(path, sizeof path, "%s/run/log.csv", g_dir);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    int evals = 0;
+    assert_non_null(fgets(line, sizeof line, fp));
+    assert_non_null(strstr(line, ",fid,precision,recall,confidence,class_entropy,label_accuracy"));
+    while (fgets(line, sizeof line, fp)) {
+        long long it;
+        double loss, lr, g, t, fid;
+        if (sscanf(line, "%lld,%lf,%lf,%lf,%lf,%lf", &it, &loss, &lr, &g, &t, &fid) == 6) {
+            assert_true(it % 2 == 0 && fid > 0);
+            evals++;
+        }
+    }
+    fclose(fp);
+    assert_int_equal(evals, 2);
+}
+
 static void expect_error(const char *what, const char *needle, const char *fmt, ...) {
     char args[2000];
     va_list ap;
@@ -375,6 +404,7 @@ int main(void) {
         cmocka_unit_test(test_held_out_split),
         cmocka_unit_test_setup_teardown(test_folder_metrics_order, NULL, NULL),
         cmocka_unit_test(test_checkpoint_finds_folder),
+        cmocka_unit_test(test_train_eval_every),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -5,7 +5,8 @@
  * here (three classes of coloured shapes on a transparent background, 32 px
  * PNGs evaluated at 16 px): the network trains on first use, real images
  * score better than blurred ones and those better than noise, PNG folders
- * as input, -c CKPT finds the folder in the checkpoint, `ddpm train
+ * as input, a folder without classes (rotation prediction), -c CKPT
+ * finds the folder in the checkpoint, `ddpm train
  * --eval-every` on the folder, and the one-line errors for bad input. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -153,7 +154,7 @@ static void test_held_out_split(void **state) {
 #define S 32     /* the PNGs */
 #define E 16     /* evaluated at */
 #define NPER 70  /* images per class */
-static char g_dir[400], g_data[500], g_flat[520], g_cache[520];
+static char g_dir[400], g_data[500], g_flat[520], g_few[520], g_cache[520];
 
 /* A shape of class k (0 disc, 1 square, 2 triangle) in a random colour at a
  * random place, RGBA on a transparent background. */
@@ -184,13 +185,13 @@ static void write_png(const char *dir, const char *name, const uint8_t *px, int 
 
 /* n fresh images as the folder's loader sees them at E px (white
  * background, then the 2 x 2 mean that stb's box filter computes), planar. */
-static uint8_t *fresh(int n, uint64_t seed) {
+static uint8_t *fresh(int n, uint64_t seed, int only) {
     ddpm_rng rng;
     ddpm_rng_seed(&rng, seed);
     uint8_t rgba[S * S * 4], planar[3 * S * S];
     uint8_t *out = malloc((size_t)n * 3 * E * E);
     for (int i = 0; i < n; i++) {
-        shape(rgba, i % 3, &rng);
+        shape(rgba, only >= 0 ? only : i % 3, &rng);
         for (int p = 0; p < S * S; p++)
             for (int c = 0; c < 3; c++) planar[c * S * S + p] = rgba[p * 4 + 3] ? rgba[p * 4 + c] : 255;
         ddpm_eval_downsample(out + (size_t)i * 3 * E * E, planar, 1, 3, S, S, S / E);
@@ -221,6 +222,7 @@ static int setup(void **state) {
     cli_tmpdir(g_dir, sizeof g_dir);
     snprintf(g_data, sizeof g_data, "%s/shapes", g_dir);
     snprintf(g_flat, sizeof g_flat, "%s/flat", g_dir);
+    snprintf(g_few, sizeof g_few, "%s/few", g_dir);
     snprintf(g_cache, sizeof g_cache, "%s/cache", g_dir);
     setenv("DDPM_EVAL_CACHE", g_cache, 1);
     setenv("DDPM_CACHE_DIR", g_cache, 1); /* the folder decode cache: not the user's ~/.cache */
@@ -234,7 +236,10 @@ static int setup(void **state) {
         snprintf(sub, sizeof sub, "%s/%s", g_data, cls[i % 3]);
         snprintf(name, sizeof name, "%03d.png", i);
         write_png(sub, name, px, S, 4);
-        if (i < 8) write_png(g_flat, name, px, S, 4); /* a folder without classes */
+        if (i < 8) write_png(g_few, name, px, S, 4); /* folders without classes */
+        if (i >= 90) continue;
+        shape(px, 2, &rng); /* triangles: discs and squares look the same turned */
+        write_png(g_flat, name, px, S, 4);
     }
     return 0;
 }
@@ -256,7 +261,7 @@ static double value(const cli_result *r, const char *key) {
 static void test_folder_metrics_order(void **state) {
     (void)state;
     int n = 120;
-    uint8_t *real = fresh(n, 2), *blurred = fresh(n, 2), *noise = malloc((size_t)n * 3 * E * E);
+    uint8_t *real = fresh(n, 2, -1), *blurred = fresh(n, 2, -1), *noise = malloc((size_t)n * 3 * E * E);
     blur(blurred, n);
     ddpm_rng rng;
     ddpm_rng_seed(&rng, 9);
@@ -299,6 +304,28 @@ static void test_folder_metrics_order(void **state) {
     free(real), free(blurred), free(noise);
 }
 
+/* A folder without classes (triangles): the network predicts rotations;
+ * real images beat noise, and are mostly seen upright. */
+static void test_rotation_network(void **state) {
+    (void)state;
+    char pnoise[600], preal[600];
+    snprintf(pnoise, sizeof pnoise, "%s/noise.idx", g_dir);
+    snprintf(preal, sizeof preal, "%s/triangles.idx", g_dir);
+    uint8_t *real = fresh(120, 4, 2);
+    assert_int_equal(ddpm_idx_write_images(preal, real, 120, 3, E, E), DDPM_OK);
+    free(real);
+    cli_result r;
+    if (cli_run(&r, "eval %s --data %s --threads 1", preal, g_flat)) fail_msg("%s", r.err);
+    printf("%s", r.out);
+    assert_non_null(strstr(r.err, "training one"));
+    assert_non_null(strstr(r.out, "it predicts rotations"));
+    assert_true(value(&r, "n_reference") == 90 && value(&r, "net_test_accuracy") > 0.6); /* chance: 0.25 */
+    double fid = value(&r, "fid"), kid = value(&r, "kid"), conf = value(&r, "confidence");
+    if (cli_run(&r, "eval %s --data %s --threads 1", pnoise, g_flat)) fail_msg("%s", r.err);
+    assert_true(fid < value(&r, "fid") && kid < value(&r, "kid"));
+    assert_true(conf > 0.5);
+}
+
 /* A random tiny UNet for 3 x 16 x 16 images whose metadata names the folder. */
 static void write_ckpt(const char *path, const char *data) {
     ddpm_unet_config c = {.in_ch = 3, .res = E, .ch = 8, .ch_mult = {1, 2}, .num_levels = 2, .num_res_blocks = 1,
@@ -325,9 +352,9 @@ static void test_checkpoint_finds_folder(void **state) {
     assert_non_null(strstr(r.out, want));
     assert_true(value(&r, "n_reference") == 3 * NPER && isfinite(value(&r, "kid")));
     assert_non_null(strstr(r.out, "net_sha256="));
-    /* --data overrides the checkpoint's: here a folder without classes, refused */
-    assert_int_not_equal(cli_run(&r, "eval -c %s -n 8 --data %s", ck, g_flat), 0);
-    assert_non_null(strstr(r.err, "class subfolders"));
+    /* --data overrides the checkpoint's: here a folder of 8 images without classes, too few to train on */
+    assert_int_not_equal(cli_run(&r, "eval -c %s -n 8 --data %s", ck, g_few), 0);
+    assert_non_null(strstr(r.err, "to train the evaluation network on"));
 }
 
 /* `ddpm train --eval-every` on the folder: the metrics against the folder in log.csv. */
@@ -376,7 +403,12 @@ static void test_bad_input(void **state) {
     (void)state;
     char p[600], q[600], cmd[1400];
     snprintf(p, sizeof p, "%s/noise.idx", g_dir);
-    expect_error("no class subfolders", "fewer than two class subfolders", "eval %s --data %s", p, g_flat);
+    expect_error("too few images", "to train the evaluation network on", "eval %s --data %s", p, g_few);
+    char lab[600];
+    snprintf(lab, sizeof lab, "%s/lab.idx", g_dir);
+    int labels[120] = {0};
+    assert_int_equal(ddpm_idx_write_labels(lab, labels, 120), DDPM_OK);
+    expect_error("labels without classes", "has no classes", "eval %s --data %s --labels %s", p, g_flat, lab);
     snprintf(q, sizeof q, "%s/empty", g_dir);
     snprintf(cmd, sizeof cmd, "mkdir -p %s", q);
     assert_int_equal(system(cmd), 0);
@@ -404,6 +436,7 @@ int main(void) {
         cmocka_unit_test(test_held_out_split),
         cmocka_unit_test_setup_teardown(test_folder_metrics_order, NULL, NULL),
         cmocka_unit_test(test_checkpoint_finds_folder),
+        cmocka_unit_test(test_rotation_network),
         cmocka_unit_test(test_train_eval_every),
         cmocka_unit_test(test_bad_input),
     };

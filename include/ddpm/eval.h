@@ -208,7 +208,8 @@ typedef struct {
      * network's size); the network trained on the rest of the held-out split */
     bool folder;
     int size, channels;                /* the images' size and channels (before ref.down) */
-    int n_train, n_held;               /* the network's split */
+    int n_train, n_held;               /* the network's split (images; x 4 rotations without classes) */
+    bool rotation;                     /* a folder without classes: the network predicts rotations */
     char folder_desc[160];             /* "32 px, 3 channels, alpha white, ...": the protocol line */
 } ddpm_eval_session;
 
@@ -233,12 +234,16 @@ ddpm_eval_folder_opts ddpm_eval_folder_opts_for(const ddpm_pipeline *p, const ch
  * images (duplicates) fall on the same side. */
 bool ddpm_eval_held_out(const uint8_t *px, size_t D, int label);
 #define DDPM_EVAL_HELD_MOD 10
+#define DDPM_EVAL_ROTATIONS 4
 
 /* ddpm_eval_session_open for a directory that is either IDX files (then as
- * ddpm_eval_session_open) or an image folder with class subfolders, with
- * the folder loading options fo (NULL: defaults). A folder without classes
- * is refused (DDPM_ERR_ARG): there is nothing to train its network on. The
- * folder's network is the shipped one when its cache name matches
+ * ddpm_eval_session_open) or an image folder, with the folder loading
+ * options fo (NULL: defaults). A folder with class subfolders (every image
+ * in one) trains its network on the classes; any other folder on rotation
+ * prediction (self-supervised, Gidaris et al. 2018): each image in 4
+ * quarter turns, labelled 0..3, so the classifier outputs (confidence,
+ * class_entropy) are about rotations there, real images scoring near 1
+ * and 0 bits. The folder's network is the shipped one when its cache name matches
  * (clf_nets.c), else trained on first use on the train part of the split
  * and cached like the IDX networks, its top-1 accuracy on the held-out
  * part in its metadata (test_accuracy). */

@@ -34,21 +34,41 @@ bool ddpm_eval_held_out(const uint8_t *px, size_t D, int label) {
     return v % DDPM_EVAL_HELD_MOD == 0;
 }
 
-/* train and held: the two sides of all's split (labels required). */
+/* out (c, S, S) = px rotated by k quarter turns counterclockwise. */
+static void rotate(uint8_t *out, const uint8_t *px, int c, int S, int k) {
+    for (int p = 0; p < c; p++)
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++) {
+                int sy = y, sx = x;
+                for (int t = 0; t < k; t++) { /* where (y, x) of the turned image comes from */
+                    int ny = sx, nx = S - 1 - sy;
+                    sy = ny, sx = nx;
+                }
+                out[((size_t)p * S + y) * S + x] = px[((size_t)p * S + sy) * S + sx];
+            }
+}
+
+/* train and held: the two sides of all's split; without labels (rotation
+ * prediction) each image four times, turned by 0, 1, 2, 3 quarter turns,
+ * labelled by the turns, its side chosen as for label -1. */
 static ddpm_status split(ddpm_dataset *train, ddpm_dataset *held, const ddpm_dataset *all) {
     size_t D = (size_t)all->c * all->h * all->w;
+    int copies = all->labels ? 1 : DDPM_EVAL_ROTATIONS;
     ddpm_dataset *side[2] = {train, held};
     for (int k = 0; k < 2; k++) {
-        *side[k] = (ddpm_dataset){.c = all->c, .h = all->h, .w = all->w, .num_classes = all->num_classes};
-        side[k]->pixels = malloc((size_t)all->n * D + 1);
-        side[k]->labels = malloc(((size_t)all->n + 1) * sizeof(int));
+        *side[k] = (ddpm_dataset){.c = all->c, .h = all->h, .w = all->w,
+                                  .num_classes = all->labels ? all->num_classes : DDPM_EVAL_ROTATIONS};
+        side[k]->pixels = malloc((size_t)all->n * copies * D + 1);
+        side[k]->labels = malloc(((size_t)all->n * copies + 1) * sizeof(int));
         if (!side[k]->pixels || !side[k]->labels) return ddpm_error(DDPM_ERR_NOMEM, "out of memory for the split");
     }
     for (int i = 0; i < all->n; i++) {
         const uint8_t *px = all->pixels + (size_t)i * D;
-        ddpm_dataset *d = side[ddpm_eval_held_out(px, D, all->labels[i])];
-        memcpy(d->pixels + (size_t)d->n * D, px, D);
-        d->labels[d->n++] = all->labels[i];
+        ddpm_dataset *d = side[ddpm_eval_held_out(px, D, all->labels ? all->labels[i] : -1)];
+        for (int r = 0; r < copies; r++) {
+            rotate(d->pixels + (size_t)d->n * D, px, all->c, all->h, r);
+            d->labels[d->n++] = all->labels ? all->labels[i] : r;
+        }
     }
     return DDPM_OK;
 }
@@ -64,13 +84,12 @@ static ddpm_status load_reference(ddpm_eval_session *s, const char *dir, const d
     if (st) return st;
     int f = 1;
     while (s->size / f > DDPM_EVAL_MAX_NET_RES && (s->size / f) % 2 == 0) f *= 2;
-    if (d.num_classes < 2 || !d.ds.labels)
-        st = ddpm_error(DDPM_ERR_ARG, "'%s': %s; the evaluation network of an image folder learns its classes", dir,
-                        d.num_classes < 2 ? "fewer than two class subfolders" : "some images lie outside any class subfolder");
-    else if (s->size / f % 4 || s->size / f < 4)
+    s->rotation = d.num_classes < 2 || !d.ds.labels;
+    if (s->size / f % 4 || s->size / f < 4)
         st = ddpm_error(DDPM_ERR_ARG, "'%s': %d px images cannot be evaluated (the network takes a multiple of 4 up to "
                         "%d px, or twice that, ...)", dir, s->size, DDPM_EVAL_MAX_NET_RES);
-    s->test = (ddpm_dataset){.n = d.n, .c = d.c, .h = s->size / f, .w = s->size / f, .num_classes = d.num_classes};
+    s->test = (ddpm_dataset){.n = d.n, .c = d.c, .h = s->size / f, .w = s->size / f,
+                             .num_classes = s->rotation ? 0 : d.num_classes};
     if (!st && f == 1) {
         s->test.pixels = d.ds.pixels, s->test.labels = d.ds.labels;
         d.ds.pixels = NULL, d.ds.labels = NULL;
@@ -79,8 +98,9 @@ static ddpm_status load_reference(ddpm_eval_session *s, const char *dir, const d
         s->test.labels = malloc(((size_t)d.n + 1) * sizeof(int));
         if (!s->test.pixels || !s->test.labels) st = ddpm_error(DDPM_ERR_NOMEM, "out of memory for '%s'", dir);
         else ddpm_eval_downsample(s->test.pixels, d.ds.pixels, d.n, d.c, s->size, s->size, f);
-        if (!st) memcpy(s->test.labels, d.ds.labels, (size_t)d.n * sizeof(int));
+        if (!st && !s->rotation) memcpy(s->test.labels, d.ds.labels, (size_t)d.n * sizeof(int));
     }
+    if (s->rotation) free(s->test.labels), s->test.labels = NULL;
     s->ref.down = f; /* read by folder_session after ddpm_eval_ref_init */
     ddpm_data_close(&d);
     return st;
@@ -137,7 +157,8 @@ ddpm_status ddpm_eval_session_open_ex(ddpm_eval_session *s, const char *dir, con
     if (!st) st = ddpm_eval_ref_init(&s->ref, s->net, &s->test);
     s->ref.down = down;
     snprintf(s->folder_desc, sizeof s->folder_desc, "%d px, %d channels, alpha %s, center crop; the network sees %d px, "
-             "trained on %d, held out %d", s->size, s->channels, ddpm_alpha_name(fo->alpha), s->test.h, s->n_train, s->n_held);
+             "trained on %d, held out %d%s", s->size, s->channels, ddpm_alpha_name(fo->alpha), s->test.h, s->n_train,
+             s->n_held, s->rotation ? " (no classes: it predicts rotations, 4 per image)" : "");
     if (st) ddpm_eval_session_close(s);
     return st;
 }
@@ -234,10 +255,14 @@ static ddpm_status load_png_dir(uint8_t **u8, int *n, const ddpm_eval_session *s
 ddpm_status ddpm_eval_session_load(uint8_t **u8, int **labels, int *n, const ddpm_eval_session *s, const char *path,
                                    const char *labels_path, const ddpm_eval_folder_opts *fo) {
     if (!is_dir(path)) {
+        if (labels_path && s->rotation)
+            return ddpm_error(DDPM_ERR_ARG, "--labels '%s': the reference folder has no classes", labels_path);
         ddpm_dataset like = {.c = s->channels, .h = s->size, .w = s->size, .num_classes = s->test.num_classes};
         return ddpm_eval_load_images(u8, labels, n, path, labels_path, &like);
     }
     *u8 = NULL, *labels = NULL;
+    if (labels_path && s->rotation)
+        return ddpm_error(DDPM_ERR_ARG, "--labels '%s': the reference folder has no classes", labels_path);
     ddpm_status st = load_png_dir(u8, n, s, path, fo);
     if (!st && labels_path) st = eval_load_labels(labels, labels_path, *n, s->test.num_classes);
     if (st) {

@@ -326,6 +326,21 @@ static void test_rotation_network(void **state) {
     assert_true(conf > 0.5);
 }
 
+/* Gray generated images: the folder is read in gray, with its own network. */
+static void test_gray(void **state) {
+    (void)state;
+    char p[600];
+    snprintf(p, sizeof p, "%s/gray.idx", g_dir);
+    uint8_t px[8 * E * E];
+    for (int i = 0; i < 8 * E * E; i++) px[i] = (uint8_t)(i * 37);
+    assert_int_equal(ddpm_idx_write_images(p, px, 8, 1, E, E), DDPM_OK);
+    cli_result r;
+    if (cli_run(&r, "eval %s --data %s --threads 1", p, g_data)) fail_msg("%s", r.err);
+    assert_non_null(strstr(r.err, "training one")); /* not the RGB network */
+    assert_non_null(strstr(r.out, "reference_images=16 px, 1 channels"));
+    assert_true(isfinite(value(&r, "fid")) && isfinite(value(&r, "kid")));
+}
+
 /* A random tiny UNet for 3 x 16 x 16 images whose metadata names the folder. */
 static void write_ckpt(const char *path, const char *data) {
     ddpm_unet_config c = {.in_ch = 3, .res = E, .ch = 8, .ch_mult = {1, 2}, .num_levels = 2, .num_res_blocks = 1,
@@ -437,6 +452,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_folder_metrics_order, NULL, NULL),
         cmocka_unit_test(test_checkpoint_finds_folder),
         cmocka_unit_test(test_rotation_network),
+        cmocka_unit_test(test_gray),
         cmocka_unit_test(test_train_eval_every),
         cmocka_unit_test(test_bad_input),
     };

@@ -440,6 +440,9 @@ static void test_bad_input(void **state) {
     uint8_t w[4 * 3 * 8 * 16] = {0};
     assert_int_equal(ddpm_idx_write_images(q, w, 4, 3, 8, 16), DDPM_OK);
     expect_error("not square", "holds 8 x 16 images", "eval %s --data %s", q, g_data);
+    snprintf(q, sizeof q, "%s/six.idx", g_dir);
+    assert_int_equal(ddpm_idx_write_images(q, w, 4, 3, 6, 6), DDPM_OK);
+    expect_error("size the network cannot take", "at 6 px: the evaluation network takes", "eval %s --data %s", q, g_data);
     expect_error("bad alpha", "--alpha", "eval %s --data %s --alpha grey", p, g_data);
 }
 

@@ -76,18 +76,18 @@ static ddpm_status split(ddpm_dataset *train, ddpm_dataset *held, const ddpm_dat
 /* The folder at the model's size into s->test, reduced for the network by
  * s->ref.down = 2^k so that it is at most DDPM_EVAL_MAX_NET_RES px. */
 static ddpm_status load_reference(ddpm_eval_session *s, const char *dir, const ddpm_eval_folder_opts *fo) {
+    int f = 1;
+    while (s->size / f > DDPM_EVAL_MAX_NET_RES && (s->size / f) % 2 == 0) f *= 2;
+    if (s->size / f % 4 || s->size / f < 4) /* before decoding the folder at that size */
+        return ddpm_error(DDPM_ERR_ARG, "'%s' at %d px: the evaluation network takes a multiple of 4 up to %d px "
+                          "(larger even sizes halved until they fit)", dir, s->size, DDPM_EVAL_MAX_NET_RES);
     ddpm_data_opts o;
     ddpm_data_opts_default(&o);
     o.data = dir, o.size = s->size, o.channels = s->channels, o.alpha = fo->alpha, o.hflip = 0;
     ddpm_data d;
     ddpm_status st = ddpm_data_open(&d, &o);
     if (st) return st;
-    int f = 1;
-    while (s->size / f > DDPM_EVAL_MAX_NET_RES && (s->size / f) % 2 == 0) f *= 2;
     s->rotation = d.num_classes < 2 || !d.ds.labels;
-    if (s->size / f % 4 || s->size / f < 4)
-        st = ddpm_error(DDPM_ERR_ARG, "'%s': %d px images cannot be evaluated (the network takes a multiple of 4 up to "
-                        "%d px, or twice that, ...)", dir, s->size, DDPM_EVAL_MAX_NET_RES);
     s->test = (ddpm_dataset){.n = d.n, .c = d.c, .h = s->size / f, .w = s->size / f,
                              .num_classes = s->rotation ? 0 : d.num_classes};
     if (!st && f == 1) {
@@ -101,7 +101,7 @@ static ddpm_status load_reference(ddpm_eval_session *s, const char *dir, const d
         if (!st && !s->rotation) memcpy(s->test.labels, d.ds.labels, (size_t)d.n * sizeof(int));
     }
     if (s->rotation) free(s->test.labels), s->test.labels = NULL;
-    s->ref.down = f; /* read by folder_session after ddpm_eval_ref_init */
+    s->ref.down = f; /* ddpm_eval_session_open_ex restores it after ddpm_eval_ref_init */
     ddpm_data_close(&d);
     return st;
 }
@@ -118,8 +118,8 @@ static ddpm_status folder_net(ddpm_eval_session *s, const char *dir, const char 
         int e = train.n > 0 ? (FOLDER_STEPS * o.batch + train.n - 1) / train.n : 3;
         o.epochs = e < 3 ? 3 : e > 100 ? 100 : e;
         if (train.n < 2 * o.batch || held.n < 1)
-            st = ddpm_error(DDPM_ERR_ARG, "'%s': %d images to train the evaluation network on and %d held out; it needs "
-                            "at least %d and 1", dir, train.n, held.n, 2 * o.batch);
+            st = ddpm_error(DDPM_ERR_ARG, "'%s': %d images to train the evaluation network on and %d held out (it needs "
+                            "at least %d and 1)", dir, train.n, held.n, 2 * o.batch);
         const char *env = getenv("DDPM_EVAL_CACHE");
         ddpm_set_threads(1); /* conv weight gradients are summed per thread */
         if (!st) st = clf_obtain_sets(s->net_path, sizeof s->net_path, &s->trained, &s->trained_acc,

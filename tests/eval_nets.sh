@@ -2,8 +2,9 @@
 # eval_nets.sh DDPM SOURCE_DIR: the evaluation networks are the ones the
 # library ships, so every machine measures FID with the same file: on an empty
 # cache, `ddpm eval` on MNIST (and on Fashion-MNIST when Debian's
-# dataset-fashion-mnist is installed; CI installs it) uses a network it does
-# not train, whose SHA-256 prefix is the one README.md (MNIST) and
+# dataset-fashion-mnist is installed; CI installs it; and on the emoji folder
+# of scripts/fetch_emoji.sh when $DDPM_EMOJI_DIR or data/emoji holds it, at
+# 32 and 64 px) uses a network it does not train, whose SHA-256 prefix is the one README.md (MNIST) and
 # docs/quality.md (both) print, and which is the file in src/eval/nets.
 # MNIST: $DDPM_SHARED_MNIST (CMake sets it).
 set -euo pipefail
@@ -31,6 +32,31 @@ check() {
   echo "eval_nets: $name: net_sha256=$h (shipped, in $*)"
 }
 
+# check_emoji DIR SIZE: the folder's shipped network for generated images of
+# SIZE px (only their shape matters here): 64 px, 8 of the folder's PNGs; 32
+# px, an IDX file of 8 blank RGB images
+check_emoji() {
+  local dir=$1 size=$2 in out h f
+  if [[ $size == 64 ]]; then
+    in=$W/png64
+    mkdir -p "$in"
+    find "$dir" -name '*.png' | LC_ALL=C sort > "$W/pngs" # no pipe into head: pipefail and SIGPIPE
+    head -8 "$W/pngs" | xargs -I{} cp {} "$in/"
+  else
+    in=$W/blank32.idx
+    printf '\x00\x00\x08\x04\x00\x00\x00\x08\x00\x00\x00\x03\x00\x00\x00\x20\x00\x00\x00\x20' > "$in"
+    head -c $((8 * 3 * 32 * 32)) /dev/zero >> "$in"
+  fi
+  out=$(DDPM_EVAL_CACHE="$W/cache" "$DDPM" eval "$in" --data "$dir" --threads 1 2> "$W/emoji.err") ||
+    fail "ddpm eval on emoji at $size px: $(cat "$W/emoji.err")"
+  ! grep -q "training" "$W/emoji.err" || fail "emoji $size px: ddpm eval trained a network instead of using the shipped one"
+  h=$(sed -n 's/^net_sha256=//p' <<< "$out")
+  f=$(ls "$SRC"/src/eval/nets/emoji-*.safetensors)
+  [[ $(sha256sum "$f" | cut -c1-16) == "$h" ]] || fail "emoji $size px: net_sha256 $h is not the hash of $f"
+  grep -q "net_sha256=$h" "$SRC/docs/quality.md" || fail "emoji: docs/quality.md does not print net_sha256=$h"
+  echo "eval_nets: emoji $size px: net_sha256=$h (shipped, in docs/quality.md)"
+}
+
 check mnist "$MNIST" README.md docs/quality.md
 if [[ -d $FASHION ]]; then
   check fashion "$FASHION" docs/quality.md
@@ -38,4 +64,11 @@ elif [[ -n ${CI:-} ]]; then
   fail "CI must install dataset-fashion-mnist"
 else
   echo "eval_nets: fashion: not checked (no $FASHION)"
+fi
+EMOJI=${DDPM_EMOJI_DIR:-$SRC/data/emoji}
+if [[ -d $EMOJI/smileys-emotion ]]; then
+  check_emoji "$EMOJI" 32
+  check_emoji "$EMOJI" 64
+else
+  echo "eval_nets: emoji: not checked (no $EMOJI; scripts/fetch_emoji.sh)"
 fi

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "ddpm/classifier.h"
+#include "ddpm/imagefolder.h"
 #include "ddpm/common.h"
 #include "ddpm/pipeline.h"
 #include "ddpm/diffusion.h"
@@ -46,6 +47,29 @@ ddpm_status ddpm_frechet_distance(double *out, const double *mu1, const double *
  * double. real (nr, d), fake (nf, d); k < nr and k < nf. Cost: O((nr + nf)^2 d). */
 ddpm_status ddpm_precision_recall(double *precision, double *recall, const float *real, int nr,
                                   const float *fake, int nf, int d, int k);
+
+/* ---- kernel inception distance (Binkowski et al. 2018) ------------------------- */
+
+/* KID: the unbiased estimate of MMD^2 with the polynomial kernel
+ * k(x, y) = (x.y / d + 1)^3, averaged over subsets, as clean-fid's
+ * kernel_distance and torch-fidelity's kid: for each subset s, rows
+ * ia[s m .. s m + m) of a and ib[s m ..) of b (distinct within a subset),
+ *   MMD^2_s = (sum_{i!=j} k(a_i, a_j) + sum_{i!=j} k(b_i, b_j)) / (m (m - 1))
+ *             - 2 sum_{i,j} k(a_i, b_j) / m^2;
+ * *mean and *std (ddof 0, numpy's np.std) over the S subsets. Dot products
+ * by ddpm_gemm in float, kernels and sums in double. Cost: 3 S m^2 d. */
+ddpm_status ddpm_kid_subsets(double *mean, double *std, const float *a, const float *b, int d, const int *ia,
+                             const int *ib, int S, int m);
+
+#define DDPM_KID_SUBSETS 100
+#define DDPM_KID_SUBSET_MAX 1000
+/* KID of fake (nf, d) against real (nr, d): DDPM_KID_SUBSETS subsets of
+ * m = min(DDPM_KID_SUBSET_MAX, nf, nr) rows, drawn without replacement
+ * from a generator seeded with `seed` (for each subset the fake rows, then
+ * the real rows; each a partial Fisher-Yates shuffle with ddpm_rng_below),
+ * so the same inputs and seed give the same numbers. */
+ddpm_status ddpm_kid(double *mean, double *std, const float *real, int nr, const float *fake, int nf, int d,
+                     uint64_t seed);
 
 /* ---- classifier-output metrics -------------------------------------------- */
 
@@ -129,13 +153,26 @@ typedef struct {
     const ddpm_dataset *test;   /* borrowed */
     float *feats;               /* (test->n, DDPM_CLF_FEATURES) */
     ddpm_gauss_stats stats;
+    int down;                   /* images come at down x the network's size (0 or 1: the same);
+                                 * ddpm_eval_images reduces them first (ddpm_eval_downsample) */
 } ddpm_eval_ref;
 
 typedef struct {
     int n, n_pr;                /* images evaluated; reference rows for precision/recall */
     double fid, precision, recall, confidence, class_entropy;
     double label_accuracy;      /* -1 without labels */
+    double kid, kid_std;        /* ddpm_kid against the whole reference, seed DDPM_EVAL_KID_SEED */
+    int n_kid;                  /* KID's subset size */
 } ddpm_eval_metrics;
+
+#define DDPM_EVAL_KID_SEED 0
+
+/* out (n, c, h / f, w / f) = the mean of each f x f block of px (n, c, h, w),
+ * rounded half up, in integers (so it is the same on every machine); h and
+ * w multiples of f. How an image folder at more than DDPM_EVAL_MAX_NET_RES
+ * px meets its evaluation network (f = 2 for 64 px). */
+void ddpm_eval_downsample(uint8_t *out, const uint8_t *px, int n, int c, int h, int w, int f);
+#define DDPM_EVAL_MAX_NET_RES 32
 
 /* net must take test's images (shape and classes; checked). */
 ddpm_status ddpm_eval_ref_init(ddpm_eval_ref *r, ddpm_classifier *net, const ddpm_dataset *test);
@@ -167,7 +204,62 @@ typedef struct {
     char net_acc[32];                  /* its recorded test accuracy, "" if none */
     bool trained;                      /* this call trained it (first use) */
     double trained_acc;
+    /* image folders: the reference is the whole folder (test above, at the
+     * network's size); the network trained on the rest of the held-out split */
+    bool folder;
+    int size, channels;                /* the images' size and channels (before ref.down) */
+    int n_train, n_held;               /* the network's split (images; x 4 rotations without classes) */
+    bool rotation;                     /* a folder without classes: the network predicts rotations */
+    char folder_desc[160];             /* "32 px, 3 channels, alpha white, ...": the protocol line */
 } ddpm_eval_session;
+
+/* An image folder with class subfolders as a reference: loaded through the
+ * data front (datasource.h) at the model's size and channels with its alpha
+ * mode, center-cropped, no random augmentation. */
+typedef struct {
+    int size, channels;        /* 0: the shape of `images` (ddpm_eval_input_shape), else 32, 3 */
+    ddpm_alpha_mode alpha;
+    const char *images;        /* generated images (a file or directory), or NULL */
+} ddpm_eval_folder_opts;
+
+/* The folder options for evaluating a checkpoint p's samples (p non-NULL:
+ * its size, channels and recorded alpha mode) or generated images at path
+ * `images`; alpha (NULL: p's or white) a valid ddpm_alpha_parse name. */
+ddpm_eval_folder_opts ddpm_eval_folder_opts_for(const ddpm_pipeline *p, const char *images, const char *alpha);
+
+/* Image i of a folder is held out when the first 8 bytes of the SHA-256 of
+ * its pixels at the network's size and its label, as a little-endian
+ * integer, taken mod 10 are 0: about 10 %, independent of file order and
+ * names, unchanged for every other image when one is added, and equal
+ * images (duplicates) fall on the same side. */
+bool ddpm_eval_held_out(const uint8_t *px, size_t D, int label);
+#define DDPM_EVAL_HELD_MOD 10
+#define DDPM_EVAL_ROTATIONS 4
+
+/* ddpm_eval_session_open for a directory that is either IDX files (then as
+ * ddpm_eval_session_open) or an image folder, with the folder loading
+ * options fo (NULL: defaults). A folder with class subfolders (every image
+ * in one) trains its network on the classes; any other folder on rotation
+ * prediction (self-supervised, Gidaris et al. 2018): each image in 4
+ * quarter turns, labelled 0..3, so the classifier outputs (confidence,
+ * class_entropy) are about rotations there, real images scoring near 1
+ * and 0 bits. The folder's network is the shipped one when its cache name matches
+ * (clf_nets.c), else trained on first use on the train part of the split
+ * and cached like the IDX networks, its top-1 accuracy on the held-out
+ * part in its metadata (test_accuracy). */
+ddpm_status ddpm_eval_session_open_ex(ddpm_eval_session *s, const char *dir, const ddpm_eval_folder_opts *fo,
+                                      const char *net, int threads, ddpm_clf_progress_fn on_train, void *ud);
+
+/* Generated images for a session: an IDX file (as ddpm_eval_load_images)
+ * or a directory of PNG images (in bytewise order of their names, each of
+ * the session's size, no resizing; alpha as fo). *u8 in the session's image
+ * shape (c, size, size) before ref.down. */
+ddpm_status ddpm_eval_session_load(uint8_t **u8, int **labels, int *n, const ddpm_eval_session *s, const char *path,
+                                   const char *labels_path, const ddpm_eval_folder_opts *fo);
+
+/* The image shape of generated images at path (an IDX file: its header; a
+ * directory: its first PNG in bytewise order): *size (square only), *channels. */
+ddpm_status ddpm_eval_input_shape(int *size, int *channels, const char *path);
 
 /* The protocol for the IDX dataset in dir: its test split, the network
  * `net` (NULL: the dataset's cached network, trained on first use with one

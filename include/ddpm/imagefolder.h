@@ -167,6 +167,10 @@ void ddpm_folder_batch(float *out, const ddpm_image_folder *f, const int *idx, i
  * size) planar, malloc'ed. */
 ddpm_status ddpm_image_file_load(uint8_t **px, const char *path, const ddpm_folder_options *o);
 
+/* An image file's width, height and channels in the file (1 gray, 2 gray +
+ * alpha, 3 RGB, 4 RGBA), from its header. */
+ddpm_status ddpm_image_file_info(const char *path, int *w, int *h, int *comp);
+
 /* A ddpm_dataset of the images center-cropped to (n, c, size, size), planar,
  * with the labels (NULL when there are no classes or some image has none).
  * Free with ddpm_dataset_free. */

@@ -53,6 +53,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "ddpm/imagefolder.h"
 #include "ddpm/sampler.h"
 #include "ddpm/toy.h"
 #include "ddpm/train.h"
@@ -93,8 +94,10 @@ typedef struct {
     int log_every;                 /* a log.csv row and a progress line every N (0: ~50 per run, <= 100 apart) */
     int eval_every, eval_n;        /* the `ddpm eval` metrics on eval_n samples every N (0: never) */
     bool keep_best;                /* with eval_every: keep the lowest-FID state as best.safetensors */
-    const char *eval_data;         /* with eval_every: the IDX directory whose test split is the reference
+    const char *eval_data;         /* with eval_every: the IDX directory whose test split is the reference,
+                                    * or an image folder with classes, at the model's size and channels
                                     * (its network cached as eval.h's sessions cache it) */
+    ddpm_alpha_mode eval_alpha;    /* an image folder's transparency (the data front's alpha) */
     FILE *progress;                /* progress lines and messages (NULL: silent) */
     volatile sig_atomic_t *stop;   /* set non-zero (a signal handler): stop after this iteration, save */
     const char *command;           /* for run.txt (NULL: "") */

@@ -18,7 +18,7 @@
 
 typedef struct {
     ddpm_sampler_flags s;
-    const char *file, *ckpt, *data, *data_dir, *net, *labels, *terms, *precision;
+    const char *file, *ckpt, *data, *data_dir, *net, *labels, *terms, *precision, *alpha;
     int n, threads, batch;
     bool json, bpd, no_ema, n_seen;
 } eval_flags;
@@ -73,13 +73,14 @@ static int eval_samples(ddpm_eval_metrics *m, ddpm_kv *r, const eval_flags *f, d
 
 /* ---- the command ------------------------------------------------------------------------------- */
 
-static void put_metrics(ddpm_kv *r, const ddpm_eval_metrics *m) {
+static void put_metrics(ddpm_kv *r, const ddpm_eval_metrics *m, bool folder) {
     ddpm_kv_put(r, "n", false, "%d", m->n);
-    ddpm_kv_put(r, "pr_reference", true, "first %d test images, k=%d", m->n_pr, DDPM_EVAL_K);
-    const char *k[] = {"fid", "precision", "recall", "confidence", "class_entropy", "label_accuracy"};
-    const double v[] = {m->fid, m->precision, m->recall, m->confidence, m->class_entropy, m->label_accuracy};
-    for (int i = 0; i < 6; i++) /* label_accuracy < 0: not a class-conditional draw */
-        if (i < 5 || v[i] >= 0) ddpm_kv_put(r, k[i], false, "%.4f", v[i]);
+    ddpm_kv_put(r, "pr_reference", true, "first %d %s images, k=%d", m->n_pr, folder ? "reference" : "test", DDPM_EVAL_K);
+    ddpm_kv_put(r, "kid_subsets", true, "%d of %d", DDPM_KID_SUBSETS, m->n_kid);
+    const char *k[] = {"fid", "kid", "kid_std", "precision", "recall", "confidence", "class_entropy", "label_accuracy"};
+    const double v[] = {m->fid, m->kid, m->kid_std, m->precision, m->recall, m->confidence, m->class_entropy, m->label_accuracy};
+    for (int i = 0; i < 8; i++) /* label_accuracy < 0: not a class-conditional draw */
+        if (i < 7 || v[i] >= 0) ddpm_kv_put(r, k[i], false, i == 1 || i == 2 ? "%.6f" : "%.4f", v[i]);
 }
 
 static int run(const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *o, int K, const char *dir) {
@@ -89,25 +90,27 @@ static int run(const eval_flags *f, ddpm_pipeline *p, const ddpm_draw_opts *o, i
     int *labels = NULL, n = f->n_seen ? f->n : 0, rc = 0;
     ddpm_kv r = {0};
     clf_view cv = {.dir = dir, .path = es.net_path};
-    if (ddpm_eval_session_open(&es, dir, f->net, f->threads, clf_on_step, &cv)) return ddpm_cli_error(CMD);
+    ddpm_eval_folder_opts fo = ddpm_eval_folder_opts_for(p, f->file, f->alpha);
+    if (ddpm_eval_session_open_ex(&es, dir, &fo, f->net, f->threads, clf_on_step, &cv)) return ddpm_cli_error(CMD);
     if (es.trained) fprintf(stderr, "ddpm %s: evaluation network: test accuracy %.2f%%\n", CMD, 100 * es.trained_acc);
     ddpm_kv_put(&r, f->file ? "images" : "checkpoint", true, "%s", f->file ? f->file : f->ckpt);
     ddpm_kv_put(&r, "net", true, "%s", es.net_path);
     ddpm_kv_put(&r, "net_sha256", true, "%s", es.net_hash);
     if (es.net_acc[0]) ddpm_kv_put(&r, "net_test_accuracy", false, "%s", es.net_acc);
     ddpm_kv_put(&r, "reference", true, "%s", dir);
-    ddpm_kv_put(&r, "split", true, "test");
+    ddpm_kv_put(&r, "split", true, es.folder ? "all" : "test");
+    if (es.folder) ddpm_kv_put(&r, "reference_images", true, "%s", es.folder_desc);
     ddpm_kv_put(&r, "n_reference", false, "%d", es.test.n);
     if (f->file) {
-        ddpm_status st = ddpm_eval_load_images(&u8, &labels, &n, f->file, f->labels, &es.test);
+        ddpm_status st = ddpm_eval_session_load(&u8, &labels, &n, &es, f->file, f->labels, &fo);
         if (st || ddpm_eval_images(&m, &es.ref, u8, n, labels)) rc = ddpm_cli_error(CMD) + (st == DDPM_ERR_ARG);
     } else {
         put_model(p);
         rc = eval_samples(&m, &r, f, p, o, K, &es.ref);
     }
     if (!rc) {
-        fprintf(stderr, "ddpm %s: %d images against the %d test images of '%s'\n", CMD, m.n, es.test.n, dir);
-        put_metrics(&r, &m);
+        fprintf(stderr, "ddpm %s: %d images against the %d%s images of '%s'\n", CMD, m.n, es.test.n, es.folder ? "" : " test", dir);
+        put_metrics(&r, &m, es.folder);
         ddpm_kv_print(&r, stdout, f->json);
     }
     ddpm_eval_session_close(&es);
@@ -154,21 +157,22 @@ static int run_bpd(const eval_flags *f, ddpm_pipeline *p, ddpm_var_kind var, con
 }
 
 static const char *SYNOPSIS =
-    "usage: ddpm eval FILE.idx [options]\n"
+    "usage: ddpm eval FILE.idx|PNG_DIR [options]\n"
     "       ddpm eval -c CKPT [-n N] [sampler options] [options]\n"
     "       ddpm eval --bpd -c CKPT [-n N] [--terms FILE.csv]\n\n"
-    "Measure sample quality against a dataset's test split, or the variational bound.";
+    "Measure sample quality against a dataset's test split or an image folder, or the variational bound.";
 
 static const char *EPILOG =
     "Prints key=value lines (--json: one JSON object): the protocol (network file and its\n"
     "SHA-256 prefix, reference directory and split, N) and the metrics (docs/usage.md#evaluation):\n"
-    "  fid, precision, recall  of the evaluation network's features, N images vs the test\n"
-    "                 split (k-NN precision/recall, k = 3, vs its first min(N, size) images)\n"
+    "  fid, kid, kid_std, precision, recall  in the evaluation network's features, N images vs the\n"
+    "    reference (KID: 100 subsets of min(1000, N, size); k-NN, k = 3, vs its first min(N, size))\n"
     "  confidence, class_entropy  mean top-class probability, entropy (bits) of the classes\n"
     "  label_accuracy  class-conditional models: classified as the label they were drawn with\n"
-    "The evaluation network, trained on the reference's training split on first use, is cached\n"
-    "in " DDPM_EVAL_CACHE_DIR " ($DDPM_EVAL_CACHE; --net FILE: another). The reference defaults to\n"
-    "the checkpoint's training data, else mnist. -c draws the images 'ddpm sample' draws.\n"
+    "The evaluation network trains on first use on the reference's training split (an image folder\n"
+    "is the reference as a whole; its network learns its class subfolders, or else rotations, from\n"
+    "all but 10 % held out by image hash) and is cached in " DDPM_EVAL_CACHE_DIR " ($DDPM_EVAL_CACHE). The\n"
+    "reference defaults to the checkpoint's training data, else mnist. -c draws as 'ddpm sample'.\n"
     "--bpd: the variational bound (Ho et al. eq. 5) in bits/dim on the first N test images,\n"
     "T model calls each, with the reverse variance --var; --terms: per-timestep terms as CSV.\n\n"
     "examples:\n"
@@ -177,8 +181,8 @@ static const char *EPILOG =
 
 /* Usage errors that need no file: NULL or the message. */
 static const char *usage_error(const eval_flags *f, bool sampler_flags) {
-    if (!f->file && !f->ckpt) return "name an IDX file of images or a checkpoint (-c CKPT)";
-    if (f->file && f->ckpt) return "give an IDX file or -c CKPT, not both";
+    if (!f->file && !f->ckpt) return "name an IDX file or folder of images or a checkpoint (-c CKPT)";
+    if (f->file && f->ckpt) return "give images or -c CKPT, not both";
     if (f->bpd && !f->ckpt) return "--bpd needs a checkpoint (-c CKPT)";
     if (f->terms && !f->bpd) return "--terms applies to --bpd only";
     if (!f->bpd && f->n_seen && f->n < DDPM_EVAL_K + 1) return "-n: the metrics need at least 4 images (k = 3)";
@@ -198,8 +202,9 @@ static int cmd_eval(int argc, char **argv) {
         {"--num", "-n", OPT_INT, &f.n, 1, 1000000, "N", "images (default: 1000 samples; all of FILE; 100 for --bpd)"},
         {"--data", NULL, OPT_STRING, &f.data, 0, 0, "NAME", "reference: mnist, fashion, or a directory of IDX files"},
         {"--data-dir", NULL, OPT_STRING, &f.data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
-        {"--net", NULL, OPT_STRING, &f.net, 0, 0, "FILE", "evaluation network (default: the shipped one for MNIST and Fashion-MNIST, else trained on first use and cached)"},
+        {"--net", NULL, OPT_STRING, &f.net, 0, 0, "FILE", "evaluation network (default: the shipped one for MNIST, Fashion-MNIST and emoji, else trained on first use and cached)"},
         {"--labels", NULL, OPT_STRING, &f.labels, 0, 0, "FILE", "IDX labels of FILE.idx (for label_accuracy)"},
+        {"--alpha", NULL, OPT_STRING, &f.alpha, 0, 0, "BG", "image folders: transparency as white or black (default: the checkpoint's, else white)"},
         {"--json", NULL, OPT_FLAG, &f.json, 0, 0, NULL, "print one JSON object instead of key=value lines"},
         {"--bpd", NULL, OPT_FLAG, &f.bpd, 0, 0, NULL, "the variational bound in bits/dim instead"},
         {"--terms", NULL, OPT_STRING, &f.terms, 0, 0, "FILE", "--bpd: write the per-timestep terms as CSV"},
@@ -217,7 +222,8 @@ static int cmd_eval(int argc, char **argv) {
     if (f.bpd && !f.n_seen) f.n = 100;
     ddpm_draw_opts o; /* a value that names nothing is the first thing to say */
     if ((rc = ddpm_cli_draw_opts(CMD, &o, &f.s, opts, nopts)) >= 0 ||
-        (f.precision && (rc = ddpm_cli_check_name(CMD, "--precision", ddpm_precision_parse(f.precision)))))
+        (f.precision && (rc = ddpm_cli_check_name(CMD, "--precision", ddpm_precision_parse(f.precision)))) ||
+        (f.alpha && (rc = ddpm_cli_check_name(CMD, "--alpha", ddpm_alpha_parse(f.alpha)))))
         return rc;
     const char *why = usage_error(&f, o.guided || f.s.spacing || ddpm_opts_seen(opts, nopts, "--sampler") ||
                                           ddpm_opts_seen(opts, nopts, "--sample-steps") || ddpm_opts_seen(opts, nopts, "--eta"));

@@ -95,7 +95,7 @@ static int setup(train_state *s, train_flags *f, ddpm_opt *opts, int nopts) {
     if ((s->nan_at = nan_env ? strtoll(nan_env, NULL, 10) : -1) >= 0) ddpm_trainer_set_batch_hook(s->tr, poison_hook, s);
     ddpm_run_opts *ro = &f->r;
     ro->stop_after = f->stop_after, ro->eval_data = s->d.dir, ro->progress = stderr, ro->stop = &g_stop,
-    ro->command = s->cmdline, ro->threads = s->threads, ro->lock = &s->lock;
+    ro->command = s->cmdline, ro->threads = s->threads, ro->lock = &s->lock, ro->eval_alpha = s->d.alpha;
     return ddpm_run_open(&s->run, s->tr, ro) ? -1 : 0;
 }
 

@@ -61,16 +61,12 @@ static ddpm_status lock_net(int *fd, const char *path) {
     return DDPM_OK;
 }
 
-ddpm_status ddpm_clf_obtain(char *path, size_t cap, bool *trained, double *acc, const char *cache_dir,
-                            const char *data_dir, const ddpm_dataset *test, ddpm_clf_progress_fn progress,
-                            void *ud) {
+ddpm_status clf_obtain_sets(char *path, size_t cap, bool *trained, double *acc, const char *cache_dir,
+                            const char *data_dir, const ddpm_dataset *train, const ddpm_dataset *test,
+                            const ddpm_clf_train_opts *o, ddpm_clf_progress_fn progress, void *ud) {
     *trained = false;
     *acc = -1.0;
-    ddpm_dataset train = {0};
-    ddpm_clf_train_opts o;
-    ddpm_clf_train_default(&o);
-    ddpm_status s = ddpm_dataset_load(&train, data_dir, true);
-    if (!s) s = ddpm_clf_cache_path(path, cap, cache_dir, data_dir, &train, &o);
+    ddpm_status s = ddpm_clf_cache_path(path, cap, cache_dir, data_dir, train, o);
     struct stat st;
     if (!s && stat(path, &st) != 0) {
         int fd = -1;
@@ -83,11 +79,24 @@ ddpm_status ddpm_clf_obtain(char *path, size_t cap, bool *trained, double *acc, 
                 s = write_shipped(path, bytes, n);
             } else {
                 *trained = true;
-                s = train_and_save(path, acc, data_dir, &train, test, &o, progress, ud);
+                s = train_and_save(path, acc, data_dir, train, test, o, progress, ud);
             }
         }
         if (fd >= 0) close(fd); /* releases the lock */
     }
+    return s;
+}
+
+ddpm_status ddpm_clf_obtain(char *path, size_t cap, bool *trained, double *acc, const char *cache_dir,
+                            const char *data_dir, const ddpm_dataset *test, ddpm_clf_progress_fn progress,
+                            void *ud) {
+    *trained = false;
+    *acc = -1.0;
+    ddpm_dataset train = {0};
+    ddpm_clf_train_opts o;
+    ddpm_clf_train_default(&o);
+    ddpm_status s = ddpm_dataset_load(&train, data_dir, true);
+    if (!s) s = clf_obtain_sets(path, cap, trained, acc, cache_dir, data_dir, &train, test, &o, progress, ud);
     ddpm_dataset_free(&train);
     return s;
 }

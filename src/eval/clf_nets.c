@@ -1,5 +1,7 @@
 /* clf_nets.c: the evaluation networks shipped in the library, so that FID
- * on MNIST and Fashion-MNIST is measured with the same file on every machine
+ * on MNIST, Fashion-MNIST and the emoji folder (scripts/fetch_emoji.sh, RGB,
+ * alpha white, at 32 px and, reduced 2 x 2, at 64 px: one network, the
+ * same pixels) is measured with the same file on every machine
  * (training one is reproducible only for the same kernels and threads). The
  * files in src/eval/nets are what `ddpm eval` trains and caches with one
  * thread (scripts/make_eval_nets.sh); each is named by its cache key, the
@@ -11,6 +13,11 @@
 
 #define NET_MNIST "3819b70e1809ebc3"
 #define NET_FASHION "076f5d7b3958a909"
+/* The key hashes the decoded pixels: stb_image's PNG decoding is integer
+ * arithmetic and its box resize runs without FMA contraction or fast-math
+ * (CMakeLists.txt), so they are the same bytes on every machine; one that
+ * decoded otherwise would get another key and train its own network. */
+#define NET_EMOJI "a71fbf15552d4edf"
 
 /* .incbin embeds a file as it is; DDPM_NETS_DIR (CMake) is its folder. */
 #define EMBED(sym, file)                                                                                     \
@@ -18,9 +25,11 @@
             "/" file "\"\n.global " sym "_end\n.hidden " sym "_end\n" sym "_end:\n.previous\n")
 EMBED("ddpm_net_mnist", "mnist-" NET_MNIST ".safetensors");
 EMBED("ddpm_net_fashion", "fashion-" NET_FASHION ".safetensors");
+EMBED("ddpm_net_emoji", "emoji-" NET_EMOJI ".safetensors");
 
 extern const unsigned char ddpm_net_mnist[], ddpm_net_mnist_end[];
 extern const unsigned char ddpm_net_fashion[], ddpm_net_fashion_end[];
+extern const unsigned char ddpm_net_emoji[], ddpm_net_emoji_end[];
 
 bool ddpm_clf_shipped(const char *path, const unsigned char **bytes, size_t *n) {
     static const struct {
@@ -29,6 +38,7 @@ bool ddpm_clf_shipped(const char *path, const unsigned char **bytes, size_t *n) 
     } nets[] = {
         {NET_MNIST, ddpm_net_mnist, ddpm_net_mnist_end},
         {NET_FASHION, ddpm_net_fashion, ddpm_net_fashion_end},
+        {NET_EMOJI, ddpm_net_emoji, ddpm_net_emoji_end},
     };
     static const char tail[] = ".safetensors";
     size_t len = strlen(path), k = strlen(NET_MNIST), t = sizeof tail - 1;

@@ -3,6 +3,7 @@
 #include "ddpm/eval.h"
 #include "ddpm/data.h"
 #include "ddpm/tensor.h"
+#include "eval/clf_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -33,8 +34,23 @@ void ddpm_eval_ref_free(ddpm_eval_ref *r) {
     memset(r, 0, sizeof *r);
 }
 
-ddpm_status ddpm_eval_images(ddpm_eval_metrics *m, const ddpm_eval_ref *r, const uint8_t *u8, int n,
-                             const int *labels) {
+void ddpm_eval_downsample(uint8_t *out, const uint8_t *px, int n, int c, int h, int w, int f) {
+    int oh = h / f, ow = w / f, half = f * f / 2;
+    for (size_t p = 0; p < (size_t)n * c; p++) {
+        const uint8_t *src = px + p * h * w;
+        uint8_t *dst = out + p * oh * ow;
+        for (int y = 0; y < oh; y++)
+            for (int x = 0; x < ow; x++) {
+                int sum = half;
+                for (int i = 0; i < f; i++)
+                    for (int j = 0; j < f; j++) sum += src[(y * f + i) * w + x * f + j];
+                dst[y * ow + x] = (uint8_t)(sum / (f * f));
+            }
+    }
+}
+
+static ddpm_status eval_net_images(ddpm_eval_metrics *m, const ddpm_eval_ref *r, const uint8_t *u8, int n,
+                                   const int *labels) {
     int K = ddpm_clf_cfg(r->net)->num_classes, F = DDPM_CLF_FEATURES, nr = n < r->test->n ? n : r->test->n;
     if (n < DDPM_EVAL_K + 1) return ddpm_error(DDPM_ERR_ARG, "the metrics need at least %d images (got %d)", DDPM_EVAL_K + 1, n);
     memset(m, 0, sizeof *m);
@@ -46,6 +62,7 @@ ddpm_status ddpm_eval_images(ddpm_eval_metrics *m, const ddpm_eval_ref *r, const
     if (!s) s = ddpm_gauss_stats_compute(&a, ff, n, F);
     if (!s) s = ddpm_frechet_distance(&m->fid, a.mu, a.cov, r->stats.mu, r->stats.cov, F);
     if (!s) s = ddpm_precision_recall(&m->precision, &m->recall, r->feats, nr, ff, n, F, DDPM_EVAL_K);
+    if (!s) s = ddpm_kid(&m->kid, &m->kid_std, r->feats, r->test->n, ff, n, F, DDPM_EVAL_KID_SEED);
     if (!s) s = ddpm_class_metrics_compute(&cm, probs, labels, n, K);
     if (!s) {
         m->n = n;
@@ -53,6 +70,8 @@ ddpm_status ddpm_eval_images(ddpm_eval_metrics *m, const ddpm_eval_ref *r, const
         m->confidence = cm.confidence;
         m->class_entropy = cm.class_entropy;
         m->label_accuracy = cm.label_accuracy;
+        m->n_kid = n < r->test->n ? n : r->test->n;
+        if (m->n_kid > DDPM_KID_SUBSET_MAX) m->n_kid = DDPM_KID_SUBSET_MAX;
     }
     ddpm_gauss_stats_free(&a);
     ddpm_free(ff);
@@ -60,13 +79,26 @@ ddpm_status ddpm_eval_images(ddpm_eval_metrics *m, const ddpm_eval_ref *r, const
     return s;
 }
 
+ddpm_status ddpm_eval_images(ddpm_eval_metrics *m, const ddpm_eval_ref *r, const uint8_t *u8, int n,
+                             const int *labels) {
+    if (r->down <= 1) return eval_net_images(m, r, u8, n, labels);
+    const ddpm_dataset *t = r->test;
+    uint8_t *small = malloc((size_t)n * t->c * t->h * t->w + 1);
+    if (!small) return ddpm_error(DDPM_ERR_NOMEM, "out of memory for %d images", n);
+    ddpm_eval_downsample(small, u8, n, t->c, t->h * r->down, t->w * r->down, r->down);
+    ddpm_status s = eval_net_images(m, r, small, n, labels);
+    free(small);
+    return s;
+}
+
 ddpm_status ddpm_eval_pipeline(ddpm_eval_metrics *m, const ddpm_eval_ref *r, ddpm_pipeline *p,
                                const ddpm_draw_opts *o, int n) {
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
     const ddpm_dataset *t = r->test;
-    if (in->cfg.in_ch != t->c || in->cfg.res != t->h || in->cfg.res != t->w)
+    int f = r->down > 1 ? r->down : 1;
+    if (in->cfg.in_ch != t->c || in->cfg.res != t->h * f || in->cfg.res != t->w * f)
         return ddpm_error(DDPM_ERR_ARG, "the model makes %d x %d x %d images; the reference has %d x %d x %d",
-                          in->cfg.in_ch, in->cfg.res, in->cfg.res, t->c, t->h, t->w);
+                          in->cfg.in_ch, in->cfg.res, in->cfg.res, t->c, t->h * f, t->w * f);
     size_t D = in->D;
     uint8_t *u8 = malloc((size_t)n * D);
     int *labels = in->cfg.num_classes > 0 ? malloc((size_t)n * sizeof(int)) : NULL;
@@ -80,9 +112,25 @@ ddpm_status ddpm_eval_pipeline(ddpm_eval_metrics *m, const ddpm_eval_ref *r, ddp
     return st;
 }
 
+ddpm_status eval_load_labels(int **labels, const char *labels_path, int n, int num_classes) {
+    ddpm_idx lb = {0};
+    ddpm_status st = ddpm_idx_read(&lb, labels_path, DDPM_IDX_LABELS);
+    if (st) return st;
+    if (lb.dims[0] < n) st = ddpm_error(DDPM_ERR_FORMAT, "'%s' holds %d labels for %d images", labels_path, lb.dims[0], n);
+    else if (!(*labels = malloc((size_t)n * sizeof(int)))) st = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
+    for (int i = 0; !st && i < n; i++) {
+        (*labels)[i] = lb.data[i];
+        if (lb.data[i] >= num_classes && num_classes > 0)
+            st = ddpm_error(DDPM_ERR_FORMAT, "'%s': label %d of image %d is outside the reference's %d classes",
+                            labels_path, lb.data[i], i, num_classes);
+    }
+    ddpm_idx_free(&lb);
+    return st;
+}
+
 ddpm_status ddpm_eval_load_images(uint8_t **u8, int **labels, int *n, const char *path, const char *labels_path,
                                   const ddpm_dataset *like) {
-    ddpm_idx im = {0}, lb = {0};
+    ddpm_idx im = {0};
     *u8 = NULL, *labels = NULL;
     ddpm_status st = ddpm_idx_read(&im, path, DDPM_IDX_IMAGES);
     if (st) return st;
@@ -95,16 +143,7 @@ ddpm_status ddpm_eval_load_images(uint8_t **u8, int **labels, int *n, const char
     else if ((*n > 0 ? *n : count) < DDPM_EVAL_K + 1)
         st = ddpm_error(DDPM_ERR_FORMAT, "'%s' holds %d images; the metrics need at least %d", path, count, DDPM_EVAL_K + 1);
     if (!st && *n <= 0) *n = count;
-    if (!st && labels_path && !(st = ddpm_idx_read(&lb, labels_path, DDPM_IDX_LABELS))) {
-        if (lb.dims[0] < *n) st = ddpm_error(DDPM_ERR_FORMAT, "'%s' holds %d labels for %d images", labels_path, lb.dims[0], *n);
-        else if (!(*labels = malloc((size_t)*n * sizeof(int)))) st = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
-        for (int i = 0; !st && i < *n; i++) {
-            (*labels)[i] = lb.data[i];
-            if (lb.data[i] >= like->num_classes && like->num_classes > 0)
-                st = ddpm_error(DDPM_ERR_FORMAT, "'%s': label %d of image %d is outside the reference's %d classes",
-                                labels_path, lb.data[i], i, like->num_classes);
-        }
-    }
+    if (!st && labels_path) st = eval_load_labels(labels, labels_path, *n, like->num_classes);
     if (!st) {
         *u8 = im.data; /* keep the pixels, drop the rest */
         im.data = NULL;
@@ -113,7 +152,6 @@ ddpm_status ddpm_eval_load_images(uint8_t **u8, int **labels, int *n, const char
         *labels = NULL;
     }
     ddpm_idx_free(&im);
-    ddpm_idx_free(&lb);
     return st;
 }
 
@@ -130,6 +168,10 @@ static ddpm_status session_net(ddpm_eval_session *s, const char *dir, const char
         ddpm_set_threads(threads);
         if (st) return st;
     }
+    return eval_session_load_net(s, dir);
+}
+
+ddpm_status eval_session_load_net(ddpm_eval_session *s, const char *dir) {
     ddpm_status st = ddpm_clf_load(&s->net, s->net_path, SESSION_CLF_BATCH, "test_accuracy", s->net_acc, sizeof s->net_acc);
     if (!st) st = ddpm_file_hash16(s->net_hash, s->net_path);
     if (st) return st;
@@ -147,6 +189,7 @@ ddpm_status ddpm_eval_session_open(ddpm_eval_session *s, const char *dir, const 
     memset(s, 0, sizeof *s);
     ddpm_status st = ddpm_dataset_load(&s->test, dir, false);
     if (!st) st = session_net(s, dir, net, threads, on_train, ud);
+    s->size = s->test.h, s->channels = s->test.c;
     if (!st) st = ddpm_eval_ref_init(&s->ref, s->net, &s->test);
     if (st) ddpm_eval_session_close(s);
     return st;

@@ -921,3 +921,12 @@ ddpm_status ddpm_folder_default_cache_path(char *out, size_t cap, const char *di
     if (n < 0 || (size_t)n >= cap) return ddpm_error(DDPM_ERR_ARG, "cache path too long under '%s'", base);
     return DDPM_OK;
 }
+
+ddpm_status ddpm_image_file_info(const char *path, int *w, int *h, int *comp) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return ddpm_error(DDPM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    int ok = stbi_info_from_file(fp, w, h, comp);
+    fclose(fp);
+    if (!ok) return ddpm_error(DDPM_ERR_FORMAT, "'%s': not an image (no format stb_image reads)", path);
+    return DDPM_OK;
+}

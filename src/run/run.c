@@ -186,7 +186,7 @@ ddpm_status ddpm_run_open(ddpm_run **out, ddpm_trainer *tr, const ddpm_run_opts 
         if ((s = ddpm_run_lock_take(&r->own_lock, o->dir))) goto done;
     }
     if ((s = run_log_open(&r->L, o->dir, r->step0, c->iters, r->eval))) goto done;
-    if (r->eval && (s = run_eval_open(&r->ev, o, c->iters))) goto done;
+    if (r->eval && (s = run_eval_open(&r->ev, o, c))) goto done;
     if (o->keep_best && !r->eval) s = ddpm_error(DDPM_ERR_ARG, "keeping the best checkpoint needs evaluations (eval_every)");
     if (!s) s = best_open(r);
     if (s) goto done;

@@ -2,7 +2,8 @@
  * precision/recall, confidence, class entropy; label accuracy for
  * conditional models) on eval_n samples of the EMA weights, DDIM 50 steps
  * (eta 0, a fixed seed, so successive rows differ by the model only),
- * against the test split of the training data (an eval.h session). */
+ * against the test split of the training data, or an image folder as a
+ * whole (an eval.h session). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +11,15 @@
 #include "ddpm/image.h"
 #include "run/run_internal.h"
 
-ddpm_status run_eval_open(run_eval *e, const ddpm_run_opts *o, int64_t iters) {
+ddpm_status run_eval_open(run_eval *e, const ddpm_run_opts *o, const ddpm_train_config *c) {
+    int64_t iters = c->iters;
     memset(e, 0, sizeof *e);
     e->every = o->eval_every;
     e->n = o->eval_n;
     e->cap = (int)(iters / o->eval_every + 1);
     if (!o->eval_data) return ddpm_error(DDPM_ERR_ARG, "evaluation during training needs the data's directory");
-    ddpm_status s = ddpm_eval_session_open(&e->session, o->eval_data, NULL, o->threads, NULL, NULL);
+    ddpm_eval_folder_opts fo = {.size = c->model.res, .channels = c->model.in_ch, .alpha = o->eval_alpha};
+    ddpm_status s = ddpm_eval_session_open_ex(&e->session, o->eval_data, &fo, NULL, o->threads, NULL, NULL);
     if (s) return s;
     e->open = true;
     if (!(e->fid = calloc((size_t)e->cap, sizeof(float)))) s = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
@@ -30,9 +33,9 @@ ddpm_status run_eval_open(run_eval *e, const ddpm_run_opts *o, int64_t iters) {
         fprintf(o->progress, "ddpm train: trained the evaluation network '%s': test accuracy %.2f%%\n",
                 e->session.net_path, 100 * e->session.trained_acc);
     if (o->progress)
-        fprintf(o->progress, "ddpm train: every %d iterations: %d samples (EMA weights, ddim 50 steps) against the %d "
-                             "test images of '%s', network '%s'\n", e->every, e->n, e->session.test.n, o->eval_data,
-                e->session.net_path);
+        fprintf(o->progress, "ddpm train: every %d iterations: %d samples (EMA weights, ddim 50 steps) against the %d%s "
+                             "images of '%s', network '%s'\n", e->every, e->n, e->session.test.n,
+                e->session.folder ? "" : " test", o->eval_data, e->session.net_path);
     return DDPM_OK;
 }
 

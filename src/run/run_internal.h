@@ -52,7 +52,7 @@ typedef struct {
     float *fid; /* [cap] FID of each evaluation, for fid.png */
 } run_eval;
 
-ddpm_status run_eval_open(run_eval *e, const ddpm_run_opts *o, int64_t iters);
+ddpm_status run_eval_open(run_eval *e, const ddpm_run_opts *o, const ddpm_train_config *c);
 ddpm_status run_eval_run(run_eval *e, ddpm_eval_metrics *m, ddpm_pipeline *p, int T);
 /* ",fid,precision,recall,confidence,class_entropy,label_accuracy" of m (NULL: empty fields). */
 void run_eval_csv(char *buf, size_t cap, const ddpm_eval_metrics *m);

@@ -69,6 +69,8 @@ EMOJI=${DDPM_EMOJI_DIR:-$SRC/data/emoji}
 if [[ -d $EMOJI/smileys-emotion ]]; then
   check_emoji "$EMOJI" 32
   check_emoji "$EMOJI" 64
+elif [[ -n ${CI:-} ]]; then
+  fail "CI must fetch the emoji folder (scripts/fetch_emoji.sh)"
 else
   echo "eval_nets: emoji: not checked (no $EMOJI; scripts/fetch_emoji.sh)"
 fi

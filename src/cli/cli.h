@@ -4,8 +4,7 @@
  * Each subcommand describes its options once, in a table; the same table
  * drives parsing (range and overflow checked) and `ddpm CMD --help`. Forms:
  * `--name value`, `--name=value`, `-n value` (alias), `--flag`. Unknown
- * options, missing values, malformed or out-of-range numbers are usage errors.
- */
+ * options, missing values, malformed or out-of-range numbers are usage errors. */
 #ifndef DDPM_CLI_H
 #define DDPM_CLI_H
 

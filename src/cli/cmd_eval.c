@@ -1,9 +1,8 @@
-/* cmd_eval.c: `ddpm eval`: sample quality against a dataset's test split in
- * the features of the evaluation network (FID, k-NN precision/recall,
- * confidence, class entropy, label accuracy; eval.h), or with --bpd the
- * variational bound in bits/dim. The protocol is printed with the numbers:
- * the network file and the first 16 hex digits of its SHA-256, the
- * reference split and its size, N. */
+/* cmd_eval.c: `ddpm eval`: sample quality against a dataset's test split or an
+ * image folder, in the evaluation network's features (FID, KID, precision and
+ * recall, confidence, class entropy, label accuracy; eval.h), or with --bpd the
+ * variational bound in bits/dim. The protocol (the network file and its SHA-256
+ * prefix, the reference, N) is printed with the numbers. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,16 +162,13 @@ static const char *SYNOPSIS =
     "Measure sample quality against a dataset's test split or an image folder, or the variational bound.";
 
 static const char *EPILOG =
-    "Prints key=value lines (--json: one JSON object): the protocol (network file and its\n"
-    "SHA-256 prefix, reference directory and split, N) and the metrics (docs/usage.md#evaluation):\n"
-    "  fid, kid, kid_std, precision, recall  in the evaluation network's features, N images vs the\n"
-    "    reference (KID: 100 subsets of min(1000, N, size); k-NN, k = 3, vs its first min(N, size))\n"
-    "  confidence, class_entropy  mean top-class probability, entropy (bits) of the classes\n"
-    "  label_accuracy  class-conditional models: classified as the label they were drawn with\n"
-    "The evaluation network trains on first use on the reference's training split (an image folder\n"
-    "is the reference as a whole; its network learns its class subfolders, or else rotations, from\n"
-    "all but 10 % held out by image hash) and is cached in " DDPM_EVAL_CACHE_DIR " ($DDPM_EVAL_CACHE). The\n"
-    "reference defaults to the checkpoint's training data, else mnist. -c draws as 'ddpm sample'.\n"
+    "Prints key=value lines (--json: one JSON object): the protocol (network and its SHA-256\n"
+    "prefix, reference and split, N) and the metrics (docs/usage.md#evaluation): fid, kid, kid_std,\n"
+    "precision and recall (k-NN, k = 3) in the evaluation network's features against the reference;\n"
+    "confidence, class_entropy; label_accuracy (class-conditional draws: the label drawn with).\n"
+    "The networks of MNIST, Fashion-MNIST and the emoji folder ship; others train on first use (a\n"
+    "folder's on its class subfolders, else on rotations, 10 % held out by image hash) and are cached\n"
+    "in " DDPM_EVAL_CACHE_DIR " ($DDPM_EVAL_CACHE). The reference defaults to the checkpoint's data.\n"
     "--bpd: the variational bound (Ho et al. eq. 5) in bits/dim on the first N test images,\n"
     "T model calls each, with the reverse variance --var; --terms: per-timestep terms as CSV.\n\n"
     "examples:\n"

@@ -153,6 +153,35 @@ static void csv_folder_seeds(void) {
         exit(1);
 }
 
+/* fuzz_edit: a first byte (bit 0: RGB model, bit 1: mask) before a file of
+ * fuzz_folder's images or an IDX file (the model's 12 px, and 4x5). */
+static void prefixed(const char *name, uint8_t mode, const char *src) {
+    static char from[1024];
+    snprintf(from, sizeof from, "%s", src);
+    FILE *in = fopen(from, "rb");
+    static uint8_t buf[1 << 16];
+    size_t n = in ? fread(buf + 1, 1, sizeof buf - 1, in) : 0;
+    if (!in || fclose(in) || n == 0) exit(1);
+    buf[0] = mode;
+    FILE *f = fopen(at("edit", name), "wb");
+    if (!f || fwrite(buf, 1, n + 1, f) != n + 1 || fclose(f)) exit(1);
+}
+
+static void edit_seeds(void) {
+    prefixed("gray_png", 0, at("folder", "gray.png"));
+    prefixed("rgba_png", 1, at("folder", "rgba.png"));
+    prefixed("mask_png", 2, at("folder", "gray.png"));
+    prefixed("mask_jpg", 3, at("folder", "rgb.jpg"));
+    prefixed("colour_idx", 1, at("idx", "colour.idx"));
+    uint8_t px[2 * 3 * 12 * 12];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 37);
+    ok(ddpm_idx_write_images(at("edit", "tmp.idx"), px, 2, 1, 12, 12));
+    prefixed("gray12_idx", 0, at("edit", "tmp.idx"));
+    ok(ddpm_idx_write_images(at("edit", "tmp.idx"), px, 2, 3, 12, 12));
+    prefixed("rgb12_idx", 1, at("edit", "tmp.idx"));
+    remove(at("edit", "tmp.idx"));
+}
+
 /* fuzz_folder_cache: a decoded cache of a two-class folder of the images
  * above, written by the folder loader itself (once image folders exist). */
 #if __has_include("ddpm/imagefolder.h")
@@ -239,6 +268,7 @@ int main(int argc, char **argv) {
     checkpoint_seeds();
     args_seeds();
     csv_folder_seeds();
+    edit_seeds();
     folder_cache_seeds();
     toy_seeds();
     report_seeds();

@@ -121,9 +121,9 @@ ddpm_status ddpm_clf_cache_path(char *out, size_t cap, const char *cache_dir, co
  * its accuracy on `test` measured (*acc, else -1 when the file existed) and
  * saved there atomically with metadata test_accuracy (no timings, no
  * paths, so the file is reproducible), creating cache_dir, all under a lock
- * on path.lock so concurrent callers train it once; for MNIST and
- * Fashion-MNIST the shipped network (clf_nets.c) is written there instead
- * of training. *trained tells which happened. For a
+ * on path.lock so concurrent callers train it once; for MNIST,
+ * Fashion-MNIST and the emoji folder the shipped network (clf_nets.c) is
+ * written there instead of training, also over a cached file of other bytes. *trained tells which happened. For a
  * file that does not depend on the machine, call it with one OpenMP/BLAS
  * thread (conv weight gradients are summed per thread). */
 ddpm_status ddpm_clf_obtain(char *path, size_t cap, bool *trained, double *acc, const char *cache_dir,

@@ -61,21 +61,45 @@ static ddpm_status lock_net(int *fd, const char *path) {
     return DDPM_OK;
 }
 
+/* Whether path holds exactly bytes[0..n). */
+static bool same_bytes(const char *path, const unsigned char *bytes, size_t n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    unsigned char buf[1 << 14];
+    size_t at = 0, got;
+    bool same = true;
+    while (same && (got = fread(buf, 1, sizeof buf, f)) > 0) {
+        same = at + got <= n && memcmp(buf, bytes + at, got) == 0;
+        at += got;
+    }
+    same = same && !ferror(f) && at == n;
+    fclose(f);
+    return same;
+}
+
+/* Whether path must be (re)made: missing, or, for a shipped network, other
+ * bytes than the shipped ones (a cache an earlier version wrote under the
+ * same key, e.g. with other metadata, would print another net_sha256). */
+static bool stale(const char *path, bool shipped, const unsigned char *bytes, size_t n) {
+    struct stat st;
+    return shipped ? !same_bytes(path, bytes, n) : stat(path, &st) != 0;
+}
+
 ddpm_status clf_obtain_sets(char *path, size_t cap, bool *trained, double *acc, const char *cache_dir,
                             const char *data_dir, const ddpm_dataset *train, const ddpm_dataset *test,
                             const ddpm_clf_train_opts *o, ddpm_clf_progress_fn progress, void *ud) {
     *trained = false;
     *acc = -1.0;
     ddpm_status s = ddpm_clf_cache_path(path, cap, cache_dir, data_dir, train, o);
-    struct stat st;
-    if (!s && stat(path, &st) != 0) {
+    const unsigned char *bytes = NULL;
+    size_t n = 0;
+    bool shipped = !s && ddpm_clf_shipped(path, &bytes, &n);
+    if (!s && stale(path, shipped, bytes, n)) {
         int fd = -1;
         if (ddpm_mkdirs(cache_dir) != 0) s = ddpm_error(DDPM_ERR_IO, "cannot create '%s': %s", cache_dir, strerror(errno));
         if (!s) s = lock_net(&fd, path);
-        if (!s && stat(path, &st) != 0) { /* nobody made it while we waited */
-            const unsigned char *bytes;
-            size_t n;
-            if (ddpm_clf_shipped(path, &bytes, &n)) {
+        if (!s && stale(path, shipped, bytes, n)) { /* nobody made it while we waited */
+            if (shipped) {
                 s = write_shipped(path, bytes, n);
             } else {
                 *trained = true;

@@ -191,3 +191,22 @@ int cli_wait(int pid) {
         if (errno != EINTR) fail_msg("waitpid: %s", strerror(errno));
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
+
+int cli_log_evals(const char *log_csv, int every) {
+    char line[512];
+    FILE *fp = fopen(log_csv, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(line, sizeof line, fp));
+    assert_non_null(strstr(line, ",fid,precision,recall,confidence,class_entropy,label_accuracy"));
+    int evals = 0;
+    while (fgets(line, sizeof line, fp)) {
+        long long it;
+        double loss, lr, g, t, fid;
+        if (sscanf(line, "%lld,%lf,%lf,%lf,%lf,%lf", &it, &loss, &lr, &g, &t, &fid) == 6) {
+            assert_true(it % every == 0 && fid > 0);
+            evals++;
+        }
+    }
+    fclose(fp);
+    return evals;
+}

@@ -43,17 +43,22 @@ int cli_lines(const char *s);
  * one of words[n] on stdout (a cmocka failure names the first missing one). */
 void cli_check_help(const char *cmd, const char *const *words, int n);
 
-/* The smallest spread (max - min pixel value) over the tiles of a grid image
- * (w x h, one byte per pixel, tiles tw x th with `pad` pixels of padding
- * around and between them, as ddpm's PNG grids), measured inside each tile
- * only, so the padding's grey cannot pass a flat tile. Fails the test if the
- * image size is not a whole grid. */
 /* Starts $DDPM_BIN argv[0..] (NULL-terminated) in the background, stdin and
  * stdout to /dev/null, stderr to err_path, with the environment variables
  * env[0..] ("NAME=value", NULL-terminated; env itself may be NULL) added.
  * cli_wait: its exit code, or 128 + the signal that ended it. */
 int cli_spawn(char *const argv[], const char *err_path, char *const env[]);
 int cli_wait(int pid);
+/* The smallest spread (max - min pixel value) over the tiles of a grid image
+ * (w x h, one byte per pixel, tiles tw x th with `pad` pixels of padding
+ * around and between them, as ddpm's PNG grids), measured inside each tile
+ * only, so the padding's grey cannot pass a flat tile. Fails the test if the
+ * image size is not a whole grid. */
 int cli_grid_min_spread(const unsigned char *px, int w, int h, int tw, int th, int pad);
+/* The evaluation rows of a training run's log.csv (iter,loss,lr,grad_norm,
+ * time_s,fid,...): fails the test unless the header has the metric columns
+ * and every row with a FID is at a multiple of `every` with fid > 0; returns
+ * how many such rows there are. */
+int cli_log_evals(const char *log_csv, int every);
 
 #endif

@@ -274,7 +274,7 @@ static void test_ema_weights_cli(void **state) {
 static void test_train_eval_every(void **state) {
     (void)state;
     if (!g_net[0]) fail_msg("no evaluation network: test_real_vs_noise failed");
-    char out[520], path[600], line[512];
+    char out[520], path[600];
     snprintf(out, sizeof out, "%s/run", g_dir);
     cli_result r;
     if (cli_run(&r, "train --data %s --ch 8 --ch-mult 1,2 --res-blocks 1 --attn 4 --groups 4 --batch 8 --iters 4 "
@@ -284,21 +284,7 @@ static void test_train_eval_every(void **state) {
     assert_non_null(strstr(r.err, "eval at iter 4: fid "));
     assert_null(strstr(r.err, "trained the evaluation network")); /* cached by test_real_vs_noise */
     snprintf(path, sizeof path, "%s/log.csv", out);
-    FILE *fp = fopen(path, "r");
-    assert_non_null(fp);
-    int evals = 0;
-    assert_non_null(fgets(line, sizeof line, fp));
-    assert_non_null(strstr(line, ",fid,precision,recall,confidence,class_entropy,label_accuracy"));
-    while (fgets(line, sizeof line, fp)) {
-        long long it;
-        double loss, lr, g, t, fid;
-        if (sscanf(line, "%lld,%lf,%lf,%lf,%lf,%lf", &it, &loss, &lr, &g, &t, &fid) == 6) {
-            assert_true(it % 2 == 0 && fid > 0);
-            evals++;
-        }
-    }
-    fclose(fp);
-    assert_int_equal(evals, 2);
+    assert_int_equal(cli_log_evals(path, 2), 2);
     snprintf(path, sizeof path, "%s/fid.png", out);
     assert_true(cli_exists(path));
 }

@@ -382,23 +382,9 @@ static void test_train_eval_every(void **state) {
         fail_msg("%s", r.err);
     assert_non_null(strstr(r.err, "against the 210 images of"));
     assert_non_null(strstr(r.err, "eval at iter 4: fid "));
-    char path[600], line[512];
+    char path[600];
     snprintf(path, sizeof path, "%s/run/log.csv", g_dir);
-    FILE *fp = fopen(path, "r");
-    assert_non_null(fp);
-    int evals = 0;
-    assert_non_null(fgets(line, sizeof line, fp));
-    assert_non_null(strstr(line, ",fid,precision,recall,confidence,class_entropy,label_accuracy"));
-    while (fgets(line, sizeof line, fp)) {
-        long long it;
-        double loss, lr, g, t, fid;
-        if (sscanf(line, "%lld,%lf,%lf,%lf,%lf,%lf", &it, &loss, &lr, &g, &t, &fid) == 6) {
-            assert_true(it % 2 == 0 && fid > 0);
-            evals++;
-        }
-    }
-    fclose(fp);
-    assert_int_equal(evals, 2);
+    assert_int_equal(cli_log_evals(path, 2), 2);
 }
 
 static void expect_error(const char *what, const char *needle, const char *fmt, ...) {

@@ -171,6 +171,11 @@ ddpm_status ddpm_image_file_load(uint8_t **px, const char *path, const ddpm_fold
  * alpha, 3 RGB, 4 RGBA), from its header. */
 ddpm_status ddpm_image_file_info(const char *path, int *w, int *h, int *comp);
 
+/* The non-hidden names in directory path, in bytewise order: *names and each
+ * name malloc'ed, *n of them. A directory that cannot be opened is not an
+ * error here: *err gets its errno (0 otherwise) and *n is 0. */
+ddpm_status ddpm_dir_names(const char *path, char ***names, int *n, int *err);
+
 /* A ddpm_dataset of the images center-cropped to (n, c, size, size), planar,
  * with the labels (NULL when there are no classes or some image has none).
  * Free with ddpm_dataset_free. */

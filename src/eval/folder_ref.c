@@ -5,7 +5,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "eval/clf_internal.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,23 +169,16 @@ static bool is_png(const char *name) {
     return name[0] != '.' && n > 4 && !strcasecmp(name + n - 4, ".png");
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 /* The PNG names of dir in bytewise order: *names (malloc'ed strings), *n. */
 static ddpm_status list_pngs(char ***names, int *n, const char *dir) {
-    *names = NULL, *n = 0;
-    DIR *d = opendir(dir);
-    if (!d) return ddpm_error(DDPM_ERR_IO, "cannot open '%s'", dir);
-    int cap = 0;
-    ddpm_status st = DDPM_OK;
-    for (struct dirent *e; !st && (e = readdir(d));) {
-        if (!is_png(e->d_name)) continue;
-        if (!ddpm_grow((void **)names, &cap, *n + 1, sizeof **names) || !((*names)[*n] = strdup(e->d_name)))
-            st = ddpm_error(DDPM_ERR_NOMEM, "out of memory");
-        else (*n)++;
+    int all, err;
+    ddpm_status st = ddpm_dir_names(dir, names, &all, &err);
+    if (!st && err) st = ddpm_error(DDPM_ERR_IO, "cannot open '%s': %s", dir, strerror(err));
+    *n = 0;
+    for (int i = 0; i < all; i++) { /* keep the PNGs, in order */
+        if (is_png((*names)[i])) (*names)[(*n)++] = (*names)[i];
+        else free((*names)[i]);
     }
-    closedir(d);
-    if (*n > 1) qsort(*names, (size_t)*n, sizeof **names, cmp_str);
     if (!st && *n == 0) st = ddpm_error(DDPM_ERR_FORMAT, "'%s': no PNG images", dir);
     return st;
 }

@@ -146,8 +146,7 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The sorted, non-hidden names in directory `path` (*names malloc'ed). */
-static ddpm_status list_dir(const char *path, char ***names, int *n, int *err) {
+ddpm_status ddpm_dir_names(const char *path, char ***names, int *n, int *err) {
     *names = NULL, *n = 0, *err = 0;
     DIR *d = opendir(path);
     if (!d) {
@@ -240,7 +239,7 @@ static ddpm_status scan_dir(scan_state *s, const char *rel, int depth, int cls) 
                                            DDPM_FOLDER_MAX_DEPTH));
     char **names;
     int n, err;
-    ddpm_status st = list_dir(full, &names, &n, &err);
+    ddpm_status st = ddpm_dir_names(full, &names, &n, &err);
     if (st == DDPM_OK && err) {
         if (!rel) return ddpm_error(DDPM_ERR_IO, "cannot open directory '%s': %s", full, strerror(err));
         st = folder_skips_add(&s->skips, DDPM_SKIP_UNREADABLE,

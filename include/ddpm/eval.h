@@ -70,6 +70,8 @@ ddpm_status ddpm_kid_subsets(double *mean, double *std, const float *a, const fl
  * so the same inputs and seed give the same numbers. */
 ddpm_status ddpm_kid(double *mean, double *std, const float *real, int nr, const float *fake, int nf, int d,
                      uint64_t seed);
+/* That m: min(DDPM_KID_SUBSET_MAX, nf, nr). */
+int ddpm_kid_subset_size(int nr, int nf);
 
 /* ---- classifier-output metrics -------------------------------------------- */
 

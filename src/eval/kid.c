@@ -72,10 +72,14 @@ static void draw_subset(int *out, int *perm, int n, int m, ddpm_rng *rng) {
     }
 }
 
+int ddpm_kid_subset_size(int nr, int nf) {
+    int m = nr < nf ? nr : nf;
+    return m < DDPM_KID_SUBSET_MAX ? m : DDPM_KID_SUBSET_MAX;
+}
+
 ddpm_status ddpm_kid(double *mean, double *std, const float *real, int nr, const float *fake, int nf, int d,
                      uint64_t seed) {
-    int m = nr < nf ? nr : nf, S = DDPM_KID_SUBSETS;
-    if (m > DDPM_KID_SUBSET_MAX) m = DDPM_KID_SUBSET_MAX;
+    int m = ddpm_kid_subset_size(nr, nf), S = DDPM_KID_SUBSETS;
     if (m < 2) return ddpm_error(DDPM_ERR_ARG, "KID needs at least 2 images in each set (got %d and %d)", nf, nr);
     int *ia = malloc((size_t)S * m * sizeof(int)), *ib = malloc((size_t)S * m * sizeof(int));
     int *pa = malloc((size_t)nf * sizeof(int)), *pb = malloc((size_t)nr * sizeof(int));

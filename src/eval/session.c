@@ -70,8 +70,7 @@ static ddpm_status eval_net_images(ddpm_eval_metrics *m, const ddpm_eval_ref *r,
         m->confidence = cm.confidence;
         m->class_entropy = cm.class_entropy;
         m->label_accuracy = cm.label_accuracy;
-        m->n_kid = n < r->test->n ? n : r->test->n;
-        if (m->n_kid > DDPM_KID_SUBSET_MAX) m->n_kid = DDPM_KID_SUBSET_MAX;
+        m->n_kid = ddpm_kid_subset_size(r->test->n, n);
     }
     ddpm_gauss_stats_free(&a);
     ddpm_free(ff);

@@ -123,11 +123,12 @@ run_candidate() {
   if [[ -f $dir/ckpt.safetensors ]] && grep -qx "iter=$iters" "$dir/run.txt" 2> /dev/null; then
     echo "recipe_search: $name: trained already" >&2
   else
-    local again="--force"
-    [[ -f $dir/ckpt.safetensors ]] && again="--resume"
+    # a resumed run takes its recipe from the checkpoint, which refuses the flags that set it
+    local again="--force" args=$tflags
+    [[ -f $dir/ckpt.safetensors ]] && again="--resume" args="--iters $iters"
     echo "recipe_search: $name: train $tflags ($again, $THREADS threads, load $load)" >&2
     # shellcheck disable=SC2086
-    "$DDPM" train $tflags --ckpt-every 50 --threads "$THREADS" --data-dir "$DATA" --out "$dir" $again \
+    "$DDPM" train $args --ckpt-every 50 --threads "$THREADS" --data-dir "$DATA" --out "$dir" $again \
       >> "$dir.train.log" 2>&1 || { echo "recipe_search: $name: training failed (see $dir.train.log)" >&2; return 1; }
   fi
   t1=$(now)

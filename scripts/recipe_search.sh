@@ -92,7 +92,7 @@ rate_of() {
   key=$(speed_key "$flags")
   rate=$(awk -F'\t' -v k="$key" '$1 == k { r = $2 } END { print r }' "$RATES")
   if [[ -z $rate ]]; then
-    # shellcheck disable=SC2086  # the flags are words
+    # shellcheck disable=SC2086,SC2046  # the flags are words
     "$DDPM" train $(without "$flags" --iters --warmup --log-every --ckpt-every) --iters 35 --warmup 1 --log-every 1 \
       --threads "$RTHREADS" --data-dir "$DATA" --out "$dir" --force > /dev/null 2> "$dir.log" ||
       { echo "recipe_search: $name: probe run failed (see $dir.log)" >&2; return 1; }
@@ -107,7 +107,7 @@ rate_of() {
 }
 
 run_candidate() {
-  local name=$1 tflags=$2 sflags=$3 dir="$RUNS/$1" iters rate warm load t0 t1 t2 ev evr="" fid_raw=-
+  local name=$1 tflags=$2 sflags=$3 dir="$RUNS/$1" iters rate warm load t1 ev evr="" fid_raw=-
   iters=$(flag "$tflags" --iters "")
   if [[ -z $iters ]]; then
     rate=$(rate_of "$name" "$tflags") || return 1
@@ -119,7 +119,6 @@ run_candidate() {
     tflags="$(without "$tflags" --warmup) --warmup $(awk -v p="${warm%\%}" -v n="$iters" 'BEGIN { print int(p * n / 100 + 0.5) }')"
   fi
   load=$(load1)
-  t0=$(now)
   if [[ -f $dir/ckpt.safetensors ]] && grep -qx "iter=$iters" "$dir/run.txt" 2> /dev/null; then
     echo "recipe_search: $name: trained already" >&2
   else
@@ -135,7 +134,6 @@ run_candidate() {
   # shellcheck disable=SC2086
   "$DDPM" sample -c "$dir/ckpt.safetensors" -n 16 -o "$dir/grid.png" $sflags --threads "$THREADS" 2> "$dir.sample.log" ||
     { echo "recipe_search: $name: sampling failed (see $dir.sample.log)" >&2; return 1; }
-  t2=$(now)
   # shellcheck disable=SC2086
   ev=$("$DDPM" eval -c "$dir/ckpt.safetensors" -n "$EVAL_N" $sflags --data-dir "$DATA" --threads "$THREADS" \
        2> "$dir.eval.log") || { echo "recipe_search: $name: eval failed (see $dir.eval.log)" >&2; return 1; }

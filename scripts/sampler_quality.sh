@@ -14,8 +14,11 @@
 #   (a missing checkpoint skips its part). Environment:
 #     DDPM=build/ddpm  N=256 (images per run in (a))  NG=500 (per W in (b))
 #     STEPS="10 20 50 100 1000"  SAMPLERS="ddpm ddim dpm++2m"
+#     CALLS="10 20 50": instead of STEPS, model calls per image (heun's K
+#       steps make 2K-1 calls: it runs K = (calls + 1) / 2, the others K = calls)
 #     GSAMPLER=dpm++2m GSTEPS=20 (the sampler of (b))  THREADS=0  SEED=0
 #     OUT=runs/sampler_quality (IDX files, tables)  DATA_DIR (MNIST for eval)
+# calls_per_image is K, and 2K-1 for heun (Euler alone on its last step).
 # dpm++2m takes at most T-1 steps (it never calls the model at t = 0): its
 # "1000" runs 999 steps on a T = 1000 model, and the table says so.
 #
@@ -54,8 +57,9 @@ if [ -f "$UNCOND" ]; then
   tsv="$OUT/results/sampler_quality.tsv"
   printf 'sampler\tsteps\tcalls_per_image\tseconds\teval\n' > "$tsv"
   for s in $SAMPLERS; do
-    for k in $STEPS; do
+    for k in ${CALLS:-$STEPS}; do
       kk=$k
+      [ -n "${CALLS:-}" ] && [ "$s" = heun ] && kk=$(((k + 1) / 2))
       [ "$s" = dpm++2m ] && [ "$k" -ge "$T" ] && kk=$((T - 1))
       [ "$kk" -gt "$T" ] && continue
       f="$OUT/${s}_${kk}.idx"
@@ -63,7 +67,9 @@ if [ -f "$UNCOND" ]; then
       "$DDPM" sample -c "$UNCOND" -n "$N" --sampler "$s" --sample-steps "$kk" --seed "$SEED" \
         --threads "$THREADS" -o "$OUT/${s}_${kk}.png" --idx "$f" 2>>"$OUT/log.txt"
       t1=$(date +%s.%N)
-      printf '%s\t%s\t%s\t%.0f\t%s\n' "$s" "$kk" "$kk" "$(echo "$t1 - $t0" | bc)" "$(eval_line "$f")" | tee -a "$tsv"
+      calls=$kk
+      [ "$s" = heun ] && calls=$((2 * kk - 1))
+      printf '%s\t%s\t%s\t%.0f\t%s\n' "$s" "$kk" "$calls" "$(echo "$t1 - $t0" | bc)" "$(eval_line "$f")" | tee -a "$tsv"
     done
   done
 else

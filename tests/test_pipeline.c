@@ -604,8 +604,9 @@ static void test_set_weights(void **state) {
     free(w2);
 }
 
-/* The draw's progress line names the batch and counts model calls over all
- * batches: 10 images in batches of 4 with K = 4 are 3 batches, 12 calls. */
+/* The draw's progress line names the batch and counts sampler steps over all
+ * batches (steps, not model calls: a heun step makes two): 10 images in
+ * batches of 4 with K = 4 are 3 batches, 12 steps. */
 static void test_draw_progress(void **state) {
     (void)state;
     FILE *f = tmpfile();
@@ -621,9 +622,9 @@ static void test_draw_progress(void **state) {
     size_t n = fread(text, 1, sizeof text - 1, f);
     text[n] = '\0';
     fclose(f);
-    assert_non_null(strstr(text, "sampling 10 images, batch 1/3: 2/12 model calls"));
-    assert_non_null(strstr(text, "sampling 10 images, batch 2/3: 5/12 model calls")); /* batch 2's first step */
-    assert_non_null(strstr(text, "sampling 10 images, batch 3/3: 12 model calls in"));
+    assert_non_null(strstr(text, "sampling 10 images, batch 1/3: 2/12 steps"));
+    assert_non_null(strstr(text, "sampling 10 images, batch 2/3: 5/12 steps")); /* batch 2's first step */
+    assert_non_null(strstr(text, "sampling 10 images, batch 3/3: 12 steps in"));
     ddpm_draw_progress_start(&v, NULL, 3, 64, 5); /* one batch, silent */
     assert_int_equal(v.B, 3);
     assert_int_equal(v.nchunks, 1);

@@ -143,7 +143,7 @@ ddpm_status ddpm_pipeline_draw(ddpm_pipeline *p, const ddpm_draw_opts *o, int fi
 /* The same as u8 pixels [n, D] (ddpm_image_to_u8). */
 ddpm_status ddpm_pipeline_draw_u8(ddpm_pipeline *p, const ddpm_draw_opts *o, int first, int n, uint8_t *u8);
 /* The progress line of a draw of n images in batches of `batch` with K steps
- * per batch, counted in model calls ("sampling 64 images, batch 2/4"), to
+ * per batch, counted in sampler steps ("sampling 64 images, batch 2/4"), to
  * `out` (NULL: silent): ddpm_draw_progress_step is the draw's on_step, with
  * the struct as its ud; ddpm_progress_done(&v->p) ends it. */
 typedef struct {

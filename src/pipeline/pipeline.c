@@ -491,7 +491,7 @@ void ddpm_draw_progress_start(ddpm_draw_progress *v, FILE *out, int n, int batch
     char what[64];
     v->n = n, v->B = batch < n ? batch : n, v->nchunks = (n + v->B - 1) / v->B;
     snprintf(what, sizeof what, "sampling %d images", n);
-    ddpm_progress_start(&v->p, out, what, (long)v->nchunks * K, "model calls");
+    ddpm_progress_start(&v->p, out, what, (long)v->nchunks * K, "steps");
 }
 
 void ddpm_draw_progress_step(void *ud, int first, int N, int step, int K, const float *x) {

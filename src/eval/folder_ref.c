@@ -166,7 +166,7 @@ ddpm_status ddpm_eval_session_open_ex(ddpm_eval_session *s, const char *dir, con
 
 static bool is_png(const char *name) {
     size_t n = strlen(name);
-    return name[0] != '.' && n > 4 && !strcasecmp(name + n - 4, ".png");
+    return n > 4 && !strcasecmp(name + n - 4, ".png"); /* ddpm_dir_names drops hidden names */
 }
 
 /* The PNG names of dir in bytewise order: *names (malloc'ed strings), *n. */

@@ -43,7 +43,7 @@
 # --quick is a smoke run (1 s, 1 warm-up iteration). On a shared or loaded
 # machine the numbers are noisy: compare medians, look at p10/p90, rerun.
 # Flags after `--` (model flags such as --ch 16) go to every run, both sides;
-# the issue's targets are for the default model.
+# the targets in docs/performance.md are for the reference model (width 32).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

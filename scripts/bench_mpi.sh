@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # bench_mpi.sh [ITERS]: data-parallel training on one machine.
-#  1. img/s of the default model (batch 64) for 1 rank x 2 threads and for
+#  1. img/s of the reference model (width 32, batch 64; the model of ddpm bench) for 1 rank x 2 threads and for
 #     2 ranks x 1 thread (mean over the iterations after the first, from log.csv);
 #  2. the time `ddpm train` spends summing gradients per iteration (its own
 #     report: the allreduce plus waiting for the slower rank);
-#  3. the bare MPI_Allreduce of the default model's 1,623,169 float gradients
+#  3. the bare MPI_Allreduce of that model's 1,623,169 float gradients
 #     (6.5 MB) between 2 ranks, after a barrier (a tiny mpicc program).
 # Needs MNIST (data/mnist or DDPM_DATA_DIR) and an MPI build in build/.
 set -euo pipefail
@@ -16,7 +16,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench_mpi.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 MPIRUN=(mpirun --oversubscribe -np 2)
 [ "$(id -u)" -eq 0 ] && MPIRUN=(mpirun --allow-run-as-root --oversubscribe -np 2)
-ARGS=(train --data-dir "$DATA" --batch 64 --iters "$ITERS" --log-every 1 --seed 0 --ckpt-every 0)
+ARGS=(train --data-dir "$DATA" --ch 32 --batch 64 --iters "$ITERS" --log-every 1 --seed 0 --ckpt-every 0)
 
 ips() {  # mean img/s over log rows 2..N
   awk -F, 'NR > 2 { s += $5; n++ } END { printf "%.1f", s / n }' "$1/log.csv"
@@ -34,7 +34,7 @@ cat > "$WORK/allreduce.c" <<'C'
 #include <stdlib.h>
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
-    int rank, reps = 30, n = 1623169; /* the default model's parameters */
+    int rank, reps = 30, n = 1623169; /* the reference model's parameters */
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     float *g = malloc(sizeof(float) * n);
     for (int i = 0; i < n; i++) g[i] = 1e-3f * (float)(i % 1000);

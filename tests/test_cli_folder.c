@@ -170,8 +170,38 @@ static void test_resume_exact_with_augmentation(void **state) {
     free(bb);
 }
 
+/* The recipe follows the image size unless flags say otherwise: at 32 px
+ * the preset's (width 32, batch 64, 2200 iterations), at a size without a
+ * preset the quick start's (width 16, batch 32, 9370 iterations); the
+ * warmup is 9 % of the iterations, and a flag overrides its field only. */
+static void recipe(const char *flags, const char *name, const char *const *want, int n) {
+    char out[400], ck[500];
+    cli_result r;
+    snprintf(out, sizeof out, "%s/%s", g_dir, name);
+    if (cli_run(&r, "train --data %s %s --steps 10 --threads 2 --stop-after 1 --out %s", g_data, flags, out))
+        fail_msg("%s: %s", flags, r.err);
+    snprintf(ck, sizeof ck, "%s/ckpt.safetensors", out);
+    ddpm_checkpoint c;
+    assert_int_equal(ddpm_checkpoint_open(&c, ck), DDPM_OK);
+    for (int i = 0; i < n; i += 2)
+        if (strcmp(ddpm_checkpoint_meta(&c, want[i]), want[i + 1]))
+            fail_msg("%s: %s = %s, want %s", flags, want[i], ddpm_checkpoint_meta(&c, want[i]), want[i + 1]);
+    ddpm_checkpoint_close(&c);
+}
+
+static void test_recipe_by_size(void **state) {
+    (void)state;
+    const char *preset[] = {"res", "32", "ch", "32", "batch", "64", "iters", "2200", "warmup", "198"};
+    recipe("--size 32", "r32", preset, 10);
+    const char *flags[] = {"res", "32", "ch", "8", "batch", "8", "iters", "50", "warmup", "5"};
+    recipe("--size 32 --ch 8 --groups 4 --batch 8 --iters 50", "r32f", flags, 10);
+    const char *digits[] = {"res", "12", "ch", "16", "batch", "32", "iters", "9370", "warmup", "843"};
+    recipe("--size 12 --attn none", "r12", digits, 10);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_recipe_by_size),
         cmocka_unit_test(test_classes_info_and_label),
         cmocka_unit_test(test_bad_files_and_strict),
         cmocka_unit_test(test_bad_flags),

@@ -57,7 +57,8 @@ typedef struct {
     void *progress_ctx;
 } ddpm_bench_config;
 
-/* batch 64, warmup 3, sgemm 2048, 10 s, every part, FP32, the default model. */
+/* batch 64, warmup 3, sgemm 2048, 10 s, every part, FP32, the reference model
+ * (ddpm_unet_config_default; `ddpm train` defaults to a narrower one). */
 void ddpm_bench_config_default(ddpm_bench_config *c);
 
 typedef struct {

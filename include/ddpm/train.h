@@ -64,7 +64,18 @@ typedef struct {
     ddpm_precision precision; /* of the UNet's products (common.h); 0 = FP32 */
 } ddpm_train_config;
 
+/* The quick start's recipe: MNIST-sized digits (1 x 28 x 28), the training
+ * recipe and model chosen by FID at equal training time (docs/quality.md).
+ * Its model is narrower than ddpm_unet_config_default, the reference model
+ * that `ddpm bench` times. */
 void ddpm_train_config_default(ddpm_train_config *c);
+/* The recipe for images of in_ch x res x res: the default above, or for the
+ * sizes with a UNet preset (ddpm_unet_preset: 32, 64 px) that preset with
+ * the preset sizes' own batch, iterations and warmup. */
+void ddpm_train_recipe(ddpm_train_config *c, int in_ch, int res);
+/* The warmup of a run of `iters` iterations when none is asked for: 9 % of
+ * them, rounded (the recipes' share). */
+int64_t ddpm_train_default_warmup(int64_t iters);
 
 typedef struct {
     int64_t iter;          /* iterations done, this one included */

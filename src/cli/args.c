@@ -150,7 +150,7 @@ void ddpm_model_opts(ddpm_opt *o, ddpm_unet_config *c) {
     const ddpm_opt t[] = {
         {"--channels", NULL, OPT_INT, &c->in_ch, 1, 64, "C", "image channels (default: the dataset's, 1 for MNIST)"},
         {"--size", NULL, OPT_INT, &c->res, 4, 1024, "PX", "image height = width (default: the dataset's, 28)"},
-        {"--ch", NULL, OPT_INT, &c->ch, 2, 4096, "N", "base channel width (default 32)"},
+        {"--ch", NULL, OPT_INT, &c->ch, 2, 4096, "N", "base channel width (default 16; 32 in bench, the reference model)"},
         {"--ch-mult", NULL, OPT_INTLIST, c->ch_mult, 0, 0, "LIST", "width multiplier per level (default 1,2,2)", .count = &c->num_levels},
         {"--res-blocks", NULL, OPT_INT, &c->num_res_blocks, 1, 16, "N", "ResBlocks per level (default 2)"},
         {"--attn", NULL, OPT_INTLIST, c->attn_res, 0, 0, "LIST", "resolutions with self-attention, or none (default 7)", .count = &c->num_attn},

@@ -61,13 +61,11 @@ static void print_profile(const char *part, const ddpm_bench_stats *st, bool bac
 static void print_report(const ddpm_bench_config *c, const ddpm_bench_result *r, const ddpm_cpu_info *ci,
                          const char *name, int threads) {
     const int B = c->batch;
-    printf("cpu_vendor=%s\ncpu_family=%d\ncpu_model=%d\n", ci->vendor, ci->family, ci->model);
-    printf("cpu_name=%s\ncpu_features=%s\n", ci->name, ci->features);
-    printf("model=%s\n", name);
-    printf("image=%dx%dx%d\n", c->model.in_ch, c->model.res, c->model.res);
+    printf("cpu_vendor=%s\ncpu_family=%d\ncpu_model=%d\ncpu_name=%s\ncpu_features=%s\n", ci->vendor, ci->family,
+           ci->model, ci->name, ci->features);
+    printf("model=%s\nimage=%dx%dx%d\n", name, c->model.in_ch, c->model.res, c->model.res);
     printf("timesteps=%d\nbatch=%d\nthreads=%d\nparams=%zu\n", r->T, B, threads, r->params);
-    printf("mflops_per_image=%.6g\n", r->flops / 1e6);
-    printf("precision=%s\n", ddpm_precision_name(c->precision));
+    printf("mflops_per_image=%.6g\nprecision=%s\n", r->flops / 1e6, ddpm_precision_name(c->precision));
     printf("blas_core=%s\ntile_kernel=%s\nbf16_kernel=%s\n", ddpm_blas_core(), ddpm_bench_tile_kernel(),
            ddpm_bench_bf16_kernel());
     double train_gflops = 0, sgemm_gflops = 0;
@@ -89,8 +87,8 @@ static void print_report(const ddpm_bench_config *c, const ddpm_bench_result *r,
     if (c->sgemm) {
         const int n = c->sgemm_n;
         sgemm_gflops = 2.0 * (double)n * n * n / r->sgemm.median / 1e9;
-        printf("sgemm_n=%d\nsgemm_iters=%d\nsgemm_ms=%.6g\n", n, r->sgemm.n, 1e3 * r->sgemm.median);
-        printf("sgemm_gflops=%.6g\n", sgemm_gflops);
+        printf("sgemm_n=%d\nsgemm_iters=%d\nsgemm_ms=%.6g\nsgemm_gflops=%.6g\n", n, r->sgemm.n, 1e3 * r->sgemm.median,
+               sgemm_gflops);
     }
     if (c->train && c->sgemm) printf("gflops_ratio=%.6g\n", train_gflops / sgemm_gflops);
     printf("base_rss_mb=%.6g\npeak_rss_mb=%.6g\n", r->base_rss_mb, r->peak_rss_mb);

@@ -46,8 +46,9 @@ static int print_model(const char *cmd, const ddpm_unet_config *c) {
 
 static int cmd_info(int argc, char **argv) {
     const char *cmd = "info";
-    ddpm_unet_config c;
-    ddpm_unet_config_default(&c);
+    ddpm_train_config tc; /* what `ddpm train` trains when no flag says otherwise */
+    ddpm_train_config_default(&tc);
+    ddpm_unet_config c = tc.model;
     const char *ckpt = NULL;
     ddpm_opt own[] = {
         {"--ckpt", "-c", OPT_STRING, &ckpt, 0, 0, "FILE", "describe the model in this checkpoint"},

@@ -47,7 +47,11 @@ static void poison_hook(void *ctx, float *x0, int *labels, const int *idx, int n
 }
 
 static ddpm_status make_trainer(ddpm_trainer **tr, train_flags *f, ddpm_opt *opts, int nopts, const ddpm_data *d) {
-    if (d->folder) { /* the folder fixes the size: its preset, unless flags say otherwise */
+    if (d->folder) { /* the folder fixes the size: its recipe and preset, unless flags say otherwise */
+        ddpm_train_config r;
+        ddpm_train_recipe(&r, d->c, d->h);
+        if (!ddpm_opts_seen(opts, nopts, "--batch")) f->c.batch = r.batch;
+        if (!ddpm_opts_seen(opts, nopts, "--iters")) f->iters = (int)r.iters;
         f->c.model.in_ch = d->c, f->c.model.res = d->h;
         ddpm_model_flags_preset(&f->c.model, opts + nopts - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS, true);
     }
@@ -59,7 +63,7 @@ static ddpm_status make_trainer(ddpm_trainer **tr, train_flags *f, ddpm_opt *opt
     c.objective = (ddpm_objective)ddpm_objective_parse(f->objective);
     c.decay = (ddpm_lr_decay)ddpm_lr_decay_parse(f->lr_decay);
     c.precision = (ddpm_precision)ddpm_precision_parse(f->precision);
-    c.iters = f->iters, c.warmup = f->warmup;
+    c.iters = f->iters, c.warmup = f->warmup < 0 ? ddpm_train_default_warmup(c.iters) : f->warmup;
     return ddpm_trainer_create(tr, &c);
 }
 
@@ -175,10 +179,10 @@ static void train_opts(ddpm_opt *opts, train_flags *f) {
         {"--data-dir", NULL, OPT_STRING, &f->d.data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
         {"--steps", NULL, OPT_INT, &f->c.T, 2, 100000, "T", "diffusion timesteps (default 1000)"},
         {"--schedule", NULL, OPT_STRING, &f->schedule, 0, 0, "NAME", "linear, cosine, quadratic or sigmoid (default linear)"},
-        {"--iters", NULL, OPT_INT, &f->iters, 1, 100000000, "N", "optimizer steps (default 2200: about 13 minutes on 2 cores)"},
-        {"--batch", NULL, OPT_INT, &f->c.batch, 1, 4096, "N", "images per step (default 64)"},
+        {"--iters", NULL, OPT_INT, &f->iters, 1, 100000000, "N", "optimizer steps (default 9370; 2200 for the 32 and 64 px presets)"},
+        {"--batch", NULL, OPT_INT, &f->c.batch, 1, 4096, "N", "images per step (default 32; 64 for the 32 and 64 px presets)"},
         {"--lr", NULL, OPT_FLOAT, &f->c.lr, 1e-8, 1.0, "LR", "peak learning rate (default 1e-3)"},
-        {"--warmup", NULL, OPT_INT, &f->warmup, 0, 100000000, "N", "linear LR warmup steps (default 200)"},
+        {"--warmup", NULL, OPT_INT, &f->warmup, 0, 100000000, "N", "linear LR warmup steps (default 9 % of --iters)"},
         {"--lr-decay", NULL, OPT_STRING, &f->lr_decay, 0, 0, "KIND", "cosine or constant after warmup (default cosine)"},
         {"--precision", NULL, OPT_STRING, &f->precision, 0, 0, "P", "the UNet's products: fp32, or bf16 with fp32 accumulation (default fp32)"},
         {"--clip", NULL, OPT_FLOAT, &f->c.clip, 0.0, 1e6, "NORM", "clip the global gradient norm, 0 = off (default 1)"},
@@ -221,16 +225,13 @@ static int check_resume_flags(const ddpm_opt *opts) {
                                   "--cond-drop", "--seed", "--alpha", "--crop", "--hflip", "--no-hflip"};
     const char *why = "cannot be changed on --resume (the checkpoint fixes it)";
     return ddpm_opts_refuse(CMD, opts, TRAIN_OPTS, fixed, DDPM_COUNT(fixed), why) ||
-                   ddpm_opts_refuse(CMD, opts + TRAIN_OPTS, DDPM_MODEL_OPTS, NULL, 0, why) /* the model flags */
-               ? 2 : 0;
+           ddpm_opts_refuse(CMD, opts + TRAIN_OPTS, DDPM_MODEL_OPTS, NULL, 0, why) ? 2 : 0; /* and the model flags */
 }
 
-/* A fresh run: the model flags form a valid config, the warmup fits. */
+/* A fresh run: valid model flags (checked again once the data is loaded), a warmup that fits. */
 static int check_new_run(train_flags *f, ddpm_opt *opts) {
-    /* checked against the data again once it is loaded */
     if (ddpm_model_flags_check(CMD, &f->c.model, opts + NOPTS - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS)) return 2;
-    if (!ddpm_opts_seen(opts, NOPTS, "--warmup") && f->warmup >= f->iters) f->warmup = f->iters / 10;
-    if (f->warmup >= f->iters && f->warmup > 0)
+    if (f->warmup >= f->iters && f->warmup > 0) /* the default (-1) is a share of --iters */
         return ddpm_cli_fail(CMD, 2, "--warmup %d must be smaller than --iters %d", f->warmup, f->iters);
     return 0;
 }
@@ -256,7 +257,7 @@ static int cmd_train(int argc, char **argv) {
     ddpm_train_config_default(&d);
     train_flags f = {.c = d, .schedule = "linear", .loss = "l2", .objective = ddpm_objective_name(d.objective),
                      .lr_decay = "cosine", .precision = "fp32", .alpha = "white", .crop = "center",
-                     .iters = (int)d.iters, .warmup = (int)d.warmup};
+                     .iters = (int)d.iters, .warmup = -1};
     ddpm_data_opts_default(&f.d);
     ddpm_run_opts_default(&f.r);
     f.r.dir = DDPM_DEFAULT_RUN_DIR;

@@ -15,7 +15,8 @@
 #     STRENGTHS="0.1 0.3 0.5 0.7 0.9"  CALLS=""  N=1000
 #     SAMPLERS="heun euler euler_a dpm++2m ddim"
 # Output: OUT/editing.tsv (what, label_accuracy, fid, precision, recall,
-# seconds) and, with CALLS, OUT/calls/results/sampler_quality.tsv.
+# seconds, kept_exact: inpainting left the upper halves byte for byte) and,
+# with CALLS, OUT/calls/results/sampler_quality.tsv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CKPT=${1:?usage: scripts/editing_quality.sh CKPT}
@@ -43,13 +44,22 @@ HDR='\x00\x00\x08\x03\x00\x00\x00\x64\x00\x00\x00\x1c\x00\x00\x00\x1c'
 } > "$OUT/upper100.idx"
 
 tsv=$OUT/editing.tsv
-printf 'what\tlabel_accuracy\tfid\tprecision\trecall\tseconds\n' > "$tsv"
-# row WHAT FILE.idx SECONDS: its eval line against the 100 labels
+printf 'what\tlabel_accuracy\tfid\tprecision\trecall\tseconds\tkept_exact\n' > "$tsv"
+# kept FILE.idx: "yes" when rows 0-13 of all 100 images equal the inputs' byte for byte
+kept() {
+  local i
+  for i in $(seq 0 99); do
+    cmp -s <(bytes "$1" $((16 + i * 784)) $((14 * 28))) <(bytes "$OUT/test100.idx" $((16 + i * 784)) $((14 * 28))) ||
+      { echo no; return; }
+  done
+  echo yes
+}
+# row WHAT FILE.idx SECONDS [KEPT]: its eval line against the 100 labels
 row() {
   local ev
   ev=$("$DDPM" eval "$2" --labels "$OUT/labels100.idx" --data-dir "$DATA_DIR" --threads "$THREADS" 2>/dev/null)
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$(sed -n 's/^label_accuracy=//p' <<< "$ev")" "$(sed -n 's/^fid=//p' <<< "$ev")" \
-    "$(sed -n 's/^precision=//p' <<< "$ev")" "$(sed -n 's/^recall=//p' <<< "$ev")" "$3" | tee -a "$tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$(sed -n 's/^label_accuracy=//p' <<< "$ev")" "$(sed -n 's/^fid=//p' <<< "$ev")" \
+    "$(sed -n 's/^precision=//p' <<< "$ev")" "$(sed -n 's/^recall=//p' <<< "$ev")" "$3" "${4:--}" | tee -a "$tsv"
 }
 # edit NAME FLAGS...: one draw over the 100 digits, then its row
 edit() {
@@ -58,7 +68,8 @@ edit() {
   "$DDPM" sample -c "$CKPT" --init "$OUT/test100.idx" "$@" --sampler "$SAMPLER" --sample-steps "$STEPS" \
     --threads "$THREADS" --idx "$OUT/$name.idx" -o "$OUT/$name.png" 2>> "$OUT/log.txt"
   t1=$(date +%s.%N)
-  row "$name $SAMPLER $STEPS $*" "$OUT/$name.idx" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", b - a }')"
+  row "$name $SAMPLER $STEPS $*" "$OUT/$name.idx" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", b - a }')" \
+    "$([[ $name == inpaint* ]] && kept "$OUT/$name.idx" || echo -)"
 }
 row "originals" "$OUT/test100.idx" 0
 row "upper half only (lower half black)" "$OUT/upper100.idx" 0

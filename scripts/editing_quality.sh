@@ -38,22 +38,19 @@ HDR='\x00\x00\x08\x03\x00\x00\x00\x64\x00\x00\x00\x1c\x00\x00\x00\x1c'
 { printf '\x00\x00\x08\x01\x00\x00\x00\x64'; bytes "$OUT/t10k-labels-idx1-ubyte" 8 100; } > "$OUT/labels100.idx"
 # The mask as a binary PGM: rows 0-13 black (kept), rows 14-27 white (regenerated).
 { printf 'P5\n28 28\n255\n'; head -c $((14 * 28)) /dev/zero; head -c $((14 * 28)) /dev/zero | tr '\0' '\377'; } > "$OUT/lower.pgm"
-# The blacked-out inputs: each digit's upper half, then zeros.
-{ printf %b "$HDR"
-  for i in $(seq 0 99); do bytes "$OUT/test100.idx" $((16 + i * 784)) $((14 * 28)); head -c $((14 * 28)) /dev/zero; done
-} > "$OUT/upper100.idx"
+# upper FILE.idx: its 100 images with rows 14-27 zeroed (the blacked-out inputs,
+# and what an inpainted file must reduce to if it kept rows 0-13)
+upper() {
+  local i
+  printf %b "$HDR"
+  for i in $(seq 0 99); do bytes "$1" $((16 + i * 784)) $((14 * 28)); head -c $((14 * 28)) /dev/zero; done
+}
+upper "$OUT/test100.idx" > "$OUT/upper100.idx"
 
 tsv=$OUT/editing.tsv
 printf 'what\tlabel_accuracy\tfid\tprecision\trecall\tseconds\tkept_exact\n' > "$tsv"
 # kept FILE.idx: "yes" when rows 0-13 of all 100 images equal the inputs' byte for byte
-kept() {
-  local i
-  for i in $(seq 0 99); do
-    cmp -s <(bytes "$1" $((16 + i * 784)) $((14 * 28))) <(bytes "$OUT/test100.idx" $((16 + i * 784)) $((14 * 28))) ||
-      { echo no; return; }
-  done
-  echo yes
-}
+kept() { if cmp -s <(upper "$1") "$OUT/upper100.idx"; then echo yes; else echo no; fi; }
 # row WHAT FILE.idx SECONDS [KEPT]: its eval line against the 100 labels
 row() {
   local ev

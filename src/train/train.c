@@ -28,7 +28,7 @@ void ddpm_train_config_default(ddpm_train_config *c) {
     c->objective = DDPM_OBJ_V;
     c->snr_gamma = 5.0f;
     c->batch = 32;
-    c->iters = 9370; /* the previous quick start's 2280 s of training on 2 cores */
+    c->iters = 9370; /* the previous quick start's training time (docs/quality.md) */
     c->lr = 1e-3f;
     c->warmup = ddpm_train_default_warmup(c->iters);
     c->decay = DDPM_LR_COSINE;

@@ -159,7 +159,8 @@ static char *log_rows(const char *dir, int *rows) {
 
 /* dir holds what the uninterrupted run holds. */
 static void expect_like_ref(const char *dir) {
-    const char *same[] = {"ckpt.safetensors", "samples.png", "samples_000010.png", "samples_000060.png"};
+    const char *same[] = {"ckpt.safetensors",   "samples.png",        "samples_000010.png", "samples_000020.png",
+                          "samples_000030.png", "samples_000040.png", "samples_000050.png", "samples_000060.png"};
     char a[600], b[600];
     for (size_t i = 0; i < sizeof same / sizeof *same; i++) {
         join(a, sizeof a, g_ref, same[i]);
@@ -250,6 +251,22 @@ static void test_crash_anywhere(void **state) {
     char *envv[] = {"DDPM_TEST_KILL_AT=samples.png:1", NULL};
     run_ok(last >= 0 ? cont : fresh, envv, 128 + SIGKILL);
     assert_int_equal(ckpt_step(out), ITERS);
+    run_ok(cont, NULL, 0);
+    expect_like_ref(out);
+}
+
+/* Iteration 30 writes a checkpoint and a grid. A kill inside that grid
+ * leaves the checkpoint of iteration 27 (the grid comes first), so the
+ * resumed run draws the grid of 30 again; were the checkpoint first, the run
+ * would resume after 30 and never draw it (scripts/chaos.sh found this). */
+static void test_kill_in_grid_at_checkpoint(void **state) {
+    (void)state;
+    char out[400];
+    join(out, sizeof out, g_dir, "grid30");
+    char *fresh[] = FRESH(out), *cont[] = RESUME(out);
+    char *envv[] = {"DDPM_TEST_KILL_AT=samples_:3", NULL};
+    run_ok(fresh, envv, 128 + SIGKILL);
+    assert_int_equal(ckpt_step(out), 27);
     run_ok(cont, NULL, 0);
     expect_like_ref(out);
 }
@@ -361,6 +378,7 @@ static void test_full_disk_folder_cache(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crash_anywhere),
+        cmocka_unit_test(test_kill_in_grid_at_checkpoint),
         cmocka_unit_test(test_full_disk),
         cmocka_unit_test(test_full_disk_folder_cache),
     };

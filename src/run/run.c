@@ -251,7 +251,7 @@ static ddpm_status evaluate(ddpm_run *r, const ddpm_train_stats *st) {
     return run_eval_plot(&r->ev, r->o.dir);
 }
 
-/* After every iteration: log, evaluate, checkpoint, grid, stop on request. */
+/* After every iteration: log, evaluate, grid, checkpoint, stop on request. */
 static ddpm_status on_iter(void *ctx, ddpm_trainer *tr, const ddpm_train_stats *st, bool *stop) {
     ddpm_run *r = ctx;
     const ddpm_run_opts *o = &r->o;
@@ -268,12 +268,15 @@ static ddpm_status on_iter(void *ctx, ddpm_trainer *tr, const ddpm_train_stats *
     ddpm_status s = DDPM_OK;
     if (r->eval && (it % o->eval_every == 0 || last)) s = evaluate(r, st);
     else if (it % r->log_every == 0 || last) s = log_row(r, st, NULL);
-    if (!s && o->ckpt_every > 0 && it % o->ckpt_every == 0 && !last) s = save_checkpoint(r, "running");
+    /* The grid before the checkpoint, as the log row: a kill between the two
+     * then resumes before this iteration and draws the grid again; the other
+     * order would resume after it and never draw it. */
     if (!s && o->sample_every > 0 && it % o->sample_every == 0) {
         char path[1100];
         snprintf(path, sizeof path, "%s/samples_%06" PRId64 ".png", o->dir, it);
         s = write_grid(r, path);
     }
+    if (!s && o->ckpt_every > 0 && it % o->ckpt_every == 0 && !last) s = save_checkpoint(r, "running");
     return s;
 }
 

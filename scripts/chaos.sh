@@ -7,7 +7,7 @@
 # loss.png write; the rest fall at random moments. Then, if mpirun is there
 # and ddpm has MPI, the same with 2 ranks, one rank killed each time.
 #
-#   scripts/chaos.sh [ITERS] [KILLS]      (default 30 20)
+#   scripts/chaos.sh [ITERS] [KILLS]      (default 90 20)
 #
 # Environment: DDPM (default build/ddpm), DATA_DIR (MNIST; default
 # ../shared/mnist or data/mnist), SEED (the kill moments; default 1),
@@ -15,7 +15,7 @@
 # WORK (default a fresh directory under /tmp, removed at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ITERS=${1:-30}
+ITERS=${1:-90}
 KILLS=${2:-20}
 DDPM=${DDPM:-build/ddpm}
 SEED=${SEED:-1}

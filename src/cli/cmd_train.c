@@ -50,6 +50,7 @@ static ddpm_status make_trainer(ddpm_trainer **tr, train_flags *f, ddpm_opt *opt
     if (d->folder) { /* the folder fixes the size: its recipe and preset, unless flags say otherwise */
         ddpm_train_config r;
         ddpm_train_recipe(&r, d->c, d->h);
+        if (!ddpm_opts_seen(opts, nopts, "--schedule")) f->schedule = ddpm_schedule_name(r.schedule);
         if (!ddpm_opts_seen(opts, nopts, "--batch")) f->c.batch = r.batch;
         if (!ddpm_opts_seen(opts, nopts, "--iters")) f->iters = (int)r.iters;
         f->c.model.in_ch = d->c, f->c.model.res = d->h;
@@ -255,9 +256,9 @@ static int check_names(const train_flags *f) {
 static int cmd_train(int argc, char **argv) {
     ddpm_train_config d;
     ddpm_train_config_default(&d);
-    train_flags f = {.c = d, .schedule = "linear", .loss = "l2", .objective = ddpm_objective_name(d.objective),
-                     .lr_decay = "cosine", .precision = "fp32", .alpha = "white", .crop = "center",
-                     .iters = (int)d.iters, .warmup = -1};
+    train_flags f = {.c = d, .schedule = ddpm_schedule_name(d.schedule), .loss = "l2",
+                     .objective = ddpm_objective_name(d.objective), .lr_decay = "cosine", .precision = "fp32",
+                     .alpha = "white", .crop = "center", .iters = (int)d.iters, .warmup = -1};
     ddpm_data_opts_default(&f.d);
     ddpm_run_opts_default(&f.r);
     f.r.dir = DDPM_DEFAULT_RUN_DIR;

@@ -186,7 +186,8 @@ ddpm_status ddpm_bench_run(const ddpm_bench_config *c, ddpm_bench_result *res) {
     r.tc.iters = 1000000000; /* the LR schedule's length: irrelevant to speed */
     r.tc.seed = c->seed;
     r.tc.T = 1000;
-    r.tc.objective = DDPM_OBJ_EPS; /* the reference's workload (bench_torch.py: eps, plain L2, T = 1000) */
+    r.tc.schedule = DDPM_SCHED_LINEAR;
+    r.tc.objective = DDPM_OBJ_EPS; /* the reference's workload (bench_torch.py: eps, plain L2, linear, T = 1000) */
     r.tc.snr_gamma = 0.0f;
     r.tc.precision = c->precision;
     res->T = r.tc.T;

@@ -290,6 +290,61 @@ static void test_png_empty_idat_unknown_chunk(void **state) {
     cli_rmtree(dir);
 }
 
+/* fuzz_edit: 22 bytes that stb_image takes for an uncompressed gray TGA
+ * (the ID field's length 137 is past the end, the header claims 7936 x 4096
+ * pixels). stb_image filled the missing pixels with zeros and `ddpm sample
+ * --init` edited a black image; resizing it took over 10 s under the
+ * sanitizers. TGA has no magic number, so the size check applies to the
+ * files stb_image would decode as TGA, and to each of its layouts. */
+static const uint8_t k_tga_22[22] = {0x89, 0x00, 0x03, 0xff, 0xd8, 0x3f, 0x00, 0x03,
+                                     0xff, 0x3f, 0xff, 0xfc, 0x00, 0x1f, 0x00, 0x10,
+                                     0x08, 0x04, 0x00, 0x00, 0x00, 0x02};
+
+static void test_tga_truncated(void **state) {
+    (void)state;
+    char dir[256];
+    cli_tmpdir(dir, sizeof dir);
+    enum { W = 12, H = 9 };
+    uint8_t px[W * H * 3];
+    for (int i = 0; i < W * H * 3; i++) px[i] = (uint8_t)(i * 37);
+    bytes raw = {0}, rle = {0}, gray = {0};
+    stbi_write_tga_with_rle = 0;
+    assert_true(stbi_write_tga_to_func(to_bytes, &raw, W, H, 3, px));
+    assert_true(stbi_write_tga_to_func(to_bytes, &gray, W, H, 1, px));
+    stbi_write_tga_with_rle = 1;
+    assert_true(stbi_write_tga_to_func(to_bytes, &rle, W, H, 3, px));
+    assert_int_equal(raw.n, 18 + W * H * 3); /* header, pixels */
+    write_file(dir, "raw.tga", raw.b, raw.n);
+    write_file(dir, "gray.tga", gray.b, gray.n);
+    write_file(dir, "rle.tga", rle.b, rle.n);
+    write_file(dir, "cut.tga", raw.b, raw.n - 1); /* one pixel byte short */
+    write_file(dir, "fuzz.tga", k_tga_22, sizeof k_tga_22);
+    /* run-length: the header of rle.tga claiming 4096 x 4096 pixels, which
+     * need at least 4 bytes per 128 of them */
+    rle.b[12] = rle.b[14] = 0x00;
+    rle.b[13] = rle.b[15] = 0x10;
+    write_file(dir, "rle_cut.tga", rle.b, rle.n);
+
+    warn_sink s = {0};
+    ddpm_image_folder f;
+    ddpm_folder_report r;
+    assert_int_equal(load_folder(&f, dir, &s, &r), DDPM_OK);
+    assert_int_equal(f.n, 3); /* gray.tga, raw.tga, rle.tga */
+    assert_int_equal(r.skipped[DDPM_SKIP_CORRUPT], 3);
+    assert_int_equal(s.warns, 3);
+    const char *why = "': corrupt: truncated TGA (fewer bytes than its header's pixels)\n";
+    char want[256];
+    for (int i = 0; i < 3; i++) {
+        snprintf(want, sizeof want, "/%s%s", (const char *[]){"cut.tga", "fuzz.tga", "rle_cut.tga"}[i], why);
+        assert_non_null(strstr(s.msgs, want));
+    }
+    ddpm_folder_free(&f);
+    free(raw.b);
+    free(rle.b);
+    free(gray.b);
+    cli_rmtree(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_class_list_short_unicode_escape),
@@ -298,6 +353,7 @@ int main(void) {
         cmocka_unit_test(test_folder_cache_without_images),
         cmocka_unit_test(test_jpeg_huffman_tables),
         cmocka_unit_test(test_png_empty_idat_unknown_chunk),
+        cmocka_unit_test(test_tga_truncated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

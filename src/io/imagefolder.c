@@ -311,9 +311,28 @@ static void compute_key(uint64_t key[2], const scan_state *s, const ddpm_folder_
 
 /* ---- decoding one file ------------------------------------------------------------------- */
 
+/* The bytes a TGA's header promises (stb_image's reading of it, TGA 2.0
+ * section "Image File"): 18 header bytes, the image ID, the colour map when
+ * the image is indexed, then the pixels: w*h of (bpp + 7) / 8 bytes
+ * uncompressed, and run-length packets of at most 128 pixels (a count byte
+ * and at least one pixel) when compressed. stb_image fills whatever is
+ * missing with zeros, so a 22-byte file claiming 7936 x 4096 pixels came
+ * out as a black image (found by fuzz_edit). */
+static bool tga_truncated(const uint8_t *b, size_t n) {
+    if (n < 18) return true;
+    const uint64_t idlen = b[0], type = b[2], pal_start = b[3] | (unsigned)b[4] << 8,
+                   pal_len = b[5] | (unsigned)b[6] << 8, pal_bytes = (b[7] + 7u) / 8,
+                   w = b[12] | (unsigned)b[13] << 8, h = b[14] | (unsigned)b[15] << 8,
+                   px_bytes = (b[16] + 7u) / 8;
+    uint64_t need = 18 + idlen + (b[1] == 1 ? pal_start + pal_len * pal_bytes : 0);
+    need += type >= 8 ? (w * h + 127) / 128 * (1 + px_bytes) : w * h * px_bytes;
+    return n < need;
+}
+
 /* Structural end-of-file checks stb_image does not make: a PNG ends with its
  * IEND chunk, a JPEG with EOI (FF D9, allowing a little trailing padding), a
- * GIF with its trailer 0x3B. Returns NULL or why the file looks truncated. */
+ * GIF with its trailer 0x3B, a TGA holds the pixels its header promises.
+ * Returns NULL or why the file looks truncated. */
 static const char *truncation(const uint8_t *b, size_t n) {
     static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     if (n >= 8 && !memcmp(b, png, 8)) {
@@ -325,6 +344,8 @@ static const char *truncation(const uint8_t *b, size_t n) {
         if (!eoi) return "truncated JPEG (no end-of-image marker)";
     } else if (n >= 6 && !memcmp(b, "GIF8", 4)) {
         if (b[n - 1] != 0x3b) return "truncated GIF (no trailer)";
+    } else if (ddpm_stb_is_tga(b, n) && tga_truncated(b, n)) {
+        return "truncated TGA (fewer bytes than its header's pixels)";
     }
     return NULL;
 }

@@ -3,6 +3,9 @@
 #ifndef DDPM_IO_IMAGEFOLDER_INTERNAL_H
 #define DDPM_IO_IMAGEFOLDER_INTERNAL_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "ddpm/imagefolder.h"
 
 #define DDPM_FOLDER_CACHE_VERSION 1u
@@ -29,5 +32,9 @@ ddpm_status folder_cache_read(const char *path, const uint64_t key[2], const ddp
 /* Writes *f and skips atomically. */
 ddpm_status folder_cache_write(const char *path, const uint64_t key[2], const ddpm_folder_options *o,
                                const ddpm_image_folder *f, const folder_skips *skips);
+
+/* True when stb_image would decode the n bytes at b as a TGA (stb_impl.c):
+ * every other format's test fails and the TGA test passes. */
+bool ddpm_stb_is_tga(const unsigned char *b, size_t n);
 
 #endif

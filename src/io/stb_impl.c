@@ -13,3 +13,21 @@
 #define STB_IMAGE_RESIZE_IMPLEMENTATION
 #include <stb_image.h> /* third_party/stb: first on the include path */
 #include <stb_image_resize.h>
+
+#include <limits.h>
+
+#include "io/imagefolder_internal.h"
+
+/* stb_image tells formats apart by testing them in a fixed order
+ * (stbi__load_main) and takes TGA, which has no magic number, only when
+ * every other test fails; this asks the same tests, so the caller's TGA
+ * checks apply to exactly the files stb_image would decode as TGA. */
+bool ddpm_stb_is_tga(const unsigned char *b, size_t n) {
+    if (n > INT_MAX) return false;
+    stbi__context s;
+    stbi__start_mem(&s, b, (int)n);
+    if (stbi__png_test(&s) || stbi__bmp_test(&s) || stbi__gif_test(&s) || stbi__psd_test(&s) ||
+        stbi__pic_test(&s) || stbi__jpeg_test(&s) || stbi__pnm_test(&s) || stbi__hdr_test(&s))
+        return false;
+    return stbi__tga_test(&s) != 0;
+}

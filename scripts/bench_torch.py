@@ -3,6 +3,7 @@
 
     /usr/bin/python3 scripts/bench_torch.py [--threads N] [--seconds S] [--batch B]
                                             [--warmup N] [--only train|sample|sgemm]
+                                            [--precision fp32|bf16]
                                             [model flags as in `ddpm bench`]
 
 The same module as ddpm (DDPMUNet from scripts/torch_reference.py, whose
@@ -19,6 +20,14 @@ parameter names and shapes are ddpm's), the same random workload and the same
   sample  one forward of a separate model in eval mode under
           torch.inference_mode() on B random images at random t.
   sgemm   torch.mm of two N x N float32 matrices (N = --sgemm-size, 2048).
+
+--precision bf16 runs the train and sample parts under PyTorch's CPU mixed
+precision, torch.autocast("cpu", dtype=torch.bfloat16) (oneDNN's bf16
+kernels for the convolutions, linears and matmuls; weights, gradients, AdamW
+and EMA stay float32), which is what a PyTorch user turns on for speed. Its
+GroupNorm runs in float32 on a float32 copy of its input: torch 1.13's CPU
+autocast fails on a bf16 input to group_norm (newer versions autocast it to
+float32 the same way). The output says so (groupnorm=fp32).
 
 Every iteration is timed on its own; the report gives medians (p10/p90 for
 the spread) after --warmup untimed iterations, over --seconds per part (at
@@ -68,6 +77,8 @@ def parse_args():
     ap.add_argument("--warmup", type=int, default=3, help="untimed iterations per part (default 3)")
     ap.add_argument("--only", choices=("train", "sample", "sgemm"), help="run one part")
     ap.add_argument("--sgemm-size", type=int, default=2048, help="sgemm matrix size (default 2048)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="fp32, or bf16 autocast for train and sample (default fp32)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ap.add_argument("--channels", type=int, default=1)
     ap.add_argument("--size", type=int, default=None, help="28; 32 and 64 pick the presets")
@@ -182,6 +193,19 @@ def forward_flops(cfg):
     return total[0]
 
 
+def autocast():
+    """The train and sample parts' context: bf16 autocast, or nothing."""
+    if ARGS.precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def group_norm_fp32(self, x):
+    """nn.GroupNorm.forward in float32 whatever the autocast (see the header)."""
+    with torch.autocast("cpu", enabled=False):
+        return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps)
+
+
 def model_name(cfg):
     attn = ",".join(map(str, cfg["attn_res"])) if cfg["attn_res"] else "none"
     s = "ch%d-mult%s-rb%d-attn%s-g%d" % (cfg["ch"], ",".join(map(str, cfg["ch_mult"])),
@@ -206,6 +230,8 @@ def main():
                attn_res=() if a.attn == "none" else tuple(int(v) for v in a.attn.split(",")),
                groups=a.groups, dropout=a.dropout, num_classes=a.classes)
     B, K = a.batch, cfg["num_classes"]
+    if a.precision == "bf16":
+        nn.GroupNorm.forward = group_norm_fp32
     parts = [a.only] if a.only else ["train", "sample", "sgemm"]
 
     torch.manual_seed(a.seed)
@@ -216,8 +242,9 @@ def main():
     nparams = count_params(DDPMUNet(**cfg))
     core = blas.openblas_get_corename().decode() if blas is not None else "unknown"
     print("bench_torch: model %s, %d parameters, %.1f MFLOPs/image forward; batch %d; %d threads; "
-          "torch %s; OpenBLAS %s" % (model_name(cfg), nparams, flops / 1e6, B, a.threads,
-                                     torch.__version__, core), file=sys.stderr, flush=True)
+          "torch %s; OpenBLAS %s; %s" % (model_name(cfg), nparams, flops / 1e6, B, a.threads,
+                                         torch.__version__, core, a.precision),
+          file=sys.stderr, flush=True)
 
     # linear schedule (docs/design.md §5), in double
     s = 1000.0 / T
@@ -241,7 +268,9 @@ def main():
             lab = None
             if K > 0:  # classifier-free guidance label dropout, p = 0.1
                 lab = torch.where(torch.rand(B, generator=g) < 0.1, torch.full_like(labels, K), labels)
-            loss = F.mse_loss(model(xt, t, lab), eps)
+            with autocast():
+                out = model(xt, t, lab)
+            loss = F.mse_loss(out.float(), eps)
             if not math.isfinite(loss.item()):
                 raise RuntimeError("loss is %g" % loss.item())
             opt.zero_grad(set_to_none=True)
@@ -267,7 +296,7 @@ def main():
             tt[0] = torch.randint(0, T, (B,), generator=g)
 
         def sample_step():
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast():
                 inf(x, tt[0], labels)
 
         res["sample"] = measure("sample", sample_step, prep)
@@ -288,7 +317,9 @@ def main():
            ("image", "%dx%dx%d" % (cfg["in_ch"], cfg["res"], cfg["res"])),
            ("timesteps", T), ("batch", B), ("threads", a.threads), ("params", nparams),
            ("mflops_per_image", "%.6g" % (flops / 1e6)), ("blas_core", core),
-           ("torch_version", torch.__version__)]
+           ("torch_version", torch.__version__), ("precision", a.precision)]
+    if a.precision == "bf16":
+        out.append(("groupnorm", "fp32"))
     f = lambda v: "%.6g" % v  # noqa: E731
     if "train" in res:
         r = res["train"]

@@ -173,6 +173,18 @@ static void check(ddpm_bf16_isa isa, const shape *s, bool ta, bool tb, bool acc,
                             ldb, R + (size_t)h * ldc, ldc, acc);
         assert_memory_equal(R, C, (size_t)M * ldc * 4);
     }
+    /* the packed entry points (winograd.c's) give the same bits */
+    if (isa == DDPM_BF16_AVX512 && K > 0) {
+        uint32_t *Ap = malloc(ddpm_bf16_packed_a_size(M, K) * 4 + 4);
+        uint32_t *Bp = malloc(ddpm_bf16_packed_b_size(N, K) * 4 + 4);
+        assert_true(Ap && Bp);
+        ddpm_bf16_pack_a(Ap, ta, M, K, A, lda);
+        ddpm_bf16_pack_b(Bp, tb, N, K, B, ldb);
+        memcpy(R, C0, (size_t)M * ldc * 4);
+        ddpm_bf16_gemm_packed(M, N, K, Ap, ta, Bp, R, ldc, acc);
+        assert_memory_equal(R, C, (size_t)M * ldc * 4);
+        free(Ap), free(Bp);
+    }
     free(A), free(B), free(C), free(C0), free(R), free(Ar), free(Br);
 }
 

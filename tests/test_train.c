@@ -83,6 +83,7 @@ static void tiny_api(ddpm_train_config *c) {
                                   .num_classes = 3, .dropout = 0.1f};
     c->T = 20, c->batch = 5, c->iters = 6, c->warmup = 1, c->seed = 11;
     c->objective = DDPM_OBJ_EPS, c->snr_gamma = 0.0f; /* L_simple; test_steps_objectives: the others */
+    c->precision = DDPM_PREC_FP32; /* the references are float32 (the default is bf16 on some CPUs) */
 }
 
 /* The same model for the reference-step tests: num_classes as given, no

@@ -57,6 +57,7 @@ typedef struct {
     ddpm_schedule_kind schedule;
     int T;
     ddpm_objective objective;
+    ddpm_precision precision; /* of the UNet's products; 0 = FP32 (a trainer's: its config's) */
 } ddpm_pipeline_model;
 
 /* What the pipeline holds, read-only. */

@@ -77,17 +77,17 @@ static void gemm_bf16_portable(int M, int N, int K, const float *A, size_t ai, s
 #define TBF __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl")))
 #define IBF static inline __attribute__((always_inline, target("avx512bf16,avx512f,avx512bw,avx512vl")))
 
-/* 16 floats (the first n, n <= 16; the rest 0) rounded as ddpm_bf16_from_f32,
- * each bf16 in the low half of a 32-bit lane. */
-IBF __m512i round16(const float *s, int n) {
-    const __mmask16 m = (__mmask16)(n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (1u << n) - 1);
-    const __m512 x = _mm512_maskz_loadu_ps(m, s);
-    const __m512i u = _mm512_castps_si512(x);
-    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd));
-    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-    r = _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x400000));
-    return _mm512_srli_epi32(r, 16);
+/* Float to bf16 here is the AVX512_BF16 conversion (vcvtne2ps2bf16): nearest
+ * even and NaNs made quiet as ddpm_bf16_from_f32, but float subnormals become
+ * zero (checked against ddpm_bf16_from_f32 on 6.4e8 random floats on a Zen 4:
+ * they differ on subnormal inputs only). The product treats bf16 subnormals
+ * as zero anyway; the one difference left is an operand in [2^-126 (1 -
+ * 2^-8), 2^-126), which rounds up to the smallest normal bf16 and counts in
+ * the portable path, as zero here. */
+
+/* The first n (n <= 16, the rest 0) of the 16 floats at s. */
+IBF __m512 load16(const float *s, int n) {
+    return _mm512_maskz_loadu_ps((__mmask16)(n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (1u << n) - 1), s);
 }
 
 /* Pairs of element (x, k) of S (strides sx, sk), x < X, k < K (k = K, when K is
@@ -96,25 +96,37 @@ TBF static void pack_pairs(uint32_t *P, size_t px, size_t pp, const float *S, si
                            int X, int K) {
     const int np = (K + 1) / 2;
     uint32_t t[16];
-    if (sk == 1) { /* along k: 32 consecutive floats are 16 pairs */
+    if (sk == 1) { /* along k: 32 consecutive floats are 16 pairs, in order */
         for (int x = 0; x < X; x++)
             for (int p0 = 0; p0 < np; p0 += 16) {
                 const float *s = S + (size_t)x * sx + 2 * p0;
                 const int n = K - 2 * p0;
-                const __m256i lo = _mm512_cvtepi32_epi16(round16(s, n));
-                const __m256i hi = _mm512_cvtepi32_epi16(round16(s + 16, n - 16));
-                _mm512_storeu_si512(t, _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+                const __m512i v = (__m512i)_mm512_cvtne2ps_pbh(load16(s + 16, n - 16), load16(s, n));
                 const int q = np - p0 < 16 ? np - p0 : 16;
+                if (pp == 1) { /* the pairs are contiguous in P too */
+                    _mm512_mask_storeu_epi32(P + (size_t)x * px + p0, (__mmask16)((1u << q) - 1), v);
+                    continue;
+                }
+                _mm512_storeu_si512(t, v);
                 for (int i = 0; i < q; i++) P[(size_t)x * px + (size_t)(p0 + i) * pp] = t[i];
             }
     } else if (sx == 1) { /* along x: rows 2p and 2p + 1 make 16 pairs of 16 x */
+        /* the conversion gives row 2p's 16 values, then row 2p+1's: interleave */
+        const __m512i mix = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                             24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+                                             16, 0);
         for (int p = 0; p < np; p++)
             for (int x0 = 0; x0 < X; x0 += 16) {
                 const int n = X - x0 < 16 ? X - x0 : 16;
-                const __m512i lo = round16(S + (size_t)(2 * p) * sk + x0, n);
-                const __m512i hi = 2 * p + 1 < K ? round16(S + (size_t)(2 * p + 1) * sk + x0, n)
-                                                 : _mm512_setzero_si512();
-                _mm512_storeu_si512(t, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+                const __m512 lo = load16(S + (size_t)(2 * p) * sk + x0, n);
+                const __m512 hi = 2 * p + 1 < K ? load16(S + (size_t)(2 * p + 1) * sk + x0, n)
+                                                : _mm512_setzero_ps();
+                const __m512i v = _mm512_permutexvar_epi16(mix, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+                if (px == 1) { /* the x are contiguous in P too */
+                    _mm512_mask_storeu_epi32(P + x0 + (size_t)p * pp, (__mmask16)((1u << n) - 1), v);
+                    continue;
+                }
+                _mm512_storeu_si512(t, v);
                 for (int i = 0; i < n; i++) P[(size_t)(x0 + i) * px + (size_t)p * pp] = t[i];
             }
     } else {
@@ -127,10 +139,11 @@ TBF static void pack_pairs(uint32_t *P, size_t px, size_t pp, const float *S, si
     }
 }
 
-/* One block: rows [0, mr) x vectors [0, nv) of C over np pairs; Ap rows of np
- * pairs, Bp rows of ldb pairs; the last vector stored under mask m. */
-IBF void blkbf(const int mr, const int nv, int np, const uint32_t *Ap, const uint32_t *Bp,
-               size_t ldb, float *C, size_t ldc, bool acc, __mmask16 m) {
+/* One block: rows [0, mr) x vectors [0, nv) of C over np pairs; pair p of
+ * row i at Ap[i*si + p*sp] (row-major: si = np, sp = 1; k-major: si = 1,
+ * sp = M), Bp rows of ldb pairs; the last vector stored under mask m. */
+IBF void blkbf(const int mr, const int nv, int np, const uint32_t *Ap, size_t si, size_t sp,
+               const uint32_t *Bp, size_t ldb, float *C, size_t ldc, bool acc, __mmask16 m) {
     __m512 c[6][4];
     UNROLL for (int i = 0; i < mr; i++) UNROLL for (int v = 0; v < nv; v++) c[i][v] =
         _mm512_setzero_ps();
@@ -138,7 +151,7 @@ IBF void blkbf(const int mr, const int nv, int np, const uint32_t *Ap, const uin
         __m512i bv[4];
         UNROLL for (int v = 0; v < nv; v++) bv[v] = _mm512_loadu_si512(Bp + (size_t)p * ldb + 16 * v);
         UNROLL for (int i = 0; i < mr; i++) {
-            const __m512i x = _mm512_set1_epi32((int)Ap[(size_t)i * np + p]);
+            const __m512i x = _mm512_set1_epi32((int)Ap[(size_t)i * si + (size_t)p * sp]);
             UNROLL for (int v = 0; v < nv; v++) c[i][v] =
                 _mm512_dpbf16_ps(c[i][v], (__m512bh)x, (__m512bh)bv[v]);
         }
@@ -154,11 +167,12 @@ IBF void blkbf(const int mr, const int nv, int np, const uint32_t *Ap, const uin
 
 #define RBF(nv, r)                                                                     \
     case r:                                                                            \
-        blkbf(r, nv, np, Ap + i * np, Bp, ldb, C + i * ldc, ldc, acc, m);              \
+        blkbf(r, nv, np, Ap + i * si, si, sp, Bp, ldb, C + i * ldc, ldc, acc, m);      \
         break;
 #define COLSBF(nv)                                                                     \
-    IBF void colbf_##nv(int M, int np, const uint32_t *Ap, const uint32_t *Bp,         \
-                        size_t ldb, float *C, size_t ldc, bool acc, __mmask16 m) {     \
+    IBF void colbf_##nv(int M, int np, const uint32_t *Ap, size_t si, size_t sp,       \
+                        const uint32_t *Bp, size_t ldb, float *C, size_t ldc, bool acc,  \
+                        __mmask16 m) {                                                   \
         for (size_t i = 0; i < (size_t)M; i += 6) {                                    \
             switch ((size_t)M - i < 6 ? (size_t)M - i : 6) {                           \
                 RBF(nv, 1) RBF(nv, 2) RBF(nv, 3) RBF(nv, 4) RBF(nv, 5) RBF(nv, 6)      \
@@ -170,6 +184,40 @@ COLSBF(3)
 COLSBF(2)
 COLSBF(1)
 
+/* C (M, N) (+)= Ap (M rows of np pairs, strides si, sp as blkbf's) @ Bp
+ * (np rows of ldb pairs, ldb a multiple of 16 >= N, zero past N). */
+TBF static void gemm_packed(int M, int N, int np, const uint32_t *Ap, size_t si, size_t sp,
+                            const uint32_t *Bp, size_t ldb, float *C, int ldc, bool acc) {
+    for (int j = 0; j < N;) {
+        const int rest = N - j, nv = rest >= 64 ? 4 : (rest + 15) / 16;
+        const int w = rest < 16 * nv ? rest : 16 * nv;
+        const __mmask16 m = (__mmask16)(w % 16 ? (1u << (w % 16)) - 1 : 0xFFFFu);
+        const uint32_t *b = Bp + j;
+        float *c = C + j;
+        if (nv == 4) colbf_4(M, np, Ap, si, sp, b, ldb, c, (size_t)ldc, acc, m);
+        else if (nv == 3) colbf_3(M, np, Ap, si, sp, b, ldb, c, (size_t)ldc, acc, m);
+        else if (nv == 2) colbf_2(M, np, Ap, si, sp, b, ldb, c, (size_t)ldc, acc, m);
+        else colbf_1(M, np, Ap, si, sp, b, ldb, c, (size_t)ldc, acc, m);
+        j += w;
+    }
+}
+
+/* Bp as gemm_packed reads it from B (element (k, j) at B[k*bk + j*bj]). */
+TBF static void pack_b(uint32_t *Bp, int N, int K, const float *B, size_t bk, size_t bj) {
+    const int np = (K + 1) / 2;
+    const size_t ldb = ((size_t)N + 15) & ~(size_t)15;
+    pack_pairs(Bp, 1, ldb, B, bj, bk, N, K);
+    for (int p = 0; p < np; p++) memset(Bp + (size_t)p * ldb + N, 0, (ldb - N) * sizeof(uint32_t));
+}
+
+/* Ap from A (element (i, k) at A[i*ai + k*ak]): k-major when ai == 1 (A
+ * given transposed, whose rows 2p and 2p+1 then make M contiguous pairs),
+ * row-major otherwise. */
+TBF static void pack_a(uint32_t *Ap, int M, int K, const float *A, size_t ai, size_t ak) {
+    if (ai == 1) pack_pairs(Ap, 1, (size_t)M, A, ai, ak, M, K);
+    else pack_pairs(Ap, (size_t)((K + 1) / 2), 1, A, ai, ak, M, K);
+}
+
 /* false when the packed buffers cannot be allocated (nothing written). */
 TBF static bool gemm_bf16_avx512(int M, int N, int K, const float *A, size_t ai, size_t ak,
                                  const float *B, size_t bk, size_t bj, float *C, int ldc,
@@ -179,21 +227,9 @@ TBF static bool gemm_bf16_avx512(int M, int N, int K, const float *A, size_t ai,
     uint32_t *Ap = malloc(((size_t)M * np + (size_t)np * ldb + 1) * sizeof(uint32_t));
     if (!Ap) return false;
     uint32_t *Bp = Ap + (size_t)M * np;
-    pack_pairs(Ap, (size_t)np, 1, A, ai, ak, M, K);
-    pack_pairs(Bp, 1, ldb, B, bj, bk, N, K);
-    for (int p = 0; p < np; p++) memset(Bp + (size_t)p * ldb + N, 0, (ldb - N) * sizeof(uint32_t));
-    for (int j = 0; j < N;) {
-        const int rest = N - j, nv = rest >= 64 ? 4 : (rest + 15) / 16;
-        const int w = rest < 16 * nv ? rest : 16 * nv;
-        const __mmask16 m = (__mmask16)(w % 16 ? (1u << (w % 16)) - 1 : 0xFFFFu);
-        const uint32_t *b = Bp + j;
-        float *c = C + j;
-        if (nv == 4) colbf_4(M, np, Ap, b, ldb, c, (size_t)ldc, acc, m);
-        else if (nv == 3) colbf_3(M, np, Ap, b, ldb, c, (size_t)ldc, acc, m);
-        else if (nv == 2) colbf_2(M, np, Ap, b, ldb, c, (size_t)ldc, acc, m);
-        else colbf_1(M, np, Ap, b, ldb, c, (size_t)ldc, acc, m);
-        j += w;
-    }
+    pack_a(Ap, M, K, A, ai, ak);
+    pack_b(Bp, N, K, B, bk, bj);
+    gemm_packed(M, N, np, Ap, ai == 1 ? 1 : (size_t)np, ai == 1 ? (size_t)M : 1, Bp, ldb, C, ldc, acc);
     free(Ap);
     return true;
 }
@@ -252,6 +288,45 @@ void ddpm_tile_gemm_bf16(ddpm_bf16_isa isa, bool ta, bool tb, int M, int N, int 
         return;
 #endif
     gemm_bf16_portable(M, N, K, A, ai, ak, B, bk, bj, C, ldc, acc);
+}
+
+size_t ddpm_bf16_packed_a_size(int M, int K) { return (size_t)(M > 0 ? M : 0) * (size_t)((K + 1) / 2); }
+
+size_t ddpm_bf16_packed_b_size(int N, int K) {
+    return (size_t)((K + 1) / 2) * (((size_t)(N > 0 ? N : 0) + 15) & ~(size_t)15);
+}
+
+void ddpm_bf16_pack_a(uint32_t *Ap, bool ta, int M, int K, const float *A, int lda) {
+#ifdef DDPM_X86
+    if (M > 0 && K > 0) pack_a(Ap, M, K, A, ta ? 1 : (size_t)lda, ta ? (size_t)lda : 1);
+#else
+    (void)Ap, (void)ta, (void)M, (void)K, (void)A, (void)lda;
+#endif
+}
+
+void ddpm_bf16_pack_b(uint32_t *Bp, bool tb, int N, int K, const float *B, int ldb) {
+#ifdef DDPM_X86
+    if (N > 0 && K > 0) pack_b(Bp, N, K, B, tb ? 1 : (size_t)ldb, tb ? (size_t)ldb : 1);
+#else
+    (void)Bp, (void)tb, (void)N, (void)K, (void)B, (void)ldb;
+#endif
+}
+
+void ddpm_bf16_gemm_packed(int M, int N, int K, const uint32_t *Ap, bool ta, const uint32_t *Bp,
+                           float *C, int ldc, bool acc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!acc)
+            for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+#ifdef DDPM_X86
+    const size_t np = (size_t)((K + 1) / 2);
+    gemm_packed(M, N, (int)np, Ap, ta ? 1 : np, ta ? (size_t)M : 1, Bp, ((size_t)N + 15) & ~(size_t)15,
+                C, ldc, acc);
+#else
+    (void)Ap, (void)ta, (void)Bp, (void)C, (void)ldc, (void)acc;
+#endif
 }
 
 void ddpm_gemm_bf16(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,

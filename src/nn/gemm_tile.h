@@ -23,6 +23,8 @@
 #define DDPM_NN_GEMM_TILE_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "ddpm/common.h"
 #include "ddpm/tensor.h"
@@ -77,9 +79,11 @@ void ddpm_image_gemm_nt(int M, int N, int K, const float *A, int lda, const floa
  * in float (8 x 8 significant bits), so the two paths below differ only in the
  * order of the float sums, never in the operands' rounding.
  *   avx512bf16  AVX512_BF16 (vdpbf16ps: two bf16 products added into each
- *               float lane per instruction); operands packed into pairs
- *               along k, bf16 subnormal operands count as zero (the
- *               instruction's DAZ)
+ *               float lane per instruction); operands converted by
+ *               vcvtne2ps2bf16 and packed into pairs along k; subnormal
+ *               operands count as zero (the instructions' DAZ), so an
+ *               operand in [2^-126 (1 - 2^-8), 2^-126), which rounds up to
+ *               the smallest normal bf16, counts here and not there
  *   portable    the operands rounded into float copies, then the float
  *               path ddpm_isa_selected() (plain C with DDPM_KERNEL=generic)
  * Selected at run time: avx512bf16 when the CPU has AVX512_BF16 (cpuid leaf 7
@@ -101,6 +105,20 @@ ddpm_bf16_isa ddpm_bf16_isa_selected(void);        /* read once, then cached */
 void ddpm_tile_gemm_bf16(ddpm_bf16_isa isa, bool ta, bool tb, int M, int N, int K,
                          const float *A, int lda, const float *B, int ldb, float *C, int ldc,
                          bool acc);
+
+/* The avx512bf16 product in steps, for a caller that multiplies by one
+ * operand many times (winograd.c: a conv's transformed weights, once per
+ * chunk of tiles): op(A) and op(B) packed into pairs of bf16 once, then
+ * multiplied as often as needed. The bits are those of ddpm_tile_gemm_bf16
+ * with DDPM_BF16_AVX512, which must be supported. Sizes in uint32_t. */
+size_t ddpm_bf16_packed_a_size(int M, int K);
+size_t ddpm_bf16_packed_b_size(int N, int K);
+void ddpm_bf16_pack_a(uint32_t *Ap, bool ta, int M, int K, const float *A, int lda);
+void ddpm_bf16_pack_b(uint32_t *Bp, bool tb, int N, int K, const float *B, int ldb);
+/* C (M, N) = Ap @ Bp, or += when acc; K and ta as given to the packing (a
+ * transposed A is packed k-major, so that its packing stores contiguously). */
+void ddpm_bf16_gemm_packed(int M, int N, int K, const uint32_t *Ap, bool ta, const uint32_t *Bp,
+                           float *C, int ldc, bool acc);
 
 /* The ddpm_gemm contract (C = alpha op(A) op(B) + beta C, any thread context:
  * inside a parallel region or with one thread a single-threaded tile

@@ -111,6 +111,7 @@
 #include "core/util.h"
 #include "nn/bf16.h"
 #include "nn/gemm_tile.h"
+#include "nn/simd.h"
 
 #define NE 16  /* elements of a transformed F(2x2) tile (4x4), e = 4i + j */
 #define NE4 36 /* elements of a transformed F(4x4) tile (6x6), e = 6i + j */
@@ -148,7 +149,10 @@ int ddpm_winograd_applies(const ddpm_conv2d_desc *d) {
  *   Z   zsz floats   (max(C, F))  zeros, read for the padding
  *   S   zsz floats   (max(C, F))  sink, written for outputs past the edge
  *   dU  usz floats   (ne, C, F)   partial weight gradient (backward, m = 2 only)
- * after the shared U (usz floats, (ne, C, F)). A segment of at most SR tile
+ *   pk  pka + pkb    bf16 pairs   a product's packed operands (AVX512_BF16 only)
+ * after the shared U (usz floats, (ne, C, F)), and followed by U packed as
+ * bf16 pairs (pku, AVX512_BF16 only: packed once per call, where the float
+ * tile kernels read U in place). A segment of at most SR tile
  * rows reads XR = min(m*SR + 2, H) input rows and writes YR = min(m*SR, H). */
 typedef struct {
     int m, ne;  /* output tile size, elements of a transformed tile */
@@ -156,6 +160,12 @@ typedef struct {
     int RC;     /* tile rows per chunk */
     size_t eu;  /* distance between U[e] (or dU[e]) matrices */
     size_t usz, vsz, msz, xsz, ysz, zsz, thr;
+    /* bf16 on AVX512_BF16 (packed): the products' operands as pairs of bf16,
+     * U[e] packed once per call (pku in all, pkeu apart, after the threads'
+     * parts), the other operands per chunk (pka + pkb at the end of a
+     * thread's part); 0 otherwise */
+    int packed;
+    size_t pka, pkb, pkeu, pku;
 } plan;
 
 static int imin(int a, int b) { return a < b ? a : b; }
@@ -183,6 +193,24 @@ static plan make_plan(const ddpm_conv2d_desc *d, int m) {
     p.ysz = ddpm_round16((size_t)imin(m * SR, d->H) * d->W * F);
     p.zsz = ddpm_round16(C > F ? C : F);
     p.thr = p.vsz + p.msz + p.xsz + p.ysz + 2 * p.zsz + (m == 2 ? p.usz : 0); /* dU: F(2x2) */
+    /* the space whatever d->prec: a UNet sizes its arena before its
+     * precision is set (ddpm_unet_set_precision) */
+    const bool space = ddpm_bf16_isa_selected() == DDPM_BF16_AVX512;
+    p.packed = space && d->prec == DDPM_PREC_BF16;
+    p.pka = p.pkb = p.pkeu = p.pku = 0;
+    if (space) {
+        const int c = d->C, f = d->F, q = (int)tc;
+        size_t a = ddpm_bf16_packed_a_size(q, c); /* forward, and backward's V^T and dYhat */
+        if (ddpm_bf16_packed_a_size(c, q) > a) a = ddpm_bf16_packed_a_size(c, q);
+        if (ddpm_bf16_packed_a_size(q, f) > a) a = ddpm_bf16_packed_a_size(q, f);
+        p.pka = ddpm_round16(a);
+        p.pkb = ddpm_round16(ddpm_bf16_packed_b_size(f, q));
+        size_t b = ddpm_bf16_packed_b_size(f, c); /* U[e] (C, F), or U[e]^T (F, C) */
+        if (ddpm_bf16_packed_b_size(c, f) > b) b = ddpm_bf16_packed_b_size(c, f);
+        p.pkeu = ddpm_round16(b);
+        p.pku = p.ne * p.pkeu;
+        p.thr += p.pka + p.pkb;
+    }
     return p;
 }
 
@@ -190,10 +218,10 @@ size_t ddpm_winograd_workspace(const ddpm_conv2d_desc *d, int m, int T) {
     if (d->N <= 0 || d->C <= 0 || d->F <= 0 || d->H <= 0 || d->W <= 0) return 0;
     const size_t nt = (size_t)(T < 1 ? 1 : T);
     plan p = make_plan(d, 2); /* backward, and forward with m = 2 */
-    size_t n = p.usz + nt * p.thr;
+    size_t n = p.usz + nt * p.thr + p.pku;
     if (m == 4) {
         plan p4 = make_plan(d, 4);
-        size_t n4 = p4.usz + nt * p4.thr;
+        size_t n4 = p4.usz + nt * p4.thr + p4.pku;
         if (n4 > n) n = n4;
     }
     return n;
@@ -523,6 +551,45 @@ static void input_tiles(float *V, size_t es, float *X, float *zero, const segmen
         }
 }
 
+#ifdef DDPM_X86
+/* input_tiles for the AVX512_BF16 products: the same float transforms, 16
+ * channels at a time into a small buffer, then converted (vcvtneps2bf16, as
+ * gemm_bf16.c converts) straight into the packed operand: V[e] (tiles, C) as
+ * rows of (C + 1) / 2 pairs of bf16, esb uint16_t apart (a pair's odd
+ * element past C is 0). Saves the float V's write and the packing's pass
+ * over it; the operands, and so the products, are those of packing V. */
+__attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) static void input_tiles_bf16(
+    uint16_t *Vb, size_t esb, float *X, float *zero, const segment *s, int C, int H, int W, int TW,
+    int m) {
+    const int n = m + 2, ne = n * n;
+    const size_t row = 2 * (size_t)((C + 1) / 2);
+    float tmp[NE4 * 16];
+    for (int lt = 0; lt < s->nth; lt++)
+        for (int tw = 0; tw < TW; tw++) {
+            const int y = m * (s->th0 + lt) - 1, x = m * tw - 1; /* window corner */
+            const float *d[NE4];
+            for (int e = 0; e < ne; e++) d[e] = pixel(X, s->ya, y + e / n, x + e % n, H, W, C, zero);
+            uint16_t *v = Vb + (s->q0 + (size_t)lt * TW + tw) * row;
+            for (int c0 = 0; c0 < C; c0 += 16) {
+                const int nc = C - c0 < 16 ? C - c0 : 16;
+                const float *dc[NE4];
+                for (int e = 0; e < ne; e++) dc[e] = d[e] + c0;
+                if (m == 4)
+                    input_tile4(tmp, 16, dc, nc);
+                else
+                    input_tile(tmp, 16, dc, nc);
+                const __mmask16 k = (__mmask16)((1u << nc) - 1);
+                for (int e = 0; e < ne; e++) {
+                    const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, tmp + e * 16));
+                    _mm256_mask_storeu_epi16(v + e * esb + c0, k, (__m256i)h);
+                }
+            }
+            if (C & 1)
+                for (int e = 0; e < ne; e++) v[e * esb + C] = 0;
+        }
+}
+#endif
+
 /* Y (output rows, W, F) = A^T m A + bias of the segment's tiles M[e]. */
 static void output_tiles(float *Y, float *sink, const float *M, size_t es, const float *bias,
                          const segment *s, int F, int H, int W, int TW, int m) {
@@ -717,22 +784,43 @@ void ddpm_winograd_forward(float *out, const float *in, const float *weight, con
         float *Y = X + p.xsz;                        /* (rows, W, F) staged output */
         float *zero = Y + p.ysz, *sink = zero + p.zsz;
         memset(zero, 0, p.zsz * sizeof(float));
+        /* packed: U[e] once for all chunks (V is converted as it is made) */
+        uint32_t *Up = (uint32_t *)(work + p.usz + (size_t)T * p.thr);
 #pragma omp barrier
+        if (p.packed) {
+            for (int e = t; e < p.ne; e += nt) ddpm_bf16_pack_b(Up + e * p.pkeu, false, F, C, U + e * p.eu, F);
+#pragma omp barrier
+        }
 #pragma omp for schedule(dynamic)
         for (int k = 0; k < nchunks; k++) {
             const int r0 = k * p.RC, r1 = imin(r0 + p.RC, rows), tiles = (r1 - r0) * TW;
             const size_t ev = estride((size_t)tiles * C), em = estride((size_t)tiles * F);
             segment s;
-            for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW, m);) {
-                const float *x = in + (size_t)s.n * C * HW + (size_t)s.ya * W;
-                planes_to_cl(X, x, HW, C, (size_t)(s.yb - s.ya) * W);
-                input_tiles(V, ev, X, zero, &s, C, H, W, TW, m);
+#ifdef DDPM_X86
+            if (p.packed) { /* V straight into bf16 pairs (fits: pairs take at most C floats' space) */
+                const size_t evp = estride((size_t)tiles * ((C + 1) / 2)); /* in pairs */
+                for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW, m);) {
+                    const float *x = in + (size_t)s.n * C * HW + (size_t)s.ya * W;
+                    planes_to_cl(X, x, HW, C, (size_t)(s.yb - s.ya) * W);
+                    input_tiles_bf16((uint16_t *)V, 2 * evp, X, zero, &s, C, H, W, TW, m);
+                }
+                for (int e = 0; e < p.ne; e++)
+                    ddpm_bf16_gemm_packed(tiles, F, C, (const uint32_t *)V + e * evp, false,
+                                          Up + e * p.pkeu, M + e * em, F, false);
+            } else
+#endif
+            {
+                for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW, m);) {
+                    const float *x = in + (size_t)s.n * C * HW + (size_t)s.ya * W;
+                    planes_to_cl(X, x, HW, C, (size_t)(s.yb - s.ya) * W);
+                    input_tiles(V, ev, X, zero, &s, C, H, W, TW, m);
+                }
+                round_slices(d, V, p.ne, ev, (size_t)tiles * C);
+                /* M[e] (tiles, F) = V[e] (tiles, C) @ U[e] (C, F) */
+                for (int e = 0; e < p.ne; e++)
+                    wgemm(d, isa, false, tiles, F, C, V + e * ev, C, U + e * p.eu, F, M + e * em, F,
+                          false);
             }
-            round_slices(d, V, p.ne, ev, (size_t)tiles * C);
-            /* M[e] (tiles, F) = V[e] (tiles, C) @ U[e] (C, F) */
-            for (int e = 0; e < p.ne; e++)
-                wgemm(d, isa, false, tiles, F, C, V + e * ev, C, U + e * p.eu, F, M + e * em, F,
-                      false);
             for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW, m);) {
                 output_tiles(Y, sink, M, em, bias, &s, F, H, W, TW, m);
                 float *y = out + (size_t)s.n * F * HW + (size_t)m * s.th0 * W;
@@ -764,7 +852,14 @@ void ddpm_winograd_backward(float *din, float *dweight, const float *dout, const
         float *zero = Y + p.ysz, *sink = zero + p.zsz;
         float *dU = sink + p.zsz; /* (16, C, F) this thread's partial */
         memset(zero, 0, p.zsz * sizeof(float));
+        /* packed: U[e]^T once for all chunks, the other operands per product */
+        uint32_t *Up = (uint32_t *)(work + p.usz + (size_t)T * p.thr);
+        uint32_t *Ap = (uint32_t *)(dU + p.usz), *Bp = Ap + p.pka;
 #pragma omp barrier
+        if (p.packed && din) {
+            for (int e = t; e < NE; e += nt) ddpm_bf16_pack_b(Up + e * p.pkeu, false, C, F, U + e * p.eu, C);
+#pragma omp barrier
+        }
         /* this thread's images, as tile rows [ra, rb) */
         const int ra = (int)((long long)N * t / nt) * TH;
         const int rb = (int)((long long)N * (t + 1) / nt) * TH;
@@ -786,6 +881,15 @@ void ddpm_winograd_backward(float *din, float *dweight, const float *dout, const
             for (int e = 0; e < NE; e++) {
                 float *Ve = V + e * ev;
                 const float *De = D + e * ed;
+                if (p.packed) { /* the same two products on packed operands */
+                    ddpm_bf16_pack_a(Ap, true, C, tiles, Ve, C);
+                    ddpm_bf16_pack_b(Bp, false, F, tiles, De, F);
+                    ddpm_bf16_gemm_packed(C, F, tiles, Ap, true, Bp, dU + e * p.eu, F, accumulate);
+                    if (!din) continue;
+                    ddpm_bf16_pack_a(Ap, false, tiles, F, De, F);
+                    ddpm_bf16_gemm_packed(tiles, C, F, Ap, false, Up + e * p.pkeu, Ve, C, false);
+                    continue;
+                }
                 /* dU[e] (C, F) += V[e]^T (C, tiles) @ dYhat[e] (tiles, F) */
                 wgemm(d, isa, true, C, F, tiles, Ve, C, De, F, dU + e * p.eu, F, accumulate);
                 /* dV[e] (tiles, C) = dYhat[e] (tiles, F) @ U[e]^T (F, C), over V[e] */

@@ -76,12 +76,16 @@ static ddpm_status finish(ddpm_pipeline *p) {
 }
 
 ddpm_status ddpm_pipeline_create(ddpm_pipeline **out, const ddpm_pipeline_model *m, const ddpm_pipeline_opts *o) {
+    *out = NULL;
+    if (m->precision != DDPM_PREC_FP32 && m->precision != DDPM_PREC_BF16)
+        return ddpm_error(DDPM_ERR_ARG, "invalid precision %d", (int)m->precision);
     ddpm_status st = alloc_pipeline(out, &m->cfg, o);
     if (st) return st;
     ddpm_pipeline *p = *out;
     p->info.schedule = m->schedule;
     p->info.T = m->T;
     p->info.objective = m->objective;
+    p->info.precision = m->precision; /* make_unet (finish) applies it */
     memcpy(p->params, m->params, p->nparams * sizeof(float));
     if ((st = finish(p))) {
         ddpm_pipeline_free(p);

@@ -157,9 +157,10 @@ static void print_start(const ddpm_run *r) {
     char ranks[64] = "";
     if (ddpm_dist_size() > 1) snprintf(ranks, sizeof ranks, " per rank x %d ranks", ddpm_dist_size());
     fprintf(f, "ddpm train: %s: %d images %dx%dx%d; model %zu parameters; T=%d %s; batch %d; %" PRId64
-               " iterations%s; %d threads%s\n", name ? name : "(data)", ds ? ds->n : 0, c->model.in_ch, c->model.res,
+               " iterations%s; %d threads%s%s\n", name ? name : "(data)", ds ? ds->n : 0, c->model.in_ch, c->model.res,
             c->model.res, ddpm_unet_num_params(ddpm_trainer_model(r->tr)), c->T, ddpm_schedule_name(c->schedule),
-            c->batch, c->iters, r->step0 ? " (resumed)" : "", r->o.threads, ranks);
+            c->batch, c->iters, r->step0 ? " (resumed)" : "", r->o.threads, ranks,
+            c->precision == DDPM_PREC_BF16 ? "; bf16 products" : "");
     if (c->objective != DDPM_OBJ_EPS || c->snr_gamma > 0.0f)
         fprintf(f, "ddpm train: objective %s, min-SNR gamma %g%s\n", ddpm_objective_name(c->objective),
                 (double)c->snr_gamma, c->snr_gamma > 0.0f ? "" : " (off)");
@@ -191,10 +192,9 @@ ddpm_status ddpm_run_open(ddpm_run **out, ddpm_trainer *tr, const ddpm_run_opts 
     if (!s) s = best_open(r);
     if (s) goto done;
     ddpm_pipeline_model m = {.cfg = c->model, .params = ddpm_trainer_ema(tr), .schedule = c->schedule, .T = c->T,
-                             .objective = c->objective};
+                             .objective = c->objective, .precision = c->precision}; /* grids and metrics as the run computes */
     ddpm_pipeline_opts po = {.max_batch = 16}; /* bounds memory beside the trainer's; no effect on the images */
     if ((s = ddpm_pipeline_create(&r->pipe, &m, &po))) goto done;
-    ddpm_pipeline_set_precision(r->pipe, c->precision); /* grids and metrics as the run computes */
     run_info_init(&r->info, o->dir, o->command, o->threads, r->step0 > 0);
     r->wall0 = r->info.wall_s;
     r->info.iter = r->step0, r->info.iters = c->iters;

@@ -588,6 +588,56 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) static void inpu
                 for (int e = 0; e < ne; e++) v[e * esb + C] = 0;
         }
 }
+
+/* dout_tiles for the AVX512_BF16 products, as input_tiles_bf16: dYhat[e]
+ * (tiles, F) as rows of (F + 1) / 2 pairs of bf16, esb uint16_t apart. */
+__attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) static void dout_tiles_bf16(
+    uint16_t *Db, size_t esb, float *Y, float *zero, const segment *s, int F, int H, int W, int TW) {
+    const size_t row = 2 * (size_t)((F + 1) / 2);
+    float tmp[NE * 16];
+    for (int lt = 0; lt < s->nth; lt++)
+        for (int tw = 0; tw < TW; tw++) {
+            const int y = 2 * (s->th0 + lt), x = 2 * tw;
+            const float *g[4];
+            for (int e = 0; e < 4; e++) g[e] = pixel(Y, 2 * s->th0, y + e / 2, x + e % 2, H, W, F, zero);
+            uint16_t *o = Db + (s->q0 + (size_t)lt * TW + tw) * row;
+            for (int f0 = 0; f0 < F; f0 += 16) {
+                const int nf = F - f0 < 16 ? F - f0 : 16;
+                const float *gc[4] = {g[0] + f0, g[1] + f0, g[2] + f0, g[3] + f0};
+                dout_tile(tmp, 16, gc, nf);
+                const __mmask16 k = (__mmask16)((1u << nf) - 1);
+                for (int e = 0; e < NE; e++) {
+                    const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, tmp + e * 16));
+                    _mm256_mask_storeu_epi16(o + e * esb + f0, k, (__m256i)h);
+                }
+            }
+            if (F & 1)
+                for (int e = 0; e < NE; e++) o[e * esb + F] = 0;
+        }
+}
+
+/* Bp[p][j] = (R[2p][j], R[2p+1][j]) for the K rows of N bf16 of R (rows
+ * `row` apart; row 2p+1 = K is zeros), pairs p < (K + 1) / 2, as
+ * ddpm_bf16_pack_b lays out a (K, N) operand (columns to a multiple of 16,
+ * zero past N): the bf16 dYhat as the B operand of dU, without converting
+ * it again. */
+__attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) static void pair_rows_bf16(
+    uint32_t *Bp, const uint16_t *R, size_t row, int K, int N) {
+    const int np = (K + 1) / 2;
+    const size_t ldb = ((size_t)N + 15) & ~(size_t)15;
+    for (int p = 0; p < np; p++) {
+        const uint16_t *r0 = R + (size_t)(2 * p) * row, *r1 = R + (size_t)(2 * p + 1) * row;
+        const bool has1 = 2 * p + 1 < K;
+        for (size_t j0 = 0; j0 < ldb; j0 += 16) {
+            const int n = (size_t)N > j0 ? (N - (int)j0 < 16 ? N - (int)j0 : 16) : 0;
+            const __mmask16 k = (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1);
+            const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, r0 + j0));
+            const __m512i hi = has1 ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, r1 + j0))
+                                    : _mm512_setzero_si512();
+            _mm512_storeu_si512(Bp + (size_t)p * ldb + j0, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+        }
+    }
+}
 #endif
 
 /* Y (output rows, W, F) = A^T m A + bias of the segment's tiles M[e]. */
@@ -868,12 +918,20 @@ void ddpm_winograd_backward(float *din, float *dweight, const float *dout, const
             const int r1 = imin(r0 + p.RC, rb), tiles = (r1 - r0) * TW;
             const size_t ev = estride((size_t)tiles * C), ed = estride((size_t)tiles * F);
             segment s;
+            /* packed: dYhat straight into bf16 pairs along F, edp pairs apart */
+            const size_t edp = estride((size_t)tiles * ((F + 1) / 2));
             for (int r = r0; next_segment(&s, &r, r0, r1, H, TH, TW, 2);) {
                 const float *x = in + (size_t)s.n * C * HW + (size_t)s.ya * W;
                 planes_to_cl(X, x, HW, C, (size_t)(s.yb - s.ya) * W);
                 input_tiles(V, ev, X, zero, &s, C, H, W, TW, 2);
                 const float *g = dout + (size_t)s.n * F * HW + (size_t)2 * s.th0 * W;
                 planes_to_cl(Y, g, HW, F, (size_t)(s.yo - 2 * s.th0) * W);
+#ifdef DDPM_X86
+                if (p.packed) {
+                    dout_tiles_bf16((uint16_t *)D, 2 * edp, Y, zero, &s, F, H, W, TW);
+                    continue;
+                }
+#endif
                 dout_tiles(D, ed, Y, zero, &s, F, H, W, TW);
             }
             round_slices(d, V, NE, ev, (size_t)tiles * C);
@@ -881,15 +939,17 @@ void ddpm_winograd_backward(float *din, float *dweight, const float *dout, const
             for (int e = 0; e < NE; e++) {
                 float *Ve = V + e * ev;
                 const float *De = D + e * ed;
+#ifdef DDPM_X86
                 if (p.packed) { /* the same two products on packed operands */
+                    const uint32_t *De2 = (const uint32_t *)D + e * edp; /* (tiles, (F + 1) / 2) pairs */
                     ddpm_bf16_pack_a(Ap, true, C, tiles, Ve, C);
-                    ddpm_bf16_pack_b(Bp, false, F, tiles, De, F);
+                    pair_rows_bf16(Bp, (const uint16_t *)De2, 2 * (size_t)((F + 1) / 2), tiles, F);
                     ddpm_bf16_gemm_packed(C, F, tiles, Ap, true, Bp, dU + e * p.eu, F, accumulate);
                     if (!din) continue;
-                    ddpm_bf16_pack_a(Ap, false, tiles, F, De, F);
-                    ddpm_bf16_gemm_packed(tiles, C, F, Ap, false, Up + e * p.pkeu, Ve, C, false);
+                    ddpm_bf16_gemm_packed(tiles, C, F, De2, false, Up + e * p.pkeu, Ve, C, false);
                     continue;
                 }
+#endif
                 /* dU[e] (C, F) += V[e]^T (C, tiles) @ dYhat[e] (tiles, F) */
                 wgemm(d, isa, true, C, F, tiles, Ve, C, De, F, dU + e * p.eu, F, accumulate);
                 /* dV[e] (tiles, C) = dYhat[e] (tiles, F) @ U[e]^T (F, C), over V[e] */

@@ -222,14 +222,24 @@ TBF static void pack_a(uint32_t *Ap, int M, int K, const float *A, size_t ai, si
 TBF static bool gemm_bf16_avx512(int M, int N, int K, const float *A, size_t ai, size_t ak,
                                  const float *B, size_t bk, size_t bj, float *C, int ldc,
                                  bool acc) {
+    /* B packed NB columns at a time: a 1x1 conv's B is a whole image
+     * (C x H*W; 64 px, 128 channels: 1 MB of pairs), whose packed copy cost
+     * peak memory and page faults; a block stays in cache. Each output's sum
+     * runs over all of k in one accumulator either way: the same bits. */
+    enum { NB = 256 };
     const int np = (K + 1) / 2;
-    const size_t ldb = ((size_t)N + 15) & ~(size_t)15;
+    const int nb = N < NB ? N : NB;
+    const size_t ldb = ((size_t)nb + 15) & ~(size_t)15;
     uint32_t *Ap = malloc(((size_t)M * np + (size_t)np * ldb + 1) * sizeof(uint32_t));
     if (!Ap) return false;
     uint32_t *Bp = Ap + (size_t)M * np;
     pack_a(Ap, M, K, A, ai, ak);
-    pack_b(Bp, N, K, B, bk, bj);
-    gemm_packed(M, N, np, Ap, ai == 1 ? 1 : (size_t)np, ai == 1 ? (size_t)M : 1, Bp, ldb, C, ldc, acc);
+    for (int j0 = 0; j0 < N; j0 += nb) {
+        const int w = N - j0 < nb ? N - j0 : nb;
+        pack_b(Bp, w, K, B + (size_t)j0 * bj, bk, bj);
+        gemm_packed(M, w, np, Ap, ai == 1 ? 1 : (size_t)np, ai == 1 ? (size_t)M : 1, Bp,
+                    ((size_t)w + 15) & ~(size_t)15, C + j0, ldc, acc);
+    }
     free(Ap);
     return true;
 }

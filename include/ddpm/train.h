@@ -73,6 +73,12 @@ void ddpm_train_config_default(ddpm_train_config *c);
  * sizes with a UNet preset (ddpm_unet_preset: 32, 64 px) that preset with
  * the preset sizes' own batch, iterations and warmup. */
 void ddpm_train_recipe(ddpm_train_config *c, int in_ch, int res);
+/* The precision ddpm_train_config_default picks: DDPM_PREC_BF16 where the
+ * CPU has AVX512_BF16 (vdpbf16ps: twice the multiply-adds of a float FMA;
+ * bf16 trains the quick start to the FID of fp32, docs/performance.md),
+ * DDPM_PREC_FP32 elsewhere (bf16 would run its slower portable path) and
+ * when DDPM_BF16=portable is set. */
+ddpm_precision ddpm_train_default_precision(void);
 /* The warmup of a run of `iters` iterations when none is asked for: 9 % of
  * them, rounded (the recipes' share). */
 int64_t ddpm_train_default_warmup(int64_t iters);

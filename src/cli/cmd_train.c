@@ -185,7 +185,7 @@ static void train_opts(ddpm_opt *opts, train_flags *f) {
         {"--lr", NULL, OPT_FLOAT, &f->c.lr, 1e-8, 1.0, "LR", "peak learning rate (default 1e-3)"},
         {"--warmup", NULL, OPT_INT, &f->warmup, 0, 100000000, "N", "linear LR warmup steps (default 9 % of --iters)"},
         {"--lr-decay", NULL, OPT_STRING, &f->lr_decay, 0, 0, "KIND", "cosine or constant after warmup (default cosine)"},
-        {"--precision", NULL, OPT_STRING, &f->precision, 0, 0, "P", "the UNet's products: fp32, or bf16 with fp32 accumulation (default fp32)"},
+        {"--precision", NULL, OPT_STRING, &f->precision, 0, 0, "P", "the UNet's products: fp32, or bf16 with fp32 accumulation (default bf16 where the CPU has AVX512_BF16, else fp32)"},
         {"--clip", NULL, OPT_FLOAT, &f->c.clip, 0.0, 1e6, "NORM", "clip the global gradient norm, 0 = off (default 1)"},
         {"--ema", NULL, OPT_FLOAT, &f->c.ema_decay, 0.0, 0.999999, "DECAY", "EMA decay of the weights, 0 = off (default 0.999)"},
         {"--ema-gamma", NULL, OPT_FLOAT, &f->c.ema_gamma, 0.0, 1000.0, "G", "power-function EMA, decay (1-1/k)^(G+1) at step k, instead of --ema's (default 0: off)"},
@@ -257,7 +257,7 @@ static int cmd_train(int argc, char **argv) {
     ddpm_train_config d;
     ddpm_train_config_default(&d);
     train_flags f = {.c = d, .schedule = ddpm_schedule_name(d.schedule), .loss = "l2",
-                     .objective = ddpm_objective_name(d.objective), .lr_decay = "cosine", .precision = "fp32",
+                     .objective = ddpm_objective_name(d.objective), .lr_decay = "cosine", .precision = ddpm_precision_name(d.precision),
                      .alpha = "white", .crop = "center", .iters = (int)d.iters, .warmup = -1};
     ddpm_data_opts_default(&f.d);
     ddpm_run_opts_default(&f.r);

@@ -12,6 +12,7 @@
 #include "core/util.h"
 #include "ddpm/diffusion.h"
 #include "ddpm/progress.h" /* ddpm_now */
+#include "nn/gemm_tile.h"   /* the bf16 path of this CPU */
 #include "train/dist.h"
 #include "train/trainer.h"
 
@@ -38,6 +39,11 @@ void ddpm_train_config_default(ddpm_train_config *c) {
     c->ema_decay = 0.999f;
     c->cond_drop = 0.1f;
     c->seed = 0;
+    c->precision = ddpm_train_default_precision();
+}
+
+ddpm_precision ddpm_train_default_precision(void) {
+    return ddpm_bf16_isa_selected() == DDPM_BF16_AVX512 ? DDPM_PREC_BF16 : DDPM_PREC_FP32;
 }
 
 int64_t ddpm_train_default_warmup(int64_t iters) { return (iters * 9 + 50) / 100; }

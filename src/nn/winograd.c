@@ -200,10 +200,9 @@ static plan make_plan(const ddpm_conv2d_desc *d, int m) {
     p.pka = p.pkb = p.pkeu = p.pku = 0;
     if (space) {
         const int c = d->C, f = d->F, q = (int)tc;
-        size_t a = ddpm_bf16_packed_a_size(q, c); /* forward, and backward's V^T and dYhat */
-        if (ddpm_bf16_packed_a_size(c, q) > a) a = ddpm_bf16_packed_a_size(c, q);
-        if (ddpm_bf16_packed_a_size(q, f) > a) a = ddpm_bf16_packed_a_size(q, f);
-        p.pka = ddpm_round16(a);
+        /* the backward's V^T and dYhat pairs along tiles (the other
+         * operands are converted where the transforms write them) */
+        p.pka = ddpm_round16(ddpm_bf16_packed_a_size(c, q));
         p.pkb = ddpm_round16(ddpm_bf16_packed_b_size(f, q));
         size_t b = ddpm_bf16_packed_b_size(f, c); /* U[e] (C, F), or U[e]^T (F, C) */
         if (ddpm_bf16_packed_b_size(c, f) > b) b = ddpm_bf16_packed_b_size(c, f);
@@ -552,6 +551,17 @@ static void input_tiles(float *V, size_t es, float *X, float *zero, const segmen
 }
 
 #ifdef DDPM_X86
+/* v[e*esb + c] = bf16(tmp[e*16 + c]) for e < ne, c < n (n <= 16): a block of
+ * transformed channels, converted as gemm_bf16.c converts (vcvtneps2bf16). */
+__attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) static inline void store_bf16(
+    uint16_t *v, size_t esb, const float *tmp, int ne, int n) {
+    const __mmask16 k = (__mmask16)((1u << n) - 1);
+    for (int e = 0; e < ne; e++) {
+        const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, tmp + e * 16));
+        _mm256_mask_storeu_epi16(v + e * esb, k, (__m256i)h);
+    }
+}
+
 /* input_tiles for the AVX512_BF16 products: the same float transforms, 16
  * channels at a time into a small buffer, then converted (vcvtneps2bf16, as
  * gemm_bf16.c converts) straight into the packed operand: V[e] (tiles, C) as
@@ -578,11 +588,7 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) static void inpu
                     input_tile4(tmp, 16, dc, nc);
                 else
                     input_tile(tmp, 16, dc, nc);
-                const __mmask16 k = (__mmask16)((1u << nc) - 1);
-                for (int e = 0; e < ne; e++) {
-                    const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, tmp + e * 16));
-                    _mm256_mask_storeu_epi16(v + e * esb + c0, k, (__m256i)h);
-                }
+                store_bf16(v + c0, esb, tmp, ne, nc);
             }
             if (C & 1)
                 for (int e = 0; e < ne; e++) v[e * esb + C] = 0;
@@ -605,11 +611,7 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) static void dout
                 const int nf = F - f0 < 16 ? F - f0 : 16;
                 const float *gc[4] = {g[0] + f0, g[1] + f0, g[2] + f0, g[3] + f0};
                 dout_tile(tmp, 16, gc, nf);
-                const __mmask16 k = (__mmask16)((1u << nf) - 1);
-                for (int e = 0; e < NE; e++) {
-                    const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, tmp + e * 16));
-                    _mm256_mask_storeu_epi16(o + e * esb + f0, k, (__m256i)h);
-                }
+                store_bf16(o + f0, esb, tmp, NE, nf);
             }
             if (F & 1)
                 for (int e = 0; e < NE; e++) o[e * esb + F] = 0;

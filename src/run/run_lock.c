@@ -22,7 +22,7 @@ static bool is_stray_tmp(const char *name) {
     const char *t = strstr(name, ".tmp.");
     if (!t || strlen(t + 5) != 6) return false;
     size_t n = (size_t)(t - name);
-    static const char *const fixed[] = {DDPM_RUN_CKPT, "loss.png", "fid.png", "samples.png", "log.csv", "run.txt"};
+    static const char *const fixed[] = {DDPM_RUN_CKPT, "loss.png", "fid.png", "samples.png", "log.csv", "run.txt", "report.html"};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
         if (strlen(fixed[i]) == n && !strncmp(name, fixed[i], n)) return true;
     /* samples_NNNNNN.png (6 or more digits) */

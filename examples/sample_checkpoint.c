@@ -14,7 +14,7 @@ int main(int argc, char **argv) {
     if (ddpm_pipeline_open(&p, argv[1], NULL)) return fprintf(stderr, "%s\n", ddpm_last_error()), 1;
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
     ddpm_draw_opts o;
-    ddpm_draw_opts_default(&o); /* ddpm, 100 steps; labels cycle for a conditional model */
+    ddpm_pipeline_draw_opts_default(p, &o); /* the model's sampler; labels cycle for a conditional model */
     o.seed = strtoull(argv[3], NULL, 10);
     float *x = malloc((size_t)n * in->D * sizeof(float));
     ddpm_status s = x ? ddpm_pipeline_draw(p, &o, 0, n, x) : DDPM_ERR_NOMEM;

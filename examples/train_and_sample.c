@@ -32,7 +32,8 @@ int main(int argc, char **argv) {
     ddpm_status s = ddpm_trainer_create(&tr, &cfg);
     if (!s) s = ddpm_trainer_set_data(tr, &ds, "bars");
     if (!s) s = ddpm_trainer_run(tr, cfg.iters, NULL, NULL); /* no progress callback */
-    ddpm_pipeline_model m = {cfg.model, ddpm_trainer_ema(tr), cfg.schedule, cfg.T, cfg.objective, cfg.precision};
+    ddpm_pipeline_model m = {cfg.model, ddpm_trainer_ema(tr), cfg.schedule, cfg.T, cfg.objective, cfg.precision,
+                             cfg.sampler, cfg.sample_steps};
     if (!s) s = ddpm_pipeline_create(&p, &m, NULL);
     if (!s) s = ddpm_pipeline_draw(p, &o, 0, GRID, x);
     if (!s) s = ddpm_image_write_grid(png, x, GRID, 1, S, S, 2, -1.0f, 1.0f);

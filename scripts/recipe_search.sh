@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # recipe_search.sh: train candidate recipes on equal training-time budgets and
-# measure their FID.
+# measure their FID and KID.
 #
 # For each candidate (a line of the candidate file):
 #   1. its iteration count: the candidate's own --iters, else the number that
 #      fills the budget (-b SECONDS) at the candidate's images/s on RATE_THREADS
 #      threads (-T, default 2: the quick start's machine). The rate is looked
-#      up in the rate table (-R) by the flags that set a step's cost (--batch,
+#      up in the rate table (-R) by the flags that set a step's cost (--data, --batch,
 #      --ch, --ch-mult, --res-blocks, --attn, --precision, --size, --channels);
 #      a missing one is measured by a short probe run and added. Measure rates
 #      on a quiet machine: the search itself may then run on fewer threads, two
@@ -18,11 +18,16 @@
 #      when run again (a run with a checkpoint resumes; a candidate already in
 #      the results table is skipped);
 #   4. `ddpm sample -n 16 -o RUNS/NAME/grid.png SAMPLE_FLAGS` (kept for looking at);
-#   5. `ddpm eval -c ckpt -n EVAL_N SAMPLE_FLAGS`: FID, precision and recall of
-#      the EMA weights, and with -w also of the raw weights (fid_raw);
+#   5. `ddpm eval -c ckpt -n EVAL_N SAMPLE_FLAGS`: FID, precision, recall and
+#      KID of the EMA weights, and with -w also the FID of the raw weights
+#      (fid_raw); a model trained on an image folder is measured against that
+#      folder (the checkpoint names it);
 # and appends one row to the results table (tab-separated, header on first use):
 #   name iters train_s fid fid_raw precision recall eval_s threads load date
-#   train_flags sample_flags
+#   train_flags sample_flags kid kid_std
+# (kid and kid_std last, so that tables begun before they were added still line up).
+#
+# An image folder is a training flag like any other: --data data/emoji.
 #
 # Candidate file: one candidate a line, '#' starts a comment, fields separated
 # by a TAB:  NAME <TAB> TRAIN FLAGS <TAB> SAMPLE FLAGS (may be empty)
@@ -60,7 +65,7 @@ done
   { echo "recipe_search: -b, -t, -T and -n take whole numbers" >&2; exit 2; }
 RATES=${RATES:-$RUNS/rates.tsv}
 mkdir -p "$RUNS" "$(dirname "$OUT")" "$(dirname "$RATES")"
-[[ -s $OUT ]] || printf 'name\titers\ttrain_s\tfid\tfid_raw\tprecision\trecall\teval_s\tthreads\tload\tdate\ttrain_flags\tsample_flags\n' > "$OUT"
+[[ -s $OUT ]] || printf 'name\titers\ttrain_s\tfid\tfid_raw\tprecision\trecall\teval_s\tthreads\tload\tdate\ttrain_flags\tsample_flags\tkid\tkid_std\n' > "$OUT"
 touch "$RATES"
 
 now() { date +%s.%N; }
@@ -76,7 +81,7 @@ without() {
 # The flags of $1 that set the cost of a step, in a fixed order: the rate table's key.
 speed_key() {
   local k="" f v
-  for f in --batch --ch --ch-mult --res-blocks --attn --precision --size --channels; do
+  for f in --data --batch --ch --ch-mult --res-blocks --attn --precision --size --channels; do
     v=$(flag "$1" "$f" "")
     [[ -n $v ]] && k="$k${k:+ }$f $v"
   done
@@ -143,11 +148,11 @@ run_candidate() {
           --threads "$THREADS" 2>> "$dir.eval.log") || { echo "recipe_search: $name: eval failed" >&2; return 1; }
     fid_raw=$(value "$evr" fid)
   fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$iters" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$iters" \
     "$(awk -F, 'NR > 1 { t = $5 } END { print t }' "$dir/log.csv")" "$(value "$ev" fid)" "$fid_raw" \
     "$(value "$ev" precision)" "$(value "$ev" recall)" "$(secs "$t1" "$(now)")" "$THREADS" "$load" \
-    "$(date -u +%FT%TZ)" "$tflags" "$sflags" >> "$OUT"
-  echo "recipe_search: $name: FID $(value "$ev" fid) (raw $fid_raw), $iters iterations" >&2
+    "$(date -u +%FT%TZ)" "$tflags" "$sflags" "$(value "$ev" kid)" "$(value "$ev" kid_std)" >> "$OUT"
+  echo "recipe_search: $name: FID $(value "$ev" fid) (raw $fid_raw), KID $(value "$ev" kid), $iters iterations" >&2
 }
 
 fails=0

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # recipe_search.sh DDPM SOURCE_DIR: scripts/recipe_search.sh on a tiny
-# candidate, three ways: from scratch; resumed from a run stopped half way
+# candidate (its row carries FID and KID), three ways: from scratch; resumed from a run stopped half way
 # (the checkpoint fixes the recipe, so the resumed run must not pass the
 # recipe's flags again); and run again once finished (skipped). The resumed
 # run ends where the uninterrupted one does, with the same iteration count.
@@ -18,6 +18,9 @@ search() { DDPM=$DDPM "$SRC/scripts/recipe_search.sh" -c "$W/cands.tsv" -o "$W/$
              2> "$W/$1.log" || fail "$1: $(cat "$W/$1.log")"; }
 
 search whole
+# the row's KID (the last two columns) is a number, as ddpm eval printed it
+awk -F'\t' 'NR == 1 { ok = ($14 == "kid" && $15 == "kid_std") } NR == 2 { ok = ok && $14 ~ /^-?[0-9.]+$/ && $15 ~ /^[0-9.]+$/ }
+             END { exit !ok }' "$W/whole.tsv" || fail "no KID in the results table: $(cat "$W/whole.tsv")"
 # shellcheck disable=SC2086  # the flags are words
 "$DDPM" train $TFLAGS --stop-after 3 --ckpt-every 50 --threads 1 --data-dir "$MNIST" --out "$W/part/tiny" \
   > /dev/null 2> "$W/stop.log" || fail "stopped run: $(cat "$W/stop.log")"

@@ -171,9 +171,12 @@ static void test_resume_exact_with_augmentation(void **state) {
 }
 
 /* The recipe follows the image size unless flags say otherwise: at 32 px
- * the preset's (width 32, batch 64, 2200 iterations), at a size without a
- * preset the quick start's (width 16, batch 32, 9370 iterations); the
- * warmup is 9 % of the iterations, and a flag overrides its field only. */
+ * the preset's (width 32, batch 64, 2200 iterations, dpm++2m recorded as
+ * the model's sampler: at this T = 10 at its default steps; not with
+ * another objective than the recipe's v), at a size
+ * without a preset the quick start's (width 16, batch 32, 9370 iterations,
+ * no sampler recorded: ddpm); the warmup is 9 % of the iterations, and a
+ * flag overrides its field only. A NULL value: the key is absent. */
 static void recipe(const char *flags, const char *name, const char *const *want, int n) {
     char out[400], ck[500];
     cli_result r;
@@ -183,20 +186,29 @@ static void recipe(const char *flags, const char *name, const char *const *want,
     snprintf(ck, sizeof ck, "%s/ckpt.safetensors", out);
     ddpm_checkpoint c;
     assert_int_equal(ddpm_checkpoint_open(&c, ck), DDPM_OK);
-    for (int i = 0; i < n; i += 2)
-        if (strcmp(ddpm_checkpoint_meta(&c, want[i]), want[i + 1]))
-            fail_msg("%s: %s = %s, want %s", flags, want[i], ddpm_checkpoint_meta(&c, want[i]), want[i + 1]);
+    for (int i = 0; i < n; i += 2) {
+        const char *v = ddpm_checkpoint_meta(&c, want[i]);
+        if (v ? !want[i + 1] || strcmp(v, want[i + 1]) : want[i + 1] != NULL)
+            fail_msg("%s: %s = %s, want %s", flags, want[i], v ? v : "(absent)", want[i + 1] ? want[i + 1] : "(absent)");
+    }
     ddpm_checkpoint_close(&c);
 }
 
 static void test_recipe_by_size(void **state) {
     (void)state;
-    const char *preset[] = {"res", "32", "ch", "32", "batch", "64", "iters", "2200", "warmup", "198"};
-    recipe("--size 32", "r32", preset, 10);
-    const char *flags[] = {"res", "32", "ch", "8", "batch", "8", "iters", "50", "warmup", "5"};
-    recipe("--size 32 --ch 8 --groups 4 --batch 8 --iters 50", "r32f", flags, 10);
-    const char *digits[] = {"res", "12", "ch", "16", "batch", "32", "iters", "9370", "warmup", "843"};
-    recipe("--size 12 --attn none", "r12", digits, 10);
+    const char *preset[] = {"res", "32", "ch", "32", "batch", "64", "iters", "2200", "warmup", "198",
+                            "sampler", "dpm++2m", "sample_steps", "0"};
+    recipe("--size 32", "r32", preset, 14);
+    const char *flags[] = {"res", "32", "ch", "8", "batch", "8", "iters", "50", "warmup", "5",
+                           "sampler", "ddim", "sample_steps", "0"};
+    recipe("--size 32 --ch 8 --groups 4 --batch 8 --iters 50 --sampler ddim", "r32f", flags, 14);
+    const char *steps[] = {"sampler", "dpm++2m", "sample_steps", "7"};
+    recipe("--size 32 --sample-steps 7", "r32k", steps, 4);
+    const char *eps[] = {"objective", "eps", "sampler", NULL, "sample_steps", NULL}; /* the sampler goes with v */
+    recipe("--size 32 --objective eps", "r32e", eps, 6);
+    const char *digits[] = {"res", "12", "ch", "16", "batch", "32", "iters", "9370", "warmup", "843",
+                            "sampler", NULL, "sample_steps", NULL};
+    recipe("--size 12 --attn none", "r12", digits, 14);
 }
 
 int main(void) {

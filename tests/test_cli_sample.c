@@ -65,8 +65,10 @@ static void tiny_config(ddpm_unet_config *c, int num_classes) {
 }
 
 /* A tiny checkpoint: random weights, optional EMA weights (different from
- * the raw ones) and optional schedule metadata. */
-static void make_ckpt(const char *path, int num_classes, bool ema, bool meta) {
+ * the raw ones) and optional schedule metadata, then a recorded default
+ * sampler when sampler is not NULL. */
+static void make_ckpt_with(const char *path, int num_classes, bool ema, bool meta, const char *sampler,
+                           const char *steps) {
     ddpm_unet_config c;
     tiny_config(&c, num_classes);
     ddpm_unet *m, *m2;
@@ -76,14 +78,18 @@ static void make_ckpt(const char *path, int num_classes, bool ema, bool meta) {
     ddpm_unet_init_params(m2, 2);
     char tbuf[16];
     snprintf(tbuf, sizeof tbuf, "%d", T_STEPS);
-    ddpm_st_meta extra[2] = {{"schedule", "linear"}, {"timesteps", tbuf}};
+    ddpm_st_meta extra[4] = {{"schedule", "linear"}, {"timesteps", tbuf}, {"sampler", sampler}, {"sample_steps", steps}};
     ddpm_checkpoint_extras x = {0};
     x.ema = ema ? ddpm_unet_params(m2) : NULL;
     x.extra = meta ? extra : NULL;
-    x.nextra = meta ? 2 : 0;
+    x.nextra = meta ? (sampler ? 4 : 2) : 0;
     assert_int_equal(ddpm_checkpoint_save(path, &c, ddpm_unet_params(m), &x), DDPM_OK);
     ddpm_unet_free(m);
     ddpm_unet_free(m2);
+}
+
+static void make_ckpt(const char *path, int num_classes, bool ema, bool meta) {
+    make_ckpt_with(path, num_classes, ema, meta, NULL, NULL);
 }
 
 static long file_size(const char *path) {
@@ -452,6 +458,28 @@ static void test_dpmpp_and_spacing(void **state) {
     expect(0, "quadratic spacing");
 }
 
+/* A checkpoint that records its sampler (a folder recipe's) is drawn with
+ * it unless a flag names a sampler or one of a sampler's own options. */
+static void test_model_sampler(void **state) {
+    (void)state;
+    const char *ck = P("smp.safetensors");
+    make_ckpt_with(ck, 0, true, true, "dpm++2m", "5");
+    cli_run(&g_r, "sample -c '%s' -n 3 -o '%s' --idx '%s'", ck, P("m.png"), P("m.idx"));
+    expect(0, "dpm++2m sampler, 5 steps");
+    cli_run(&g_r, "sample -c '%s' -n 3 --sampler dpm++2m --sample-steps 5 -o '%s' --idx '%s'", ck, P("m2.png"),
+            P("m2.idx"));
+    expect(0, NULL);
+    assert_true(cli_same_file(P("m.idx"), P("m2.idx")));
+    cli_run(&g_r, "sample -c '%s' -n 3 --sample-steps 4 -o '%s'", ck, P("m3.png"));
+    expect(0, "dpm++2m sampler, 4 steps");
+    cli_run(&g_r, "sample -c '%s' -n 3 --var large -o '%s'", ck, P("m4.png"));
+    expect(0, "ddpm sampler");
+    cli_run(&g_r, "sample -c '%s' -n 3 --sampler ddim -o '%s'", ck, P("m5.png"));
+    expect(0, "ddim sampler");
+    cli_run(&g_r, "sample -c '%s' -n 3 -o '%s'", P("ck.safetensors"), P("m6.png")); /* none recorded */
+    expect(0, "ddpm sampler");
+}
+
 static void test_guidance_and_scale(void **state) {
     (void)state;
     const char *cond = P("cond.safetensors");
@@ -573,6 +601,7 @@ int main(void) {
         cmocka_unit_test(test_labels),
         cmocka_unit_test(test_new_flags_errors),
         cmocka_unit_test(test_dpmpp_and_spacing),
+        cmocka_unit_test(test_model_sampler),
         cmocka_unit_test(test_guidance_and_scale),
         cmocka_unit_test(test_reproducible),
         cmocka_unit_test(test_precision),

@@ -296,6 +296,62 @@ static void test_unknown_values(void **state) {
     expect_open_error("oneT.safetensors", DDPM_META_TIMESTEPS, "1");
 }
 
+/* The model's default sampler: recorded (dpm++2m, 4 steps) it is what
+ * ddpm_pipeline_draw_opts_default draws with, bit for bit the explicit
+ * options; absent it is ddpm at its default steps; a created pipeline takes
+ * the model's; bad values fail naming the file and the key. */
+static void test_recorded_sampler(void **state) {
+    (void)state;
+    char ck[600], plain[600];
+    const ddpm_st_meta meta[4] = {{DDPM_META_SCHEDULE, "linear"}, {DDPM_META_TIMESTEPS, "10"},
+                                  {DDPM_META_SAMPLER, "dpm++2m"}, {DDPM_META_SAMPLE_STEPS, "4"}};
+    write_ck(ck, sizeof ck, "smp.safetensors", 0, false, meta, 4);
+    write_ck(plain, sizeof plain, "plain.safetensors", 0, false, META10, 2);
+    ddpm_pipeline *p = open_ck(ck, false), *q = open_ck(plain, false);
+    assert_int_equal(ddpm_pipeline_info_get(p)->sampler, DDPM_SAMPLER_DPMPP_2M);
+    assert_int_equal(ddpm_pipeline_info_get(p)->sample_steps, 4);
+    assert_int_equal(ddpm_pipeline_info_get(q)->sampler, DDPM_SAMPLER_DDPM);
+    assert_int_equal(ddpm_pipeline_info_get(q)->sample_steps, 0);
+    ddpm_draw_opts a, b, c;
+    ddpm_pipeline_draw_opts_default(p, &a);
+    ddpm_draw_opts_default(&b);
+    b.sampler.kind = DDPM_SAMPLER_DPMPP_2M, b.sampler.steps = 4;
+    ddpm_pipeline_draw_opts_default(q, &c);
+    assert_int_equal(c.sampler.kind, DDPM_SAMPLER_DDPM);
+    assert_int_equal(c.sampler.steps, 0);
+    float x[2 * D], y[2 * D], z[2 * D];
+    draw(p, &a, 0, 2, x);
+    draw(p, &b, 0, 2, y);
+    draw(p, &c, 0, 2, z);
+    assert_true(same(x, y, 2));
+    assert_true(max_diff(x, z, 2) > 1e-4);
+    ddpm_unet_config cfg = tiny_cfg(0);
+    float *raw = random_params(&cfg, 1);
+    ddpm_pipeline_model m = {.cfg = cfg, .params = raw, .T = 10, .sampler = DDPM_SAMPLER_DDIM, .sample_steps = 3};
+    ddpm_pipeline *r;
+    assert_int_equal(ddpm_pipeline_create(&r, &m, NULL), DDPM_OK);
+    ddpm_pipeline_draw_opts_default(r, &a);
+    assert_int_equal(a.sampler.kind, DDPM_SAMPLER_DDIM);
+    assert_int_equal(a.sampler.steps, 3);
+    ddpm_pipeline_free(r);
+    free(raw);
+    ddpm_pipeline_free(p);
+    ddpm_pipeline_free(q);
+    const char *bad[][2] = {{"lms", "4"}, {"dpm++2m", "four"}, {"dpm++2m", "10"} /* dpm++2m takes at most T-1 */,
+                            {"ddim", "-1"}};
+    for (int i = 0; i < 4; i++) {
+        const ddpm_st_meta bm[4] = {{DDPM_META_SCHEDULE, "linear"}, {DDPM_META_TIMESTEPS, "10"},
+                                    {DDPM_META_SAMPLER, bad[i][0]}, {DDPM_META_SAMPLE_STEPS, bad[i][1]}};
+        write_ck(ck, sizeof ck, "badsmp.safetensors", 0, false, bm, 4);
+        ddpm_pipeline *e = (ddpm_pipeline *)1;
+        assert_int_not_equal(ddpm_pipeline_open(&e, ck, NULL), DDPM_OK);
+        assert_null(e);
+        const char *msg = ddpm_last_error();
+        const char *key = i == 0 ? DDPM_META_SAMPLER : DDPM_META_SAMPLE_STEPS;
+        if (!strstr(msg, ck) || !strstr(msg, key)) fail_msg("%s/%s: the error names neither file nor key: %s", bad[i][0], bad[i][1], msg);
+    }
+}
+
 /* The network's raw output converted from obj by ddpm_objective_convert. */
 typedef struct {
     ddpm_unet *unet;
@@ -677,6 +733,7 @@ int main(void) {
         cmocka_unit_test(test_legacy_policy),
         cmocka_unit_test(test_recorded_recipe),
         cmocka_unit_test(test_unknown_values),
+        cmocka_unit_test(test_recorded_sampler),
         cmocka_unit_test(test_objective_v),
         cmocka_unit_test(test_labels),
         cmocka_unit_test(test_label_arg),

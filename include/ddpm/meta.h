@@ -31,6 +31,8 @@
 #define DDPM_META_OBJECTIVE "objective"       /* eps | v | x0 (absent: eps, the only one before) */
 #define DDPM_META_SNR_GAMMA "snr_gamma"       /* min-SNR-gamma, 0 = off (absent: 0) */
 #define DDPM_META_PRECISION "precision"       /* fp32 | bf16 products (absent: fp32) */
+#define DDPM_META_SAMPLER "sampler"           /* the model's default sampler (absent: ddpm) */
+#define DDPM_META_SAMPLE_STEPS "sample_steps" /* its steps, 0 = the sampler's default (absent: 0) */
 #define DDPM_META_BATCH "batch"               /* global batch */
 #define DDPM_META_ITERS "iters"               /* total iterations of the LR schedule */
 #define DDPM_META_LR "lr"

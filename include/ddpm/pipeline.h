@@ -3,8 +3,9 @@
  * One object holds everything sampling needs: the UNet with the weights to
  * use (EMA unless told otherwise), the noise schedule, what the network
  * predicts (eps, v or x0: every sampler, guidance and bits/dim see it as
- * eps through objective.h), the class names of a folder-trained model, and
- * the buffers of the sampler. `ddpm sample`, `ddpm eval`, the grids and the
+ * eps through objective.h), the class names of a folder-trained model, the
+ * sampler the model is best drawn with (its recipe's), and the buffers of
+ * the sampler. `ddpm sample`, `ddpm eval`, the grids and the
  * metrics written during training all draw through it, so an image depends
  * only on (weights, draw options, seed, its index), never on which command
  * drew it or on the thread count; the batch size (max_batch) can move only
@@ -13,14 +14,15 @@
  *     ddpm_pipeline *p;
  *     ddpm_pipeline_open(&p, "runs/mnist/ckpt.safetensors", NULL);
  *     ddpm_draw_opts o;
- *     ddpm_draw_opts_default(&o);            // ddpm sampler, 100 steps, seed 0
+ *     ddpm_pipeline_draw_opts_default(p, &o); // the model's sampler, seed 0
  *     ddpm_pipeline_draw_u8(p, &o, 0, 16, u8); // images 0..15, [16, D] bytes
  *     ddpm_pipeline_free(p);
  *
  * The policy for checkpoints of earlier versions and for safetensors files
  * converted from the PyTorch module (model config only): a missing
- * schedule is linear, a missing T is 1000, a missing objective is eps, and
- * missing EMA tensors mean the raw weights; ddpm_pipeline_info says which
+ * schedule is linear, a missing T is 1000, a missing objective is eps, a
+ * missing sampler is ddpm at its default steps, and missing EMA tensors
+ * mean the raw weights; ddpm_pipeline_info says which
  * of these were assumed, so a command can tell the user.
  *
  * Shape letters: n images, D = in_ch * res * res elements per image.
@@ -38,6 +40,7 @@
 #include "ddpm/diffusion.h"
 #include "ddpm/objective.h"
 #include "ddpm/progress.h"
+#include "ddpm/safetensors.h"
 #include "ddpm/sampler.h"
 #include "ddpm/schedule.h"
 #include "ddpm/unet.h"
@@ -58,6 +61,8 @@ typedef struct {
     int T;
     ddpm_objective objective;
     ddpm_precision precision; /* of the UNet's products; 0 = FP32 (a trainer's: its config's) */
+    ddpm_sampler_kind sampler; /* the model's default sampler and steps (0: the sampler's */
+    int sample_steps;          /* default); zeroed: ddpm (a trainer's: its config's) */
 } ddpm_pipeline_model;
 
 /* What the pipeline holds, read-only. */
@@ -73,6 +78,8 @@ typedef struct {
     bool has_ema, ema;            /* the file has EMA weights; they are the ones in use */
     int num_class_names;          /* the class names of a folder-trained model (0: none) */
     ddpm_precision precision;     /* of the UNet's products: the checkpoint's (absent: fp32), or set */
+    ddpm_sampler_kind sampler;    /* the sampler the model was trained to be drawn with (its recipe's; */
+    int sample_steps;             /* absent: ddpm), and its steps (0: that sampler's default) */
     const char *path;             /* the checkpoint ("" when created in memory) */
 } ddpm_pipeline_info;
 
@@ -133,6 +140,14 @@ typedef struct {
 
 /* The ddpm sampler with its default steps, seed 0, labels cycling, no guidance. */
 void ddpm_draw_opts_default(ddpm_draw_opts *o);
+/* The same with the model's own sampler and steps (ddpm_pipeline_info):
+ * what a program should start from to draw what `ddpm sample` draws. */
+void ddpm_pipeline_draw_opts_default(const ddpm_pipeline *p, ddpm_draw_opts *o);
+/* The default sampler recorded in a checkpoint's metadata (meta.h:
+ * DDPM_META_SAMPLER, DDPM_META_SAMPLE_STEPS; absent: ddpm, 0), checked
+ * against the model's T; a bad value fails with a one-line message naming
+ * the file and the key. */
+ddpm_status ddpm_meta_sampler(const ddpm_st_file *f, const char *path, int T, ddpm_sampler_kind *kind, int *steps);
 /* Checks o against the model (sampler options against T, labels and
  * guidance against the classes, the edit) without drawing; returns the
  * number of sampler steps K it resolves to in *K (may be NULL; an SDEdit

@@ -32,6 +32,7 @@
 
 #include "ddpm/checkpoint.h"
 #include "ddpm/data.h"
+#include "ddpm/diffusion.h"
 #include "ddpm/loss.h"
 #include "ddpm/meta.h"
 #include "ddpm/objective.h"
@@ -62,6 +63,11 @@ typedef struct {
     float cond_drop;       /* class-conditional: probability of training with "no label" */
     uint64_t seed;
     ddpm_precision precision; /* of the UNet's products (common.h); 0 = FP32 */
+    /* The model's default sampler, recorded in the checkpoint for `ddpm
+     * sample`, `ddpm eval` and ddpm_pipeline_draw_opts_default; steps 0 =
+     * that sampler's default. A recipe's: what its models score best with. */
+    ddpm_sampler_kind sampler;
+    int sample_steps;
 } ddpm_train_config;
 
 /* The quick start's recipe: MNIST-sized digits (1 x 28 x 28), the training
@@ -71,7 +77,7 @@ typedef struct {
 void ddpm_train_config_default(ddpm_train_config *c);
 /* The recipe for images of in_ch x res x res: the default above, or for the
  * sizes with a UNet preset (ddpm_unet_preset: 32, 64 px) that preset with
- * the preset sizes' own batch, iterations and warmup. */
+ * the preset sizes' own batch, iterations, warmup and sampler. */
 void ddpm_train_recipe(ddpm_train_config *c, int in_ch, int res);
 /* The precision ddpm_train_config_default picks: DDPM_PREC_BF16 where the
  * CPU has AVX512_BF16 (vdpbf16ps: twice the multiply-adds of a float FMA;

@@ -220,8 +220,8 @@ ddpm_status ddpm_cli_data_dir(char *out_dir, size_t cap, const char *data, const
 void ddpm_sampler_flags_opts(ddpm_opt *o, ddpm_sampler_flags *f) {
     *f = (ddpm_sampler_flags){.sampler = "ddpm", .var = "small", .guidance = 1.0f};
     const ddpm_opt t[] = {
-        {"--sampler", NULL, OPT_STRING, &f->sampler, 0, 0, "NAME", "ddpm, ddim, dpm++2m, euler, heun or euler_a (default ddpm)"},
-        {"--sample-steps", NULL, OPT_INT, &f->steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps (default: min(100, T) for ddpm, min(50, T) for ddim, euler, euler_a, min(20, T-1) for dpm++2m, min(10, T) for heun)"},
+        {"--sampler", NULL, OPT_STRING, &f->sampler, 0, 0, "NAME", "ddpm, ddim, dpm++2m, euler, heun or euler_a (default: the checkpoint's, else ddpm)"},
+        {"--sample-steps", NULL, OPT_INT, &f->steps, 1, DDPM_SCHEDULE_MAX_T, "K", "sampling steps (default: the checkpoint's, else min(100, T) for ddpm, min(50, T) for ddim, euler, euler_a, min(20, T-1) for dpm++2m, min(10, T) for heun)"},
         {"--spacing", NULL, OPT_STRING, &f->spacing, 0, 0, "KIND", "ddim/dpm++2m timesteps: uniform, quadratic or logsnr"},
         {"--eta", NULL, OPT_FLOAT, &f->eta, 0.0, 1.0, "E", "ddim noise in [0, 1] (default 0: deterministic)"},
         {"--var", NULL, OPT_STRING, &f->var, 0, 0, "KIND", "ddpm reverse step variance: small or large (default small)"},
@@ -232,7 +232,11 @@ void ddpm_sampler_flags_opts(ddpm_opt *o, ddpm_sampler_flags *f) {
     memcpy(o, t, sizeof t);
 }
 
-int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const ddpm_sampler_flags *f, const ddpm_opt *opts, int nopts) {
+int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, ddpm_sampler_flags *f, const ddpm_opt *opts, int nopts) {
+    static const char *one[] = {"--sampler", "--var", "--eta", "--spacing", "--sigmas", "--churn"};
+    f->model_sampler = true;
+    for (size_t i = 0; i < DDPM_COUNT(one); i++) f->model_sampler &= !ddpm_opts_seen(opts, nopts, one[i]);
+    f->steps_seen = ddpm_opts_seen(opts, nopts, "--sample-steps");
     ddpm_draw_opts_default(o);
     int kind = ddpm_sampler_parse(f->sampler), v = kind < 0 ? 0 : ddpm_var_parse(f->var);
     int sp = kind < 0 || v < 0 || !f->spacing ? 0 : ddpm_spacing_parse(f->spacing);
@@ -249,6 +253,13 @@ int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const ddpm_sampler_fl
     o->seed = f->seed, o->guidance = f->guidance;
     o->guided = ddpm_opts_seen(opts, nopts, "--guidance");
     return -1;
+}
+
+void ddpm_cli_model_sampler(const ddpm_pipeline *p, ddpm_draw_opts *o, const ddpm_sampler_flags *f) {
+    if (!f->model_sampler) return;
+    const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);
+    o->sampler.kind = in->sampler;
+    if (!f->steps_seen) o->sampler.steps = in->sample_steps;
 }
 
 int ddpm_cli_open_pipeline(const char *cmd, ddpm_pipeline **p, const char **ckpt, bool raw_weights, int max_batch,

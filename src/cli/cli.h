@@ -143,6 +143,7 @@ typedef struct {
     int steps;
     float eta, guidance;
     uint64_t seed;
+    bool model_sampler, steps_seen; /* set by ddpm_cli_draw_opts (ddpm_cli_model_sampler) */
 } ddpm_sampler_flags;
 #define DDPM_SAMPLER_OPTS 7 /* checked against the table in args.c */
 /* Sets f to the defaults (ddpm, var small, guidance 1, seed 0) and writes
@@ -152,7 +153,12 @@ void ddpm_sampler_flags_opts(ddpm_opt *opts, ddpm_sampler_flags *f);
  * ddpm_draw_opts_default with the flags: names parsed, options that do not
  * apply to the sampler refused, seed and guidance set (guided when
  * --guidance was given). -1 to go on, else 2 after a usage error. */
-int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, const ddpm_sampler_flags *f, const ddpm_opt *opts, int nopts);
+int ddpm_cli_draw_opts(const char *cmd, ddpm_draw_opts *o, ddpm_sampler_flags *f, const ddpm_opt *opts, int nopts);
+/* Once the model is open: with none of --sampler and the flags of one
+ * sampler (--var, --eta, --spacing, --sigmas, --churn) given, o draws with
+ * the model's own sampler (ddpm_pipeline_info), at its steps unless
+ * --sample-steps was given. */
+void ddpm_cli_model_sampler(const ddpm_pipeline *p, ddpm_draw_opts *o, const ddpm_sampler_flags *f);
 /* Opens *ckpt (NULL: the default run's checkpoint, with a hint when it does
  * not exist yet) for batches of max_batch images, in `precision` (NULL: the
  * checkpoint's). 0, 1 after the error, 2 after a usage error. */

@@ -229,6 +229,7 @@ static int cmd_eval(int argc, char **argv) {
     int K = 0;
     if (!f.file) {
         if ((rc = ddpm_cli_open_pipeline(CMD, &p, &f.ckpt, f.no_ema, f.batch, f.precision))) return rc;
+        ddpm_cli_model_sampler(p, &o, &f.s);
         if ((rc = ddpm_cli_check_draw(CMD, p, &o, &K)) >= 0) {
             ddpm_pipeline_free(p);
             return rc;

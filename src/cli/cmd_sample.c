@@ -136,7 +136,7 @@ static void print_header(const sample_flags *f, const ddpm_pipeline *p, const dd
                 ddpm_schedule_name(in->schedule), in->T);
     fprintf(stderr, "ddpm %s: '%s' (%s weights%s%s), %s schedule T=%d; %s sampler, %d steps, %s; seed %llu, %d thread%s\n",
             CMD, f->ckpt, in->ema ? "EMA" : "raw", in->has_ema || f->no_ema ? "" : "; the checkpoint has no EMA weights", obj,
-            ddpm_schedule_name(in->schedule), in->T, f->s.sampler, K, detail, (unsigned long long)o->seed, threads,
+            ddpm_schedule_name(in->schedule), in->T, ddpm_sampler_name(o->sampler.kind), K, detail, (unsigned long long)o->seed, threads,
             threads == 1 ? "" : "s");
     const ddpm_edit_opts *e = o->edit;
     if (e)
@@ -188,6 +188,7 @@ static int cmd_sample(int argc, char **argv) {
     ddpm_trajectory t = {0};
     uint8_t *init = NULL, *mask = NULL;
     if ((rc = ddpm_cli_open_pipeline(CMD, &p, &f.ckpt, f.no_ema, f.batch, f.precision))) return rc;
+    ddpm_cli_model_sampler(p, &o, &f.s);
     if (f.init && (rc = load_edit(&f, p, &e, &init, &mask))) goto done;
     o.edit = f.init ? &e : NULL;
     const ddpm_pipeline_info *in = ddpm_pipeline_info_get(p);

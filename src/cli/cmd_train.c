@@ -22,7 +22,7 @@ typedef struct {
     ddpm_train_config c;
     ddpm_data_opts d;
     ddpm_run_opts r;
-    const char *schedule, *loss, *lr_decay, *objective, *alpha, *crop, *precision;
+    const char *schedule, *loss, *lr_decay, *objective, *alpha, *crop, *precision, *sampler;
     int iters, warmup, threads, stop_after, check_sync;
     bool resume, force, hflip, no_hflip;
 } train_flags;
@@ -46,16 +46,38 @@ static void poison_hook(void *ctx, float *x0, int *labels, const int *idx, int n
     if (iter == s->nan_at) x0[0] = NAN;
 }
 
-static ddpm_status make_trainer(ddpm_trainer **tr, train_flags *f, ddpm_opt *opts, int nopts, const ddpm_data *d) {
-    if (d->folder) { /* the folder fixes the size: its recipe and preset, unless flags say otherwise */
-        ddpm_train_config r;
-        ddpm_train_recipe(&r, d->c, d->h);
-        if (!ddpm_opts_seen(opts, nopts, "--schedule")) f->schedule = ddpm_schedule_name(r.schedule);
-        if (!ddpm_opts_seen(opts, nopts, "--batch")) f->c.batch = r.batch;
-        if (!ddpm_opts_seen(opts, nopts, "--iters")) f->iters = (int)r.iters;
-        f->c.model.in_ch = d->c, f->c.model.res = d->h;
-        ddpm_model_flags_preset(&f->c.model, opts + nopts - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS, true);
+/* A folder fixes the image size, and the size its recipe (ddpm_train_recipe):
+ * every setting of it whose flag the command line left alone. */
+static void take_recipe(train_flags *f, const ddpm_opt *opts, int nopts, const ddpm_data *d) {
+    ddpm_train_config r;
+    ddpm_train_recipe(&r, d->c, d->h);
+#define UNSET(flag) (!ddpm_opts_seen(opts, nopts, flag))
+    if (UNSET("--steps")) f->c.T = r.T;
+    if (UNSET("--schedule")) f->schedule = ddpm_schedule_name(r.schedule);
+    if (UNSET("--objective")) f->objective = ddpm_objective_name(r.objective);
+    if (UNSET("--snr-gamma")) f->c.snr_gamma = r.snr_gamma;
+    if (UNSET("--batch")) f->c.batch = r.batch;
+    if (UNSET("--iters")) f->iters = (int)r.iters;
+    if (UNSET("--lr")) f->c.lr = r.lr;
+    if (UNSET("--ema")) f->c.ema_decay = r.ema_decay;
+    if (UNSET("--ema-gamma")) f->c.ema_gamma = r.ema_gamma;
+    /* The recipe's sampler goes with its objective: an eps network's first
+     * x0 estimates under the linear schedule carry its error times 1 /
+     * sqrt(alpha_bar) ~ 160, which dpm++2m's 20 steps do not recover from
+     * (docs/quality.md); a sampler named alone runs at its default steps. */
+    if (UNSET("--sampler") && ddpm_objective_parse(f->objective) == (int)r.objective) {
+        f->sampler = ddpm_sampler_name(r.sampler);
+        /* more steps than a --steps T allows: the sampler's default at that T */
+        if (UNSET("--sample-steps"))
+            f->c.sample_steps = r.sample_steps <= ddpm_sampler_max_steps(r.sampler, f->c.T) ? r.sample_steps : 0;
     }
+#undef UNSET
+    f->c.model.in_ch = d->c, f->c.model.res = d->h;
+    ddpm_model_flags_preset(&f->c.model, opts + nopts - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS, true);
+}
+
+static ddpm_status make_trainer(ddpm_trainer **tr, train_flags *f, ddpm_opt *opts, int nopts, const ddpm_data *d) {
+    if (d->folder) take_recipe(f, opts, nopts, d);
     ddpm_train_config c = f->c;
     if (!ddpm_opts_seen(opts, nopts, "--channels")) c.model.in_ch = d->c;
     if (!ddpm_opts_seen(opts, nopts, "--size")) c.model.res = d->h;
@@ -64,6 +86,7 @@ static ddpm_status make_trainer(ddpm_trainer **tr, train_flags *f, ddpm_opt *opt
     c.objective = (ddpm_objective)ddpm_objective_parse(f->objective);
     c.decay = (ddpm_lr_decay)ddpm_lr_decay_parse(f->lr_decay);
     c.precision = (ddpm_precision)ddpm_precision_parse(f->precision);
+    c.sampler = (ddpm_sampler_kind)ddpm_sampler_parse(f->sampler);
     c.iters = f->iters, c.warmup = f->warmup < 0 ? ddpm_train_default_warmup(c.iters) : f->warmup;
     return ddpm_trainer_create(tr, &c);
 }
@@ -171,7 +194,7 @@ static int run(train_flags *f, ddpm_opt *opts, int nopts, int argc, char **argv)
 }
 
 /* The flags train takes, then the DDPM_MODEL_OPTS model flags. */
-#define TRAIN_OPTS 37
+#define TRAIN_OPTS 39
 #define NOPTS (TRAIN_OPTS + DDPM_MODEL_OPTS)
 
 static void train_opts(ddpm_opt *opts, train_flags *f) {
@@ -195,6 +218,8 @@ static void train_opts(ddpm_opt *opts, train_flags *f) {
         {"--snr-gamma", NULL, OPT_FLOAT, &f->c.snr_gamma, 0.0, 1e6, "G", "min-SNR-gamma loss weighting (Hang et al. 2023), 0 = off (default 5)"},
         {"--cond-drop", NULL, OPT_FLOAT, &f->c.cond_drop, 0.0, 1.0, "P", "with --classes: train unconditionally with probability P (default 0.1)"},
         {"--seed", NULL, OPT_U64, &f->c.seed, 0, 0, "N", "random seed (default 0)"},
+        {"--sampler", NULL, OPT_STRING, &f->sampler, 0, 0, "NAME", "the model's default sampler for ddpm sample and eval, recorded in the checkpoint (default ddpm; dpm++2m for the 32 and 64 px presets' v-prediction)"},
+        {"--sample-steps", NULL, OPT_INT, &f->c.sample_steps, 1, DDPM_SCHEDULE_MAX_T, "K", "its steps (default: the sampler's; 20 for the presets' dpm++2m)"},
         {"--threads", NULL, OPT_INT, &f->threads, 0, 1024, "N", "threads, 0 = all cores (default 0)"},
         {"--out", "-o", OPT_STRING, &f->r.dir, 0, 0, "DIR", "output directory (default " DDPM_DEFAULT_RUN_DIR ")"},
         {"--ckpt-every", NULL, OPT_INT, &f->r.ckpt_every, 0, 100000000, "N", "write the checkpoint every N iterations (default 500)"},
@@ -223,7 +248,7 @@ static void train_opts(ddpm_opt *opts, train_flags *f) {
 static int check_resume_flags(const ddpm_opt *opts) {
     static const char *fixed[] = {"--steps", "--schedule", "--batch", "--lr", "--warmup", "--lr-decay", "--precision",
                                   "--clip", "--ema", "--ema-gamma", "--weight-decay", "--loss", "--objective", "--snr-gamma",
-                                  "--cond-drop", "--seed", "--alpha", "--crop", "--hflip", "--no-hflip"};
+                                  "--cond-drop", "--seed", "--sampler", "--sample-steps", "--alpha", "--crop", "--hflip", "--no-hflip"};
     const char *why = "cannot be changed on --resume (the checkpoint fixes it)";
     return ddpm_opts_refuse(CMD, opts, TRAIN_OPTS, fixed, DDPM_COUNT(fixed), why) ||
            ddpm_opts_refuse(CMD, opts + TRAIN_OPTS, DDPM_MODEL_OPTS, NULL, 0, why) ? 2 : 0; /* and the model flags */
@@ -243,6 +268,7 @@ static int check_names(const train_flags *f) {
         ddpm_cli_check_name(CMD, "--objective", ddpm_objective_parse(f->objective)) ||
         ddpm_cli_check_name(CMD, "--lr-decay", ddpm_lr_decay_parse(f->lr_decay)) ||
         ddpm_cli_check_name(CMD, "--precision", ddpm_precision_parse(f->precision)) ||
+        ddpm_cli_check_name(CMD, "--sampler", ddpm_sampler_parse(f->sampler)) ||
         ddpm_cli_check_name(CMD, "--alpha", ddpm_alpha_parse(f->alpha)) ||
         ddpm_cli_check_name(CMD, "--crop", ddpm_crop_parse(f->crop)))
         return 2;
@@ -258,6 +284,7 @@ static int cmd_train(int argc, char **argv) {
     ddpm_train_config_default(&d);
     train_flags f = {.c = d, .schedule = ddpm_schedule_name(d.schedule), .loss = "l2",
                      .objective = ddpm_objective_name(d.objective), .lr_decay = "cosine", .precision = ddpm_precision_name(d.precision),
+                     .sampler = ddpm_sampler_name(d.sampler),
                      .alpha = "white", .crop = "center", .iters = (int)d.iters, .warmup = -1};
     ddpm_data_opts_default(&f.d);
     ddpm_run_opts_default(&f.r);

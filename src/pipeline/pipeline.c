@@ -86,6 +86,8 @@ ddpm_status ddpm_pipeline_create(ddpm_pipeline **out, const ddpm_pipeline_model 
     p->info.T = m->T;
     p->info.objective = m->objective;
     p->info.precision = m->precision; /* make_unet (finish) applies it */
+    p->info.sampler = m->sampler;
+    p->info.sample_steps = m->sample_steps;
     memcpy(p->params, m->params, p->nparams * sizeof(float));
     if ((st = finish(p))) {
         ddpm_pipeline_free(p);
@@ -113,6 +115,20 @@ static ddpm_status read_recipe(ddpm_pipeline *p, const ddpm_st_file *f) {
     if (!st && ddpm_st_meta_get(f, DDPM_META_PRECISION))
         st = ddpm_meta_enum(f, p->path, DDPM_META_PRECISION, ddpm_precision_parse, "fp32 or bf16", &prec);
     in->precision = (ddpm_precision)prec;
+    if (!st) st = ddpm_meta_sampler(f, p->path, in->T, &in->sampler, &in->sample_steps);
+    return st;
+}
+
+ddpm_status ddpm_meta_sampler(const ddpm_st_file *f, const char *path, int T, ddpm_sampler_kind *kind, int *steps) {
+    int k = DDPM_SAMPLER_DDPM;
+    int64_t K = 0;
+    ddpm_status st = DDPM_OK;
+    if (ddpm_st_meta_get(f, DDPM_META_SAMPLER))
+        st = ddpm_meta_enum(f, path, DDPM_META_SAMPLER, ddpm_sampler_parse, "ddpm, ddim, dpm++2m, euler, heun or euler_a", &k);
+    if (!st && ddpm_st_meta_get(f, DDPM_META_SAMPLE_STEPS))
+        st = ddpm_meta_i64(f, path, DDPM_META_SAMPLE_STEPS, 0, ddpm_sampler_max_steps((ddpm_sampler_kind)k, T), &K);
+    *kind = (ddpm_sampler_kind)k;
+    *steps = (int)K;
     return st;
 }
 
@@ -215,6 +231,12 @@ ddpm_status ddpm_pipeline_label(const ddpm_pipeline *p, const char *arg, int *la
 
 void ddpm_draw_opts_default(ddpm_draw_opts *o) {
     *o = (ddpm_draw_opts){.sampler = {.kind = DDPM_SAMPLER_DDPM, .var = DDPM_VAR_SMALL}, .label = -1, .guidance = 1.0f};
+}
+
+void ddpm_pipeline_draw_opts_default(const ddpm_pipeline *p, ddpm_draw_opts *o) {
+    ddpm_draw_opts_default(o);
+    o->sampler.kind = p->info.sampler;
+    o->sampler.steps = p->info.sample_steps;
 }
 
 int ddpm_pipeline_edit_count(const ddpm_draw_opts *o) { return o->edit ? o->edit->n_init * o->edit->per_image : 0; }

@@ -192,7 +192,8 @@ ddpm_status ddpm_run_open(ddpm_run **out, ddpm_trainer *tr, const ddpm_run_opts 
     if (!s) s = best_open(r);
     if (s) goto done;
     ddpm_pipeline_model m = {.cfg = c->model, .params = ddpm_trainer_ema(tr), .schedule = c->schedule, .T = c->T,
-                             .objective = c->objective, .precision = c->precision}; /* grids and metrics as the run computes */
+                             .objective = c->objective, .precision = c->precision, .sampler = c->sampler,
+                             .sample_steps = c->sample_steps}; /* grids and metrics as the run computes */
     ddpm_pipeline_opts po = {.max_batch = 16}; /* bounds memory beside the trainer's; no effect on the images */
     if ((s = ddpm_pipeline_create(&r->pipe, &m, &po))) goto done;
     run_info_init(&r->info, o->dir, o->command, o->threads, r->step0 > 0);

@@ -9,14 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ddpm/pipeline.h" /* ddpm_meta_sampler */
 #include "ddpm/train.h"
 #include "train/trainer.h"
 #include "core/util.h"
 
 /* ---- save ------------------------------------------------------------------------------- */
 
-/* the keys of fill_meta (25 at most), the user's and a save's own (ddpm_trainer_save_with) */
-enum { NMETA = 25 + DDPM_TRAIN_MAX_USER_META + DDPM_TRAIN_MAX_SAVE_META, VALUE_CAP = 80 };
+/* the keys of fill_meta (27 at most), the user's and a save's own (ddpm_trainer_save_with) */
+enum { NMETA = 27 + DDPM_TRAIN_MAX_USER_META + DDPM_TRAIN_MAX_SAVE_META, VALUE_CAP = 80 };
 
 /* The metadata entries, in file order; values formatted into v. Returns the count. */
 static int fill_meta(const ddpm_trainer *tr, ddpm_st_meta *meta, char (*v)[VALUE_CAP]) {
@@ -30,6 +31,11 @@ static int fill_meta(const ddpm_trainer *tr, ddpm_st_meta *meta, char (*v)[VALUE
     PUT(DDPM_META_SNR_GAMMA, "%.9g", (double)c->snr_gamma);
     /* absent = fp32: fp32 checkpoints stay byte for byte what they were before bf16 */
     if (c->precision != DDPM_PREC_FP32) PUT(DDPM_META_PRECISION, "%s", ddpm_precision_name(c->precision));
+    /* absent = ddpm at its default steps: such checkpoints stay byte for byte what they were */
+    if (c->sampler != DDPM_SAMPLER_DDPM || c->sample_steps) {
+        PUT(DDPM_META_SAMPLER, "%s", ddpm_sampler_name(c->sampler));
+        PUT(DDPM_META_SAMPLE_STEPS, "%d", c->sample_steps);
+    }
     PUT(DDPM_META_BATCH, "%d", c->batch);
     PUT(DDPM_META_ITERS, "%" PRId64, c->iters);
     PUT(DDPM_META_LR, "%.9g", (double)c->lr);
@@ -195,6 +201,7 @@ static ddpm_status read_config(const ddpm_checkpoint *ck, ddpm_train_config *c, 
         return s;
     c->T = (int)T;
     c->batch = (int)batch;
+    if ((s = ddpm_meta_sampler(&ck->file, ck->path, c->T, &c->sampler, &c->sample_steps))) return s;
     if (!ck->has_adam) return ddpm_error(DDPM_ERR_FORMAT, "'%s': cannot resume: no Adam moments in the checkpoint", ck->path);
     if (c->ema_decay > 0.0f && !ck->has_ema)
         return ddpm_error(DDPM_ERR_FORMAT, "'%s': cannot resume: EMA is on but the checkpoint has no EMA weights", ck->path);

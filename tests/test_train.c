@@ -811,6 +811,38 @@ static void test_precision(void **state) {
 }
 
 /* A model that does not fit the data, with the library's own words. */
+/* A folder's recipe fills what the caller left alone: at 32 px the
+ * preset's batch and iterations and dpm++2m at 20 steps; a fixed field
+ * stays; the sampler not with eps, its steps not beyond a small T. */
+static void test_take_recipe(void **state) {
+    (void)state;
+    ddpm_train_config c;
+    ddpm_train_config_default(&c);
+    ddpm_train_fixed none = {0};
+    ddpm_train_take_recipe(&c, 3, 32, &none);
+    assert_int_equal(c.batch, 64);
+    assert_int_equal(c.iters, 2200);
+    assert_int_equal(c.sampler, DDPM_SAMPLER_DPMPP_2M);
+    assert_int_equal(c.sample_steps, 20);
+    ddpm_train_config_default(&c);
+    c.batch = 8, c.objective = DDPM_OBJ_EPS;
+    ddpm_train_take_recipe(&c, 3, 32, &(ddpm_train_fixed){.batch = true, .objective = true});
+    assert_int_equal(c.batch, 8);
+    assert_int_equal(c.iters, 2200);
+    assert_int_equal(c.sampler, DDPM_SAMPLER_DDPM);
+    assert_int_equal(c.sample_steps, 0);
+    ddpm_train_config_default(&c);
+    c.T = 10;
+    ddpm_train_take_recipe(&c, 3, 32, &(ddpm_train_fixed){.T = true});
+    assert_int_equal(c.sampler, DDPM_SAMPLER_DPMPP_2M);
+    assert_int_equal(c.sample_steps, 0); /* 20 > T - 1: the sampler's own default */
+    ddpm_train_config_default(&c);
+    c.sampler = DDPM_SAMPLER_DDIM;
+    ddpm_train_take_recipe(&c, 1, 28, &(ddpm_train_fixed){.sampler = true}); /* no preset: the defaults */
+    assert_int_equal(c.sampler, DDPM_SAMPLER_DDIM);
+    assert_int_equal(c.batch, 32);
+}
+
 static void test_data_mismatch(void **state) {
     (void)state;
     ddpm_train_config c;
@@ -834,6 +866,7 @@ int main(void) {
         cmocka_unit_test(test_precision),
         cmocka_unit_test(test_bad_metadata), /* after test_resume_exact: uses its g_ck */
         cmocka_unit_test(test_data_mismatch),
+        cmocka_unit_test(test_take_recipe),
         cmocka_unit_test(test_objective_metadata),
         cmocka_unit_test(test_steps_objectives),
         cmocka_unit_test(test_steps_against_reference),

@@ -79,6 +79,20 @@ void ddpm_train_config_default(ddpm_train_config *c);
  * sizes with a UNet preset (ddpm_unet_preset: 32, 64 px) that preset with
  * the preset sizes' own batch, iterations, warmup and sampler. */
 void ddpm_train_recipe(ddpm_train_config *c, int in_ch, int res);
+/* The settings a caller fixed itself (a command line's flags), which
+ * ddpm_train_take_recipe leaves alone. */
+typedef struct {
+    bool T, schedule, objective, snr_gamma, batch, iters, lr, ema_decay, ema_gamma, sampler, sample_steps;
+} ddpm_train_fixed;
+/* Every setting of c not in fixed takes the recipe of in_ch x res x res
+ * images (ddpm_train_recipe); the model is left to the caller
+ * (ddpm_unet_preset). The recipe's sampler comes only with its objective
+ * (an eps network's first x0 estimates under the linear schedule carry its
+ * error times 1 / sqrt(alpha_bar_T) ~ 160, which dpm++2m's 20 steps do not
+ * recover from: docs/quality.md), and its steps only where c's T allows
+ * them (else that sampler's default); a sampler fixed alone keeps its
+ * default steps. */
+void ddpm_train_take_recipe(ddpm_train_config *c, int in_ch, int res, const ddpm_train_fixed *fixed);
 /* The precision ddpm_train_config_default picks: DDPM_PREC_BF16 where the
  * CPU has AVX512_BF16 (vdpbf16ps: twice the multiply-adds of a float FMA;
  * bf16 trains the quick start to the FID of fp32, docs/performance.md),

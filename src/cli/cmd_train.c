@@ -46,48 +46,28 @@ static void poison_hook(void *ctx, float *x0, int *labels, const int *idx, int n
     if (iter == s->nan_at) x0[0] = NAN;
 }
 
-/* A folder fixes the image size, and the size its recipe (ddpm_train_recipe):
- * every setting of it whose flag the command line left alone. */
-static void take_recipe(train_flags *f, const ddpm_opt *opts, int nopts, const ddpm_data *d) {
-    ddpm_train_config r;
-    ddpm_train_recipe(&r, d->c, d->h);
-#define UNSET(flag) (!ddpm_opts_seen(opts, nopts, flag))
-    if (UNSET("--steps")) f->c.T = r.T;
-    if (UNSET("--schedule")) f->schedule = ddpm_schedule_name(r.schedule);
-    if (UNSET("--objective")) f->objective = ddpm_objective_name(r.objective);
-    if (UNSET("--snr-gamma")) f->c.snr_gamma = r.snr_gamma;
-    if (UNSET("--batch")) f->c.batch = r.batch;
-    if (UNSET("--iters")) f->iters = (int)r.iters;
-    if (UNSET("--lr")) f->c.lr = r.lr;
-    if (UNSET("--ema")) f->c.ema_decay = r.ema_decay;
-    if (UNSET("--ema-gamma")) f->c.ema_gamma = r.ema_gamma;
-    /* The recipe's sampler goes with its objective: an eps network's first
-     * x0 estimates under the linear schedule carry its error times 1 /
-     * sqrt(alpha_bar) ~ 160, which dpm++2m's 20 steps do not recover from
-     * (docs/quality.md); a sampler named alone runs at its default steps. */
-    if (UNSET("--sampler") && ddpm_objective_parse(f->objective) == (int)r.objective) {
-        f->sampler = ddpm_sampler_name(r.sampler);
-        /* more steps than a --steps T allows: the sampler's default at that T */
-        if (UNSET("--sample-steps"))
-            f->c.sample_steps = r.sample_steps <= ddpm_sampler_max_steps(r.sampler, f->c.T) ? r.sample_steps : 0;
-    }
-#undef UNSET
-    f->c.model.in_ch = d->c, f->c.model.res = d->h;
-    ddpm_model_flags_preset(&f->c.model, opts + nopts - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS, true);
-}
-
 static ddpm_status make_trainer(ddpm_trainer **tr, train_flags *f, ddpm_opt *opts, int nopts, const ddpm_data *d) {
-    if (d->folder) take_recipe(f, opts, nopts, d);
     ddpm_train_config c = f->c;
-    if (!ddpm_opts_seen(opts, nopts, "--channels")) c.model.in_ch = d->c;
-    if (!ddpm_opts_seen(opts, nopts, "--size")) c.model.res = d->h;
     c.schedule = (ddpm_schedule_kind)ddpm_schedule_parse(f->schedule);
     c.loss = (ddpm_loss_kind)ddpm_loss_parse(f->loss);
     c.objective = (ddpm_objective)ddpm_objective_parse(f->objective);
     c.decay = (ddpm_lr_decay)ddpm_lr_decay_parse(f->lr_decay);
     c.precision = (ddpm_precision)ddpm_precision_parse(f->precision);
     c.sampler = (ddpm_sampler_kind)ddpm_sampler_parse(f->sampler);
-    c.iters = f->iters, c.warmup = f->warmup < 0 ? ddpm_train_default_warmup(c.iters) : f->warmup;
+    c.iters = f->iters;
+#define SET(flag) ddpm_opts_seen(opts, nopts, flag)
+    if (d->folder) { /* the folder fixes the size, the size its recipe and preset: for what flags left alone */
+        ddpm_train_fixed k = {SET("--steps"), SET("--schedule"), SET("--objective"), SET("--snr-gamma"), SET("--batch"),
+                              SET("--iters"), SET("--lr"), SET("--ema"), SET("--ema-gamma"), SET("--sampler"),
+                              SET("--sample-steps")};
+        ddpm_train_take_recipe(&c, d->c, d->h, &k);
+        c.model.in_ch = d->c, c.model.res = d->h;
+        ddpm_model_flags_preset(&c.model, opts + nopts - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS, true);
+    }
+    if (!SET("--channels")) c.model.in_ch = d->c;
+    if (!SET("--size")) c.model.res = d->h;
+#undef SET
+    c.warmup = f->warmup < 0 ? ddpm_train_default_warmup(c.iters) : f->warmup;
     return ddpm_trainer_create(tr, &c);
 }
 

@@ -62,6 +62,25 @@ void ddpm_train_recipe(ddpm_train_config *c, int in_ch, int res) {
     c->model.in_ch = in_ch, c->model.res = res;
 }
 
+void ddpm_train_take_recipe(ddpm_train_config *c, int in_ch, int res, const ddpm_train_fixed *k) {
+    ddpm_train_config r;
+    ddpm_train_recipe(&r, in_ch, res);
+    if (!k->T) c->T = r.T;
+    if (!k->schedule) c->schedule = r.schedule;
+    if (!k->objective) c->objective = r.objective;
+    if (!k->snr_gamma) c->snr_gamma = r.snr_gamma;
+    if (!k->batch) c->batch = r.batch;
+    if (!k->iters) c->iters = r.iters;
+    if (!k->lr) c->lr = r.lr;
+    if (!k->ema_decay) c->ema_decay = r.ema_decay;
+    if (!k->ema_gamma) c->ema_gamma = r.ema_gamma;
+    if (!k->sampler && c->objective == r.objective) {
+        c->sampler = r.sampler;
+        if (!k->sample_steps)
+            c->sample_steps = r.sample_steps <= ddpm_sampler_max_steps(r.sampler, c->T) ? r.sample_steps : 0;
+    }
+}
+
 ddpm_status ddpm_trainer_validate(const ddpm_train_config *c) {
     ddpm_status s = ddpm_unet_config_validate(&c->model);
     if (s) return s;

@@ -171,7 +171,7 @@ static void test_resume_exact_with_augmentation(void **state) {
 }
 
 /* The recipe follows the image size unless flags say otherwise: at 32 px
- * the preset's (width 32, batch 64, 2200 iterations, dpm++2m recorded as
+ * the preset's (width 32, batch 32, 9000 iterations, dpm++2m recorded as
  * the model's sampler: at this T = 10 at its default steps; not with
  * another objective than the recipe's v), at a size
  * without a preset the quick start's (width 16, batch 32, 9370 iterations,
@@ -196,7 +196,7 @@ static void recipe(const char *flags, const char *name, const char *const *want,
 
 static void test_recipe_by_size(void **state) {
     (void)state;
-    const char *preset[] = {"res", "32", "ch", "32", "batch", "64", "iters", "2200", "warmup", "198",
+    const char *preset[] = {"res", "32", "ch", "32", "batch", "32", "iters", "9000", "warmup", "810",
                             "sampler", "dpm++2m", "sample_steps", "0"};
     recipe("--size 32", "r32", preset, 14);
     const char *flags[] = {"res", "32", "ch", "8", "batch", "8", "iters", "50", "warmup", "5",

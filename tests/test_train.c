@@ -812,23 +812,30 @@ static void test_precision(void **state) {
 
 /* A model that does not fit the data, with the library's own words. */
 /* A folder's recipe fills what the caller left alone: at 32 px the
- * preset's batch and iterations and dpm++2m at 20 steps; a fixed field
- * stays; the sampler not with eps, its steps not beyond a small T. */
+ * preset's batch and iterations, the warmup that goes with them and
+ * dpm++2m at 20 steps, at 64 px its own batch and iterations; a fixed
+ * field stays; the sampler not with eps, its steps not beyond a small T. */
 static void test_take_recipe(void **state) {
     (void)state;
     ddpm_train_config c;
     ddpm_train_config_default(&c);
     ddpm_train_fixed none = {0};
     ddpm_train_take_recipe(&c, 3, 32, &none);
+    assert_int_equal(c.batch, 32);
+    assert_int_equal(c.iters, 9000);
+    assert_int_equal(c.warmup, 810);
+    assert_int_equal(c.sampler, DDPM_SAMPLER_DPMPP_2M);
+    assert_int_equal(c.sample_steps, 20);
+    ddpm_train_config_default(&c);
+    ddpm_train_take_recipe(&c, 3, 64, &none); /* 64 px: not searched, the older recipe */
     assert_int_equal(c.batch, 64);
     assert_int_equal(c.iters, 2200);
     assert_int_equal(c.sampler, DDPM_SAMPLER_DPMPP_2M);
-    assert_int_equal(c.sample_steps, 20);
     ddpm_train_config_default(&c);
     c.batch = 8, c.objective = DDPM_OBJ_EPS;
     ddpm_train_take_recipe(&c, 3, 32, &(ddpm_train_fixed){.batch = true, .objective = true});
     assert_int_equal(c.batch, 8);
-    assert_int_equal(c.iters, 2200);
+    assert_int_equal(c.iters, 9000);
     assert_int_equal(c.sampler, DDPM_SAMPLER_DDPM);
     assert_int_equal(c.sample_steps, 0);
     ddpm_train_config_default(&c);
@@ -836,6 +843,14 @@ static void test_take_recipe(void **state) {
     ddpm_train_take_recipe(&c, 3, 32, &(ddpm_train_fixed){.T = true});
     assert_int_equal(c.sampler, DDPM_SAMPLER_DPMPP_2M);
     assert_int_equal(c.sample_steps, 0); /* 20 > T - 1: the sampler's own default */
+    ddpm_train_config_default(&c); /* the warmup follows the iterations taken, unless fixed */
+    c.iters = 1000;
+    ddpm_train_take_recipe(&c, 3, 32, &(ddpm_train_fixed){.iters = true});
+    assert_int_equal(c.warmup, 90);
+    c.warmup = 7;
+    ddpm_train_take_recipe(&c, 3, 32, &(ddpm_train_fixed){.warmup = true});
+    assert_int_equal(c.iters, 9000);
+    assert_int_equal(c.warmup, 7);
     ddpm_train_config_default(&c);
     c.sampler = DDPM_SAMPLER_DDIM;
     ddpm_train_take_recipe(&c, 1, 28, &(ddpm_train_fixed){.sampler = true}); /* no preset: the defaults */

@@ -82,11 +82,12 @@ void ddpm_train_recipe(ddpm_train_config *c, int in_ch, int res);
 /* The settings a caller fixed itself (a command line's flags), which
  * ddpm_train_take_recipe leaves alone. */
 typedef struct {
-    bool T, schedule, objective, snr_gamma, batch, iters, lr, ema_decay, ema_gamma, sampler, sample_steps;
+    bool T, schedule, objective, snr_gamma, batch, iters, lr, ema_decay, ema_gamma, sampler, sample_steps, warmup;
 } ddpm_train_fixed;
 /* Every setting of c not in fixed takes the recipe of in_ch x res x res
  * images (ddpm_train_recipe); the model is left to the caller
- * (ddpm_unet_preset). The recipe's sampler comes only with its objective
+ * (ddpm_unet_preset); the warmup, unless fixed, is the default share of
+ * the iterations taken (ddpm_train_default_warmup). The recipe's sampler comes only with its objective
  * (an eps network's first x0 estimates under the linear schedule carry its
  * error times 1 / sqrt(alpha_bar_T) ~ 160, which dpm++2m's 20 steps do not
  * recover from: docs/quality.md), and its steps only where c's T allows

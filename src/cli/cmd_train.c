@@ -59,7 +59,7 @@ static ddpm_status make_trainer(ddpm_trainer **tr, train_flags *f, ddpm_opt *opt
     if (d->folder) { /* the folder fixes the size, the size its recipe and preset: for what flags left alone */
         ddpm_train_fixed k = {SET("--steps"), SET("--schedule"), SET("--objective"), SET("--snr-gamma"), SET("--batch"),
                               SET("--iters"), SET("--lr"), SET("--ema"), SET("--ema-gamma"), SET("--sampler"),
-                              SET("--sample-steps")};
+                              SET("--sample-steps"), SET("--warmup")};
         ddpm_train_take_recipe(&c, d->c, d->h, &k);
         c.model.in_ch = d->c, c.model.res = d->h;
         ddpm_model_flags_preset(&c.model, opts + nopts - DDPM_MODEL_OPTS, DDPM_MODEL_OPTS, true);
@@ -183,7 +183,7 @@ static void train_opts(ddpm_opt *opts, train_flags *f) {
         {"--data-dir", NULL, OPT_STRING, &f->d.data_dir, 0, 0, "DIR", "where to look for --data mnist first"},
         {"--steps", NULL, OPT_INT, &f->c.T, 2, 100000, "T", "diffusion timesteps (default 1000)"},
         {"--schedule", NULL, OPT_STRING, &f->schedule, 0, 0, "NAME", "linear, cosine, quadratic or sigmoid (default linear)"},
-        {"--iters", NULL, OPT_INT, &f->iters, 1, 100000000, "N", "optimizer steps (default 9370; 2200 for the 32 and 64 px presets)"},
+        {"--iters", NULL, OPT_INT, &f->iters, 1, 100000000, "N", "optimizer steps (default 9370; 9000 at 32 px, 2200 at 64 px)"},
         {"--batch", NULL, OPT_INT, &f->c.batch, 1, 4096, "N", "images per step (default 32; 64 for the 32 and 64 px presets)"},
         {"--lr", NULL, OPT_FLOAT, &f->c.lr, 1e-8, 1.0, "LR", "peak learning rate (default 1e-3)"},
         {"--warmup", NULL, OPT_INT, &f->warmup, 0, 100000000, "N", "linear LR warmup steps (default 9 % of --iters)"},

@@ -53,7 +53,12 @@ int64_t ddpm_train_default_warmup(int64_t iters) { return (iters * 9 + 50) / 100
 void ddpm_train_recipe(ddpm_train_config *c, int in_ch, int res) {
     ddpm_train_config_default(c);
     if (ddpm_unet_preset(&c->model, in_ch, res)) {
-        c->batch = 64, c->iters = 2200, c->warmup = ddpm_train_default_warmup(c->iters);
+        /* At 32 px batch 32 leads a search at equal time (more steps for the
+         * same images); 9000 of them fill an hour on two Zen 4 cores with a
+         * margin (docs/quality.md). 64 px keeps the older recipe. */
+        if (res == 32) c->batch = 32, c->iters = 9000;
+        else c->batch = 64, c->iters = 2200;
+        c->warmup = ddpm_train_default_warmup(c->iters);
         /* On the emoji the ancestral sampler's 100 steps score KID 265 where
          * DPM-Solver++(2M)'s 20 score 127, from one checkpoint (docs/quality.md) */
         c->sampler = DDPM_SAMPLER_DPMPP_2M, c->sample_steps = 20;
@@ -71,6 +76,7 @@ void ddpm_train_take_recipe(ddpm_train_config *c, int in_ch, int res, const ddpm
     if (!k->snr_gamma) c->snr_gamma = r.snr_gamma;
     if (!k->batch) c->batch = r.batch;
     if (!k->iters) c->iters = r.iters;
+    if (!k->warmup) c->warmup = ddpm_train_default_warmup(c->iters);
     if (!k->lr) c->lr = r.lr;
     if (!k->ema_decay) c->ema_decay = r.ema_decay;
     if (!k->ema_gamma) c->ema_gamma = r.ema_gamma;

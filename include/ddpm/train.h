@@ -87,8 +87,8 @@ typedef struct {
 /* Every setting of c not in fixed takes the recipe of in_ch x res x res
  * images (ddpm_train_recipe); the model is left to the caller
  * (ddpm_unet_preset); the warmup, unless fixed, is the default share of
- * the iterations taken (ddpm_train_default_warmup). The recipe's sampler comes only with its objective
- * (an eps network's first x0 estimates under the linear schedule carry its
+ * the iterations taken (ddpm_train_default_warmup). The recipe's sampler
+ * comes only with its objective (an eps network's first x0 estimates under the linear schedule carry its
  * error times 1 / sqrt(alpha_bar_T) ~ 160, which dpm++2m's 20 steps do not
  * recover from: docs/quality.md), and its steps only where c's T allows
  * them (else that sampler's default); a sampler fixed alone keeps its

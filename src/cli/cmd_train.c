@@ -55,6 +55,7 @@ static ddpm_status make_trainer(ddpm_trainer **tr, train_flags *f, ddpm_opt *opt
     c.precision = (ddpm_precision)ddpm_precision_parse(f->precision);
     c.sampler = (ddpm_sampler_kind)ddpm_sampler_parse(f->sampler);
     c.iters = f->iters;
+    c.warmup = f->warmup < 0 ? ddpm_train_default_warmup(c.iters) : f->warmup;
 #define SET(flag) ddpm_opts_seen(opts, nopts, flag)
     if (d->folder) { /* the folder fixes the size, the size its recipe and preset: for what flags left alone */
         ddpm_train_fixed k = {SET("--steps"), SET("--schedule"), SET("--objective"), SET("--snr-gamma"), SET("--batch"),
@@ -67,7 +68,6 @@ static ddpm_status make_trainer(ddpm_trainer **tr, train_flags *f, ddpm_opt *opt
     if (!SET("--channels")) c.model.in_ch = d->c;
     if (!SET("--size")) c.model.res = d->h;
 #undef SET
-    c.warmup = f->warmup < 0 ? ddpm_train_default_warmup(c.iters) : f->warmup;
     return ddpm_trainer_create(tr, &c);
 }
 
@@ -184,7 +184,7 @@ static void train_opts(ddpm_opt *opts, train_flags *f) {
         {"--steps", NULL, OPT_INT, &f->c.T, 2, 100000, "T", "diffusion timesteps (default 1000)"},
         {"--schedule", NULL, OPT_STRING, &f->schedule, 0, 0, "NAME", "linear, cosine, quadratic or sigmoid (default linear)"},
         {"--iters", NULL, OPT_INT, &f->iters, 1, 100000000, "N", "optimizer steps (default 9370; 9000 at 32 px, 2200 at 64 px)"},
-        {"--batch", NULL, OPT_INT, &f->c.batch, 1, 4096, "N", "images per step (default 32; 64 for the 32 and 64 px presets)"},
+        {"--batch", NULL, OPT_INT, &f->c.batch, 1, 4096, "N", "images per step (default 32; 64 at 64 px)"},
         {"--lr", NULL, OPT_FLOAT, &f->c.lr, 1e-8, 1.0, "LR", "peak learning rate (default 1e-3)"},
         {"--warmup", NULL, OPT_INT, &f->warmup, 0, 100000000, "N", "linear LR warmup steps (default 9 % of --iters)"},
         {"--lr-decay", NULL, OPT_STRING, &f->lr_decay, 0, 0, "KIND", "cosine or constant after warmup (default cosine)"},

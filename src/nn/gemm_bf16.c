@@ -90,13 +90,53 @@ IBF __m512 load16(const float *s, int n) {
     return _mm512_maskz_loadu_ps((__mmask16)(n >= 16 ? 0xFFFFu : n <= 0 ? 0u : (1u << n) - 1), s);
 }
 
+/* r[i][j] = r[j][i], 16 x 16 32-bit elements. */
+IBF void transpose16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++) {
+            t[8 * i + j] = _mm512_shuffle_i32x4(r[8 * i + j], r[8 * i + 4 + j], 0x88);
+            t[8 * i + 4 + j] = _mm512_shuffle_i32x4(r[8 * i + j], r[8 * i + 4 + j], 0xdd);
+        }
+    for (int j = 0; j < 8; j++) {
+        r[j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0x88);
+        r[8 + j] = _mm512_shuffle_i32x4(t[j], t[8 + j], 0xdd);
+    }
+}
+
 /* Pairs of element (x, k) of S (strides sx, sk), x < X, k < K (k = K, when K is
  * odd, is 0) into P[x*px + p*pp] for pair p = k/2. */
 TBF static void pack_pairs(uint32_t *P, size_t px, size_t pp, const float *S, size_t sx, size_t sk,
                            int X, int K) {
     const int np = (K + 1) / 2;
     uint32_t t[16];
-    if (sk == 1) { /* along k: 32 consecutive floats are 16 pairs, in order */
+    if (sk == 1 && px == 1 && pp != 1) { /* along k, stored along x: 16 x at a time, transposed */
+        for (int x0 = 0; x0 < X; x0 += 16) {
+            const int nx = X - x0 < 16 ? X - x0 : 16;
+            const __mmask16 mx = (__mmask16)(nx >= 16 ? 0xFFFFu : (1u << nx) - 1);
+            for (int p0 = 0; p0 < np; p0 += 16) {
+                const int n = K - 2 * p0, q = np - p0 < 16 ? np - p0 : 16;
+                __m512i r[16];
+                for (int i = 0; i < 16; i++) {
+                    const float *s = S + (size_t)(x0 + i) * sx + 2 * p0;
+                    r[i] = i < nx ? (__m512i)_mm512_cvtne2ps_pbh(load16(s + 16, n - 16), load16(s, n))
+                                  : _mm512_setzero_si512();
+                }
+                transpose16(r);
+                for (int i = 0; i < q; i++) _mm512_mask_storeu_epi32(P + x0 + (size_t)(p0 + i) * pp, mx, r[i]);
+            }
+        }
+    } else if (sk == 1) { /* along k: 32 consecutive floats are 16 pairs, in order */
         for (int x = 0; x < X; x++)
             for (int p0 = 0; p0 < np; p0 += 16) {
                 const float *s = S + (size_t)x * sx + 2 * p0;

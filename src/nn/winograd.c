@@ -420,17 +420,23 @@ static inline void at6(v8f s[4], v8f m0, v8f m1, v8f m2, v8f m3, v8f m4, v8f m5)
     s[3] = vfma(vset(-8.0f), m4, vfma(vset(0.125f), m3, b + m5));
 }
 
-/* Channels c .. c+n-1 of input_tile4. */
-static inline __attribute__((always_inline)) void input_block4(float *restrict v, size_t es,
-                                                               const float *const *d, int c,
-                                                               int n) {
-    v8f t[6][6]; /* B^T d: t[i][l] */
+/* t[i][l] = (B^T d)[i][l], channels c .. c+n-1 of the window d[6k + l]. */
+static inline __attribute__((always_inline)) void input_rows4(v8f t[6][6], const float *const *d, int c,
+                                                              int n) {
     for (int l = 0; l < 6; l++) {
         v8f y[6];
         bt6(y, vload(d[l] + c, n), vload(d[6 + l] + c, n), vload(d[12 + l] + c, n),
             vload(d[18 + l] + c, n), vload(d[24 + l] + c, n), vload(d[30 + l] + c, n));
         for (int i = 0; i < 6; i++) t[i][l] = y[i];
     }
+}
+
+/* Channels c .. c+n-1 of input_tile4. */
+static inline __attribute__((always_inline)) void input_block4(float *restrict v, size_t es,
+                                                               const float *const *d, int c,
+                                                               int n) {
+    v8f t[6][6]; /* B^T d: t[i][l] */
+    input_rows4(t, d, c, n);
     for (int i = 0; i < 6; i++) { /* (B^T d) B */
         v8f y[6];
         bt6(y, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
@@ -562,33 +568,49 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) static inline vo
     }
 }
 
-/* input_tiles for the AVX512_BF16 products: the same float transforms, 16
- * channels at a time into a small buffer, then converted (vcvtneps2bf16, as
- * gemm_bf16.c converts) straight into the packed operand: V[e] (tiles, C) as
- * rows of (C + 1) / 2 pairs of bf16, esb uint16_t apart (a pair's odd
- * element past C is 0). Saves the float V's write and the packing's pass
- * over it; the operands, and so the products, are those of packing V. */
+/* input_block4 with its 36 rows converted to bf16 (vcvtneps2bf16, as
+ * gemm_bf16.c converts) as they leave the registers: the same float
+ * transform, so the same operands as converting a float V. */
+__attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) static inline void input_block4_bf16(
+    uint16_t *restrict v, size_t esb, const float *const *d, int c, int n) {
+    v8f t[6][6];
+    input_rows4(t, d, c, n);
+    const __mmask8 k = (__mmask8)((1u << n) - 1);
+    for (int i = 0; i < 6; i++) {
+        v8f y[6];
+        bt6(y, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
+        for (int j = 0; j < 6; j++)
+            _mm_mask_storeu_epi16(v + (6 * i + j) * esb + c, k, (__m128i)_mm256_cvtneps_pbh((__m256)y[j]));
+    }
+}
+
+/* input_tiles for the AVX512_BF16 products: straight into the packed
+ * operand, V[e] (tiles, C) as rows of (C + 1) / 2 pairs of bf16, esb
+ * uint16_t apart (a pair's odd element past C is 0). Saves the float V's
+ * write and the packing's pass over it. F(4x4) converts in registers;
+ * F(2x2) (narrow convs) goes 16 channels at a time through a small buffer. */
 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) static void input_tiles_bf16(
     uint16_t *Vb, size_t esb, float *X, float *zero, const segment *s, int C, int H, int W, int TW,
     int m) {
     const int n = m + 2, ne = n * n;
     const size_t row = 2 * (size_t)((C + 1) / 2);
-    float tmp[NE4 * 16];
+    float tmp[NE * 16];
     for (int lt = 0; lt < s->nth; lt++)
         for (int tw = 0; tw < TW; tw++) {
             const int y = m * (s->th0 + lt) - 1, x = m * tw - 1; /* window corner */
             const float *d[NE4];
             for (int e = 0; e < ne; e++) d[e] = pixel(X, s->ya, y + e / n, x + e % n, H, W, C, zero);
             uint16_t *v = Vb + (s->q0 + (size_t)lt * TW + tw) * row;
-            for (int c0 = 0; c0 < C; c0 += 16) {
-                const int nc = C - c0 < 16 ? C - c0 : 16;
-                const float *dc[NE4];
-                for (int e = 0; e < ne; e++) dc[e] = d[e] + c0;
-                if (m == 4)
-                    input_tile4(tmp, 16, dc, nc);
-                else
+            if (m == 4) {
+                for (int c0 = 0; c0 < C; c0 += 8) input_block4_bf16(v, esb, d, c0, C - c0 < 8 ? C - c0 : 8);
+            } else {
+                for (int c0 = 0; c0 < C; c0 += 16) {
+                    const int nc = C - c0 < 16 ? C - c0 : 16;
+                    const float *dc[NE];
+                    for (int e = 0; e < ne; e++) dc[e] = d[e] + c0;
                     input_tile(tmp, 16, dc, nc);
-                store_bf16(v + c0, esb, tmp, ne, nc);
+                    store_bf16(v + c0, esb, tmp, ne, nc);
+                }
             }
             if (C & 1)
                 for (int e = 0; e < ne; e++) v[e * esb + C] = 0;

@@ -431,6 +431,13 @@ static inline __attribute__((always_inline)) void input_rows4(v8f t[6][6], const
     }
 }
 
+/* y = (B^T d B)[i][0..5] from row i of t = B^T d. Arrays, not vectors, cross
+ * into input_block4_bf16: clang refuses a v8f argument between functions of
+ * different targets (the ABI differs without AVX). */
+static inline __attribute__((always_inline)) void input_cols4(v8f y[6], const v8f t[6]) {
+    bt6(y, t[0], t[1], t[2], t[3], t[4], t[5]);
+}
+
 /* Channels c .. c+n-1 of input_tile4. */
 static inline __attribute__((always_inline)) void input_block4(float *restrict v, size_t es,
                                                                const float *const *d, int c,
@@ -578,7 +585,7 @@ __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl"))) static inline vo
     const __mmask8 k = (__mmask8)((1u << n) - 1);
     for (int i = 0; i < 6; i++) {
         v8f y[6];
-        bt6(y, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
+        input_cols4(y, t[i]);
         for (int j = 0; j < 6; j++)
             _mm_mask_storeu_epi16(v + (6 * i + j) * esb + c, k, (__m128i)_mm256_cvtneps_pbh((__m256)y[j]));
     }

@@ -88,9 +88,10 @@ typedef struct {
  * images (ddpm_train_recipe); the model is left to the caller
  * (ddpm_unet_preset); the warmup, unless fixed, is the default share of
  * the iterations taken (ddpm_train_default_warmup). The recipe's sampler
- * comes only with its objective (an eps network's first x0 estimates under the linear schedule carry its
- * error times 1 / sqrt(alpha_bar_T) ~ 160, which dpm++2m's 20 steps do not
- * recover from: docs/quality.md), and its steps only where c's T allows
+ * comes only with its objective (an eps network's first x0 estimates under
+ * the linear schedule carry its error times 1 / sqrt(alpha_bar_T) ~ 160,
+ * which dpm++2m's 20 steps do not recover from: docs/quality.md), and its
+ * steps only where c's T allows
  * them (else that sampler's default); a sampler fixed alone keeps its
  * default steps. */
 void ddpm_train_take_recipe(ddpm_train_config *c, int in_ch, int res, const ddpm_train_fixed *fixed);

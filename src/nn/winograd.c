@@ -446,7 +446,7 @@ static inline __attribute__((always_inline)) void input_block4(float *restrict v
     input_rows4(t, d, c, n);
     for (int i = 0; i < 6; i++) { /* (B^T d) B */
         v8f y[6];
-        bt6(y, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
+        input_cols4(y, t[i]);
         for (int j = 0; j < 6; j++) vstore(v + (6 * i + j) * es + c, y[j], n);
     }
 }
